@@ -1,0 +1,392 @@
+"""
+The configuration file: one TOML document, validated as a whole before the
+reactor starts.
+
+Every problem is collected and reported at once, each naming its key (and the
+line it is on), because a user fixing a config file one error per restart is
+a user lost.  Unknown keys are errors: a typo must not be silently ignored.
+
+String values may refer to environment variables as C{${NAME}} (C{$${} is a
+literal C{${}), so secrets need not be written into the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from monitor.model import Topic
+
+
+class ConfigError(Exception):
+    """
+    The configuration is not usable.  C{problems} lists every problem found,
+    each a human sentence that names the key.
+    """
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {len(self.problems)} problem(s) in the configuration:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+# --- field specifications ---------------------------------------------------
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """
+    One allowed key: its type, its default (absent means required) and an
+    optional check returning a problem or C{None}.
+    """
+
+    type: Any
+    default: Any = _MISSING
+    check: Optional[Callable[[Any], Optional[str]]] = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+
+def one_of(*choices: str) -> Callable[[Any], Optional[str]]:
+    def check(value: Any) -> Optional[str]:
+        if value not in choices:
+            return "must be one of " + ", ".join(repr(c) for c in choices)
+        return None
+
+    return check
+
+
+def at_least(low: float) -> Callable[[Any], Optional[str]]:
+    def check(value: Any) -> Optional[str]:
+        if value < low:
+            return f"must be at least {low}"
+        return None
+
+    return check
+
+
+def non_empty(value: Any) -> Optional[str]:
+    return "must not be empty" if not value else None
+
+
+def endpoint(value: str) -> Optional[str]:
+    """
+    Check a server endpoint description without listening on it.
+    """
+    from twisted.internet import endpoints
+    from twisted.internet.testing import MemoryReactor
+
+    try:
+        endpoints.serverFromString(MemoryReactor(), value)
+    except Exception as e:  # endpoint parsers raise many kinds of error
+        return f"is not a valid Twisted endpoint description ({e})"
+    return None
+
+
+#: A list of strings, for Field.type.
+STRINGS = list[str]
+
+STORE_FIELDS = {
+    "kind": Field(str, "sqlite", one_of("sqlite"), "Only C{sqlite} for now."),
+    "path": Field(str, "var/monitor.sqlite", non_empty),
+}
+QUEUE_FIELDS = {
+    "kind": Field(str, "memory", one_of("memory")),
+    "size": Field(int, 10000, at_least(1)),
+}
+ANALYSIS_FIELDS = {
+    "threads": Field(int, 1, at_least(1)),
+    "batch_size": Field(int, 500, at_least(1)),
+    "crisis_words": Field(STRINGS, None),
+    "complaint_words": Field(STRINGS, None),
+    "purchase_intent_words": Field(STRINGS, None),
+}
+WEB_FIELDS = {
+    "endpoint": Field(str, "tcp:8080:interface=127.0.0.1", endpoint),
+    "token_file": Field(str, "var/api-token", non_empty),
+}
+HUB_FIELDS = {
+    "shutdown_timeout": Field(float, 8.0, at_least(0.1)),
+}
+TOPIC_FIELDS = {
+    "name": Field(str, check=non_empty),
+    "terms": Field(STRINGS, []),
+    "variants": Field(STRINGS, []),
+    "fuzzy": Field(bool, False),
+    "exclude": Field(STRINGS, []),
+    "languages": Field(STRINGS, []),
+    "sources": Field(STRINGS, []),
+    "group": Field(str, None),
+}
+SOURCE_COMMON = {
+    "kind": Field(str),
+    "name": Field(str, check=non_empty),
+}
+
+#: Per source kind, its own keys.  Collector modules add theirs with
+#: L{register_source_kind}.
+SOURCE_KINDS: dict[str, dict[str, Field]] = {}
+
+
+def register_source_kind(kind: str, fields: dict[str, Field]) -> None:
+    SOURCE_KINDS[kind] = fields
+
+
+SECTIONS = {
+    "hub": HUB_FIELDS,
+    "store": STORE_FIELDS,
+    "queue": QUEUE_FIELDS,
+    "analysis": ANALYSIS_FIELDS,
+    "web": WEB_FIELDS,
+}
+
+
+# --- the result ----------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """
+    A validated configuration: plain dicts of checked values per section,
+    sources as dicts (with C{kind} and C{name}), topics as L{Topic}s.
+    """
+
+    path: str
+    hub: dict[str, Any]
+    store: dict[str, Any]
+    queue: dict[str, Any]
+    analysis: dict[str, Any]
+    web: dict[str, Any]
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    topics: list[Topic] = field(default_factory=list)
+
+    def resolve(self, path: str) -> str:
+        """
+        Resolve a path from the file relative to the directory the hub
+        runs in (as given), leaving absolute paths alone.
+        """
+        return os.path.expanduser(path)
+
+
+# --- loading -----------------------------------------------------------------------
+
+_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: str, environ) -> tuple[str, list[str]]:
+    """
+    Substitute C{${NAME}} references; return the text and the missing names.
+    """
+    missing: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        if m.group(1):
+            return "${" + m.group(2) + "}"
+        if m.group(2) not in environ:
+            missing.append(m.group(2))
+            return ""
+        return environ[m.group(2)]
+
+    return _ENV.sub(sub, value), missing
+
+
+def _line_index(text: str) -> dict[str, int]:
+    """
+    Map dotted key paths (C{sources[1].speed}) to line numbers, for error
+    messages.  Approximate: plain tables and arrays of tables only.
+    """
+    index: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    prefix = ""
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        m = re.match(r"^\[\[\s*([\w.-]+)\s*\]\]", line)
+        if m:
+            name = m.group(1)
+            counts[name] = counts.get(name, -1) + 1
+            prefix = f"{name}[{counts[name]}]"
+            index.setdefault(prefix, n)
+            continue
+        m = re.match(r"^\[\s*([\w.-]+)\s*\]", line)
+        if m:
+            prefix = m.group(1)
+            index.setdefault(prefix, n)
+            continue
+        m = re.match(r'^([\w-]+|"[^"]*")\s*=', line)
+        if m:
+            key = m.group(1).strip('"')
+            index.setdefault(f"{prefix}.{key}" if prefix else key, n)
+    return index
+
+
+class _Checker:
+    def __init__(self, text: str, environ) -> None:
+        self.lines = _line_index(text)
+        self.problems: list[str] = []
+        self.environ = environ
+
+    def where(self, key: str) -> str:
+        probe = key
+        while probe:
+            if probe in self.lines:
+                return f" (line {self.lines[probe]})"
+            probe = probe.rpartition(".")[0]
+        return ""
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}{self.where(key)}: {message}")
+
+    def value(self, key: str, spec: Field, value: Any) -> Any:
+        expected = spec.type
+        if expected is STRINGS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.problem(key, "must be a list of strings")
+                return _MISSING
+            value = [self.expand(key, v) for v in value]
+        elif expected is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.problem(key, f"must be a number, not {value!r}")
+                return _MISSING
+            value = float(value)
+        elif expected is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.problem(key, f"must be a whole number, not {value!r}")
+                return _MISSING
+        elif expected is bool:
+            if not isinstance(value, bool):
+                self.problem(key, f"must be true or false, not {value!r}")
+                return _MISSING
+        elif expected is str:
+            if not isinstance(value, str):
+                self.problem(key, f"must be a string, not {value!r}")
+                return _MISSING
+            value = self.expand(key, value)
+        if spec.check is not None:
+            message = spec.check(value)
+            if message:
+                self.problem(key, message)
+                return _MISSING
+        return value
+
+    def expand(self, key: str, value: str) -> str:
+        out, missing = _expand(value, self.environ)
+        for name in missing:
+            self.problem(key, f"environment variable {name} is not set")
+        return out
+
+    def table(self, key: str, specs: dict[str, Field], table: Any) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            self.problem(key, "must be a table")
+            return {}
+        out: dict[str, Any] = {}
+        for name in table:
+            if name not in specs:
+                allowed = ", ".join(sorted(specs))
+                self.problem(f"{key}.{name}", f"unknown key (allowed here: {allowed})")
+        for name, spec in specs.items():
+            full = f"{key}.{name}"
+            if name in table:
+                v = self.value(full, spec, table[name])
+                if v is not _MISSING:
+                    out[name] = v
+            elif spec.required:
+                self.problem(full, "is required")
+            else:
+                out[name] = spec.default
+        return out
+
+
+def load_config(path: str, environ=None) -> Config:
+    """
+    Read and validate the configuration file at C{path}.  Raises
+    L{ConfigError} listing every problem.
+    """
+    # Collectors register their kinds on import.
+    import monitor.collect  # noqa: F401
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(path, [f"cannot read the file: {e.strerror}"])
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, [f"not UTF-8 text ({e})"])
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, [f"not valid TOML: {e}"])
+    return parse_config(data, path, text, os.environ if environ is None else environ)
+
+
+def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", environ=None) -> Config:
+    """
+    Validate already-parsed TOML data.
+    """
+    c = _Checker(text, os.environ if environ is None else environ)
+    allowed = set(SECTIONS) | {"sources", "topics"}
+    for name in data:
+        if name not in allowed:
+            c.problem(name, "unknown section (allowed: " + ", ".join(sorted(allowed)) + ")")
+    sections = {name: c.table(name, specs, data.get(name, {})) for name, specs in SECTIONS.items()}
+
+    sources = []
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list):
+        c.problem("sources", "must be an array of tables ([[sources]])")
+        raw_sources = []
+    names: set[str] = set()
+    for i, s in enumerate(raw_sources):
+        key = f"sources[{i}]"
+        if not isinstance(s, dict):
+            c.problem(key, "must be a table")
+            continue
+        kind = s.get("kind")
+        if kind not in SOURCE_KINDS:
+            c.problem(f"{key}.kind", "must be one of " + ", ".join(repr(k) for k in sorted(SOURCE_KINDS)))
+            continue
+        specs = dict(SOURCE_COMMON, **SOURCE_KINDS[kind])
+        checked = c.table(key, specs, s)
+        name = checked.get("name")
+        if name in names:
+            c.problem(f"{key}.name", f"duplicate source name {name!r}")
+        names.add(name)
+        sources.append(checked)
+
+    topics = []
+    raw_topics = data.get("topics", [])
+    if not isinstance(raw_topics, list):
+        c.problem("topics", "must be an array of tables ([[topics]])")
+        raw_topics = []
+    topic_names: set[str] = set()
+    for i, t in enumerate(raw_topics):
+        key = f"topics[{i}]"
+        checked = c.table(key, TOPIC_FIELDS, t)
+        if len(checked) != len(TOPIC_FIELDS):
+            continue
+        if checked["name"] in topic_names:
+            c.problem(f"{key}.name", f"duplicate topic name {checked['name']!r}")
+        topic_names.add(checked["name"])
+        if not checked["terms"] and not checked["variants"]:
+            c.problem(f"{key}.terms", "a topic needs at least one term or variant")
+        for other in checked["sources"]:
+            if other not in names:
+                c.problem(f"{key}.sources", f"names no configured source: {other!r}")
+        topics.append(Topic.from_dict(checked))
+
+    if c.problems:
+        raise ConfigError(path, c.problems)
+    return Config(path=path, sources=sources, topics=topics, **sections)

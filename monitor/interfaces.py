@@ -1,0 +1,139 @@
+"""
+The seams of the hub.  Each part of the data flow is reached only through
+one of these interfaces, so the hub is assembled from configuration and every
+part can be tested, or replaced, on its own.
+"""
+
+from zope.interface import Attribute, Interface
+
+from twisted.application.service import IService
+
+
+class ISource(IService):
+    """
+    A collector: a service that turns one source into L{monitor.model.Post}s
+    and puts them on the queue, honouring its backpressure.
+    """
+
+    name = Attribute("The configured name of the source, unique in the hub.")
+    kind = Attribute("The kind of source: C{replay}, C{demo}, C{bluesky} ...")
+
+    def status():
+        """
+        The state of the collector as a JSON-ready dict: at least C{name},
+        C{kind}, C{state}, C{last_error}, C{last_post_at}, C{posts}
+        (collected since start) and C{malformed}.
+        """
+
+
+class IQueue(Interface):
+    """
+    The buffer between collectors and analysis.  Bounded: a full queue makes
+    C{put} wait, which is how collectors are slowed down.
+    """
+
+    def put(post):
+        """
+        Offer one post.  Returns a Deferred that fires when the queue has
+        accepted it: at once while there is room, later when it is full.
+        """
+
+    def get(max_items):
+        """
+        Take up to C{max_items} posts.  Returns a Deferred that fires with a
+        non-empty list as soon as there is at least one post.
+        """
+
+    def ack(posts):
+        """
+        Say that C{posts}, taken with C{get}, are fully processed.  A queue
+        that survives a crash hands unacknowledged posts out again.
+        Returns a Deferred.
+        """
+
+    def size():
+        """
+        How many posts wait in the queue now (for metrics).
+        """
+
+
+class IAnalyzer(Interface):
+    """
+    Sentiment and classification for a batch of posts, off the reactor
+    thread: in a local thread pool or on remote nodes.
+    """
+
+    def analyze(posts):
+        """
+        Analyse a list of posts.  Returns a Deferred firing with a list of
+        L{monitor.model.Analysis}, one per post, in the same order.
+        """
+
+
+class IStore(IService):
+    """
+    Durable state: posts with their analysis, collector cursors, topics and
+    dead letters.  Idempotent on a post's C{uid}.
+    """
+
+    def store_batch(posts, cursors):
+        """
+        Write analysed posts and advance collector cursors in one
+        transaction.  C{cursors} maps a source name to its new position.
+        Posts whose uid is already stored are ignored.  Returns a Deferred
+        firing with the number of posts newly stored.
+        """
+
+    def get_cursor(source):
+        """
+        Returns a Deferred firing with the saved position of C{source}, or
+        C{None}.
+        """
+
+    def dead_letter(source, raw, error, context):
+        """
+        Keep a malformed payload aside: its raw bytes, what was wrong with it
+        and where it came from.  Returns a Deferred.
+        """
+
+    def dead_letters(source=None, limit=100):
+        """
+        Returns a Deferred firing with the newest dead letters as dicts.
+        """
+
+    def query_posts(query):
+        """
+        Search posts with a L{monitor.store.PostQuery}.  Returns a Deferred
+        firing with C{(posts, next_cursor)}, posts as API dicts.
+        """
+
+    def stats(query):
+        """
+        Aggregate posts with a L{monitor.store.StatsQuery}.  Returns a
+        Deferred firing with the stats dict of the API.
+        """
+
+    def sync_file_topics(topics):
+        """
+        Make the stored topics that came from the configuration file equal
+        C{topics}; topics edited in the web UI are left alone.  Returns a
+        Deferred.
+        """
+
+    def list_topics():
+        """
+        Returns a Deferred firing with every stored L{monitor.model.Topic}.
+        """
+
+
+class ISink(Interface):
+    """
+    Something that receives every analysed post after it is stored: the
+    live push channel, the alert engine, window statistics.
+    """
+
+    def posts_stored(posts):
+        """
+        Called on the reactor thread with a batch of stored posts.  Must not
+        block; exceptions are logged and do not reach the pipeline.
+        """

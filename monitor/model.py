@@ -1,0 +1,182 @@
+"""
+The post: the one record that flows from a collector to every sink.
+
+A L{Post} is created by a collector, gets its topics from the matcher and its
+L{Analysis} from an analyzer, and is then stored, pushed and counted.  It
+serialises to a plain dict (C{to_dict}/C{from_dict}) so that it can cross a
+process boundary: a Redis queue, an AMP link, the JSON API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+POSITIVE = "positive"
+NEGATIVE = "negative"
+NEUTRAL = "neutral"
+SENTIMENTS = (POSITIVE, NEUTRAL, NEGATIVE)
+
+#: The classifier labels the analysis stage can give a post.
+LABELS = ("complaint", "purchase_intent", "question", "crisis")
+
+
+@dataclass(slots=True)
+class Analysis:
+    """
+    What analysis says about one post: VADER's four scores, the sentiment
+    label derived from the compound score, and the rule-based labels.
+    """
+
+    compound: float
+    pos: float
+    neu: float
+    neg: float
+    sentiment: str
+    labels: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "compound": self.compound,
+            "pos": self.pos,
+            "neu": self.neu,
+            "neg": self.neg,
+            "label": self.sentiment,
+            "labels": list(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Analysis":
+        return cls(
+            compound=float(d["compound"]),
+            pos=float(d["pos"]),
+            neu=float(d["neu"]),
+            neg=float(d["neg"]),
+            sentiment=str(d["label"]),
+            labels=tuple(d.get("labels", ())),
+        )
+
+
+@dataclass(slots=True)
+class Post:
+    """
+    One post from one source.
+
+    @ivar source: the configured name of the source that collected it.
+    @ivar network: the namespace of C{native_id}; two sources that can see
+        the same post (two Mastodon instances) share a network, so the post
+        gets one C{uid}.
+    @ivar native_id: the id the network gives the post, as an opaque string.
+    @ivar created_at: when the post was written, in unix seconds (UTC).
+    @ivar received_at: when the hub received it, in unix seconds; used for
+        the ingest-to-stored latency.
+    @ivar cursor: the collector's resume position after this post, committed
+        by the pipeline only once this post (and all before it) is stored.
+    """
+
+    source: str
+    network: str
+    native_id: str
+    text: str
+    author: str
+    created_at: float
+    url: Optional[str] = None
+    lang: Optional[str] = None
+    likes: int = 0
+    reposts: int = 0
+    replies: int = 0
+    author_followers: Optional[int] = None
+    author_verified: bool = False
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    received_at: float = 0.0
+    cursor: Optional[str] = None
+    topics: tuple[str, ...] = ()
+    analysis: Optional[Analysis] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        """
+        The key the store is idempotent on: network plus native id.
+        """
+        return f"{self.network}:{self.native_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["topics"] = list(self.topics)
+        d["analysis"] = self.analysis.to_dict() if self.analysis else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Post":
+        kw = dict(d)
+        kw["topics"] = tuple(kw.get("topics") or ())
+        a = kw.get("analysis")
+        kw["analysis"] = Analysis.from_dict(a) if a else None
+        return cls(**kw)
+
+
+def iso8601(ts: float) -> str:
+    """
+    Format unix seconds as the ISO 8601 UTC form the API uses.
+    """
+    return (
+        datetime.fromtimestamp(ts, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def parse_time(value: str) -> float:
+    """
+    Parse an ISO 8601 timestamp into unix seconds.  A value without a zone
+    is taken as UTC.  Raises C{ValueError} on anything else.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"not a timestamp: {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+@dataclass(slots=True)
+class Topic:
+    """
+    A tracked topic: what to listen for and what to ignore.
+
+    @ivar terms: words, C{"quoted phrases"}, C{#hashtags} and C{@handles}.
+    @ivar variants: known misspellings, matched like terms.
+    @ivar fuzzy: also match words one edit away from terms of 5+ letters.
+    @ivar exclude: phrases that veto a match anywhere in the post.
+    @ivar languages: if not empty, only posts in these languages match.
+    @ivar sources: if not empty, only posts from these sources match.
+    @ivar group: topics in one group are compared for share of voice.
+    """
+
+    name: str
+    terms: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    fuzzy: bool = False
+    exclude: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    group: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("terms", "variants", "exclude", "languages", "sources"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Topic":
+        kw = dict(d)
+        for k in ("terms", "variants", "exclude", "languages", "sources"):
+            kw[k] = tuple(kw.get(k) or ())
+        return cls(**kw)

@@ -1,0 +1,175 @@
+"""
+The configuration loader: valid files load, and every problem in a bad one
+is reported at once, naming its key and line.
+"""
+
+import pathlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.config import ConfigError, load_config, parse_config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+ISSUE_EXAMPLE = """
+[store]
+kind = "sqlite"            # embedded default
+path = "var/monitor.sqlite"
+
+[web]
+endpoint = "tcp:8080:interface=127.0.0.1"
+
+[[sources]]
+kind = "replay"
+name = "archive"
+path = "posts.jsonl"
+speed = 0
+
+[[topics]]
+name = "Acme"
+terms = ["acme", "@acmesupport", "#acme", "\\"acme cloud\\""]
+variants = ["acmee", "acne cloud"]
+fuzzy = true
+exclude = ["acme anvil museum"]
+languages = ["en"]
+group = "cloud vendors"
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "monitor.toml"
+    p.write_text(text, encoding="utf-8")
+    return str(p)
+
+
+def test_issue_example_loads(tmp_path):
+    """The documented example configuration is valid and keeps every value."""
+    c = load_config(write(tmp_path, ISSUE_EXAMPLE))
+    assert c.store == {"kind": "sqlite", "path": "var/monitor.sqlite"}
+    assert c.web["endpoint"] == "tcp:8080:interface=127.0.0.1"
+    assert c.sources == [{"kind": "replay", "name": "archive", "path": "posts.jsonl", "speed": 0.0,
+                          "network": None, "follow": False}]
+    (t,) = c.topics
+    assert t.name == "Acme"
+    assert t.terms == ("acme", "@acmesupport", "#acme", '"acme cloud"')
+    assert t.fuzzy is True and t.languages == ("en",) and t.group == "cloud vendors"
+    assert c.queue == {"kind": "memory", "size": 10000}
+
+
+@pytest.mark.parametrize("name", ["monitor.toml", "demo.toml"])
+def test_shipped_configs_load(name):
+    """The sample configurations in etc/ are valid."""
+    c = load_config(str(ROOT / "etc" / name))
+    assert c.topics
+
+
+def test_every_problem_reported_with_key_and_line(tmp_path):
+    """A file with several mistakes lists them all, each with key and line."""
+    text = """[store]
+kind = "sqlite"
+pathh = "x.sqlite"
+
+[queue]
+size = "big"
+
+[[sources]]
+kind = "replay"
+name = "a"
+speed = -1
+
+[[topics]]
+name = "Acme"
+terms = "acme"
+"""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    problems = e.value.problems
+    assert "store.pathh (line 3): unknown key (allowed here: kind, path)" in problems
+    assert "queue.size (line 6): must be a whole number, not 'big'" in problems
+    assert "sources[0].path (line 8): is required" in problems
+    assert "sources[0].speed (line 11): must be at least 0" in problems
+    assert "topics[0].terms (line 15): must be a list of strings" in problems
+    assert len(problems) == 5
+    assert "5 problem(s)" in str(e.value)
+
+
+def test_unknown_section_and_source_kind(tmp_path):
+    """Typos in section names and source kinds are errors, not ignored."""
+    text = '[stroe]\nkind = "sqlite"\n[[sources]]\nkind = "twitter"\nname = "x"\n'
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert any(p.startswith("stroe (line 1): unknown section") for p in e.value.problems)
+    assert any(p.startswith("sources[0].kind (line 4): must be one of") for p in e.value.problems)
+
+
+def test_duplicate_names_and_unknown_source_reference(tmp_path):
+    """Two sources or topics of one name, or a topic naming no source, are errors."""
+    text = """
+[[sources]]
+kind = "demo"
+name = "d"
+[[sources]]
+kind = "demo"
+name = "d"
+[[topics]]
+name = "A"
+terms = ["a"]
+sources = ["nope"]
+[[topics]]
+name = "A"
+terms = []
+"""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    p = e.value.problems
+    assert any("duplicate source name 'd'" in x for x in p)
+    assert any("names no configured source: 'nope'" in x for x in p)
+    assert any("duplicate topic name 'A'" in x for x in p)
+    assert any("topics[1].terms" in x and "at least one term" in x for x in p)
+
+
+def test_bad_endpoint(tmp_path):
+    """An endpoint string Twisted cannot parse is reported with the key."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, '[web]\nendpoint = "carrier-pigeon:8080"\n'))
+    assert e.value.problems[0].startswith("web.endpoint (line 2): is not a valid Twisted endpoint")
+
+
+def test_environment_variables(tmp_path):
+    """${NAME} takes a value from the environment; a missing one is an error naming the key."""
+    path = write(tmp_path, '[store]\npath = "${DATA}/m.sqlite"\n[web]\ntoken_file = "$${literal}"\n')
+    c = load_config(path, environ={"DATA": "/srv"})
+    assert c.store["path"] == "/srv/m.sqlite"
+    assert c.web["token_file"] == "${literal}"
+    with pytest.raises(ConfigError) as e:
+        load_config(path, environ={})
+    assert e.value.problems == ["store.path (line 2): environment variable DATA is not set"]
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    """Broken TOML and unreadable files give one clear problem."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "[store\n"))
+    assert e.value.problems[0].startswith("not valid TOML")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path / "missing.toml"))
+    assert e.value.problems[0].startswith("cannot read the file")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["store", "queue", "web", "sources", "topics", "analysis", "x"]), json_values))
+def test_fuzz_never_crashes(data):
+    """Any parsed TOML shape either validates or raises ConfigError, nothing else."""
+    try:
+        parse_config(data)
+    except ConfigError as e:
+        assert e.problems
