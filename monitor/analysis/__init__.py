@@ -1,0 +1,125 @@
+"""
+The analysis stage: sentiment and labels for a batch of posts.
+
+L{analyze_texts} is a pure function of the texts and the classifier's word
+lists, so a batch gives the same results in a thread on the hub
+(L{monitor.analysis.local.LocalAnalyzer}) and on a remote node; L{versions}
+lets the hub check that a node would score the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Optional, Sequence
+
+from monitor.analysis.classify import Classifier
+from monitor.analysis.text import plain_text
+from monitor.model import NEGATIVE, NEUTRAL, POSITIVE, Analysis
+
+__all__ = [
+    "Classifier",
+    "analyze_texts",
+    "plain_text",
+    "sentiment_label",
+    "versions",
+]
+
+#: VADER's own thresholds on the compound score (Hutto and Gilbert, 2014).
+POSITIVE_COMPOUND = 0.05
+NEGATIVE_COMPOUND = -0.05
+
+_analyzer = None
+_analyzer_lock = threading.Lock()
+
+
+def _vader():
+    # Created on first use, not at import: it reads two lexicon files, which
+    # neither the web UI nor the tests that never score need.  The lock
+    # stops two pool threads from both building one.
+    global _analyzer
+    if _analyzer is None:
+        with _analyzer_lock:
+            if _analyzer is None:
+                from vaderSentiment import vaderSentiment
+
+                _analyzer = vaderSentiment.SentimentIntensityAnalyzer()
+    return _analyzer
+
+
+def sentiment_label(compound: float) -> str:
+    """
+    The sentiment label VADER's authors recommend for a compound score.
+    """
+    if compound >= POSITIVE_COMPOUND:
+        return POSITIVE
+    if compound <= NEGATIVE_COMPOUND:
+        return NEGATIVE
+    return NEUTRAL
+
+
+def analyze_texts(
+    texts: Sequence[str], classifier: Classifier
+) -> list[Analysis]:
+    """
+    Score and label each text.  Pure and CPU-bound: call it off the reactor
+    thread.
+    """
+    vader = _vader()
+    results = []
+    for text in texts:
+        plain = plain_text(text)
+        scores = vader.polarity_scores(plain)
+        compound = scores["compound"]
+        results.append(
+            Analysis(
+                compound=compound,
+                pos=scores["pos"],
+                neu=scores["neu"],
+                neg=scores["neg"],
+                sentiment=sentiment_label(compound),
+                labels=classifier.labels(plain, compound),
+            )
+        )
+    return results
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def versions() -> dict:
+    """
+    What decides the scores, so the hub can refuse a node that would score
+    differently: the vaderSentiment version, hashes of its two lexicon files
+    and a hash of our own text and rule code (any edit to those modules
+    changes it, which errs on the side of caution).
+    """
+    return dict(_versions())
+
+
+@lru_cache(maxsize=None)
+def _versions() -> dict:
+    import vaderSentiment
+
+    package = Path(vaderSentiment.__file__).resolve().parent
+    here = Path(__file__).resolve().parent
+    rules = hashlib.sha256()
+    for name in ("text.py", "classify.py", "__init__.py"):
+        rules.update((here / name).read_bytes())
+    return {
+        "vaderSentiment": _distribution_version("vaderSentiment"),
+        "vader_lexicon_sha256": _sha256(package / "vader_lexicon.txt"),
+        "emoji_lexicon_sha256": _sha256(package / "emoji_utf8_lexicon.txt"),
+        "rules_sha256": rules.hexdigest(),
+    }
+
+
+def _distribution_version(name: str) -> Optional[str]:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,133 @@
+"""
+Analysis in a thread pool of the hub's own process.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from zope.interface import implementer
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from monitor.analysis import analyze_texts
+from monitor.analysis.classify import Classifier
+from monitor.interfaces import IAnalyzer
+
+__all__ = ["AnalyzerNotRunning", "LocalAnalyzer"]
+
+
+class AnalyzerNotRunning(RuntimeError):
+    """
+    A batch was offered to an analyzer that is not started or is stopping.
+    """
+
+
+@implementer(IAnalyzer)
+class LocalAnalyzer(Service):
+    """
+    Run L{analyze_texts} in a dedicated thread pool, so scoring never
+    stalls the reactor.
+
+    The pool is its own and not the reactor's: that one also resolves host
+    names, and a queue of scoring jobs would hold up the collectors' DNS.
+    VADER is pure Python and holds the GIL, so threads buy responsiveness,
+    not throughput; one thread is the right default, and more only help
+    when scoring shares the process with work that releases the GIL.
+
+    C{analyze} works only between C{startService} and C{stopService}; at
+    any other time it fails with L{AnalyzerNotRunning} instead of starting
+    a pool behind the service's back, because a pool nobody stops keeps
+    the process from exiting.
+    """
+
+    name = "analysis"
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        threads: int = 1,
+        reactor: Optional[object] = None,
+    ):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads!r}")
+        self.classifier = classifier
+        self.threads = threads
+        self._reactor = reactor
+        self._pool: Optional[ThreadPool] = None
+        self._in_flight = 0
+        self._idle_waiters: list[defer.Deferred] = []
+
+    def _get_reactor(self):
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            return reactor
+        return self._reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._pool = ThreadPool(
+            minthreads=1, maxthreads=self.threads, name="analysis"
+        )
+        self._pool.start()
+
+    def stopService(self) -> defer.Deferred:
+        """
+        Refuse new batches, wait for the ones in progress, then stop the pool.
+
+        C{ThreadPool.stop} joins its threads, which blocks until their
+        current job ends.  Waiting for the batches in flight first means
+        the threads are idle by then, so the join is immediate and the reactor
+        is never blocked for the length of a batch.  A batch is bounded
+        (milliseconds per hundred posts), so the wait is short.
+        """
+        super().stopService()
+        pool, self._pool = self._pool, None
+        d = self._when_idle()
+        if pool is not None:
+            d.addCallback(lambda _: pool.stop())
+        return d
+
+    def _when_idle(self) -> defer.Deferred:
+        if not self._in_flight:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def _batch_done(self, result):
+        # First in the batch's callback chain, so the count is right before
+        # the caller sees the result, whatever the caller does with it.
+        self._in_flight -= 1
+        if not self._in_flight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for d in waiters:
+                d.callback(None)
+        return result
+
+    def analyze(self, posts) -> defer.Deferred:
+        """
+        Analyse C{posts} in the pool.  Fires with one
+        L{monitor.model.Analysis} per post, in order.
+        """
+        if self._pool is None:
+            return defer.fail(
+                AnalyzerNotRunning("analyze() called while not running")
+            )
+        texts = [post.text for post in posts]
+        if not texts:
+            return defer.succeed([])
+        d = deferToThreadPool(
+            self._get_reactor(),
+            self._pool,
+            analyze_texts,
+            texts,
+            self.classifier,
+        )
+        self._in_flight += 1
+        d.addBoth(self._batch_done)
+        return d
