@@ -1,0 +1,184 @@
+"""
+Versioned schema of the SQLite store.
+
+C{MIGRATIONS[n]} takes a database from version C{n} to C{n + 1}; the version a
+database has reached is kept in C{PRAGMA user_version}.  Migrations are only
+ever appended: a released script is never edited, so every database, however
+old, reaches the same schema by the same steps.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["MIGRATIONS", "SchemaVersionError", "split_statements", "migrate"]
+
+
+class SchemaVersionError(RuntimeError):
+    """
+    The database was written by a newer monitor than this one: refuse it
+    rather than guess at a schema we do not know.
+    """
+
+
+_V1 = """
+CREATE TABLE posts (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    network TEXT NOT NULL,
+    native_id TEXT NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    url TEXT,
+    lang TEXT,
+    likes INTEGER NOT NULL DEFAULT 0,
+    reposts INTEGER NOT NULL DEFAULT 0,
+    replies INTEGER NOT NULL DEFAULT 0,
+    author_followers INTEGER,
+    author_verified INTEGER NOT NULL DEFAULT 0,
+    lat REAL,
+    lon REAL,
+    compound REAL,
+    pos REAL,
+    neu REAL,
+    neg REAL,
+    sentiment TEXT,
+    -- ' complaint question ': space-delimited on both sides so that one
+    -- label is found with instr(labels, ' label ') and never by a prefix.
+    labels TEXT NOT NULL DEFAULT '',
+    -- JSON list of topic names, so a page of posts needs no join; the
+    -- searchable copy is post_topics.
+    topics TEXT NOT NULL DEFAULT '[]',
+    received_at REAL,
+    stored_at REAL NOT NULL
+);
+CREATE INDEX posts_created ON posts (created_at);
+CREATE INDEX posts_source_created ON posts (source, created_at);
+CREATE INDEX posts_sentiment_created ON posts (sentiment, created_at);
+CREATE INDEX posts_author ON posts (author);
+
+CREATE TABLE post_topics (
+    post_id INTEGER NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    topic TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (post_id, topic)
+) WITHOUT ROWID;
+CREATE INDEX post_topics_topic_created
+    ON post_topics (topic, created_at, post_id);
+
+CREATE TABLE post_tags (
+    post_id INTEGER NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (post_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX post_tags_created ON post_tags (created_at, tag);
+
+CREATE VIRTUAL TABLE posts_fts USING fts5 (
+    text,
+    content = 'posts',
+    content_rowid = 'id',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER posts_fts_insert AFTER INSERT ON posts BEGIN
+    INSERT INTO posts_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER posts_fts_delete AFTER DELETE ON posts BEGIN
+    INSERT INTO posts_fts (posts_fts, rowid, text)
+        VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER posts_fts_update AFTER UPDATE OF text ON posts BEGIN
+    INSERT INTO posts_fts (posts_fts, rowid, text)
+        VALUES ('delete', old.id, old.text);
+    INSERT INTO posts_fts (rowid, text) VALUES (new.id, new.text);
+END;
+
+CREATE TABLE cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT,
+    updated_at REAL NOT NULL
+);
+
+CREATE TABLE topics (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('file', 'web')),
+    updated_at REAL NOT NULL
+);
+
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    error TEXT NOT NULL,
+    context TEXT NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE INDEX dead_letters_source ON dead_letters (source, id);
+"""
+
+#: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+
+
+def split_statements(script: str) -> list[str]:
+    """
+    Split a script into statements.  C{executescript} would commit first,
+    so a migration runs its statements one by one inside its own
+    transaction; C{sqlite3.complete_statement} knows that the semicolons in
+    a trigger body do not end the statement.
+    """
+    statements = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statement = pending.strip()
+            if statement.strip(";").strip():
+                statements.append(statement)
+            pending = ""
+    if pending.strip(";").strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()!r}")
+    return statements
+
+
+def user_version(connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(connection, path: str = "", migrations=MIGRATIONS) -> list[int]:
+    """
+    Bring the database of C{connection} up to date, one transaction per
+    step, and return the versions applied.  Each step re-reads the version
+    under the write lock, so two processes opening one new file do not both
+    apply it.
+
+    @raise SchemaVersionError: the database is newer than C{migrations}.
+    """
+    latest = len(migrations)
+    current = user_version(connection)
+    if current > latest:
+        raise SchemaVersionError(
+            f"database {path or '(unnamed)'} has schema version {current} but "
+            f"this monitor knows versions up to {latest}; run a newer monitor "
+            f"or point it at another database"
+        )
+    applied = []
+    for version in range(current + 1, latest + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if user_version(connection) >= version:
+                connection.rollback()
+                continue
+            for statement in split_statements(migrations[version - 1]):
+                connection.execute(statement)
+            # PRAGMA takes no parameters; version is an int of our own.
+            connection.execute(f"PRAGMA user_version = {int(version)}")
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        applied.append(version)
+    return applied

@@ -1,0 +1,964 @@
+"""
+The embedded store: one SQLite file in WAL mode, reached through
+L{twisted.enterprise.adbapi}.
+
+Writes go through a pool of exactly one thread, so they are serialised
+without lock contention and a batch is one short transaction; reads use a
+separate small pool, so an API request never waits behind a batch (WAL lets
+readers run while the writer commits).  Every value reaches SQLite as a
+bound parameter; only fixed column names and placeholder lists are composed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import re
+import sqlite3
+from collections import Counter
+from functools import partial
+from typing import Any, Iterable, Optional
+
+from twisted.application.service import Service
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from monitor.interfaces import IStore
+from monitor.model import LABELS, SENTIMENTS, Post, Topic, iso8601
+from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
+from monitor.store.migrations import MIGRATIONS, migrate, user_version
+
+__all__ = ["SQLiteStore", "fts_query", "hashtags", "terms"]
+
+#: How long a connection waits for a lock held by another process.
+BUSY_TIMEOUT_MS = 5000
+
+#: How many of the newest posts in range C{top_terms} reads.
+TERMS_SAMPLE = 20_000
+
+#: Most values bound in one C{IN (...)} list.
+_CHUNK = 500
+
+_POST_COLUMNS = (
+    "id", "uid", "source", "network", "native_id", "author", "text",
+    "created_at", "url", "lang", "likes", "reposts", "replies",
+    "author_followers", "author_verified", "lat", "lon",
+    "compound", "pos", "neu", "neg", "sentiment", "labels", "topics",
+    "received_at", "stored_at",
+)  # fmt: skip
+
+# The existence check in _store_batch runs under the write lock, so a plain
+# INSERT cannot meet a duplicate uid; if it ever did, the batch fails loudly
+# rather than attaching topics to the wrong row.
+_INSERT_POST = (
+    f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_POST_COLUMNS))})"
+)
+_INSERT_TOPIC = "INSERT INTO post_topics (post_id, topic, created_at) VALUES (?, ?, ?)"
+_INSERT_TAG = "INSERT INTO post_tags (post_id, tag, created_at) VALUES (?, ?, ?)"
+_UPSERT_CURSOR = (
+    "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (source) DO UPDATE SET "
+    "cursor = excluded.cursor, updated_at = excluded.updated_at"
+)
+
+# Column order of _post_dict; p.id last, for the page cursor.
+_SELECT_POST = (
+    "p.uid, p.source, p.network, p.native_id, p.author, p.text, "
+    "p.created_at, p.url, p.lang, p.topics, p.labels, p.compound, p.pos, "
+    "p.neu, p.neg, p.sentiment, p.likes, p.reposts, p.replies, "
+    "p.author_followers, p.author_verified, p.lat, p.lon, p.id"
+)
+
+# Not preceded by a word character, '&' (HTML entity) or '/' (URL fragment),
+# and not all digits ("we're #1").
+_HASHTAG = re.compile(r"(?<![\w&/])#(\w*[^\W\d]\w*)")
+_URL = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S+", re.IGNORECASE)
+_HANDLE_OR_TAG = re.compile(r"[@#]\w+(?:[.@-]\w+)*")
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_FTS_PART = re.compile(r'"([^"]*)"?|([^\s"]+)')
+_SEARCHABLE = re.compile(r"[^\W_]")
+# FTS5 ends a query string at NUL; no control character is searchable.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_STOPWORDS = frozenset(
+    """
+    a about above across after afterwards again against all almost alone
+    along already also although always am among amongst an and another any
+    anybody anyhow anyone anything anyway anywhere are aren't around as at
+    back be became because become becomes been before beforehand behind being
+    below beside besides between beyond both but by can can't cannot could
+    couldn't did didn't do does doesn't doing don't done down during each
+    either else elsewhere enough etc even ever every everybody everyone
+    everything everywhere except few for from further get gets getting got
+    gotten had hadn't has hasn't have haven't having he he'd he'll he's hence
+    her here here's hers herself him himself his how how's however i i'd i'll
+    i'm i've if in inside instead into is isn't it it's its itself just let
+    let's like made make makes many may maybe me might mine more most mostly
+    much must mustn't my myself near need needs neither never nevertheless
+    next no nobody none nor not nothing now nowhere of off often oh ok okay
+    on once one ones only onto or other others otherwise ought our ours
+    ourselves out over own per perhaps please put quite rather really same
+    say says said see seem seemed seems shall shan't she she'd she'll she's
+    should shouldn't since so some somebody somehow someone something
+    sometime sometimes somewhere still such than that that's the their theirs
+    them themselves then there there's thereby therefore these they they'd
+    they'll they're they've thing things this those though through
+    throughout thru thus till to together too toward towards under until up
+    upon us very via was wasn't way we we'd we'll we're we've well were
+    weren't what what's whatever when when's whenever where where's whereas
+    wherever whether which while who who's whoever whole whom whose why why's
+    will with within without won't would wouldn't yeah yes yet you you'd
+    you'll you're you've your yours yourself yourselves
+    amp rt http https www com lol omg gonna wanna gotta
+    los las del una por para con que como pero más mas sus esta este esto
+    muy sin sobre también tambien fue ser son hay porque cuando todo
+    les des une pour avec dans sur pas qui que est sont mais ont aux plus
+    par cette ces ses leur nous vous elle ils été etre être
+    der die das und ist nicht mit den dem ein eine einer für auf sich
+    auch als von sie wir ihr aber oder wie noch nur bei aus zum zur
+    não nao uma com para por mais mas como você voce isso este esta
+    che non per una con del della sono come anche più piu
+    """.split()
+)
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def hashtags(text: str) -> set[str]:
+    """
+    The hashtags of a text, lower-case and without C{#}; a C{#} inside a
+    URL is not one.
+    """
+    return {tag.lower() for tag in _HASHTAG.findall(_URL.sub(" ", text or ""))}
+
+
+def terms(text: str) -> set[str]:
+    """
+    The distinct words of 3+ letters in a text that say something: not
+    stopwords, and not part of a URL, @handle or #hashtag.
+    """
+    text = _HANDLE_OR_TAG.sub(" ", _URL.sub(" ", text or "")).lower()
+    found = set()
+    for word in _WORD.findall(text):
+        word = word.replace("’", "'")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if len(word) >= 3 and word not in _STOPWORDS:
+            found.add(word)
+    return found
+
+
+def fts_query(text: str) -> Optional[str]:
+    """
+    Turn search text typed by anyone into an FTS5 query that cannot be
+    malformed: every word and C{"quoted phrase"} becomes an FTS5 string
+    (implicitly ANDed), so operators, brackets and stray quotes are just
+    text.  A bare word ending in C{*} stays a prefix search.  Returns
+    C{None} when nothing searchable is left.
+    """
+    parts = []
+    for match in _FTS_PART.finditer(_CONTROL.sub(" ", text or "")):
+        phrase, word = match.groups()
+        prefix = False
+        if phrase is None:
+            phrase = word.rstrip("*")
+            prefix = word.endswith("*")
+        if not _SEARCHABLE.search(phrase):
+            continue
+        parts.append('"' + phrase.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(parts) or None
+
+
+def _encode_cursor(created_at: float, row_id: int) -> str:
+    raw = f"{created_at!r}|{row_id}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+        created, row_id = raw.split("|")
+        created_at = float(created)
+        if not math.isfinite(created_at):
+            raise ValueError(created)
+        return created_at, int(row_id)
+    except (ValueError, UnicodeError, binascii.Error, AttributeError):
+        raise ValueError(f"cursor: not a page cursor from this API: {cursor!r}")
+
+
+def _check_range(query) -> None:
+    for name in ("since", "until"):
+        value = getattr(query, name)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{name}: not a time in unix seconds: {value!r}")
+
+
+def _check_count(name: str, value, highest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
+        raise ValueError(f"{name}: must be an integer from 1 to {highest}: {value!r}")
+    return value
+
+
+def _time_range(column: str, since, until) -> tuple[list[str], list[float]]:
+    where, params = [], []
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(float(since))
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(float(until))
+    return where, params
+
+
+class _Scope:
+    """
+    The posts of one topic (or all posts) in a time range, as a FROM clause,
+    WHERE conditions and their parameters.  With a topic, time and order come
+    from post_topics so that its (topic, created_at, post_id) index serves
+    both.
+    """
+
+    def __init__(self, topic, since, until):
+        if topic is None:
+            self.tables = "posts AS p"
+            self.time, self.id = "p.created_at", "p.id"
+            self.where, self.params = [], []
+        else:
+            self.tables = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
+            self.time, self.id = "s.created_at", "s.post_id"
+            self.where, self.params = ["s.topic = ?"], [topic]
+        where, params = _time_range(self.time, since, until)
+        self.where += where
+        self.params += params
+
+    def add(self, condition: str, *params) -> None:
+        self.where.append(condition)
+        self.params.extend(params)
+
+    @property
+    def condition(self) -> str:
+        return " AND ".join(self.where) or "1"
+
+
+def _post_dict(row) -> dict[str, Any]:
+    (uid, source, network, native_id, author, text, created_at, url, lang,
+     topics, labels, compound, pos, neu, neg, sentiment, likes, reposts,
+     replies, followers, verified, lat, lon, _) = row  # fmt: skip
+    return {
+        "id": uid,
+        "source": source,
+        "network": network,
+        "native_id": native_id,
+        "author": author,
+        "text": text,
+        "created_at": iso8601(created_at),
+        "url": url,
+        "lang": lang,
+        "topics": sorted(json.loads(topics)),
+        "labels": labels.split(),
+        "sentiment": {
+            "compound": compound,
+            "pos": pos,
+            "neu": neu,
+            "neg": neg,
+            "label": sentiment,
+        },
+        "likes": likes,
+        "reposts": reposts,
+        "replies": replies,
+        "author_followers": followers,
+        "author_verified": bool(verified),
+        "lat": lat,
+        "lon": lon,
+    }
+
+
+def _post_rows(posts: list[Post], first_id: int, now: float):
+    """
+    The rows of posts, post_topics and post_tags for new posts, built in
+    the writer thread rather than on the reactor.
+    """
+    rows, topic_rows, tag_rows = [], [], []
+    for row_id, post in enumerate(posts, first_id):
+        created_at = float(post.created_at)
+        analysis = post.analysis
+        topics = sorted(set(post.topics))
+        if analysis is None:
+            scores = (None, None, None, None, None, "")
+        else:
+            labels = " ".join(analysis.labels)
+            scores = (
+                analysis.compound,
+                analysis.pos,
+                analysis.neu,
+                analysis.neg,
+                analysis.sentiment,
+                f" {labels} " if labels else "",
+            )
+        rows.append(
+            (
+                row_id, post.uid, post.source, post.network, post.native_id,
+                post.author, post.text, created_at, post.url, post.lang,
+                int(post.likes or 0), int(post.reposts or 0),
+                int(post.replies or 0), post.author_followers,
+                1 if post.author_verified else 0, post.lat, post.lon,
+                *scores, json.dumps(topics), post.received_at or None, now,
+            )
+        )  # fmt: skip
+        topic_rows.extend((row_id, topic, created_at) for topic in topics)
+        tag_rows.extend((row_id, tag, created_at) for tag in hashtags(post.text))
+    return rows, topic_rows, tag_rows
+
+
+def _configure(connection, read_only: bool) -> None:
+    """
+    Per-connection settings; C{cp_openfun} of both pools.
+    """
+    connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    if read_only:
+        # The reader pool never writes; make a slip an error, not a lock.
+        connection.execute("PRAGMA query_only = ON")
+
+
+@implementer(IStore)
+class SQLiteStore(Service):
+    """
+    L{IStore} on one SQLite file.
+
+    @ivar path: the database file; its directory is created on start.
+    """
+
+    log = Logger()
+
+    def __init__(self, path, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # Two pools on ":memory:" would be two different databases.
+            raise ValueError(f"SQLiteStore needs a file path, not {self.path!r}")
+        self._reactor = reactor
+        self._writer: Optional[adbapi.ConnectionPool] = None
+        self._reader: Optional[adbapi.ConnectionPool] = None
+        self._outcome = None  # None while starting, else (ok, None|Failure)
+        self._ready_waiters: list[Deferred] = []
+        self._in_flight = 0
+        self._idle_waiters: list[Deferred] = []
+
+    # -- service -----------------------------------------------------------
+
+    def startService(self):
+        """
+        Migrate the schema, then open the reader pool.  The returned
+        Deferred (and every later L{ready}) fires when the store can be
+        used, or fails if the database cannot be opened or is too new.
+        """
+        Service.startService(self)
+        self._outcome = None
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        self._writer = self._pool(1, 1, read_only=False)
+        d = self._writer.runWithConnection(self._migrate)
+        d.addCallbacks(self._started, self._start_failed)
+        return self._track(d)
+
+    def stopService(self):
+        """
+        Let work already handed to the pools finish, then close them.
+        """
+        Service.stopService(self)
+        d = self._when_idle()
+        d.addCallback(self._stopped)
+        return d
+
+    def _stopped(self, _) -> None:
+        self._close_pools()
+        self._outcome = None
+
+    def ready(self) -> Deferred:
+        """
+        A new Deferred that fires with C{None} once migrations are done, or
+        fails like the start did; for services that must not touch the store
+        before then.
+        """
+        if self._outcome is None:
+            d = Deferred()
+            self._ready_waiters.append(d)
+            return d
+        ok, failure = self._outcome
+        return succeed(None) if ok else fail(failure)
+
+    def _pool(self, least: int, most: int, read_only: bool) -> adbapi.ConnectionPool:
+        return adbapi.ConnectionPool(
+            "sqlite3",
+            self.path,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            cp_min=least,
+            cp_max=most,
+            cp_openfun=partial(_configure, read_only=read_only),
+            cp_reactor=self._reactor,
+            cp_noisy=False,
+        )
+
+    def _migrate(self, connection) -> tuple[list[int], int]:
+        applied = migrate(connection, self.path, MIGRATIONS)
+        return applied, user_version(connection)
+
+    def _started(self, result) -> None:
+        applied, version = result
+        for step in applied:
+            self.log.info(
+                "applied schema migration {version} to {path}",
+                version=step,
+                path=self.path,
+            )
+        self._reader = self._pool(1, 2, read_only=True)
+        self.log.info(
+            "store {path} open at schema version {version}",
+            path=self.path,
+            version=version,
+        )
+        self._set_outcome((True, None))
+
+    def _start_failed(self, failure):
+        self.log.failure("cannot open store {path}", failure=failure, path=self.path)
+        self._close_pools()
+        self._set_outcome((False, failure))
+        return failure
+
+    def _set_outcome(self, outcome) -> None:
+        self._outcome = outcome
+        waiters, self._ready_waiters = self._ready_waiters, []
+        ok, failure = outcome
+        for waiter in waiters:
+            if ok:
+                waiter.callback(None)
+            else:
+                waiter.errback(failure)
+
+    def _close_pools(self) -> None:
+        for pool in (self._reader, self._writer):
+            if pool is not None:
+                pool.close()
+        self._reader = self._writer = None
+
+    def _track(self, d: Deferred) -> Deferred:
+        """
+        Count C{d} as in flight until it fires, so that stopping waits for it.
+        """
+        self._in_flight += 1
+
+        def finished(result):
+            self._in_flight -= 1
+            if not self._in_flight:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+            return result
+
+        return d.addBoth(finished)
+
+    def _when_idle(self) -> Deferred:
+        if not self._in_flight:
+            return succeed(None)
+        d = Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def _run(self, writer: bool, interaction, *args) -> Deferred:
+        """
+        Run C{interaction} in the writer or a reader thread, once started.
+        """
+        if self._outcome is None:
+            if not self.running:
+                return fail(RuntimeError("the store is not running"))
+            d = self.ready()
+            d.addCallback(lambda _: self._run(writer, interaction, *args))
+            return d
+        ok, failure = self._outcome
+        if not ok:
+            return fail(failure)
+        pool = self._writer if writer else self._reader
+        if pool is None:
+            return fail(RuntimeError("the store is not running"))
+        return self._track(pool.runInteraction(interaction, *args))
+
+    # -- posts and cursors -------------------------------------------------
+
+    def store_batch(self, posts, cursors) -> Deferred:
+        """
+        Store new posts and advance cursors in one transaction; fires with
+        the number of posts newly stored.
+        """
+        posts = list(posts)
+        cursors = dict(cursors or {})
+        d = self._run(True, self._store_batch, posts, cursors, self._reactor.seconds())
+        d.addCallback(self._stored, len(posts), cursors)
+        return d
+
+    def _stored(self, count: int, offered: int, cursors) -> int:
+        self.log.debug(
+            "stored {count} new of {offered} posts, cursors of {sources}",
+            count=count,
+            offered=offered,
+            sources=sorted(cursors),
+        )
+        return count
+
+    @staticmethod
+    def _store_batch(trans, posts: list[Post], cursors: dict, now: float) -> int:
+        # Take the write lock first: the duplicate check and the ids below
+        # stay true until commit.
+        trans.execute("BEGIN IMMEDIATE")
+        unique: dict[str, Post] = {}
+        for post in posts:
+            unique.setdefault(post.uid, post)
+        stored = set()
+        for chunk in _chunks(list(unique)):
+            trans.execute(f"SELECT uid FROM posts WHERE uid IN ({_marks(len(chunk))})", chunk)
+            stored.update(uid for (uid,) in trans.fetchall())
+        fresh = [post for uid, post in unique.items() if uid not in stored]
+        inserted = 0
+        if fresh:
+            trans.execute("SELECT coalesce(max(id), 0) + 1 FROM posts")
+            (first_id,) = trans.fetchone()
+            rows, topic_rows, tag_rows = _post_rows(fresh, first_id, now)
+            trans.executemany(_INSERT_POST, rows)
+            inserted = trans.rowcount
+            if topic_rows:
+                trans.executemany(_INSERT_TOPIC, topic_rows)
+            if tag_rows:
+                trans.executemany(_INSERT_TAG, tag_rows)
+        if cursors:
+            trans.executemany(
+                _UPSERT_CURSOR,
+                [(source, cursor, now) for source, cursor in cursors.items()],
+            )
+        return inserted
+
+    def get_cursor(self, source: str) -> Deferred:
+        """
+        The saved position of C{source}, or C{None}.
+        """
+        return self._run(False, self._get_cursor, source)
+
+    @staticmethod
+    def _get_cursor(trans, source: str) -> Optional[str]:
+        trans.execute("SELECT cursor FROM cursors WHERE source = ?", (source,))
+        row = trans.fetchone()
+        return row[0] if row else None
+
+    def count_posts(self) -> Deferred:
+        """
+        How many posts are stored.
+        """
+        return self._run(False, self._count_posts)
+
+    @staticmethod
+    def _count_posts(trans) -> int:
+        trans.execute("SELECT count(*) FROM posts")
+        return trans.fetchone()[0]
+
+    # -- dead letters ------------------------------------------------------
+
+    def dead_letter(self, source: str, raw, error: str, context: str) -> Deferred:
+        """
+        Keep a payload that could not be read; fires with its id.
+        """
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        row = (source, self._reactor.seconds(), str(error), str(context), bytes(raw))
+        return self._run(True, self._dead_letter, row)
+
+    @staticmethod
+    def _dead_letter(trans, row) -> int:
+        trans.execute(
+            "INSERT INTO dead_letters (source, received_at, error, context, raw) "
+            "VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+        return trans.lastrowid
+
+    def dead_letters(self, source: Optional[str] = None, limit: int = 100) -> Deferred:
+        """
+        The newest dead letters, as JSON-ready dicts.
+        """
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        return self._run(False, self._dead_letters, source, limit)
+
+    @staticmethod
+    def _dead_letters(trans, source, limit) -> list[dict]:
+        sql = "SELECT id, source, received_at, error, context, raw FROM dead_letters"
+        params: list = []
+        if source is not None:
+            sql += " WHERE source = ?"
+            params.append(source)
+        trans.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [
+            {
+                "id": row_id,
+                "source": source,
+                "received_at": iso8601(received_at),
+                "error": error,
+                "context": context,
+                "raw": bytes(raw).decode("utf-8", errors="replace"),
+            }
+            for row_id, source, received_at, error, context, raw in trans.fetchall()
+        ]
+
+    # -- search ------------------------------------------------------------
+
+    def query_posts(self, query: PostQuery) -> Deferred:
+        """
+        One page of posts, newest first, and the cursor of the next page.
+        Invalid filters fail with C{ValueError("field: ...")}.
+        """
+        try:
+            plan = self._plan_posts(query)
+        except ValueError as e:
+            return fail(e)
+        if plan is None:
+            return succeed(([], None))
+        return self._run(False, self._query_posts, *plan)
+
+    @staticmethod
+    def _plan_posts(query: PostQuery):
+        limit = _check_count("limit", query.limit, MAX_LIMIT)
+        _check_range(query)
+        scope = _Scope(query.topic, query.since, query.until)
+        if query.source is not None:
+            scope.add("p.source = ?", query.source)
+        if query.sentiment is not None:
+            if query.sentiment not in SENTIMENTS:
+                raise ValueError(
+                    f"sentiment: must be one of {', '.join(SENTIMENTS)}: {query.sentiment!r}"
+                )
+            scope.add("p.sentiment = ?", query.sentiment)
+        if query.label is not None:
+            if query.label not in LABELS:
+                raise ValueError(f"label: must be one of {', '.join(LABELS)}: {query.label!r}")
+            scope.add("instr(p.labels, ?) > 0", f" {query.label} ")
+        if query.q is not None and query.q.strip():
+            match = fts_query(query.q)
+            if match is None:
+                return None  # only punctuation: nothing can match
+            scope.add("p.id IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?)", match)
+        if query.cursor:
+            scope.add(f"({scope.time}, {scope.id}) < (?, ?)", *_decode_cursor(query.cursor))
+        sql = (
+            f"SELECT {_SELECT_POST} FROM {scope.tables} WHERE {scope.condition} "
+            f"ORDER BY {scope.time} DESC, {scope.id} DESC LIMIT ?"
+        )
+        return sql, (*scope.params, limit + 1), limit
+
+    @staticmethod
+    def _query_posts(trans, sql, params, limit):
+        try:
+            trans.execute(sql, params)
+        except sqlite3.OperationalError as e:
+            if str(e).startswith("fts5"):
+                raise ValueError(f"q: {e}") from e
+            raise
+        rows = trans.fetchall()
+        following = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            following = _encode_cursor(last[6], last[-1])
+        return [_post_dict(row) for row in rows], following
+
+    # -- stats -------------------------------------------------------------
+
+    def stats(self, query: StatsQuery) -> Deferred:
+        """
+        Aggregates of the posts of a topic (or all) in a time range.
+        """
+        try:
+            _check_range(query)
+            bucket = query.bucket
+            if isinstance(bucket, bool) or not isinstance(bucket, int) or bucket < 1:
+                raise ValueError(f"bucket: must be a positive number of seconds: {bucket!r}")
+            _check_count("top", query.top, MAX_LIMIT)
+        except ValueError as e:
+            return fail(e)
+        return self._run(False, self._stats, query)
+
+    @classmethod
+    def _stats(cls, trans, query: StatsQuery) -> dict[str, Any]:
+        # One read transaction: every number below comes from one snapshot.
+        trans.execute("BEGIN")
+        scope = _Scope(query.topic, query.since, query.until)
+        where, params = scope.condition, scope.params
+        bucket, top = query.bucket, query.top
+
+        label_sums = ", ".join("sum(instr(p.labels, ?) > 0)" for _ in LABELS)
+        trans.execute(
+            "SELECT count(*), sum(p.sentiment = ?), sum(p.sentiment = ?), "
+            "sum(p.sentiment = ?), avg(p.compound), total(p.likes), "
+            f"total(p.reposts), total(p.replies), {label_sums} "
+            f"FROM {scope.tables} WHERE {where}",
+            (*SENTIMENTS, *(f" {label} " for label in LABELS), *params),
+        )
+        count, positive, neutral, negative, average, likes, reposts, replies, *labels = (
+            trans.fetchone()
+        )
+        sentiment_counts = dict(zip(SENTIMENTS, (positive, neutral, negative)))
+
+        # floor(t / bucket) without the optional math functions.
+        whole = f"CAST({scope.time} / ? AS INTEGER)"
+        key = f"{whole} - ({scope.time} < {whole} * ?)"
+        trans.execute(
+            f"SELECT {key} AS k, count(*), sum(p.sentiment = ?), "
+            f"sum(p.sentiment = ?), sum(p.sentiment = ?) "
+            f"FROM {scope.tables} WHERE {where} GROUP BY k ORDER BY k",
+            (bucket, bucket, bucket, *SENTIMENTS, *params),
+        )
+        volume = [
+            {
+                "start": iso8601(k * bucket),
+                "count": n,
+                **dict(zip(SENTIMENTS, (pos or 0, neu or 0, neg or 0))),
+            }
+            for k, n, pos, neu, neg in trans.fetchall()
+        ]
+
+        authors = (
+            "SELECT p.author, max(p.author_followers) AS followers, "
+            "count(*) AS n, avg(p.compound) "
+            f"FROM {scope.tables} WHERE {where} GROUP BY p.author "
+        )
+        trans.execute(
+            authors + "HAVING followers IS NOT NULL "
+            "ORDER BY followers DESC, n DESC, p.author LIMIT ?",
+            (*params, top),
+        )
+        by_followers = cls._authors(trans.fetchall())
+        trans.execute(
+            authors + "ORDER BY n DESC, followers DESC, p.author LIMIT ?",
+            (*params, top),
+        )
+        by_posts = cls._authors(trans.fetchall())
+
+        top_hashtags = cls._top_hashtags(trans, query)
+        top_terms = cls._top_terms(trans, scope, top)
+        share = cls._share_of_voice(trans, query)
+
+        return {
+            "topic": query.topic,
+            "since": iso8601(query.since) if query.since is not None else None,
+            "until": iso8601(query.until) if query.until is not None else None,
+            "bucket": bucket,
+            "count": count,
+            "sentiment": {
+                **{name: n or 0 for name, n in sentiment_counts.items()},
+                "average_compound": average,
+            },
+            "labels": {label: n or 0 for label, n in zip(LABELS, labels)},
+            "engagement": {
+                "likes": int(likes),
+                "reposts": int(reposts),
+                "replies": int(replies),
+            },
+            "volume": volume,
+            "top_authors": {"by_followers": by_followers, "by_posts": by_posts},
+            "top_hashtags": top_hashtags,
+            "top_terms": top_terms,
+            "share_of_voice": share,
+        }
+
+    @staticmethod
+    def _authors(rows) -> list[dict]:
+        return [
+            {"author": author, "followers": followers, "posts": n, "average_compound": average}
+            for author, followers, n, average in rows
+        ]
+
+    @staticmethod
+    def _top_hashtags(trans, query: StatsQuery) -> list[dict]:
+        if query.topic is None:
+            tables = "post_tags AS g"
+            where, params = _time_range("g.created_at", query.since, query.until)
+        else:
+            tables = "post_topics AS s JOIN post_tags AS g ON g.post_id = s.post_id"
+            where, params = _time_range("s.created_at", query.since, query.until)
+            where, params = ["s.topic = ?", *where], [query.topic, *params]
+        trans.execute(
+            f"SELECT g.tag, count(*) AS n FROM {tables} "
+            f"WHERE {' AND '.join(where) or '1'} "
+            "GROUP BY g.tag ORDER BY n DESC, g.tag LIMIT ?",
+            (*params, query.top),
+        )
+        return [{"tag": tag, "count": n} for tag, n in trans.fetchall()]
+
+    @staticmethod
+    def _top_terms(trans, scope: _Scope, top: int) -> list[dict]:
+        """
+        Count, over the newest L{TERMS_SAMPLE} posts in range, how many posts
+        use each term: a post repeating a word counts once.
+        """
+        trans.execute(
+            f"SELECT p.text FROM {scope.tables} WHERE {scope.condition} "
+            f"ORDER BY {scope.time} DESC LIMIT ?",
+            (*scope.params, TERMS_SAMPLE),
+        )
+        counts: Counter[str] = Counter()
+        for (text,) in trans.fetchall():
+            counts.update(terms(text))
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return [{"term": term, "count": n} for term, n in ranked[:top]]
+
+    @staticmethod
+    def _share_of_voice(trans, query: StatsQuery) -> Optional[dict]:
+        if query.topic is None:
+            return None
+        specs = {}
+        trans.execute("SELECT name, spec FROM topics")
+        for name, spec in trans.fetchall():
+            try:
+                specs[name] = json.loads(spec).get("group")
+            except (ValueError, AttributeError):
+                continue
+        group = specs.get(query.topic)
+        if group is None:
+            return None
+        members = sorted(name for name, g in specs.items() if g == group)
+        counts = dict.fromkeys(members, 0)
+        where, params = _time_range("created_at", query.since, query.until)
+        for chunk in _chunks(members):
+            trans.execute(
+                "SELECT topic, count(*) FROM post_topics "
+                f"WHERE {' AND '.join([f'topic IN ({_marks(len(chunk))})', *where])} "
+                "GROUP BY topic",
+                (*chunk, *params),
+            )
+            counts.update(dict(trans.fetchall()))
+        total = sum(counts.values())
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return {
+            "group": group,
+            "topics": [
+                {"topic": name, "count": n, "share": n / total if total else 0}
+                for name, n in ranked[: query.top]
+            ],
+        }
+
+    # -- topics ------------------------------------------------------------
+
+    def sync_file_topics(self, topics) -> Deferred:
+        """
+        Make the topics of origin C{file} equal C{topics}, in one
+        transaction; a topic saved from the web keeps its web version.
+        """
+        rows = [(t.name, _spec(t), self._reactor.seconds()) for t in topics]
+        d = self._run(True, self._sync_file_topics, rows)
+        d.addCallback(self._synced)
+        return d
+
+    def _synced(self, result) -> None:
+        upserted, removed = result
+        self.log.info(
+            "synced {count} topics from the file, removed {removed}",
+            count=upserted,
+            removed=removed,
+        )
+
+    @staticmethod
+    def _sync_file_topics(trans, rows) -> tuple[int, list[str]]:
+        trans.execute("BEGIN IMMEDIATE")
+        trans.executemany(
+            "INSERT INTO topics (name, spec, origin, updated_at) VALUES (?, ?, 'file', ?) "
+            "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, "
+            "updated_at = excluded.updated_at "
+            "WHERE topics.origin = 'file' AND topics.spec IS NOT excluded.spec",
+            rows,
+        )
+        names = {name for name, _, _ in rows}
+        trans.execute("SELECT name FROM topics WHERE origin = 'file'")
+        stale = sorted(name for (name,) in trans.fetchall() if name not in names)
+        trans.executemany(
+            "DELETE FROM topics WHERE name = ? AND origin = 'file'",
+            [(name,) for name in stale],
+        )
+        return len(rows), stale
+
+    def save_topic(self, topic: Topic, origin: str = "web") -> Deferred:
+        """
+        Create or replace one topic.  Saved with origin C{web}, it is no
+        longer overwritten or removed by the configuration file.
+        """
+        if origin not in ("file", "web"):
+            return fail(ValueError(f"origin: must be 'file' or 'web': {origin!r}"))
+        row = (topic.name, _spec(topic), origin, self._reactor.seconds())
+        return self._run(True, self._save_topic, row)
+
+    @staticmethod
+    def _save_topic(trans, row) -> None:
+        trans.execute(
+            "INSERT INTO topics (name, spec, origin, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, "
+            "origin = excluded.origin, updated_at = excluded.updated_at",
+            row,
+        )
+
+    def delete_topic(self, name: str) -> Deferred:
+        """
+        Remove one topic; fires with whether it existed.  Its stored posts
+        keep their topic name.
+        """
+        return self._run(True, self._delete_topic, name)
+
+    @staticmethod
+    def _delete_topic(trans, name: str) -> bool:
+        trans.execute("DELETE FROM topics WHERE name = ?", (name,))
+        return trans.rowcount > 0
+
+    def list_topics(self) -> Deferred:
+        """
+        Every stored topic, by name.
+        """
+        d = self._run(False, self._list_topics)
+        d.addCallback(self._listed)
+        return d
+
+    def _listed(self, result) -> list[Topic]:
+        topics, unreadable = result
+        for name in unreadable:
+            self.log.warn("skipping topic {name}: its stored spec is unreadable", name=name)
+        return topics
+
+    @staticmethod
+    def _list_topics(trans) -> tuple[list[Topic], list[str]]:
+        trans.execute("SELECT name, spec FROM topics ORDER BY name")
+        topics, unreadable = [], []
+        for name, spec in trans.fetchall():
+            try:
+                topics.append(Topic.from_dict(json.loads(spec)))
+            except (ValueError, TypeError, AttributeError):
+                unreadable.append(name)
+        return topics, unreadable
+
+
+def _spec(topic: Topic) -> str:
+    return json.dumps(topic.to_dict(), sort_keys=True, ensure_ascii=False)
