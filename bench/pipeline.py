@@ -1,0 +1,179 @@
+"""
+End-to-end throughput of the hub on its embedded default.
+
+Writes N real-looking posts (the labelled tweets of ../shared/data, each
+naming one of three brands, plus demo posts) to a replay file, starts a real
+`twistd -n monitor` on it, waits until the API reports every post stored, and
+reads per-post timings from the store.  In the same run it measures raw
+vaderSentiment on the same texts on one core, and prints both with their ratio.
+
+    python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitor.analysis.text import plain_text  # noqa: E402
+from monitor.collect.demo_content import DemoContent  # noqa: E402
+from monitor.collect.jsonl import format_post  # noqa: E402
+
+BRANDS = ["Acme", "Globex", "Initech"]
+TOKEN = "bench-token"
+
+
+def texts(n: int) -> list[str]:
+    shared = pathlib.Path(os.environ.get("MONITOR_SHARED", ROOT.parent / "shared"))
+    rows = (shared / "data/vader_icwsm2014/tweets_GroundTruth.txt").read_text(encoding="utf-8").splitlines()
+    real = [r.split("\t", 2)[2] for r in rows]
+    rng = random.Random(7)
+    demo = DemoContent(BRANDS, rng)
+    out = []
+    for i in range(n):
+        if i % 3:
+            out.append(f"{rng.choice(BRANDS)} {real[i % len(real)]}")
+        else:
+            out.append(demo.make_post(1.7e9 + i, "bench").text)
+    return out
+
+
+def write_replay(path: pathlib.Path, bodies: list[str]) -> None:
+    from monitor.model import Post
+
+    with open(path, "wb") as f:
+        for i, text in enumerate(bodies):
+            p = Post(source="bench", network="bench", native_id=str(i), text=text, author=f"user{i % 997}",
+                     created_at=1.7e9 + i, author_followers=(i * 7919) % 100000, likes=i % 13)
+            f.write(format_post(p))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(port: int, path: str):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raw_vader(bodies: list[str]) -> float:
+    """Posts per second of vaderSentiment alone on one core, on the plain texts."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    plain = [plain_text(t) for t in bodies]
+    started = time.perf_counter()
+    for t in plain:
+        analyzer.polarity_scores(t)
+    return len(plain) / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def run(n: int, batch_size: int) -> dict:
+    bodies = texts(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        write_replay(tmp / "posts.jsonl", bodies)
+        port = free_port()
+        (tmp / "bench.toml").write_text(f"""
+[store]
+path = "bench.sqlite"
+[queue]
+size = 10000
+[analysis]
+batch_size = {batch_size}
+[web]
+endpoint = "tcp:{port}:interface=127.0.0.1"
+[[sources]]
+kind = "replay"
+name = "bench"
+path = "posts.jsonl"
+""" + "".join(f'[[topics]]\nname = "{b}"\nterms = ["{b.lower()}"]\ngroup = "vendors"\n' for b in BRANDS))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
+             "--logfile", str(tmp / "twistd.log"), "monitor", "--config", str(tmp / "bench.toml")],
+            cwd=tmp, env=env,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            count = 0
+            while time.monotonic() < deadline:
+                try:
+                    count = api(port, "/api/v1/stats")["count"]
+                except OSError:
+                    count = 0
+                if count >= n:
+                    break
+                time.sleep(0.25)
+            rss = peak_rss_mib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        if count < n:
+            raise SystemExit(f"only {count} of {n} posts stored; see {tmp}/twistd.log")
+        db = sqlite3.connect(tmp / "bench.sqlite")
+        rows = db.execute("SELECT received_at, stored_at FROM posts").fetchall()
+    first = min(r[0] for r in rows)
+    last = max(r[1] for r in rows)
+    latencies = [r[1] - r[0] for r in rows]
+    pipeline = len(rows) / (last - first)
+    vader = raw_vader(bodies)
+    return {
+        "posts": len(rows),
+        "batch_size": batch_size,
+        "pipeline_posts_per_s": round(pipeline),
+        "latency_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "latency_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1),
+        "peak_rss_mib": round(rss, 1),
+        "raw_vader_posts_per_s": round(vader),
+        "ratio": round(pipeline / vader, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=50000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    result = run(args.posts, args.batch_size)
+    for k, v in result.items():
+        print(f"{k:24} {v}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""
+What every collector shares: state reporting, counting, backpressure and
+the dead-letter path for payloads it cannot read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from zope.interface import implementer
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from monitor.interfaces import ISource
+from monitor.model import Post, iso8601
+
+#: Collector states, as reported by C{status()}.
+STARTING = "starting"
+CONNECTED = "connected"
+IDLE = "idle"
+BACKING_OFF = "backing off"
+RATE_LIMITED = "rate limited"
+FAILING = "failing"
+FINISHED = "finished"
+STOPPED = "stopped"
+
+
+@implementer(ISource)
+class Collector(Service):
+    """
+    Base class for a source.  Subclasses read their source and call
+    L{emit} for each post (waiting on its Deferred: that is the
+    backpressure) and L{malformed} for each payload they cannot read.
+
+    @ivar network: the uid namespace of this source's posts.
+    """
+
+    kind = "?"
+    log = Logger()
+
+    def __init__(self, name: str, queue, store, metrics, reactor=None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.name = name
+        self.queue = queue
+        self.store = store
+        self.metrics = metrics
+        self.reactor = reactor
+        self.state = STARTING
+        self.last_error: Optional[str] = None
+        self.last_post_at: Optional[float] = None
+        self.posts = 0
+        self.malformed_count = 0
+        self._pending_put: Optional[Deferred] = None
+        self._rate_window: list[float] = []
+
+    # ISource
+
+    def status(self) -> dict[str, Any]:
+        now = self.reactor.seconds()
+        recent = [t for t in self._rate_window if t > now - 60]
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "state": self.state,
+            "last_error": self.last_error,
+            "last_post_at": iso8601(self.last_post_at) if self.last_post_at else None,
+            "posts": self.posts,
+            "posts_per_minute": len(recent),
+            "malformed": self.malformed_count,
+        }
+
+    # for subclasses
+
+    def set_state(self, state: str, error: Optional[str] = None) -> None:
+        """
+        Record a state change; one log line per change, never per post.
+        """
+        if error is not None:
+            self.last_error = error
+        if state == self.state:
+            return
+        self.state = state
+        self.metrics.source_up.labels(self.name, self.kind).set(1 if state in (CONNECTED, IDLE) else 0)
+        self.log.info(
+            "source {source} ({kind}) is {state}{why}",
+            source=self.name,
+            kind=self.kind,
+            state=state,
+            why=f": {error}" if error else "",
+        )
+
+    def emit(self, post: Post) -> Deferred:
+        """
+        Hand one post to the queue.  The returned Deferred fires when the
+        queue has taken it; wait for it before reading more.
+        """
+        now = self.reactor.seconds()
+        post.received_at = now
+        self.posts += 1
+        self.last_post_at = now
+        self._rate_window.append(now)
+        if len(self._rate_window) > 2000:
+            self._rate_window = [t for t in self._rate_window if t > now - 60]
+        self.metrics.collected.labels(self.name).inc()
+        d = self._pending_put = self.queue.put(post)
+        d.addBoth(self._put_done)
+        return d
+
+    def _put_done(self, result):
+        self._pending_put = None
+        return result
+
+    def malformed(self, raw: bytes, error: str, context: str) -> Deferred:
+        """
+        Count, log and keep aside a payload that could not be read.
+        """
+        self.malformed_count += 1
+        self.metrics.malformed.labels(self.name).inc()
+        self.log.warn(
+            "source {source}: malformed payload at {context}: {error}",
+            source=self.name,
+            context=context,
+            error=error,
+        )
+        d = self.store.dead_letter(self.name, raw, error, context)
+        d.addErrback(lambda f: self.log.failure("could not keep a dead letter", f))
+        return d
+
+    def cancel_pending(self) -> None:
+        """
+        Withdraw a post still waiting for room in the queue: its cursor was
+        never committed, so the next start reads it again.
+        """
+        if self._pending_put is not None:
+            self._pending_put.cancel()
+
+    def stopService(self):
+        super().stopService()
+        self.cancel_pending()
+        self.set_state(STOPPED)

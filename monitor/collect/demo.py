@@ -1,0 +1,88 @@
+"""
+The demo source: synthetic posts about the configured topics, with bursts,
+so that a fresh install shows something without any network.
+"""
+
+from __future__ import annotations
+
+import random
+
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.task import deferLater
+
+from monitor.collect.base import CONNECTED, FAILING, Collector
+from monitor.collect.demo_content import DemoContent
+from monitor.config import STRINGS, Field, at_least, register_source_kind
+
+register_source_kind(
+    "demo",
+    {
+        "rate": Field(float, 2.0, at_least(0.01), doc="Posts per second outside bursts."),
+        "burst_every": Field(float, 900.0, at_least(1), doc="Mean seconds between bursts."),
+        "seed": Field(int, None, doc="Fix the random sequence."),
+        "brands": Field(STRINGS, None, doc="Names to talk about; defaults to the topic names."),
+    },
+)
+
+#: Seconds between two batches of generated posts.
+TICK = 0.2
+
+
+class DemoSource(Collector):
+    """
+    Generate posts at C{rate} per second (more during bursts), stamped with
+    the current time.
+    """
+
+    kind = "demo"
+
+    def __init__(self, name, queue, store, metrics, brands, rate=2.0, burst_every=900.0, seed=None, reactor=None):
+        super().__init__(name, queue, store, metrics, reactor=reactor)
+        self.network = name
+        self._rng = random.Random(seed)
+        self.content = DemoContent(
+            brands or ["Acme"], random.Random(self._rng.random()), base_rate=rate, burst_every=burst_every
+        )
+        self._burst = None
+        self._task = None
+
+    def startService(self):
+        super().startService()
+        self._task = ensureDeferred(self._run())
+        self._task.addErrback(self._crashed)
+
+    def stopService(self):
+        super().stopService()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _crashed(self, failure):
+        if failure.check(CancelledError):
+            return
+        self.log.failure("source {source} stopped on an error", failure, source=self.name)
+        self.set_state(FAILING, failure.getErrorMessage())
+
+    def _poisson(self, mean: float) -> int:
+        # Knuth's method: means here are small (a few per tick).
+        limit, k, p = pow(2.718281828459045, -mean), 0, 1.0
+        while True:
+            p *= self._rng.random()
+            if p <= limit:
+                return k
+            k += 1
+
+    async def _run(self) -> None:
+        self.set_state(CONNECTED)
+        last = self.reactor.seconds()
+        while True:
+            await deferLater(self.reactor, TICK)
+            # Timers run late; go by the time that really passed.
+            now = self.reactor.seconds()
+            elapsed, last = now - last, now
+            burst = self.content.current_burst(now)
+            if burst != self._burst:
+                self._burst = burst
+                if burst:
+                    self.log.info("source {source}: demo burst {burst}", source=self.name, burst=burst)
+            for _ in range(self._poisson(self.content.rate(now) * elapsed)):
+                await self.emit(self.content.make_post(now, self.name))

@@ -1,0 +1,153 @@
+"""
+The pipeline: queue -> matcher -> analysis -> store -> sinks.
+
+Batches are analysed concurrently (up to C{max_inflight}) but stored strictly
+in the order they left the queue, so that a collector's cursor, committed in
+the same transaction as the batch, never runs ahead of a post that is not yet
+stored.  A store failure is retried (the queue fills and slows the
+collectors meanwhile); nothing taken from the queue is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred, succeed
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from monitor.interfaces import ISink
+
+#: Store retry delays in seconds: doubling, capped.
+_RETRY_FIRST, _RETRY_CAP = 0.5, 30.0
+
+
+class Pipeline(Service):
+    """
+    Consume the queue and carry every post through to the sinks.
+
+    @ivar topics: anything with a C{matcher} attribute; read per batch so a
+        topic change applies to the next batch without a restart.
+    """
+
+    name = "pipeline"
+    log = Logger()
+
+    def __init__(self, queue, topics, analyzer, store, metrics, batch_size=500, max_inflight=2, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.queue = queue
+        self.topics = topics
+        self.analyzer = analyzer
+        self.store = store
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.sinks: list = []
+        self._slots = DeferredSemaphore(max_inflight)
+        self._tail: Deferred = succeed(None)
+        self._get: Optional[Deferred] = None
+        self._loop: Optional[Deferred] = None
+        self._stopping = False
+
+    def add_sink(self, sink) -> None:
+        """
+        Register an L{ISink} to receive every stored batch.
+        """
+        self.sinks.append(ISink(sink))
+
+    def startService(self):
+        super().startService()
+        self._stopping = False
+        self._loop = ensureDeferred(self._run())
+        self._loop.addErrback(lambda f: self.log.failure("the pipeline stopped on an error", f))
+
+    def stopService(self):
+        """
+        Drain: process what is in the queue, then stop.  The collectors are
+        stopped before this, so the queue only shrinks.
+        """
+        super().stopService()
+        self._stopping = True
+        if self._get is not None and self.queue.size() == 0:
+            self._get.cancel()
+        return self._loop
+
+    async def _run(self) -> None:
+        while not (self._stopping and self.queue.size() == 0):
+            await self._slots.acquire()
+            self._get = self.queue.get(self.batch_size)
+            try:
+                posts = await self._get
+            except CancelledError:
+                self._slots.release()
+                break
+            finally:
+                self._get = None
+            self.metrics.queue_depth.set(self.queue.size())
+            previous, done = self._tail, Deferred()
+            self._tail = done
+            d = ensureDeferred(self._process(posts, previous))
+            d.addErrback(lambda f: self.log.failure("a batch failed", f))
+            d.addBoth(lambda _, done=done: (done.callback(None), self._slots.release()))
+        await self._tail
+
+    async def _process(self, posts: list, previous: Deferred) -> None:
+        matcher = self.topics.matcher
+        cursors: dict[str, str] = {}
+        matched = []
+        for post in posts:
+            if post.cursor is not None:
+                cursors[post.source] = post.cursor
+            post.topics = matcher.match(post)
+            if post.topics:
+                matched.append(post)
+            else:
+                self.metrics.unmatched.labels(post.source).inc()
+
+        if matched:
+            started = self.reactor.seconds()
+            results = await self.analyzer.analyze(matched)
+            self.metrics.analysis_seconds.observe(self.reactor.seconds() - started)
+            for post, analysis in zip(matched, results):
+                post.analysis = analysis
+
+        # Store in queue order: wait for the batch before this one.
+        await previous
+        await self._store(matched, cursors)
+        await self.queue.ack(posts)
+        if matched:
+            self._notify(matched)
+
+    async def _store(self, posts: list, cursors: dict) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            started = self.reactor.seconds()
+            try:
+                inserted = await self.store.store_batch(posts, cursors)
+            except Exception as e:
+                self.metrics.store_errors.inc()
+                self.log.error(
+                    "could not store {count} posts ({error}); retrying in {delay}s",
+                    count=len(posts),
+                    error=e,
+                    delay=delay,
+                )
+                await deferLater(self.reactor, delay)
+                delay = min(delay * 2, _RETRY_CAP)
+                continue
+            now = self.reactor.seconds()
+            self.metrics.store_seconds.observe(now - started)
+            self.metrics.duplicates.inc(len(posts) - inserted)
+            for post in posts:
+                self.metrics.stored.labels(post.source).inc()
+                self.metrics.latency.observe(now - post.received_at)
+            return
+
+    def _notify(self, posts: list) -> None:
+        for sink in self.sinks:
+            try:
+                sink.posts_stored(posts)
+            except Exception:
+                self.log.failure("sink {sink!r} failed on a batch", sink=sink)

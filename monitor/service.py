@@ -1,0 +1,62 @@
+"""
+Service plumbing shared by the hub and the analysis node.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.logger import Logger
+
+
+class OrderedMultiService(MultiService):
+    """
+    A MultiService that starts its children in order, each after the one
+    before has finished starting, and stops them in reverse order, each
+    after the one after it has stopped.
+
+    Twisted's MultiService drops start Deferreds and stops children all at
+    once; the hub needs collectors stopped before the pipeline drains, and
+    the pipeline drained before the store closes.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor=None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+
+    def startService(self):
+        # Not MultiService.startService: that starts every child at once.
+        self.running = 1
+        self.started = ensureDeferred(self._start())
+        self.started.addErrback(self._start_failed)
+        return self.started
+
+    async def _start(self) -> None:
+        for child in list(self):
+            await maybeDeferred(child.startService)
+
+    def _start_failed(self, failure):
+        # A hub without its store or its port is no hub: stop, loudly.
+        self.log.failure("could not start the service {name}", failure, name=self.name)
+        if self.reactor.running:
+            self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)
+        return None
+
+    def stopService(self):
+        self.running = 0
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        for child in reversed(list(self)):
+            if not child.running:
+                continue
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception:
+                self.log.failure("error stopping {child}", child=getattr(child, "name", child))

@@ -1,0 +1,10 @@
+# The twistd plugins.  Nothing here imports the application: twistd --help
+# stays fast and installs no reactor early.
+from twisted.application.service import ServiceMaker
+
+monitor = ServiceMaker(
+    "monitor",
+    "monitor.tap",
+    "Real-time social media monitoring hub.",
+    "monitor",
+)
