@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.analysis.text import plain_text  # noqa: E402
-from monitor.collect.demo_content import DemoContent  # noqa: E402
+from monitor.collect.demo_content import DemoContent, brand_terms  # noqa: E402
 from monitor.collect.jsonl import format_post  # noqa: E402
 
 BRANDS = ["Acme", "Globex", "Initech"]
@@ -69,10 +69,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def api(port: int, path: str):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {TOKEN}"})
+def accounted(port: int, n: int):
+    """
+    (stored, unmatched) once all n posts are collected and every one of them
+    is stored or dropped as unmatched; None before.
+    """
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
     with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        for name in ("collected", "stored", "unmatched"):
+            if line.startswith(f'monitor_posts_{name}_total{{source="bench"}}'):
+                values[name] = int(float(line.split()[-1]))
+    stored, unmatched = values.get("stored", 0), values.get("unmatched", 0)
+    if values.get("collected") == n and stored + unmatched == n:
+        return stored, unmatched
+    return None
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -118,7 +131,8 @@ endpoint = "tcp:{port}:interface=127.0.0.1"
 kind = "replay"
 name = "bench"
 path = "posts.jsonl"
-""" + "".join(f'[[topics]]\nname = "{b}"\nterms = ["{b.lower()}"]\ngroup = "vendors"\n' for b in BRANDS))
+""" + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
+                    for b in BRANDS))
         env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
         proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
@@ -127,21 +141,20 @@ path = "posts.jsonl"
         )
         try:
             deadline = time.monotonic() + 600
-            count = 0
-            while time.monotonic() < deadline:
-                try:
-                    count = api(port, "/api/v1/stats")["count"]
-                except OSError:
-                    count = 0
-                if count >= n:
-                    break
+            settled = None
+            while time.monotonic() < deadline and settled is None:
                 time.sleep(0.25)
+                try:
+                    settled = accounted(port, n)
+                except OSError:
+                    continue
+            stored, unmatched = settled or (0, 0)
             rss = peak_rss_mib(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-        if count < n:
-            raise SystemExit(f"only {count} of {n} posts stored; see {tmp}/twistd.log")
+        if stored + unmatched < n:
+            raise SystemExit(f"only {stored} + {unmatched} unmatched of {n} posts; see {tmp}/twistd.log")
         db = sqlite3.connect(tmp / "bench.sqlite")
         rows = db.execute("SELECT received_at, stored_at FROM posts").fetchall()
     first = min(r[0] for r in rows)
@@ -150,7 +163,9 @@ path = "posts.jsonl"
     pipeline = len(rows) / (last - first)
     vader = raw_vader(bodies)
     return {
-        "posts": len(rows),
+        "posts": n,
+        "stored": len(rows),
+        "unmatched": unmatched,
         "batch_size": batch_size,
         "pipeline_posts_per_s": round(pipeline),
         "latency_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),

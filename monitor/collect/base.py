@@ -5,6 +5,7 @@ the dead-letter path for payloads it cannot read.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Optional
 
 from zope.interface import implementer
@@ -54,13 +55,12 @@ class Collector(Service):
         self.posts = 0
         self.malformed_count = 0
         self._pending_put: Optional[Deferred] = None
-        self._rate_window: list[float] = []
+        # Posts per whole second over the last minute: [second, count] pairs.
+        self._per_second: deque[list] = deque()
 
     # ISource
 
     def status(self) -> dict[str, Any]:
-        now = self.reactor.seconds()
-        recent = [t for t in self._rate_window if t > now - 60]
         return {
             "name": self.name,
             "kind": self.kind,
@@ -68,9 +68,16 @@ class Collector(Service):
             "last_error": self.last_error,
             "last_post_at": iso8601(self.last_post_at) if self.last_post_at else None,
             "posts": self.posts,
-            "posts_per_minute": len(recent),
+            "posts_per_minute": self.posts_per_minute(),
             "malformed": self.malformed_count,
         }
+
+    def posts_per_minute(self) -> int:
+        """
+        Posts collected in the last 60 seconds.
+        """
+        since = int(self.reactor.seconds()) - 60
+        return sum(n for second, n in self._per_second if second > since)
 
     # for subclasses
 
@@ -101,9 +108,13 @@ class Collector(Service):
         post.received_at = now
         self.posts += 1
         self.last_post_at = now
-        self._rate_window.append(now)
-        if len(self._rate_window) > 2000:
-            self._rate_window = [t for t in self._rate_window if t > now - 60]
+        second = int(now)
+        if self._per_second and self._per_second[-1][0] == second:
+            self._per_second[-1][1] += 1
+        else:
+            self._per_second.append([second, 1])
+            while self._per_second[0][0] <= second - 60:
+                self._per_second.popleft()
         self.metrics.collected.labels(self.name).inc()
         d = self._pending_put = self.queue.put(post)
         d.addBoth(self._put_done)

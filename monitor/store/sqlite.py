@@ -505,6 +505,20 @@ class SQLiteStore(Service):
             return fail(RuntimeError("the store is not running"))
         return self._track(pool.runInteraction(interaction, *args))
 
+    def run_write(self, interaction, *args) -> Deferred:
+        """
+        Run C{interaction(transaction, *args)} in one write transaction.
+        Other parts of the hub (users, alerts, nodes) keep their own SQL
+        next to their code and run it through this and L{run_read}.
+        """
+        return self._run(True, interaction, *args)
+
+    def run_read(self, interaction, *args) -> Deferred:
+        """
+        Run C{interaction(transaction, *args)} on a read-only connection.
+        """
+        return self._run(False, interaction, *args)
+
     # -- posts and cursors -------------------------------------------------
 
     def store_batch(self, posts, cursors) -> Deferred:
