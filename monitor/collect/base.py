@@ -11,7 +11,8 @@ from typing import Any, Optional
 from zope.interface import implementer
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from monitor.interfaces import ISource
@@ -31,9 +32,11 @@ STOPPED = "stopped"
 @implementer(ISource)
 class Collector(Service):
     """
-    Base class for a source.  Subclasses read their source and call
-    L{emit} for each post (waiting on its Deferred: that is the
-    backpressure) and L{malformed} for each payload they cannot read.
+    Base class for a source.  Subclasses implement C{async def run()},
+    which reads the source for as long as the service runs, calling L{emit}
+    for each post (waiting on its Deferred: that is the backpressure) and
+    L{malformed} for each payload they cannot read.  Stopping cancels
+    C{run} wherever it waits.
 
     @ivar network: the uid namespace of this source's posts.
     """
@@ -54,7 +57,10 @@ class Collector(Service):
         self.last_post_at: Optional[float] = None
         self.posts = 0
         self.malformed_count = 0
+        self.rate_limit_remaining: Optional[int] = None
+        self.resume_at: Optional[float] = None
         self._pending_put: Optional[Deferred] = None
+        self._task: Optional[Deferred] = None
         # Posts per whole second over the last minute: [second, count] pairs.
         self._per_second: deque[list] = deque()
 
@@ -70,6 +76,8 @@ class Collector(Service):
             "posts": self.posts,
             "posts_per_minute": self.posts_per_minute(),
             "malformed": self.malformed_count,
+            "rate_limit_remaining": self.rate_limit_remaining,
+            "resume_at": iso8601(self.resume_at) if self.resume_at else None,
         }
 
     def posts_per_minute(self) -> int:
@@ -148,7 +156,36 @@ class Collector(Service):
         if self._pending_put is not None:
             self._pending_put.cancel()
 
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    async def wait(self, seconds: float, state: Optional[str] = None, error: Optional[str] = None) -> None:
+        """
+        Pause C{seconds} (backing off, rate limited...), reporting C{state}
+        and when collecting resumes.
+        """
+        if state is not None:
+            self.resume_at = self.reactor.seconds() + seconds
+            self.set_state(state, error)
+        try:
+            await deferLater(self.reactor, seconds)
+        finally:
+            self.resume_at = None
+
+    def startService(self):
+        super().startService()
+        self._task = ensureDeferred(self.run())
+        self._task.addErrback(self._crashed)
+
+    def _crashed(self, failure):
+        if failure.check(CancelledError):
+            return
+        self.log.failure("source {source} stopped on an error", failure, source=self.name)
+        self.set_state(FAILING, failure.getErrorMessage())
+
     def stopService(self):
         super().stopService()
         self.cancel_pending()
+        if self._task is not None:
+            self._task.cancel()
         self.set_state(STOPPED)

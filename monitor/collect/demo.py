@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import random
 
-from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.internet.task import deferLater
 
-from monitor.collect.base import CONNECTED, FAILING, Collector
+from monitor.collect.base import CONNECTED, Collector
 from monitor.collect.demo_content import DemoContent
 from monitor.config import STRINGS, Field, at_least, register_source_kind
 
@@ -44,23 +43,6 @@ class DemoSource(Collector):
             brands or ["Acme"], random.Random(self._rng.random()), base_rate=rate, burst_every=burst_every
         )
         self._burst = None
-        self._task = None
-
-    def startService(self):
-        super().startService()
-        self._task = ensureDeferred(self._run())
-        self._task.addErrback(self._crashed)
-
-    def stopService(self):
-        super().stopService()
-        if self._task is not None:
-            self._task.cancel()
-
-    def _crashed(self, failure):
-        if failure.check(CancelledError):
-            return
-        self.log.failure("source {source} stopped on an error", failure, source=self.name)
-        self.set_state(FAILING, failure.getErrorMessage())
 
     def _poisson(self, mean: float) -> int:
         # Knuth's method: means here are small (a few per tick).
@@ -71,7 +53,7 @@ class DemoSource(Collector):
                 return k
             k += 1
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         self.set_state(CONNECTED)
         last = self.reactor.seconds()
         while True:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.internet.task import deferLater
 
 from monitor.collect.base import CONNECTED, FAILING, FINISHED, IDLE, Collector
@@ -54,25 +53,8 @@ class ReplaySource(Collector):
         self.speed = speed
         self.network = network or name
         self.follow = follow
-        self._task = None
 
-    def startService(self):
-        super().startService()
-        self._task = ensureDeferred(self._run())
-        self._task.addErrback(self._crashed)
-
-    def stopService(self):
-        super().stopService()
-        if self._task is not None:
-            self._task.cancel()
-
-    def _crashed(self, failure):
-        if failure.check(CancelledError):
-            return
-        self.log.failure("source {source} stopped on an error", failure, source=self.name)
-        self.set_state(FAILING, failure.getErrorMessage())
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         offset, lineno = _parse_cursor(await self.store.get_cursor(self.name))
         while True:
             try:
