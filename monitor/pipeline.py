@@ -10,6 +10,7 @@ collectors meanwhile); nothing taken from the queue is dropped.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Optional
 
 from twisted.application.service import Service
@@ -97,6 +98,7 @@ class Pipeline(Service):
         matcher = self.topics.matcher
         cursors: dict[str, str] = {}
         matched = []
+        unmatched: Counter[str] = Counter()
         for post in posts:
             if post.cursor is not None:
                 cursors[post.source] = post.cursor
@@ -104,7 +106,9 @@ class Pipeline(Service):
             if post.topics:
                 matched.append(post)
             else:
-                self.metrics.unmatched.labels(post.source).inc()
+                unmatched[post.source] += 1
+        for source, n in unmatched.items():
+            self.metrics.unmatched.labels(source).inc(n)
 
         if matched:
             started = self.reactor.seconds()
@@ -140,9 +144,11 @@ class Pipeline(Service):
             now = self.reactor.seconds()
             self.metrics.store_seconds.observe(now - started)
             self.metrics.duplicates.inc(len(posts) - inserted)
+            for source, n in Counter(post.source for post in posts).items():
+                self.metrics.stored.labels(source).inc(n)
+            observe = self.metrics.latency.observe
             for post in posts:
-                self.metrics.stored.labels(post.source).inc()
-                self.metrics.latency.observe(now - post.received_at)
+                observe(now - post.received_at)
             return
 
     def _notify(self, posts: list) -> None:

@@ -61,6 +61,7 @@ class Collector(Service):
         self.resume_at: Optional[float] = None
         self._pending_put: Optional[Deferred] = None
         self._task: Optional[Deferred] = None
+        self._collected = metrics.collected.labels(name)
         # Posts per whole second over the last minute: [second, count] pairs.
         self._per_second: deque[list] = deque()
 
@@ -123,7 +124,7 @@ class Collector(Service):
             self._per_second.append([second, 1])
             while self._per_second[0][0] <= second - 60:
                 self._per_second.popleft()
-        self.metrics.collected.labels(self.name).inc()
+        self._collected.inc()
         d = self._pending_put = self.queue.put(post)
         d.addBoth(self._put_done)
         return d

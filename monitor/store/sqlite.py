@@ -529,17 +529,7 @@ class SQLiteStore(Service):
         posts = list(posts)
         cursors = dict(cursors or {})
         d = self._run(True, self._store_batch, posts, cursors, self._reactor.seconds())
-        d.addCallback(self._stored, len(posts), cursors)
         return d
-
-    def _stored(self, count: int, offered: int, cursors) -> int:
-        self.log.debug(
-            "stored {count} new of {offered} posts, cursors of {sources}",
-            count=count,
-            offered=offered,
-            sources=sorted(cursors),
-        )
-        return count
 
     @staticmethod
     def _store_batch(trans, posts: list[Post], cursors: dict, now: float) -> int:
