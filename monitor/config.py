@@ -287,6 +287,32 @@ class _Checker:
             self.problem(key, f"environment variable {name} is not set")
         return out
 
+    def array(self, name: str, data: dict) -> list[tuple[str, dict]]:
+        """
+        The tables of an array of tables (C{[[name]]}), each with its key
+        for messages; anything else in the array is a problem.
+        """
+        raw = data.get(name, [])
+        if not isinstance(raw, list):
+            self.problem(name, f"must be an array of tables ([[{name}]])")
+            return []
+        out = []
+        for i, table in enumerate(raw):
+            if isinstance(table, dict):
+                out.append((f"{name}[{i}]", table))
+            else:
+                self.problem(f"{name}[{i}]", "must be a table")
+        return out
+
+    def unique(self, key: str, checked: dict, seen: set, what: str) -> None:
+        """
+        Check that C{checked["name"]} was not used before in C{seen}.
+        """
+        name = checked.get("name")
+        if name in seen:
+            self.problem(f"{key}.name", f"duplicate {what} name {name!r}")
+        seen.add(name)
+
     def table(self, key: str, specs: dict[str, Field], table: Any) -> dict[str, Any]:
         if not isinstance(table, dict):
             self.problem(key, "must be a table")
@@ -344,42 +370,23 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
     sections = {name: c.table(name, specs, data.get(name, {})) for name, specs in SECTIONS.items()}
 
     sources = []
-    raw_sources = data.get("sources", [])
-    if not isinstance(raw_sources, list):
-        c.problem("sources", "must be an array of tables ([[sources]])")
-        raw_sources = []
     names: set[str] = set()
-    for i, s in enumerate(raw_sources):
-        key = f"sources[{i}]"
-        if not isinstance(s, dict):
-            c.problem(key, "must be a table")
-            continue
+    for key, s in c.array("sources", data):
         kind = s.get("kind")
         if kind not in SOURCE_KINDS:
             c.problem(f"{key}.kind", "must be one of " + ", ".join(repr(k) for k in sorted(SOURCE_KINDS)))
             continue
-        specs = dict(SOURCE_COMMON, **SOURCE_KINDS[kind])
-        checked = c.table(key, specs, s)
-        name = checked.get("name")
-        if name in names:
-            c.problem(f"{key}.name", f"duplicate source name {name!r}")
-        names.add(name)
+        checked = c.table(key, dict(SOURCE_COMMON, **SOURCE_KINDS[kind]), s)
+        c.unique(key, checked, names, "source")
         sources.append(checked)
 
     topics = []
-    raw_topics = data.get("topics", [])
-    if not isinstance(raw_topics, list):
-        c.problem("topics", "must be an array of tables ([[topics]])")
-        raw_topics = []
     topic_names: set[str] = set()
-    for i, t in enumerate(raw_topics):
-        key = f"topics[{i}]"
+    for key, t in c.array("topics", data):
         checked = c.table(key, TOPIC_FIELDS, t)
         if len(checked) != len(TOPIC_FIELDS):
             continue
-        if checked["name"] in topic_names:
-            c.problem(f"{key}.name", f"duplicate topic name {checked['name']!r}")
-        topic_names.add(checked["name"])
+        c.unique(key, checked, topic_names, "topic")
         if not checked["terms"] and not checked["variants"]:
             c.problem(f"{key}.terms", "a topic needs at least one term or variant")
         for other in checked["sources"]:
