@@ -80,7 +80,8 @@ CREATE VIRTUAL TABLE posts_fts USING fts5 (
     text,
     content = 'posts',
     content_rowid = 'id',
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 2',
+    columnsize = 0
 );
 CREATE TRIGGER posts_fts_insert AFTER INSERT ON posts BEGIN
     INSERT INTO posts_fts (rowid, text) VALUES (new.id, new.text);

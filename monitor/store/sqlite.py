@@ -336,6 +336,7 @@ def _configure(connection, read_only: bool) -> None:
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
     connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA cache_size = -65536")
     if read_only:
         # The reader pool never writes; make a slip an error, not a lock.
         connection.execute("PRAGMA query_only = ON")
