@@ -53,13 +53,17 @@ def texts(n: int) -> list[str]:
     return out
 
 
-def write_replay(path: pathlib.Path, bodies: list[str]) -> None:
+def write_replay(path: pathlib.Path, bodies: list[str], rate: float) -> None:
+    """
+    One post every 1/rate seconds of created_at (a paced replay keeps that
+    spacing; a flat-out one ignores it).
+    """
     from monitor.model import Post
 
     with open(path, "wb") as f:
         for i, text in enumerate(bodies):
             p = Post(source="bench", network="bench", native_id=str(i), text=text, author=f"user{i % 997}",
-                     created_at=1.7e9 + i, author_followers=(i * 7919) % 100000, likes=i % 13)
+                     created_at=1.7e9 + i / rate, author_followers=(i * 7919) % 100000, likes=i % 13)
             f.write(format_post(p))
 
 
@@ -112,11 +116,15 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run(n: int, batch_size: int) -> dict:
+def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0) -> dict:
+    """
+    Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
+    posts per second.
+    """
     bodies = texts(n)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        write_replay(tmp / "posts.jsonl", bodies)
+        write_replay(tmp / "posts.jsonl", bodies, rate or 1.0)
         port = free_port()
         (tmp / "bench.toml").write_text(f"""
 [store]
@@ -125,12 +133,14 @@ path = "bench.sqlite"
 size = 10000
 [analysis]
 batch_size = {batch_size}
+{f"workers = {workers}" if workers else ""}
 [web]
 endpoint = "tcp:{port}:interface=127.0.0.1"
 [[sources]]
 kind = "replay"
 name = "bench"
 path = "posts.jsonl"
+speed = {1 if rate else 0}
 """ + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
                     for b in BRANDS))
         env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
@@ -164,6 +174,8 @@ path = "posts.jsonl"
     vader = raw_vader(bodies)
     return {
         "posts": n,
+        "offered_rate": rate or "flat out",
+        "analysis_workers": workers,
         "stored": len(rows),
         "unmatched": unmatched,
         "batch_size": batch_size,
@@ -181,9 +193,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=50000)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=0.0, help="pace the replay at this many posts/s (0: flat out)")
+    parser.add_argument("--workers", type=int, default=0, help="[analysis] workers: 0 threads, N processes")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    result = run(args.posts, args.batch_size)
+    result = run(args.posts, args.batch_size, args.rate, args.workers)
     for k, v in result.items():
         print(f"{k:24} {v}")
     if args.json:

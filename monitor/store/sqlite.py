@@ -529,14 +529,16 @@ class SQLiteStore(Service):
         """
         posts = list(posts)
         cursors = dict(cursors or {})
-        d = self._run(True, self._store_batch, posts, cursors, self._reactor.seconds())
-        return d
+        # stored_at is read in the writer thread, once the write lock is
+        # held, so that it measures the wait for the writer too.
+        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds)
 
     @staticmethod
-    def _store_batch(trans, posts: list[Post], cursors: dict, now: float) -> int:
+    def _store_batch(trans, posts: list[Post], cursors: dict, clock) -> int:
         # Take the write lock first: the duplicate check and the ids below
         # stay true until commit.
         trans.execute("BEGIN IMMEDIATE")
+        now = clock()
         unique: dict[str, Post] = {}
         for post in posts:
             unique.setdefault(post.uid, post)
