@@ -66,3 +66,133 @@ def test_retry_after():
     assert retry_after(b"120", 0) == 120.0
     assert retry_after("Thu, 01 Jan 2026 12:00:30 GMT", 1767268800.0) == 30.0
     assert retry_after("soon", 0) is None and retry_after(None, 0) is None
+
+
+class FakeBodyTransport:
+    """What Response.deliverBody hands a body protocol: a proxy producer over the connection."""
+
+    def __init__(self):
+        self.paused = False
+        self.aborted = False
+        self._producer = self
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        self.aborted = True
+
+    def abortConnection(self):
+        self.aborted = True
+
+
+class FakeResponse:
+    """A response whose body the test feeds by hand."""
+
+    def __init__(self):
+        self.transport = FakeBodyTransport()
+        self.protocol = None
+
+    def deliverBody(self, protocol):
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+
+    def finish(self, exc=None):
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseDone
+
+        self.protocol.connectionLost(Failure(exc or ResponseDone()))
+
+
+def test_read_body_bounded_and_timed():
+    """read_body returns the whole body, refuses one over the limit, and gives up on a trickle."""
+    from twisted.internet.defer import TimeoutError
+
+    from monitor.collect.net import BodyTooLarge, read_body
+
+    clock = Clock()
+    r = FakeResponse()
+    d = read_body(r, 10, clock, timeout=5)
+    r.protocol.dataReceived(b"hello ")
+    r.protocol.dataReceived(b"you")
+    r.finish()
+    assert d.result == b"hello you"
+
+    r = FakeResponse()
+    d = read_body(r, 10, clock)
+    r.protocol.dataReceived(b"0123456789")
+    r.protocol.dataReceived(b"!")
+    f = []
+    d.addErrback(f.append)
+    assert f[0].check(BodyTooLarge) and f[0].value.head == b"0123456789" and r.transport.aborted
+    r.finish()  # the late connectionLost is ignored
+
+    r = FakeResponse()
+    d = read_body(r, 10, clock, timeout=5)
+    r.protocol.dataReceived(b"a")
+    clock.advance(5)
+    f = []
+    d.addErrback(f.append)
+    assert f[0].check(TimeoutError) and r.transport.aborted
+
+
+def test_line_stream_pauses_while_lines_wait():
+    """Lines wait with the transport paused; reading them all resumes it; the end gives None."""
+    from monitor.collect.net import LineStream
+
+    clock = Clock()
+    r = FakeResponse()
+    s = LineStream(clock, 20, lambda head: None)
+    r.deliverBody(s)
+    s.dataReceived(b"one\r\ntwo\r\nthr")
+    assert r.transport.paused
+    assert s.next().result == b"one" and s.next().result == b"two"
+    d = s.next()
+    assert not r.transport.paused and not d.called
+    s.dataReceived(b"ee\r\n")
+    assert d.result == b"three" and not r.transport.paused
+    s.dataReceived(b"\r\ntail")
+    assert s.next().result == b""
+    r.finish()
+    assert s.next().result is None and s.pending == b"tail"
+
+
+def test_line_stream_stall_drops_connection():
+    """Only keep-alives, then silence: after stall_timeout the stream is aborted and marked stalled."""
+    from monitor.collect.net import LineStream
+
+    clock = Clock()
+    r = FakeResponse()
+    s = LineStream(clock, 20, lambda head: None)
+    r.deliverBody(s)
+    d = s.next()
+    for _ in range(3):
+        clock.advance(15)
+        s.dataReceived(b"\r\n")
+        assert d.result == b""
+        d = s.next()
+    clock.advance(19)
+    assert not r.transport.aborted
+    clock.advance(1)
+    assert r.transport.aborted and s.stalled
+    r.finish(ConnectionError("gone"))
+    assert d.result is None
+
+
+def test_line_stream_cancel_aborts():
+    """Cancelling the wait for a line drops the connection; the later end is quiet."""
+    from monitor.collect.net import LineStream
+
+    clock = Clock()
+    r = FakeResponse()
+    s = LineStream(clock, 20, lambda head: None)
+    r.deliverBody(s)
+    d = s.next()
+    d.cancel()
+    d.addErrback(lambda f: None)
+    assert r.transport.aborted
+    r.finish(ConnectionError("gone"))
+    assert s.next().result is None

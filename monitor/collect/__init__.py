@@ -3,12 +3,20 @@ The collectors: one service per configured source.  Importing this package
 registers every source kind with the configuration loader.
 """
 
+from monitor.collect.bluesky import BlueskySource
 from monitor.collect.demo import DemoSource
+from monitor.collect.mastodon import MastodonSource
 from monitor.collect.replay import ReplaySource
+from monitor.collect.rss import RSSSource
+from monitor.collect.x import XSource
 
 SOURCE_CLASSES = {
+    "bluesky": BlueskySource,
     "demo": DemoSource,
+    "mastodon": MastodonSource,
     "replay": ReplaySource,
+    "rss": RSSSource,
+    "x": XSource,
 }
 
 
@@ -19,8 +27,11 @@ def make_source(spec: dict, queue, store, metrics, topics, reactor):
     options = {k: v for k, v in spec.items() if k not in ("kind", "name")}
     if spec["kind"] == "demo" and not options.get("brands"):
         options["brands"] = [t.name for t in topics]
+    if spec["kind"] == "x":
+        options["topics"] = topics
     cls = SOURCE_CLASSES[spec["kind"]]
     return cls(spec["name"], queue, store, metrics, reactor=reactor, **options)
 
 
-__all__ = ["DemoSource", "ReplaySource", "SOURCE_CLASSES", "make_source"]
+__all__ = ["BlueskySource", "DemoSource", "MastodonSource", "ReplaySource", "RSSSource", "SOURCE_CLASSES", "XSource",
+           "make_source"]

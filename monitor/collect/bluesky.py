@@ -1,0 +1,901 @@
+"""
+The Bluesky source: every new post on the network, live, from a Jetstream
+server (a JSON view of the firehose over WebSocket; no account needed).
+
+Jetstream replays from a time (its cursor is a unix time in microseconds),
+so after a disconnect or a restart the collector asks for the stream again
+from C{rewind} seconds before the last event it processed and drops what it
+has already seen: the server's times are not strictly increasing, and the
+store ignores a post it already has, so nothing is lost and nothing is kept
+twice.  Handles and follower counts are not in the stream; they come from
+the public AppView in batches, cached, and never hold a post back for longer
+than C{profile_wait}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, OrderedDict, deque
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+
+from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
+from monitor.collect.net import USER_AGENT, Backoff, HTTPCollector, StallTimer, read_body, retry_after
+from monitor.config import Field, at_least, register_source_kind
+from monitor.model import Post, parse_time
+
+DEFAULT_URL = "wss://jetstream2.us-east.bsky.network/subscribe"
+DEFAULT_APPVIEW = "https://public.api.bsky.app"
+POST_COLLECTION = "app.bsky.feed.post"
+
+
+def url_check(*schemes: str, empty: bool = False) -> Callable[[Any], Optional[str]]:
+    """
+    A config check for a URL with one of C{schemes} and a host.
+    """
+
+    def check(value: Any) -> Optional[str]:
+        if empty and value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            return "must be a URL starting with " + " or ".join(f"{s}://" for s in schemes)
+        return None
+
+    return check
+
+
+register_source_kind(
+    "bluesky",
+    {
+        "url": Field(str, DEFAULT_URL, url_check("wss", "ws"), doc="The Jetstream subscribe URL."),
+        "appview_url": Field(
+            str, DEFAULT_APPVIEW, url_check("https", "http", empty=True), doc="Profiles; empty: none."
+        ),
+        "stall_timeout": Field(float, 30.0, at_least(1), doc="Seconds without a byte before reconnecting."),
+        "rewind": Field(float, 5.0, at_least(0), doc="Seconds replayed before the last event on resume."),
+        "profile_wait": Field(float, 1.0, at_least(0), doc="Most seconds a post waits for its profile."),
+        "profile_ttl": Field(float, 3600.0, at_least(0), doc="Seconds a profile is cached."),
+        "max_message": Field(int, 1 << 20, at_least(4096), doc="Largest frame accepted, in bytes."),
+    },
+)
+
+#: What atproto allows in a DID and a record key; anything else in a frame
+#: is a broken frame, not an id to store.
+_DID = re.compile(r"^did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}$")
+_RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
+
+#: Posts waiting for profiles at most; beyond this the socket is paused.
+MAX_HELD = 2000
+#: Seconds between two looks for posts whose profile wait is over, at most.
+_PROFILE_TIMEOUT = 10.0
+
+
+class MalformedEvent(ValueError):
+    """
+    A frame that is not a Jetstream event we can read; C{reason} says why.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def clean(text: str) -> str:
+    """
+    A string any store can keep: JSON allows lone surrogates and NUL,
+    UTF-8 and SQLite do not.
+    """
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
+def _str(d: dict, key: str, where: str) -> str:
+    value = d.get(key)
+    if not isinstance(value, str):
+        raise MalformedEvent(f"{where}{key}: must be a string, not {type(value).__name__}")
+    return value
+
+
+def read_facets(text: str, facets: Any) -> tuple[str, dict[str, list]]:
+    """
+    The text with shortened links written out in full, and the hashtags,
+    mentions and links the facets mark.  Facet offsets count UTF-8 bytes,
+    not characters: an emoji before a link moves it by four.  A facet with
+    impossible offsets is skipped, never fatal (clients write bad ones).
+    """
+    raw = text.encode("utf-8")
+    found: dict[str, list] = {"hashtags": [], "mentions": [], "links": []}
+    replacements: list[tuple[int, int, bytes]] = []
+    if not isinstance(facets, list):
+        return text, found
+    for facet in facets:
+        if not isinstance(facet, dict):
+            continue
+        index, features = facet.get("index"), facet.get("features")
+        span = start = end = None
+        if isinstance(index, dict):
+            start, end = index.get("byteStart"), index.get("byteEnd")
+            if type(start) is int and type(end) is int and 0 <= start < end <= len(raw):
+                try:
+                    span = raw[start:end].decode("utf-8")
+                except UnicodeDecodeError:
+                    span = None  # offsets inside a character
+        for feature in features if isinstance(features, list) else ():
+            if not isinstance(feature, dict):
+                continue
+            kind = feature.get("$type")
+            if kind == "app.bsky.richtext.facet#tag" and isinstance(feature.get("tag"), str):
+                tag = clean(feature["tag"]).lstrip("#")
+                if tag and tag not in found["hashtags"]:
+                    found["hashtags"].append(tag)
+            elif kind == "app.bsky.richtext.facet#mention" and isinstance(feature.get("did"), str):
+                handle = span[1:] if span and span.startswith("@") else None
+                found["mentions"].append({"did": clean(feature["did"]), "handle": handle and clean(handle)})
+            elif kind == "app.bsky.richtext.facet#link" and isinstance(feature.get("uri"), str):
+                uri = clean(feature["uri"])
+                if uri not in found["links"]:
+                    found["links"].append(uri)
+                # Clients show "acme.example/sta..." for a long link; the
+                # whole address is what people search for.  Display text
+                # that is not a form of the address ("click here") stays.
+                core = span.rstrip(".…") if span else ""
+                if core and span != uri and (uri.split("://", 1)[-1].startswith(core) or uri.startswith(core)):
+                    replacements.append((start, end, uri.encode("utf-8")))
+    if replacements:
+        replacements.sort()
+        out, at = [], 0
+        for start, end, new in replacements:
+            if start < at:
+                continue  # overlapping facets: keep the first
+            out += [raw[at:start], new]
+            at = end
+        out.append(raw[at:])
+        text = b"".join(out).decode("utf-8")
+    return text, found
+
+
+def post_from_commit(source: str, did: str, time_us: int, commit: dict) -> Post:
+    """
+    The post a Jetstream C{create} commit of an C{app.bsky.feed.post}
+    carries.  Raises L{MalformedEvent} for a record we cannot read.
+    """
+    rkey = commit["rkey"]
+    record = commit.get("record")
+    if not isinstance(record, dict):
+        raise MalformedEvent("commit.record: must be an object")
+    text = clean(_str(record, "text", "commit.record."))
+    received = time_us / 1e6
+    try:
+        created = parse_time(record.get("createdAt"))
+    except (ValueError, TypeError, OverflowError):
+        created = received
+    # createdAt is the client's word; one from the future is not believed.
+    if created > received + 300:
+        created = received
+    text, found = read_facets(text, record.get("facets"))
+    tags = record.get("tags")
+    for tag in tags if isinstance(tags, list) else ():
+        if isinstance(tag, str) and tag.lstrip("#") and clean(tag.lstrip("#")) not in found["hashtags"]:
+            found["hashtags"].append(clean(tag.lstrip("#")))
+    langs = record.get("langs")
+    lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
+    extra: dict[str, Any] = {"did": did, **found}
+    reply = record.get("reply")
+    if isinstance(reply, dict) and isinstance(reply.get("parent"), dict):
+        parent = reply["parent"].get("uri")
+        if isinstance(parent, str):
+            extra["reply_to"] = clean(parent)
+    embed = record.get("embed")
+    if isinstance(embed, dict) and isinstance(embed.get("external"), dict):
+        uri = embed["external"].get("uri")
+        if isinstance(uri, str) and clean(uri) not in found["links"]:
+            found["links"].append(clean(uri))
+    return Post(
+        source=source,
+        network="bluesky",
+        native_id=f"at://{did}/{POST_COLLECTION}/{rkey}",
+        text=text,
+        author=did,
+        created_at=created,
+        url=f"https://bsky.app/profile/{did}/post/{rkey}",
+        lang=clean(lang)[:35] if lang else None,
+        extra=extra,
+    )
+
+
+class ProfileLookupFailed(Exception):
+    """
+    The AppView did not answer a profile lookup; C{wait} is how long it
+    asked us to stay away, if it said.
+    """
+
+    def __init__(self, message: str, wait: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+class ProfileCache:
+    """
+    Author profiles, looked up C{batch} at a time (the AppView takes at most
+    25 actors a call) and kept for C{ttl} seconds.  A lookup never fails its
+    caller: a profile that cannot be had is C{None}.  After an error the
+    cache stops asking for a while (backing off) instead of hammering a
+    struggling AppView, and the queue of names to look up is bounded, so a
+    slow AppView costs followers, never memory.
+    """
+
+    def __init__(
+        self,
+        clock,
+        fetch: Callable[[list[str]], Deferred],
+        ttl: float = 3600.0,
+        batch: int = 25,
+        delay: float = 0.05,
+        max_inflight: int = 2,
+        max_queue: int = 500,
+        max_entries: int = 100_000,
+        on_trouble: Callable[[Optional[str]], None] = lambda why: None,
+    ) -> None:
+        self.clock = clock
+        self.fetch = fetch
+        self.ttl, self.batch, self.delay = ttl, batch, delay
+        self.max_inflight, self.max_queue, self.max_entries = max_inflight, max_queue, max_entries
+        self.on_trouble = on_trouble
+        self.backoff = Backoff(first=5.0, cap=300.0)
+        self.lookups = 0
+        self.failures = 0
+        self._cache: OrderedDict[str, tuple[float, Optional[dict]]] = OrderedDict()
+        self._waiting: dict[str, list[Deferred]] = {}
+        self._queue: list[str] = []
+        self._inflight: set[Deferred] = set()
+        self._timer = None
+        self._quiet_until = 0.0
+        self._troubled = False
+
+    def get(self, did: str) -> tuple[bool, Optional[dict]]:
+        """
+        C{(True, profile)} if C{did} is cached (a profile, or C{None} for
+        an actor the AppView does not know), else C{(False, None)}.
+        """
+        entry = self._cache.get(did)
+        if entry is None:
+            return False, None
+        if entry[0] <= self.clock.seconds():
+            del self._cache[did]
+            return False, None
+        self._cache.move_to_end(did)
+        return True, entry[1]
+
+    def want(self, did: str) -> Deferred:
+        """
+        The profile of C{did}, from the cache or the next batch; fires with
+        C{None} when it cannot be had.
+        """
+        found, profile = self.get(did)
+        if found:
+            return succeed(profile)
+        waiters = self._waiting.get(did)
+        if waiters is None:
+            if self.clock.seconds() < self._quiet_until or len(self._queue) >= self.max_queue:
+                return succeed(None)
+            waiters = self._waiting[did] = []
+            self._queue.append(did)
+        d = Deferred()
+        waiters.append(d)
+        self._schedule()
+        return d
+
+    def _schedule(self) -> None:
+        if not self._queue or len(self._inflight) >= self.max_inflight:
+            return
+        if len(self._queue) >= self.batch:
+            self._flush()
+        elif self._timer is None:
+            # Wait a moment so that one call carries many actors.
+            self._timer = self.clock.callLater(self.delay, self._flush)
+
+    def _flush(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        while self._queue and len(self._inflight) < self.max_inflight:
+            dids, self._queue = self._queue[: self.batch], self._queue[self.batch :]
+            self.lookups += 1
+            d = maybeDeferred(self.fetch, dids)
+            self._inflight.add(d)
+            d.addCallbacks(self._got, self._failed, callbackArgs=(dids,), errbackArgs=(dids,))
+            d.addBoth(self._finished, d)
+
+    def _finished(self, _, d: Deferred) -> None:
+        self._inflight.discard(d)
+        self._schedule()
+
+    def _got(self, profiles: dict, dids: list[str]) -> None:
+        self.backoff.reset()
+        if self._troubled:
+            self._troubled = False
+            self.on_trouble(None)
+        expires = self.clock.seconds() + self.ttl
+        for did in dids:
+            profile = profiles.get(did)
+            self._cache[did] = (expires, profile)
+            self._cache.move_to_end(did)
+            self._answer(did, profile)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+
+    def _failed(self, failure, dids: list[str]) -> None:
+        if failure.check(CancelledError):
+            for did in dids:
+                self._answer(did, None)
+            return
+        self.failures += 1
+        wait = getattr(failure.value, "wait", None)
+        if wait is None:
+            wait = self.backoff.next()
+        self._quiet_until = max(self._quiet_until, self.clock.seconds() + wait)
+        if not self._troubled:
+            self._troubled = True
+            self.on_trouble(f"profile lookups failed ({failure.getErrorMessage()}); pausing them for {wait:.0f}s")
+        # Nobody waits through a pause: what is queued gets no profile.
+        for did in dids + self._queue:
+            self._answer(did, None)
+        self._queue = []
+
+    def _answer(self, did: str, profile: Optional[dict]) -> None:
+        for d in self._waiting.pop(did, ()):
+            d.callback(profile)
+
+    def stop(self) -> None:
+        """
+        Give up every lookup (at the service's stop).
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        for d in list(self._inflight):
+            d.cancel()
+        for did in list(self._waiting):
+            self._answer(did, None)
+        self._queue = []
+
+
+def profile_from_view(view: Any) -> Optional[tuple[str, dict]]:
+    """
+    C{(did, profile)} from an AppView C{profileView}, keeping only what a
+    post needs; C{None} if it has no DID.
+    """
+    if not isinstance(view, dict) or not isinstance(view.get("did"), str):
+        return None
+    handle = view.get("handle")
+    followers = view.get("followersCount")
+    verification = view.get("verification")
+    return view["did"], {
+        "handle": clean(handle) if isinstance(handle, str) and handle != "handle.invalid" else None,
+        "followers": followers if type(followers) is int and followers >= 0 else None,
+        "verified": isinstance(verification, dict) and verification.get("verifiedStatus") == "valid",
+    }
+
+
+class _Held:
+    """
+    A post waiting (until C{deadline}) for its author's profile.
+    """
+
+    __slots__ = ("post", "did", "deadline", "ready")
+
+    def __init__(self, post: Post, did: str, deadline: float) -> None:
+        self.post, self.did, self.deadline, self.ready = post, did, deadline, False
+
+    def profile_arrived(self, _profile, source: "BlueskySource") -> None:
+        self.ready = True
+        source._pump()
+
+
+class _JetstreamProtocol(WebSocketClientProtocol):
+    """
+    One connection; everything it hears goes straight to the source.
+    """
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.factory.source._connection_made(self)
+
+    def dataReceived(self, data):
+        self.factory.source._touch()
+        super().dataReceived(data)
+
+    opened = False
+
+    def onOpen(self):
+        self.opened = True
+        self.factory.source._opened(self)
+
+    def onMessage(self, payload, isBinary):
+        self.factory.source._frame(payload, isBinary)
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.factory.source._connection_lost(self, reason)
+
+
+class _JetstreamFactory(WebSocketClientFactory):
+    protocol = _JetstreamProtocol
+    noisy = False  # the source logs its own state changes
+
+    def __init__(self, source: "BlueskySource", url: str, reactor) -> None:
+        super().__init__(url, useragent=USER_AGENT, reactor=reactor)
+        self.source = source
+        # Autobahn's own timers run on the global reactor; the source's
+        # stall timer (on its own clock) covers handshake and close instead.
+        # Invalid UTF-8 is one bad frame (a dead letter), not a reason to
+        # drop the connection and be sent it again.
+        self.setProtocolOptions(
+            utf8validateIncoming=False,
+            maxFramePayloadSize=source.max_message,
+            maxMessagePayloadSize=source.max_message,
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=0,
+            serverConnectionDropTimeout=0,
+            autoPingInterval=0,
+        )
+
+
+class BlueskySource(HTTPCollector):
+    """
+    Posts from a Jetstream server (see the module docstring).
+
+    @ivar events: counts of every event heard, by what it was (C{create},
+        C{update}, C{delete}, C{identity}, C{account}, C{other_collection},
+        C{duplicate}...), including those that make no post.
+    """
+
+    kind = "bluesky"
+    network = "bluesky"
+
+    def __init__(
+        self,
+        name,
+        queue,
+        store,
+        metrics,
+        url=DEFAULT_URL,
+        appview_url=DEFAULT_APPVIEW,
+        stall_timeout=30.0,
+        rewind=5.0,
+        profile_wait=1.0,
+        profile_ttl=3600.0,
+        max_message=1 << 20,
+        reactor=None,
+        endpoint_factory=None,
+    ):
+        super().__init__(name, queue, store, metrics, reactor=reactor)
+        self.url = url
+        self.appview_url = appview_url.rstrip("/")
+        self.stall_timeout = stall_timeout
+        self.rewind = rewind
+        self.profile_wait = profile_wait
+        self.max_message = max_message
+        self.endpoint_factory = endpoint_factory
+        self.events: Counter = Counter()
+        self.backoff = Backoff(first=1.0, cap=60.0)
+        self.profiles = (
+            ProfileCache(self.reactor, self._fetch_profiles, ttl=profile_ttl, on_trouble=self._profile_trouble)
+            if self.appview_url
+            else None
+        )
+        #: The highest time_us processed: the resume point.
+        self.time_us: Optional[int] = None
+        self._seen: dict[tuple, int] = {}
+        self._since_prune = 0
+        self._handles: OrderedDict[str, str] = OrderedDict()
+        self._frames: deque = deque()
+        self._held: deque[_Held] = deque()
+        self._emitting: Optional[Deferred] = None
+        self._deadline_call = None
+        self._pumping = False
+        self._proto: Optional[_JetstreamProtocol] = None
+        self._ended: Optional[Deferred] = None
+        self._paused = False
+        self._stalled = False
+        self._session_events = 0
+        self._opened_at: Optional[float] = None
+        self._tail_from: Optional[int] = None
+        self._stopped = False
+        self._stall = StallTimer(self.reactor, stall_timeout, self._on_stall)
+        # Half the stall time without a byte: ping, so a quiet but live
+        # server answers (a pong is bytes) and only a dead one stalls.
+        self._idle = StallTimer(self.reactor, stall_timeout / 2, self._ping)
+
+    # -- status --------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        s = super().status()
+        s["events"] = dict(self.events)
+        s["waiting_for_profiles"] = len(self._held)
+        s["cursor_time_us"] = self.time_us
+        return s
+
+    # -- the connection loop ---------------------------------------------------
+
+    async def run(self) -> None:
+        # Start from what the store has: anything later was never stored.
+        self.time_us = self._tail_from = None
+        self._seen.clear()
+        saved = await self.store.get_cursor(self.name)
+        if saved:
+            try:
+                self.time_us = int(saved)
+            except ValueError:
+                self.log.warn("source {source}: ignoring unreadable saved cursor {cursor!r}", source=self.name,
+                              cursor=saved)
+        while True:
+            self._session_events = 0
+            self._opened_at = None
+            try:
+                why, wait = await self._session(self.subscribe_url())
+            except CancelledError:
+                raise
+            except Exception as e:
+                why, wait = f"cannot connect: {e.__class__.__name__}: {e}", None
+            # A connection that worked for a while earns a quick retry.
+            if self._session_events or (self._opened_at is not None and
+                                        self.reactor.seconds() - self._opened_at >= self.stall_timeout):
+                self.backoff.reset()
+            if wait is not None:
+                await self.wait(wait, RATE_LIMITED, why)
+            else:
+                await self.wait(self.backoff.next(), BACKING_OFF, why)
+
+    def subscribe_url(self) -> str:
+        """
+        The URL to connect to now: posts only, frames no bigger than we
+        accept (so the server skips them rather than we drop the line),
+        and a cursor a little before the last event processed.
+        """
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("cursor", "maxMessageSizeBytes")]
+        if not any(k == "wantedCollections" for k, _ in query):
+            query.append(("wantedCollections", POST_COLLECTION))
+        query.append(("maxMessageSizeBytes", str(self.max_message)))
+        resume = self.time_us if self.time_us is not None else self._tail_from
+        if resume is not None:
+            query.append(("cursor", str(max(0, resume - int(self.rewind * 1_000_000)))))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def _endpoint(self, host: str, port: int, secure: bool):
+        if self.endpoint_factory is not None:
+            return self.endpoint_factory(host, port, secure)
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+        from twisted.internet.ssl import optionsForClientTLS
+
+        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.stall_timeout)
+        if secure:
+            endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+        return endpoint
+
+    async def _session(self, url: str) -> tuple[str, Optional[float]]:
+        """
+        Connect and read until the connection ends; return why it ended and
+        how long the server asked us to wait, if it did.
+        """
+        factory = _JetstreamFactory(self, url, self.reactor)
+        self._stalled = False
+        self._ended = ended = Deferred(self._cancel_session)
+        await self._endpoint(factory.host, factory.port, factory.isSecure).connect(factory)
+        return await ended
+
+    def _cancel_session(self, d: Deferred) -> None:
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.abortConnection()
+
+    # -- protocol callbacks ------------------------------------------------------
+
+    def _connection_made(self, proto) -> None:
+        self._proto = proto
+        self._paused = False
+        self._stall.start()
+
+    def _touch(self) -> None:
+        self._stall.touch()
+        self._idle.touch()
+
+    def _opened(self, proto) -> None:
+        self._opened_at = self.reactor.seconds()
+        if self.time_us is None and self._tail_from is None:
+            # Read from the live tail: if this connection drops before any
+            # event, what it would have sent started about now.
+            self._tail_from = int(self._opened_at * 1_000_000)
+        self._idle.start()
+        self.set_state(CONNECTED)
+        self._pump()  # pause at once if posts are still waiting for room
+
+    def _ping(self) -> None:
+        proto = self._proto
+        if proto is not None and proto.state == proto.STATE_OPEN and not self._paused:
+            proto.sendPing()
+            self._idle.start()
+
+    def _on_stall(self) -> None:
+        self._stalled = True
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.abortConnection()
+
+    def _connection_lost(self, proto, reason) -> None:
+        if proto is not self._proto:
+            return
+        self._proto = None
+        self._stall.stop()
+        self._idle.stop()
+        self._paused = False
+        wait = None
+        if proto.wasMaxMessagePayloadSizeExceeded or proto.wasMaxFramePayloadSizeExceeded:
+            why = f"a frame larger than {self.max_message} bytes"
+            self.malformed(b"", why, self._context())
+        elif self._stalled:
+            why = f"stalled: nothing received for {self.stall_timeout:g}s"
+        elif not proto.opened:
+            why = f"handshake failed: {proto.wasNotCleanReason or reason.getErrorMessage()}"
+            if "[429]" in why:
+                headers = getattr(proto, "http_headers", None) or {}
+                wait = retry_after(headers.get("retry-after"), self.reactor.seconds()) or 60.0
+        elif proto.remoteCloseCode is not None:
+            why = f"closed by the server ({proto.remoteCloseCode} {proto.remoteCloseReason or ''})".rstrip()
+        else:
+            why = f"connection lost: {proto.wasNotCleanReason or reason.getErrorMessage()}"
+        ended, self._ended = self._ended, None
+        if ended is not None and not ended.called:
+            ended.callback((why, wait))
+
+    # -- frames ---------------------------------------------------------------------
+
+    def _context(self) -> str:
+        return f"{urlsplit(self.url).netloc} after time_us {self.time_us}"
+
+    def _frame(self, payload: bytes, is_binary: bool) -> None:
+        self._frames.append((payload, is_binary))
+        self._pump()
+
+    def _pump(self) -> None:
+        """
+        Move frames to posts and posts to the queue, in order, as far as
+        the queue and the profile waits allow; pause the socket otherwise.
+        """
+        if self._pumping or self._stopped:
+            return
+        self._pumping = True
+        try:
+            while True:
+                self._release()
+                if not self._frames or len(self._held) >= MAX_HELD:
+                    break
+                self._read(*self._frames.popleft())
+        finally:
+            self._pumping = False
+        self._set_paused(bool(self._frames) or self._emitting is not None or len(self._held) >= MAX_HELD)
+        self._schedule_deadline()
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self._paused:
+            return
+        proto = self._proto
+        if proto is None or proto.transport is None:
+            self._paused = False
+            return
+        self._paused = paused
+        if paused:
+            # We stop reading, so the server's silence is ours, not a stall.
+            self._stall.stop()
+            self._idle.stop()
+            proto.transport.pauseProducing()
+        else:
+            self._stall.start()
+            self._idle.start()
+            proto.transport.resumeProducing()
+
+    def _release(self) -> None:
+        now = self.reactor.seconds()
+        while self._held and self._emitting is None:
+            head = self._held[0]
+            if not head.ready and head.deadline > now:
+                return
+            self._held.popleft()
+            post = head.post
+            self._fill_author(post, head.did)
+            d = self.emit(post)
+            if not d.called:
+                self._emitting = d
+                d.addBoth(self._emitted)
+
+    def _emitted(self, result) -> None:
+        self._emitting = None
+        self._pump()
+
+    def _schedule_deadline(self) -> None:
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_call = None
+        if self._held and self._emitting is None and not self._stopped:
+            delay = max(0.0, self._held[0].deadline - self.reactor.seconds())
+            self._deadline_call = self.reactor.callLater(delay, self._pump)
+
+    def _read(self, payload: bytes, is_binary: bool) -> None:
+        if is_binary:
+            self.malformed(payload[:4096], "a binary frame (compression is not asked for)", self._context())
+            return
+        try:
+            event = json.loads(payload)
+        except (ValueError, RecursionError) as e:
+            self.malformed(payload, f"invalid JSON: {e}", self._context())
+            return
+        try:
+            self._event(event)
+        except MalformedEvent as e:
+            self.malformed(payload, e.reason, self._context())
+
+    def _event(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            raise MalformedEvent("not a JSON object")
+        did, time_us, kind = event.get("did"), event.get("time_us"), event.get("kind")
+        if not isinstance(did, str) or not _DID.match(did):
+            raise MalformedEvent(f"did: not a DID: {str(did)[:80]!r}")
+        if type(time_us) is not int or time_us < 0:
+            raise MalformedEvent(f"time_us: must be a non-negative integer, not {str(time_us)[:40]!r}")
+        if not isinstance(kind, str):
+            raise MalformedEvent("kind: must be a string")
+        self._session_events += 1
+        if kind == "commit":
+            post = self._commit(did, time_us, event.get("commit"))
+        else:
+            self.events[kind if kind in ("identity", "account") else "other"] += 1
+            if kind == "identity":
+                identity = event.get("identity")
+                handle = identity.get("handle") if isinstance(identity, dict) else None
+                if isinstance(handle, str) and handle:
+                    self._remember_handle(did, clean(handle))
+            post = None
+        # Processed: this is the resume point, even if it made no post.
+        if self.time_us is None or time_us > self.time_us:
+            self.time_us = time_us
+        if post is not None:
+            post.cursor = str(self.time_us)
+            self._hold(post, did)
+
+    def _commit(self, did: str, time_us: int, commit: Any) -> Optional[Post]:
+        if not isinstance(commit, dict):
+            raise MalformedEvent("commit: must be an object")
+        operation = _str(commit, "operation", "commit.")
+        collection = _str(commit, "collection", "commit.")
+        rkey = _str(commit, "rkey", "commit.")
+        rev = _str(commit, "rev", "commit.")
+        if collection != POST_COLLECTION:
+            self.events["other_collection"] += 1
+            return None
+        if operation != "create":
+            self.events[operation if operation in ("update", "delete") else "other"] += 1
+            return None
+        if not _RKEY.match(rkey):
+            raise MalformedEvent(f"commit.rkey: not a record key: {rkey[:80]!r}")
+        key = (did, collection, rkey, rev)
+        if key in self._seen:
+            self.events["duplicate"] += 1
+            return None
+        post = post_from_commit(self.name, did, time_us, commit)
+        self.events["create"] += 1
+        self._remember(key, time_us)
+        return post
+
+    def _remember(self, key: tuple, time_us: int) -> None:
+        """
+        Keep what was seen for as long as a resume can send it again.
+        """
+        self._seen[key] = time_us
+        self._since_prune += 1
+        if self._since_prune >= 1000:
+            self._since_prune = 0
+            horizon = (self.time_us or time_us) - int((2 * self.rewind + 60) * 1_000_000)
+            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+
+    def _remember_handle(self, did: str, handle: str) -> None:
+        self._handles[did] = handle
+        self._handles.move_to_end(did)
+        if len(self._handles) > 50_000:
+            self._handles.popitem(last=False)
+
+    # -- profiles ---------------------------------------------------------------------
+
+    def _hold(self, post: Post, did: str) -> None:
+        held = _Held(post, did, self.reactor.seconds() + self.profile_wait)
+        if self.profiles is None:
+            held.ready = True
+        else:
+            found, _ = self.profiles.get(did)
+            if found or self.profile_wait <= 0:
+                held.ready = True
+            if not found:
+                d = self.profiles.want(did)
+                if not held.ready:
+                    d.addCallback(held.profile_arrived, self)
+        self._held.append(held)
+
+    def _fill_author(self, post: Post, did: str) -> None:
+        profile = self.profiles.get(did)[1] if self.profiles is not None else None
+        handle = (profile or {}).get("handle") or self._handles.get(did)
+        if handle:
+            post.author = handle
+        if profile:
+            post.author_followers = profile["followers"]
+            post.author_verified = profile["verified"]
+
+    def _profile_trouble(self, why: Optional[str]) -> None:
+        if why:
+            self.last_error = why
+            self.log.warn("source {source}: {why}", source=self.name, why=why)
+        else:
+            self.log.info("source {source}: profile lookups work again", source=self.name)
+
+    async def _fetch_profiles(self, dids: list[str]) -> dict:
+        """
+        One C{getProfiles} call: C{{did: profile}} for the actors the
+        AppView knows.
+        """
+        url = self.appview_url + "/xrpc/app.bsky.actor.getProfiles"
+        response = await self.http.get(
+            url,
+            params=[("actors", did) for did in dids],
+            headers=self.headers({"Accept": "application/json"}),
+            timeout=_PROFILE_TIMEOUT,
+            reactor=self.reactor,
+            unbuffered=True,
+        )
+        body = await read_body(response, 1 << 20, self.reactor, timeout=_PROFILE_TIMEOUT)
+        if response.code != 200:
+            wait = None
+            if response.code == 429:
+                now = self.reactor.seconds()
+                wait = retry_after(response.headers.getRawHeaders("retry-after", [None])[0], now)
+                reset = response.headers.getRawHeaders("ratelimit-reset", [None])[0]
+                if wait is None and reset is not None and reset.strip().isdigit():
+                    wait = max(1.0, float(reset) - now)
+            raise ProfileLookupFailed(f"AppView answered HTTP {response.code}", wait)
+        try:
+            views = json.loads(body)["profiles"]
+            if not isinstance(views, list):
+                raise TypeError("profiles is not a list")
+        except (ValueError, KeyError, TypeError) as e:
+            self.malformed(body[:65536], f"AppView getProfiles: {e}", url)
+            raise ProfileLookupFailed("AppView sent an unreadable answer")
+        profiles = {}
+        for view in views:
+            found = profile_from_view(view)
+            if found is not None:
+                profiles[found[0]] = found[1]
+        return profiles
+
+    # -- service ------------------------------------------------------------------------
+
+    def startService(self):
+        self._stopped = False
+        super().startService()
+
+    def stopService(self):
+        self._stopped = True
+        self._stall.stop()
+        self._idle.stop()
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        if self.profiles is not None:
+            self.profiles.stop()
+        self._frames.clear()
+        self._held.clear()
+        d = super().stopService()
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.abortConnection()
+        return d
+
+
+__all__ = ["BlueskySource", "ProfileCache", "post_from_commit", "read_facets"]
