@@ -1,0 +1,155 @@
+"""
+Read-only SQL the pages need beyond C{IStore.query_posts} and
+C{IStore.stats}: posts on the map, advocates and detractors, volume per
+topic, the newest posts for trying a draft topic, and topic origins.
+
+Each function runs in a reader thread through C{store.run_read}; every value
+is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from monitor.model import Post, iso8601
+
+__all__ = ["author_sentiment", "geo_posts", "recent_posts", "topic_origins", "topic_volume"]
+
+
+def _scope(topic: Optional[str], since: Optional[float], until: Optional[float]):
+    if topic is None:
+        tables, time, where, params = "posts AS p", "p.created_at", [], []
+    else:
+        tables = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
+        time, where, params = "s.created_at", ["s.topic = ?"], [topic]
+    if since is not None:
+        where.append(f"{time} >= ?")
+        params.append(float(since))
+    if until is not None:
+        where.append(f"{time} < ?")
+        params.append(float(until))
+    return tables, time, " AND ".join(where) or "1", params
+
+
+def geo_posts(store, topic=None, since=None, until=None, limit=1000):
+    """
+    The newest posts with coordinates, for the map.
+    """
+
+    def run(trans):
+        tables, time, where, params = _scope(topic, since, until)
+        trans.execute(
+            "SELECT p.uid, p.source, p.author, p.text, p.created_at, p.url, p.topics, p.labels, "
+            f"p.sentiment, p.compound, p.lat, p.lon FROM {tables} "
+            f"WHERE {where} AND p.lat IS NOT NULL AND p.lon IS NOT NULL "
+            f"ORDER BY {time} DESC LIMIT ?",
+            (*params, int(limit)),
+        )
+        return [
+            {
+                "id": uid,
+                "source": source,
+                "author": author,
+                "text": text,
+                "created_at": iso8601(created),
+                "url": url,
+                "topics": sorted(json.loads(topics)),
+                "labels": labels.split(),
+                "sentiment": {"label": sentiment, "compound": compound},
+                "lat": lat,
+                "lon": lon,
+            }
+            for uid, source, author, text, created, url, topics, labels, sentiment, compound, lat, lon in trans.fetchall()
+        ]
+
+    return store.run_read(run)
+
+
+def author_sentiment(store, topic=None, since=None, until=None, min_posts=2, limit=10):
+    """
+    Advocates (most positive on average) and detractors (most negative) among
+    authors with at least C{min_posts} posts in range.
+    """
+
+    def run(trans):
+        tables, _, where, params = _scope(topic, since, until)
+        base = (
+            "SELECT p.author, count(*) AS n, avg(p.compound) AS a, max(p.author_followers) "
+            f"FROM {tables} WHERE {where} AND p.compound IS NOT NULL "
+            "GROUP BY p.author HAVING n >= ? "
+        )
+        out = {}
+        for name, condition, order in (
+            ("advocates", "AND a >= 0.05 ", "a DESC"),
+            ("detractors", "AND a <= -0.05 ", "a ASC"),
+        ):
+            trans.execute(base + condition + f"ORDER BY {order}, n DESC, p.author LIMIT ?", (*params, min_posts, limit))
+            out[name] = [
+                {"author": author, "posts": n, "average_compound": a, "followers": followers}
+                for author, n, a, followers in trans.fetchall()
+            ]
+        return out
+
+    return store.run_read(run)
+
+
+def topic_volume(store, since=None, until=None):
+    """
+    Posts per topic in range: the share of voice across every topic.
+    """
+
+    def run(trans):
+        where, params = [], []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(float(since))
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(float(until))
+        trans.execute(
+            f"SELECT topic, count(*) AS n FROM post_topics WHERE {' AND '.join(where) or '1'} "
+            "GROUP BY topic ORDER BY n DESC, topic",
+            params,
+        )
+        return [{"topic": topic, "count": n} for topic, n in trans.fetchall()]
+
+    return store.run_read(run)
+
+
+def recent_posts(store, limit=2000):
+    """
+    The newest stored posts as L{Post}s (text, source and language are what
+    the matcher looks at), for trying a draft topic.
+    """
+
+    def run(trans):
+        trans.execute(
+            "SELECT uid, source, network, native_id, author, text, created_at, url, lang, sentiment, compound "
+            "FROM posts ORDER BY id DESC LIMIT ?",
+            (int(limit),),
+        )
+        posts = []
+        for uid, source, network, native_id, author, text, created, url, lang, sentiment, compound in trans.fetchall():
+            post = Post(
+                source=source, network=network, native_id=native_id, text=text, author=author,
+                created_at=created, url=url, lang=lang,
+            )  # fmt: skip
+            post.extra = {"sentiment": sentiment, "compound": compound}
+            posts.append(post)
+        return posts
+
+    return store.run_read(run)
+
+
+def topic_origins(store):
+    """
+    Where each stored topic came from (C{file} or C{web}) and when it last
+    changed.
+    """
+
+    def run(trans):
+        trans.execute("SELECT name, origin, updated_at FROM topics")
+        return {name: {"origin": origin, "updated_at": updated} for name, origin, updated in trans.fetchall()}
+
+    return store.run_read(run)

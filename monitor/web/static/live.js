@@ -1,0 +1,112 @@
+/* The live feed: posts as they are analysed, filtered without reloading. */
+(function () {
+  "use strict";
+  var M = window.Monitor;
+  var feed = document.getElementById("feed");
+  var empty = document.getElementById("feed-empty");
+  var pauseButton = document.getElementById("pause");
+  var countEl = document.getElementById("feed-count");
+  var rateEl = document.getElementById("feed-rate");
+  var bufferedEl = document.getElementById("feed-buffered");
+  var lostEl = document.getElementById("feed-lost");
+  var selects = { topic: "f-topic", sentiment: "f-sentiment", label: "f-label", source: "f-source" };
+  var MAX_SHOWN = 300, MAX_BUFFERED = 1000;
+  var paused = false, buffered = [], arrivals = [], lost = 0, generation = 0;
+
+  function value(name) { return document.getElementById(selects[name]).value; }
+  function filters() { return { topic: value("topic"), sentiment: value("sentiment"), label: value("label"), source: value("source") }; }
+
+  // Filters come from the address, so a filtered feed can be bookmarked.
+  var initial = new URLSearchParams(location.search);
+  Object.keys(selects).forEach(function (k) {
+    var v = initial.get(k);
+    var select = document.getElementById(selects[k]);
+    if (v && Array.prototype.some.call(select.options, function (o) { return o.value === v; })) select.value = v;
+  });
+
+  function subscription() {
+    var f = filters();
+    return {
+      kinds: ["post", "alert"],
+      topics: f.topic ? [f.topic] : null,
+      sentiments: f.sentiment ? [f.sentiment] : null,
+      labels: f.label ? [f.label] : null,
+      sources: f.source ? [f.source] : null
+    };
+  }
+
+  function accepts(p) {
+    var f = filters();
+    if (f.topic && (p.topics || []).indexOf(f.topic) < 0) return false;
+    if (f.sentiment && (!p.sentiment || p.sentiment.label !== f.sentiment)) return false;
+    if (f.label && (p.labels || []).indexOf(f.label) < 0) return false;
+    if (f.source && p.source !== f.source) return false;
+    return true;
+  }
+
+  function status() {
+    countEl.textContent = M.num(feed.children.length);
+    empty.classList.toggle("hidden", feed.children.length > 0);
+    var minuteAgo = Date.now() - 60000;
+    while (arrivals.length && arrivals[0] < minuteAgo) arrivals.shift();
+    rateEl.textContent = M.num(arrivals.length);
+    bufferedEl.classList.toggle("hidden", !paused);
+    bufferedEl.textContent = paused ? "paused, " + M.num(buffered.length) + " new waiting · " : "";
+    lostEl.classList.toggle("hidden", lost === 0);
+    lostEl.textContent = lost ? M.num(lost) + " skipped while this tab could not keep up" : "";
+  }
+
+  function show(posts, fresh) {
+    // posts: oldest first; each goes on top.
+    posts.forEach(function (p) { feed.insertBefore(M.postCard(p, fresh), feed.firstChild); });
+    while (feed.children.length > MAX_SHOWN) feed.removeChild(feed.lastChild);
+    status();
+  }
+
+  function reload() {
+    var mine = ++generation;
+    M.getJSON("/ui/recent.json" + M.query(Object.assign(filters(), { limit: 50 }))).then(function (body) {
+      if (mine !== generation) return;
+      M.clear(feed);
+      buffered = [];
+      show(body.posts.slice().reverse(), false);
+    }).catch(function (e) { if (window.console) console.error(e); });
+  }
+
+  var channel = M.live(subscription, function (env) {
+    if (env.type === "post") {
+      if (!accepts(env.data)) return;
+      arrivals.push(Date.now());
+      if (paused) {
+        buffered.push(env.data);
+        if (buffered.length > MAX_BUFFERED) { buffered.shift(); lost += 1; }
+        status();
+      } else {
+        show([env.data], true);
+      }
+    } else if (env.type === "lost") {
+      lost += env.data.count;
+      status();
+    }
+  });
+
+  Object.keys(selects).forEach(function (k) {
+    document.getElementById(selects[k]).addEventListener("change", function () {
+      history.replaceState(null, "", location.pathname + M.query(filters()));
+      channel.resubscribe();
+      reload();
+    });
+  });
+  document.getElementById("live-filters").addEventListener("submit", function (ev) { ev.preventDefault(); });
+
+  pauseButton.addEventListener("click", function () {
+    paused = !paused;
+    pauseButton.setAttribute("aria-pressed", paused ? "true" : "false");
+    pauseButton.textContent = paused ? "Resume" : "Pause";
+    if (!paused && buffered.length) { var waiting = buffered; buffered = []; show(waiting, true); }
+    status();
+  });
+
+  setInterval(status, 5000);
+  reload();
+})();

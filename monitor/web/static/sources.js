@@ -1,0 +1,62 @@
+/* Sources: states pushed every few seconds over the live channel. */
+(function () {
+  "use strict";
+  var M = window.Monitor;
+  var body = document.querySelector("#sources-table tbody");
+  var queue = document.getElementById("queue-depth");
+
+  function cell(row, field, text) {
+    var td = row.querySelector('[data-field="' + field + '"]');
+    if (td) td.textContent = text;
+    return td;
+  }
+
+  function update(s) {
+    var row = null;
+    Array.prototype.forEach.call(body.querySelectorAll("tr[data-source]"), function (tr) {
+      if (tr.getAttribute("data-source") === s.name) row = tr;
+    });
+    if (!row) return;
+    var state = cell(row, "state", s.state);
+    if (state) state.className = "state state-" + String(s.state).replace(/ /g, "-");
+    cell(row, "posts", M.num(s.posts));
+    cell(row, "posts_per_minute", s.posts_per_minute === undefined ? "" : M.num(s.posts_per_minute));
+    cell(row, "malformed", M.num(s.malformed));
+    cell(row, "last_post_at", (s.last_post_at || "").slice(0, 19).replace("T", " "));
+    cell(row, "last_error", s.last_error || "");
+  }
+
+  /* Whatever the nodes part reports: a list of records as a table. */
+  var nodesBox = document.getElementById("nodes");
+  function nodes(value) {
+    if (!nodesBox || value === null || value === undefined) return;
+    var rows = Array.isArray(value) ? value : (Array.isArray(value.nodes) ? value.nodes : null);
+    if (!rows) return;
+    M.clear(nodesBox);
+    if (!rows.length) {
+      nodesBox.appendChild(M.el("p", { className: "muted", text: "No analysis node is connected: posts are analysed by the hub itself." }));
+      return;
+    }
+    var keys = [];
+    rows.forEach(function (r) { Object.keys(r).forEach(function (k) { if (keys.indexOf(k) < 0) keys.push(k); }); });
+    var head = M.el("tr");
+    keys.forEach(function (k) { head.appendChild(M.el("th", { text: k.replace(/_/g, " ") })); });
+    var body = M.el("tbody");
+    rows.forEach(function (r) {
+      var tr = M.el("tr");
+      keys.forEach(function (k) {
+        var v = r[k];
+        tr.appendChild(M.el("td", { text: v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v)) }));
+      });
+      body.appendChild(tr);
+    });
+    nodesBox.appendChild(M.el("table", { className: "data" }, M.el("thead", {}, head), body));
+  }
+
+  M.live(function () { return { kinds: ["source", "alert"] }; }, function (env) {
+    if (env.type !== "source") return;
+    (env.data.sources || []).forEach(update);
+    nodes(env.data.nodes);
+    if (queue && env.data.queue !== undefined && env.data.queue !== null) queue.textContent = M.num(env.data.queue);
+  });
+})();

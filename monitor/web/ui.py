@@ -1,0 +1,1038 @@
+"""
+The pages: login, dashboard, live feed, map, topics, posts, sources, admin.
+
+A Klein app held by an object (C{WebUI}), so the hub's state is injected and
+several hubs can run in one process.  Pages are Jinja2 templates with
+autoescaping always on; data that scripts need comes from the C{/ui/*.json}
+routes or C{data-} attributes, never from text placed inside a script, and
+the scripts set post text with C{textContent}.
+
+Every route needs a session, except the login page.  Every request that
+changes something must carry the session's CSRF token (a form field
+C{csrf} or the header C{X-CSRF-Token}), and its Origin, when the browser
+sends one, must be this site.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hmac
+import io
+import json
+import math
+import os
+import secrets
+from typing import Any, Optional
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from zope.interface import implementer
+
+from monitor.match import Matcher
+from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
+from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
+from monitor.web import queries
+from monitor.web.api import BadParameter, Params
+from monitor.web.forms import topic_form, topic_values
+from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
+from monitor.web.users import ROLES, UserError
+
+__all__ = ["WebUI", "RANGES"]
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "vendor")
+
+#: The login form's own CSRF cookie (there is no session yet).
+LOGIN_COOKIE = "monitor_login"
+
+#: Dashboard ranges: name -> (seconds, bucket seconds, label).
+RANGES = {
+    "1h": (3600, 60, "Last hour"),
+    "6h": (6 * 3600, 300, "Last 6 hours"),
+    "24h": (86400, 1800, "Last 24 hours"),
+    "7d": (7 * 86400, 3 * 3600, "Last 7 days"),
+    "30d": (30 * 86400, 12 * 3600, "Last 30 days"),
+}
+_NICE_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
+
+#: Most rows one export writes.
+EXPORT_MAX = 100_000
+#: Posts a draft topic is tried on.
+TRY_POSTS = 2000
+
+NAV = (
+    ("dashboard", "/dashboard", "Dashboard", "viewer"),
+    ("live", "/live", "Live feed", "viewer"),
+    ("map", "/map", "Map", "viewer"),
+    ("posts", "/posts", "Posts", "viewer"),
+    ("topics", "/topics", "Topics", "viewer"),
+    ("sources", "/sources", "Sources", "viewer"),
+    ("admin", "/admin", "Admin", "admin"),
+)
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_next(target: Optional[str]) -> str:
+    """
+    Where to go after logging in: a path on this site only.
+    """
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/dashboard"
+    if urlsplit(target).netloc or any(ord(c) < 32 for c in target):
+        return "/dashboard"
+    return target
+
+
+def _csv_cell(value: Any) -> Any:
+    """
+    Spreadsheets run a cell that starts with C{=}, C{+}, C{-} or C{@} as a
+    formula; post text is written by strangers, so such cells get a quote.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def _when(ts: Optional[float]) -> str:
+    return iso8601(ts) if ts else ""
+
+
+def _link(url: Optional[str]) -> str:
+    """
+    A post's link only if it is http or https: a C{javascript:} URL from
+    some source must never become a clickable link.
+    """
+    if not isinstance(url, str):
+        return ""
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return ""
+    return url.strip() if scheme in ("http", "https") else ""
+
+
+@implementer(IPushProducer)
+class _Flow:
+    """
+    Backpressure for a long response: the request pauses us when the
+    client reads slowly, and the exporter waits before the next page.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: Optional[Deferred] = None
+        self.paused = False
+        self.stopped = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        if self._waiting is not None:
+            d, self._waiting = self._waiting, None
+            d.callback(None)
+
+    def stopProducing(self):
+        self.stopped = True
+        self.resumeProducing()
+
+    def ready(self) -> Deferred:
+        if not self.paused:
+            return succeed(None)
+        self._waiting = Deferred()
+        return self._waiting
+
+
+def page(role: str = "viewer", json_api: bool = False):
+    """
+    Wrap a handler: find the session (or send the visitor to log in), check
+    the role, check the CSRF token and Origin of anything but GET, and turn
+    errors into an error page.  The handler gets C{(request, session, ...)}.
+    """
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, request, *args, **kwargs):
+            return ensureDeferred(self._guarded(method, role, json_api, request, *args, **kwargs))
+
+        return wrapper
+
+    return decorate
+
+
+class WebUI:
+    """
+    The pages of one hub.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        hub,
+        users,
+        push: PushHub,
+        reactor,
+        tile_url: str = "",
+        tile_attribution: str = "",
+        cookie_secure: bool = False,
+    ) -> None:
+        from monitor.web.users import Throttle
+
+        self.hub = hub
+        self.users = users
+        self.push = push
+        self.reactor = reactor
+        self.tile_url = tile_url
+        self.tile_attribution = tile_attribution
+        self.cookie_secure = cookie_secure
+        self.by_address = Throttle(reactor, limit=10, window=600)
+        self.by_name = Throttle(reactor, limit=20, window=600)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["when"] = _when
+        self.env.filters["link"] = _link
+        self.env.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+
+    def resource(self):
+        return self.app.resource()
+
+    # -- plumbing ------------------------------------------------------------
+
+    async def _guarded(self, method, role, json_api, request, *args, **kwargs):
+        try:
+            session = await self.session(request)
+            if session is None:
+                if json_api:
+                    return self._json(request, 401, {"error": "log in first"})
+                if request.method in (b"GET", b"HEAD"):
+                    return self._redirect(request, "/login?" + urlencode({"next": request.uri.decode("utf-8", "replace")}))
+                return self._error(request, None, 403, "Your session has ended. Log in again.")
+            if not session.may(role):
+                message = f"This needs the {role} role; you are {session.role}."
+                if json_api:
+                    return self._json(request, 403, {"error": message})
+                return self._error(request, session, 403, message)
+            if request.method not in (b"GET", b"HEAD"):
+                problem = self._forged(request, session.csrf)
+                if problem:
+                    if json_api:
+                        return self._json(request, 403, {"error": problem})
+                    return self._error(request, session, 403, problem)
+            return await method(self, request, session, *args, **kwargs)
+        except CancelledError:
+            raise
+        except BadParameter as e:
+            return self._json(request, 400, {"error": e.message, "parameter": e.name})
+        except Exception:
+            self.log.failure("page {uri} failed", uri=request.uri)
+            if json_api:
+                return self._json(request, 500, {"error": "internal error; see the hub's log"})
+            return self._error(request, None, 500, "Something went wrong on the hub. The details are in its log.")
+
+    def _forged(self, request, expected: str) -> Optional[str]:
+        """
+        Why a state-changing request must be refused, or C{None}.
+        """
+        origin = request.getHeader(b"origin")
+        if origin is not None and origin != b"null":
+            if not PushHub.same_origin(origin.decode("latin-1"), (request.getHeader(b"host") or b"").decode("latin-1"), request.isSecure()):
+                return "This request came from another site and was refused."
+        given = request.getHeader(b"x-csrf-token")
+        if given is None:
+            values = request.args.get(b"csrf") or [b""]
+            given = values[-1]
+        if not given or not hmac.compare_digest(given, expected.encode("ascii")):
+            return "The form's security token (CSRF) is missing or out of date. Reload the page and try again."
+        return None
+
+    async def session(self, request):
+        token = request.getCookie(SESSION_COOKIE.encode("ascii"))
+        if not token:
+            return None
+        try:
+            return await self.users.session(token.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+
+    @staticmethod
+    def _form(request) -> dict[str, list[str]]:
+        form: dict[str, list[str]] = {}
+        for k, vs in request.args.items():
+            form[k.decode("utf-8", "replace")] = [v.decode("utf-8", "replace") for v in vs]
+        return form
+
+    @staticmethod
+    def _one(form, name: str, default: str = "") -> str:
+        values = form.get(name)
+        return values[-1] if values else default
+
+    def _render(self, request, session, template: str, status: int = 200, **context) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        nav = [item for item in NAV if session is not None and session.may(item[3])]
+        html = self.env.get_template(template).render(
+            session=session,
+            csrf=session.csrf if session else "",
+            nav=nav,
+            active=context.pop("active", ""),
+            vendor=self._vendor(),
+            **context,
+        )
+        return html.encode("utf-8")
+
+    @staticmethod
+    def _vendor() -> dict[str, bool]:
+        """
+        Which front-end libraries the build put in place, so a page can say
+        what is missing instead of failing.
+        """
+        return {
+            "chart": os.path.exists(os.path.join(VENDOR, "chart.umd.min.js")),
+            "leaflet": os.path.exists(os.path.join(VENDOR, "leaflet", "leaflet.js")),
+            "world": os.path.exists(os.path.join(VENDOR, "land-110m.json")),
+        }
+
+    def _error(self, request, session, status: int, message: str) -> bytes:
+        return self._render(request, session, "error.html", status=status, status_code=status, message=message)
+
+    @staticmethod
+    def _json(request, status: int, body: Any) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+    @staticmethod
+    def _redirect(request, location: str) -> bytes:
+        request.setResponseCode(303)
+        request.setHeader(b"location", location.encode("utf-8"))
+        request.setHeader(b"cache-control", b"no-store")
+        return b""
+
+    def _cookie(self, request, name: str, value: str, max_age: Optional[int] = None) -> None:
+        request.addCookie(
+            name,
+            value,
+            path="/",
+            max_age=str(max_age) if max_age is not None else None,
+            secure=bool(self.cookie_secure or request.isSecure()),
+            httpOnly=True,
+            sameSite="lax",
+        )
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request, failure):
+        request.setResponseCode(404)
+        if request.path.startswith(b"/ui/"):
+            return self._json(request, 404, {"error": "no such route"})
+        return self._render(request, None, "error.html", status=404, status_code=404, message="There is no such page.")
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request, failure):
+        return self._render(request, None, "error.html", status=405, status_code=405, message="That method is not allowed here.")
+
+    # -- login ---------------------------------------------------------------
+
+    @app.route("/", methods=["GET"])
+    def home(self, request):
+        return self._redirect(request, "/dashboard")
+
+    @app.route("/login", methods=["GET"])
+    def login_page(self, request):
+        return ensureDeferred(self._login_page(request))
+
+    async def _login_page(self, request, status=200, error="", name=""):
+        if status == 200 and await self.session(request) is not None:
+            return self._redirect(request, "/dashboard")
+        token = secrets.token_urlsafe(32)
+        self._cookie(request, LOGIN_COOKIE, token, max_age=3600)
+        first_run = (await self.users.count_users()) == 0
+        next_page = self._one(self._form(request), "next")
+        return self._render(
+            request,
+            None,
+            "login.html",
+            status=status,
+            login_csrf=token,
+            error=error,
+            name=name,
+            next=_safe_next(next_page),
+            first_run=first_run,
+        )
+
+    @app.route("/login", methods=["POST"])
+    def login(self, request):
+        return ensureDeferred(self._login(request))
+
+    async def _login(self, request):
+        form = self._form(request)
+        cookie = request.getCookie(LOGIN_COOKIE.encode("ascii")) or b""
+        given = self._one(form, "csrf").encode("utf-8")
+        if not cookie or not hmac.compare_digest(cookie, given):
+            return self._error(request, None, 403, "The login form's security token (CSRF) is missing or out of date. Reload the page and try again.")
+        name = self._one(form, "name").strip()
+        password = self._one(form, "password")
+        address = request.getClientAddress()
+        where = getattr(address, "host", "?")
+        if self.by_address.blocked(where) or self.by_name.blocked(name):
+            self.log.warn("login throttled for {user} from {address}", user=name, address=where)
+            return await self._login_page(request, 429, "Too many failed attempts. Wait a few minutes and try again.", name)
+        user = await self.users.authenticate(name, password)
+        if user is None:
+            self.by_address.failed(where)
+            self.by_name.failed(name)
+            self.log.info("failed login for {user} from {address}", user=name, address=where)
+            return await self._login_page(request, 401, "Wrong user name or password.", name)
+        self.by_address.succeeded(where)
+        self.by_name.succeeded(name)
+        user_id, name, role = user
+        token, _ = await self.users.open_session(user_id)
+        self._cookie(request, SESSION_COOKIE, token)
+        self._cookie(request, LOGIN_COOKIE, "", max_age=0)
+        self.log.info("{user} logged in from {address}", user=name, address=where)
+        return self._redirect(request, _safe_next(self._one(form, "next")))
+
+    @app.route("/logout", methods=["POST"])
+    @page()
+    async def logout(self, request, session):
+        await self.users.close_session(session.key)
+        self.push.close_session(session.key)
+        self._cookie(request, SESSION_COOKIE, "", max_age=0)
+        return self._redirect(request, "/login")
+
+    # -- account -------------------------------------------------------------
+
+    @app.route("/account", methods=["GET"])
+    @page()
+    async def account(self, request, session, errors=None, done=False):
+        return self._render(request, session, "account.html", errors=errors or {}, done=done, active="account")
+
+    @app.route("/account/password", methods=["POST"])
+    @page()
+    async def change_password(self, request, session):
+        form = self._form(request)
+        errors = {}
+        if await self.users.authenticate(session.user, self._one(form, "current")) is None:
+            errors["current"] = "That is not your current password."
+        elif self._one(form, "new") != self._one(form, "again"):
+            errors["again"] = "The two new passwords differ."
+        else:
+            try:
+                await self.users.set_password(session.user, self._one(form, "new"))
+            except UserError as e:
+                errors["new"] = e.message
+        if errors:
+            request.setResponseCode(400)
+            return self._render(request, session, "account.html", status=400, errors=errors, done=False, active="account")
+        # The new password ended every session, this one too.
+        self._cookie(request, SESSION_COOKIE, "", max_age=0)
+        return self._redirect(request, "/login")
+
+    # -- dashboard -----------------------------------------------------------
+
+    def _topic_names(self) -> list[str]:
+        return [t.name for t in self.hub.topics.topics]
+
+    @app.route("/dashboard", methods=["GET"])
+    @page()
+    async def dashboard(self, request, session):
+        form = self._form(request)
+        topic = self._one(form, "topic")
+        if topic and topic not in self._topic_names():
+            topic = ""
+        chosen = self._one(form, "range", "24h")
+        if chosen not in RANGES:
+            chosen = "24h"
+        return self._render(
+            request,
+            session,
+            "dashboard.html",
+            active="dashboard",
+            topics=self._topic_names(),
+            topic=topic,
+            ranges=[(k, v[2]) for k, v in RANGES.items()],
+            range=chosen,
+        )
+
+    def _range(self, params: Params) -> tuple[float, float, int]:
+        """
+        C{(since, until, bucket)} from C{range} or C{since}/C{until}.
+        """
+        since, until = params.time("since"), params.time("until")
+        chosen = params.choice("range", list(RANGES))
+        now = self.reactor.seconds()
+        if since is not None or until is not None:
+            until = now if until is None else until
+            since = until - 86400 if since is None else since
+            if until <= since:
+                raise BadParameter("until", "must be after since")
+            span = until - since
+            bucket = next((b for b in _NICE_BUCKETS if span / b <= 120), _NICE_BUCKETS[-1])
+            return since, until, bucket
+        span, bucket, _ = RANGES[chosen or "24h"]
+        return now - span, now, bucket
+
+    @app.route("/ui/stats.json", methods=["GET"])
+    @page(json_api=True)
+    async def stats_json(self, request, session):
+        params = Params(request)
+        topic = params.text("topic")
+        if topic is not None and self.hub.topics.get(topic) is None:
+            raise BadParameter("topic", f"no such topic: {topic!r}")
+        since, until, bucket = self._range(params)
+        params.finish()
+        store = self.hub.store
+        span = until - since
+        current = await store.stats(StatsQuery(topic=topic, since=since, until=until, bucket=bucket, top=100))
+        previous = await store.stats(StatsQuery(topic=topic, since=since - span, until=since, bucket=bucket, top=100))
+        people = await queries.author_sentiment(store, topic, since, until)
+        per_topic = await queries.topic_volume(store, since, until) if topic is None else []
+        return self._json(
+            request,
+            200,
+            {
+                "topic": topic,
+                "since": iso8601(since),
+                "until": iso8601(until),
+                "bucket": bucket,
+                "count": current["count"],
+                "previous_count": previous["count"],
+                "sentiment": current["sentiment"],
+                "labels": current["labels"],
+                "engagement": current["engagement"],
+                "volume": current["volume"],
+                "top_authors": {k: v[:10] for k, v in current["top_authors"].items()},
+                "advocates": people["advocates"],
+                "detractors": people["detractors"],
+                "share_of_voice": current["share_of_voice"],
+                "topics": per_topic,
+                "top_hashtags": current["top_hashtags"][:10],
+                "top_terms": current["top_terms"][:10],
+                "trending": {
+                    "hashtags": trending(current["top_hashtags"], previous["top_hashtags"], "tag"),
+                    "terms": trending(current["top_terms"], previous["top_terms"], "term"),
+                },
+            },
+        )
+
+    # -- live feed -----------------------------------------------------------
+
+    def _sources(self) -> list[str]:
+        return [s.name for s in self.hub.sources]
+
+    @app.route("/live", methods=["GET"])
+    @page()
+    async def live(self, request, session):
+        return self._render(
+            request,
+            session,
+            "live.html",
+            active="live",
+            topics=self._topic_names(),
+            sources=self._sources(),
+            sentiments=SENTIMENTS,
+            labels=LABELS,
+        )
+
+    @app.route("/ui/recent.json", methods=["GET"])
+    @page(json_api=True)
+    async def recent_json(self, request, session):
+        params = Params(request)
+        query = PostQuery(
+            topic=params.text("topic"),
+            source=params.text("source"),
+            sentiment=params.choice("sentiment", SENTIMENTS),
+            label=params.choice("label", LABELS),
+            limit=params.integer("limit", 50, 1, 200),
+        )
+        params.finish()
+        posts, _ = await self.hub.store.query_posts(query)
+        return self._json(request, 200, {"posts": posts})
+
+    # -- map -------------------------------------------------------------------
+
+    @app.route("/map", methods=["GET"])
+    @page()
+    async def map(self, request, session):
+        return self._render(
+            request,
+            session,
+            "map.html",
+            active="map",
+            topics=self._topic_names(),
+            ranges=[(k, v[2]) for k, v in RANGES.items()],
+            tile_url=self.tile_url,
+            tile_attribution=self.tile_attribution,
+        )
+
+    @app.route("/ui/geo.json", methods=["GET"])
+    @page(json_api=True)
+    async def geo_json(self, request, session):
+        params = Params(request)
+        topic = params.text("topic")
+        since, until, _ = self._range(params)
+        limit = params.integer("limit", 1000, 1, 5000)
+        params.finish()
+        posts = await queries.geo_posts(self.hub.store, topic, since, until, limit)
+        return self._json(request, 200, {"posts": posts})
+
+    # -- topics --------------------------------------------------------------
+
+    @app.route("/topics", methods=["GET"])
+    @page()
+    async def topics(self, request, session):
+        form = self._form(request)
+        origins = await queries.topic_origins(self.hub.store)
+        day = self.reactor.seconds() - 86400
+        volume = {v["topic"]: v["count"] for v in await queries.topic_volume(self.hub.store, day, None)}
+        rows = [
+            {"topic": t, "origin": origins.get(t.name, {}).get("origin", "?"), "day": volume.get(t.name, 0)}
+            for t in self.hub.topics.topics
+        ]
+        return self._render(
+            request,
+            session,
+            "topics.html",
+            active="topics",
+            rows=rows,
+            saved=self._one(form, "saved"),
+            deleted=self._one(form, "deleted"),
+        )
+
+    @app.route("/topics/new", methods=["GET"])
+    @page("editor")
+    async def topic_new(self, request, session):
+        return self._topic_page(request, session, topic_values(None), {}, original="")
+
+    @app.route("/topics/edit", methods=["GET"])
+    @page("editor")
+    async def topic_edit(self, request, session):
+        name = self._one(self._form(request), "name")
+        topic = self.hub.topics.get(name)
+        if topic is None:
+            return self._error(request, session, 404, "There is no such topic.")
+        return self._topic_page(request, session, topic_values(topic), {}, original=name)
+
+    def _topic_page(self, request, session, values, errors, original, status=200, tried=None):
+        return self._render(
+            request,
+            session,
+            "topic_form.html",
+            status=status,
+            active="topics",
+            values=values,
+            errors=errors,
+            original=original,
+            sources=self._sources(),
+            tried=tried,
+        )
+
+    @app.route("/topics/save", methods=["POST"])
+    @page("editor")
+    async def topic_save(self, request, session):
+        form = self._form(request)
+        original = self._one(form, "original")
+        action = self._one(form, "action", "save")
+        taken = {name for name in self._topic_names() if name != original}
+        topic, errors, values = topic_form(form, self._sources(), taken)
+        if errors:
+            return self._topic_page(request, session, values, errors, original, status=400)
+        if action == "try":
+            tried = await self._try_topic(topic)
+            return self._topic_page(request, session, values, {}, original, tried=tried)
+        store = self.hub.store
+        await store.save_topic(topic)
+        if original and original != topic.name:
+            await store.delete_topic(original)
+        await self.hub.topics.reload()
+        self.log.info("{user} saved topic {topic}", user=session.user, topic=topic.name)
+        return self._redirect(request, "/topics?" + urlencode({"saved": topic.name}))
+
+    async def _try_topic(self, topic) -> dict[str, Any]:
+        posts = await queries.recent_posts(self.hub.store, TRY_POSTS)
+
+        def match():
+            matcher = Matcher([topic])
+            return [p for p in posts if matcher.match(p)]
+
+        matched = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), match)
+        return {
+            "checked": len(posts),
+            "count": len(matched),
+            "posts": [
+                {
+                    "author": p.author,
+                    "text": p.text,
+                    "created_at": iso8601(p.created_at),
+                    "source": p.source,
+                    "url": p.url,
+                    "sentiment": p.extra.get("sentiment"),
+                }
+                for p in matched[:25]
+            ],
+        }
+
+    @app.route("/topics/delete", methods=["POST"])
+    @page("editor")
+    async def topic_delete(self, request, session):
+        name = self._one(self._form(request), "name")
+        if not await self.hub.store.delete_topic(name):
+            return self._error(request, session, 404, "There is no such topic.")
+        await self.hub.topics.reload()
+        self.log.info("{user} deleted topic {topic}", user=session.user, topic=name)
+        return self._redirect(request, "/topics?" + urlencode({"deleted": name}))
+
+    # -- posts -----------------------------------------------------------------
+
+    def _post_query(self, form, limit: int) -> tuple[PostQuery, dict[str, str]]:
+        errors = {}
+        topic = self._one(form, "topic") or None
+        if topic is not None and self.hub.topics.get(topic) is None:
+            # A deleted topic's posts keep its name: still searchable.
+            pass
+        sentiment = self._one(form, "sentiment") or None
+        if sentiment is not None and sentiment not in SENTIMENTS:
+            errors["sentiment"] = "Choose positive, neutral or negative."
+            sentiment = None
+        label = self._one(form, "label") or None
+        if label is not None and label not in LABELS:
+            errors["label"] = "Choose one of the labels."
+            label = None
+        times = {}
+        for name in ("since", "until"):
+            value = self._one(form, name).strip()
+            times[name] = None
+            if value:
+                try:
+                    times[name] = float(value) if value.replace(".", "", 1).isdigit() else parse_time(value)
+                except (ValueError, OverflowError):
+                    errors[name] = "Use a date and time such as 2026-01-31T12:00 (UTC)."
+        cursor = self._one(form, "cursor") or None
+        query = PostQuery(
+            topic=topic,
+            source=self._one(form, "source") or None,
+            sentiment=sentiment,
+            label=label,
+            q=self._one(form, "q") or None,
+            since=times["since"],
+            until=times["until"],
+            limit=limit,
+            cursor=cursor,
+        )
+        return query, errors
+
+    @app.route("/posts", methods=["GET"])
+    @page()
+    async def posts(self, request, session):
+        form = self._form(request)
+        query, errors = self._post_query(form, 50)
+        posts, following = [], None
+        if not errors:
+            try:
+                posts, following = await self.hub.store.query_posts(query)
+            except ValueError as e:
+                field, _, message = str(e).partition(": ")
+                errors["cursor" if field == "cursor" else "q"] = message or str(e)
+        filters = {k: self._one(form, k) for k in ("q", "topic", "source", "sentiment", "label", "since", "until")}
+        present = {k: v for k, v in filters.items() if v}
+        return self._render(
+            request,
+            session,
+            "posts.html",
+            status=400 if errors else 200,
+            active="posts",
+            posts=posts,
+            errors=errors,
+            filters=filters,
+            topics=sorted(set(self._topic_names()) | ({filters["topic"]} if filters["topic"] else set())),
+            sources=self._sources(),
+            sentiments=SENTIMENTS,
+            labels=LABELS,
+            next_url="/posts?" + urlencode({**present, "cursor": following}) if following else None,
+            first_url="/posts?" + urlencode(present) if self._one(form, "cursor") else None,
+            export_csv="/posts/export.csv?" + urlencode(present),
+            export_json="/posts/export.json?" + urlencode(present),
+        )
+
+    @app.route("/posts/export.csv", methods=["GET"])
+    @page()
+    async def export_csv(self, request, session):
+        return await self._export(request, "csv")
+
+    @app.route("/posts/export.json", methods=["GET"])
+    @page()
+    async def export_json(self, request, session):
+        return await self._export(request, "json")
+
+    async def _export(self, request, kind: str):
+        form = self._form(request)
+        form.pop("cursor", None)
+        query, errors = self._post_query(form, MAX_LIMIT)
+        if errors:
+            field, message = next(iter(errors.items()))
+            return self._json(request, 400, {"error": message, "parameter": field})
+        try:
+            posts, following = await self.hub.store.query_posts(query)
+        except ValueError as e:
+            return self._json(request, 400, {"error": str(e)})
+        stamp = iso8601(self.reactor.seconds()).replace(":", "").replace(".000", "")
+        if kind == "csv":
+            request.setHeader(b"content-type", b"text/csv; charset=utf-8")
+        else:
+            request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"content-disposition", f'attachment; filename="posts-{stamp}.{kind}"'.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        flow = _Flow()
+        request.registerProducer(flow, True)
+        written = 0
+        first = True
+        try:
+            if kind == "json":
+                request.write(b'{"posts":[')
+            else:
+                request.write(_csv_rows(None))
+            while True:
+                if kind == "json":
+                    chunk = ",".join(json.dumps(p, ensure_ascii=False, separators=(",", ":")) for p in posts)
+                    if chunk:
+                        request.write(((",") if not first else "").encode() + chunk.encode("utf-8"))
+                        first = False
+                else:
+                    request.write(_csv_rows(posts))
+                written += len(posts)
+                if not following or written >= EXPORT_MAX or flow.stopped:
+                    break
+                await flow.ready()
+                if flow.stopped:
+                    break
+                posts, following = await self.hub.store.query_posts(
+                    PostQuery(**{**_fields(query), "cursor": following, "limit": min(MAX_LIMIT, EXPORT_MAX - written)})
+                )
+            if kind == "json":
+                request.write(b"]}")
+        finally:
+            request.unregisterProducer()
+        return b""
+
+    # -- sources ---------------------------------------------------------------
+
+    @app.route("/sources", methods=["GET"])
+    @page()
+    async def sources(self, request, session):
+        status = self.push.source_status()
+        nodes = nodes_status(getattr(self.hub, "nodes", None))
+        return self._render(
+            request,
+            session,
+            "sources.html",
+            active="sources",
+            sources=status["sources"],
+            nodes=_table(nodes),
+            has_nodes=nodes is not None,
+            queue=self.hub.queue.size(),
+        )
+
+    @app.route("/ui/sources.json", methods=["GET"])
+    @page(json_api=True)
+    async def sources_json(self, request, session):
+        Params(request).finish()
+        return self._json(request, 200, {**self.push.source_status(), "queue": self.hub.queue.size()})
+
+    # -- admin -------------------------------------------------------------------
+
+    @app.route("/admin", methods=["GET"])
+    @page("admin")
+    async def admin(self, request, session):
+        return await self._admin_page(request, session)
+
+    async def _admin_page(self, request, session, errors=None, new_token=None, status=200, values=None):
+        form = self._form(request)
+        return self._render(
+            request,
+            session,
+            "admin.html",
+            status=status,
+            active="admin",
+            users=await self.users.list_users(),
+            tokens=await self.users.list_tokens(),
+            roles=ROLES,
+            errors=errors or {},
+            new_token=new_token,
+            values=values or {},
+            done=self._one(form, "done"),
+        )
+
+    @app.route("/admin/users", methods=["POST"])
+    @page("admin")
+    async def admin_add_user(self, request, session):
+        form = self._form(request)
+        name, role, password = self._one(form, "name").strip(), self._one(form, "role"), self._one(form, "password")
+        try:
+            await self.users.add_user(name, role, password)
+        except UserError as e:
+            return await self._admin_page(
+                request, session, errors={e.field: e.message}, status=400, values={"name": name, "role": role}
+            )
+        self.log.info("{admin} added user {user} ({role})", admin=session.user, user=name, role=role)
+        return self._redirect(request, "/admin?" + urlencode({"done": f"User {name} added."}))
+
+    @app.route("/admin/users/role", methods=["POST"])
+    @page("admin")
+    async def admin_set_role(self, request, session):
+        form = self._form(request)
+        name = self._one(form, "name")
+        try:
+            await self.users.set_role(name, self._one(form, "role"))
+        except UserError as e:
+            return await self._admin_page(request, session, errors={"users": e.message}, status=400)
+        return self._redirect(request, "/admin?" + urlencode({"done": f"{name} is now {self._one(form, 'role')}."}))
+
+    @app.route("/admin/users/password", methods=["POST"])
+    @page("admin")
+    async def admin_set_password(self, request, session):
+        form = self._form(request)
+        name = self._one(form, "name")
+        try:
+            await self.users.set_password(name, self._one(form, "password"))
+        except UserError as e:
+            return await self._admin_page(request, session, errors={"users": f"{name}: {e.message}"}, status=400)
+        if name == session.user:
+            self._cookie(request, SESSION_COOKIE, "", max_age=0)
+            return self._redirect(request, "/login")
+        return self._redirect(request, "/admin?" + urlencode({"done": f"Password of {name} changed."}))
+
+    @app.route("/admin/users/delete", methods=["POST"])
+    @page("admin")
+    async def admin_delete_user(self, request, session):
+        name = self._one(self._form(request), "name")
+        if name == session.user:
+            return await self._admin_page(request, session, errors={"users": "You cannot delete yourself."}, status=400)
+        try:
+            await self.users.delete_user(name)
+        except UserError as e:
+            return await self._admin_page(request, session, errors={"users": e.message}, status=400)
+        return self._redirect(request, "/admin?" + urlencode({"done": f"User {name} deleted."}))
+
+    @app.route("/admin/tokens", methods=["POST"])
+    @page("admin")
+    async def admin_create_token(self, request, session):
+        name = self._one(self._form(request), "token_name")
+        try:
+            token = await self.users.create_token(name, session.user)
+        except UserError as e:
+            return await self._admin_page(request, session, errors={e.field: e.message}, status=400)
+        # Shown once, in this response only.
+        return await self._admin_page(request, session, new_token={"name": name.strip(), "token": token})
+
+    @app.route("/admin/tokens/revoke", methods=["POST"])
+    @page("admin")
+    async def admin_revoke_token(self, request, session):
+        value = self._one(self._form(request), "id")
+        if not value.isdigit() or not await self.users.revoke_token(int(value), session.user):
+            return await self._admin_page(request, session, errors={"tokens": "No such live token."}, status=400)
+        return self._redirect(request, "/admin?" + urlencode({"done": "Token revoked."}))
+
+
+def _fields(query: PostQuery) -> dict[str, Any]:
+    return {name: getattr(query, name) for name in PostQuery.__dataclass_fields__}
+
+
+_CSV_COLUMNS = (
+    "id", "created_at", "source", "author", "text", "url", "lang", "topics", "labels", "sentiment",
+    "compound", "likes", "reposts", "replies", "author_followers", "author_verified", "lat", "lon",
+)  # fmt: skip
+
+
+def _csv_rows(posts) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if posts is None:
+        writer.writerow(_CSV_COLUMNS)
+    else:
+        for p in posts:
+            row = dict(p)
+            row["topics"] = " ".join(p["topics"])
+            row["labels"] = " ".join(p["labels"])
+            row["sentiment"] = p["sentiment"]["label"]
+            row["compound"] = p["sentiment"]["compound"]
+            writer.writerow([_csv_cell(row.get(c)) for c in _CSV_COLUMNS])
+    return out.getvalue().encode("utf-8")
+
+
+def trending(current: list[dict], previous: list[dict], key: str, limit: int = 10) -> list[dict]:
+    """
+    What rose against its own baseline: counts in the range against the
+    previous range of the same length.  Needs at least 2 mentions now and
+    half as many again as before; ranked by the ratio, weighted by volume.
+    """
+    before = {row[key]: row["count"] for row in previous}
+    rising = []
+    for row in current:
+        now, then = row["count"], before.get(row[key], 0)
+        if now < 2 or now < 1.5 * then + 1:
+            continue
+        ratio = (now + 1) / (then + 1)
+        rising.append(
+            {key: row[key], "count": now, "previous": then, "change": None if then == 0 else (now - then) / then,
+             "score": ratio * math.log1p(now)}
+        )  # fmt: skip
+    rising.sort(key=lambda r: (-r["score"], r[key]))
+    return rising[:limit]
+
+
+def _table(value) -> Optional[dict[str, Any]]:
+    """
+    Whatever C{nodes.status()} returned, as headings and rows for a table
+    (and other facts as key/value pairs), without assuming its shape.
+    """
+    if value is None:
+        return None
+    rows: list = []
+    facts: dict = {}
+    if isinstance(value, list):
+        rows = value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, list) and all(isinstance(i, dict) for i in v) and not rows:
+                rows = v
+            elif isinstance(v, dict) and all(isinstance(i, dict) for i in v.values()) and not rows:
+                rows = [{"name": name, **item} for name, item in v.items()]
+            else:
+                facts[k] = v
+    else:
+        facts["status"] = value
+    rows = [r if isinstance(r, dict) else {"value": r} for r in rows]
+    headings: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in headings:
+                headings.append(k)
+    return {
+        "headings": headings,
+        "rows": [[_plain(r.get(h)) for h in headings] for r in rows],
+        "facts": {k: _plain(v) for k, v in facts.items()},
+    }
+
+
+def _plain(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)

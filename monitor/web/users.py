@@ -1,0 +1,577 @@
+"""
+People and machines that may use the hub: users with roles, their login
+sessions, and API tokens.
+
+Only hashes of secrets are stored.  Passwords use scrypt with a random salt
+(the parameters are kept in the hash, so they can be raised later without
+breaking old hashes); session ids and API tokens are 256 random bits, so a
+plain SHA-256 of them is enough and lets a lookup be one indexed read.
+
+The SQL lives here and runs through C{store.run_read}/C{store.run_write};
+the tables are created by migration 2 in L{monitor.store.migrations}.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+from collections import deque
+from dataclasses import dataclass
+from typing import Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+__all__ = [
+    "ROLES",
+    "Session",
+    "Throttle",
+    "UserError",
+    "Users",
+    "add_user_sync",
+    "check_password",
+    "hash_password",
+]
+
+#: Roles, weakest first; each may do what the ones before it may.
+ROLES = ("viewer", "editor", "admin")
+
+#: scrypt cost: 2**15 * 8 * 128 bytes = 32 MiB and about 0.1 s per hash.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+#: A session lasts at most this long, however active.
+SESSION_MAX_AGE = 30 * 86400
+#: How stale C{last_seen_at} may get before a request refreshes it.
+_TOUCH_EVERY = 60.0
+
+
+class UserError(ValueError):
+    """
+    A user, password or role is not acceptable; the message says why and
+    C{field} names the form field it is about.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, salt: Optional[bytes] = None) -> str:
+    """
+    An scrypt hash of C{password}: C{scrypt$N$r$p$salt$hash}.  Slow on
+    purpose; call it in a thread.
+    """
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
+    )
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """
+    Whether C{password} matches a hash from L{hash_password}, compared in
+    constant time.  A malformed hash matches nothing.
+    """
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_SCRYPT_MAXMEM,
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+#: Checked against when the user does not exist, so that the answer takes
+#: as long as for a real user and does not tell which names exist.
+_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError("name", "use 1 to 64 letters, digits or . _ @ -")
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError("role", "must be one of " + ", ".join(ROLES))
+    return role
+
+
+def check_new_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise UserError("password", f"must be at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise UserError("password", f"must be at most {MAX_PASSWORD} characters")
+    return password
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """
+    A logged-in user, as found from a session cookie.
+
+    @ivar key: the SHA-256 of the session id (what the store keeps).
+    @ivar csrf: the token every form of this session must send back.
+    """
+
+    key: str
+    user_id: int
+    user: str
+    role: str
+    csrf: str
+
+    def may(self, role: str) -> bool:
+        """
+        Whether this session's role includes C{role}.
+        """
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+class Throttle:
+    """
+    Refuse a key (a client address, a user name) after C{limit} failures
+    within C{window} seconds, until the oldest failure ages out.  Memory is
+    bounded: at most C{max_keys} keys are tracked, the oldest forgotten.
+    """
+
+    def __init__(self, clock, limit: int = 10, window: float = 600.0, max_keys: int = 10000) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._failures: dict[str, deque] = {}
+
+    def _recent(self, key: str) -> deque:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        horizon = self.clock.seconds() - self.window
+        while times and times[0] <= horizon:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def blocked(self, key: str) -> bool:
+        return len(self._recent(key)) >= self.limit
+
+    def failed(self, key: str) -> None:
+        times = self._recent(key)
+        if key not in self._failures:
+            if len(self._failures) >= self.max_keys:
+                self._failures.pop(next(iter(self._failures)))
+            self._failures[key] = times
+        times.append(self.clock.seconds())
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+class Users(Service):
+    """
+    Users, sessions and API tokens in the store.
+
+    API tokens are also kept in memory (hash to id) so that checking one is
+    a dictionary lookup on the reactor thread, like the configured token.
+
+    @ivar idle: seconds of inactivity after which a session ends.
+    """
+
+    name = "users"
+    log = Logger()
+
+    def __init__(self, store, reactor, idle: float = 12 * 3600) -> None:
+        self.store = store
+        self.reactor = reactor
+        self.idle = idle
+        self._tokens: dict[str, int] = {}
+        self._token_used: dict[int, float] = {}
+        # scrypt takes 32 MiB per hash: bound how many run at once.
+        self._hashing = DeferredSemaphore(2)
+        self._sweeper: Optional[LoopingCall] = None
+
+    # -- service -----------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = self.reactor
+        self._sweeper.start(3600, now=False).addErrback(lambda f: self.log.failure("session sweeper failed", f))
+        return ensureDeferred(self.reload_tokens())
+
+    def stopService(self):
+        super().stopService()
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        return None
+
+    def _sweep(self):
+        d = self.store.run_write(self._delete_stale, self.reactor.seconds(), self.idle)
+        d.addErrback(lambda f: self.log.failure("could not remove old sessions", f))
+        return d
+
+    @staticmethod
+    def _delete_stale(trans, now, idle):
+        trans.execute(
+            "DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?", (now - idle, now - SESSION_MAX_AGE)
+        )
+
+    def _in_thread(self, f, *args):
+        pool = self.reactor.getThreadPool()
+        return self._hashing.run(deferToThreadPool, self.reactor, pool, f, *args)
+
+    # -- users -------------------------------------------------------------
+
+    async def add_user(self, name: str, role: str, password: str) -> None:
+        """
+        Create a user.  Raises L{UserError} if the name is taken or a value
+        is not acceptable.
+        """
+        check_name(name)
+        check_role(role)
+        check_new_password(password)
+        hashed = await self._in_thread(hash_password, password)
+        try:
+            await self.store.run_write(self._insert_user, name, role, hashed, self.reactor.seconds())
+        except sqlite3.IntegrityError:
+            raise UserError("name", f"there is already a user {name!r}")
+        self.log.info("added user {user} as {role}", user=name, role=role)
+
+    @staticmethod
+    def _insert_user(trans, name, role, hashed, now):
+        trans.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)", (name, role, hashed, now)
+        )
+
+    async def set_password(self, name: str, password: str) -> None:
+        check_new_password(password)
+        hashed = await self._in_thread(hash_password, password)
+        if not await self.store.run_write(self._set_password, name, hashed):
+            raise UserError("name", f"no user {name!r}")
+        self.log.info("password of {user} changed; their sessions ended", user=name)
+
+    @staticmethod
+    def _set_password(trans, name, hashed):
+        trans.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
+        if trans.rowcount == 0:
+            return False
+        # A new password ends every session made with the old one.
+        trans.execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)", (name,))
+        return True
+
+    async def set_role(self, name: str, role: str) -> None:
+        check_role(role)
+        await self.store.run_write(self._set_role, name, role)
+        self.log.info("user {user} is now {role}", user=name, role=role)
+
+    @staticmethod
+    def _set_role(trans, name, role):
+        trans.execute("BEGIN IMMEDIATE")
+        trans.execute("SELECT role FROM users WHERE name = ?", (name,))
+        row = trans.fetchone()
+        if row is None:
+            raise UserError("name", f"no user {name!r}")
+        if row[0] == "admin" and role != "admin":
+            trans.execute("SELECT count(*) FROM users WHERE role = 'admin'")
+            if trans.fetchone()[0] <= 1:
+                raise UserError("role", "the last admin must stay an admin")
+        trans.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+
+    async def delete_user(self, name: str) -> None:
+        await self.store.run_write(self._delete_user, name)
+        self.log.info("deleted user {user}", user=name)
+
+    @staticmethod
+    def _delete_user(trans, name):
+        trans.execute("BEGIN IMMEDIATE")
+        trans.execute("SELECT role FROM users WHERE name = ?", (name,))
+        row = trans.fetchone()
+        if row is None:
+            raise UserError("name", f"no user {name!r}")
+        if row[0] == "admin":
+            trans.execute("SELECT count(*) FROM users WHERE role = 'admin'")
+            if trans.fetchone()[0] <= 1:
+                raise UserError("name", "the last admin cannot be deleted")
+        trans.execute("DELETE FROM users WHERE name = ?", (name,))
+
+    def list_users(self):
+        return self.store.run_read(self._list_users)
+
+    @staticmethod
+    def _list_users(trans):
+        trans.execute("SELECT name, role, created_at, last_login_at FROM users ORDER BY name")
+        return [
+            {"name": n, "role": r, "created_at": c, "last_login_at": last} for n, r, c, last in trans.fetchall()
+        ]
+
+    async def authenticate(self, name: str, password: str) -> Optional[tuple[int, str, str]]:
+        """
+        C{(id, name, role)} if the password is right, else C{None}.  Takes
+        as long for an unknown name as for a wrong password.
+        """
+        row = await self.store.run_read(self._user_by_name, name)
+        stored = row[3] if row else _DUMMY_HASH
+        ok = await self._in_thread(check_password, password or "", stored)
+        if not ok or row is None:
+            return None
+        return row[0], row[1], row[2]
+
+    @staticmethod
+    def _user_by_name(trans, name):
+        trans.execute("SELECT id, name, role, password_hash FROM users WHERE name = ?", (name,))
+        return trans.fetchone()
+
+    def count_users(self):
+        return self.store.run_read(lambda trans: trans.execute("SELECT count(*) FROM users").fetchone()[0])
+
+    # -- sessions ----------------------------------------------------------
+
+    async def open_session(self, user_id: int) -> tuple[str, str]:
+        """
+        Start a session; returns C{(session id, csrf token)}.  The id goes
+        in the cookie and only its hash is stored.
+        """
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        await self.store.run_write(self._open_session, _sha256(token), user_id, csrf, self.reactor.seconds())
+        return token, csrf
+
+    @staticmethod
+    def _open_session(trans, key, user_id, csrf, now):
+        trans.execute(
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
+            (key, user_id, csrf, now, now),
+        )
+        trans.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (now, user_id))
+
+    async def session(self, token: Optional[str]) -> Optional[Session]:
+        """
+        The live session of a cookie value, or C{None}.  Refreshes its
+        last-seen time (at most once a minute, to spare the writer).
+        """
+        if not token or len(token) > 200:
+            return None
+        key = _sha256(token)
+        row = await self.store.run_read(self._session, key)
+        if row is None:
+            return None
+        user_id, name, role, csrf, created, seen = row
+        now = self.reactor.seconds()
+        if now - seen > self.idle or now - created > SESSION_MAX_AGE:
+            await self.close_session(key)
+            return None
+        if now - seen > _TOUCH_EVERY:
+            d = self.store.run_write(self._touch, key, now)
+            d.addErrback(lambda f: self.log.failure("could not refresh a session", f))
+        return Session(key, user_id, name, role, csrf)
+
+    @staticmethod
+    def _session(trans, key):
+        trans.execute(
+            "SELECT u.id, u.name, u.role, s.csrf, s.created_at, s.last_seen_at "
+            "FROM sessions AS s JOIN users AS u ON u.id = s.user_id WHERE s.id_hash = ?",
+            (key,),
+        )
+        return trans.fetchone()
+
+    @staticmethod
+    def _touch(trans, key, now):
+        trans.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (now, key))
+
+    def close_session(self, key: str):
+        return self.store.run_write(self._close_session, key)
+
+    @staticmethod
+    def _close_session(trans, key):
+        trans.execute("DELETE FROM sessions WHERE id_hash = ?", (key,))
+
+    # -- API tokens --------------------------------------------------------
+
+    async def reload_tokens(self) -> None:
+        rows = await self.store.run_read(self._live_tokens)
+        self._tokens = {token_hash: token_id for token_id, token_hash in rows}
+
+    @staticmethod
+    def _live_tokens(trans):
+        trans.execute("SELECT id, token_hash FROM api_tokens WHERE revoked_at IS NULL")
+        return trans.fetchall()
+
+    def check_token(self, given: bytes) -> bool:
+        """
+        Whether C{given} is a live stored API token.  Hashing first makes
+        the lookup's timing independent of the secret.
+        """
+        token_id = self._tokens.get(hashlib.sha256(given).hexdigest())
+        if token_id is None:
+            return False
+        now = self.reactor.seconds()
+        if now - self._token_used.get(token_id, 0.0) > _TOUCH_EVERY:
+            self._token_used[token_id] = now
+            d = self.store.run_write(self._token_touch, token_id, now)
+            d.addErrback(lambda f: self.log.failure("could not note an API token's use", f))
+        return True
+
+    @staticmethod
+    def _token_touch(trans, token_id, now):
+        trans.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+
+    async def create_token(self, name: str, created_by: str) -> str:
+        """
+        Make a new API token; returns the token, which is shown once and
+        never stored.
+        """
+        name = (name or "").strip()
+        if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
+            raise UserError("token_name", "give the token a name of 1 to 100 characters")
+        token = "mon_" + secrets.token_urlsafe(32)
+        await self.store.run_write(
+            self._insert_token, name, hashlib.sha256(token.encode("ascii")).hexdigest(), created_by, self.reactor.seconds()
+        )
+        await self.reload_tokens()
+        self.log.info("API token {name} created by {user}", name=name, user=created_by)
+        return token
+
+    @staticmethod
+    def _insert_token(trans, name, token_hash, created_by, now):
+        trans.execute(
+            "INSERT INTO api_tokens (name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?)",
+            (name, token_hash, created_by, now),
+        )
+
+    async def revoke_token(self, token_id: int, by: str) -> bool:
+        revoked = await self.store.run_write(self._revoke_token, token_id, self.reactor.seconds())
+        await self.reload_tokens()
+        if revoked:
+            self.log.info("API token {id} revoked by {user}", id=token_id, user=by)
+        return revoked
+
+    @staticmethod
+    def _revoke_token(trans, token_id, now):
+        trans.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id))
+        return trans.rowcount > 0
+
+    def list_tokens(self):
+        return self.store.run_read(self._list_tokens)
+
+    @staticmethod
+    def _list_tokens(trans):
+        trans.execute(
+            "SELECT id, name, created_by, created_at, last_used_at, revoked_at FROM api_tokens "
+            "ORDER BY revoked_at IS NOT NULL, id DESC"
+        )
+        keys = ("id", "name", "created_by", "created_at", "last_used_at", "revoked_at")
+        return [dict(zip(keys, row)) for row in trans.fetchall()]
+
+
+def add_user_sync(path: str, name: str, role: str, password: str, now: float) -> bool:
+    """
+    Create a user, or reset the password and role of an existing one,
+    directly in the SQLite file (bringing its schema up to date first).
+    For the command line, before any reactor runs.  Returns whether the
+    user is new.
+    """
+    import os
+
+    from monitor.store.migrations import migrate
+
+    check_name(name)
+    check_role(role)
+    check_new_password(password)
+    hashed = hash_password(password)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    connection = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        migrate(connection, path)
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            row = connection.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (name, role, hashed, now),
+                )
+            else:
+                connection.execute("UPDATE users SET role = ?, password_hash = ? WHERE id = ?", (role, hashed, row[0]))
+                connection.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.close()
+    return row is None
+
+
+def add_user_command(config, name: str, role: str, password_file: Optional[str], stdin=None, stderr=None) -> int:
+    """
+    C{twistd monitor --add-user NAME [--role R] [--password-file F]}: read
+    the password (from the file's first line, C{-} for standard input, else
+    a prompt asked twice), create or update the user, and return the exit
+    status.
+    """
+    import getpass
+    import sys
+    import time
+
+    stdin = sys.stdin if stdin is None else stdin
+    stderr = sys.stderr if stderr is None else stderr
+    try:
+        check_name(name)
+        check_role(role)
+        if password_file == "-":
+            password = stdin.readline().rstrip("\r\n")
+        elif password_file:
+            with open(password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        else:
+            password = getpass.getpass(f"Password for {name}: ")
+            if getpass.getpass("Again: ") != password:
+                raise UserError("password", "the two passwords differ")
+        check_new_password(password)
+        if config.store.get("kind", "sqlite") != "sqlite":
+            raise UserError("store", "--add-user works on the sqlite store only")
+        created = add_user_sync(config.resolve(config.store["path"]), name, role, password, time.time())
+    except UserError as e:
+        print(f"monitor: cannot add user: {e.field}: {e.message}", file=stderr)
+        return 1
+    except OSError as e:
+        print(f"monitor: cannot add user: {e}", file=stderr)
+        return 1
+    verb = "created" if created else "updated (password and role reset; their sessions ended)"
+    print(f"monitor: user {name} ({role}) {verb}", file=stderr)
+    return 0
