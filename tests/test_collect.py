@@ -143,14 +143,18 @@ def test_follow_reads_appended_lines_whole(tmp_path):
     clock, queue, store, source, path = replay(tmp_path, [line(1)], follow=True)
     source.startService()
     assert [p.native_id for p in drain(clock, queue)] == ["1"]
+    clock.advance(29.0)
+    assert source.state == "connected"
+    clock.advance(1.0)
     assert source.state == IDLE
     with open(path, "a") as f:
         f.write(line(2) + line(3)[:10])
-    clock.advance(1.0)
+    clock.advance(0.25)
     assert [p.native_id for p in drain(clock, queue)] == ["2"]
+    assert source.state == "connected"
     with open(path, "a") as f:
         f.write(line(3)[10:])
-    clock.advance(1.0)
+    clock.advance(0.25)
     assert [p.native_id for p in drain(clock, queue)] == ["3"]
 
 

@@ -28,7 +28,9 @@ register_source_kind(
 #: never holds the reactor for long.
 _LINES_PER_TURN = 200
 #: How often a followed or missing file is looked at again, in seconds.
-_POLL = 1.0
+_POLL = 0.25
+#: A followed file with nothing new for this long is reported idle.
+_IDLE_AFTER = 30.0
 
 
 def _parse_cursor(cursor):
@@ -56,6 +58,7 @@ class ReplaySource(Collector):
 
     async def run(self) -> None:
         offset, lineno = _parse_cursor(await self.store.get_cursor(self.name))
+        last_data = self.reactor.seconds()
         while True:
             try:
                 f = open(self.path, "rb")
@@ -78,12 +81,16 @@ class ReplaySource(Collector):
                     )
                     offset, lineno = 0, 0
                 f.seek(offset)
-                self.set_state(CONNECTED)
+                # Report a change of state, not every look at the file.
+                if size > offset or not self.follow:
+                    last_data = self.reactor.seconds()
+                    self.set_state(CONNECTED)
+                elif self.state != CONNECTED or self.reactor.seconds() - last_data >= _IDLE_AFTER:
+                    self.set_state(IDLE)
                 offset, lineno = await self._read(f, offset, lineno)
             if not self.follow:
                 self.set_state(FINISHED)
                 return
-            self.set_state(IDLE)
             await deferLater(self.reactor, _POLL)
 
     async def _read(self, f, offset: int, lineno: int) -> tuple[int, int]:
