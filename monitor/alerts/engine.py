@@ -1,0 +1,582 @@
+"""
+The alert engine in the hub: a sink of the pipeline and a service.
+
+On the pipeline's path it only updates memory (L{Detector.observe}) and
+schedules a write for the next reactor turn, so a slow store or a failing
+receiver never slows the pipeline.  Incident rows and the notifications
+about them are written in one transaction, then handed to the outbox.
+
+A timer (every C{[alerts] evaluate_every}) does what needs no post: moves
+the detector's clock on with the wall clock once posts stop coming (so
+incidents resolve and windows close), checks the collectors' health, and
+resolves health incidents.
+
+At start it takes back what a previous run left: the rules (edited ones
+kept), open incidents, each topic's recent per-minute history from the
+stored posts (so a restart needs no new warm-up and does not reset
+baselines) and undelivered notifications.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from monitor.alerts import sql
+from monitor.alerts.config import check_rule_spec
+from monitor.alerts.detector import MAX_SKEW, SEEN, Detector
+from monitor.alerts.incidents import ACKNOWLEDGED, NOTIFY_EVENTS
+from monitor.alerts.notifiers import Notification
+from monitor.alerts.notifiers.http import HTTPClient
+from monitor.alerts.outbox import Outbox, WriteQueue, new_notification_id
+from monitor.alerts.rules import Rule, severity_rank
+from monitor.config import parse_duration
+from monitor.interfaces import ISink
+from monitor.model import iso8601, parse_time
+
+__all__ = ["AlertEngine", "AlertError", "make_notifier"]
+
+#: Seconds without a post after which the detector's clock follows the
+#: wall clock.
+IDLE_AFTER = 60.0
+
+#: Seconds of stored posts (before the newest) remembered at start, so
+#: that a source re-sending them after a restart does not count them twice.
+RECENT_SEEN = 600.0
+
+#: Collector states that count as failing.
+FAILING_STATES = ("failing", "backing off")
+#: Collector states in which silence is expected.
+QUIET_STATES = ("finished", "stopped")
+
+#: The built-in rule of channel incidents: a channel its receiver disabled.
+CHANNEL_RULE = Rule({"name": "channels", "type": "channel_health", "severity": "critical", "cooldown": 60})
+CHANNEL_RULE.cooldown = float("inf")
+
+
+class AlertError(ValueError):
+    """
+    A change the engine refuses (a bad rule, an unknown incident...);
+    C{problems} says why, naming keys, and C{status} is the HTTP status.
+    """
+
+    def __init__(self, problems: list[str], status: int = 400) -> None:
+        self.problems = problems
+        self.status = status
+        super().__init__("; ".join(problems))
+
+
+def make_notifier(spec: dict[str, Any], hub, http: HTTPClient, reactor):
+    """
+    The notifier of one channel table.
+    """
+    kind, name = spec["kind"], spec["name"]
+    timeout = parse_duration(spec["timeout"])
+    if kind == "slack":
+        from monitor.alerts.notifiers.slack import SlackNotifier
+
+        return SlackNotifier(name, spec["url"], http, timeout=timeout, reactor=reactor)
+    if kind == "webhook":
+        from monitor.alerts.notifiers.webhook import WebhookNotifier
+
+        return WebhookNotifier(name, spec["url"], http, secret=spec["secret"], timeout=timeout, reactor=reactor)
+    if kind == "email":
+        from monitor.alerts.notifiers.email import EmailNotifier
+
+        return EmailNotifier(
+            name, spec["host"], spec["sender"], spec["to"], port=spec["port"], security=spec["security"],
+            username=spec["username"], password=spec["password"], ca_file=spec["ca_file"],
+            timeout=timeout, reactor=reactor,
+        )  # fmt: skip
+    if kind == "live":
+        from monitor.alerts.notifiers.live import LiveNotifier
+
+        return LiveNotifier(name, hub)
+    raise ValueError(f"no notifier for channel kind {kind!r}")
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+@implementer(ISink)
+class AlertEngine(Service):
+    """
+    Rules over every stored post, incidents, and their notifications.
+
+    @param hub: gives C{store}, C{metrics}, C{topics}, C{sources} and, if
+        present, C{push}.
+    @ivar rules: the rules in force, by name.
+    """
+
+    name = "alerts"
+    log = Logger()
+
+    def __init__(self, hub, config, reactor=None, notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.hub = hub
+        self.store = hub.store
+        self.metrics = hub.metrics
+        self.settings = config.alerts
+        self.file_rules = list(config.rules)
+        self.channel_specs = {c["name"]: c for c in config.channels}
+        self.idle_after = idle_after
+        self.rules: dict[str, Rule] = {}
+        self.detector = Detector([], samples=self.settings["samples"])
+        self.writer = WriteQueue(self.store, reactor)
+        self.http = HTTPClient(reactor)
+        notifiers = notifiers or {}
+        channels = [
+            (spec, notifiers.get(name) or make_notifier(spec, hub, self.http, reactor))
+            for name, spec in self.channel_specs.items()
+        ]
+        self.outbox = Outbox(
+            channels,
+            self.writer,
+            self.metrics,
+            reactor,
+            retry_max=parse_duration(self.settings["retry_max"]),
+            give_up_after=parse_duration(self.settings["give_up_after"]),
+            on_disabled=self._channel_disabled,
+            on_enabled=self._channel_enabled,
+        )
+        self._loop = LoopingCall(self.tick)
+        self._loop.clock = reactor
+        self._flush_call = None
+        self._failing_since: dict[str, float] = {}
+        self.started_at: Optional[float] = None
+        # The detector's clock and the wall clock at the last stored batch.
+        self._quiet_time: Optional[float] = None
+        self._quiet_wall: float = 0.0
+
+    # -- service ---------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        now = self.started_at = self._quiet_wall = self.reactor.seconds()
+        rows = [(spec["name"], _dumps(spec), now) for spec in self.file_rules]
+        removed = await self.store.run_write(sql.sync_file_rules, rows)
+        if removed:
+            self.log.info("rules removed from the file: {names}", names=", ".join(removed))
+        await self._load_rules()
+        self.detector.book.load(await self.store.run_read(sql.load_open_incidents))
+        await self._warm()
+        self._quiet_time = self.detector.now
+        states = await self.store.run_read(sql.load_channels)
+        pending = await self.store.run_read(sql.load_pending)
+        self.outbox.restore(states, pending)
+        for key, incident in list(self.detector.book.open.items()):
+            # A channel incident ends when its channel works again.
+            if incident.type == "channel_health":
+                ch = self.outbox.channels.get((incident.source or "").partition(":")[2])
+                if ch is None or not ch.disabled_reason:
+                    self.detector.book.close(key, now)
+        self.outbox.startService()
+        self._update_open_gauge()
+        self._schedule_flush()
+        self._loop.start(parse_duration(self.settings["evaluate_every"]), now=False)
+        self.log.info(
+            "alerts: {rules} rules, {channels} channels, {open} open incidents, {pending} undelivered notifications",
+            rules=len(self.rules),
+            channels=len(self.channel_specs),
+            open=len(self.detector.book.open),
+            pending=len(pending),
+        )
+
+    def stopService(self):
+        """
+        Stop the timer and the deliveries, then write what is left.
+        """
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self.outbox.stopService()
+        self.writer.stopping = True
+        d = ensureDeferred(self._stop())
+        return d
+
+    async def _stop(self) -> None:
+        try:
+            await self.flush()
+            await self.writer.barrier()
+        except Exception:
+            self.log.failure("could not write the last alert changes")
+        await self.http.stop()
+
+    async def _load_rules(self) -> None:
+        rules = []
+        for name, spec, origin in await self.store.run_read(sql.list_rules):
+            rule, problems = check_rule_spec(spec, origin=origin)
+            if rule is None:
+                self.log.warn("skipping stored rule {name}: {problems}", name=name, problems="; ".join(problems))
+                continue
+            rules.append(rule)
+        self._set_rules(rules)
+
+    def _set_rules(self, rules) -> None:
+        self.rules = {r.name: r for r in rules}
+        self.detector.set_rules(list(self.rules.values()))
+
+    async def _warm(self) -> None:
+        latest = await self.store.run_read(sql.latest_post_time)
+        if latest is None:
+            return
+        now = min(latest, self.reactor.seconds() + MAX_SKEW)
+        since = now - self.detector.horizon * 60
+        topics = [t.name for t in getattr(self.hub.topics, "topics", ())]
+        counts, first = await self.store.run_read(sql.history, topics, since)
+        self.detector.warm(now, counts, first, since)
+        recent = await self.store.run_read(sql.recent_posts, now - RECENT_SEEN, SEEN)
+        self.detector.remember(reversed(recent))
+
+    # -- the sink --------------------------------------------------------
+
+    def posts_stored(self, posts) -> None:
+        """
+        Count and check a stored batch; never blocks, never waits.
+        """
+        if not self.running:
+            return
+        wall = self.reactor.seconds()
+        self.detector.observe(posts, wall)
+        self._quiet_time, self._quiet_wall = self.detector.now, wall
+        self._schedule_flush()
+
+    # -- the timer -------------------------------------------------------
+
+    def tick(self) -> None:
+        """
+        Move the clock on while no posts come, check collectors, resolve
+        what went quiet, write.  An error is logged; the timer goes on.
+        """
+        try:
+            self._tick()
+        except Exception:
+            self.log.failure("the alert timer failed")
+
+    def _tick(self) -> None:
+        wall = self.reactor.seconds()
+        d = self.detector
+        if d.now is not None and self._quiet_time is not None and wall - self._quiet_wall >= self.idle_after:
+            target = self._quiet_time + (wall - self._quiet_wall)
+            if self._quiet_time <= wall:
+                target = min(target, wall)
+            d.advance(target)
+        self._check_sources(wall)
+        d.book.sweep(wall, clock="wall")
+        self._schedule_flush()
+
+    def _check_sources(self, wall: float) -> None:
+        rules = [r for r in self.rules.values() if r.enabled and r.type == "source_health"]
+        for source in list(getattr(self.hub, "sources", ())):
+            try:
+                status = source.status()
+            except Exception:
+                self.log.failure("source {source} could not report its status", source=getattr(source, "name", "?"))
+                continue
+            name, state = status.get("name") or source.name, status.get("state")
+            failing_since = None
+            if state in FAILING_STATES:
+                failing_since = self._failing_since.setdefault(name, wall)
+            else:
+                self._failing_since.pop(name, None)
+            last_post = None
+            if status.get("last_post_at"):
+                try:
+                    last_post = parse_time(status["last_post_at"])
+                except ValueError:
+                    last_post = None
+            for rule in rules:
+                if rule.sources and name not in rule.sources:
+                    continue
+                why, down = None, 0.0
+                if failing_since is not None and wall - failing_since >= rule.after:
+                    why, down = "failing", wall - failing_since
+                elif rule.silent and state not in QUIET_STATES:
+                    quiet_from = last_post if last_post is not None else self.started_at
+                    if quiet_from is not None and wall - quiet_from >= rule.after:
+                        why, down = "silent", wall - quiet_from
+                if why is None:
+                    continue
+                signal = {
+                    "value": round(down / 60, 1),
+                    "unit": "minutes",
+                    "why": why,
+                    "state": state,
+                    "detail": status.get("last_error") or "",
+                    "last_post_at": status.get("last_post_at"),
+                }
+                self.detector.hits[rule.name] += 1
+                self.detector.book.hit(rule, wall, source=name, count=0, value=down / 60, signal=signal, clock="wall")
+
+    # -- channels --------------------------------------------------------
+
+    def _channel_disabled(self, name: str, reason: str) -> None:
+        wall = self.reactor.seconds()
+        signal = {"value": 1, "unit": "channel", "channel": name, "detail": f"channel {name} disabled: {reason}"}
+        self.detector.book.hit(CHANNEL_RULE, wall, source=f"channel:{name}", count=0, signal=signal, clock="wall")
+        self._schedule_flush()
+
+    def _channel_enabled(self, name: str) -> None:
+        self.detector.book.close((CHANNEL_RULE.name, None, f"channel:{name}"), self.reactor.seconds())
+        self._schedule_flush()
+
+    # -- writing ---------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self.reactor.callLater(0, self.flush)
+
+    def flush(self) -> Deferred:
+        """
+        Write the incidents that changed and the notifications their events
+        call for, in one transaction; then deliver the notifications.  The
+        Deferred fires once written.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        hits, self.detector.hits = self.detector.hits, type(self.detector.hits)()
+        for rule, n in hits.items():
+            self.metrics.alert_hits.labels(rule).inc(n)
+        changes, dirty = self.detector.book.drain()
+        if not changes and not dirty:
+            return succeed(None)
+        now = self.reactor.seconds()
+        notifications: list[Notification] = []
+        for change in changes:
+            self.metrics.incidents.labels(change.incident.rule, change.event).inc()
+            if change.event in ("opened", "escalated", "resolved"):
+                self.log.info(
+                    "incident {id} {event}: {rule} on {subject} ({severity})",
+                    id=change.incident.id,
+                    event=change.event,
+                    rule=change.incident.rule,
+                    subject=change.incident.topic or change.incident.source or "all topics",
+                    severity=change.snapshot["severity"],
+                )
+            if change.event in NOTIFY_EVENTS:
+                notifications += self._route(change, now)
+        self._update_open_gauge()
+        d = self.writer.submit(
+            sql.save_incidents,
+            [sql.incident_row(i, now) for i in dirty],
+            [sql.notification_row(n) for n in notifications],
+        )
+        d.addCallback(lambda _: self.outbox.enqueue(notifications))
+        d.addErrback(self._not_written, len(dirty), len(notifications))
+        return d
+
+    def _not_written(self, failure, incidents: int, notifications: int) -> None:
+        # Only at shutdown does the write queue give up; say what was lost.
+        self.log.failure(
+            "could not write {incidents} incident changes and {notifications} notifications",
+            failure,
+            incidents=incidents,
+            notifications=notifications,
+        )
+
+    def _route(self, change, now: float) -> list[Notification]:
+        """
+        The channels an event goes to: those the rule names (or all), that
+        take the rule (or all), at or below the incident's severity.  An
+        escalation of an acknowledged incident is not sent.
+        """
+        incident, snapshot = change.incident, change.snapshot
+        if change.event == "escalated" and incident.state == ACKNOWLEDGED:
+            return []
+        rule = self.rules.get(incident.rule) if incident.type != "channel_health" else CHANNEL_RULE
+        out = []
+        for name, spec in self.channel_specs.items():
+            if not spec.get("enabled", True):
+                continue
+            if spec["rules"] and incident.rule not in spec["rules"]:
+                continue
+            if rule is not None and rule.channels and name not in rule.channels:
+                continue
+            if severity_rank(snapshot["severity"]) < severity_rank(spec["min_severity"]):
+                continue
+            if incident.type == "channel_health" and incident.source == f"channel:{name}":
+                continue
+            out.append(
+                Notification(
+                    id=new_notification_id(),
+                    incident_id=incident.id,
+                    channel=name,
+                    event=change.event,
+                    payload={"event": change.event, "incident": snapshot},
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+        return out
+
+    def _update_open_gauge(self) -> None:
+        self.metrics.incidents_open.set(len(self.detector.book.open))
+
+    # -- for the API and the web pages -----------------------------------------
+
+    def names(self) -> dict[str, set]:
+        """
+        The names a rule may refer to: topics, sources, channels.
+        """
+        return {
+            "topic_names": {t.name for t in getattr(self.hub.topics, "topics", ())},
+            "source_names": {s.name for s in getattr(self.hub, "sources", ())},
+            "channel_names": set(self.channel_specs),
+        }
+
+    def check_rule(self, spec: Any) -> tuple[Optional[Rule], list[str]]:
+        """
+        Validate a rule spec as the API would save it.
+        """
+        return check_rule_spec(spec, **self.names())
+
+    def list_rules(self) -> list[dict[str, Any]]:
+        open_by_rule: dict[str, int] = {}
+        for incident in self.detector.book.open.values():
+            open_by_rule[incident.rule] = open_by_rule.get(incident.rule, 0) + 1
+        return [dict(r.to_dict(), open_incidents=open_by_rule.get(r.name, 0)) for r in self.rules.values()]
+
+    def get_rule(self, name: str) -> Optional[Rule]:
+        return self.rules.get(name)
+
+    async def save_rule(self, spec: Any, name: Optional[str] = None, create: bool = False) -> Rule:
+        """
+        Create (C{create}) or replace the rule C{name}.  Raises L{AlertError}
+        (400 with problems, 404 unknown, 409 exists).  A saved rule has
+        origin C{web}: the file no longer changes it.
+        """
+        if isinstance(spec, dict) and name is not None:
+            if spec.setdefault("name", name) != name:
+                raise AlertError([f"rule.name: must be {name!r} (the name in the address)"])
+        rule, problems = self.check_rule(spec)
+        if rule is None:
+            raise AlertError(problems)
+        if create and rule.name in self.rules:
+            raise AlertError([f"rule.name: a rule named {rule.name!r} exists"], status=409)
+        if not create and rule.name not in self.rules:
+            raise AlertError([f"no rule named {rule.name!r}"], status=404)
+        await self.writer.submit(sql.save_rule, rule.name, rule.spec, "web", self.reactor.seconds())
+        self._set_rules([r for r in self.rules.values() if r.name != rule.name] + [rule])
+        self.log.info("rule {name} saved ({type})", name=rule.name, type=rule.type)
+        return rule
+
+    async def set_rule_enabled(self, name: str, enabled: bool) -> Rule:
+        rule = self.rules.get(name)
+        if rule is None:
+            raise AlertError([f"no rule named {name!r}"], status=404)
+        return await self.save_rule(dict(rule.spec, enabled=enabled), name)
+
+    async def delete_rule(self, name: str) -> None:
+        """
+        Remove a rule; its open incidents are resolved (by C{rule deleted}).
+        """
+        if name not in self.rules:
+            raise AlertError([f"no rule named {name!r}"], status=404)
+        await self.writer.submit(sql.delete_rule, name)
+        self._set_rules([r for r in self.rules.values() if r.name != name])
+        for key, incident in list(self.detector.book.open.items()):
+            if incident.rule == name:
+                at = self.detector.now if incident.clock == "posts" and self.detector.now else self.reactor.seconds()
+                self.detector.book.close(key, at, by="rule deleted")
+        await self.flush()
+        self.log.info("rule {name} deleted", name=name)
+
+    async def backtest(self, rule: Any, since: float, until: float) -> dict[str, Any]:
+        """
+        When C{rule} (a L{Rule}, or a spec to check) would have fired on the
+        posts stored for the period; nothing is written or sent.
+        """
+        from monitor.alerts.backtest import run_backtest
+
+        if not isinstance(rule, Rule):
+            rule, problems = self.check_rule(rule)
+            if rule is None:
+                raise AlertError(problems)
+        if rule.type == "source_health":
+            raise AlertError(["rule.type: source_health rules cannot be backtested (collector states are not stored)"])
+        rule = Rule(dict(rule.spec, enabled=True), rule.origin)
+        return await self.store.run_read(run_backtest, rule, since, until)
+
+    async def incidents(self, filters: dict[str, Any], limit: int = 50, cursor: Optional[str] = None):
+        await self.flush()
+        await self.writer.barrier()
+        return await self.store.run_read(sql.query_incidents, filters, limit, cursor)
+
+    async def incident(self, incident_id: str) -> Optional[dict[str, Any]]:
+        await self.flush()
+        await self.writer.barrier()
+        return await self.store.run_read(sql.get_incident, incident_id)
+
+    async def _by_hand(self, incident_id: str, action, by: str) -> dict[str, Any]:
+        incident = self.detector.book.by_id(incident_id)
+        if incident is None:
+            state = await self.store.run_read(sql.incident_state, incident_id)
+            if state is None:
+                raise AlertError([f"no incident {incident_id!r}"], status=404)
+            raise AlertError([f"incident {incident_id} is {state}"], status=409)
+        action(incident)
+        await self.flush()
+        return await self.incident(incident_id)
+
+    async def acknowledge(self, incident_id: str, by: str = "api") -> dict[str, Any]:
+        """
+        Someone is on it: later escalations are not sent.
+        """
+        wall = self.reactor.seconds()
+        return await self._by_hand(incident_id, lambda i: self.detector.book.acknowledge(i.id, by, wall), by)
+
+    async def resolve(self, incident_id: str, by: str = "api") -> dict[str, Any]:
+        """
+        Close an incident by hand (in its own clock's present); the key is
+        held until the signal has been quiet for a cooldown.
+        """
+
+        def act(incident):
+            if incident.clock == "posts" and self.detector.now is not None:
+                at = self.detector.now
+            else:
+                at = self.reactor.seconds()
+            self.detector.book.resolve(incident.id, by, at)
+
+        return await self._by_hand(incident_id, act, by)
+
+    async def channels(self) -> list[dict[str, Any]]:
+        await self.writer.barrier()
+        counts = await self.store.run_read(sql.channel_counts)
+        out = []
+        for status in self.outbox.status():
+            c = counts.get(status["name"], {})
+            status["sent"] = c.get("sent", 0)
+            status["failed"] = c.get("failed", 0)
+            out.append(status)
+        return out
+
+    def enable_channel(self, name: str) -> bool:
+        if name not in self.outbox.channels:
+            raise AlertError([f"no channel named {name!r}"], status=404)
+        return self.outbox.enable(name)
+
+    def status(self) -> dict[str, Any]:
+        """
+        A summary for health pages.
+        """
+        return {
+            "clock": iso8601(self.detector.now) if self.detector.now is not None else None,
+            "open_incidents": len(self.detector.book.open),
+            "channels": {s["name"]: s["state"] for s in self.outbox.status()},
+        }

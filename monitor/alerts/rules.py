@@ -1,0 +1,204 @@
+"""
+Alert rules: what each type looks at, in a form the detector can apply
+to a post in a few microseconds.
+
+A rule is built from a validated spec (L{monitor.alerts.config}); the spec
+is kept as given (durations as written, C{"5m"}) so that the API and the
+store show the user's words, and the rule holds the parsed values.
+
+Rule types, and the one number ("signal") each reports and escalates on:
+
+  - C{keyword}: a post containing one of C{phrases}, or carrying one of
+    C{labels} (such as C{crisis}); signal: matching posts in the incident.
+  - C{influencer}: a post of the given sentiment (negative by default) by
+    an author with C{min_followers} or more, or verified; signal: posts.
+  - C{engagement}: likes, reposts or replies at or above a threshold, or
+    engagement per hour (C{velocity}) at or above one; signal: posts.
+  - C{purchase_intent}: a post labelled C{purchase_intent}; signal: posts.
+  - C{volume_spike}: posts in the window against the topic's own baseline;
+    signal: posts in the window.
+  - C{sentiment_shift}: the negative share in the window against its
+    baseline; signal: the negative share.
+  - C{source_health}: a collector failing or silent for too long; signal:
+    minutes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from monitor.analysis.classify import normalize
+from monitor.analysis.text import plain_text
+from monitor.config import parse_duration
+
+__all__ = [
+    "POST_TYPES",
+    "RULE_TYPES",
+    "SEVERITIES",
+    "WINDOW_TYPES",
+    "Rule",
+    "engagement",
+    "severity_rank",
+]
+
+SEVERITIES = ("info", "warning", "critical")
+
+POST_TYPES = ("keyword", "influencer", "engagement", "purchase_intent")
+WINDOW_TYPES = ("volume_spike", "sentiment_shift")
+HEALTH_TYPES = ("source_health",)
+RULE_TYPES = POST_TYPES + WINDOW_TYPES + HEALTH_TYPES
+
+#: The width of a window bucket: windows and baselines are whole minutes.
+BUCKET = 60
+
+# Links say little about what a post means, and their slugs are full of
+# words ("/outage-report"): blank them like the classifier does.
+_URL = re.compile(r"(?:https?://|www\.)\S+")
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+def engagement(post) -> int:
+    """
+    Likes, reposts and replies of a post, together.
+    """
+    return int(post.likes or 0) + int(post.reposts or 0) + int(post.replies or 0)
+
+
+def _fragment(entry: str) -> str:
+    if not isinstance(entry, str):
+        raise TypeError(f"a phrase must be a string: {entry!r}")
+    words = normalize(entry).split()
+    if not words:
+        raise ValueError(f"empty phrase: {entry!r}")
+    if len(words) == 1 and words[0].startswith("#") and len(words[0]) > 1:
+        return r"#\w*" + re.escape(words[0][1:])
+    return r"\s+".join(r"\S+" if w == "*" else re.escape(w).replace("'", "'?") for w in words)
+
+
+class _Phrases:
+    """
+    Phrases matched like the analysis word lists: whole words, case and
+    accent insensitive, a space for any whitespace, C{*} for one word, and
+    C{#x} for any hashtag ending in x.
+    """
+
+    def __init__(self, phrases) -> None:
+        fragments = sorted({_fragment(p) for p in phrases}, key=len, reverse=True)
+        self.pattern = re.compile(rf"(?<!\w)(?:{'|'.join(fragments)})(?!\w)")
+
+    def search(self, text: str) -> bool:
+        text = normalize(plain_text(text))
+        if "http" in text or "www." in text:
+            text = _URL.sub(" ", text)
+        return self.pattern.search(text) is not None
+
+
+def check_phrases(phrases) -> Optional[str]:
+    """
+    A problem with a phrase list, or C{None}.
+    """
+    try:
+        _Phrases(phrases)
+    except (ValueError, TypeError, re.error) as e:
+        return f"a phrase cannot be used: {e}"
+    return None
+
+
+class Rule:
+    """
+    One alert rule.  Immutable once built: changing a rule builds a new
+    one, so a backtest in a thread can share rules with the live engine.
+
+    @ivar spec: the validated spec, as the user wrote it.
+    @ivar origin: C{file} (from the configuration) or C{web} (edited at
+        run time; the file no longer overrides it).
+    @ivar topics: the topics it watches; empty for every topic.
+    @ivar cooldown: seconds of quiet after which an incident resolves.
+    """
+
+    def __init__(self, spec: dict[str, Any], origin: str = "file") -> None:
+        self.spec = dict(spec)
+        self.origin = origin
+        self.name: str = spec["name"]
+        self.type: str = spec["type"]
+        self.topics = frozenset(spec.get("topics") or ())
+        self.enabled: bool = bool(spec.get("enabled", True))
+        self.severity: str = spec.get("severity", "warning")
+        self.channels = tuple(spec.get("channels") or ())
+        self.escalate_at: Optional[float] = spec.get("escalate_at")
+        self.cooldown = parse_duration(spec["cooldown"])
+        get = spec.get
+        # keyword, influencer, engagement, purchase_intent
+        self.phrases = _Phrases(get("phrases")) if get("phrases") else None
+        self.labels = frozenset(get("labels") or ())
+        self.sentiment: Optional[str] = get("sentiment")
+        self.min_followers: Optional[int] = get("min_followers")
+        self.verified: bool = bool(get("verified", False))
+        self.likes, self.reposts, self.replies = get("likes"), get("reposts"), get("replies")
+        self.velocity: Optional[float] = get("velocity")
+        # volume_spike, sentiment_shift
+        self.window = int(parse_duration(get("window"))) if get("window") else 0
+        self.baseline = int(parse_duration(get("baseline"))) if get("baseline") else 0
+        self.warmup = int(parse_duration(get("warmup"))) if get("warmup") else 0
+        self.factor: float = get("factor", 0.0)
+        self.min_count: int = get("min_count", 0)
+        self.drops: bool = bool(get("drops", False))
+        self.threshold: float = get("threshold", 0.0)
+        self.margin: float = get("margin", 0.0)
+        # source_health
+        self.sources = frozenset(get("sources") or ())
+        self.after = parse_duration(get("after")) if get("after") else 0.0
+        self.silent: bool = bool(get("silent", False))
+
+    def __repr__(self) -> str:
+        return f"<Rule {self.name} ({self.type})>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.spec, "origin": self.origin}
+
+    @property
+    def is_post_rule(self) -> bool:
+        return self.type in POST_TYPES
+
+    @property
+    def is_window_rule(self) -> bool:
+        return self.type in WINDOW_TYPES
+
+    def applies_to(self, topic: str) -> bool:
+        return not self.topics or topic in self.topics
+
+    def matches(self, post, velocity: Optional[float] = None) -> bool:
+        """
+        Whether one post is a hit of this (post) rule.  C{velocity} is its
+        engagement per hour, when known.
+        """
+        analysis = post.analysis
+        sentiment = analysis.sentiment if analysis is not None else None
+        labels = analysis.labels if analysis is not None else ()
+        if self.type == "keyword":
+            if self.sentiment is not None and sentiment != self.sentiment:
+                return False
+            if self.labels and not self.labels.isdisjoint(labels):
+                return True
+            return self.phrases is not None and self.phrases.search(post.text)
+        if self.type == "influencer":
+            if self.sentiment not in (None, "any") and sentiment != self.sentiment:
+                return False
+            followers = post.author_followers or 0
+            return (self.min_followers is not None and followers >= self.min_followers) or (
+                self.verified and bool(post.author_verified)
+            )
+        if self.type == "engagement":
+            return (
+                (self.likes is not None and (post.likes or 0) >= self.likes)
+                or (self.reposts is not None and (post.reposts or 0) >= self.reposts)
+                or (self.replies is not None and (post.replies or 0) >= self.replies)
+                or (self.velocity is not None and velocity is not None and velocity >= self.velocity)
+            )
+        if self.type == "purchase_intent":
+            return "purchase_intent" in labels and (post.author_followers or 0) >= (self.min_followers or 0)
+        return False

@@ -1,0 +1,371 @@
+"""
+The alert tables: every statement the alerts run, as interactions for
+C{store.run_write} and C{store.run_read} (they run in the store's threads,
+with bound parameters only).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Optional
+
+from monitor.alerts.incidents import Incident
+from monitor.alerts.notifiers import Notification
+from monitor.model import iso8601
+
+_INCIDENT_COLUMNS = (
+    "id", "rule", "type", "topic", "source", "severity", "state", "clock",
+    "opened_at", "last_hit_at", "resolved_at", "resolved_by",
+    "acknowledged_at", "acknowledged_by", "cooldown", "escalated", "posts",
+    "hits", "signal", "peak", "samples", "updated_at",
+)  # fmt: skip
+_UPSERT_INCIDENT = (
+    f"INSERT INTO alert_incidents ({', '.join(_INCIDENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_INCIDENT_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _INCIDENT_COLUMNS if c != "id")
+)
+_NOTIFICATION_COLUMNS = (
+    "id", "incident_id", "channel", "event", "payload", "state", "attempts",
+    "created_at", "next_attempt_at", "finished_at", "last_error",
+)  # fmt: skip
+_INSERT_NOTIFICATION = (
+    f"INSERT OR IGNORE INTO alert_notifications ({', '.join(_NOTIFICATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_NOTIFICATION_COLUMNS))})"
+)
+
+#: Most incidents one API page holds.
+MAX_PAGE = 500
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def incident_row(incident: Incident, now: float) -> tuple:
+    i = incident
+    return (
+        i.id, i.rule, i.type, i.topic, i.source, i.severity, i.state, i.clock,
+        i.opened_at, i.last_hit_at, i.resolved_at, i.resolved_by,
+        i.acknowledged_at, i.acknowledged_by, i.cooldown, int(i.escalated),
+        i.posts, i.hits, _dumps(i.signal), _dumps(i.peak), _dumps(i.samples), now,
+    )  # fmt: skip
+
+
+def notification_row(n: Notification) -> tuple:
+    return (
+        n.id, n.incident_id, n.channel, n.event, _dumps(n.payload), n.state,
+        n.attempts, n.created_at, n.next_attempt_at, n.finished_at, n.last_error,
+    )  # fmt: skip
+
+
+def _incident(row) -> Incident:
+    values = dict(zip(_INCIDENT_COLUMNS, row))
+    for name in ("signal", "peak", "samples"):
+        values[name] = json.loads(values[name])
+    values["escalated"] = bool(values["escalated"])
+    del values["updated_at"]
+    incident = Incident(**values)
+    if incident.type in ("keyword", "influencer", "engagement", "purchase_intent"):
+        incident.value = incident.posts
+    else:
+        incident.value = float((incident.signal or {}).get("value") or 0)
+    return incident
+
+
+# -- writes ----------------------------------------------------------------
+
+
+def save_incidents(trans, incidents: list[tuple], notifications: list[tuple]) -> None:
+    """
+    Incidents and the notifications about them, in one transaction: a
+    notification is never kept without its incident, nor lost after it.
+    """
+    trans.execute("BEGIN IMMEDIATE")
+    if incidents:
+        trans.executemany(_UPSERT_INCIDENT, incidents)
+    if notifications:
+        trans.executemany(_INSERT_NOTIFICATION, notifications)
+
+
+def record_attempt(trans, notification: tuple, attempt: Optional[tuple]) -> None:
+    """
+    One delivery attempt and the notification's new state.
+    C{notification}: (state, attempts, next_attempt_at, finished_at,
+    last_error, id); C{attempt}: (notification_id, at, outcome, status,
+    detail, seconds).
+    """
+    trans.execute("BEGIN IMMEDIATE")
+    if attempt is not None:
+        trans.execute(
+            "INSERT INTO alert_attempts (notification_id, at, outcome, status, detail, seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            attempt,
+        )
+    trans.execute(
+        "UPDATE alert_notifications SET state = ?, attempts = ?, next_attempt_at = ?, "
+        "finished_at = ?, last_error = ? WHERE id = ?",
+        notification,
+    )
+
+
+def save_channel(trans, name: str, fingerprint: str, reason: Optional[str], at: Optional[float]) -> None:
+    trans.execute(
+        "INSERT INTO alert_channels (name, fingerprint, disabled_reason, disabled_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, "
+        "disabled_reason = excluded.disabled_reason, disabled_at = excluded.disabled_at",
+        (name, fingerprint, reason, at),
+    )
+
+
+def sync_file_rules(trans, rows: list[tuple]) -> list[str]:
+    """
+    Make the rules of origin C{file} equal C{rows} (name, spec, updated_at);
+    rules edited through the API keep their version.  Returns the names of
+    file rules removed.
+    """
+    trans.execute("BEGIN IMMEDIATE")
+    trans.executemany(
+        "INSERT INTO alert_rules (name, spec, origin, updated_at) VALUES (?, ?, 'file', ?) "
+        "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at "
+        "WHERE alert_rules.origin = 'file' AND alert_rules.spec IS NOT excluded.spec",
+        rows,
+    )
+    names = {row[0] for row in rows}
+    trans.execute("SELECT name FROM alert_rules WHERE origin = 'file'")
+    stale = sorted(name for (name,) in trans.fetchall() if name not in names)
+    trans.executemany("DELETE FROM alert_rules WHERE name = ? AND origin = 'file'", [(n,) for n in stale])
+    return stale
+
+
+def save_rule(trans, name: str, spec: dict, origin: str, now: float) -> None:
+    trans.execute(
+        "INSERT INTO alert_rules (name, spec, origin, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, origin = excluded.origin, "
+        "updated_at = excluded.updated_at",
+        (name, _dumps(spec), origin, now),
+    )
+
+
+def delete_rule(trans, name: str) -> bool:
+    trans.execute("DELETE FROM alert_rules WHERE name = ?", (name,))
+    return trans.rowcount > 0
+
+
+# -- reads -----------------------------------------------------------------
+
+
+def list_rules(trans) -> list[tuple[str, dict, str]]:
+    trans.execute("SELECT name, spec, origin FROM alert_rules ORDER BY name")
+    out = []
+    for name, spec, origin in trans.fetchall():
+        try:
+            out.append((name, json.loads(spec), origin))
+        except ValueError:
+            out.append((name, None, origin))
+    return out
+
+
+def load_open_incidents(trans) -> list[Incident]:
+    trans.execute(
+        f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM alert_incidents "
+        "WHERE state IN ('open', 'acknowledged') ORDER BY opened_at"
+    )
+    return [_incident(row) for row in trans.fetchall()]
+
+
+def incident_state(trans, incident_id: str) -> Optional[str]:
+    trans.execute("SELECT state FROM alert_incidents WHERE id = ?", (incident_id,))
+    row = trans.fetchone()
+    return row[0] if row else None
+
+
+def load_pending(trans) -> list[Notification]:
+    trans.execute(
+        f"SELECT {', '.join(_NOTIFICATION_COLUMNS)} FROM alert_notifications "
+        "WHERE state = 'pending' ORDER BY created_at, rowid"
+    )
+    out = []
+    for row in trans.fetchall():
+        values = dict(zip(_NOTIFICATION_COLUMNS, row))
+        values["payload"] = json.loads(values["payload"])
+        out.append(Notification(**values))
+    return out
+
+
+def load_channels(trans) -> dict[str, tuple]:
+    trans.execute("SELECT name, fingerprint, disabled_reason, disabled_at FROM alert_channels")
+    return {name: (fingerprint, reason, at) for name, fingerprint, reason, at in trans.fetchall()}
+
+
+def channel_counts(trans) -> dict[str, dict[str, int]]:
+    trans.execute("SELECT channel, state, count(*) FROM alert_notifications GROUP BY channel, state")
+    out: dict[str, dict[str, int]] = {}
+    for channel, state, n in trans.fetchall():
+        out.setdefault(channel, {})[state] = n
+    return out
+
+
+def latest_post_time(trans) -> Optional[float]:
+    trans.execute("SELECT max(created_at) FROM posts")
+    return trans.fetchone()[0]
+
+
+def recent_posts(trans, since: float, limit: int) -> list[tuple[str, int, float]]:
+    """
+    The newest stored posts (uid, engagement, received_at) written since
+    C{since}: a source that re-sends a few after a restart must not have
+    them counted twice.
+    """
+    trans.execute(
+        "SELECT network || ':' || native_id, likes + reposts + replies, coalesce(received_at, created_at) "
+        "FROM posts WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?",
+        (since, limit),
+    )
+    return trans.fetchall()
+
+
+def history(trans, topics: list[str], since: float, until: Optional[float] = None):
+    """
+    Per topic: post and negative counts per minute from C{since} (up to
+    C{until}), and the time of its first post ever.
+    """
+    counts: dict[str, dict[int, tuple[int, int]]] = {}
+    first: dict[str, float] = {}
+    bound = "" if until is None else " AND s.created_at < ?"
+    for topic in topics:
+        params = (topic,) if until is None else (topic, until)
+        trans.execute(f"SELECT min(created_at) FROM post_topics AS s WHERE topic = ?{bound}", params)
+        (earliest,) = trans.fetchone()
+        if earliest is None:
+            continue
+        first[topic] = earliest
+        trans.execute(
+            "SELECT CAST(s.created_at / 60 AS INTEGER) AS m, count(*), "
+            "coalesce(sum(p.sentiment = 'negative'), 0) "
+            "FROM post_topics AS s JOIN posts AS p ON p.id = s.post_id "
+            f"WHERE s.topic = ? AND s.created_at >= ?{bound} GROUP BY m",
+            (topic, since, *params[1:]),
+        )
+        counts[topic] = {m: (n, neg) for m, n, neg in trans.fetchall()}
+    return counts, first
+
+
+# -- the API ---------------------------------------------------------------
+
+
+def _encode_cursor(opened_at: float, incident_id: str) -> str:
+    raw = f"{opened_at!r}|{incident_id}".encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode("ascii")).decode("utf-8")
+        opened, incident_id = raw.split("|", 1)
+        return float(opened), incident_id
+    except (ValueError, UnicodeError, binascii.Error):
+        raise ValueError(f"cursor: not a page cursor from this API: {cursor!r}")
+
+
+def _notifications(trans, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    marks = ", ".join("?" * len(ids))
+    trans.execute(
+        "SELECT id, incident_id, channel, event, state, attempts, created_at, next_attempt_at, "
+        f"finished_at, last_error FROM alert_notifications WHERE incident_id IN ({marks}) "
+        "ORDER BY created_at, rowid",
+        ids,
+    )
+    by_id = {}
+    for nid, incident_id, channel, event, state, attempts, created, next_at, finished, error in trans.fetchall():
+        n = {
+            "id": nid,
+            "channel": channel,
+            "event": event,
+            "state": state,
+            "attempts": attempts,
+            "created_at": iso8601(created),
+            "next_attempt_at": iso8601(next_at) if state == "pending" else None,
+            "finished_at": iso8601(finished) if finished is not None else None,
+            "last_error": error,
+            "log": [],
+        }
+        by_id[nid] = n
+        out[incident_id].append(n)
+    if by_id:
+        trans.execute(
+            "SELECT a.notification_id, a.at, a.outcome, a.status, a.detail, a.seconds "
+            "FROM alert_attempts AS a JOIN alert_notifications AS n ON n.id = a.notification_id "
+            f"WHERE n.incident_id IN ({marks}) ORDER BY a.id",
+            ids,
+        )
+        for nid, at, outcome, status, detail, seconds in trans.fetchall():
+            by_id[nid]["log"].append(
+                {
+                    "at": iso8601(at),
+                    "outcome": outcome,
+                    "status": status,
+                    "detail": detail,
+                    "seconds": round(seconds, 3) if seconds is not None else None,
+                }
+            )
+    return out
+
+
+def query_incidents(trans, filters: dict[str, Any], limit: int, cursor: Optional[str]):
+    """
+    A page of incidents, newest opened first, each with its notifications
+    and their attempts; and the cursor of the next page.
+    """
+    where, params = [], []
+    state = filters.get("state")
+    if state == "active":
+        where.append("state IN ('open', 'acknowledged')")
+    elif state is not None:
+        where.append("state = ?")
+        params.append(state)
+    for name in ("rule", "topic", "source", "severity"):
+        if filters.get(name) is not None:
+            where.append(f"{name} = ?")
+            params.append(filters[name])
+    if filters.get("since") is not None:
+        where.append("opened_at >= ?")
+        params.append(filters["since"])
+    if filters.get("until") is not None:
+        where.append("opened_at < ?")
+        params.append(filters["until"])
+    if cursor:
+        where.append("(opened_at, id) < (?, ?)")
+        params.extend(decode_cursor(cursor))
+    trans.execute(
+        f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM alert_incidents "
+        f"WHERE {' AND '.join(where) or '1'} ORDER BY opened_at DESC, id DESC LIMIT ?",
+        (*params, limit + 1),
+    )
+    rows = trans.fetchall()
+    following = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        following = _encode_cursor(rows[-1][8], rows[-1][0])
+    incidents = [_incident(row) for row in rows]
+    notes = _notifications(trans, [i.id for i in incidents])
+    out = []
+    for incident in incidents:
+        d = incident.to_dict()
+        d["notifications"] = notes[incident.id]
+        out.append(d)
+    return out, following
+
+
+def get_incident(trans, incident_id: str) -> Optional[dict[str, Any]]:
+    trans.execute(f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM alert_incidents WHERE id = ?", (incident_id,))
+    row = trans.fetchone()
+    if row is None:
+        return None
+    d = _incident(row).to_dict()
+    d["notifications"] = _notifications(trans, [incident_id])[incident_id]
+    return d
