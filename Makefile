@@ -7,7 +7,9 @@ PYTEST_ARGS ?=
 # Run the checkout's code (and find its twistd plugin) whatever is installed.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install run demo test bench clean
+.PHONY: install run demo offline test bench clean vendor system-deps
+# apt-get needs root; use sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,18 +19,48 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# The pages work without the charts' and map's libraries (tables instead),
+# so a machine without npm still runs.
 run: install
+	-@$(MAKE) --no-print-directory vendor || echo "warning: no npm: the web UI shows tables instead of charts and map"
 	mkdir -p var
 	$(BIN)/twistd --nodaemon --pidfile= monitor --config $(CONFIG)
 
 demo:
 	$(MAKE) run CONFIG=etc/demo.toml
 
-test: install
+# The real Bluesky and Mastodon collectors, fed by the test suite's fake
+# servers on localhost (etc/offline.toml); the fakes stop with the hub.
+offline: install vendor
+	mkdir -p var
+	$(BIN)/python -m tests.fakes.jetstream --port 8765 > var/fake-jetstream.log 2>&1 & js=$$!; \
+	$(BIN)/python -m tests.fakes.mastodon --port 8766 > var/fake-mastodon.log 2>&1 & md=$$!; \
+	trap 'kill $$js $$md 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/twistd --nodaemon --pidfile= monitor --config etc/offline.toml
+
+test: system-deps install vendor
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/pipeline.py
+
+# The web UI's charts and map (pinned npm packages, checked by SHA-512) in
+# monitor/web/static/vendor/; quick when already there.
+vendor:
+	$(PYTHON) -m monitor.web.vendor
+
+# What the browser tests and the vendor step need from Debian: Chromium
+# (driven by Playwright; never a downloaded browser) and npm.  Quick when
+# both are there.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-dejavu-core"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

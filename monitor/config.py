@@ -96,6 +96,22 @@ def endpoint(value: str) -> Optional[str]:
     return None
 
 
+def http_url(value: Any) -> Optional[str]:
+    """
+    Check an http(s) URL, or each of a list of them.
+    """
+    from urllib.parse import urlsplit
+
+    for url in value if isinstance(value, list) else [value]:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"must be an http or https URL, not {url!r}"
+    return None
+
+
 #: A list of strings, for Field.type.
 STRINGS = list[str]
 
@@ -109,14 +125,35 @@ QUEUE_FIELDS = {
 }
 ANALYSIS_FIELDS = {
     "threads": Field(int, 1, at_least(1)),
+    "workers": Field(int, 0, at_least(0)),
     "batch_size": Field(int, 500, at_least(1)),
     "crisis_words": Field(STRINGS, None),
     "complaint_words": Field(STRINGS, None),
     "purchase_intent_words": Field(STRINGS, None),
 }
+def tile_url(value: str) -> Optional[str]:
+    """
+    Check a map tile URL template: empty (no tiles), or http(s) with
+    C{{z}}, C{{x}} and C{{y}}.
+    """
+    if value == "":
+        return None
+    if not value.startswith(("http://", "https://")) or not all(p in value for p in ("{z}", "{x}", "{y}")):
+        return "must be empty or an http(s) URL template with {z}, {x} and {y}"
+    return None
+
+
 WEB_FIELDS = {
     "endpoint": Field(str, "tcp:8080:interface=127.0.0.1", endpoint),
     "token_file": Field(str, "var/api-token", non_empty),
+    "tile_url": Field(str, "", tile_url),
+    "tile_attribution": Field(str, ""),
+    "session_hours": Field(float, 12.0, at_least(0.05)),
+    "cookie_secure": Field(bool, False),
+    "ws_queue": Field(int, 1000, at_least(10)),
+    "ws_interval": Field(float, 0.25, at_least(0.05)),
+    "ws_stall_timeout": Field(float, 30.0, at_least(0)),
+    "ws_ping_interval": Field(float, 20.0, at_least(0)),
 }
 HUB_FIELDS = {
     "shutdown_timeout": Field(float, 8.0, at_least(0.1)),
@@ -139,18 +176,70 @@ SOURCE_COMMON = {
 #: Per source kind, its own keys.  Collector modules add theirs with
 #: L{register_source_kind}.
 SOURCE_KINDS: dict[str, dict[str, Field]] = {}
+#: Per source kind, an optional check of the whole table (keys that depend
+#: on each other), giving (key, problem) pairs.
+SOURCE_CHECKS: dict[str, Callable[[dict], list[tuple[str, str]]]] = {}
 
 
-def register_source_kind(kind: str, fields: dict[str, Field]) -> None:
+def register_source_kind(kind: str, fields: dict[str, Field], check=None) -> None:
     SOURCE_KINDS[kind] = fields
+    if check is not None:
+        SOURCE_CHECKS[kind] = check
 
+
+#: A span of time, for Field.type: seconds as a number, or a string with a
+#: unit ("90s", "5m", "2h", "1d").  Read it with L{parse_duration}.
+DURATION = "duration"
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """
+    Seconds in a L{DURATION} value.  Raises C{ValueError} if it is none.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION.fullmatch(value):
+        number, unit = _DURATION.fullmatch(value).groups()
+        seconds = float(number) * _UNITS[unit]
+    else:
+        raise ValueError(f"not a duration: {value!r}")
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise ValueError(f"not a duration: {value!r}")
+    return seconds
+
+
+def duration(value: Any) -> Optional[str]:
+    try:
+        parse_duration(value)
+    except ValueError:
+        return f'must be a duration: seconds, or a string such as "90s", "5m", "2h", "1d" (not {value!r})'
+    return None
+
+
+ALERTS_FIELDS = {
+    "evaluate_every": Field(DURATION, "10s", duration),
+    "samples": Field(int, 5, at_least(1)),
+    "retry_max": Field(DURATION, "10m", duration),
+    "give_up_after": Field(DURATION, "24h", duration),
+    "live": Field(bool, True),
+}
+
+NODES_FIELDS = {
+    "endpoint": Field(str, None, endpoint),
+    "secret_file": Field(str, None, non_empty),
+    "timeout": Field(float, 10.0, at_least(0.1)),
+}
 
 SECTIONS = {
     "hub": HUB_FIELDS,
     "store": STORE_FIELDS,
     "queue": QUEUE_FIELDS,
     "analysis": ANALYSIS_FIELDS,
+    "nodes": NODES_FIELDS,
     "web": WEB_FIELDS,
+    "alerts": ALERTS_FIELDS,
 }
 
 
@@ -171,7 +260,11 @@ class Config:
     analysis: dict[str, Any]
     web: dict[str, Any]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    nodes: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in NODES_FIELDS.items()})
     topics: list[Topic] = field(default_factory=list)
+    alerts: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in ALERTS_FIELDS.items()})
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    channels: list[dict[str, Any]] = field(default_factory=list)
 
     def resolve(self, path: str) -> str:
         """
@@ -363,7 +456,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
     Validate already-parsed TOML data.
     """
     c = _Checker(text, os.environ if environ is None else environ)
-    allowed = set(SECTIONS) | {"sources", "topics"}
+    allowed = set(SECTIONS) | {"sources", "topics", "rules", "channels"}
     for name in data:
         if name not in allowed:
             c.problem(name, "unknown section (allowed: " + ", ".join(sorted(allowed)) + ")")
@@ -377,6 +470,8 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
             c.problem(f"{key}.kind", "must be one of " + ", ".join(repr(k) for k in sorted(SOURCE_KINDS)))
             continue
         checked = c.table(key, dict(SOURCE_COMMON, **SOURCE_KINDS[kind]), s)
+        for name, message in SOURCE_CHECKS[kind](checked) if kind in SOURCE_CHECKS else ():
+            c.problem(f"{key}.{name}", message)
         c.unique(key, checked, names, "source")
         sources.append(checked)
 
@@ -394,6 +489,17 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
                 c.problem(f"{key}.sources", f"names no configured source: {other!r}")
         topics.append(Topic.from_dict(checked))
 
+    # Alert rules and channels: their keys live with the alerts.
+    from monitor.alerts.config import check_alerts
+
+    rules, channels = check_alerts(c, data, topic_names, names)
+
+    from monitor.nodes.secret import secret_problem
+
+    problem = secret_problem(sections["nodes"], c.environ)
+    if problem:
+        c.problem(*problem)
+
     if c.problems:
         raise ConfigError(path, c.problems)
-    return Config(path=path, sources=sources, topics=topics, **sections)
+    return Config(path=path, sources=sources, topics=topics, rules=rules, channels=channels, **sections)

@@ -7,23 +7,25 @@ from __future__ import annotations
 import os
 import secrets
 
-from twisted.application import strports
 from twisted.application.service import Service
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
-from twisted.web.server import Site
 
+from monitor.alerts.engine import AlertEngine
 from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
+from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config
 from monitor.metrics import Metrics
+from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
 from monitor.queue import make_queue
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
+from monitor.web.site import WebService
 
 #: The environment variable that holds the API token.
 TOKEN_ENV = "MONITOR_API_TOKEN"
@@ -91,19 +93,39 @@ class Hub(OrderedMultiService):
             complaint_words=a["complaint_words"],
             purchase_intent_words=a["purchase_intent_words"],
         )
-        self.analyzer = LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor)
+        # The hub's own analyzers, in the order the node pool falls back on
+        # them: worker processes ([analysis] workers >= 1), then threads.
+        self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor)]
+        if a.get("workers", 0) >= 1:
+            self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor))
+        # Remote analysis nodes while any are connected, else the above.
+        self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
+        self.analyzer = self.nodes
         self.pipeline = Pipeline(
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
         )
         self.sources = [
             make_source(spec, self.queue, self.store, self.metrics, config.topics, reactor) for spec in config.sources
         ]
+        # Alerts see every stored batch; started before the pipeline so
+        # that they have their history before the first batch.
+        self.alerts = AlertEngine(self, config, reactor=reactor)
+        self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]))
         self.api = Api(self, TokenAuth([token]))
-        self.web = strports.service(config.web["endpoint"], Site(self.api.resource()), reactor=reactor)
+        self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
         self.web.setName("web")
 
-        for child in (self.store, _TopicSeed(self.topics, config.topics), self.analyzer, self.pipeline, self.web):
+        children = (
+            self.store,
+            _TopicSeed(self.topics, config.topics),
+            self.alerts,
+            *self.local_analyzers,
+            self.nodes,
+            self.pipeline,
+            self.web,
+        )
+        for child in children:
             child.setServiceParent(self)
         for source in self.sources:
             source.setServiceParent(self)

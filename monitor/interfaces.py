@@ -70,6 +70,36 @@ class IAnalyzer(Interface):
         """
 
 
+class IAnalysisNode(Interface):
+    """
+    One registered analysis node as the hub's node pool sees it, whatever
+    carries the work there (AMP to another process, a fake in tests).
+    """
+
+    name = Attribute("The node's name, unique among connected nodes.")
+    address = Attribute("Where the node connects from, for people.")
+    workers = Attribute("How many processes score on the node.")
+    capacity = Attribute("How many batches the node takes at once.")
+    versions = Attribute("The node's L{monitor.analysis.versions}().")
+
+    def analyze(texts):
+        """
+        Score a list of texts.  Returns a Deferred firing with one row
+        (L{monitor.analysis.process.to_row}) per text, in order; it fails
+        when the node errs or the connection is lost.
+        """
+
+    def ping():
+        """
+        Returns a Deferred firing when the node has answered.
+        """
+
+    def disconnect():
+        """
+        Drop the node.  Its batches in flight fail (and are sent elsewhere).
+        """
+
+
 class IStore(IService):
     """
     Durable state: posts with their analysis, collector cursors, topics and
@@ -136,4 +166,26 @@ class ISink(Interface):
         """
         Called on the reactor thread with a batch of stored posts.  Must not
         block; exceptions are logged and do not reach the pipeline.
+        """
+
+
+class INotifier(Interface):
+    """
+    One way to tell people about an incident: a Slack webhook, e-mail, a
+    signed webhook, the live channel to browsers.  A notifier makes one
+    attempt and reports how it went; the outbox owns retries, rate limits
+    and the record of every attempt.
+    """
+
+    name = Attribute("The configured name of the channel, unique in the hub.")
+    kind = Attribute("The kind of channel: C{slack}, C{email}, C{webhook}, C{live}.")
+
+    def send(notification):
+        """
+        Deliver one L{monitor.alerts.notifiers.Notification} (its C{id} is
+        the same on every retry).  Returns a Deferred firing with a
+        L{monitor.alerts.notifiers.Delivery}: sent, retry (maybe after a
+        given delay), failed, disabled (stop using this channel) or
+        skipped.  Delivery problems are outcomes, never errors; the
+        Deferred may be cancelled when the attempt takes too long.
         """

@@ -52,6 +52,52 @@ class Metrics:
         self.source_up = Gauge(
             "monitor_source_up", "1 while a source is collecting normally.", ["source", "kind"], registry=r
         )
+        # Analysis nodes (monitor.nodes).
+        self.nodes_connected = Gauge("monitor_nodes_connected", "Analysis nodes connected and registered.", registry=r)
+        self.nodes_refused = Counter(
+            "monitor_nodes_refused", "Node connections refused at the handshake.", ["reason"], registry=r
+        )
+        self.node_in_flight = Gauge(
+            "monitor_node_batches_in_flight", "Batches sent to a node and not answered yet.", ["node"], registry=r
+        )
+        self.node_batches = Counter("monitor_node_batches", "Batches a node analysed.", ["node"], registry=r)
+        self.node_posts = Counter("monitor_node_posts", "Posts a node analysed.", ["node"], registry=r)
+        self.node_errors = Counter(
+            "monitor_node_errors", "Batches a node failed, timed out or lost (each sent again).", ["node"], registry=r
+        )
+        self.node_seconds = Histogram(
+            "monitor_node_batch_seconds", "Round trip of one batch to a node.", ["node"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.analysed_locally = Counter(
+            "monitor_posts_analysed_locally", "Posts the hub analysed itself (no node, or a node failed).", registry=r
+        )
+        self.rate_limit_remaining = Gauge(
+            "monitor_source_rate_limit_remaining",
+            "Requests a source may still make in the network's current rate-limit window.",
+            ["source"],
+            registry=r,
+        )
+        # Alerts: rule hits, incident events, deliveries.
+        self.alert_hits = Counter(
+            "monitor_alert_hits", "Posts or windows that matched an alert rule.", ["rule"], registry=r
+        )
+        self.incidents = Counter(
+            "monitor_incidents", "Incident events (opened, escalated, resolved...).", ["rule", "event"], registry=r
+        )
+        self.incidents_open = Gauge("monitor_incidents_open", "Incidents open now.", registry=r)
+        self.notifications = Counter(
+            "monitor_notifications", "Notification attempts by outcome.", ["channel", "outcome"], registry=r
+        )
+        self.notification_seconds = Histogram(
+            "monitor_notification_seconds", "Time of one delivery attempt.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.outbox_pending = Gauge(
+            "monitor_outbox_pending", "Notifications waiting for delivery.", ["channel"], registry=r
+        )
+        self.channel_up = Gauge(
+            "monitor_channel_up", "1 unless the receiver disabled the channel.", ["channel", "kind"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,6 +14,10 @@ class Options(usage.Options):
 
     optParameters = [
         ["config", "c", "etc/monitor.toml", "The configuration file (TOML)."],
+        ["add-user", None, None, "Create a web UI user (or reset its password and role) in the store, then exit."],
+        ["role", None, "viewer", "The role for --add-user: viewer, editor or admin."],
+        ["password-file", None, None, "Read the --add-user password from this file's first line (- for stdin); "
+         "without it the password is asked for."],
     ]
 
     def postOptions(self):
@@ -23,6 +27,11 @@ class Options(usage.Options):
             self.loaded = load_config(self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e))
+        if self["add-user"] is not None:
+            # A one-off command: do it and exit before any service starts.
+            from monitor.web.users import add_user_command
+
+            raise SystemExit(add_user_command(self.loaded, self["add-user"], self["role"], self["password-file"]))
 
 
 def makeService(options):

@@ -120,8 +120,114 @@ CREATE TABLE dead_letters (
 CREATE INDEX dead_letters_source ON dead_letters (source, id);
 """
 
+# The web UI: people who log in, their sessions, and API tokens for
+# machines.  Secrets are kept only as hashes (scrypt for passwords, SHA-256
+# for random session ids and tokens).
+_V2_WEB_USERS = """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_login_at REAL
+);
+
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_by TEXT,
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    revoked_at REAL
+);
+"""
+
+# Alerts: rules (seeded from the file, edited through the API), incidents
+# (times in the posts' own time), the notification outbox with every
+# delivery attempt, and channels disabled by their receiver.
+_V3_ALERTS = """
+CREATE TABLE alert_rules (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('file', 'web')),
+    updated_at REAL NOT NULL
+);
+
+CREATE TABLE alert_incidents (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    type TEXT NOT NULL,
+    topic TEXT,
+    source TEXT,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    clock TEXT NOT NULL CHECK (clock IN ('posts', 'wall')),
+    opened_at REAL NOT NULL,
+    last_hit_at REAL NOT NULL,
+    resolved_at REAL,
+    resolved_by TEXT,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    cooldown REAL NOT NULL,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    posts INTEGER NOT NULL DEFAULT 0,
+    hits INTEGER NOT NULL DEFAULT 0,
+    signal TEXT NOT NULL DEFAULT '{}',
+    peak TEXT NOT NULL DEFAULT '{}',
+    samples TEXT NOT NULL DEFAULT '[]',
+    updated_at REAL NOT NULL
+);
+CREATE INDEX alert_incidents_opened ON alert_incidents (opened_at, id);
+CREATE INDEX alert_incidents_state ON alert_incidents (state, opened_at);
+
+CREATE TABLE alert_notifications (
+    id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES alert_incidents (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    finished_at REAL,
+    last_error TEXT
+);
+CREATE INDEX alert_notifications_pending ON alert_notifications (state, created_at);
+CREATE INDEX alert_notifications_incident ON alert_notifications (incident_id, created_at);
+
+CREATE TABLE alert_attempts (
+    id INTEGER PRIMARY KEY,
+    notification_id TEXT NOT NULL REFERENCES alert_notifications (id) ON DELETE CASCADE,
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    detail TEXT NOT NULL DEFAULT '',
+    seconds REAL
+);
+CREATE INDEX alert_attempts_notification ON alert_attempts (notification_id, id);
+
+CREATE TABLE alert_channels (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    disabled_reason TEXT,
+    disabled_at REAL
+);
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS)
 
 
 def split_statements(script: str) -> list[str]:

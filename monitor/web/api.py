@@ -33,6 +33,36 @@ class BadParameter(ValueError):
         super().__init__(f"{name}: {message}")
 
 
+class ApiError(Exception):
+    """
+    A refusal other than a bad parameter (404 no such thing, 409 conflict,
+    400 with a list of problems); the API answers C{status} with C{error}
+    and any C{extra} fields.
+    """
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        self.status = status
+        self.message = message
+        self.extra = extra
+        super().__init__(message)
+
+
+def json_body(request, required: bool = True) -> Any:
+    """
+    The request's body as JSON (UTF-8).  A missing or malformed body is a
+    bad parameter named C{body}.
+    """
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        if required:
+            raise BadParameter("body", "a JSON body is required")
+        return {}
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadParameter("body", f"is not valid JSON ({e})")
+
+
 def _json(request, status: int, body: Any) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
@@ -122,6 +152,8 @@ def api_route(method: Callable) -> Callable:
                 result = await method(self, request, params, *args, **kwargs)
             except BadParameter as e:
                 return _json(request, 400, {"error": e.message, "parameter": e.name})
+            except ApiError as e:
+                return _json(request, e.status, {"error": e.message, **e.extra})
             return _json(request, 200, result)
 
         return ensureDeferred(run())
@@ -132,10 +164,15 @@ def api_route(method: Callable) -> Callable:
 class TokenAuth:
     """
     Bearer tokens for machines.  Compared in constant time.
+
+    @ivar stored: anything with C{check_token(bytes) -> bool} (the web UI's
+        L{monitor.web.users.Users}): tokens created on the admin page, which
+        work alongside the configured one.
     """
 
-    def __init__(self, tokens) -> None:
+    def __init__(self, tokens, stored=None) -> None:
         self.tokens = [t.encode("utf-8") for t in tokens if t]
+        self.stored = stored
 
     def check(self, request) -> bool:
         header = request.getHeader(b"authorization") or b""
@@ -144,7 +181,9 @@ class TokenAuth:
             return False
         given = token.strip()
         # Check every token, so timing does not tell which one was close.
-        return any([hmac.compare_digest(given, t) for t in self.tokens])
+        if any([hmac.compare_digest(given, t) for t in self.tokens]):
+            return True
+        return self.stored is not None and self.stored.check_token(given)
 
 
 class Api:
@@ -233,6 +272,12 @@ class Api:
         params.finish()
         return {"sources": [s.status() for s in self.hub.sources]}
 
+    @app.route("/api/v1/nodes", methods=["GET"])
+    @api_route
+    async def nodes(self, request, params: Params):
+        params.finish()
+        return {"nodes": self.hub.nodes.status()}
+
     @app.route("/api/v1/dead-letters", methods=["GET"])
     @api_route
     async def dead_letters(self, request, params: Params):
@@ -240,3 +285,170 @@ class Api:
         limit = params.integer("limit", 100, 1, 1000)
         params.finish()
         return {"dead_letters": await self.hub.store.dead_letters(source, limit)}
+
+    # -- alerts: rules, backtest, incidents, channels (monitor.alerts) -----
+
+    async def _alerts_call(self, call):
+        """
+        Run an alert engine call, turning its refusals into API errors.
+        """
+        from monitor.alerts.engine import AlertError
+
+        try:
+            return await call
+        except AlertError as e:
+            if e.status == 400:
+                raise ApiError(400, "the rule is not valid", problems=e.problems)
+            raise ApiError(e.status, e.problems[0] if e.problems else "refused")
+
+    @app.route("/api/v1/rules", methods=["GET"])
+    @api_route
+    async def rule_list(self, request, params: Params):
+        params.finish()
+        return {"rules": self.hub.alerts.list_rules()}
+
+    @app.route("/api/v1/rules", methods=["POST"])
+    @api_route
+    async def rule_create(self, request, params: Params):
+        params.finish()
+        rule = await self._alerts_call(self.hub.alerts.save_rule(json_body(request), create=True))
+        return {"rule": rule.to_dict()}
+
+    @app.route("/api/v1/rules/<name>", methods=["GET"])
+    @api_route
+    async def rule_get(self, request, params: Params, name):
+        params.finish()
+        rule = self.hub.alerts.get_rule(name)
+        if rule is None:
+            raise ApiError(404, f"no rule named {name!r}")
+        return {"rule": rule.to_dict()}
+
+    @app.route("/api/v1/rules/<name>", methods=["PUT"])
+    @api_route
+    async def rule_replace(self, request, params: Params, name):
+        params.finish()
+        rule = await self._alerts_call(self.hub.alerts.save_rule(json_body(request), name=name))
+        return {"rule": rule.to_dict()}
+
+    @app.route("/api/v1/rules/<name>", methods=["DELETE"])
+    @api_route
+    async def rule_delete(self, request, params: Params, name):
+        params.finish()
+        await self._alerts_call(self.hub.alerts.delete_rule(name))
+        return {"deleted": name}
+
+    @app.route("/api/v1/rules/<name>/enable", methods=["POST"])
+    @api_route
+    async def rule_enable(self, request, params: Params, name):
+        params.finish()
+        rule = await self._alerts_call(self.hub.alerts.set_rule_enabled(name, True))
+        return {"rule": rule.to_dict()}
+
+    @app.route("/api/v1/rules/<name>/disable", methods=["POST"])
+    @api_route
+    async def rule_disable(self, request, params: Params, name):
+        params.finish()
+        rule = await self._alerts_call(self.hub.alerts.set_rule_enabled(name, False))
+        return {"rule": rule.to_dict()}
+
+    @app.route("/api/v1/backtest", methods=["POST"])
+    @api_route
+    async def backtest(self, request, params: Params):
+        from monitor.alerts.backtest import MAX_PERIOD
+
+        params.finish()
+        body = json_body(request)
+        if not isinstance(body, dict):
+            raise BadParameter("body", "must be a JSON object")
+        unknown = sorted(set(body) - {"rule", "since", "until"})
+        if unknown:
+            raise BadParameter(unknown[0], "unknown field")
+        times = {}
+        for name in ("since", "until"):
+            value = body.get(name)
+            try:
+                times[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    else parse_time(value)
+            except (ValueError, TypeError, OverflowError):
+                raise BadParameter(name, "must be an ISO 8601 time (2026-01-31T12:00:00Z) or unix seconds")
+        if times["until"] <= times["since"]:
+            raise BadParameter("until", "must be after since")
+        if times["until"] - times["since"] > MAX_PERIOD:
+            raise BadParameter("until", f"the period may be at most {MAX_PERIOD // 86400} days")
+        rule = body.get("rule")
+        if isinstance(rule, str):
+            found = self.hub.alerts.get_rule(rule)
+            if found is None:
+                raise ApiError(404, f"no rule named {rule!r}")
+            rule = found
+        elif rule is None:
+            raise BadParameter("rule", "give a rule name or a rule")
+        return await self._alerts_call(self.hub.alerts.backtest(rule, times["since"], times["until"]))
+
+    @app.route("/api/v1/incidents", methods=["GET"])
+    @api_route
+    async def incident_list(self, request, params: Params):
+        filters = {
+            "state": params.choice("state", ("open", "acknowledged", "resolved", "active")),
+            "rule": params.text("rule"),
+            "topic": params.text("topic"),
+            "source": params.text("source"),
+            "severity": params.choice("severity", ("info", "warning", "critical")),
+            "since": params.time("since"),
+            "until": params.time("until"),
+        }
+        limit = params.integer("limit", 50, 1, MAX_LIMIT)
+        cursor = params.text("cursor")
+        params.finish()
+        try:
+            incidents, following = await self.hub.alerts.incidents(filters, limit, cursor)
+        except ValueError as e:
+            raise BadParameter("cursor", str(e).partition(": ")[2] or str(e))
+        return {"incidents": incidents, "next": following}
+
+    @app.route("/api/v1/incidents/<incident_id>", methods=["GET"])
+    @api_route
+    async def incident_get(self, request, params: Params, incident_id):
+        params.finish()
+        incident = await self.hub.alerts.incident(incident_id)
+        if incident is None:
+            raise ApiError(404, f"no incident {incident_id!r}")
+        return {"incident": incident}
+
+    def _by(self, request) -> str:
+        body = json_body(request, required=False)
+        by = body.get("by", "api") if isinstance(body, dict) else None
+        if not isinstance(by, str) or not 0 < len(by) <= 100:
+            raise BadParameter("by", "must be a name of 1 to 100 characters")
+        return by
+
+    @app.route("/api/v1/incidents/<incident_id>/acknowledge", methods=["POST"])
+    @api_route
+    async def incident_acknowledge(self, request, params: Params, incident_id):
+        params.finish()
+        by = self._by(request)
+        return {"incident": await self._alerts_call(self.hub.alerts.acknowledge(incident_id, by))}
+
+    @app.route("/api/v1/incidents/<incident_id>/resolve", methods=["POST"])
+    @api_route
+    async def incident_resolve(self, request, params: Params, incident_id):
+        params.finish()
+        by = self._by(request)
+        return {"incident": await self._alerts_call(self.hub.alerts.resolve(incident_id, by))}
+
+    @app.route("/api/v1/channels", methods=["GET"])
+    @api_route
+    async def channel_list(self, request, params: Params):
+        params.finish()
+        return {"channels": await self.hub.alerts.channels()}
+
+    @app.route("/api/v1/channels/<name>/enable", methods=["POST"])
+    @api_route
+    async def channel_enable(self, request, params: Params, name):
+        params.finish()
+
+        async def enable():
+            return self.hub.alerts.enable_channel(name)
+
+        was_disabled = await self._alerts_call(enable())
+        return {"channel": name, "was_disabled": was_disabled}

@@ -8,3 +8,10 @@ monitor = ServiceMaker(
     "Real-time social media monitoring hub.",
     "monitor",
 )
+
+monitor_node = ServiceMaker(
+    "monitor-node",
+    "monitor.nodes.node_tap",
+    "Analysis node: scores posts for a monitor hub that it dials.",
+    "monitor-node",
+)
