@@ -5,7 +5,7 @@ Service plumbing shared by the hub and the analysis node.
 from __future__ import annotations
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
 
@@ -60,3 +60,42 @@ class OrderedMultiService(MultiService):
                 await maybeDeferred(child.stopService)
             except Exception:
                 self.log.failure("error stopping {child}", child=getattr(child, "name", child))
+
+
+class InFlight:
+    """
+    Count work in flight, so that a service's C{stopService} can wait until
+    everything it handed out has finished before it closes what that work
+    uses (a thread pool, worker processes, database connections).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters: list[Deferred] = []
+
+    def track(self, d: Deferred) -> Deferred:
+        """
+        Count C{d} until it fires; returns C{d}.  Add it first in C{d}'s
+        chain, so the count is right before the caller sees the result.
+        """
+        self.count += 1
+        return d.addBoth(self._done)
+
+    def _done(self, result):
+        self.count -= 1
+        if not self.count:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # a waiter may have timed out
+                    waiter.callback(None)
+        return result
+
+    def idle(self) -> Deferred:
+        """
+        A Deferred that fires once nothing is in flight.
+        """
+        if not self.count:
+            return succeed(None)
+        d = Deferred()
+        self._waiters.append(d)
+        return d

@@ -16,6 +16,7 @@ from twisted.python.threadpool import ThreadPool
 from monitor.analysis import analyze_texts
 from monitor.analysis.classify import Classifier
 from monitor.interfaces import IAnalyzer
+from monitor.service import InFlight
 
 __all__ = ["AnalyzerNotRunning", "LocalAnalyzer"]
 
@@ -58,8 +59,7 @@ class LocalAnalyzer(Service):
         self.threads = threads
         self._reactor = reactor
         self._pool: Optional[ThreadPool] = None
-        self._in_flight = 0
-        self._idle_waiters: list[defer.Deferred] = []
+        self._in_flight = InFlight()
 
     def _get_reactor(self):
         if self._reactor is None:
@@ -87,27 +87,10 @@ class LocalAnalyzer(Service):
         """
         super().stopService()
         pool, self._pool = self._pool, None
-        d = self._when_idle()
+        d = self._in_flight.idle()
         if pool is not None:
             d.addCallback(lambda _: pool.stop())
         return d
-
-    def _when_idle(self) -> defer.Deferred:
-        if not self._in_flight:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._idle_waiters.append(d)
-        return d
-
-    def _batch_done(self, result):
-        # First in the batch's callback chain, so the count is right before
-        # the caller sees the result, whatever the caller does with it.
-        self._in_flight -= 1
-        if not self._in_flight:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for d in waiters:
-                d.callback(None)
-        return result
 
     def analyze(self, posts) -> defer.Deferred:
         """
@@ -128,6 +111,4 @@ class LocalAnalyzer(Service):
             texts,
             self.classifier,
         )
-        self._in_flight += 1
-        d.addBoth(self._batch_done)
-        return d
+        return self._in_flight.track(d)

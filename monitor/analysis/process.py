@@ -34,6 +34,7 @@ from monitor.analysis import analyze_texts
 from monitor.analysis.classify import Classifier
 from monitor.analysis.local import AnalyzerNotRunning
 from monitor.interfaces import IAnalyzer
+from monitor.service import InFlight
 from monitor.model import LABELS, SENTIMENTS, Analysis
 
 __all__ = ["ProcessAnalyzer", "WorkersFailed", "from_row", "score_texts", "to_row"]
@@ -188,8 +189,7 @@ class ProcessAnalyzer(Service):
         self.stop_timeout = stop_timeout
         self._classifier_dict = classifier.to_dict()
         self._executor: Optional[ProcessPoolExecutor] = None
-        self._in_flight = 0
-        self._idle_waiters: list[defer.Deferred] = []
+        self._in_flight = InFlight()
         self.restarts = 0
 
     # -- lifecycle --
@@ -225,10 +225,10 @@ class ProcessAnalyzer(Service):
         executor, self._executor = self._executor, None
         if executor is None:
             return defer.succeed(None)
-        d = self._when_idle()
+        d = self._in_flight.idle()
         d.addTimeout(self.stop_timeout, self.reactor)
         d.addErrback(lambda f: self.log.warn("stopping the analysis workers with {count} batches in progress",
-                                             count=self._in_flight))
+                                             count=self._in_flight.count))
         d.addCallback(lambda _: self._shutdown(executor))
         return d
 
@@ -258,24 +258,6 @@ class ProcessAnalyzer(Service):
         done.addCallback(report)
         return done
 
-    def _when_idle(self) -> defer.Deferred:
-        if not self._in_flight:
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-        self._idle_waiters.append(d)
-        return d
-
-    def _batch_done(self, result):
-        self._in_flight -= 1
-        if not self._in_flight:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for d in waiters:
-                if not d.called:
-                    d.callback(None)
-        return result
-
-    # -- analysis --
-
     def analyze(self, posts) -> defer.Deferred:
         """
         Analyse C{posts}.  Fires with one L{Analysis} per post, in order.
@@ -299,9 +281,7 @@ class ProcessAnalyzer(Service):
         d = defer.gatherResults(ds, consumeErrors=True)
         d.addCallback(lambda results: [row for rows in results for row in rows])
         d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
-        self._in_flight += 1
-        d.addBoth(self._batch_done)
-        return d
+        return self._in_flight.track(d)
 
     def _part(self, texts: list[str], retried: bool = False) -> defer.Deferred:
         executor = self._executor

@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Topic, iso8601
+from monitor.service import InFlight
 from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
 
@@ -364,8 +365,7 @@ class SQLiteStore(Service):
         self._reader: Optional[adbapi.ConnectionPool] = None
         self._outcome = None  # None while starting, else (ok, None|Failure)
         self._ready_waiters: list[Deferred] = []
-        self._in_flight = 0
-        self._idle_waiters: list[Deferred] = []
+        self._in_flight = InFlight()
 
     # -- service -----------------------------------------------------------
 
@@ -382,14 +382,14 @@ class SQLiteStore(Service):
         self._writer = self._pool(1, 1, read_only=False)
         d = self._writer.runWithConnection(self._migrate)
         d.addCallbacks(self._started, self._start_failed)
-        return self._track(d)
+        return self._in_flight.track(d)
 
     def stopService(self):
         """
         Let work already handed to the pools finish, then close them.
         """
         Service.stopService(self)
-        d = self._when_idle()
+        d = self._in_flight.idle()
         d.addCallback(self._stopped)
         return d
 
@@ -465,29 +465,6 @@ class SQLiteStore(Service):
                 pool.close()
         self._reader = self._writer = None
 
-    def _track(self, d: Deferred) -> Deferred:
-        """
-        Count C{d} as in flight until it fires, so that stopping waits for it.
-        """
-        self._in_flight += 1
-
-        def finished(result):
-            self._in_flight -= 1
-            if not self._in_flight:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-            return result
-
-        return d.addBoth(finished)
-
-    def _when_idle(self) -> Deferred:
-        if not self._in_flight:
-            return succeed(None)
-        d = Deferred()
-        self._idle_waiters.append(d)
-        return d
-
     def _run(self, writer: bool, interaction, *args) -> Deferred:
         """
         Run C{interaction} in the writer or a reader thread, once started.
@@ -504,7 +481,7 @@ class SQLiteStore(Service):
         pool = self._writer if writer else self._reader
         if pool is None:
             return fail(RuntimeError("the store is not running"))
-        return self._track(pool.runInteraction(interaction, *args))
+        return self._in_flight.track(pool.runInteraction(interaction, *args))
 
     def run_write(self, interaction, *args) -> Deferred:
         """
