@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from monitor.analysis.classify import normalize
+from monitor.analysis.classify import compile_words, normalize
 from monitor.analysis.text import plain_text
 from monitor.config import parse_duration
 
@@ -68,17 +68,6 @@ def engagement(post) -> int:
     return int(post.likes or 0) + int(post.reposts or 0) + int(post.replies or 0)
 
 
-def _fragment(entry: str) -> str:
-    if not isinstance(entry, str):
-        raise TypeError(f"a phrase must be a string: {entry!r}")
-    words = normalize(entry).split()
-    if not words:
-        raise ValueError(f"empty phrase: {entry!r}")
-    if len(words) == 1 and words[0].startswith("#") and len(words[0]) > 1:
-        return r"#\w*" + re.escape(words[0][1:])
-    return r"\s+".join(r"\S+" if w == "*" else re.escape(w).replace("'", "'?") for w in words)
-
-
 class _Phrases:
     """
     Phrases matched like the analysis word lists: whole words, case and
@@ -87,10 +76,11 @@ class _Phrases:
     """
 
     def __init__(self, phrases) -> None:
-        fragments = sorted({_fragment(p) for p in phrases}, key=len, reverse=True)
-        self.pattern = re.compile(rf"(?<!\w)(?:{'|'.join(fragments)})(?!\w)")
+        self.pattern = compile_words(phrases)
 
     def search(self, text: str) -> bool:
+        if self.pattern is None:
+            return False
         text = normalize(plain_text(text))
         if "http" in text or "www." in text:
             text = _URL.sub(" ", text)

@@ -199,7 +199,12 @@ def _fragment(entry: str) -> str:
     return r"\s+".join(parts)
 
 
-def _compile(entries: Iterable[str], prefix: str = "") -> Optional[re.Pattern]:
+def compile_words(entries: Iterable[str], prefix: str = "") -> Optional[re.Pattern]:
+    """
+    One regex for a word list (the syntax of the README's [analysis]
+    lists), to search in L{normalize}d text; C{None} for an empty list.
+    Alert rules use it for their phrases too.
+    """
     fragments = sorted({_fragment(e) for e in entries}, key=len, reverse=True)
     if not fragments:
         return None
@@ -244,15 +249,15 @@ class Classifier:
         )
         self.exceptions = _words(exceptions, DEFAULT_EXCEPTIONS)
 
-        self._crisis = _compile(self.crisis_words)
-        self._complaint = _compile(self.complaint_words)
-        self._purchase_intent = _compile(self.purchase_intent_words)
+        self._crisis = compile_words(self.crisis_words)
+        self._complaint = compile_words(self.complaint_words)
+        self._purchase_intent = compile_words(self.purchase_intent_words)
         # An opener counts at the start of the post or of a sentence.
-        self._opener = _compile(
+        self._opener = compile_words(
             self.question_openers, prefix=r"(?:^|(?<=[.!?] ))"
         )
-        self._target = _compile(self.complaint_targets)
-        self._exception = _compile(self.exceptions)
+        self._target = compile_words(self.complaint_targets)
+        self._exception = compile_words(self.exceptions)
 
     def to_dict(self) -> dict[str, list[str]]:
         """
