@@ -11,7 +11,7 @@ from typing import Optional
 from monitor.match import tokenize
 from monitor.model import Topic
 
-__all__ = ["TOPIC_FIELDS", "topic_form", "topic_values"]
+__all__ = ["BACKTEST_PERIODS", "TOPIC_FIELDS", "rule_fields", "rule_form", "rule_problems", "rule_values", "topic_form", "topic_values"]
 
 TOPIC_FIELDS = ("name", "terms", "variants", "exclude", "languages", "sources", "group", "fuzzy")
 
@@ -133,3 +133,143 @@ def topic_form(form: dict[str, list[str]], sources, taken) -> tuple[Optional[Top
         group=group or None,
     )
     return topic, errors, values
+
+
+# -- alert rules ------------------------------------------------------------------
+
+#: Periods a draft rule can be backtested over: name -> (seconds, label).
+BACKTEST_PERIODS = {"24h": (86400, "Last 24 hours"), "7d": (7 * 86400, "Last 7 days"), "30d": (30 * 86400, "Last 30 days")}
+
+#: Keys every rule has, in the form's order (name, type and topics apart).
+_RULE_COMMON = ("severity", "escalate_at", "channels", "cooldown")
+
+
+def rule_fields() -> list[dict]:
+    """
+    The type-specific keys a rule form shows, in order, each with the types
+    it applies to and its default per type (for hints), from the same
+    table that validates rules.
+    """
+    from monitor.alerts.config import RULE_FIELDS
+    from monitor.config import DURATION
+
+    fields: dict[str, dict] = {}
+    for rule_type, keys in RULE_FIELDS.items():
+        for key, field in keys.items():
+            if key in _RULE_COMMON:
+                continue
+            entry = fields.setdefault(key, {"name": key, "types": [], "defaults": {}, "kind": None})
+            entry["types"].append(rule_type)
+            entry["kind"] = "duration" if field.type == DURATION else getattr(field.type, "__name__", "list")
+            if not field.required and field.default not in (None, []):
+                entry["defaults"][rule_type] = field.default
+    return list(fields.values())
+
+
+def _convert(kind: str, text: str):
+    """
+    A form value as the spec wants it; C{ValueError} with a message.
+    """
+    if kind == "lines":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if kind == "list":
+        return [item.strip() for item in re.split(r"[\n,]", text) if item.strip()]
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("must be a whole number")
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("must be a number")
+    if kind == "bool":
+        if text.lower() in ("true", "yes", "on", "1"):
+            return True
+        if text.lower() in ("false", "no", "off", "0"):
+            return False
+        raise ValueError("must be yes or no")
+    if kind == "duration":
+        return float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else text
+    return text
+
+
+def rule_form(form: dict[str, list[str]], original: str = "") -> tuple[dict, dict[str, str], dict[str, str]]:
+    """
+    A rule spec from a submitted form, the problems found while reading it
+    (by key), and the values to show again.  Empty fields are left out
+    (the rule's defaults apply), and so are fields of other types.
+    """
+    from monitor.alerts.config import RULE_FIELDS
+
+    def one(name):
+        values = form.get(name)
+        return (values[-1] if values else "").strip()
+
+    topics = [t.strip() for t in form.get("topic", []) if t.strip()]
+    values = {"name": original or one("name"), "type": one("type"), "topics": topics,
+              "enabled": "enabled" in form, "severity": one("severity"), "escalate_at": one("escalate_at"),
+              "channels": one("channels"), "cooldown": one("cooldown")}  # fmt: skip
+    spec: dict = {"name": values["name"], "type": values["type"], "enabled": values["enabled"]}
+    errors: dict[str, str] = {}
+    if topics:
+        spec["topics"] = topics
+    if values["severity"]:
+        spec["severity"] = values["severity"]
+    kinds = {"escalate_at": "float", "channels": "list", "cooldown": "duration"}
+    for key, kind in kinds.items():
+        if values[key]:
+            try:
+                spec[key] = _convert(kind, values[key])
+            except ValueError as e:
+                errors[key] = str(e)
+    wanted = RULE_FIELDS.get(values["type"], {})
+    for field in rule_fields():
+        key = field["name"]
+        values[key] = one(key)
+        if key in wanted and values[key]:
+            try:
+                spec[key] = _convert("lines" if key == "phrases" else field["kind"], values[key])
+            except ValueError as e:
+                errors[key] = str(e)
+    return spec, errors, values
+
+
+def rule_values(spec: Optional[dict]) -> dict:
+    """
+    What a rule form shows for a saved rule spec (or a new rule).
+    """
+    spec = spec or {"type": "keyword", "enabled": True}
+    values: dict = {"name": spec.get("name", ""), "type": spec.get("type", "keyword"),
+                    "enabled": bool(spec.get("enabled", True)), "topics": list(spec.get("topics") or [])}  # fmt: skip
+    for key in (*_RULE_COMMON, *(f["name"] for f in rule_fields())):
+        value = spec.get(key)
+        if value is None:
+            values[key] = ""
+        elif isinstance(value, bool):
+            values[key] = "yes" if value else "no"
+        elif isinstance(value, list):
+            values[key] = "\n".join(str(v) for v in value) if key in ("phrases",) else ", ".join(str(v) for v in value)
+        else:
+            values[key] = str(value)
+    return values
+
+
+def rule_problems(problems: list[str]) -> dict[str, str]:
+    """
+    The engine's problems (C{"rule.min_count: ..."}) by the form field
+    they concern; anything not about one key goes under C{"rule"}.
+    """
+    errors: dict[str, str] = {}
+    for problem in problems:
+        head, sep, message = problem.partition(": ")
+        key = "rule"
+        if sep and head.startswith("rule."):
+            key = re.split(r"[.\[]", head[5:], 1)[0] or "rule"
+        else:
+            message = problem
+        if key == "topics":
+            key = "topic"
+        errors[key] = f"{errors[key]}; {message}" if key in errors else message
+    return errors
