@@ -25,7 +25,7 @@ from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.jetstream import FakeJetstream, link_facet, mention_facet, tag_facet
-from tests.test_collect import CursorStore
+from tests.fakes.store import CursorStore
 
 T0 = 1_767_225_600_000_000
 ALICE = "did:plc:alice000000000000000000"

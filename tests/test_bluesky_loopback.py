@@ -14,7 +14,7 @@ from monitor.collect.bluesky import BlueskySource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.jetstream import FakeJetstream
-from tests.test_collect import CursorStore
+from tests.fakes.store import CursorStore
 
 ALICE = "did:plc:alice000000000000000000"
 BOB = "did:plc:bob00000000000000000000"

@@ -5,7 +5,6 @@ saved position, following a growing file, bad lines, and backpressure.
 
 import json
 
-from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
@@ -16,26 +15,10 @@ from monitor.collect.replay import ReplaySource
 from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
-
-
-class CursorStore:
-    """The two store calls a collector makes, recorded."""
-
-    def __init__(self, cursor=None):
-        self.cursor = cursor
-        self.letters = []
-
-    def get_cursor(self, source):
-        return succeed(self.cursor)
-
-    def dead_letter(self, source, raw, error, context):
-        self.letters.append((source, raw, error, context))
-        return succeed(None)
-
+from tests.fakes.store import CursorStore
 
 def line(i, created="2026-01-01T00:00:00Z", text=None):
     return json.dumps({"id": i, "text": text or f"acme post {i}", "author": "a", "created_at": created}) + "\n"
-
 
 def drain(clock, queue, n=10000):
     """Take everything the queue holds (letting the collector refill it)."""
@@ -52,7 +35,6 @@ def drain(clock, queue, n=10000):
         out.extend(got)
     return out
 
-
 def replay(tmp_path, lines, store=None, size=10000, **kw):
     path = tmp_path / "posts.jsonl"
     path.write_text("".join(lines), encoding="utf-8")
@@ -62,13 +44,11 @@ def replay(tmp_path, lines, store=None, size=10000, **kw):
     source = ReplaySource("r", queue, store, Metrics(), str(path), reactor=clock, **kw)
     return clock, queue, store, source, path
 
-
 def test_provides_isource(tmp_path):
     """Both collectors provide ISource."""
     clock, queue, store, source, _ = replay(tmp_path, [])
     verifyObject(ISource, source)
     verifyObject(ISource, DemoSource("d", queue, store, Metrics(), ["Acme"], reactor=clock))
-
 
 def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):
     """A flat-out replay emits every good post with its position; bad lines become dead letters."""
@@ -88,7 +68,6 @@ def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):
     status = source.status()
     assert status["posts"] == 3 and status["malformed"] == 2 and status["state"] == "finished"
 
-
 def test_resumes_from_saved_position(tmp_path):
     """With a saved position, only the lines after it are read, and line numbers go on."""
     lines = [line(i) for i in range(5)]
@@ -99,13 +78,11 @@ def test_resumes_from_saved_position(tmp_path):
     assert [p.native_id for p in posts] == ["3", "4"]
     assert posts[-1].cursor.endswith(":5")
 
-
 def test_shorter_file_read_from_start(tmp_path):
     """A saved position beyond the end (the file was replaced) restarts at the beginning."""
     clock, queue, store, source, _ = replay(tmp_path, [line(1)], store=CursorStore("99999:40"))
     source.startService()
     assert [p.native_id for p in drain(clock, queue)] == ["1"]
-
 
 def test_speed_keeps_original_spacing(tmp_path):
     """speed=1 emits posts at their created_at spacing; speed=10 ten times faster."""
@@ -122,7 +99,6 @@ def test_speed_keeps_original_spacing(tmp_path):
         clock.advance(2 * step)
         assert [p.native_id for p in drain(clock, queue)] == ["2", "3"]
 
-
 def test_backpressure_waits_for_room(tmp_path):
     """With a full queue the replay stops reading until room is made."""
     lines = [line(i) for i in range(10)]
@@ -136,7 +112,6 @@ def test_backpressure_waits_for_room(tmp_path):
     clock.advance(0)
     assert [p.native_id for p in got] == ["0", "1"]
     assert queue.size() == 3
-
 
 def test_follow_reads_appended_lines_whole(tmp_path):
     """follow=true waits at the end, then reads lines appended later, never half a line."""
@@ -157,7 +132,6 @@ def test_follow_reads_appended_lines_whole(tmp_path):
     clock.advance(0.25)
     assert [p.native_id for p in drain(clock, queue)] == ["3"]
 
-
 def test_overlong_line_skipped(tmp_path):
     """A line over the limit is a dead letter (its start kept) and the next line is read."""
     long_line = '{"id": 1, "text": "' + "a" * (MAX_LINE + 10) + '"}\n'
@@ -166,7 +140,6 @@ def test_overlong_line_skipped(tmp_path):
     assert [p.native_id for p in drain(clock, queue)] == ["2"]
     ((_, raw, error, context),) = store.letters
     assert "too long" in error and context.endswith(":1") and len(raw) == 1024
-
 
 def test_missing_file(tmp_path):
     """A missing file is failing for a plain replay, idle (waiting) for a followed one, and read once it appears."""
@@ -185,7 +158,6 @@ def test_missing_file(tmp_path):
     got = drain(clock, queue)
     assert sorted(p.source for p in got) == ["a", "b"]
 
-
 def test_stop_cancels_waiting_put(tmp_path):
     """Stopping a collector blocked on a full queue withdraws its waiting post."""
     clock, queue, store, source, _ = replay(tmp_path, [line(i) for i in range(5)], size=1)
@@ -194,7 +166,6 @@ def test_stop_cancels_waiting_put(tmp_path):
     assert queue.waiting_puts() == 1
     source.stopService()
     assert queue.waiting_puts() == 0 and queue.size() == 1
-
 
 def test_demo_generates_at_rate_and_stamps_now():
     """The demo source emits about rate posts per second, stamped with the clock's time, about the brands."""

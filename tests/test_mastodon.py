@@ -17,7 +17,7 @@ from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.mastodon import FakeMastodon
-from tests.test_collect import CursorStore
+from tests.fakes.store import CursorStore
 
 NOW = 1767268800.0
 TAG = '<a href="https://mastodon.test/tags/acme" class="mention hashtag" rel="tag">#<span>acme</span></a>'

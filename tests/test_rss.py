@@ -7,7 +7,7 @@ redirects, 410, Retry-After, bad XML, and the cursor across a restart.
 import json
 
 from treq.testing import StubTreq
-from twisted.internet.defer import succeed
+
 from twisted.internet.task import Clock
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
@@ -16,25 +16,10 @@ from monitor.config import ConfigError, parse_config
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.rss import FakeFeeds
+from tests.fakes.store import CursorStore
 
 START = 1767225600.0  # 2026-01-01T00:00:00Z
 BASE = "http://feeds.test"
-
-
-class Store:
-    """The two store calls a collector makes, recorded."""
-
-    def __init__(self, cursor=None):
-        self.cursor = cursor
-        self.letters = []
-
-    def get_cursor(self, source):
-        return succeed(self.cursor)
-
-    def dead_letter(self, source, raw, error, context):
-        self.letters.append((raw, error, context))
-        return succeed(None)
-
 
 class Harness:
     """An RSS collector wired to the fake feeds in memory."""
@@ -45,7 +30,7 @@ class Harness:
         self.fake = fake or FakeFeeds(self.clock)
         self.fake.clock = self.clock
         self.queue = MemoryQueue(100000, reactor=self.clock)
-        self.store = Store(cursor)
+        self.store = CursorStore(cursor)
         kw.setdefault("poll_interval", 300.0)
         self.source = RSSSource("news", self.queue, self.store, Metrics(), feeds=[BASE + p for p in paths],
                                 reactor=self.clock, **kw)
@@ -74,9 +59,7 @@ class Harness:
     def stop(self):
         self.source.stopService()
 
-
 # --- parsing ---------------------------------------------------------------------------
-
 
 RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"
@@ -110,7 +93,6 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
   <author><name>Bob</name></author></entry>
 </feed>""".encode()
 
-
 def test_rss_items_keys_and_fields():
     """RSS keys by guid, then link, then a hash of title and date; HTML to text; content:encoded and dc: read."""
     items, bad = parse_feed(RSS, BASE + "/a.rss")
@@ -125,7 +107,6 @@ def test_rss_items_keys_and_fields():
     assert items[4].author == "Acme News"
     assert len(bad) == 1 and b"<category>" in bad[0][0]
 
-
 def test_atom_entries():
     """Atom keys by id; html and xhtml text constructs to text; alternate link resolved; author and lang inherited."""
     items, bad = parse_feed(ATOM, BASE + "/g.atom")
@@ -134,7 +115,6 @@ def test_atom_entries():
     assert (e1.key, e1.title, e1.summary, e1.link) == ("urn:e1", "Globex <3 users", "Hello world 🌍", BASE + "/e1")
     assert (e1.author, e1.lang, e1.date) == ("Globex team", "de", "2026-01-01T10:00:00+02:00")
     assert (e2.summary, e2.author, e2.link) == ("Some content", "Bob", None)
-
 
 def test_bad_documents():
     """Broken XML, entity bombs and documents that are not feeds raise NotAFeed."""
@@ -148,7 +128,6 @@ def test_bad_documents():
         with pytest.raises(NotAFeed):
             parse_feed(body, BASE)
 
-
 def test_dates_tolerated():
     """RFC 822 with names or offsets, RFC 3339, no zone (UTC); nonsense gives None."""
     assert parse_date("Thu, 01 Jan 2026 12:00:00 GMT") == START + 12 * 3600
@@ -157,7 +136,6 @@ def test_dates_tolerated():
     assert parse_date("2026-01-01T12:00:00Z") == START + 12 * 3600
     assert parse_date("Thu, 01 Jan 2026 12:00:00") == START + 12 * 3600
     assert parse_date("yesterday") is None and parse_date(None) is None
-
 
 def test_config_needs_feeds_and_urls():
     """An rss source needs feeds or url, and they must be http(s) URLs."""
@@ -172,9 +150,7 @@ def test_config_needs_feeds_and_urls():
     assert any("sources[0].feeds" in p and "give the feeds" in p for p in problems)
     assert any("sources[1].feeds" in p and "ftp://x/feed" in p for p in problems)
 
-
 # --- polling -------------------------------------------------------------------------------
-
 
 def test_poll_emits_items_with_cursor_then_304():
     """First poll emits every item oldest first, the last with the cursor; next polls are conditional (304)."""
@@ -205,7 +181,6 @@ def test_poll_emits_items_with_cursor_then_304():
     assert [p.text for p in h.take()] == ["Three"]
     h.stop()
 
-
 def test_weak_etag_echoed_and_last_modified_alone():
     """A weak ETag is sent back exactly (W/ and quotes); a feed with only Last-Modified gets If-Modified-Since."""
     h = Harness(paths=("/w.rss", "/m.rss"))
@@ -220,7 +195,6 @@ def test_weak_etag_echoed_and_last_modified_alone():
     assert h.take() == []
     h.stop()
 
-
 def test_changed_feed_emits_only_new_items_and_edits_are_not_new():
     """A changed document (200) yields only unseen keys; an Atom entry whose updated changed is not new."""
     h = Harness(paths=("/g.atom",))
@@ -232,7 +206,6 @@ def test_changed_feed_emits_only_new_items_and_edits_are_not_new():
     h.turn(300)
     assert [p.native_id for p in h.take()] == [BASE + "/g.atom#urn:2"]
     h.stop()
-
 
 def test_restart_from_cursor_no_duplicates_no_loss():
     """After a restart with the committed cursor: validators sent, seen items skipped, new ones emitted."""
@@ -247,7 +220,6 @@ def test_restart_from_cursor_no_duplicates_no_loss():
     assert [p.text for p in h2.take()] == ["Two"]
     assert h2.fake.seen("/a.rss")[-1].headers["if-none-match"] == '"v2"'
     h2.stop()
-
 
 def test_moved_permanently_updates_url_keeps_ids():
     """301: the new URL is used from then on and saved; post ids stay keyed on the configured URL."""
@@ -266,7 +238,6 @@ def test_moved_permanently_updates_url_keeps_ids():
     assert h.source.status()["feeds"][0]["current_url"] == BASE + "/new.rss"
     h.stop()
 
-
 def test_temporary_redirect_followed_not_saved():
     """302/307: followed for this request only; the saved URL stays."""
     h = Harness()
@@ -275,7 +246,6 @@ def test_temporary_redirect_followed_not_saved():
     h.start()
     assert len(h.take()) == 1 and h.source.feeds[0].url == BASE + "/a.rss"
     h.stop()
-
 
 def test_gone_stops_polling_that_feed():
     """410: the feed is failing and never asked again; the other feeds go on; all gone stops the source."""
@@ -296,7 +266,6 @@ def test_gone_stops_polling_that_feed():
     assert h.source.state == FAILING and "every feed is gone" in h.source.last_error
     assert h.source._task.called
     h.stop()
-
 
 def test_retry_after_honoured():
     """429 and 503 with Retry-After (seconds or a date) are not asked again before then; 503 without it backs off."""
@@ -321,7 +290,6 @@ def test_retry_after_honoured():
     assert h.source.state == BACKING_OFF and h.source.feeds[0].next_at - h.clock.seconds() > 0
     h.stop()
 
-
 def test_bad_xml_is_dead_letter_and_polling_goes_on():
     """A truncated or invalid document is a dead letter with its bytes; the feed is polled again later."""
     h = Harness(paths=("/a.rss", "/b.rss"))
@@ -329,7 +297,7 @@ def test_bad_xml_is_dead_letter_and_polling_goes_on():
     h.fake.set_feed("/b.rss", items=[{"title": "fine", "guid": "1"}])
     h.start()
     assert [p.text for p in h.take()] == ["fine"]
-    ((raw, error, context),) = h.store.letters
+    ((_, raw, error, context),) = h.store.letters
     assert raw.startswith(b"<rss>") and error.startswith("bad XML") and context == BASE + "/a.rss"
     assert h.source.state == FAILING and h.source.malformed_count == 1
     h.fake.set_feed("/a.rss", items=[{"title": "repaired", "guid": "1"}])
@@ -337,15 +305,13 @@ def test_bad_xml_is_dead_letter_and_polling_goes_on():
     assert [p.text for p in h.take()] == ["repaired"] and h.source.state == CONNECTED
     h.stop()
 
-
 def test_oversized_feed_refused():
     """A document over max_bytes is cut off, kept as a dead letter head, and not parsed."""
     h = Harness(max_bytes=2048)
     h.fake.set_feed("/a.rss", items=[{"title": "x" * 100, "guid": str(i)} for i in range(50)])
     h.start()
-    assert h.take() == [] and "larger than 2048" in h.store.letters[0][1]
+    assert h.take() == [] and "larger than 2048" in h.store.letters[0][2]
     h.stop()
-
 
 def test_bad_dates_fall_back_to_now_and_are_counted():
     """Unreadable and far-future dates are stamped with the time read and counted."""
@@ -362,7 +328,6 @@ def test_bad_dates_fall_back_to_now_and_are_counted():
     assert posts["good"].created_at == START and h.source.bad_dates == 2
     assert h.source.status()["bad_dates"] == 2
     h.stop()
-
 
 def test_network_error_backs_off_per_feed():
     """A feed whose server is unreachable backs off on its own; the source reports backing off."""
@@ -384,7 +349,6 @@ def test_network_error_backs_off_per_feed():
     assert Refusing.calls == 2
     h.stop()
 
-
 def test_html_and_emoji_survive():
     """Markup in titles and descriptions becomes text; emoji and escaped markup stay as written."""
     h = Harness()
@@ -398,7 +362,6 @@ def test_html_and_emoji_survive():
     (p,) = h.take()
     assert p.text == "Acme ❤️ users — We <3 you &amp; alert(1) 👍" and p.author == "Zoë"
     h.stop()
-
 
 def test_duplicate_items_in_one_document_emitted_once():
     """The same guid twice in a document (a sloppy feed) gives one post; items come oldest first whatever the order."""

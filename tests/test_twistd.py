@@ -14,7 +14,7 @@ import sys
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet.defer import ensureDeferred
+
 from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -24,12 +24,10 @@ from tests.conftest import ROOT
 
 TOKEN = "test-token-0123456789"
 
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
 
 def ground_truth(shared_data, n):
     path = shared_data / "vader_icwsm2014" / "tweets_GroundTruth.txt"
@@ -38,7 +36,6 @@ def ground_truth(shared_data, n):
         ident, mean, text = line.split("\t", 2)
         rows.append((ident, float(mean), text))
     return rows[:n]
-
 
 class Hub:
     """A twistd hub process and an HTTP client for its API."""
@@ -96,7 +93,6 @@ class Hub:
         self.proc.kill()
         raise AssertionError("hub did not exit within 10 s of SIGTERM:\n" + self.output())
 
-
 CONFIG = """
 [store]
 path = "monitor.sqlite"
@@ -115,7 +111,6 @@ name = "Globex"
 terms = ["globex"]
 group = "vendors"
 """
-
 
 @pytest_twisted.ensureDeferred
 async def test_hub_end_to_end(reactor, tmp_path, shared_data):
@@ -211,7 +206,6 @@ async def test_hub_end_to_end(reactor, tmp_path, shared_data):
     finally:
         assert await hub.stop(), hub.output()
 
-
 @pytest.mark.parametrize("text,expected", [
     ('[store]\npathh = "x"\n', "store.pathh (line 2): unknown key"),
     ('[web]\nendpoint = "nonsense:1"\n', "web.endpoint (line 2)"),
@@ -227,7 +221,6 @@ def test_bad_config_refused_before_start(tmp_path, text, expected):
     )
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
-
 
 @pytest_twisted.ensureDeferred
 async def test_sigterm_mid_replay_loses_nothing(reactor, tmp_path):

@@ -7,7 +7,7 @@ the reconnect policy, stream rules, keep-alives and stalls, bad payloads.
 import json
 
 from treq.testing import StubTreq
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 
@@ -18,23 +18,9 @@ from monitor.metrics import Metrics
 from monitor.model import Topic
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.x import FakeX, problem_body
+from tests.fakes.store import CursorStore
 
 START = 1767225600.0  # 2026-01-01T00:00:00Z
-
-
-class Store:
-    """The two store calls a collector makes, recorded."""
-
-    def __init__(self, cursor=None):
-        self.cursor = cursor
-        self.letters = []
-
-    def get_cursor(self, source):
-        return succeed(self.cursor)
-
-    def dead_letter(self, source, raw, error, context):
-        self.letters.append((raw, error, context))
-        return succeed(None)
 
 
 class Harness:
@@ -45,7 +31,7 @@ class Harness:
         self.clock.advance(START)
         self.fake = fake or FakeX(self.clock, names=names)
         self.queue = MemoryQueue(size, reactor=self.clock)
-        self.store = Store(cursor)
+        self.store = CursorStore(cursor)
         self.metrics = Metrics()
         kw.setdefault("queries", ["acme"])
         self.source = XSource("x", self.queue, self.store, self.metrics, "test-token", base_url="http://x.test/",
@@ -324,10 +310,10 @@ def test_malformed_pages_and_posts_are_dead_letters():
     h.turn(10)
     h.turn(10)
     assert ids(h.take()) == [good["id"]]
-    errors = [e for _, e, _ in h.store.letters]
+    errors = [e for _, _, e, _ in h.store.letters]
     assert errors[0] == "invalid JSON" and errors[1] == "not a JSON object"
     assert any("text" in e for e in errors) and any("like_count" in e for e in errors) and len(errors) == 5
-    assert all(c == "search 'acme'" for _, _, c in h.store.letters)
+    assert all(c == "search 'acme'" for _, _, _, c in h.store.letters)
     assert h.source.malformed_count == 5 and h.source.state == CONNECTED
     h.stop()
 
@@ -531,10 +517,10 @@ def test_stream_bad_lines_are_dead_letters():
     assert [p.text for p in h.take()] == ["acme still fine"]
     h.fake.end_streams()
     h.turn()
-    errors = [e for _, e, _ in h.store.letters]
+    errors = [e for _, _, e, _ in h.store.letters]
     assert errors[0] == "invalid JSON" and errors[1].startswith("id:") and "longer than" in errors[2]
     assert errors[3] == "truncated line at the end of the stream" and len(errors) == 4
-    assert all(c == "stream" for _, _, c in h.store.letters)
+    assert all(c == "stream" for _, _, _, c in h.store.letters)
     assert h.source.state == CONNECTED and len(h.fake.seen("stream")) == 2
     h.stop()
 
@@ -604,7 +590,7 @@ def test_config_keys_and_make_source(monkeypatch):
     spec = cfg.sources[0]
     assert spec["bearer_token"] == "sekrit" and spec["mode"] == "search" and spec["base_url"] == "https://api.x.com"
     clock = Clock()
-    source = make_source(spec, MemoryQueue(10, reactor=clock), Store(), Metrics(), cfg.topics, clock)
+    source = make_source(spec, MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), cfg.topics, clock)
     assert isinstance(source, XSource) and source.queries == [("Acme", "acme -is:retweet")]
     with pytest.raises(ConfigError) as e:
         parse_config({"sources": [{"kind": "x", "name": "x", "bearer_token": "${NOPE}", "mode": "firehose",
