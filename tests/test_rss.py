@@ -7,7 +7,6 @@ redirects, 410, Retry-After, bad XML, and the cursor across a restart.
 import json
 
 from treq.testing import StubTreq
-
 from twisted.internet.task import Clock
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED

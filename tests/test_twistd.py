@@ -14,7 +14,6 @@ import sys
 import pytest
 import pytest_twisted
 import treq
-
 from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
