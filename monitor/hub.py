@@ -105,7 +105,8 @@ class Hub(OrderedMultiService):
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
         )
         self.sources = [
-            make_source(spec, self.queue, self.store, self.metrics, config.topics, reactor) for spec in config.sources
+            make_source(spec, self.queue, self.store, self.metrics, config.topics, reactor, self.topics)
+            for spec in config.sources
         ]
         # Alerts see every stored batch; started before the pipeline so
         # that they have their history before the first batch.

@@ -22,6 +22,9 @@ class TopicSet:
         self.store = store
         self.topics: list = []
         self.matcher = Matcher([])
+        #: Called with no arguments after every reload (sources whose
+        #: requests depend on the topics, such as X's stream rules).
+        self.listeners: list = []
 
     async def seed(self, file_topics) -> None:
         await self.store.sync_file_topics(list(file_topics))
@@ -31,6 +34,11 @@ class TopicSet:
         topics = await self.store.list_topics()
         self.matcher = Matcher(topics)
         self.topics = topics
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                self.log.failure("a topic listener failed")
         self.log.info("tracking {count} topics: {names}", count=len(topics), names=", ".join(t.name for t in topics))
 
     def get(self, name: str):

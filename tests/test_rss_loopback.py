@@ -15,7 +15,7 @@ from monitor.collect.rss import RSSSource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.rss import FakeFeeds
-from tests.test_rss import Store
+from tests.fakes.store import CursorStore
 from tests.test_x_loopback import TIMEOUT, take, when_state
 
 
@@ -38,7 +38,7 @@ async def _none():
 
 def make(served, reactor, paths, **kw):
     queue = MemoryQueue(10000, reactor=reactor)
-    source = RSSSource("news", queue, Store(), Metrics(), feeds=[served["url"] + p for p in paths], reactor=reactor,
+    source = RSSSource("news", queue, CursorStore(), Metrics(), feeds=[served["url"] + p for p in paths], reactor=reactor,
                        **kw)
     served["sources"].append(source)
     return source, queue
@@ -72,7 +72,7 @@ async def test_feed_server_not_there(reactor):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     queue = MemoryQueue(10, reactor=reactor)
-    source = RSSSource("news", queue, Store(), Metrics(), url=f"http://127.0.0.1:{port}/feed", reactor=reactor)
+    source = RSSSource("news", queue, CursorStore(), Metrics(), url=f"http://127.0.0.1:{port}/feed", reactor=reactor)
     source.startService()
     try:
         await when_state(source, BACKING_OFF, reactor)

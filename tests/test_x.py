@@ -598,3 +598,39 @@ def test_config_keys_and_make_source(monkeypatch):
     text = str(e.value)
     assert "NOPE is not set" in text and "'search', 'stream'" in text and "from 10 to 100" in text
     assert "http or https URL" in text
+
+
+class LiveTopics:
+    """The two things a source reads of the hub's TopicSet."""
+
+    def __init__(self, *topics):
+        self.topics = list(topics)
+        self.listeners = []
+
+    def reload(self, *topics):
+        self.topics = list(topics)
+        for listener in list(self.listeners):
+            listener()
+
+
+def test_queries_follow_topic_edits():
+    """Searches use the topics as they are now; the stream re-syncs its rules when they change."""
+    clock = Clock()
+    live = LiveTopics(Topic(name="A", terms=("acme",)))
+    search = XSource("xs", MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), "t", topics=live, reactor=clock)
+    assert [tag for tag, _ in search.queries] == ["A"]
+    live.reload(Topic(name="A", terms=("acme",)), Topic(name="B", terms=("globex",)))
+    assert [tag for tag, _ in search.queries] == ["A", "B"]
+
+    stream = XSource("xt", MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), "t", mode="stream", topics=live,
+                     reactor=clock)
+    synced = []
+
+    async def sync_rules():
+        synced.append([tag for tag, _ in stream.queries])
+
+    stream._sync_rules = sync_rules
+    stream.running = True
+    stream._topics.listeners.append(stream._topics_changed)
+    live.reload(Topic(name="C", terms=("initech",)))
+    assert synced == [["C"]]

@@ -19,7 +19,7 @@ from monitor.metrics import Metrics
 from monitor.model import Topic
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.x import FakeX
-from tests.test_x import Store
+from tests.fakes.store import CursorStore
 
 TIMEOUT = 10
 
@@ -67,7 +67,7 @@ def served(reactor):
 def make(served, reactor, **kw):
     queue = MemoryQueue(kw.pop("size", 10000), reactor=reactor)
     kw.setdefault("base_url", served["url"])
-    source = XSource("x", queue, Store(kw.pop("cursor", None)), Metrics(), "test-token", reactor=reactor, **kw)
+    source = XSource("x", queue, CursorStore(kw.pop("cursor", None)), Metrics(), "test-token", reactor=reactor, **kw)
     served["sources"].append(source)
     return source, queue
 
@@ -116,7 +116,7 @@ async def test_stream_drop_and_resume_without_loss_or_duplicates(served, reactor
     assert [p.text for p in after] == ["acme after"]
     assert len({p.native_id for p in before + during + after}) == 6
     assert json.loads(after[-1].cursor)["last_id"] == fake.posts[-1]["id"]
-    assert [e for _, e, _ in source.store.letters] == ["truncated line at the end of the stream"]
+    assert [e for _, _, e, _ in source.store.letters] == ["truncated line at the end of the stream"]
 
 
 @pytest_twisted.ensureDeferred
@@ -139,7 +139,7 @@ async def test_server_not_there_backs_off(reactor):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     queue = MemoryQueue(10, reactor=reactor)
-    source = XSource("x", queue, Store(), Metrics(), "t", base_url=f"http://127.0.0.1:{port}", queries=["acme"],
+    source = XSource("x", queue, CursorStore(), Metrics(), "t", base_url=f"http://127.0.0.1:{port}", queries=["acme"],
                      reactor=reactor)
     source.startService()
     try:

@@ -20,7 +20,7 @@ SOURCE_CLASSES = {
 }
 
 
-def make_source(spec: dict, queue, store, metrics, topics, reactor):
+def make_source(spec: dict, queue, store, metrics, topics, reactor, topic_set=None):
     """
     Build the collector for one C{[[sources]]} entry.
     """
@@ -28,7 +28,8 @@ def make_source(spec: dict, queue, store, metrics, topics, reactor):
     if spec["kind"] == "demo" and not options.get("brands"):
         options["brands"] = [t.name for t in topics]
     if spec["kind"] == "x":
-        options["topics"] = topics
+        # Live topics where the hub has them, so edits reach X's queries.
+        options["topics"] = topic_set if topic_set is not None else topics
     cls = SOURCE_CLASSES[spec["kind"]]
     return cls(spec["name"], queue, store, metrics, reactor=reactor, **options)
 

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from typing import Any, Optional
 from urllib.parse import quote
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.internet.task import deferLater
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
@@ -430,7 +430,10 @@ class XSource(HTTPCollector):
         self.bearer_token = bearer_token
         self.base_url = base_url.rstrip("/")
         self.mode = mode
-        self.queries = queries_for(name, queries, topics, exclude_retweets)
+        self._queries = queries
+        # A TopicSet (live: edits in the web UI apply) or a plain list.
+        self._topics = topics
+        self.exclude_retweets = exclude_retweets
         self.poll_interval = poll_interval
         self.max_results = max_results
         self.max_pages = max_pages
@@ -597,6 +600,37 @@ class XSource(HTTPCollector):
         if post is not None:
             post.cursor = cursor
             await self.emit(post)
+
+    @property
+    def queries(self) -> list[tuple[str, str]]:
+        """
+        (tag, query) pairs: the configured queries, else built from the
+        topics as they are now.
+        """
+        topics = getattr(self._topics, "topics", self._topics)
+        return queries_for(self.name, self._queries, topics, self.exclude_retweets)
+
+    def startService(self):
+        super().startService()
+        listeners = getattr(self._topics, "listeners", None)
+        if listeners is not None and not self._queries:
+            listeners.append(self._topics_changed)
+
+    def stopService(self):
+        listeners = getattr(self._topics, "listeners", None)
+        if listeners is not None and self._topics_changed in listeners:
+            listeners.remove(self._topics_changed)
+        return super().stopService()
+
+    def _topics_changed(self) -> None:
+        """
+        Searches read the topics at every poll; the stream's rules are
+        re-synced now, without reconnecting.
+        """
+        if self.mode == "stream" and self.running:
+            d = ensureDeferred(self._sync_rules())
+            d.addErrback(lambda f: self.log.failure("source {source}: could not sync the stream's rules", f,
+                                                    source=self.name))
 
     # -- stream ------------------------------------------------------------------------
 
