@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Run the checkout's code (and find its twistd plugin) whatever is installed.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install run demo offline test bench clean vendor system-deps
+.PHONY: install run demo offline test bench clean vendor system-deps docs
 # apt-get needs root; use sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -40,6 +40,11 @@ offline: install vendor
 
 test: system-deps install vendor
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The manual (docs/*.rst) as HTML in build/docs/; warnings are errors.
+docs: install
+	$(BIN)/sphinx-build -W -q -b html docs build/docs
+	@echo "the manual: build/docs/index.html"
 
 bench: install
 	$(BIN)/python bench/pipeline.py
