@@ -50,7 +50,7 @@ from monitor.web.forms import (
     topic_values,
 )
 from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
-from monitor.web.users import ROLES, UserError
+from monitor.web.users import ROLES, LoginGuard, UserError
 
 __all__ = ["WebUI", "RANGES"]
 
@@ -85,6 +85,9 @@ NAV = (
     ("alerts", "/alerts", "Alerts", "viewer"),
     ("admin", "/admin", "Admin", "admin"),
 )
+
+#: What L{WebUI._check_password} returns for a refused attempt.
+_THROTTLED = object()
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -195,8 +198,6 @@ class WebUI:
         tile_attribution: str = "",
         cookie_secure: bool = False,
     ) -> None:
-        from monitor.web.users import Throttle
-
         self.hub = hub
         self.users = users
         self.push = push
@@ -204,8 +205,7 @@ class WebUI:
         self.tile_url = tile_url
         self.tile_attribution = tile_attribution
         self.cookie_secure = cookie_secure
-        self.by_address = Throttle(reactor, limit=10, window=600)
-        self.by_name = Throttle(reactor, limit=20, window=600)
+        self.guard = LoginGuard(reactor)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,
@@ -399,23 +399,35 @@ class WebUI:
         password = self._one(form, "password")
         address = request.getClientAddress()
         where = getattr(address, "host", "?")
-        if self.by_address.blocked(where) or self.by_name.blocked(name):
+        user = await self._check_password(name, password, where)
+        if user is _THROTTLED:
             self.log.warn("login throttled for {user} from {address}", user=name, address=where)
             return await self._login_page(request, 429, "Too many failed attempts. Wait a few minutes and try again.", name)
-        user = await self.users.authenticate(name, password)
         if user is None:
-            self.by_address.failed(where)
-            self.by_name.failed(name)
             self.log.info("failed login for {user} from {address}", user=name, address=where)
             return await self._login_page(request, 401, "Wrong user name or password.", name)
-        self.by_address.succeeded(where)
-        self.by_name.succeeded(name)
         user_id, name, role = user
         token, _ = await self.users.open_session(user_id)
         self._cookie(request, SESSION_COOKIE, token)
         self._cookie(request, LOGIN_COOKIE, "", max_age=0)
         self.log.info("{user} logged in from {address}", user=name, address=where)
         return self._redirect(request, _safe_next(self._one(form, "next")))
+
+    async def _check_password(self, name: str, password: str, address: str):
+        """
+        L{Users.authenticate} behind the login guard: the attempt is
+        counted before the password is hashed, so a burst cannot outrun
+        the count.  C{_THROTTLED} if refused without a check.
+        """
+        attempt = self.guard.admit(name, address)
+        if attempt is None:
+            return _THROTTLED
+        user = None
+        try:
+            user = await self.users.authenticate(name, password)
+        finally:
+            attempt.finish(user is not None)
+        return user
 
     @app.route("/logout", methods=["POST"])
     @page()
@@ -437,7 +449,11 @@ class WebUI:
     async def change_password(self, request, session):
         form = self._form(request)
         errors = {}
-        if await self.users.authenticate(session.user, self._one(form, "current")) is None:
+        where = getattr(request.getClientAddress(), "host", "?")
+        checked = await self._check_password(session.user, self._one(form, "current"), where)
+        if checked is _THROTTLED:
+            errors["current"] = "Too many failed attempts. Wait a few minutes and try again."
+        elif checked is None:
             errors["current"] = "That is not your current password."
         elif self._one(form, "new") != self._one(form, "again"):
             errors["again"] = "The two new passwords differ."
@@ -447,8 +463,8 @@ class WebUI:
             except UserError as e:
                 errors["new"] = e.message
         if errors:
-            request.setResponseCode(400)
-            return self._render(request, session, "account.html", status=400, errors=errors, done=False, active="account")
+            status = 429 if checked is _THROTTLED else 400
+            return self._render(request, session, "account.html", status=status, errors=errors, done=False, active="account")
         # The new password ended every session, this one too.
         self._cookie(request, SESSION_COOKIE, "", max_age=0)
         return self._redirect(request, "/login")

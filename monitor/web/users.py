@@ -31,6 +31,8 @@ from twisted.logger import Logger
 
 __all__ = [
     "ROLES",
+    "LoginAttempt",
+    "LoginGuard",
     "Session",
     "Throttle",
     "UserError",
@@ -162,42 +164,129 @@ class Session:
 
 class Throttle:
     """
-    Refuse a key (a client address, a user name) after C{limit} failures
-    within C{window} seconds, until the oldest failure ages out.  Memory is
-    bounded: at most C{max_keys} keys are tracked, the oldest forgotten.
+    Login attempts per key (a client address, an account name).  Every
+    attempt counts as a failure when it begins, before the slow password
+    check, so a burst sent at once cannot slip past the count while the
+    hashes run; a success wipes the key's count.  A key is refused once it
+    has C{limit} attempts within C{window} seconds (refused attempts count
+    too, so hammering keeps it blocked), or while C{concurrent} of its
+    attempts are still being checked.  Memory is bounded: at most
+    C{max_keys} keys are tracked, the oldest forgotten, and a key keeps at
+    most C{limit} times.
     """
 
-    def __init__(self, clock, limit: int = 10, window: float = 600.0, max_keys: int = 10000) -> None:
+    def __init__(
+        self, clock, limit: int = 10, window: float = 600.0, concurrent: int = 2, max_keys: int = 10000
+    ) -> None:
         self.clock = clock
         self.limit = limit
         self.window = window
+        self.concurrent = concurrent
         self.max_keys = max_keys
-        self._failures: dict[str, deque] = {}
+        self._attempts: dict[str, deque] = {}
+        self._checking: dict[str, int] = {}
 
     def _recent(self, key: str) -> deque:
-        times = self._failures.get(key)
+        times = self._attempts.get(key)
         if times is None:
-            return deque()
+            return deque(maxlen=self.limit)
         horizon = self.clock.seconds() - self.window
         while times and times[0] <= horizon:
             times.popleft()
         if not times:
-            del self._failures[key]
+            del self._attempts[key]
         return times
 
     def blocked(self, key: str) -> bool:
         return len(self._recent(key)) >= self.limit
 
-    def failed(self, key: str) -> None:
+    def note(self, key: str) -> None:
+        """
+        Count an attempt for C{key}.
+        """
         times = self._recent(key)
-        if key not in self._failures:
-            if len(self._failures) >= self.max_keys:
-                self._failures.pop(next(iter(self._failures)))
-            self._failures[key] = times
+        if key not in self._attempts:
+            if len(self._attempts) >= self.max_keys:
+                self._attempts.pop(next(iter(self._attempts)))
+            self._attempts[key] = times
         times.append(self.clock.seconds())
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+    def begin(self, key: str) -> bool:
+        """
+        Count an attempt for C{key}; whether it may go on to the password
+        check.  If it may, call L{end} once the check is done.
+        """
+        refused = self.blocked(key) or self._checking.get(key, 0) >= self.concurrent
+        self.note(key)
+        if refused:
+            return False
+        self._checking[key] = self._checking.get(key, 0) + 1
+        return True
+
+    def end(self, key: str, ok: bool) -> None:
+        """
+        An attempt admitted by L{begin} is over; a right password clears
+        the key's count.
+        """
+        left = self._checking.get(key, 0) - 1
+        if left > 0:
+            self._checking[key] = left
+        else:
+            self._checking.pop(key, None)
+        if ok:
+            self._attempts.pop(key, None)
+
+
+class LoginGuard:
+    """
+    The two throttles a login passes: one per client address, one per
+    account name.  L{admit} counts the attempt in both before any hashing.
+    """
+
+    def __init__(
+        self,
+        clock,
+        per_address: int = 10,
+        per_account: int = 20,
+        window: float = 600.0,
+        concurrent_address: int = 4,
+        concurrent_account: int = 2,
+    ) -> None:
+        self.by_address = Throttle(clock, per_address, window, concurrent_address)
+        self.by_account = Throttle(clock, per_account, window, concurrent_account)
+
+    def admit(self, name: str, address: str) -> Optional["LoginAttempt"]:
+        """
+        A L{LoginAttempt} to C{finish} after the password check, or
+        C{None} if this attempt must be refused (429) without a check.
+        """
+        name = name[:MAX_PASSWORD]
+        if not self.by_address.begin(address):
+            self.by_account.note(name)
+            return None
+        if not self.by_account.begin(name):
+            self.by_address.end(address, False)
+            return None
+        return LoginAttempt(self, name, address)
+
+
+class LoginAttempt:
+    """
+    One admitted login attempt; L{finish} it exactly once.
+    """
+
+    def __init__(self, guard: LoginGuard, name: str, address: str) -> None:
+        self._guard = guard
+        self._name = name
+        self._address = address
+        self._done = False
+
+    def finish(self, ok: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._guard.by_address.end(self._address, ok)
+        self._guard.by_account.end(self._name, ok)
 
 
 class Users(Service):

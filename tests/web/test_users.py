@@ -14,6 +14,7 @@ from monitor.model import Topic
 from monitor.store.sqlite import SQLiteStore
 from monitor.web.forms import topic_form, topic_values
 from monitor.web.users import (
+    LoginGuard,
     Throttle,
     UserError,
     Users,
@@ -136,19 +137,49 @@ async def test_api_tokens_are_hashed_and_revocable(users):
         await users.create_token("  ", "ann")
 
 
-def test_throttle_blocks_after_repeated_failures():
-    """Ten failures in the window block a key until the oldest ages out; success clears it."""
+def test_throttle_counts_each_attempt_before_the_check():
+    """Every attempt counts when it begins; refused ones too; a key is blocked until the oldest ages out; success clears it."""
     clock = Clock()
-    throttle = Throttle(clock, limit=3, window=60)
+    throttle = Throttle(clock, limit=3, window=60, concurrent=10)
     for _ in range(3):
-        assert not throttle.blocked("1.2.3.4")
-        throttle.failed("1.2.3.4")
+        assert throttle.begin("1.2.3.4")
+    # Three checks still running: the fourth is refused before any result.
+    assert not throttle.begin("1.2.3.4")
+    for _ in range(3):
+        throttle.end("1.2.3.4", ok=False)
     assert throttle.blocked("1.2.3.4") and not throttle.blocked("5.6.7.8")
-    clock.advance(61)
+    clock.advance(30)
+    for _ in range(3):
+        assert not throttle.begin("1.2.3.4")  # counted: keeps the key blocked
+    clock.advance(31)
+    assert throttle.blocked("1.2.3.4")
+    clock.advance(30)
     assert not throttle.blocked("1.2.3.4")
-    throttle.failed("x")
-    throttle.succeeded("x")
-    assert not throttle.blocked("x")
+    assert throttle.begin("x")
+    throttle.end("x", ok=True)
+    assert not throttle.blocked("x") and throttle.begin("x")
+
+
+def test_throttle_caps_concurrent_checks():
+    """At most `concurrent` attempts of one key are checked at once; the rest are refused at once."""
+    throttle = Throttle(Clock(), limit=100, window=60, concurrent=2)
+    assert throttle.begin("k") and throttle.begin("k")
+    assert not throttle.begin("k")
+    throttle.end("k", ok=False)
+    assert throttle.begin("k")
+
+
+def test_login_guard_counts_a_burst_on_both_keys():
+    """Thirty attempts at once: two reach the password check, the rest are refused and still counted for the account."""
+    guard = LoginGuard(Clock(), per_address=10, per_account=20, concurrent_address=4, concurrent_account=2)
+    admitted = [a for a in (guard.admit("ann", "10.0.0.1") for _ in range(30)) if a is not None]
+    assert len(admitted) == 2
+    for a in admitted:
+        a.finish(False)
+    assert guard.by_account.blocked("ann") and guard.by_address.blocked("10.0.0.1")
+    # The right password after the burst is refused without a check, from anywhere.
+    assert guard.admit("ann", "10.0.0.2") is None
+    assert guard.admit("bob", "10.0.0.2") is not None
 
 
 def test_add_user_command(tmp_path):
