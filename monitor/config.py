@@ -78,6 +78,15 @@ def at_least(low: float) -> Callable[[Any], Optional[str]]:
     return check
 
 
+def between(low: float, high: float) -> Callable[[Any], Optional[str]]:
+    def check(value: Any) -> Optional[str]:
+        if not low <= value <= high:
+            return f"must be between {low} and {high}"
+        return None
+
+    return check
+
+
 def non_empty(value: Any) -> Optional[str]:
     return "must not be empty" if not value else None
 
@@ -154,6 +163,9 @@ WEB_FIELDS = {
     "ws_interval": Field(float, 0.25, at_least(0.05)),
     "ws_stall_timeout": Field(float, 30.0, at_least(0)),
     "ws_ping_interval": Field(float, 20.0, at_least(0)),
+    "ws_max_message": Field(int, 16384, between(1024, 65536)),
+    "ws_message_rate": Field(float, 2.0, at_least(0.01)),
+    "ws_message_burst": Field(int, 20, at_least(1)),
 }
 HUB_FIELDS = {
     "shutdown_timeout": Field(float, 8.0, at_least(0.1)),

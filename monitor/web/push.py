@@ -57,6 +57,19 @@ MAX_CLIENTS = 2000
 _MAX_FILTER_ITEMS = 200
 _MAX_FILTER_TEXT = 200
 
+#: Longest message a client may send (a subscription), in bytes.
+MAX_CLIENT_MESSAGE = 16 * 1024
+
+#: Messages a client may send: a burst of this many, then this many per
+#: second.
+CLIENT_BURST = 20
+CLIENT_RATE = 2.0
+
+#: Close codes the hub ends a connection with (4000-4999 are the
+#: application's own).
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+
 #: The session cookie (set by the web UI).
 SESSION_COOKIE = "monitor_session"
 
@@ -214,6 +227,8 @@ class PushProtocol(WebSocketServerProtocol):
         self.sent = 0
         self._stall_call = None
         self._open = False
+        self._allowance = float(CLIENT_BURST)
+        self._allowance_at: Optional[float] = None
 
     # -- connection --------------------------------------------------------
 
@@ -254,6 +269,14 @@ class PushProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload, isBinary):
         hub: PushHub = self.factory.push
+        if self not in hub.clients:
+            return  # being closed
+        if len(payload) > hub.max_message:
+            self.end("oversized", CLOSE_TOO_BIG, f"messages to the hub are at most {hub.max_message} bytes")
+            return
+        if not self._allowed():
+            self.end("flood", CLOSE_POLICY, "too many messages")
+            return
         try:
             if isBinary:
                 raise ValueError("send JSON text")
@@ -261,10 +284,52 @@ class PushProtocol(WebSocketServerProtocol):
             if not isinstance(message, dict) or message.get("type") != "subscribe":
                 raise ValueError('type: the only message is {"type": "subscribe", ...}')
             self.filters = Filters.parse(message)
-        except (ValueError, UnicodeDecodeError) as e:
-            hub.control(self, "error", {"message": str(e)})
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            hub.control(self, "error", {"message": str(e)[:300]})
             return
         hub.control(self, "subscribed", self.filters.to_dict())
+
+    def _allowed(self) -> bool:
+        """
+        A token bucket: whether the client may send one more message now.
+        """
+        hub: PushHub = self.factory.push
+        now = hub.reactor.seconds()
+        if self._allowance_at is None:
+            self._allowance = float(hub.message_burst)
+        else:
+            self._allowance = min(hub.message_burst, self._allowance + (now - self._allowance_at) * hub.message_rate)
+        self._allowance_at = now
+        if self._allowance < 1:
+            return False
+        self._allowance -= 1
+        return True
+
+    def _max_message_size_exceeded(self, msg_size, max_msg_size, reason):
+        # Autobahn's own hard limit (the frame budget), hit before the whole
+        # message is read: counted like ours.
+        self.factory.push.disconnected("oversized")
+        super()._max_message_size_exceeded(msg_size, max_msg_size, reason)
+
+    def end(self, why: str, code: int, reason: str) -> None:
+        """
+        Close this connection for C{why} (counted in the metrics): nothing
+        more is queued or sent to it but the close frame.
+        """
+        hub: PushHub = self.factory.push
+        hub.log.info(
+            "closing the live connection of {user}: {why}",
+            user=self.session.user if self.session else "?",
+            why=why,
+        )
+        hub.disconnected(why)
+        self.pending.clear()
+        self.snapshots.clear()
+        self._open = False
+        hub.remove(self)
+        # sendClose takes only 1000 and 3000-4999; the protocol's own codes
+        # (1008, 1009) go through the frame method.
+        self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
 
     def onClose(self, wasClean, code, reason):
         if self._open and not wasClean and "ping" in str(getattr(self, "wasNotCleanReason", "") or "").lower():
@@ -321,6 +386,11 @@ class PushProtocol(WebSocketServerProtocol):
     # -- queueing ----------------------------------------------------------
 
     def enqueue(self, kind: str, encoded: bytes, limit: int) -> None:
+        """
+        Queue a message, within the client's bound: every kind counts,
+        replies to the client's own messages too; past the bound the
+        oldest goes (and is counted).
+        """
         if kind in _SNAPSHOTS:
             self.snapshots[kind] = encoded
             return
@@ -386,6 +456,10 @@ class PushHub(Service):
     @ivar interval: seconds between two frames to one client.
     @ivar stall_timeout: seconds a client may block its connection before
         it is disconnected (0: never).
+    @ivar max_message: longest message a client may send; a longer one
+        ends its connection (1009).
+    @ivar message_rate: messages per second a client may send after a
+        burst of C{message_burst}; more end its connection (1008).
     """
 
     name = "push"
@@ -405,6 +479,9 @@ class PushHub(Service):
         ping_interval: float = 20.0,
         status_interval: float = 5.0,
         max_clients: int = MAX_CLIENTS,
+        max_message: int = MAX_CLIENT_MESSAGE,
+        message_rate: float = CLIENT_RATE,
+        message_burst: int = CLIENT_BURST,
     ) -> None:
         self.reactor = reactor
         self.users = users
@@ -416,6 +493,9 @@ class PushHub(Service):
         self.stall_timeout = stall_timeout
         self.status_interval = status_interval
         self.max_clients = max_clients
+        self.max_message = max_message
+        self.message_rate = message_rate
+        self.message_burst = message_burst
         self.clients: set[PushProtocol] = set()
         self.dropped_total = 0
         self._flush_call = None
@@ -435,6 +515,9 @@ class PushHub(Service):
             autoPingSize=12,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=5,
+            # Tell a client why it is cut off (a close frame), rather than
+            # only dropping the TCP connection.
+            failByDrop=False,
         )
         self.resource = PushResource(self.factory)
 
@@ -543,9 +626,12 @@ class PushHub(Service):
 
     def control(self, client: PushProtocol, kind: str, data: Any) -> None:
         """
-        A message for one client only; sent with its next frame.
+        A message for one client only; sent with its next frame, and
+        queued within the client's bound like any other.
         """
-        client.pending.append(_encode(kind, data))
+        if client not in self.clients:
+            return
+        client.enqueue(kind, _encode(kind, data), self.queue_limit)
         self.schedule()
 
     def publish(self, kind: str, payload: Any) -> int:

@@ -145,6 +145,9 @@ class WebService(OrderedMultiService):
             interval=web.get("ws_interval", 0.25),
             stall_timeout=web.get("ws_stall_timeout", 30.0),
             ping_interval=web.get("ws_ping_interval", 20.0),
+            max_message=web.get("ws_max_message", 16384),
+            message_rate=web.get("ws_message_rate", 2.0),
+            message_burst=web.get("ws_message_burst", 20),
         )
         hub.users = self.users
         hub.push = self.push

@@ -12,8 +12,11 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import pytest_twisted
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tests.web.conftest import PASSWORDS, HubProcess
+from tests.web.conftest import PASSWORDS, TOKEN, HubProcess
+from tests.web.wsclient import RawClient
 
 BURST_PASSWORD = "burst password 1"
 
@@ -99,3 +102,58 @@ def test_login_burst_is_throttled_before_hashing(hub):
     assert Browser(hub, "127.0.0.3").login("burst", BURST_PASSWORD) == 429
     # ...and another account from another address is not.
     assert Browser(hub, "127.0.0.3").login("vi", PASSWORDS["vi"]) == 303
+
+
+def session_cookie(hub, name, address):
+    browser = Browser(hub, address)
+    assert browser.login(name, PASSWORDS[name]) == 303
+    return browser, "monitor_session=" + browser.cookies["monitor_session"]
+
+
+async def open_ws(reactor, hub, cookie):
+    parts = urlsplit(hub.base)
+    client = RawClient(parts.netloc, hub.base, cookie)
+    await connectProtocol(TCP4ClientEndpoint(reactor, parts.hostname, parts.port), client)
+    assert await client.handshake.addTimeout(10, reactor) == 101
+    await client.wait_for(lambda es: any(e["type"] == "hello" for e in es)).addTimeout(10, reactor)
+    return client
+
+
+def metric(hub, name):
+    status, _, body = hub.request("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest_twisted.ensureDeferred
+async def test_ws_subscribe_flood_ends_the_connection(reactor, hub):
+    """A viewer sending subscriptions as fast as it can is cut off with 1008, counted, instead of growing the hub."""
+    _, cookie = session_cookie(hub, "vi", "127.0.0.4")
+    before = metric(hub, 'monitor_ws_disconnects_total{reason="flood"}')
+    client = await open_ws(reactor, hub, cookie)
+    big = {"type": "subscribe", "topics": ["t" * 150] * 90}
+    for _ in range(500):
+        client.send_json(big)
+    await client.closed.addTimeout(10, reactor)
+    assert client.close_code == 1008
+    replies = [e for e in client.envelopes if e["type"] == "subscribed"]
+    assert len(replies) <= 21
+    assert metric(hub, 'monitor_ws_disconnects_total{reason="flood"}') == before + 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_ws_oversized_message_ends_the_connection(reactor, hub):
+    """A control message over ws_max_message, or over the frame budget, ends the connection with 1009, counted."""
+    _, cookie = session_cookie(hub, "vi", "127.0.0.4")
+    before = metric(hub, 'monitor_ws_disconnects_total{reason="oversized"}')
+    for size in (20_000, 200_000):
+        client = await open_ws(reactor, hub, cookie)
+        client.send_text('{"type": "subscribe", "topics": ["' + "x" * size + '"]}')
+        await client.closed.addTimeout(10, reactor)
+        assert client.close_code == 1009, size
+        assert not any(e["type"] in ("subscribed", "error") for e in client.envelopes)
+    assert metric(hub, 'monitor_ws_disconnects_total{reason="oversized"}') == before + 2

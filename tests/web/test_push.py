@@ -33,6 +33,9 @@ class Recorder(PushProtocol):
     def sendClose(self, code=None, reason=None):
         self.closed_with = code
 
+    def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):
+        self.closed_with = code
+
     def envelopes(self):
         return [env for frame in self.frames for env in frame]
 
@@ -259,3 +262,63 @@ def test_post_json_has_the_api_shape():
 def test_same_origin(origin, host, secure, ok):
     """The Origin of a handshake must name the host and port the request was sent to."""
     assert PushHub.same_origin(origin, host, secure) is ok
+
+
+def metric(metrics, name, **labels):
+    return metrics.registry.get_sample_value(name, labels) or 0
+
+
+@pytest.fixture
+def counted():
+    from monitor.metrics import Metrics
+
+    metrics = Metrics()
+    return PushHub(Clock(), metrics=metrics, queue_limit=5, interval=0.25, stall_timeout=30, status_interval=0,
+                   message_burst=100, message_rate=1.0), metrics
+
+
+def test_replies_count_against_the_client_bound(counted):
+    """Replies to a client's own messages are queued within its bound, like posts: a paused client cannot grow them."""
+    hub, metrics = counted
+    client = connect(hub)
+    client.pauseProducing()
+    subscribe = json.dumps({"type": "subscribe", "topics": ["x" * 150] * 50}).encode()
+    for _ in range(60):
+        client.onMessage(subscribe, False)
+        assert len(client.pending) <= hub.queue_limit
+    assert hub.dropped_total == 56  # hello + 60 replies, 5 kept
+    client.resumeProducing()
+    hub.reactor.advance(0.25)
+    assert client.envelopes()[0] == {"type": "lost", "data": {"count": 56, "total": 56}}
+
+
+def test_too_frequent_messages_end_the_connection(counted):
+    """After its burst a client may send message_rate messages per second; faster ends the connection (1008), counted."""
+    hub, metrics = counted
+    client = connect(hub)
+    subscribe = json.dumps({"type": "subscribe"}).encode()
+    for _ in range(100):
+        client.onMessage(subscribe, False)
+    hub.reactor.advance(3.0)
+    for _ in range(3):
+        client.onMessage(subscribe, False)
+    assert client in hub.clients and getattr(client, "closed_with", None) is None
+    client.onMessage(subscribe, False)
+    assert client.closed_with == 1008 and client not in hub.clients
+    assert metric(metrics, "monitor_ws_disconnects_total", reason="flood") == 1
+    client.onMessage(subscribe, False)  # arrives while closing: ignored
+    assert metric(metrics, "monitor_ws_disconnects_total", reason="flood") == 1
+    assert not client.pending
+
+
+def test_oversized_message_ends_the_connection(counted):
+    """A message longer than max_message ends the connection (1009), counted, and gets no reply."""
+    hub, metrics = counted
+    client = connect(hub)
+    hub.reactor.advance(0.25)
+    client.frames.clear()
+    client.onMessage(json.dumps({"type": "subscribe", "topics": ["x" * 200] * 100}).encode(), False)
+    assert client.closed_with == 1009 and client not in hub.clients
+    assert metric(metrics, "monitor_ws_disconnects_total", reason="oversized") == 1
+    hub.reactor.advance(0.25)
+    assert client.frames == []

@@ -18,8 +18,10 @@ def masked_frame(text: str) -> bytes:
     head = bytes([0x81])
     if len(payload) < 126:
         head += bytes([0x80 | len(payload)])
-    else:
+    elif len(payload) < 65536:
         head += bytes([0x80 | 126]) + struct.pack(">H", len(payload))
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", len(payload))
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
@@ -35,6 +37,7 @@ class RawClient(Protocol):
         self.envelopes = []
         self.waiters = []
         self.bytes_received = 0
+        self.close_code = None
 
     def connectionMade(self):
         lines = [
@@ -68,6 +71,9 @@ class RawClient(Protocol):
             if opcode == 1:
                 self.envelopes.extend(json.loads(payload))
                 self._check()
+            elif opcode == 8 and self.close_code is None:
+                self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+                self.transport.loseConnection()
 
     def _frame(self):
         b = self.buffer
@@ -89,6 +95,9 @@ class RawClient(Protocol):
 
     def send_json(self, message):
         self.transport.write(masked_frame(json.dumps(message)))
+
+    def send_text(self, text):
+        self.transport.write(masked_frame(text))
 
     def wait_for(self, predicate):
         """A Deferred that fires once predicate(envelopes) is true."""
