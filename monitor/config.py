@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from monitor.model import Topic
+from monitor.query import QueryError, parse as parse_query
 
 
 class ConfigError(Exception):
@@ -179,6 +180,7 @@ TOPIC_FIELDS = {
     "languages": Field(STRINGS, []),
     "sources": Field(STRINGS, []),
     "group": Field(str, None),
+    "query": Field(str, ""),
 }
 SOURCE_COMMON = {
     "kind": Field(str),
@@ -494,8 +496,13 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
         if len(checked) != len(TOPIC_FIELDS):
             continue
         c.unique(key, checked, topic_names, "topic")
-        if not checked["terms"] and not checked["variants"]:
-            c.problem(f"{key}.terms", "a topic needs at least one term or variant")
+        if checked["query"]:
+            try:
+                parse_query(checked["query"])
+            except QueryError as e:
+                c.problem(f"{key}.query", str(e))
+        elif not checked["terms"] and not checked["variants"]:
+            c.problem(f"{key}.terms", "a topic needs at least one term or variant, or a query")
         for other in checked["sources"]:
             if other not in names:
                 c.problem(f"{key}.sources", f"names no configured source: {other!r}")

@@ -50,146 +50,159 @@ Rules:
   sources do not tag languages, and dropping those posts would hide most of
   them.
 * B{Sources}: if the topic lists any, only posts from those sources match.
-* A topic with no terms and no variants matches nothing.
+* B{Queries} (C{query}, L{monitor.query}): a Boolean query with proximity,
+  wildcards, fuzzy words and field filters; its words follow the rules
+  above.  A topic with terms and a query matches a post that satisfies both.
+* A topic with no terms, no variants and no query matches nothing.
 
 The matched topic names come back in the order the topics were given.
+
+How it stays cheap with hundreds of topics: every term, variant, exclusion
+and query word that has a literal part is put in one Aho-Corasick automaton
+(C{pyahocorasick}), which reads the normalised text once with its tokens
+separated by single spaces.  A hit on a single word, hashtag or handle
+proves it occurs; a hit on a phrase's or wildcard's longest literal part
+says it may.  Fuzzy words are looked up per word by their first and last
+two letters and length, then checked exactly.  Only the topics one of whose
+required words occurs (and the few whose query can match without any word,
+such as C{likes:>=1000}) are then evaluated, and the post is split into
+tokens only when a phrase, wildcard or NEAR must be checked.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Iterable, NamedTuple, Optional
 
+import ahocorasick
+
 from monitor.model import Post, Topic
+from monitor.query import (
+    Doc,
+    Node,
+    QueryError,
+    Term,
+    evaluate,
+    highlights,
+    parse,
+    term,
+    terms,
+    triggers,
+)
+from monitor.words import (
+    FUZZY_MIN_TERM,
+    FUZZY_MIN_TOKEN,
+    _UNKNOWN_LANGUAGES,
+    language_key,
+    normalize,
+    tokenize,
+    within_one_edit,
+)
 
-__all__ = ["Matcher", "normalize", "tokenize"]
-
-#: Unicode categories removed by L{normalize}: combining marks, which carry
-#: the accents after NFKD, and invisible format characters such as the soft
-#: hyphen, which would otherwise split or disguise a word.
-_DROPPED_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Cf"})
-
-#: Kept although it is a format character: some scripts separate words with
-#: it, so it must keep separating tokens.
-_ZERO_WIDTH_SPACE = "\u200b"
-
-#: Letters that look like apostrophes; as letters they would glue C{acme's}
-#: into one token, so they become a plain apostrophe.
-_APOSTROPHES = str.maketrans({"\u02bc": "'", "\u02bb": "'", "\u02bd": "'"})
-
-#: A token, with the C{#} or C{@} before it when that is not glued to a word
-#: character (as in an e-mail address).
-_TOKEN = re.compile(r"(?:(?<!\w)([#@]))?(\w+)")
+__all__ = ["Matcher", "compile_topic", "normalize", "tokenize", "within_one_edit"]
 
 _QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
 
-#: Terms at least this long (after normalisation) are fuzzy-matched.
-FUZZY_MIN_TERM = 5
-#: Tokens shorter than this are never fuzzy-matched.
-FUZZY_MIN_TOKEN = 4
 
-_UNKNOWN_LANGUAGES = frozenset({"", "und"})
-
-
-def normalize(text: str) -> str:
+class CompiledTopic(NamedTuple):
     """
-    Fold C{text} for comparison: NFKD, combining marks dropped, case folded.
+    A topic as the matcher evaluates it.
 
-    Everything that compares words (matching, statistics, highlighting) uses
-    this so that they agree on what "the same word" is.
+    @ivar terms: its terms and variants (a post needs one), or C{()}.
+    @ivar exclude: terms that veto a match.
+    @ivar query: its query tree, or C{None}.
+    @ivar triggers: terms one of which a post must hold to match, or
+        C{None} if the topic must be evaluated on every post.
     """
-    if text.isascii():
-        return text.lower()
-    # Casefolding can produce new composed or compatibility characters and
-    # NFKD can produce upper case (Roman numerals), hence both twice.
-    folded = unicodedata.normalize("NFKD", text).casefold()
-    folded = unicodedata.normalize("NFKD", folded)
-    category = unicodedata.category
-    return "".join(
-        c
-        for c in folded
-        if c == _ZERO_WIDTH_SPACE or category(c) not in _DROPPED_CATEGORIES
-    ).translate(_APOSTROPHES)
+
+    terms: tuple[Term, ...]
+    exclude: tuple[Term, ...]
+    query: Optional[Node]
+    triggers: Optional[tuple[Term, ...]]
 
 
-class _Token(NamedTuple):
-    word: str
-    #: C{"#"}, C{"@"} or C{""}.
-    sigil: str
-
-
-def _scan(normalized: str) -> list[_Token]:
+def _list_term(text: str, fuzzy: bool) -> Optional[Term]:
     """
-    Split already normalised text into tokens.
+    A term from a topic's C{terms}/C{variants}/C{exclude} list: quotes
+    optional, C{*} and C{?} are punctuation there (as they always were), and
+    with C{fuzzy} a single plain word of 5+ letters is fuzzy.
     """
-    return [_Token(m[2], m[1] or "") for m in _TOKEN.finditer(normalized)]
+    text = text.strip().strip(_QUOTES).replace("*", " ").replace("?", " ")
+    try:
+        t = term(text)
+    except QueryError:
+        return None
+    if fuzzy and len(t.elements) == 1 and not t.sigil and len(t.elements[0]) >= FUZZY_MIN_TERM:
+        return term(text, fuzzy=True)
+    return t
 
 
-def tokenize(text: str) -> list[str]:
+def compile_topic(topic: Topic) -> CompiledTopic:
     """
-    Normalise C{text} and split it into the tokens the matcher sees, with
-    hashtags and handles keeping their C{#}/C{@} (C{["#acme", "is", "down"]}),
-    so that statistics count words the way topics match them.
+    Compile one topic.  Raises L{QueryError} if its query does not parse.
     """
-    return [t.sigil + t.word for t in _scan(normalize(text))]
+    fuzzy = topic.fuzzy
+    listed = [_list_term(t, fuzzy) for t in topic.terms]
+    listed += [_list_term(t, False) for t in topic.variants]
+    positive = tuple(t for t in listed if t is not None)
+    exclude = tuple(t for t in (_list_term(x, False) for x in topic.exclude) if t is not None)
+    query = parse(topic.query) if topic.query else None
+    if positive:
+        trigger: Optional[tuple] = positive
+    elif query is not None:
+        found = triggers(query)
+        trigger = tuple(found) if found is not None else None
+    else:
+        trigger = ()  # matches nothing
+    return CompiledTopic(positive, exclude, query, trigger)
 
 
-def _deletions(word: str) -> set[str]:
+def _anchors(t: Term) -> Optional[tuple[list[str], bool]]:
     """
-    Every string one deletion away from C{word}: the neighbourhood used by
-    the symmetric-delete index.
+    The strings the automaton looks for in the padded text (L{_pad}) to
+    find C{t}, and whether finding one proves C{t} occurs (a single word,
+    hashtag or handle) rather than only that it may; C{None} if C{t} has no
+    usable literal part (fuzzy words, wildcards of scattered letters).
     """
-    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+    if t.fuzzy:
+        return None
+    elements = t.elements
+    if len(elements) == 1 and isinstance(elements[0], str):
+        word = elements[0]
+        if t.sigil:
+            return [f"{t.sigil}{word} "], True
+        return [f" {word} ", f"#{word} ", f"@{word} "], True
+    exact = [e for e in elements if isinstance(e, str)]
+    if exact:
+        word = max(exact, key=len)
+        return [f" {word} ", f"#{word} ", f"@{word} "], False
+    best = None
+    for e in elements:
+        runs = e.pattern.replace(r"\w*", "\0").replace(r"\w", "\0").split("\0")
+        for i, run in enumerate(runs):
+            if len(run) >= 2 and (best is None or len(run) > len(best[0])):
+                best = (run, i == 0, i == len(runs) - 1)
+    if best is None:
+        return None
+    run, left, right = best
+    after = " " if right else ""
+    return [f"{before}{run}{after}" for before in ((" ", "#", "@") if left else ("",))], False
 
 
-def _within_one_edit(a: str, b: str) -> bool:
+#: Replaced by one space in the padded text: runs of separators, and a C{#}
+#: or C{@} glued after a word (C{info@acme.com}), which marks nothing.
+_SEPARATORS = re.compile(r"[^\w#@]+|(?<=\w)[#@]+")
+
+
+def _pad(normalized: str) -> str:
     """
-    Whether C{a} and C{b} are at most one insertion, deletion, substitution
-    or adjacent transposition apart.  The symmetric-delete index also yields
-    some pairs two edits apart, so every candidate goes through this.
+    The text the automaton reads: tokens separated by single spaces, a
+    hashtag's C{#} and a handle's C{@} kept before their word.  Every token
+    starts after a space, C{#} or C{@} and ends before a space, so
+    C{" acme "}, C{"#acme "} and C{"@acme "} are exactly the token C{acme}
+    with each mark.
     """
-    if a == b:
-        return True
-    la, lb = len(a), len(b)
-    if abs(la - lb) > 1:
-        return False
-    i = 0
-    shorter = min(la, lb)
-    while i < shorter and a[i] == b[i]:
-        i += 1
-    if la == lb:
-        if a[i + 1 :] == b[i + 1 :]:
-            return True
-        return (
-            i + 1 < la
-            and a[i] == b[i + 1]
-            and a[i + 1] == b[i]
-            and a[i + 2 :] == b[i + 2 :]
-        )
-    if la > lb:
-        return a[i + 1 :] == b[i:]
-    return a[i:] == b[i + 1 :]
-
-
-def _parse_term(term: str) -> list[_Token]:
-    """
-    The tokens of a term.  Quotes around a phrase are optional, so they are
-    simply stripped; the term then goes through the same tokenizer as posts,
-    which is what makes the two agree.
-    """
-    return _scan(normalize(term.strip().strip(_QUOTES)))
-
-
-def _language_key(lang: str) -> str:
-    return lang.strip().replace("_", "-").lower()
-
-
-class _Entry(NamedTuple):
-    #: The tokens after the first one (empty for a single word).
-    rest: tuple[str, ...]
-    topic: int
-    veto: bool
+    return " " + _SEPARATORS.sub(" ", normalized) + " "
 
 
 class Matcher:
@@ -197,58 +210,90 @@ class Matcher:
     Assigns posts to topics.  All the work happens here in the constructor;
     a matcher is immutable, so it can be swapped atomically when topics
     change.
+
+    @ivar problems: topic name -> why it cannot match (a stored query that
+        no longer parses); such a topic matches nothing.
     """
 
     def __init__(self, topics: Iterable[Topic]) -> None:
         self.topics: tuple[Topic, ...] = tuple(topics)
-        # First token, prefixed with "#"/"@" for hashtag and handle terms,
-        # to the terms and exclusions starting with it.
-        index: dict[str, set[_Entry]] = {}
-        # Fuzzy term and its deletions to (term, topic).
-        fuzzy: dict[str, set[tuple[str, int]]] = {}
+        self.problems: dict[str, str] = {}
+        self._plans: list[CompiledTopic] = []
         self._languages: list[Optional[frozenset[str]]] = []
         self._sources: list[Optional[frozenset[str]]] = []
+        # Term key -> the topics a post holding it may match.
+        triggered: dict[tuple, set[int]] = {}
+        always: list[int] = []
+        every: dict[tuple, Term] = {}
         for number, topic in enumerate(self.topics):
-            self._languages.append(
-                frozenset(_language_key(lang) for lang in topic.languages)
-                or None
-            )
+            self._languages.append(frozenset(language_key(lang) for lang in topic.languages) or None)
             self._sources.append(frozenset(topic.sources) or None)
-            for text, veto in (
-                *((t, False) for t in (*topic.terms, *topic.variants)),
-                *((t, True) for t in topic.exclude),
-            ):
-                tokens = _parse_term(text)
-                if not tokens:
-                    continue
-                first = tokens[0]
-                rest = tuple(t.word for t in tokens[1:])
-                index.setdefault(first.sigil + first.word, set()).add(
-                    _Entry(rest, number, veto)
-                )
-            if topic.fuzzy:
-                for text in topic.terms:
-                    tokens = _parse_term(text)
-                    if len(tokens) != 1 or tokens[0].sigil:
-                        continue
-                    word = tokens[0].word
-                    if len(word) < FUZZY_MIN_TERM:
-                        continue
-                    for key in {word} | _deletions(word):
-                        fuzzy.setdefault(key, set()).add((word, number))
-        self._index = {k: tuple(v) for k, v in index.items()}
-        self._fuzzy = {k: tuple(v) for k, v in fuzzy.items()}
+            try:
+                plan = compile_topic(topic)
+            except QueryError as e:
+                self.problems[topic.name] = str(e)
+                plan = CompiledTopic((), (), None, ())
+            self._plans.append(plan)
+            for t in (*plan.terms, *plan.exclude, *(terms(plan.query) if plan.query else ())):
+                every.setdefault(t.key, t)
+            if plan.triggers is None:
+                always.append(number)
+            else:
+                for t in plan.triggers:
+                    triggered.setdefault(t.key, set()).add(number)
+        # The automaton's literal -> the terms it finds.
+        anchors: dict[str, set[tuple]] = {}
+        exact = set()
+        fuzzy: dict[tuple, set[tuple]] = {}
+        detectable = set()
+        for key, t in every.items():
+            found = _anchors(t)
+            if found is not None:
+                literals, proves = found
+                for literal in literals:
+                    anchors.setdefault(literal, set()).add(key)
+                detectable.add(key)
+                if proves:
+                    exact.add(key)
+            elif t.fuzzy:
+                # A word one edit from a word of 5+ letters keeps its first
+                # two letters or its last two, and is at most one longer or
+                # shorter: index by both.
+                word = t.elements[0]
+                for n in (len(word) - 1, len(word), len(word) + 1):
+                    fuzzy.setdefault((word[:2], n), set()).add(key)
+                    fuzzy.setdefault((n, word[-2:]), set()).add(key)
+                detectable.add(key)
+            elif key in triggered:
+                # Neither in the automaton nor in the fuzzy index: the
+                # topics it triggers are evaluated on every post.
+                always.extend(triggered.pop(key))
+        self._always = frozenset(always)
+        self._triggered = {k: frozenset(v) for k, v in triggered.items()}
+        self._detectable = frozenset(detectable)
+        self._exact = frozenset(exact)
+        self._fuzzy = {k: tuple((key, every[key].elements[0]) for key in v) for k, v in fuzzy.items()}
         if fuzzy:
-            longest = max(len(w) for v in fuzzy.values() for w, _ in v)
+            longest = max(len(w) for v in self._fuzzy.values() for _, w in v)
             self._fuzzy_lengths = range(FUZZY_MIN_TOKEN, longest + 2)
         else:
             self._fuzzy_lengths = range(0)
+        self._automaton = None
+        if anchors:
+            automaton = ahocorasick.Automaton()
+            for literal, keys in anchors.items():
+                automaton.add_word(literal, tuple(keys))
+            automaton.make_automaton()
+            self._automaton = automaton
+        self._empty = not self._triggered and not self._always
 
-    def match(self, post: Post) -> tuple[str, ...]:
+    def match(self, post) -> tuple[str, ...]:
         """
         The names of the topics C{post} mentions, in topic order.
         """
-        return self.match_text(post.text, post.lang, post.source)
+        if self._empty:
+            return ()
+        return self._match(post, normalize(post.text or ""))[0]
 
     def match_text(
         self,
@@ -261,43 +306,64 @@ class Matcher:
         in language C{lang} from source C{source}.  Separate from L{match} so
         that the topic editor can try topics on pasted text.
         """
-        if not self._index or not text:
-            return ()
-        tokens = _scan(normalize(text))
-        words = [t.word for t in tokens]
-        hits: set[int] = set()
-        vetoes: set[int] = set()
-        index = self._index
-        fuzzy = self._fuzzy
-        fuzzy_lengths = self._fuzzy_lengths
-        for position, (word, sigil) in enumerate(tokens):
-            entries = index.get(word, ())
-            if sigil:
-                entries += index.get(sigil + word, ())
-            for rest, topic, veto in entries:
-                if rest:
-                    end = position + 1 + len(rest)
-                    if tuple(words[position + 1 : end]) != rest:
-                        continue
-                (vetoes if veto else hits).add(topic)
-            if sigil != "@" and len(word) in fuzzy_lengths:
-                for key in {word} | _deletions(word):
-                    for term, topic in fuzzy.get(key, ()):
-                        if topic not in hits and _within_one_edit(word, term):
-                            hits.add(topic)
-        hits -= vetoes
-        if not hits:
-            return ()
-        names = (
-            self.topics[n].name
-            for n in sorted(hits)
-            if self._allows(n, lang, source)
-        )
-        return tuple(dict.fromkeys(names))
+        return self.match(Post(source=source, network="", native_id="", text=text or "", author="", created_at=0.0, lang=lang))
 
-    def _allows(
-        self, number: int, lang: Optional[str], source: Optional[str]
-    ) -> bool:
+    def explain(self, post) -> tuple[tuple[str, ...], set[int]]:
+        """
+        The topics C{post} matches and the indexes of the tokens
+        (L{monitor.words.token_spans}) that made them match, for
+        highlighting.
+        """
+        if self._empty:
+            return (), set()
+        names, doc, numbers = self._match(post, normalize(post.text or ""))
+        marked: set[int] = set()
+        for n in numbers:
+            plan = self._plans[n]
+            for t in plan.terms:
+                for a, b in doc.spans(t):
+                    marked.update(range(a, b + 1))
+            if plan.query is not None:
+                marked |= highlights(plan.query, doc)
+        return names, marked
+
+    def _match(self, post, normalized: str):
+        padded = _pad(normalized)
+        present: set[tuple] = set()
+        automaton = self._automaton
+        if automaton is not None:
+            for _, keys in automaton.iter(padded):
+                present.update(keys)
+        doc = Doc(post, normalized, present, self._detectable, self._exact)
+        if self._fuzzy:
+            fuzzy, lengths, found = self._fuzzy, self._fuzzy_lengths, doc.fuzzy
+            for w in {w.lstrip("#@") for w in padded.split()}:
+                n = len(w)
+                if n in lengths:
+                    for key, term_word in (*fuzzy.get((w[:2], n), ()), *fuzzy.get((n, w[-2:]), ())):
+                        if within_one_edit(w, term_word):
+                            found.setdefault(key, set()).add(w)
+                            present.add(key)
+        candidates = set(self._always)
+        triggered = self._triggered
+        for key in present:
+            candidates.update(triggered.get(key, ()))
+        if not candidates:
+            return (), doc, ()
+        lang, source = post.lang, post.source
+        numbers = [n for n in sorted(candidates) if self._allows(n, lang, source) and self._holds(n, doc)]
+        names = tuple(dict.fromkeys(self.topics[n].name for n in numbers))
+        return names, doc, numbers
+
+    def _holds(self, number: int, doc: Doc) -> bool:
+        plan = self._plans[number]
+        if plan.terms and not any(doc.has(t) for t in plan.terms):
+            return False
+        if plan.query is not None and not evaluate(plan.query, doc):
+            return False
+        return not any(doc.has(t) for t in plan.exclude)
+
+    def _allows(self, number: int, lang: Optional[str], source: Optional[str]) -> bool:
         """
         Whether topic C{number}'s language and source limits let the post in.
         """
@@ -307,7 +373,7 @@ class Matcher:
         languages = self._languages[number]
         if languages is None or lang is None:
             return True
-        tag = _language_key(lang)
+        tag = language_key(lang)
         if tag in _UNKNOWN_LANGUAGES:
             return True
         return tag in languages or tag.split("-", 1)[0] in languages

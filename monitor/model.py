@@ -157,6 +157,8 @@ class Topic:
     @ivar languages: if not empty, only posts in these languages match.
     @ivar sources: if not empty, only posts from these sources match.
     @ivar group: topics in one group are compared for share of voice.
+    @ivar query: a Boolean query (L{monitor.query}) a post must satisfy too;
+        empty for none.
     """
 
     name: str
@@ -167,6 +169,7 @@ class Topic:
     languages: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     group: Optional[str] = None
+    query: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -34,6 +34,8 @@ class TopicSet:
         topics = await self.store.list_topics()
         self.matcher = Matcher(topics)
         self.topics = topics
+        for name, problem in self.matcher.problems.items():
+            self.log.warn("topic {topic} matches nothing: its query {problem}", topic=name, problem=problem)
         for listener in list(self.listeners):
             try:
                 listener()

@@ -173,3 +173,30 @@ def test_fuzz_never_crashes(data):
         parse_config(data)
     except ConfigError as e:
         assert e.problems
+
+
+def test_topic_query(tmp_path):
+    """
+    A topic may have a query instead of terms, or both; a query that does not
+    parse is reported with its key, line, position and what was expected.
+    """
+    text = """
+[[topics]]
+name = "Refunds"
+query = '(acme OR @acmesupport) AND (refund OR "charged twice") NOT giveaway'
+[[topics]]
+name = "Both"
+terms = ["acme"]
+query = "outage NEAR/3 down"
+"""
+    c = load_config(write(tmp_path, text))
+    assert [(t.name, t.terms, t.query) for t in c.topics] == [
+        ("Refunds", (), '(acme OR @acmesupport) AND (refund OR "charged twice") NOT giveaway'),
+        ("Both", ("acme",), "outage NEAR/3 down"),
+    ]
+    bad = '[[topics]]\nname = "Bad"\nquery = "acme AND (refund"\n'
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, bad))
+    assert e.value.problems == [
+        "topics[0].query (line 3): at position 17: expected a ) to close the ( at position 10, found the end of the query"
+    ]

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from monitor.match import Matcher, _within_one_edit, normalize, tokenize
+from monitor.match import Matcher, normalize, tokenize
+from monitor.words import within_one_edit as _within_one_edit
 from monitor.model import Post, Topic
 
 
