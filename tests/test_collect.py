@@ -153,6 +153,8 @@ def test_missing_file(tmp_path):
     clock.advance(0)
     assert plain.state == FAILING and "does not exist" in plain.last_error
     assert followed.state == IDLE
+    # Waiting for a followed file is no error: a note, not last_error.
+    assert followed.last_error is None and followed.status()["note"] == f"waiting for {path} to appear"
     path.write_text(line(1))
     clock.advance(5.0)
     got = drain(clock, queue)

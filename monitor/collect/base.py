@@ -54,6 +54,9 @@ class Collector(Service):
         self.reactor = reactor
         self.state = STARTING
         self.last_error: Optional[str] = None
+        #: What the current state means when it is not a problem, such as
+        #: a followed file that does not exist yet.
+        self.note: Optional[str] = None
         self.last_post_at: Optional[float] = None
         self.posts = 0
         self.malformed_count = 0
@@ -73,6 +76,7 @@ class Collector(Service):
             "kind": self.kind,
             "state": self.state,
             "last_error": self.last_error,
+            "note": self.note,
             "last_post_at": iso8601(self.last_post_at) if self.last_post_at else None,
             "posts": self.posts,
             "posts_per_minute": self.posts_per_minute(),
@@ -90,12 +94,15 @@ class Collector(Service):
 
     # for subclasses
 
-    def set_state(self, state: str, error: Optional[str] = None) -> None:
+    def set_state(self, state: str, error: Optional[str] = None, note: Optional[str] = None) -> None:
         """
         Record a state change; one log line per change, never per post.
+        An C{error} is a problem (kept as C{last_error}); a C{note} only
+        explains the state, and lasts until the next call.
         """
         if error is not None:
             self.last_error = error
+        self.note = note
         if state == self.state:
             return
         self.state = state
@@ -105,7 +112,7 @@ class Collector(Service):
             source=self.name,
             kind=self.kind,
             state=state,
-            why=f": {error}" if error else "",
+            why=f": {error or note}" if error or note else "",
         )
 
     def emit(self, post: Post) -> Deferred:

@@ -64,7 +64,10 @@ class ReplaySource(Collector):
                 f = open(self.path, "rb")
             except FileNotFoundError:
                 # A followed file may come later; a plain replay lacks its input.
-                self.set_state(IDLE if self.follow else FAILING, f"{self.path} does not exist (yet)")
+                if self.follow:
+                    self.set_state(IDLE, note=f"waiting for {self.path} to appear")
+                else:
+                    self.set_state(FAILING, f"{self.path} does not exist")
                 await deferLater(self.reactor, 5 * _POLL)
                 continue
             except OSError as e:
