@@ -433,6 +433,19 @@ async def test_query_filters(store, filter_posts):
     assert await ids(store, topic="acme", q="phone", label="complaint") == ["1"]
 
 
+@pytest_twisted.ensureDeferred
+async def test_count_matching(store, filter_posts):
+    """The count of a search is that of all its pages, and stops at the given most."""
+    await store.store_batch(filter_posts, {})
+    assert await store.count_matching(PostQuery()) == 4
+    assert await store.count_matching(PostQuery(topic="acme", limit=1)) == 3
+    assert await store.count_matching(PostQuery(q="phone", source="x")) == 2
+    assert await store.count_matching(PostQuery(q="!!!")) == 0
+    assert await store.count_matching(PostQuery(), most=2) == 2
+    with pytest.raises(ValueError, match="^sentiment: "):
+        await store.count_matching(PostQuery(sentiment="angry"))
+
+
 @pytest.mark.parametrize(
     "query, field",
     [

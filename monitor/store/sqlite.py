@@ -259,6 +259,18 @@ class _Scope:
         return " AND ".join(self.where) or "1"
 
 
+def _search(trans, sql: str, params) -> None:
+    """
+    Run a search; a full-text query FTS5 refuses is the C{q} parameter's fault.
+    """
+    try:
+        trans.execute(sql, params)
+    except sqlite3.OperationalError as e:
+        if str(e).startswith("fts5"):
+            raise ValueError(f"q: {e}") from e
+        raise
+
+
 def _post_dict(row) -> dict[str, Any]:
     (uid, source, network, native_id, author, text, created_at, url, lang,
      topics, labels, compound, pos, neu, neg, sentiment, likes, reposts,
@@ -627,9 +639,32 @@ class SQLiteStore(Service):
             return succeed(([], None))
         return self._run(False, self._query_posts, *plan)
 
+    def count_matching(self, query: PostQuery, most: int = 10_000) -> Deferred:
+        """
+        How many posts match C{query}'s filters (its limit and cursor
+        aside), counting no further than C{most}: a search page's total,
+        bounded in time however broad the search.
+        """
+        try:
+            scope = self._posts_scope(query)
+        except ValueError as e:
+            return fail(e)
+        if scope is None:
+            return succeed(0)
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {scope.tables} WHERE {scope.condition} LIMIT ?)"
+        return self._run(False, self._count_matching, sql, (*scope.params, int(most)))
+
     @staticmethod
-    def _plan_posts(query: PostQuery):
-        limit = _check_count("limit", query.limit, MAX_LIMIT)
+    def _count_matching(trans, sql, params) -> int:
+        _search(trans, sql, params)
+        return trans.fetchone()[0]
+
+    @staticmethod
+    def _posts_scope(query: PostQuery) -> Optional[_Scope]:
+        """
+        The filters of C{query} (not its cursor) as a L{_Scope}, or C{None}
+        when nothing can match.
+        """
         _check_range(query)
         scope = _Scope(query.topic, query.since, query.until)
         if query.source is not None:
@@ -649,6 +684,14 @@ class SQLiteStore(Service):
             if match is None:
                 return None  # only punctuation: nothing can match
             scope.add("p.id IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?)", match)
+        return scope
+
+    @staticmethod
+    def _plan_posts(query: PostQuery):
+        limit = _check_count("limit", query.limit, MAX_LIMIT)
+        scope = SQLiteStore._posts_scope(query)
+        if scope is None:
+            return None
         if query.cursor:
             scope.add(f"({scope.time}, {scope.id}) < (?, ?)", *_decode_cursor(query.cursor))
         sql = (
@@ -659,12 +702,7 @@ class SQLiteStore(Service):
 
     @staticmethod
     def _query_posts(trans, sql, params, limit):
-        try:
-            trans.execute(sql, params)
-        except sqlite3.OperationalError as e:
-            if str(e).startswith("fts5"):
-                raise ValueError(f"q: {e}") from e
-            raise
+        _search(trans, sql, params)
         rows = trans.fetchall()
         following = None
         if len(rows) > limit:
