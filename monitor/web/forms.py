@@ -143,12 +143,50 @@ BACKTEST_PERIODS = {"24h": (86400, "Last 24 hours"), "7d": (7 * 86400, "Last 7 d
 #: Keys every rule has, in the form's order (name, type and topics apart).
 _RULE_COMMON = ("severity", "escalate_at", "channels", "cooldown")
 
+#: How the form names each type-specific key, and what it says about it.
+_RULE_TEXT = {
+    "phrases": ("Phrases", "one per line; a post containing any of them matches"),
+    "labels": ("Labels", "a post with any ticked label matches"),
+    "sentiment": ("Sentiment", "only posts of this sentiment"),
+    "min_followers": ("Fewest followers", "the author has at least this many followers"),
+    "verified": ("Verified authors only", ""),
+    "likes": ("Likes, at least", "empty: likes do not count"),
+    "reposts": ("Reposts, at least", "empty: reposts do not count"),
+    "replies": ("Replies, at least", "empty: replies do not count"),
+    "velocity": ("Engagement per minute, at least", "likes, reposts and replies per minute since the post was written"),
+    "window": ("Window", "the span posts are counted over, e.g. 5m"),
+    "factor": ("Factor", "how many times the usual rate, e.g. 3"),
+    "drops": ("Also fire when the volume drops", "as far below the usual rate as the factor says"),
+    "baseline": ("Baseline", "how far back the usual rate is measured, e.g. 24h"),
+    "min_count": ("Fewest posts", "in the window before it can fire"),
+    "warmup": ("Warm-up", "quiet time after the hub starts before it can fire; 0 for none"),
+    "threshold": ("Negative share", "from 0 to 1: the share of negative posts in the window, e.g. 0.4"),
+    "margin": ("Margin over the baseline", "from 0 to 1: how far above the usual negative share"),
+    "sources": ("Sources", "none ticked: every source"),
+    "after": ("After", "how long a source is down before it fires, e.g. 10m"),
+    "silent": ("A silent source counts as down", "one that is connected but collects nothing"),
+}
+
+#: Widgets: keys chosen from a fixed list (checkboxes or a select).
+_RULE_CHOICES = {"labels": "checks", "sources": "checks", "sentiment": "select"}
+
+
+def _shown(value) -> str:
+    """
+    A default as the form's hint shows it.
+    """
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
 
 def rule_fields() -> list[dict]:
     """
     The type-specific keys a rule form shows, in order, each with the types
-    it applies to and its default per type (for hints), from the same
-    table that validates rules.
+    it applies to, its label, its hint per type (defaults included) and its
+    widget, from the same table that validates rules.
     """
     from monitor.alerts.config import RULE_FIELDS
     from monitor.config import DURATION
@@ -158,11 +196,22 @@ def rule_fields() -> list[dict]:
         for key, field in keys.items():
             if key in _RULE_COMMON:
                 continue
-            entry = fields.setdefault(key, {"name": key, "types": [], "defaults": {}, "kind": None})
+            label, hint = _RULE_TEXT.get(key, (key.replace("_", " ").capitalize(), ""))
+            entry = fields.setdefault(key, {"name": key, "label": label, "types": [], "defaults": {}, "hints": {}, "kind": None})
             entry["types"].append(rule_type)
             entry["kind"] = "duration" if field.type == DURATION else getattr(field.type, "__name__", "list")
+            entry["widget"] = _RULE_CHOICES.get(key) or {"bool": "check", "list": "lines" if key == "phrases" else "checks"}.get(entry["kind"], "text")
             if not field.required and field.default not in (None, []):
                 entry["defaults"][rule_type] = field.default
+            if entry["widget"] == "check":
+                entry["hints"][rule_type] = hint
+            else:
+                default = entry["defaults"].get(rule_type)
+                tail = f"default: {_shown(default)}" if default is not None else ""
+                entry["hints"][rule_type] = "; ".join(part for part in (hint, tail) if part)
+    for entry in fields.values():
+        hints = set(entry["hints"].values())
+        entry["hint"] = hints.pop() if len(hints) == 1 else _RULE_TEXT.get(entry["name"], ("", ""))[1]
     return list(fields.values())
 
 
@@ -172,8 +221,6 @@ def _convert(kind: str, text: str):
     """
     if kind == "lines":
         return [line.strip() for line in text.splitlines() if line.strip()]
-    if kind == "list":
-        return [item.strip() for item in re.split(r"[\n,]", text) if item.strip()]
     if kind == "int":
         try:
             return int(text)
@@ -184,22 +231,17 @@ def _convert(kind: str, text: str):
             return float(text)
         except ValueError:
             raise ValueError("must be a number")
-    if kind == "bool":
-        if text.lower() in ("true", "yes", "on", "1"):
-            return True
-        if text.lower() in ("false", "no", "off", "0"):
-            return False
-        raise ValueError("must be yes or no")
     if kind == "duration":
         return float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else text
     return text
 
 
-def rule_form(form: dict[str, list[str]], original: str = "") -> tuple[dict, dict[str, str], dict[str, str]]:
+def rule_form(form: dict[str, list[str]], original: str = "") -> tuple[dict, dict[str, str], dict]:
     """
     A rule spec from a submitted form, the problems found while reading it
     (by key), and the values to show again.  Empty fields are left out
-    (the rule's defaults apply), and so are fields of other types.
+    (the rule's defaults apply), and so are fields of other types; a
+    checkbox of the chosen type is always given (unticked is "no").
     """
     from monitor.alerts.config import RULE_FIELDS
 
@@ -207,18 +249,22 @@ def rule_form(form: dict[str, list[str]], original: str = "") -> tuple[dict, dic
         values = form.get(name)
         return (values[-1] if values else "").strip()
 
-    topics = [t.strip() for t in form.get("topic", []) if t.strip()]
+    def many(name):
+        return [v.strip() for v in form.get(name, []) if v.strip()]
+
+    topics = many("topic")
     values = {"name": original or one("name"), "type": one("type"), "topics": topics,
               "enabled": "enabled" in form, "severity": one("severity"), "escalate_at": one("escalate_at"),
-              "channels": one("channels"), "cooldown": one("cooldown")}  # fmt: skip
+              "channels": many("channels"), "cooldown": one("cooldown")}  # fmt: skip
     spec: dict = {"name": values["name"], "type": values["type"], "enabled": values["enabled"]}
     errors: dict[str, str] = {}
     if topics:
         spec["topics"] = topics
     if values["severity"]:
         spec["severity"] = values["severity"]
-    kinds = {"escalate_at": "float", "channels": "list", "cooldown": "duration"}
-    for key, kind in kinds.items():
+    if values["channels"]:
+        spec["channels"] = values["channels"]
+    for key, kind in (("escalate_at", "float"), ("cooldown", "duration")):
         if values[key]:
             try:
                 spec[key] = _convert(kind, values[key])
@@ -227,10 +273,22 @@ def rule_form(form: dict[str, list[str]], original: str = "") -> tuple[dict, dic
     wanted = RULE_FIELDS.get(values["type"], {})
     for field in rule_fields():
         key = field["name"]
+        if field["widget"] == "check":
+            values[key] = key in form
+            if key in wanted:
+                spec[key] = values[key]
+            continue
+        if field["widget"] == "checks":
+            values[key] = many(key)
+            if key in wanted and values[key]:
+                spec[key] = values[key]
+            continue
         values[key] = one(key)
+        if key == "sentiment" and values[key] == "any" and values["type"] == "keyword":
+            continue  # a keyword rule without a sentiment takes any
         if key in wanted and values[key]:
             try:
-                spec[key] = _convert("lines" if key == "phrases" else field["kind"], values[key])
+                spec[key] = _convert("lines" if field["widget"] == "lines" else field["kind"], values[key])
             except ValueError as e:
                 errors[key] = str(e)
     return spec, errors, values
@@ -238,19 +296,27 @@ def rule_form(form: dict[str, list[str]], original: str = "") -> tuple[dict, dic
 
 def rule_values(spec: Optional[dict]) -> dict:
     """
-    What a rule form shows for a saved rule spec (or a new rule).
+    What a rule form shows for a saved rule spec (or a new rule: each
+    checkbox at its default).
     """
     spec = spec or {"type": "keyword", "enabled": True}
-    values: dict = {"name": spec.get("name", ""), "type": spec.get("type", "keyword"),
-                    "enabled": bool(spec.get("enabled", True)), "topics": list(spec.get("topics") or [])}  # fmt: skip
-    for key in (*_RULE_COMMON, *(f["name"] for f in rule_fields())):
-        value = spec.get(key)
-        if value is None:
+    rule_type = spec.get("type", "keyword")
+    values: dict = {"name": spec.get("name", ""), "type": rule_type, "enabled": bool(spec.get("enabled", True)),
+                    "topics": list(spec.get("topics") or []), "channels": list(spec.get("channels") or [])}  # fmt: skip
+    for key in ("severity", "escalate_at", "cooldown"):
+        values[key] = "" if spec.get(key) is None else str(spec[key])
+    for field in rule_fields():
+        key, value = field["name"], spec.get(field["name"])
+        if field["widget"] == "check":
+            if value is None:
+                value = field["defaults"].get(rule_type, next(iter(field["defaults"].values()), False))
+            values[key] = bool(value)
+        elif field["widget"] == "checks":
+            values[key] = list(value or [])
+        elif value is None:
             values[key] = ""
-        elif isinstance(value, bool):
-            values[key] = "yes" if value else "no"
         elif isinstance(value, list):
-            values[key] = "\n".join(str(v) for v in value) if key in ("phrases",) else ", ".join(str(v) for v in value)
+            values[key] = "\n".join(str(v) for v in value)
         else:
             values[key] = str(value)
     return values

@@ -14,7 +14,7 @@ from typing import Optional
 
 from monitor.model import Post, iso8601
 
-__all__ = ["author_sentiment", "geo_posts", "recent_posts", "topic_origins", "topic_volume"]
+__all__ = ["author_sentiment", "geo_posts", "oldest_post", "recent_posts", "topic_origins", "topic_volume"]
 
 
 def _scope(topic: Optional[str], since: Optional[float], until: Optional[float]):
@@ -30,6 +30,19 @@ def _scope(topic: Optional[str], since: Optional[float], until: Optional[float])
         where.append(f"{time} < ?")
         params.append(float(until))
     return tables, time, " AND ".join(where) or "1", params
+
+
+def oldest_post(store, topic=None, since=None):
+    """
+    When the oldest post (of a topic) since C{since} was written, or C{None}.
+    """
+
+    def run(trans):
+        tables, time, where, params = _scope(topic, since, None)
+        trans.execute(f"SELECT min({time}) FROM {tables} WHERE {where}", params)
+        return trans.fetchone()[0]
+
+    return store.run_read(run)
 
 
 def geo_posts(store, topic=None, since=None, until=None, limit=1000):

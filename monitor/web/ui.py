@@ -28,6 +28,7 @@ from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from klein import Klein
+from markupsafe import Markup, escape
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThreadPool
@@ -62,6 +63,7 @@ LOGIN_COOKIE = "monitor_login"
 
 #: Dashboard ranges: name -> (seconds, bucket seconds, label).
 RANGES = {
+    "15m": (900, 15, "Last 15 minutes"),
     "1h": (3600, 60, "Last hour"),
     "6h": (6 * 3600, 300, "Last 6 hours"),
     "24h": (86400, 1800, "Last 24 hours"),
@@ -72,6 +74,10 @@ _NICE_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
 
 #: Most rows one export writes.
 EXPORT_MAX = 100_000
+#: The posts page counts its matches up to this many ("10,000+").
+COUNT_MOST = 10_000
+#: Seconds a new API token waits for the page that shows it once.
+NEW_TOKEN_TTL = 60
 #: Posts a draft topic is tried on.
 TRY_POSTS = 2000
 
@@ -115,6 +121,22 @@ def _csv_cell(value: Any) -> Any:
 
 def _when(ts: Optional[float]) -> str:
     return iso8601(ts) if ts else ""
+
+
+def _stamp(value: Any, empty: str = "") -> Markup:
+    """
+    A time (unix seconds or ISO 8601) as C{<time class="ago">}: the page's
+    script shows it as "5 min ago" with the exact local time on hover;
+    without script it reads as UTC.
+    """
+    if value is None or value == "":
+        return Markup(escape(empty))
+    try:
+        ts = float(value) if isinstance(value, (int, float)) else parse_time(str(value))
+    except (ValueError, OverflowError):
+        return Markup(escape(str(value)))
+    iso = iso8601(ts)
+    return Markup('<time class="ago" datetime="{}">{} UTC</time>').format(iso, iso[:16].replace("T", " "))
 
 
 def _link(url: Optional[str]) -> str:
@@ -206,6 +228,8 @@ class WebUI:
         self.tile_attribution = tile_attribution
         self.cookie_secure = cookie_secure
         self.guard = LoginGuard(reactor)
+        #: A token just created, by session key: (name, token, expires).
+        self._new_tokens: dict[str, tuple[str, str, float]] = {}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,
@@ -214,6 +238,7 @@ class WebUI:
             lstrip_blocks=True,
         )
         self.env.filters["when"] = _when
+        self.env.filters["stamp"] = _stamp
         self.env.filters["link"] = _link
         self.env.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else n
 
@@ -481,9 +506,9 @@ class WebUI:
         topic = self._one(form, "topic")
         if topic and topic not in self._topic_names():
             topic = ""
-        chosen = self._one(form, "range", "24h")
+        chosen = self._one(form, "range")
         if chosen not in RANGES:
-            chosen = "24h"
+            chosen = await self._default_range(topic or None)
         return self._render(
             request,
             session,
@@ -494,6 +519,19 @@ class WebUI:
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             range=chosen,
         )
+
+    async def _default_range(self, topic: Optional[str]) -> str:
+        """
+        The shortest range that holds the posts of the last 30 days, so that
+        a fresh start is not one bar at the edge of a day; C{24h} if there
+        are none.
+        """
+        now = self.reactor.seconds()
+        oldest = await queries.oldest_post(self.hub.store, topic, now - RANGES["30d"][0])
+        if oldest is None:
+            return "24h"
+        age = now - oldest
+        return next((name for name, (span, _, _) in RANGES.items() if span >= age), "30d")
 
     def _range(self, params: Params) -> tuple[float, float, int]:
         """
@@ -750,6 +788,37 @@ class WebUI:
             problem=self._one(form, "problem"),
         )
 
+    @app.route("/alerts/incidents/<incident_id>", methods=["GET"])
+    @page()
+    async def incident_page(self, request, session, incident_id):
+        from monitor.alerts.notifiers import headline, summary_lines
+
+        engine = self._alerts()
+        incident = await engine.incident(incident_id) if engine is not None else None
+        if incident is None:
+            return self._error(request, session, 404, "There is no such incident.")
+        rule = engine.get_rule(incident["rule"])
+        payload = {"event": "opened", "incident": incident}
+        # The posts of its time span, for the search page.
+        search = {"since": incident["opened_at"], "until": incident["resolved_at"] or ""}
+        if incident["topic"]:
+            search["topic"] = incident["topic"]
+        if incident["source"]:
+            search["source"] = incident["source"]
+        return self._render(
+            request,
+            session,
+            "incident.html",
+            active="alerts",
+            incident=incident,
+            headline=headline(payload).split(": ", 1)[-1],
+            why=summary_lines(payload)[:-2] if incident["type"] in _SIGNAL_TYPES else [],
+            conditions=_rule_conditions(rule.spec) if rule is not None else None,
+            signal=_facts(incident["signal"]) if incident["type"] in _SIGNAL_TYPES else [],
+            peak=_facts(incident["peak"]) if incident["type"] in _SIGNAL_TYPES else [],
+            posts_url="/posts?" + urlencode({k: v for k, v in search.items() if v}),
+        )
+
     def _back(self, request, done: str = "", problem: str = "") -> bytes:
         return self._redirect(request, "/alerts?" + urlencode({"problem": problem} if problem else {"done": done}))
 
@@ -799,6 +868,10 @@ class WebUI:
             severities=SEVERITIES,
             topics=sorted(set(self._topic_names()) | set(values.get("topics") or ())),
             fields=rule_fields(),
+            labels=LABELS,
+            sentiments=SENTIMENTS,
+            sources=self._sources(),
+            channels=sorted(self._alerts().outbox.channels),
             periods=[(k, v[1]) for k, v in BACKTEST_PERIODS.items()],
             period=period,
             backtest=backtest,
@@ -930,10 +1003,11 @@ class WebUI:
     async def posts(self, request, session):
         form = self._form(request)
         query, errors = self._post_query(form, 50)
-        posts, following = [], None
+        posts, following, total = [], None, 0
         if not errors:
             try:
                 posts, following = await self.hub.store.query_posts(query)
+                total = await self.hub.store.count_matching(query, COUNT_MOST + 1)
             except ValueError as e:
                 field, _, message = str(e).partition(": ")
                 errors["cursor" if field == "cursor" else "q"] = message or str(e)
@@ -946,6 +1020,8 @@ class WebUI:
             status=400 if errors else 200,
             active="posts",
             posts=posts,
+            total=min(total, COUNT_MOST),
+            total_capped=total > COUNT_MOST,
             errors=errors,
             filters=filters,
             topics=sorted(set(self._topic_names()) | ({filters["topic"]} if filters["topic"] else set())),
@@ -1049,8 +1125,12 @@ class WebUI:
     async def admin(self, request, session):
         return await self._admin_page(request, session)
 
-    async def _admin_page(self, request, session, errors=None, new_token=None, status=200, values=None):
+    async def _admin_page(self, request, session, errors=None, status=200, values=None):
         form = self._form(request)
+        new_token = None
+        held = self._new_tokens.pop(session.key, None)
+        if held is not None and held[2] >= self.reactor.seconds():
+            new_token = {"name": held[0], "token": held[1]}
         return self._render(
             request,
             session,
@@ -1125,8 +1205,10 @@ class WebUI:
             token = await self.users.create_token(name, session.user)
         except UserError as e:
             return await self._admin_page(request, session, errors={e.field: e.message}, status=400)
-        # Shown once, in this response only.
-        return await self._admin_page(request, session, new_token={"name": name.strip(), "token": token})
+        # Shown once, on the page this redirects to (a reload shows it no
+        # more); held in memory for that one GET only.
+        self._new_tokens[session.key] = (name.strip(), token, self.reactor.seconds() + NEW_TOKEN_TTL)
+        return self._redirect(request, "/admin?created=token")
 
     @app.route("/admin/tokens/revoke", methods=["POST"])
     @page("admin")
@@ -1137,6 +1219,31 @@ class WebUI:
         return self._redirect(request, "/admin?" + urlencode({"done": "Token revoked."}))
 
 
+#: Rule types whose incidents carry a measured signal (a window's numbers).
+_SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health")
+
+
+def _rule_conditions(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """
+    What a rule asks for, as (setting, value) pairs a person reads: the
+    "why" of its incidents, for types without a measured signal.
+    """
+    out = []
+    for key, value in spec.items():
+        if key in ("name", "enabled", "type", "severity", "topics") or value in (None, [], ""):
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(str(v).replace("_", " ") for v in value)
+        out.append((key.replace("_", " "), str(value)))
+    return out
+
+
+def _facts(values: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(k.replace("_", " "), v) for k, v in values.items()]
+
+
 def _fields(query: PostQuery) -> dict[str, Any]:
     return {name: getattr(query, name) for name in PostQuery.__dataclass_fields__}
 
@@ -1145,6 +1252,16 @@ _CSV_COLUMNS = (
     "id", "created_at", "source", "author", "text", "url", "lang", "topics", "labels", "sentiment",
     "compound", "likes", "reposts", "replies", "author_followers", "author_verified", "lat", "lon",
 )  # fmt: skip
+
+
+def _csv_value(value: Any) -> Any:
+    """
+    One CSV cell: booleans as C{true}/C{false} (as in the JSON export),
+    text made spreadsheet-safe.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _csv_cell(value)
 
 
 def _csv_rows(posts) -> bytes:
@@ -1159,7 +1276,7 @@ def _csv_rows(posts) -> bytes:
             row["labels"] = " ".join(p["labels"])
             row["sentiment"] = p["sentiment"]["label"]
             row["compound"] = p["sentiment"]["compound"]
-            writer.writerow([_csv_cell(row.get(c)) for c in _CSV_COLUMNS])
+            writer.writerow([_csv_value(row.get(c)) for c in _CSV_COLUMNS])
     return out.getvalue().encode("utf-8")
 
 

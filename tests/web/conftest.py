@@ -63,11 +63,11 @@ def twistd(*args):
 class HubProcess:
     """A twistd hub; its log goes to a file, and the port it listens on is read from it."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, config=CONFIG):
         self.dir = directory
         self.config = os.path.join(directory, "monitor.toml")
         with open(self.config, "w", encoding="utf-8") as f:
-            f.write(CONFIG)
+            f.write(config)
         self.inbox = os.path.join(directory, "inbox.jsonl")
         self.log_path = os.path.join(directory, "twistd.log")
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
@@ -177,9 +177,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 @pytest.fixture(scope="module")
-def hub():
+def hub_config():
+    """The hub's configuration file; a test module may override it."""
+    return CONFIG
+
+
+@pytest.fixture(scope="module")
+def hub(hub_config):
     directory = tempfile.mkdtemp(prefix="monitor-web-")
-    hub = HubProcess(directory)
+    hub = HubProcess(directory, hub_config)
     hub.add_user("admin", "admin", PASSWORDS["admin"])
     hub.add_user("ed", "editor", PASSWORDS["ed"])
     hub.add_user("vi", "viewer", PASSWORDS["vi"])
@@ -203,14 +209,15 @@ def playwright():
         yield p
 
 
-def launch(playwright):
+def launch(playwright, **options):
     """Debian's Chromium, headless, with a new profile (never a downloaded browser)."""
+    options.setdefault("viewport", {"width": 1400, "height": 900})
     return playwright.chromium.launch_persistent_context(
         tempfile.mkdtemp(prefix="monitor-chromium-"),
         executable_path=CHROMIUM,
         args=CHROMIUM_ARGS,
         headless=True,
-        viewport={"width": 1400, "height": 900},
+        **options,
     )
 
 

@@ -180,10 +180,11 @@ def test_changes_need_the_csrf_token(web):
 
 
 def test_acknowledge_and_resolve_an_incident(web):
-    """The incident shows its notification attempts; acknowledge and resolve record who did it."""
+    """The list links each incident to its page; acknowledge and resolve record who did it."""
     incident_id = open_incident(web)
     code, body, _ = web.get("/alerts")
-    assert f'id="ack-{incident_id}"' in body and "boom" in body  # the failed attempt and its outcome
+    assert f'id="ack-{incident_id}"' in body and "(2 attempts)" in body
+    assert f'href="/alerts/incidents/{incident_id}"' in body
     code, _, location = web.post(f"/alerts/incidents/{incident_id}/acknowledge")
     assert code == 303 and "acknowledged" in location
     code, body, _ = web.get("/alerts")
@@ -231,3 +232,58 @@ def test_rule_with_several_topics_keeps_them(web):
     assert '<option value="Acme" selected>' in body and '<option value="Globex" selected>' in body
     code, body, _ = web.post("/alerts/rules/save", rule_form(name="three", phrases="acme", topic="Nope"))
     assert code == 400 and 'id="error-topic"' in body
+
+
+def test_incident_page_says_why_and_lists_posts_and_attempts(web):
+    """An incident's page shows the rule's conditions, its sample posts (escaped) and every delivery attempt."""
+    web.engine.posts_stored([post(1, T0 + 1, labels=("crisis",), text="<b>acme</b> is on fire")])
+    settle(web.clock, 10)
+    (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "crisis"]
+    code, body, _ = web.get(f"/alerts/incidents/{incident_id}", role="viewer")
+    assert code == 200
+    why = body.split('id="incident-why"')[1].split("</section>")[0]
+    assert "labels" in why and "crisis" in why
+    posts = body.split('id="incident-posts"')[1].split("</section>")[0]
+    assert "&lt;b&gt;acme&lt;/b&gt; is on fire" in posts and "<b>acme" not in posts
+    assert "/posts?since=2023-11-14T22%3A00%3A01.000Z" in posts and "topic=Acme" in posts
+    attempts = body.split('id="incident-notifications"')[1].split("</section>")[0]
+    assert "boom" in attempts and "retry" in attempts and "sent" in attempts
+    assert 'id="ack-' not in body  # a viewer gets no buttons
+    code, body, _ = web.get(f"/alerts/incidents/{incident_id}")
+    assert f'id="ack-{incident_id}"' in body
+    assert web.get("/alerts/incidents/inc_nope")[0] == 404
+
+
+def test_rule_form_speaks_plainly_and_offers_choices(web):
+    """Hints name no internals; labels, sentiment, drops and channels are choices, not free text."""
+    code, body, _ = web.get("/alerts/rules/new")
+    assert code == 200
+    hints = " ".join(re.findall(r'<span class="hint"[^>]*>([^<]*)</span>', body))
+    for internal in ("False", "True", "yes or no", "comma separated", "min_followers", "min_count", "keyword:"):
+        assert internal not in hints, internal
+    assert "one per line" in body.split('id="field-phrases"')[0].rsplit("<label", 1)[1]
+    assert re.search(r'<input type="checkbox" name="labels" value="crisis"', body)
+    assert re.search(r'<select name="sentiment" id="field-sentiment">', body)
+    assert re.search(r'<input type="checkbox" name="drops" id="field-drops">', body)
+    assert re.search(r'<input type="checkbox" name="channels" value="hook"', body)
+    # What the choices save.
+    form = rule_form(name="angry", labels=["complaint", "crisis"], sentiment="negative", channels="hook")
+    code, _, _ = web.post("/alerts/rules/save", form)
+    assert code == 303
+    spec = web.engine.get_rule("angry").spec
+    assert spec["labels"] == ["complaint", "crisis"] and spec["sentiment"] == "negative" and spec["channels"] == ["hook"]
+    code, body, _ = web.get("/alerts/rules/angry/edit")
+    assert 'value="crisis" checked' in body and '<option value="negative" selected>' in body
+    code, _, _ = web.post("/alerts/rules/save", rule_form(name="drop", type="volume_spike", drops="on"))
+    assert code == 303 and web.engine.get_rule("drop").spec["drops"] is True
+    code, _, _ = web.post("/alerts/rules/save", rule_form(name="nodrop", type="volume_spike"))
+    assert code == 303 and web.engine.get_rule("nodrop").spec["drops"] is False
+
+
+def test_phrases_entered_as_the_hint_says_backtest(web):
+    """Phrases one per line, as the hint says, each match in a backtest."""
+    web.engine.store.add_posts([post(1, T0 - 7200, text="the acme site is down"),
+                                post(2, T0 - 3600, text="my acme refund never came")])  # fmt: skip
+    form = rule_form(name="draft", phrases="site is down\nrefund", cooldown="1m", action="backtest", period="24h")
+    code, body, _ = web.post("/alerts/rules/save", form)
+    assert code == 200 and "would have fired 2 times" in body

@@ -29,14 +29,64 @@
 
   M.clear = function (node) { while (node && node.firstChild) node.removeChild(node.firstChild); return node; };
   M.num = function (n) { return (n === null || n === undefined) ? "–" : Number(n).toLocaleString(); };
+  /* 1234567 as "1.2M": for figures in small cards (the exact one goes in a title). */
+  var COMPACT = window.Intl ? new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 }) : null;
+  M.compact = function (n) {
+    if (n === null || n === undefined) return "–";
+    return (COMPACT && Math.abs(n) >= 100000) ? COMPACT.format(n) : M.num(n);
+  };
   M.pct = function (part, whole) { return whole ? Math.round((100 * part) / whole) + "%" : "–"; };
-  M.score = function (c) { return (c === null || c === undefined) ? "" : (c > 0 ? "+" : "") + Number(c).toFixed(2); };
+  M.score = function (c) {
+    if (c === null || c === undefined) return "";
+    var text = Math.abs(c) < 0.005 ? "0.00" : Number(c).toFixed(2);
+    return (c >= 0.005 ? "+" : "") + text;
+  };
   M.time = function (iso) {
     var d = new Date(iso);
     if (isNaN(d)) return "";
     var today = new Date();
     var sameDay = d.toDateString() === today.toDateString();
     return sameDay ? d.toLocaleTimeString() : d.toLocaleString();
+  };
+
+  /* "3 min ago", "in 2 h", "yesterday": a time relative to now. */
+  var RELATIVE = (window.Intl && Intl.RelativeTimeFormat) ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  var STEPS = [[60, "second"], [3600, "minute", 60], [86400, "hour", 3600], [7 * 86400, "day", 86400], [30 * 86400, "week", 7 * 86400], [365 * 86400, "month", 30 * 86400], [Infinity, "year", 365 * 86400]];
+  M.ago = function (iso) {
+    var t = Date.parse(iso);
+    if (isNaN(t)) return "";
+    var s = (t - Date.now()) / 1000, a = Math.abs(s);
+    if (a < 45) return s > 5 ? "in a few seconds" : "just now";
+    for (var i = 1; i < STEPS.length; i++) {
+      if (a < STEPS[i][0]) {
+        var n = Math.round(s / STEPS[i][2]);
+        return RELATIVE ? RELATIVE.format(n, STEPS[i][1]) : Math.abs(n) + " " + STEPS[i][1] + "s " + (n < 0 ? "ago" : "from now");
+      }
+    }
+    return new Date(t).toLocaleString();
+  };
+  /* The exact time in the browser's time zone, for a title. */
+  M.exact = function (iso) {
+    var d = new Date(iso);
+    if (isNaN(d)) return "";
+    return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
+  };
+  /* A <time> that reads "5 min ago" and shows the exact local time on hover. */
+  M.stamp = function (iso) {
+    var node = M.el("time", { datetime: iso, className: "ago" });
+    M.refreshTime(node);
+    return node;
+  };
+  M.refreshTime = function (node) {
+    var iso = node.getAttribute("datetime");
+    var text = M.ago(iso);
+    if (!text) return;
+    node.textContent = text;
+    node.title = M.exact(iso);
+  };
+  /* Every <time class="ago"> on the page, now and every 30 s. */
+  M.refreshTimes = function (root) {
+    Array.prototype.forEach.call((root || document).querySelectorAll("time.ago[datetime]"), M.refreshTime);
   };
 
   /* Only http(s) links are ever made clickable. */
@@ -68,7 +118,7 @@
     var label = (p.sentiment && p.sentiment.label) || "neutral";
     var head = M.el("div", { className: "post-head" },
       M.el("strong", { className: "author", text: p.author }),
-      M.el("span", { className: "muted", text: (p.source || "") + " · " + M.time(p.created_at) }),
+      M.el("span", { className: "muted" }, (p.source || "") + " · ", M.stamp(p.created_at)),
       M.el("span", { className: "score sentiment-badge " + label, text: label + " " + M.score(p.sentiment && p.sentiment.compound) }));
     var text = M.el("p", { className: "post-text", text: p.text });
     var foot = M.el("div", { className: "post-foot" });
@@ -92,14 +142,21 @@
     var incident = (alert && alert.incident) || {};
     var title = [alert && alert.event, alert && alert.topic].filter(Boolean).join(" · ") || "Alert";
     var text = incident.summary || incident.title || incident.message || incident.rule || "";
-    var close = M.el("button", { type: "button", className: "toast-close", title: "Dismiss", text: "×" });
-    var toast = M.el("div", { className: "toast" }, close, M.el("strong", { text: title }), text ? M.el("p", { text: String(text) }) : null);
+    var close = M.el("button", { type: "button", className: "toast-close", title: "Dismiss", "aria-label": "Dismiss", text: "×" });
+    var severity = incident.severity || (alert && alert.severity) || "";
+    var toast = M.el("div", { className: "toast" + (severity ? " severity-" + severity : "") },
+      M.el("div", { className: "toast-head" }, M.el("strong", { className: "toast-title", text: title }), close),
+      text ? M.el("p", { text: String(text) }) : null);
     close.addEventListener("click", function () { toast.remove(); });
     box.insertBefore(toast, box.firstChild);
     while (box.children.length > 5) box.removeChild(box.lastChild);
     setTimeout(function () { toast.remove(); }, 30000);
     return toast;
   };
+
+  /* Pages that want to hear of alerts besides the toast. */
+  var alertListeners = [];
+  M.onAlert = function (listener) { alertListeners.push(listener); };
 
   /* The live channel: reconnects with backoff; subscription() gives the
    * current filters; onEnvelope gets each {type, data}. */
@@ -124,7 +181,10 @@
         if (!Array.isArray(frame)) return;
         for (var i = 0; i < frame.length; i++) {
           try {
-            if (frame[i].type === "alert") M.toast(frame[i].data);
+            if (frame[i].type === "alert") {
+              M.toast(frame[i].data);
+              for (var j = 0; j < alertListeners.length; j++) alertListeners[j](frame[i].data);
+            }
             else onEnvelope(frame[i]);
           } catch (e) { if (window.console) console.error(e); }
         }
@@ -142,6 +202,43 @@
     open();
     return { resubscribe: send, close: function () { stopped = true; if (ws) ws.close(); } };
   };
+
+  /* On a phone the navigation folds behind a menu button. */
+  var menu = document.getElementById("menu-button");
+  if (menu) {
+    menu.addEventListener("click", function () {
+      var open = document.body.classList.toggle("menu-open");
+      menu.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
+  /* Copy buttons: <button data-copy="element-id">. */
+  document.addEventListener("click", function (ev) {
+    var button = ev.target && ev.target.closest && ev.target.closest("button[data-copy]");
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    var text = source.textContent.trim();
+    function done(ok) {
+      button.textContent = ok ? "Copied" : "Select and copy by hand";
+      setTimeout(function () { button.textContent = "Copy"; }, 2500);
+    }
+    function fallback() {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      done(ok);
+    }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(function () { done(true); }, fallback);
+    else fallback();
+  });
+
+  M.refreshTimes();
+  setInterval(function () { M.refreshTimes(); }, 30000);
 
   /* Forms that ask first: <form data-confirm="Sure?">. */
   document.addEventListener("submit", function (ev) {

@@ -78,29 +78,44 @@
   /* --- rendering ---------------------------------------------------------- */
 
   function setText(id, text) { var n = document.getElementById(id); if (n) n.textContent = text; }
+  /* A count in a card: compact when large ("1.2M"), exact on hover. */
+  function figure(id, n) {
+    var node = document.getElementById(id);
+    if (!node) return;
+    node.textContent = M.compact(n);
+    node.title = M.num(n);
+  }
 
   function render() {
     if (!data) return;
     var s = data.sentiment, total = data.count;
-    setText("kpi-count", M.num(total));
+    figure("kpi-count", total);
     var change = document.getElementById("kpi-change");
-    if (data.previous_count) {
-      var diff = Math.round(100 * (total - data.previous_count) / data.previous_count);
-      change.textContent = (diff >= 0 ? "▲ " : "▼ ") + Math.abs(diff) + "% vs previous";
-      change.className = "kpi-sub " + (diff >= 0 ? "up" : "down");
-    } else {
-      change.textContent = data.previous_count === 0 && total ? "new activity" : "";
+    var before = data.previous_count || 0;
+    var rangeName = rangeSelect.options[rangeSelect.selectedIndex] ? rangeSelect.options[rangeSelect.selectedIndex].text.replace(/^Last /, "").toLowerCase() : "period";
+    change.title = M.num(before) + " posts in the previous " + rangeName;
+    if (total === before) {
+      change.textContent = "= same as previous " + rangeName;
       change.className = "kpi-sub";
+    } else if (before) {
+      var diff = Math.round(100 * (total - before) / before);
+      change.textContent = (total > before ? "▲ " : "▼ ") + Math.abs(diff) + "% vs previous " + rangeName;
+      change.className = "kpi-sub " + (total > before ? "up" : "down");
+    } else {
+      change.textContent = "▲ +" + M.compact(total) + " vs previous " + rangeName;
+      change.className = "kpi-sub up";
     }
     setText("kpi-positive", M.pct(s.positive, total));
     setText("kpi-positive-n", M.num(s.positive) + " posts");
     setText("kpi-negative", M.pct(s.negative, total));
     setText("kpi-negative-n", M.num(s.negative) + " posts");
     setText("kpi-average", s.average_compound === null || s.average_compound === undefined ? "–" : M.score(s.average_compound));
-    ["complaint", "purchase_intent", "crisis", "question"].forEach(function (l) { setText("kpi-" + l, M.num(data.labels[l])); });
+    ["complaint", "purchase_intent", "crisis", "question"].forEach(function (l) { figure("kpi-" + l, data.labels[l]); });
     var e = data.engagement;
-    setText("kpi-engagement", M.num(e.likes + e.reposts + e.replies));
-    setText("kpi-engagement-split", "♥ " + M.num(e.likes) + " · ↻ " + M.num(e.reposts) + " · ↩ " + M.num(e.replies));
+    figure("kpi-engagement", e.likes + e.reposts + e.replies);
+    var split = document.getElementById("kpi-engagement-split");
+    split.textContent = "♥ " + M.compact(e.likes) + " · ↻ " + M.compact(e.reposts) + " · ↩ " + M.compact(e.replies);
+    split.title = M.num(e.likes) + " likes, " + M.num(e.reposts) + " reposts, " + M.num(e.replies) + " replies";
 
     renderVolume();
     renderSentiment();

@@ -12,6 +12,9 @@
   var selects = { topic: "f-topic", sentiment: "f-sentiment", label: "f-label", source: "f-source" };
   var MAX_SHOWN = 300, MAX_BUFFERED = 1000;
   var paused = false, buffered = [], arrivals = [], lost = 0, generation = 0;
+  // The ids shown, so a post pushed while the reload was under way (or
+  // sent twice) shows once.
+  var shown = {};
 
   function value(name) { return document.getElementById(selects[name]).value; }
   function filters() { return { topic: value("topic"), sentiment: value("sentiment"), label: value("label"), source: value("source") }; }
@@ -51,25 +54,43 @@
     while (arrivals.length && arrivals[0] < minuteAgo) arrivals.shift();
     rateEl.textContent = M.num(arrivals.length);
     bufferedEl.classList.toggle("hidden", !paused);
-    bufferedEl.textContent = paused ? "paused, " + M.num(buffered.length) + " new waiting · " : "";
+    bufferedEl.textContent = paused ? "paused, " + M.num(buffered.length) + " new waiting" : "";
     lostEl.classList.toggle("hidden", lost === 0);
     lostEl.textContent = lost ? M.num(lost) + " skipped while this tab could not keep up" : "";
   }
 
+  function when(node) { return Number(node.getAttribute("data-time")) || 0; }
+
+  /* Put each post in its place by time, newest on top, once per id. */
   function show(posts, fresh) {
-    // posts: oldest first; each goes on top.
-    posts.forEach(function (p) { feed.insertBefore(M.postCard(p, fresh), feed.firstChild); });
-    while (feed.children.length > MAX_SHOWN) feed.removeChild(feed.lastChild);
+    posts.forEach(function (p) {
+      if (p.id && shown[p.id]) return;
+      var card = M.postCard(p, fresh);
+      var t = Date.parse(p.created_at) || 0;
+      card.setAttribute("data-time", String(t));
+      if (p.id) { card.setAttribute("data-id", p.id); shown[p.id] = true; }
+      var next = feed.firstChild;
+      while (next && when(next) > t) next = next.nextSibling;
+      feed.insertBefore(card, next);
+    });
+    while (feed.children.length > MAX_SHOWN) {
+      var last = feed.lastChild;
+      delete shown[last.getAttribute("data-id")];
+      feed.removeChild(last);
+    }
     status();
   }
 
   function reload() {
     var mine = ++generation;
+    M.clear(feed);
+    shown = {};
+    buffered = [];
+    status();
     M.getJSON("/ui/recent.json" + M.query(Object.assign(filters(), { limit: 50 }))).then(function (body) {
       if (mine !== generation) return;
-      M.clear(feed);
-      buffered = [];
-      show(body.posts.slice().reverse(), false);
+      // Posts pushed since the filter changed are already shown: once each.
+      show(body.posts, false);
     }).catch(function (e) { if (window.console) console.error(e); });
   }
 

@@ -17,13 +17,24 @@
       if (tr.getAttribute("data-source") === s.name) row = tr;
     });
     if (!row) return;
-    var state = cell(row, "state", s.state);
-    if (state) state.className = "state state-" + String(s.state).replace(/ /g, "-");
+    var shown = s.note ? "waiting" : String(s.state);
+    var state = cell(row, "state", shown);
+    if (state) state.className = "state state-" + shown.replace(/ /g, "-");
     cell(row, "posts", M.num(s.posts));
     cell(row, "posts_per_minute", s.posts_per_minute === undefined ? "" : M.num(s.posts_per_minute));
     cell(row, "malformed", M.num(s.malformed));
-    cell(row, "last_post_at", (s.last_post_at || "").slice(0, 19).replace("T", " "));
-    cell(row, "last_error", s.last_error || "");
+    var last = row.querySelector('[data-field="last_post_at"]');
+    if (last) {
+      M.clear(last);
+      last.appendChild(s.last_post_at ? M.stamp(s.last_post_at) : document.createTextNode("never"));
+    }
+    var details = row.querySelector('[data-field="details"]');
+    if (details) {
+      M.clear(details);
+      // A note explains a normal state (waiting for a file); an error is a problem.
+      if (s.note) details.appendChild(M.el("span", { className: "note-text", text: s.note }));
+      else if (s.last_error) details.appendChild(M.el("span", { className: "error-text", text: s.last_error }));
+    }
   }
 
   /* Whatever the nodes part reports: a list of records as a table. */
