@@ -167,6 +167,10 @@ WEB_FIELDS = {
     "ws_max_message": Field(int, 16384, between(1024, 65536)),
     "ws_message_rate": Field(float, 2.0, at_least(0.01)),
     "ws_message_burst": Field(int, 20, at_least(1)),
+    "max_body": Field(int, 16 * 1024, at_least(1024)),
+    "max_fields": Field(int, 100, at_least(10)),
+    "max_edit_body": Field(int, 1024 * 1024, at_least(1024)),
+    "max_edit_fields": Field(int, 2000, at_least(10)),
 }
 HUB_FIELDS = {
     "shutdown_timeout": Field(float, 8.0, at_least(0.1)),

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.python.filepath import FilePath
-from twisted.web.pages import notFound
+from twisted.web.pages import errorPage, notFound
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 from twisted.web.static import File
 
 from monitor.service import OrderedMultiService
+from monitor.web.limits import LimitedSite, body_policy
 from monitor.web.push import PushHub
 from monitor.web.ui import WebUI
 from monitor.web.users import Users
@@ -109,6 +109,8 @@ class Root(Resource):
         request.setHeader(b"referrer-policy", b"same-origin")
         request.setHeader(b"cross-origin-opener-policy", b"same-origin")
         request.setHeader(b"content-security-policy", content_security_policy(request.getHeader(b"host"), self.tiles))
+        if any(b"\x00" in segment for segment in (name, *request.postpath)):
+            return errorPage(400, "Bad path", "A path may not contain a NUL byte.")
         if name == b"ws":
             return self.ws
         if name == b"static":
@@ -166,7 +168,7 @@ class WebService(OrderedMultiService):
         )
         static = StaticFiles(FilePath(STATIC).path)
         self.root = Root(self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""))
-        self.site = Site(self.root)
+        self.site = LimitedSite(self.root, body_policy(web))
         self.site.displayTracebacks = False
         self.port = strports.service(web["endpoint"], self.site, reactor=reactor)
         self.port.setName("port")
