@@ -209,7 +209,7 @@ def _check_rule_table(c: _Checker, key: str, table: dict) -> Optional[dict]:
     spec (maybe with problems reported), or C{None} if its keys are wrong.
     """
     kind = table.get("type")
-    if kind not in RULE_FIELDS:
+    if not isinstance(kind, str) or kind not in RULE_FIELDS:
         c.problem(f"{key}.type", "must be one of " + ", ".join(repr(k) for k in RULE_TYPES))
         return None
     specs = dict(RULE_COMMON, **RULE_FIELDS[kind])

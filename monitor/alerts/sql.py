@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any, Optional
 
 from monitor.alerts.incidents import Incident
@@ -264,6 +265,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode("ascii")).decode("utf-8")
         opened, incident_id = raw.split("|", 1)
+        if not math.isfinite(float(opened)):
+            raise ValueError(opened)
         return float(opened), incident_id
     except (ValueError, UnicodeError, binascii.Error):
         raise ValueError(f"cursor: not a page cursor from this API: {cursor!r}")

@@ -193,10 +193,11 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
         padded = cursor + "=" * (-len(cursor) % 4)
         raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
         created, row_id = raw.split("|")
-        created_at = float(created)
-        if not math.isfinite(created_at):
+        created_at, row = float(created), int(row_id)
+        # Both go to SQLite: a finite REAL and a 64-bit INTEGER.
+        if not math.isfinite(created_at) or not -(1 << 63) <= row < 1 << 63:
             raise ValueError(created)
-        return created_at, int(row_id)
+        return created_at, row
     except (ValueError, UnicodeError, binascii.Error, AttributeError):
         raise ValueError(f"cursor: not a page cursor from this API: {cursor!r}")
 

@@ -11,26 +11,16 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-import re
 from typing import Any, Callable, Optional
 
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from monitor.model import LABELS, SENTIMENTS, parse_time
-from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
+from monitor.store import MAX_LIMIT, StatsQuery
+from monitor.web.params import BadParameter, Params, json_body, parse_any_time, post_query, store_problem
 
-
-class BadParameter(ValueError):
-    """
-    A request parameter is wrong; the API answers 400 naming it.
-    """
-
-    def __init__(self, name: str, message: str) -> None:
-        self.name = name
-        self.message = message
-        super().__init__(f"{name}: {message}")
+__all__ = ["Api", "ApiError", "BadParameter", "Params", "TokenAuth", "api_route", "json_body"]
 
 
 class ApiError(Exception):
@@ -47,90 +37,12 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def json_body(request, required: bool = True) -> Any:
-    """
-    The request's body as JSON (UTF-8).  A missing or malformed body is a
-    bad parameter named C{body}.
-    """
-    raw = request.content.read() if request.content is not None else b""
-    if not raw.strip():
-        if required:
-            raise BadParameter("body", "a JSON body is required")
-        return {}
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise BadParameter("body", f"is not valid JSON ({e})")
-
-
 def _json(request, status: int, body: Any) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
     request.setHeader(b"Cache-Control", b"no-store")
     request.setHeader(b"X-Content-Type-Options", b"nosniff")
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-class Params:
-    """
-    Typed access to a request's query string.  Reading a parameter marks it
-    known; L{finish} rejects any the route did not read.
-    """
-
-    def __init__(self, request) -> None:
-        self._args: dict[str, list[str]] = {}
-        for k, vs in request.args.items():
-            try:
-                self._args[k.decode("utf-8")] = [v.decode("utf-8") for v in vs]
-            except UnicodeDecodeError:
-                raise BadParameter(repr(k)[2:-1], "is not UTF-8")
-        self._seen: set[str] = set()
-
-    def text(self, name: str) -> Optional[str]:
-        self._seen.add(name)
-        values = self._args.get(name)
-        if not values or values[-1] == "":
-            return None
-        if len(values) > 1:
-            raise BadParameter(name, "given more than once")
-        return values[0]
-
-    def choice(self, name: str, choices) -> Optional[str]:
-        v = self.text(name)
-        if v is not None and v not in choices:
-            raise BadParameter(name, "must be one of " + ", ".join(choices))
-        return v
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        v = self.text(name)
-        if v is None:
-            return default
-        if not re.fullmatch(r"\d{1,9}", v) or not low <= int(v) <= high:
-            raise BadParameter(name, f"must be a whole number from {low} to {high}")
-        return int(v)
-
-    def time(self, name: str) -> Optional[float]:
-        v = self.text(name)
-        if v is None:
-            return None
-        try:
-            return float(v) if re.fullmatch(r"\d+(\.\d+)?", v) else parse_time(v)
-        except (ValueError, OverflowError):
-            raise BadParameter(name, "must be an ISO 8601 time (2026-01-31T12:00:00Z) or unix seconds")
-
-    def duration(self, name: str, default: int) -> int:
-        v = self.text(name)
-        if v is None:
-            return default
-        m = re.fullmatch(r"(\d{1,7})([smhd]?)", v)
-        if not m or int(m.group(1)) == 0:
-            raise BadParameter(name, "must be a duration such as 300, 5m, 1h or 1d")
-        return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-
-    def finish(self) -> None:
-        unknown = sorted(set(self._args) - self._seen)
-        if unknown:
-            raise BadParameter(unknown[0], "unknown parameter")
 
 
 def api_route(method: Callable) -> Callable:
@@ -223,23 +135,13 @@ class Api:
     @app.route("/api/v1/posts", methods=["GET"])
     @api_route
     async def posts(self, request, params: Params):
-        query = PostQuery(
-            topic=self._topic(params),
-            source=params.text("source"),
-            sentiment=params.choice("sentiment", SENTIMENTS),
-            label=params.choice("label", LABELS),
-            q=params.text("q"),
-            since=params.time("since"),
-            until=params.time("until"),
-            limit=params.integer("limit", 50, 1, MAX_LIMIT),
-            cursor=params.text("cursor"),
-        )
+        self._topic(params)
+        query = post_query(params, 50, MAX_LIMIT)
         params.finish()
         try:
             posts, cursor = await self.hub.store.query_posts(query)
         except ValueError as e:
-            name, _, message = str(e).partition(": ")
-            raise BadParameter(name if name in ("q", "cursor") else "q", message or str(e))
+            raise store_problem(e, "q")
         return {"posts": posts, "next": cursor}
 
     @app.route("/api/v1/topics", methods=["GET"])
@@ -367,9 +269,8 @@ class Api:
         for name in ("since", "until"):
             value = body.get(name)
             try:
-                times[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    else parse_time(value)
-            except (ValueError, TypeError, OverflowError):
+                times[name] = parse_any_time(value)
+            except ValueError:
                 raise BadParameter(name, "must be an ISO 8601 time (2026-01-31T12:00:00Z) or unix seconds")
         if times["until"] <= times["since"]:
             raise BadParameter("until", "must be after since")
@@ -403,7 +304,7 @@ class Api:
         try:
             incidents, following = await self.hub.alerts.incidents(filters, limit, cursor)
         except ValueError as e:
-            raise BadParameter("cursor", str(e).partition(": ")[2] or str(e))
+            raise store_problem(e, "cursor")
         return {"incidents": incidents, "next": following}
 
     @app.route("/api/v1/incidents/<incident_id>", methods=["GET"])

@@ -16,6 +16,7 @@ sends one, must be this site.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hmac
 import io
@@ -40,7 +41,7 @@ from monitor.match import Matcher
 from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
 from monitor.web import queries
-from monitor.web.api import BadParameter, Params
+from monitor.web.params import BadParameter, Params, post_query, store_problem
 from monitor.web.forms import (
     BACKTEST_PERIODS,
     rule_fields,
@@ -961,56 +962,30 @@ class WebUI:
 
     # -- posts -----------------------------------------------------------------
 
-    def _post_query(self, form, limit: int) -> tuple[PostQuery, dict[str, str]]:
-        errors = {}
-        topic = self._one(form, "topic") or None
-        if topic is not None and self.hub.topics.get(topic) is None:
-            # A deleted topic's posts keep its name: still searchable.
-            pass
-        sentiment = self._one(form, "sentiment") or None
-        if sentiment is not None and sentiment not in SENTIMENTS:
-            errors["sentiment"] = "Choose positive, neutral or negative."
-            sentiment = None
-        label = self._one(form, "label") or None
-        if label is not None and label not in LABELS:
-            errors["label"] = "Choose one of the labels."
-            label = None
-        times = {}
-        for name in ("since", "until"):
-            value = self._one(form, name).strip()
-            times[name] = None
-            if value:
-                try:
-                    times[name] = float(value) if value.replace(".", "", 1).isdigit() else parse_time(value)
-                except (ValueError, OverflowError):
-                    errors[name] = "Use a date and time such as 2026-01-31T12:00 (UTC)."
-        cursor = self._one(form, "cursor") or None
-        query = PostQuery(
-            topic=topic,
-            source=self._one(form, "source") or None,
-            sentiment=sentiment,
-            label=label,
-            q=self._one(form, "q") or None,
-            since=times["since"],
-            until=times["until"],
-            limit=limit,
-            cursor=cursor,
-        )
-        return query, errors
+    @staticmethod
+    def _post_query(request, limit: int) -> tuple[PostQuery, dict[str, str]]:
+        """
+        The posts page's search, read by the API's parser: the query and
+        the problems by field (a deleted topic's posts keep its name, so any
+        topic may be searched).
+        """
+        params = Params(request, collect=True)
+        query = post_query(params, limit, limit)
+        return query, params.errors
 
     @app.route("/posts", methods=["GET"])
     @page()
     async def posts(self, request, session):
         form = self._form(request)
-        query, errors = self._post_query(form, 50)
+        query, errors = self._post_query(request, 50)
         posts, following, total = [], None, 0
         if not errors:
             try:
                 posts, following = await self.hub.store.query_posts(query)
                 total = await self.hub.store.count_matching(query, COUNT_MOST + 1)
             except ValueError as e:
-                field, _, message = str(e).partition(": ")
-                errors["cursor" if field == "cursor" else "q"] = message or str(e)
+                problem = store_problem(e, "q")
+                errors[problem.name] = problem.message
         filters = {k: self._one(form, k) for k in ("q", "topic", "source", "sentiment", "label", "since", "until")}
         present = {k: v for k, v in filters.items() if v}
         return self._render(
@@ -1045,16 +1020,15 @@ class WebUI:
         return await self._export(request, "json")
 
     async def _export(self, request, kind: str):
-        form = self._form(request)
-        form.pop("cursor", None)
-        query, errors = self._post_query(form, MAX_LIMIT)
+        query, errors = self._post_query(request, MAX_LIMIT)
+        query = dataclasses.replace(query, cursor=None)
         if errors:
             field, message = next(iter(errors.items()))
             return self._json(request, 400, {"error": message, "parameter": field})
         try:
             posts, following = await self.hub.store.query_posts(query)
         except ValueError as e:
-            return self._json(request, 400, {"error": str(e)})
+            raise store_problem(e, "q")
         stamp = iso8601(self.reactor.seconds()).replace(":", "").replace(".000", "")
         if kind == "csv":
             request.setHeader(b"content-type", b"text/csv; charset=utf-8")
