@@ -549,11 +549,11 @@ def test_sentiment_thresholds(compound, label):
 
 
 def test_one_vader_analyzer_is_reused():
-    """The analyzer is created once and shared, not per call."""
+    """The scorer is chosen once and shared, not per call."""
     analyze_texts(["a"], Classifier())
-    first = analysis._vader()
+    first = analysis.scorer()
     analyze_texts(["b"], Classifier())
-    assert analysis._vader() is first
+    assert analysis.scorer() is first
 
 
 def test_versions():

@@ -22,8 +22,10 @@ from monitor.model import NEGATIVE, NEUTRAL, POSITIVE, Analysis
 
 __all__ = [
     "Classifier",
+    "MAX_ANALYZED_CHARS",
     "analyze_texts",
     "plain_text",
+    "scorer",
     "sentiment_label",
     "versions",
 ]
@@ -32,22 +34,36 @@ __all__ = [
 POSITIVE_COMPOUND = 0.05
 NEGATIVE_COMPOUND = -0.05
 
-_analyzer = None
-_analyzer_lock = threading.Lock()
+#: The most characters of a post's plain text that are analysed: a longer
+#: post is scored and labelled on its first C{MAX_ANALYZED_CHARS}
+#: characters.  It bounds what one post can cost (X allows 25,000
+#: characters, a Mastodon instance as many as it likes, a JSON line up to a
+#: MiB), and because the cut is part of L{analyze_texts}, the hub and every
+#: node cut at the same place and agree.
+MAX_ANALYZED_CHARS = 25_000
+
+_scorer = None
+_scorer_lock = threading.Lock()
 
 
-def _vader():
+def scorer():
+    """
+    The VADER scorer of this process, chosen once: the fast one if it
+    passes its check against vaderSentiment, else vaderSentiment (see
+    L{monitor.analysis.vader.checked_scorer}).  Every path that scores goes
+    through here.
+    """
     # Created on first use, not at import: it reads two lexicon files, which
     # neither the web UI nor the tests that never score need.  The lock
     # stops two pool threads from both building one.
-    global _analyzer
-    if _analyzer is None:
-        with _analyzer_lock:
-            if _analyzer is None:
-                from vaderSentiment import vaderSentiment
+    global _scorer
+    if _scorer is None:
+        with _scorer_lock:
+            if _scorer is None:
+                from monitor.analysis.vader import checked_scorer
 
-                _analyzer = vaderSentiment.SentimentIntensityAnalyzer()
-    return _analyzer
+                _scorer = checked_scorer()
+    return _scorer
 
 
 def sentiment_label(compound: float) -> str:
@@ -68,11 +84,13 @@ def analyze_texts(
     Score and label each text.  Pure and CPU-bound: call it off the reactor
     thread.
     """
-    vader = _vader()
+    polarity_scores = scorer().polarity_scores
     results = []
     for text in texts:
         plain = plain_text(text)
-        scores = vader.polarity_scores(plain)
+        if len(plain) > MAX_ANALYZED_CHARS:
+            plain = plain[:MAX_ANALYZED_CHARS]
+        scores = polarity_scores(plain)
         compound = scores["compound"]
         results.append(
             Analysis(
@@ -108,7 +126,7 @@ def _versions() -> dict:
     package = Path(vaderSentiment.__file__).resolve().parent
     here = Path(__file__).resolve().parent
     rules = hashlib.sha256()
-    for name in ("text.py", "classify.py", "__init__.py"):
+    for name in ("text.py", "classify.py", "vader.py", "__init__.py"):
         rules.update((here / name).read_bytes())
     return {
         "vaderSentiment": _distribution_version("vaderSentiment"),

@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from monitor.analysis import analyze_texts
+from monitor.analysis import analyze_texts, scorer
 from monitor.analysis.classify import Classifier
 from monitor.interfaces import IAnalyzer
 from monitor.service import InFlight
@@ -69,6 +69,10 @@ class LocalAnalyzer(Service):
         return self._reactor
 
     def startService(self) -> None:
+        # Choose (and check) the scorer now, so that a scorer that fails
+        # its check against vaderSentiment is reported when the hub starts,
+        # not when the first post arrives.
+        scorer()
         super().startService()
         self._pool = ThreadPool(
             minthreads=1, maxthreads=self.threads, name="analysis"

@@ -123,9 +123,9 @@ def _init_worker(classifier: dict, owner: int) -> None:
     threading.Thread(target=_watch_owner, args=(owner,), name="owner-watch", daemon=True).start()
     global _worker_classifier
     _worker_classifier = Classifier.from_dict(classifier)
-    from monitor.analysis import _vader
+    from monitor.analysis import scorer
 
-    _vader()
+    scorer()
 
 
 def score_texts(texts: list[str]) -> list[tuple]:
