@@ -35,6 +35,7 @@ import math
 import string
 from functools import lru_cache
 from heapq import heappop, heappush
+from itertools import compress
 from typing import Optional
 
 from twisted.logger import Logger
@@ -126,6 +127,7 @@ class FastVader:
         self._emoji = emoji
         self._emoji_ascii = any(c < 128 for c in emoji)
         self._punctuation = _punctuation_table()
+        self._lowered = _Lowered()
         if cache_size > 0:
             self._cached = lru_cache(maxsize=cache_size)(self._scores)
         else:
@@ -154,19 +156,14 @@ class FastVader:
         if not n:
             return (0.0, 0.0, 0.0, 0.0)
 
-        # SentiText._strip_punc_if_word, then one lowercase per token.
-        tokens = []
-        append = tokens.append
-        for token in raw:
-            stripped = token.strip(_PUNCTUATION)
-            append(token if len(stripped) <= 2 else stripped)
-        lower = [t.lower() for t in tokens]
-
+        # SentiText._strip_punc_if_word and one lowercase per token, from
+        # a table of the tokens seen before.
+        lower = list(map(self._lowered.__getitem__, raw))
         scored = self._scored
-        hits = [i for i, w in enumerate(lower) if w in scored]
-        if not hits:
+        if scored.keys().isdisjoint(lower):
             # Every score is 0: the answer does not depend on the text.
             return (0.0, 1.0, 0.0, 0.0)
+        hits = list(compress(range(n), map(scored.__contains__, lower)))
 
         sentiments = [0] * n
         cap_diff = None
@@ -174,7 +171,7 @@ class FastVader:
             w = lower[i]
             if w == "kind" and i < n - 1 and lower[i + 1] == "of":
                 continue
-            valence, cap_diff = self._valence(i, w, tokens, lower, n, cap_diff)
+            valence, cap_diff = self._valence(i, w, raw, lower, n, cap_diff)
             sentiments[i] = valence
 
         if "but" in lower:
@@ -345,6 +342,28 @@ class FastVader:
             round(_fabs(pos_sum / total), 3),
             round(compound, 4),
         )
+
+
+#: Distinct tokens L{_Lowered} remembers; past that it is emptied.
+MAX_TOKENS = 200_000
+
+
+class _Lowered(dict):
+    """
+    Raw token (as C{str.split} cuts it) -> the lowercase of the word
+    3.3.2 makes of it (C{SentiText._strip_punc_if_word}), filled on demand.
+
+    The case tests (C{isupper}) can use the raw token: stripping removes
+    only ASCII punctuation, which has no case.
+    """
+
+    def __missing__(self, token: str) -> str:
+        stripped = token.strip(_PUNCTUATION)
+        word = (token if len(stripped) <= 2 else stripped).lower()
+        if len(self) >= MAX_TOKENS:
+            self.clear()
+        self[token] = word
+        return word
 
 
 def _cap_differential(tokens) -> bool:
