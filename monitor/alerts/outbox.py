@@ -20,6 +20,7 @@ channel.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -35,6 +36,7 @@ from monitor.alerts import sql
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, SKIPPED, Delivery, Notification
 from monitor.config import parse_duration
 from monitor.model import iso8601
+from monitor.redact import channel_secrets, redact
 
 __all__ = ["Outbox", "WriteQueue", "fingerprint", "new_notification_id"]
 
@@ -136,6 +138,7 @@ class _Channel:
         self.name: str = spec["name"]
         self.kind: str = spec["kind"]
         self.fingerprint = fingerprint(spec)
+        self.secrets = channel_secrets(spec)
         self.spacing = 60.0 / spec["rate_limit"]
         self.timeout = parse_duration(spec["timeout"])
         self.queue: deque[Notification] = deque()
@@ -228,7 +231,7 @@ class Outbox(Service):
             if ch is None or reason is None:
                 continue
             if digest == ch.fingerprint:
-                ch.disabled_reason, ch.disabled_at = reason, at
+                ch.disabled_reason, ch.disabled_at = redact(reason, ch.secrets), at
                 self._gauge(ch)
                 self.log.warn("channel {channel} stays disabled: {reason}", channel=name, reason=reason)
             else:
@@ -364,10 +367,14 @@ class Outbox(Service):
             why = "the hub stopped" if not self.running else f"no answer within {ch.timeout:g}s"
             delivery = Delivery(RETRY, None, why)
         except Exception as e:
-            self.log.failure("notifier {channel} raised", channel=ch.name)
-            delivery = Delivery(RETRY, None, f"{e.__class__.__name__}: {e}")
+            # Not log.failure: a traceback may quote the channel's URL.
+            error = redact(f"{e.__class__.__name__}: {e}", ch.secrets)
+            self.log.error("notifier {channel} raised {error}", channel=ch.name, error=error)
+            delivery = Delivery(RETRY, None, error)
         finally:
             ch.in_flight = None
+        # Whatever a notifier or its receiver said may quote the endpoint.
+        delivery = dataclasses.replace(delivery, detail=redact(delivery.detail, ch.secrets))
         now = self.reactor.seconds()
         elapsed = now - started
         n.attempts += 1

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from monitor.interfaces import ISource
 from monitor.model import Post, iso8601
+from monitor.redact import redact
 
 #: Collector states, as reported by C{status()}.
 STARTING = "starting"
@@ -75,7 +76,7 @@ class Collector(Service):
             "name": self.name,
             "kind": self.kind,
             "state": self.state,
-            "last_error": self.last_error,
+            "last_error": redact(self.last_error) if self.last_error else None,
             "note": self.note,
             "last_post_at": iso8601(self.last_post_at) if self.last_post_at else None,
             "posts": self.posts,
@@ -101,7 +102,8 @@ class Collector(Service):
         explains the state, and lasts until the next call.
         """
         if error is not None:
-            self.last_error = error
+            # Errors quote endpoints, and endpoints carry credentials.
+            error = self.last_error = redact(error)
         self.note = note
         if state == self.state:
             return
@@ -146,6 +148,7 @@ class Collector(Service):
         """
         self.malformed_count += 1
         self.metrics.malformed.labels(self.name).inc()
+        context, error = redact(context), redact(error)
         self.log.warn(
             "source {source}: malformed payload at {context}: {error}",
             source=self.name,

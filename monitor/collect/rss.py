@@ -35,6 +35,7 @@ from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.net import Backoff, BodyTooLarge, HTTPCollector, read_body, retry_after
 from monitor.config import STRINGS, Field, at_least, http_url, register_source_kind
 from monitor.model import Post, iso8601, parse_time
+from monitor.redact import redact, redact_url
 
 
 def _check(table: dict) -> list[tuple[str, str]]:
@@ -293,10 +294,10 @@ class RSSSource(HTTPCollector):
         s["bad_dates"] = self.bad_dates
         s["feeds"] = [
             {
-                "url": f.key,
-                "current_url": f.url,
+                "url": redact_url(f.key),
+                "current_url": redact_url(f.url),
                 "state": f.state,
-                "last_error": f.last_error,
+                "last_error": f.last_error and redact(f.last_error, [f.key, f.url]),
                 "next_poll": None if f.gone else iso8601(f.next_at),
             }
             for f in self.feeds
@@ -388,9 +389,9 @@ class RSSSource(HTTPCollector):
                     self.log.info(
                         "source {source}: feed {feed} moved permanently from {old} to {new}",
                         source=self.name,
-                        feed=feed.key,
-                        old=url,
-                        new=target,
+                        feed=redact_url(feed.key),
+                        old=redact_url(url),
+                        new=redact_url(target),
                     )
                     feed.url = target
                 url = target
@@ -403,7 +404,7 @@ class RSSSource(HTTPCollector):
                 feed.gone, feed.state = True, FAILING
                 feed.last_error = self.last_error = f"{feed.key}: gone (HTTP 410); no longer polled"
                 self.log.warn("source {source}: feed {feed} is gone (HTTP 410); it is no longer polled",
-                              source=self.name, feed=feed.key)
+                              source=self.name, feed=redact_url(feed.key))
                 return None, []
             if code in (429, 503):
                 await self._drain(response)
@@ -460,7 +461,7 @@ class RSSSource(HTTPCollector):
                     "({count} so far)",
                     source=self.name,
                     date=item.date,
-                    feed=feed.key,
+                    feed=redact_url(feed.key),
                     count=self.bad_dates,
                 )
             created = now

@@ -29,6 +29,7 @@ from monitor.alerts.notifiers import (
 )
 from monitor.alerts.notifiers.http import read_body
 from monitor.interfaces import INotifier
+from monitor.redact import channel_secrets, redact
 
 __all__ = ["SlackNotifier", "slack_message"]
 
@@ -121,7 +122,8 @@ class SlackNotifier:
                 self.url, body, {b"Content-Type": [b"application/json; charset=utf-8"]}, self.timeout
             )
         except Exception as e:
-            return Delivery(RETRY, None, f"cannot reach Slack: {e.__class__.__name__}: {e}")
+            error = redact(f"{e.__class__.__name__}: {e}", channel_secrets({"kind": "slack", "url": self.url}))
+            return Delivery(RETRY, None, f"cannot reach Slack: {error}")
         text = (await read_body(response)).decode("utf-8", "replace").strip()[:200]
         code = response.code
         if code == 200:

@@ -31,6 +31,7 @@ from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, Delivery, Not
 from monitor.alerts.notifiers.http import read_body
 from monitor.interfaces import INotifier
 from monitor.model import iso8601
+from monitor.redact import redact, redact_url
 
 __all__ = ["WebhookNotifier", "secret_key", "sign", "verify", "webhook_body"]
 
@@ -114,7 +115,8 @@ class WebhookNotifier:
         try:
             response = await self.http.post(self.url, body, self.headers(notification, body, now), self.timeout)
         except Exception as e:
-            return Delivery(RETRY, None, f"cannot reach {self.url}: {e.__class__.__name__}: {e}")
+            error = redact(f"{e.__class__.__name__}: {e}", [self.url])
+            return Delivery(RETRY, None, f"cannot reach {redact_url(self.url)}: {error}")
         text = (await read_body(response)).decode("utf-8", "replace").strip()[:200]
         code = response.code
         if 200 <= code < 300:
