@@ -171,6 +171,7 @@ WEB_FIELDS = {
     "max_fields": Field(int, 100, at_least(10)),
     "max_edit_body": Field(int, 1024 * 1024, at_least(1024)),
     "max_edit_fields": Field(int, 2000, at_least(10)),
+    "ws_per_user": Field(int, 16, at_least(1)),
 }
 HUB_FIELDS = {
     "shutdown_timeout": Field(float, 8.0, at_least(0.1)),

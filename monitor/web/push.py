@@ -38,6 +38,7 @@ from zope.interface import implementer
 
 from monitor.interfaces import ISink
 from monitor.model import LABELS, SENTIMENTS, iso8601
+from monitor.web.sessions import ISessionSocket
 
 __all__ = ["KINDS", "Filters", "PushHub", "PushProtocol", "PushResource", "post_json"]
 
@@ -50,8 +51,9 @@ _SNAPSHOTS = ("stats", "source")
 #: Most bytes of envelopes put in one frame; the rest waits for the next.
 FRAME_BYTES = 64 * 1024
 
-#: Most clients connected at once.
+#: Most clients connected at once, and per user.
 MAX_CLIENTS = 2000
+PER_USER = 16
 
 #: Most entries in one filter list, and longest entry.
 _MAX_FILTER_ITEMS = 200
@@ -206,7 +208,7 @@ class Filters:
 NOTHING = Filters()
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, ISessionSocket)
 class PushProtocol(WebSocketServerProtocol):
     """
     One browser.  Admitted only with a live session cookie and the site's
@@ -257,7 +259,14 @@ class PushProtocol(WebSocketServerProtocol):
         if len(hub.clients) >= hub.max_clients:
             hub.refused("full")
             raise ConnectionDeny(503, "Service Unavailable: too many live connections")
+        if hub.sessions is not None and hub.sessions.count_user(session.user_id) >= hub.per_user:
+            hub.refused("user limit")
+            raise ConnectionDeny(429, "Too Many Requests: too many live connections for this user")
         self.session = session
+        # Held from now on (not from onOpen), so that handshakes racing
+        # each other cannot pass the per-user cap together.
+        if hub.sessions is not None:
+            hub.sessions.attach(self)
         return None
 
     def _secure(self) -> bool:
@@ -456,6 +465,9 @@ class PushHub(Service):
     @ivar interval: seconds between two frames to one client.
     @ivar stall_timeout: seconds a client may block its connection before
         it is disconnected (0: never).
+    @ivar sessions: the L{monitor.web.sessions.SessionRegistry} that ends
+        a client with its session.
+    @ivar per_user: most clients of one user at once.
     @ivar max_message: longest message a client may send; a longer one
         ends its connection (1009).
     @ivar message_rate: messages per second a client may send after a
@@ -482,9 +494,13 @@ class PushHub(Service):
         max_message: int = MAX_CLIENT_MESSAGE,
         message_rate: float = CLIENT_RATE,
         message_burst: int = CLIENT_BURST,
+        sessions=None,
+        per_user: int = PER_USER,
     ) -> None:
         self.reactor = reactor
         self.users = users
+        self.sessions = sessions
+        self.per_user = per_user
         self.sources = sources
         self.nodes = nodes
         self.queue = queue
@@ -611,16 +627,10 @@ class PushHub(Service):
 
     def remove(self, client: PushProtocol) -> None:
         self.clients.discard(client)
+        if self.sessions is not None:
+            self.sessions.detach(client)
         if self._metrics:
             self._metrics.clients.set(len(self.clients))
-
-    def close_session(self, key: str) -> None:
-        """
-        Disconnect the clients of a session that has ended (logout).
-        """
-        for client in list(self.clients):
-            if client.session is not None and client.session.key == key:
-                client.sendClose(4401, "logged out")
 
     # -- sending -----------------------------------------------------------
 

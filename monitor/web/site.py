@@ -139,6 +139,8 @@ class WebService(OrderedMultiService):
         self.push = PushHub(
             reactor,
             users=self.users,
+            sessions=self.users.sockets,
+            per_user=web.get("ws_per_user", 16),
             sources=hub.sources,
             nodes=_Lazy(hub, "nodes"),
             queue=hub.queue,

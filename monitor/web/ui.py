@@ -459,7 +459,6 @@ class WebUI:
     @page()
     async def logout(self, request, session):
         await self.users.close_session(session.key)
-        self.push.close_session(session.key)
         self._cookie(request, SESSION_COOKIE, "", max_age=0)
         return self._redirect(request, "/login")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import sqlite3
@@ -28,6 +29,8 @@ from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+
+from monitor.web.sessions import SessionRegistry
 
 __all__ = [
     "ROLES",
@@ -147,6 +150,7 @@ class Session:
 
     @ivar key: the SHA-256 of the session id (what the store keeps).
     @ivar csrf: the token every form of this session must send back.
+    @ivar expires_at: when it ends unless used again (as last seen).
     """
 
     key: str
@@ -154,6 +158,7 @@ class Session:
     user: str
     role: str
     csrf: str
+    expires_at: float = math.inf
 
     def may(self, role: str) -> bool:
         """
@@ -297,6 +302,7 @@ class Users(Service):
     a dictionary lookup on the reactor thread, like the configured token.
 
     @ivar idle: seconds of inactivity after which a session ends.
+    @ivar sockets: the live sockets of each session, ended with it.
     """
 
     name = "users"
@@ -311,6 +317,7 @@ class Users(Service):
         # scrypt takes 32 MiB per hash: bound how many run at once.
         self._hashing = DeferredSemaphore(2)
         self._sweeper: Optional[LoopingCall] = None
+        self.sockets = SessionRegistry(reactor, self.live_sessions)
 
     # -- service -----------------------------------------------------------
 
@@ -319,13 +326,14 @@ class Users(Service):
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.reactor
         self._sweeper.start(3600, now=False).addErrback(lambda f: self.log.failure("session sweeper failed", f))
+        self.sockets.startService()
         return ensureDeferred(self.reload_tokens())
 
     def stopService(self):
         super().stopService()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
-        return None
+        return self.sockets.stopService()
 
     def _sweep(self):
         d = self.store.run_write(self._delete_stale, self.reactor.seconds(), self.idle)
@@ -368,28 +376,34 @@ class Users(Service):
     async def set_password(self, name: str, password: str) -> None:
         check_new_password(password)
         hashed = await self._in_thread(hash_password, password)
-        if not await self.store.run_write(self._set_password, name, hashed):
+        user_id = await self.store.run_write(self._set_password, name, hashed)
+        if user_id is None:
             raise UserError("name", f"no user {name!r}")
+        self.sockets.end_user(user_id, "password changed", "the password was changed; log in again")
         self.log.info("password of {user} changed; their sessions ended", user=name)
 
     @staticmethod
     def _set_password(trans, name, hashed):
-        trans.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
-        if trans.rowcount == 0:
-            return False
+        trans.execute("SELECT id FROM users WHERE name = ?", (name,))
+        row = trans.fetchone()
+        if row is None:
+            return None
+        trans.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row[0]))
         # A new password ends every session made with the old one.
-        trans.execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)", (name,))
-        return True
+        trans.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
+        return row[0]
 
     async def set_role(self, name: str, role: str) -> None:
         check_role(role)
-        await self.store.run_write(self._set_role, name, role)
+        user_id = await self.store.run_write(self._set_role, name, role)
         self.log.info("user {user} is now {role}", user=name, role=role)
+        # Open sockets carry the old role: look their sessions up again.
+        await self.sockets.recheck_user(user_id)
 
     @staticmethod
     def _set_role(trans, name, role):
         trans.execute("BEGIN IMMEDIATE")
-        trans.execute("SELECT role FROM users WHERE name = ?", (name,))
+        trans.execute("SELECT role, id FROM users WHERE name = ?", (name,))
         row = trans.fetchone()
         if row is None:
             raise UserError("name", f"no user {name!r}")
@@ -397,16 +411,18 @@ class Users(Service):
             trans.execute("SELECT count(*) FROM users WHERE role = 'admin'")
             if trans.fetchone()[0] <= 1:
                 raise UserError("role", "the last admin must stay an admin")
-        trans.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+        trans.execute("UPDATE users SET role = ? WHERE id = ?", (role, row[1]))
+        return row[1]
 
     async def delete_user(self, name: str) -> None:
-        await self.store.run_write(self._delete_user, name)
+        user_id = await self.store.run_write(self._delete_user, name)
+        self.sockets.end_user(user_id, "user deleted", "your user was deleted")
         self.log.info("deleted user {user}", user=name)
 
     @staticmethod
     def _delete_user(trans, name):
         trans.execute("BEGIN IMMEDIATE")
-        trans.execute("SELECT role FROM users WHERE name = ?", (name,))
+        trans.execute("SELECT role, id FROM users WHERE name = ?", (name,))
         row = trans.fetchone()
         if row is None:
             raise UserError("name", f"no user {name!r}")
@@ -414,7 +430,8 @@ class Users(Service):
             trans.execute("SELECT count(*) FROM users WHERE role = 'admin'")
             if trans.fetchone()[0] <= 1:
                 raise UserError("name", "the last admin cannot be deleted")
-        trans.execute("DELETE FROM users WHERE name = ?", (name,))
+        trans.execute("DELETE FROM users WHERE id = ?", (row[1],))
+        return row[1]
 
     def list_users(self):
         return self.store.run_read(self._list_users)
@@ -474,34 +491,59 @@ class Users(Service):
         if not token or len(token) > 200:
             return None
         key = _sha256(token)
-        row = await self.store.run_read(self._session, key)
-        if row is None:
+        rows = await self.store.run_read(self._sessions, [key])
+        if not rows:
             return None
-        user_id, name, role, csrf, created, seen = row
+        session, seen = self._live(rows[0])
         now = self.reactor.seconds()
-        if now - seen > self.idle or now - created > SESSION_MAX_AGE:
-            await self.close_session(key)
+        if session is None:
+            await self.close_session(key, "session expired")
             return None
         if now - seen > _TOUCH_EVERY:
             d = self.store.run_write(self._touch, key, now)
             d.addErrback(lambda f: self.log.failure("could not refresh a session", f))
-        return Session(key, user_id, name, role, csrf)
+        return session
+
+    async def live_sessions(self, keys: list[str]) -> dict[str, Session]:
+        """
+        Those of the sessions C{keys} (hashes) that are still live, by
+        key, without refreshing them; for the socket registry.
+        """
+        found = {}
+        for start in range(0, len(keys), 500):
+            for row in await self.store.run_read(self._sessions, keys[start : start + 500]):
+                session, _ = self._live(row)
+                if session is not None:
+                    found[session.key] = session
+        return found
+
+    def _live(self, row) -> tuple[Optional[Session], float]:
+        key, user_id, name, role, csrf, created, seen = row
+        expires = min(seen + self.idle, created + SESSION_MAX_AGE)
+        if self.reactor.seconds() >= expires:
+            return None, seen
+        return Session(key, user_id, name, role, csrf, expires), seen
 
     @staticmethod
-    def _session(trans, key):
+    def _sessions(trans, keys):
         trans.execute(
-            "SELECT u.id, u.name, u.role, s.csrf, s.created_at, s.last_seen_at "
-            "FROM sessions AS s JOIN users AS u ON u.id = s.user_id WHERE s.id_hash = ?",
-            (key,),
+            "SELECT s.id_hash, u.id, u.name, u.role, s.csrf, s.created_at, s.last_seen_at "
+            "FROM sessions AS s JOIN users AS u ON u.id = s.user_id "
+            f"WHERE s.id_hash IN ({', '.join('?' * len(keys))})",
+            keys,
         )
-        return trans.fetchone()
+        return trans.fetchall()
 
     @staticmethod
     def _touch(trans, key, now):
         trans.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (now, key))
 
-    def close_session(self, key: str):
-        return self.store.run_write(self._close_session, key)
+    async def close_session(self, key: str, why: str = "logged out") -> None:
+        """
+        End a session, and every socket it opened.
+        """
+        await self.store.run_write(self._close_session, key)
+        self.sockets.end_session(key, why)
 
     @staticmethod
     def _close_session(trans, key):

@@ -15,16 +15,23 @@ import pytest
 import pytest_twisted
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tests.web.conftest import PASSWORDS, TOKEN, HubProcess
+from tests.web import conftest
+from tests.web.conftest import TOKEN, HubProcess
 from tests.web.wsclient import RawClient
 
 BURST_PASSWORD = "burst password 1"
+#: The conftest users' passwords, and those the tests here give their own users.
+PASSWORDS = dict(conftest.PASSWORDS)
 
 
 @pytest.fixture(scope="module")
 def hub():
     directory = tempfile.mkdtemp(prefix="monitor-hardening-")
     hub = HubProcess(directory)
+    with open(hub.config, encoding="utf-8") as f:
+        config = f.read().replace("ws_interval = 0.1", "ws_interval = 0.1\nws_per_user = 3")
+    with open(hub.config, "w", encoding="utf-8") as f:
+        f.write(config)
     hub.add_user("admin", "admin", PASSWORDS["admin"])
     hub.add_user("vi", "viewer", PASSWORDS["vi"])
     hub.add_user("burst", "viewer", BURST_PASSWORD)
@@ -157,3 +164,86 @@ async def test_ws_oversized_message_ends_the_connection(reactor, hub):
         assert client.close_code == 1009, size
         assert not any(e["type"] in ("subscribed", "error") for e in client.envelopes)
     assert metric(hub, 'monitor_ws_disconnects_total{reason="oversized"}') == before + 2
+
+
+def admin_post(hub, path, form):
+    opener, csrf = hub.login("admin")
+    status, _, body = hub.request(path, {**form, "csrf": csrf}, opener=opener)
+    assert status == 303, (status, body[:500])
+
+
+def add_user(hub, name, role="viewer"):
+    admin_post(hub, "/admin/users", {"name": name, "role": role, "password": f"{name} password 1"})
+    PASSWORDS[name] = f"{name} password 1"
+
+
+async def closed_with(reactor, client):
+    await client.closed.addTimeout(10, reactor)
+    return client.close_code
+
+
+@pytest_twisted.ensureDeferred
+async def test_sockets_end_with_their_session(reactor, hub):
+    """Logout, a password change by the user, an admin's reset and deleting the user each close the user's /ws (4401)."""
+    add_user(hub, "sock")
+    # Logout ends only the socket of that session.
+    browser, cookie = session_cookie(hub, "sock", "127.0.0.5")
+    _, other_cookie = session_cookie(hub, "sock", "127.0.0.5")
+    client, other = await open_ws(reactor, hub, cookie), await open_ws(reactor, hub, other_cookie)
+    status, _, body = browser.request("GET", "/account")
+    csrf = re.search(rb'data-csrf="([^"]+)"', body).group(1).decode()
+    assert browser.request("POST", "/logout", {"csrf": csrf})[0] == 303
+    assert await closed_with(reactor, client) == 4401
+    assert other.close_code is None and not other.closed.called
+    # The user changes their own password: every session ends.
+    browser, cookie = session_cookie(hub, "sock", "127.0.0.5")
+    client = await open_ws(reactor, hub, cookie)
+    status, _, body = browser.request("GET", "/account")
+    csrf = re.search(rb'data-csrf="([^"]+)"', body).group(1).decode()
+    form = {"csrf": csrf, "current": PASSWORDS["sock"], "new": "sock password 2", "again": "sock password 2"}
+    assert browser.request("POST", "/account/password", form)[0] == 303
+    PASSWORDS["sock"] = "sock password 2"
+    assert await closed_with(reactor, client) == 4401
+    assert await closed_with(reactor, other) == 4401
+    # An admin resets the password.
+    _, cookie = session_cookie(hub, "sock", "127.0.0.5")
+    client = await open_ws(reactor, hub, cookie)
+    admin_post(hub, "/admin/users/password", {"name": "sock", "password": "sock password 3"})
+    PASSWORDS["sock"] = "sock password 3"
+    assert await closed_with(reactor, client) == 4401
+    # An admin deletes the user.
+    _, cookie = session_cookie(hub, "sock", "127.0.0.5")
+    client = await open_ws(reactor, hub, cookie)
+    admin_post(hub, "/admin/users/delete", {"name": "sock"})
+    assert await closed_with(reactor, client) == 4401
+
+
+@pytest_twisted.ensureDeferred
+async def test_role_change_keeps_a_socket_that_is_still_allowed(reactor, hub):
+    """A role change re-reads the session: a viewer made editor keeps receiving posts."""
+    add_user(hub, "promoted")
+    _, cookie = session_cookie(hub, "promoted", "127.0.0.6")
+    client = await open_ws(reactor, hub, cookie)
+    client.send_json({"type": "subscribe", "kinds": ["post"]})
+    await client.wait_for(lambda es: any(e["type"] == "subscribed" for e in es)).addTimeout(10, reactor)
+    admin_post(hub, "/admin/users/role", {"name": "promoted", "role": "editor"})
+    hub.append({"text": "acme after the role change"})
+    got = await client.wait_for(lambda es: any(e["type"] == "post" for e in es)).addTimeout(20, reactor)
+    assert any(e["data"]["text"] == "acme after the role change" for e in got if e["type"] == "post")
+    assert client.close_code is None
+    client.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_user_cannot_hold_every_live_slot(reactor, hub):
+    """Past ws_per_user sockets a user's handshakes get 429; other users still get in."""
+    _, cookie = session_cookie(hub, "vi", "127.0.0.7")
+    held = [await open_ws(reactor, hub, cookie) for _ in range(3)]
+    parts = urlsplit(hub.base)
+    refused = RawClient(parts.netloc, hub.base, cookie)
+    await connectProtocol(TCP4ClientEndpoint(reactor, parts.hostname, parts.port), refused)
+    assert await refused.handshake.addTimeout(10, reactor) == 429
+    _, admin_cookie = session_cookie(hub, "admin", "127.0.0.7")
+    other = await open_ws(reactor, hub, admin_cookie)
+    for c in (*held, other):
+        c.transport.loseConnection()
