@@ -106,12 +106,13 @@ class IStore(IService):
     dead letters.  Idempotent on a post's C{uid}.
     """
 
-    def store_batch(posts, cursors):
+    def store_batch(posts, cursors, rejected=()):
         """
-        Write analysed posts and advance collector cursors in one
-        transaction.  C{cursors} maps a source name to its new position.
-        Posts whose uid is already stored are ignored.  Returns a Deferred
-        firing with the number of posts newly stored.
+        Write analysed posts, keep the payloads in C{rejected}
+        (L{monitor.model.Rejected}) as dead letters and advance collector
+        cursors, in one transaction.  C{cursors} maps a source name to its
+        new position.  Posts whose uid is already stored are ignored.
+        Returns a Deferred firing with the number of posts newly stored.
         """
 
     def get_cursor(source):

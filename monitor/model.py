@@ -59,6 +59,24 @@ class Analysis:
 
 
 @dataclass(slots=True)
+class Rejected:
+    """
+    A payload a collector could not read, carried through the queue like a
+    post: the pipeline dead-letters it in the same transaction, and in the
+    same order, as the collector's position moving past it.  So it is
+    judged once: a restart neither loses the posts before it nor reads it
+    again.
+    """
+
+    source: str
+    raw: bytes
+    error: str
+    context: str
+    cursor: Optional[str] = None
+    received_at: float = 0.0
+
+
+@dataclass(slots=True)
 class Post:
     """
     One post from one source.

@@ -19,6 +19,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from monitor.interfaces import ISink
+from monitor.model import Rejected
 
 #: Store retry delays in seconds: doubling, capped.
 _RETRY_FIRST, _RETRY_CAP = 0.5, 30.0
@@ -98,10 +99,14 @@ class Pipeline(Service):
         matcher = self.topics.matcher
         cursors: dict[str, str] = {}
         matched = []
+        rejected = []
         unmatched: Counter[str] = Counter()
         for post in posts:
             if post.cursor is not None:
                 cursors[post.source] = post.cursor
+            if isinstance(post, Rejected):
+                rejected.append(post)
+                continue
             post.topics = matcher.match(post)
             if post.topics:
                 matched.append(post)
@@ -119,17 +124,17 @@ class Pipeline(Service):
 
         # Store in queue order: wait for the batch before this one.
         await previous
-        await self._store(matched, cursors)
+        await self._store(matched, cursors, rejected)
         await self.queue.ack(posts)
         if matched:
             self._notify(matched)
 
-    async def _store(self, posts: list, cursors: dict) -> None:
+    async def _store(self, posts: list, cursors: dict, rejected: list) -> None:
         delay = _RETRY_FIRST
         while True:
             started = self.reactor.seconds()
             try:
-                inserted = await self.store.store_batch(posts, cursors)
+                inserted = await self.store.store_batch(posts, cursors, rejected)
             except Exception as e:
                 self.metrics.store_errors.inc()
                 self.log.error(

@@ -14,6 +14,7 @@ from monitor.collect.jsonl import MAX_LINE
 from monitor.collect.replay import ReplaySource
 from monitor.interfaces import ISource
 from monitor.metrics import Metrics
+from monitor.model import Post, Rejected
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.store import CursorStore
 
@@ -55,15 +56,20 @@ def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):
     lines = [line(1), "{broken\n", "\n", line(2), '{"id": 3, "text": "x"}\n', line(4)]
     clock, queue, store, source, _ = replay(tmp_path, lines)
     source.startService()
-    posts = drain(clock, queue)
+    items = drain(clock, queue)
+    posts = [p for p in items if isinstance(p, Post)]
     assert [p.native_id for p in posts] == ["1", "2", "4"]
     offsets = [int(p.cursor.split(":")[0]) for p in posts]
     assert offsets == [len("".join(lines[:i + 1]).encode()) for i in (0, 3, 5)]
     assert [p.cursor.split(":")[1] for p in posts] == ["1", "4", "6"]
-    assert [(c, e.split(":")[0]) for _, _, e, c in store.letters] == [
-        (f"{tmp_path}/posts.jsonl:2", "invalid JSON"),
-        (f"{tmp_path}/posts.jsonl:5", "author"),
+    # Bad lines go through the queue, in order, each with the position after it.
+    rejected = [r for r in items if isinstance(r, Rejected)]
+    assert [type(i).__name__ for i in items] == ["Post", "Rejected", "Post", "Rejected", "Post"]
+    assert [(r.context, r.error.split(":")[0], r.cursor) for r in rejected] == [
+        (f"{tmp_path}/posts.jsonl:2", "invalid JSON", f"{len(''.join(lines[:2]).encode())}:2"),
+        (f"{tmp_path}/posts.jsonl:5", "author", f"{len(''.join(lines[:5]).encode())}:5"),
     ]
+    assert rejected[0].raw == b"{broken\n" and store.letters == []
     assert source.state == FINISHED
     status = source.status()
     assert status["posts"] == 3 and status["malformed"] == 2 and status["state"] == "finished"
@@ -137,9 +143,9 @@ def test_overlong_line_skipped(tmp_path):
     long_line = '{"id": 1, "text": "' + "a" * (MAX_LINE + 10) + '"}\n'
     clock, queue, store, source, _ = replay(tmp_path, [long_line, line(2)])
     source.startService()
-    assert [p.native_id for p in drain(clock, queue)] == ["2"]
-    ((_, raw, error, context),) = store.letters
-    assert "too long" in error and context.endswith(":1") and len(raw) == 1024
+    rejected, post = drain(clock, queue)
+    assert post.native_id == "2" and rejected.cursor == f"{len(long_line.encode())}:1"
+    assert "too long" in rejected.error and rejected.context.endswith(":1") and len(rejected.raw) == 1024
 
 def test_missing_file(tmp_path):
     """A missing file is failing for a plain replay, idle (waiting) for a followed one, and read once it appears."""

@@ -271,3 +271,41 @@ async def test_sigterm_mid_replay_loses_nothing(reactor, tmp_path):
         assert "monitor_posts_duplicate_total 0.0" in metrics
     finally:
         assert await hub.stop(), hub.output()
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_replay_lines_are_judged_once_across_restarts(reactor, tmp_path):
+    """Bad lines (also the last ones of the file) are dead-lettered once; restarts move on past them."""
+    import sqlite3
+
+    good = [json.dumps({"id": i, "text": f"acme {i}", "author": "a", "created_at": 1.7e9 + i}) + "\n" for i in range(3)]
+    lines = [good[0], "{broken\n", good[1], '{"id": 9, "text": "no author"}\n', good[2], "[1, 2]\n", "not json\n"]
+    (tmp_path / "posts.jsonl").write_text("".join(lines), encoding="utf-8")
+    hub = Hub(reactor, tmp_path, CONFIG)
+
+    async def finished():
+        code, body = await hub.get("/healthz", token=None)
+        return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+
+    async def four_letters():
+        code, body = await hub.get("/api/v1/dead-letters")
+        return len(json.loads(body)["dead_letters"]) == 4
+
+    for run in range(3):
+        hub.start()
+        try:
+            await hub.wait_until(finished)
+            await hub.wait_until(four_letters)
+            code, body = await hub.get("/api/v1/sources")
+            (archive,) = json.loads(body)["sources"]
+            # Only the first run reads (and judges) the bad lines.
+            assert archive["malformed"] == (4 if run == 0 else 0), archive
+        finally:
+            assert await hub.stop(), hub.output()
+        db = sqlite3.connect(tmp_path / "monitor.sqlite")
+        contexts = [c for (c,) in db.execute("SELECT context FROM dead_letters ORDER BY id")]
+        (cursor,) = db.execute("SELECT cursor FROM cursors WHERE source = 'archive'").fetchone()
+        stored = db.execute("SELECT count(*) FROM posts").fetchone()[0]
+        db.close()
+        assert [c.rsplit(":", 1)[1] for c in contexts] == ["2", "4", "6", "7"], contexts
+        assert cursor == f"{len(''.join(lines).encode())}:7" and stored == 3

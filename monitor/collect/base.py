@@ -16,7 +16,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from monitor.interfaces import ISource
-from monitor.model import Post, iso8601
+from monitor.model import Post, Rejected, iso8601
 from monitor.redact import redact
 
 #: Collector states, as reported by C{status()}.
@@ -142,9 +142,15 @@ class Collector(Service):
         self._pending_put = None
         return result
 
-    def malformed(self, raw: bytes, error: str, context: str) -> Deferred:
+    def malformed(self, raw: bytes, error: str, context: str, cursor: Optional[str] = None) -> Deferred:
         """
         Count, log and keep aside a payload that could not be read.
+
+        @param cursor: the position after the payload, for a source that
+            resumes at a position of its own (a file offset): the payload
+            then goes through the queue and is dead-lettered together with
+            the position moving past it, so that it is judged once.  Wait
+            for the Deferred before reading more, as for L{emit}.
         """
         self.malformed_count += 1
         self.metrics.malformed.labels(self.name).inc()
@@ -155,6 +161,11 @@ class Collector(Service):
             context=context,
             error=error,
         )
+        if cursor is not None:
+            rejected = Rejected(self.name, bytes(raw), error, context, cursor, self.reactor.seconds())
+            d = self._pending_put = self.queue.put(rejected)
+            d.addBoth(self._put_done)
+            return d
         d = self.store.dead_letter(self.name, raw, error, context)
         d.addErrback(lambda f: self.log.failure("could not keep a dead letter", f))
         return d

@@ -114,7 +114,9 @@ class ReplaySource(Collector):
                     line = f.readline(MAX_LINE + 2)
                 lineno += 1
                 offset = f.tell()
-                self.malformed(head, f"line too long (more than {MAX_LINE} bytes)", f"{self.path}:{lineno}")
+                await self.malformed(
+                    head, f"line too long (more than {MAX_LINE} bytes)", f"{self.path}:{lineno}", f"{offset}:{lineno}"
+                )
                 continue
             if not line.endswith(b"\n") and self.follow:
                 # A writer is still writing this line; read it whole later.
@@ -127,7 +129,8 @@ class ReplaySource(Collector):
             try:
                 post = parse_post(line, self.name, self.network, self.reactor.seconds())
             except MalformedPayload as e:
-                self.malformed(line, e.reason, f"{self.path}:{lineno}")
+                # Judged once: dead-lettered with the position after it.
+                await self.malformed(line, e.reason, f"{self.path}:{lineno}", f"{offset}:{lineno}")
                 continue
             if self.speed > 0:
                 if first_created is None:

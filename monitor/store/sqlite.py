@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.interfaces import IStore
-from monitor.model import LABELS, SENTIMENTS, Post, Topic, iso8601
+from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
 from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
@@ -181,6 +181,16 @@ def fts_query(text: str) -> Optional[str]:
             continue
         parts.append('"' + phrase.replace('"', '""') + '"' + ("*" if prefix else ""))
     return " ".join(parts) or None
+
+
+_INSERT_LETTER = "INSERT INTO dead_letters (source, received_at, error, context, raw) VALUES (?, ?, ?, ?, ?)"
+
+
+def _letter_row(rejected: Rejected) -> tuple:
+    raw = rejected.raw
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    return (rejected.source, rejected.received_at, str(rejected.error), str(rejected.context), bytes(raw))
 
 
 def _encode_cursor(created_at: float, row_id: int) -> str:
@@ -512,23 +522,27 @@ class SQLiteStore(Service):
 
     # -- posts and cursors -------------------------------------------------
 
-    def store_batch(self, posts, cursors) -> Deferred:
+    def store_batch(self, posts, cursors, rejected=()) -> Deferred:
         """
-        Store new posts and advance cursors in one transaction; fires with
-        the number of posts newly stored.
+        Store new posts, keep rejected payloads as dead letters and advance
+        cursors in one transaction; fires with the number of posts newly
+        stored.
         """
         posts = list(posts)
         cursors = dict(cursors or {})
+        letters = [_letter_row(r) for r in rejected]
         # stored_at is read in the writer thread, once the write lock is
         # held, so that it measures the wait for the writer too.
-        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds)
+        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds, letters)
 
     @staticmethod
-    def _store_batch(trans, posts: list[Post], cursors: dict, clock) -> int:
+    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=()) -> int:
         # Take the write lock first: the duplicate check and the ids below
         # stay true until commit.
         trans.execute("BEGIN IMMEDIATE")
         now = clock()
+        if letters:
+            trans.executemany(_INSERT_LETTER, letters)
         unique: dict[str, Post] = {}
         for post in posts:
             unique.setdefault(post.uid, post)
@@ -584,18 +598,12 @@ class SQLiteStore(Service):
         """
         Keep a payload that could not be read; fires with its id.
         """
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
-        row = (source, self._reactor.seconds(), str(error), str(context), bytes(raw))
+        row = _letter_row(Rejected(source, raw, error, context, received_at=self._reactor.seconds()))
         return self._run(True, self._dead_letter, row)
 
     @staticmethod
     def _dead_letter(trans, row) -> int:
-        trans.execute(
-            "INSERT INTO dead_letters (source, received_at, error, context, raw) "
-            "VALUES (?, ?, ?, ?, ?)",
-            row,
-        )
+        trans.execute(_INSERT_LETTER, row)
         return trans.lastrowid
 
     def dead_letters(self, source: Optional[str] = None, limit: int = 100) -> Deferred:
