@@ -211,6 +211,97 @@ def compile_words(entries: Iterable[str], prefix: str = "") -> Optional[re.Patte
     return re.compile(rf"{prefix}(?<!\w)(?:{'|'.join(fragments)})(?!\w)")
 
 
+_WORD_RE = re.compile(r"\w+")
+
+# Words too common to make a good anchor (see _WordList): any run of an
+# entry is a correct anchor, a rare one only skips more searches.
+_COMMON = frozenset(
+    """
+    a about again am an and any anyone are at be been but by can could did do
+    does down for from get go going had has have how i if in is it just me my
+    need no not of on one or please should so still that the there this to
+    up want was we were what when where which who why will with would you
+    your
+    """.split()
+)
+
+
+def _rarity(run: str) -> tuple:
+    return (run in _COMMON, -len(run), run)
+
+
+# In ASCII, \w is [A-Za-z0-9_]: every other byte separates runs.
+_ASCII_SEPARATORS = bytes(
+    c if c < 128 and re.fullmatch(r"\w", chr(c)) else 32 for c in range(256)
+)
+
+
+def _runs(text: str) -> frozenset:
+    """
+    The runs of C{\\w} characters in C{text}, as C{_WORD_RE} finds them
+    (for ASCII, a bytes translate and a split find them twice as fast).
+    """
+    if text.isascii():
+        return frozenset(text.encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii").split())
+    return frozenset(_WORD_RE.findall(text))
+
+
+class _WordList:
+    """
+    A compiled word list and what a text needs for it to match at all.
+
+    Every match of an entry contains each plain word of the entry (one
+    with no C{'}, which is optional, and not C{*}) whole, so each of that
+    word's runs of C{\\w} characters is a whole C{\\w+} run of the text.
+    One run per entry (the longest, as the rarest) is its anchor: a text
+    whose C{\\w+} runs hold no anchor cannot match, and its regex search
+    is skipped.  A hashtag entry (C{#down}) needs a C{#}; an entry with no
+    plain word makes the list always search.
+    """
+
+    __slots__ = ("pattern", "anchors", "hashtags")
+
+    def __init__(self, entries: Iterable[str], prefix: str = ""):
+        entries = tuple(entries)
+        self.pattern = compile_words(entries, prefix)
+        hashtags = set()
+        anchors: Optional[set] = set()
+        for entry in entries:
+            words = normalize(entry).split()
+            if len(words) == 1 and words[0].startswith("#") and len(words[0]) > 1:
+                # "#\w*down" matches only where "down" is in the text.
+                hashtags.add(words[0][1:])
+                continue
+            runs = [run for w in words if w != "*" and "'" not in w for run in _WORD_RE.findall(w)]
+            if not runs:
+                anchors = None
+                break
+            anchors.add(min(runs, key=_rarity))
+        self.anchors = None if anchors is None else frozenset(anchors)
+        #: The texts after "#" of the hashtag entries, one of which must be
+        #: in a text for one of them to match.
+        self.hashtags = tuple(sorted(hashtags))
+
+    def may_match(self, text: str, words: Optional[frozenset]) -> bool:
+        """
+        Whether C{text} could match: C{False} is sure, C{True} a maybe.
+        C{words} are the C{\\w+} runs of C{text} or of a text it was cut
+        from; C{None} means unknown (always a maybe).
+        """
+        if self.pattern is None:
+            return False
+        if words is None or self.anchors is None or not self.anchors.isdisjoint(words):
+            return True
+        return "#" in text and any(tag in text for tag in self.hashtags)
+
+    def search(self, text: str, words: Optional[frozenset]) -> bool:
+        """
+        Whether the list matches C{text}, with no regex search where
+        L{may_match} is sure it does not.
+        """
+        return self.may_match(text, words) and self.pattern.search(text) is not None
+
+
 def _words(entries: Optional[Iterable[str]], default: tuple) -> tuple:
     if entries is None:
         return default
@@ -222,7 +313,8 @@ def _words(entries: Optional[Iterable[str]], default: tuple) -> tuple:
 class Classifier:
     """
     Label posts from word lists compiled once, so that labelling a post
-    costs a handful of regex searches.  C{None} for a list means its
+    costs one pass to find its words and a regex search only for the lists
+    that could match them.  C{None} for a list means its
     default (the C{DEFAULT_*} constants); an empty list turns the rule off.
     """
 
@@ -249,15 +341,13 @@ class Classifier:
         )
         self.exceptions = _words(exceptions, DEFAULT_EXCEPTIONS)
 
-        self._crisis = compile_words(self.crisis_words)
-        self._complaint = compile_words(self.complaint_words)
-        self._purchase_intent = compile_words(self.purchase_intent_words)
+        self._crisis = _WordList(self.crisis_words)
+        self._complaint = _WordList(self.complaint_words)
+        self._purchase_intent = _WordList(self.purchase_intent_words)
         # An opener counts at the start of the post or of a sentence.
-        self._opener = compile_words(
-            self.question_openers, prefix=r"(?:^|(?<=[.!?] ))"
-        )
-        self._target = compile_words(self.complaint_targets)
-        self._exception = compile_words(self.exceptions)
+        self._opener = _WordList(self.question_openers, prefix=r"(?:^|(?<=[.!?] ))")
+        self._target = _WordList(self.complaint_targets)
+        self._exception = _WordList(self.exceptions)
 
     def to_dict(self) -> dict[str, list[str]]:
         """
@@ -281,29 +371,43 @@ class Classifier:
         The labels of a post's plain text, in the order of
         L{monitor.model.LABELS}.  C{compound} is its VADER compound score.
         """
-        text = _URL_RE.sub(" ", normalize(text))
-        if self._exception is not None:
-            text = self._exception.sub(" | ", text)
+        return self._labels(text, compound, prefilter=True)
+
+    def labels_by_every_regex(self, text: str, compound: float) -> tuple[str, ...]:
+        """
+        L{labels} without skipping a single regex search: what the skips
+        must never change (the tests compare the two).
+        """
+        return self._labels(text, compound, prefilter=False)
+
+    def _labels(self, text: str, compound: float, prefilter: bool) -> tuple[str, ...]:
+        text = normalize(text)
+        if not prefilter or "://" in text or "www." in text:
+            text = _URL_RE.sub(" ", text)
+        # The runs of the text before exceptions are blanked out: blanking
+        # only removes runs, so these are a superset, which is safe.
+        words = _runs(text) if prefilter else None
+        if self._exception.may_match(text, words):
+            text = self._exception.pattern.sub(" | ", text)
         found = {
-            "complaint": self._is_complaint(text, compound),
-            "purchase_intent": _search(self._purchase_intent, text),
-            "question": self._is_question(text),
-            "crisis": _search(self._crisis, text),
+            "complaint": self._is_complaint(text, compound, words),
+            "purchase_intent": self._purchase_intent.search(text, words),
+            "question": self._is_question(text, words),
+            "crisis": self._crisis.search(text, words),
         }
         return tuple(label for label in LABELS if found[label])
 
-    def _is_complaint(self, text: str, compound: float) -> bool:
-        if _search(self._complaint, text):
+    def _is_complaint(self, text: str, compound: float, words) -> bool:
+        if self._complaint.search(text, words):
             return True
         return compound <= COMPLAINT_COMPOUND and (
-            _MENTION_RE.search(text) is not None or _search(self._target, text)
+            ((words is None or "@" in text) and _MENTION_RE.search(text) is not None)
+            or self._target.search(text, words)
         )
 
-    def _is_question(self, text: str) -> bool:
-        if _QUESTION_MARK_RE.search(text):
+    def _is_question(self, text: str, words) -> bool:
+        if (words is None or "?" in text) and _QUESTION_MARK_RE.search(text):
             return True
-        return _search(self._opener, _LEADING_MENTIONS_RE.sub("", text))
-
-
-def _search(pattern: Optional[re.Pattern], text: str) -> bool:
-    return pattern is not None and pattern.search(text) is not None
+        if words is None or text.startswith("@"):
+            text = _LEADING_MENTIONS_RE.sub("", text)
+        return self._opener.search(text, words)
