@@ -5,7 +5,8 @@ Writes N real-looking posts (the labelled tweets of ../shared/data, each
 naming one of three brands, plus demo posts) to a replay file, starts a real
 `twistd -n monitor` on it, waits until the API reports every post stored, and
 reads per-post timings from the store.  In the same run it measures raw
-vaderSentiment on the same texts on one core, and prints both with their ratio.
+vaderSentiment on the same texts on one core, and prints both with their ratio,
+and the hub's own scorer (FastVader) on the same texts.
 
     python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json]
 """
@@ -103,11 +104,21 @@ def raw_vader(bodies: list[str]) -> float:
     """Posts per second of vaderSentiment alone on one core, on the plain texts."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    analyzer = SentimentIntensityAnalyzer()
+    return _per_second(SentimentIntensityAnalyzer().polarity_scores, bodies)
+
+
+def fast_vader(bodies: list[str]) -> float:
+    """Posts per second of the hub's scorer (FastVader, its cache on) on the same texts."""
+    from monitor.analysis.vader import FastVader
+
+    return _per_second(FastVader().polarity_scores, bodies)
+
+
+def _per_second(score, bodies: list[str]) -> float:
     plain = [plain_text(t) for t in bodies]
     started = time.perf_counter()
     for t in plain:
-        analyzer.polarity_scores(t)
+        score(t)
     return len(plain) / (time.perf_counter() - started)
 
 
@@ -172,6 +183,7 @@ speed = {1 if rate else 0}
     latencies = [r[1] - r[0] for r in rows]
     pipeline = len(rows) / (last - first)
     vader = raw_vader(bodies)
+    fast = fast_vader(bodies)
     return {
         "posts": n,
         "offered_rate": rate or "flat out",
@@ -186,6 +198,8 @@ speed = {1 if rate else 0}
         "peak_rss_mib": round(rss, 1),
         "raw_vader_posts_per_s": round(vader),
         "ratio": round(pipeline / vader, 2),
+        "fast_vader_posts_per_s": round(fast),
+        "fast_vader_ratio_to_raw": round(fast / vader, 2),
     }
 
 

@@ -7,7 +7,9 @@ runs over all of them ROUNDS times, alternating, and the best round counts
 (CPU time of this process, so other work on the machine costs as little as
 possible).  FastVader runs with its cache off (every text is new) and, in a
 separate figure, with the cache on for a second pass (every text a repost).
-Then the cost of one post of 2,000 emoji, and of 10,000 for FastVader.
+Then, per post on the same texts, the label rules with and without their
+prefilter, plain text, and all of analyze_texts; and the cost of one post of
+2,000 emoji, and of 10,000 for FastVader.
 
     python bench/vader.py [--rounds 5] [--json out.json]
 """
@@ -86,6 +88,28 @@ def main(argv=None) -> dict:
     }
     out["ratio"] = round(out["FastVader_posts_per_s"] / out["vaderSentiment_posts_per_s"], 2)
     out["ratio_reposts"] = round(out["FastVader_reposts_per_s"] / out["vaderSentiment_posts_per_s"], 2)
+
+    # Per post, the other stages of analysis on the same texts.
+    from monitor.analysis import Classifier, analyze_texts
+
+    classifier = Classifier()
+    compounds = [fresh.polarity_scores(t)["compound"] for t in texts]
+    pairs = list(zip(texts, compounds))
+
+    def per_post_us(run) -> float:
+        best = float("inf")
+        for _ in range(args.rounds):
+            started = time.process_time()
+            run()
+            best = min(best, time.process_time() - started)
+        return round(best / len(texts) * 1e6, 2)
+
+    out["us_vaderSentiment"] = round(1e6 / out["vaderSentiment_posts_per_s"], 2)
+    out["us_FastVader"] = round(1e6 / out["FastVader_posts_per_s"], 2)
+    out["us_labels_every_regex"] = per_post_us(lambda: [classifier.labels_by_every_regex(t, c) for t, c in pairs])
+    out["us_labels"] = per_post_us(lambda: [classifier.labels(t, c) for t, c in pairs])
+    out["us_plain_text"] = per_post_us(lambda: [plain_text(t) for t in texts])
+    out["us_analyze_texts"] = per_post_us(lambda: analyze_texts(texts, classifier))
 
     two_k = emoji_post(2000, reference)
     ten_k = emoji_post(10_000, reference)

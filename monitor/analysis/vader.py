@@ -66,7 +66,7 @@ _C_INCR = _vs.C_INCR
 _N_SCALAR = _vs.N_SCALAR
 _NEGATE = frozenset(_vs.NEGATE)
 _SO_THIS = ("so", "this")
-_normalize = _vs.normalize
+_sqrt = math.sqrt
 _fabs = math.fabs
 
 
@@ -159,11 +159,10 @@ class FastVader:
         # SentiText._strip_punc_if_word and one lowercase per token, from
         # a table of the tokens seen before.
         lower = list(map(self._lowered.__getitem__, raw))
-        scored = self._scored
-        if scored.keys().isdisjoint(lower):
+        hits = list(compress(range(n), map(self._scored.__contains__, lower)))
+        if not hits:
             # Every score is 0: the answer does not depend on the text.
             return (0.0, 1.0, 0.0, 0.0)
-        hits = list(compress(range(n), map(scored.__contains__, lower)))
 
         sentiments = [0] * n
         cap_diff = None
@@ -315,7 +314,12 @@ class FastVader:
             sum_s += punct
         elif sum_s < 0:
             sum_s -= punct
-        compound = _normalize(sum_s)
+        # normalize(sum_s), inlined: the same operations in the same order.
+        compound = sum_s / _sqrt((sum_s * sum_s) + 15)
+        if compound < -1.0:
+            compound = -1.0
+        elif compound > 1.0:
+            compound = 1.0
 
         # _sift_sentiment_scores: scores off the lexicon are 0 and stay 0.
         pos_sum = 0.0
