@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from vaderSentiment import vaderSentiment as vs
 
 from monitor import analysis
-from monitor.analysis import Classifier, MAX_ANALYZED_CHARS, analyze_texts, plain_text
+from monitor.analysis import MAX_ANALYZED_CHARS, MAX_MARKUP_CHARS, Classifier, analyze_texts, plain_text
 from monitor.analysis.vader import (
     SELF_CHECK_TEXTS,
     FastVader,
@@ -435,3 +435,22 @@ def test_over_long_post_is_cut_the_same_everywhere():
     assert (a.neg, a.neu, a.pos, a.compound) == (expected["neg"], expected["neu"], expected["pos"],
                                                  expected["compound"])
     assert a.compound < 0
+
+
+def test_over_long_markup_is_cut_before_it_is_stripped():
+    """Past MAX_MARKUP_CHARS the raw text is cut before its markup is stripped."""
+    text = "<p>awful</p>" + "<b>x</b>" * MAX_MARKUP_CHARS + "<p>wonderful</p>"
+    (a,) = analyze_texts([text], Classifier())
+    plain = plain_text(text[:MAX_MARKUP_CHARS])[:MAX_ANALYZED_CHARS]
+    assert "wonderful" not in plain and a.compound == REFERENCE.polarity_scores(plain)["compound"] < 0
+
+
+def test_token_table_is_bounded(monkeypatch):
+    """The table of lowered tokens is emptied when full and skips long tokens; scores do not change."""
+    from monitor.analysis import vader
+
+    monkeypatch.setattr(vader, "MAX_TOKENS", 5)
+    scorer = FastVader(REFERENCE, cache_size=0)
+    text = " ".join(f"good{i}" for i in range(12)) + " GREAT " + "x" * 100
+    assert same_scores(REFERENCE.polarity_scores(text), scorer.polarity_scores(text))
+    assert 0 < len(scorer._lowered) <= 5 and all(len(t) <= vader.MAX_TOKEN_CHARS for t in scorer._lowered)

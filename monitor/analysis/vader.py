@@ -348,8 +348,11 @@ class FastVader:
         )
 
 
-#: Distinct tokens L{_Lowered} remembers; past that it is emptied.
-MAX_TOKENS = 200_000
+#: Distinct tokens L{_Lowered} remembers; past that it is emptied.  Only
+#: tokens of at most L{MAX_TOKEN_CHARS} are kept (links and other long
+#: tokens are seldom seen twice), so it holds a few MiB at most.
+MAX_TOKENS = 50_000
+MAX_TOKEN_CHARS = 40
 
 
 class _Lowered(dict):
@@ -364,9 +367,10 @@ class _Lowered(dict):
     def __missing__(self, token: str) -> str:
         stripped = token.strip(_PUNCTUATION)
         word = (token if len(stripped) <= 2 else stripped).lower()
-        if len(self) >= MAX_TOKENS:
-            self.clear()
-        self[token] = word
+        if len(token) <= MAX_TOKEN_CHARS:
+            if len(self) >= MAX_TOKENS:
+                self.clear()
+            self[token] = word
         return word
 
 
