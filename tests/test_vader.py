@@ -454,3 +454,24 @@ def test_token_table_is_bounded(monkeypatch):
     text = " ".join(f"good{i}" for i in range(12)) + " GREAT " + "x" * 100
     assert same_scores(REFERENCE.polarity_scores(text), scorer.polarity_scores(text))
     assert 0 < len(scorer._lowered) <= 5 and all(len(t) <= vader.MAX_TOKEN_CHARS for t in scorer._lowered)
+
+
+def test_analyzer_checks_the_scorer_when_it_starts(monkeypatch):
+    """The hub's LocalAnalyzer chooses (and so checks) the scorer in startService, before any post."""
+    from twisted.logger import globalLogPublisher
+
+    from monitor.analysis.local import LocalAnalyzer
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    monkeypatch.setattr(analysis, "_scorer", None)
+    monkeypatch.setattr("monitor.analysis.vader.FastVader", Broken)
+    service = LocalAnalyzer(Classifier())
+    try:
+        service.startService()
+        assert isinstance(analysis._scorer, vs.SentimentIntensityAnalyzer)
+        assert any(e.get("log_level") is not None and e["log_level"].name == "error"
+                   and "differs from vaderSentiment" in e.get("log_format", "") for e in events)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        service.stopService()
