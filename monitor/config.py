@@ -243,6 +243,8 @@ ALERTS_FIELDS = {
     "retry_max": Field(DURATION, "10m", duration),
     "give_up_after": Field(DURATION, "24h", duration),
     "live": Field(bool, True),
+    "backfill_age": Field(DURATION, "1h", duration),
+    "notify_backfill": Field(bool, False),
 }
 
 NODES_FIELDS = {

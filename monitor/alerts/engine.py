@@ -31,7 +31,7 @@ from zope.interface import implementer
 from monitor.alerts import sql
 from monitor.alerts.config import check_rule_spec
 from monitor.alerts.detector import MAX_SKEW, SEEN, Detector
-from monitor.alerts.incidents import ACKNOWLEDGED, NOTIFY_EVENTS
+from monitor.alerts.incidents import ACKNOWLEDGED, NOTIFY_EVENTS, RESOLVED, Change
 from monitor.alerts.notifiers import Notification
 from monitor.alerts.notifiers.http import HTTPClient
 from monitor.alerts.outbox import Outbox, WriteQueue, new_notification_id
@@ -129,6 +129,8 @@ class AlertEngine(Service):
         self.file_rules = list(config.rules)
         self.channel_specs = {c["name"]: c for c in config.channels}
         self.idle_after = idle_after
+        self.backfill_age = parse_duration(self.settings.get("backfill_age", "1h"))
+        self.notify_backfill = bool(self.settings.get("notify_backfill", False))
         self.rules: dict[str, Rule] = {}
         self.detector = Detector([], samples=self.settings["samples"])
         self.writer = WriteQueue(self.store, reactor)
@@ -359,17 +361,21 @@ class AlertEngine(Service):
         notifications: list[Notification] = []
         for change in changes:
             self.metrics.incidents.labels(change.incident.rule, change.event).inc()
+            if change.event == "opened" and self._is_history(change.incident, change.incident.opened_at, now):
+                change.incident.backfill = change.snapshot["backfill"] = True
             if change.event in ("opened", "escalated", "resolved"):
                 self.log.info(
-                    "incident {id} {event}: {rule} on {subject} ({severity})",
+                    "incident {id} {event}: {rule} on {subject} ({severity}){backfill}",
                     id=change.incident.id,
                     event=change.event,
                     rule=change.incident.rule,
                     subject=change.incident.topic or change.incident.source or "all topics",
                     severity=change.snapshot["severity"],
+                    backfill=", backfill: not notified" if change.incident.backfill and not self.notify_backfill else "",
                 )
-            if change.event in NOTIFY_EVENTS:
+            if change.event in NOTIFY_EVENTS and (self.notify_backfill or not change.incident.backfill):
                 notifications += self._route(change, now)
+        notifications += self._caught_up(dirty, changes, now)
         self._update_open_gauge()
         d = self.writer.submit(
             sql.save_incidents,
@@ -379,6 +385,38 @@ class AlertEngine(Service):
         d.addCallback(lambda _: self.outbox.enqueue(notifications))
         d.addErrback(self._not_written, len(dirty), len(notifications))
         return d
+
+    def _is_history(self, incident, at: float, now: float) -> bool:
+        """
+        Whether a hit at post time C{at} arrived long after it happened
+        (C{[alerts] backfill_age}): a replay, a catch-up after an outage.
+        Only post-time incidents can be; source health is always now.
+        """
+        return incident.clock == "posts" and now - at > self.backfill_age
+
+    def _caught_up(self, dirty, changes, now: float) -> list[Notification]:
+        """
+        A backfill incident that is still going when the posts catch up
+        with the present is news after all: it stops being backfill and
+        its opening is sent now.
+        """
+        out: list[Notification] = []
+        opened_now = {c.incident.id for c in changes if c.event == "opened"}
+        for incident in dirty:
+            if not incident.backfill or incident.state == RESOLVED or incident.id in opened_now:
+                continue
+            if self._is_history(incident, incident.last_hit_at, now):
+                continue
+            incident.backfill = False
+            self.log.info(
+                "incident {id} caught up with the present: {rule} on {subject} is live",
+                id=incident.id,
+                rule=incident.rule,
+                subject=incident.topic or incident.source or "all topics",
+            )
+            if not self.notify_backfill:
+                out += self._route(Change("opened", incident, incident.to_dict()), now)
+        return out
 
     def _not_written(self, failure, incidents: int, notifications: int) -> None:
         # Only at shutdown does the write queue give up; say what was lost.

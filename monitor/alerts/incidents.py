@@ -98,6 +98,9 @@ class Incident:
     peak: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     escalated: bool = False
+    #: Opened by posts that arrived long after they were written: shown,
+    #: not notified (unless C{[alerts] notify_backfill}).
+    backfill: bool = False
     #: The latest signal compared with the rule's C{escalate_at}.
     value: float = 0.0
 
@@ -129,6 +132,7 @@ class Incident:
             "signal": dict(self.signal),
             "peak": dict(self.peak),
             "samples": list(self.samples),
+            "backfill": self.backfill,
         }
 
 

@@ -226,8 +226,15 @@ CREATE TABLE alert_channels (
 );
 """
 
+# Incidents opened by posts that arrived long after they were written (a
+# replay, a catch-up after an outage) are history, not news: marked, shown,
+# not notified.
+_V4_BACKFILL = """
+ALTER TABLE alert_incidents ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL)
 
 
 def split_statements(script: str) -> list[str]:

@@ -27,6 +27,8 @@ endpoint = "tcp:PORT:interface=127.0.0.1"
 evaluate_every = "1s"
 retry_max = "2s"
 live = false
+# A 2013 archive: history, sent anyway, since delivery is what is tested.
+notify_backfill = true
 [[sources]]
 kind = "replay"
 name = "crisislex"
