@@ -21,13 +21,16 @@ install: $(VENV)/.installed
 
 # The pages work without the charts' and map's libraries (tables instead),
 # so a machine without npm still runs.
+# The console shows the start, the sources, incidents and errors
+# (monitor.logs.console); Ctrl-C stops the hub cleanly, and the trap keeps
+# make from adding its "*** Interrupt" to that.
 run: install
 	-@$(MAKE) --no-print-directory vendor || echo "warning: no npm: the web UI shows tables instead of charts and map"
-	mkdir -p var
-	$(BIN)/twistd --nodaemon --pidfile= monitor --config $(CONFIG)
+	@mkdir -p var
+	@trap 'exit 0' INT; $(BIN)/twistd --nodaemon --pidfile= --logger monitor.logs.console monitor --config $(CONFIG)
 
 demo:
-	$(MAKE) run CONFIG=etc/demo.toml
+	@trap 'exit 0' INT; $(MAKE) --no-print-directory run CONFIG=etc/demo.toml
 
 # The real Bluesky and Mastodon collectors, fed by the test suite's fake
 # servers on localhost (etc/offline.toml); the fakes stop with the hub.
@@ -52,7 +55,7 @@ bench: install
 # The web UI's charts and map (pinned npm packages, checked by SHA-512) in
 # monitor/web/static/vendor/; quick when already there.
 vendor:
-	$(PYTHON) -m monitor.web.vendor
+	@$(PYTHON) -m monitor.web.vendor
 
 # What the browser tests and the vendor step need from Debian: Chromium
 # (driven by Playwright; never a downloaded browser) and npm.  Quick when

@@ -39,6 +39,27 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+class ConfigProblem(Exception):
+    """
+    The configuration is valid but does not work on this machine (a port
+    in use, a file that cannot be read): one line that names the key to
+    change, shown instead of a traceback.
+    """
+
+    def __init__(self, path: str, key: str, message: str) -> None:
+        self.path = path
+        self.key = key
+        self.message = message
+        #: An example of a value that would work, if known.
+        self.suggestion = ""
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        section, _, name = self.key.rpartition(".")
+        example = f", e.g. {self.suggestion}" if self.suggestion else ""
+        return f"{self.message}; change [{section}] {name} in {self.path}{example}"
+
+
 # --- field specifications ---------------------------------------------------
 
 _MISSING = object()
@@ -164,6 +185,7 @@ WEB_FIELDS = {
     "ws_interval": Field(float, 0.25, at_least(0.05)),
     "ws_stall_timeout": Field(float, 30.0, at_least(0)),
     "ws_ping_interval": Field(float, 20.0, at_least(0)),
+    "access_log": Field(str, ""),
     "ws_max_message": Field(int, 16384, between(1024, 65536)),
     "ws_message_rate": Field(float, 2.0, at_least(0.01)),
     "ws_message_burst": Field(int, 20, at_least(1)),

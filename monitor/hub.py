@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 
 from twisted.application.service import Service
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from monitor.alerts.engine import AlertEngine
@@ -16,7 +18,7 @@ from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
-from monitor.config import Config
+from monitor.config import Config, ConfigProblem
 from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
@@ -25,6 +27,7 @@ from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
+from monitor.web.setup import write_owner_only
 from monitor.web.site import WebService
 
 #: The environment variable that holds the API token.
@@ -33,27 +36,35 @@ TOKEN_ENV = "MONITOR_API_TOKEN"
 log = Logger()
 
 
-def api_token(path: str, environ=os.environ) -> str:
+def api_token(path: str, environ=os.environ, config_path: str = "the configuration") -> str:
     """
     The API token: from C{MONITOR_API_TOKEN} if set, else from C{path},
-    made (readable by the owner only) at first start.
+    made (readable by the owner only) at first start.  A file that cannot
+    be read or written is a L{ConfigProblem} naming C{[web] token_file}.
     """
     token = environ.get(TOKEN_ENV, "").strip()
     if token:
         return token
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except FileNotFoundError:
-        token = ""
-    if not token:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(token + "\n")
-        log.info("made a new API token; it is in {path}", path=os.path.abspath(path))
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except FileNotFoundError:
+            token = ""
+        if not token:
+            token = secrets.token_urlsafe(32)
+            write_owner_only(path, token)
+            log.info("made a new API token; it is in {path}", path=os.path.abspath(path))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigProblem(config_path, "web.token_file", f"cannot use the API token file {path}: {_reason(e)}")
     return token
+
+
+def _reason(e: Exception) -> str:
+    """An OS error as a person says it: "Permission denied", not errno 13."""
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        return "a part of the path is a file, not a directory"
+    return getattr(e, "strerror", None) or str(e)
 
 
 class _TopicSeed(Service):
@@ -112,7 +123,7 @@ class Hub(OrderedMultiService):
         # that they have their history before the first batch.
         self.alerts = AlertEngine(self, config, reactor=reactor)
         self.pipeline.add_sink(self.alerts)
-        token = api_token(config.resolve(config.web["token_file"]))
+        token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
         self.web.setName("web")
@@ -131,6 +142,55 @@ class Hub(OrderedMultiService):
         for source in self.sources:
             source.setServiceParent(self)
 
+    def privilegedStartService(self):
+        """
+        Open the listening ports (before twistd drops privileges).  A port
+        that is taken is one line naming the key to change, then exit.
+        """
+        Service.privilegedStartService(self)
+        self._check_store()
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except CannotListenError as e:
+                key = "web.endpoint" if child is self.web else "nodes.endpoint"
+                free = _free_port(e.port)
+                problem = ConfigProblem(self.config.path, key, _cannot_listen(e))
+                if free is not None and child is self.web:
+                    problem.suggestion = f'endpoint = "tcp:{free}:interface={e.interface or "127.0.0.1"}"'
+                _give_up(problem)
+
+    def _check_store(self) -> None:
+        """
+        Open the SQLite file once before anything starts, so a path that
+        cannot work is one line and a non-zero exit, not a failed start.
+        """
+        if self.config.store.get("kind", "sqlite") != "sqlite":
+            return
+        path = self.config.resolve(self.config.store["path"])
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            sqlite3.connect(path).close()
+        except (OSError, sqlite3.Error) as e:
+            _give_up(ConfigProblem(self.config.path, "store.path", f"cannot open the store {path}: {_reason(e)}"))
+
+    async def _start(self) -> None:
+        """
+        Start the children in order, turning the problems a user fixes in
+        the configuration into one line; then say where the hub is.
+        """
+        for child in list(self):
+            try:
+                await maybeDeferred(child.startService)
+            except CannotListenError as e:
+                raise ConfigProblem(self.config.path, "nodes.endpoint", _cannot_listen(e)) from None
+            except (OSError, sqlite3.Error) as e:
+                if child is not self.store:
+                    raise
+                where = self.config.store["path"]
+                raise ConfigProblem(self.config.path, "store.path", f"cannot open the store {where}: {_reason(e)}") from None
+        await self.web.announce()
+
     def stopService(self):
         """
         Stop within C{hub.shutdown_timeout} seconds, whatever hangs.
@@ -143,3 +203,33 @@ class Hub(OrderedMultiService):
         d = super().stopService()
         d.addTimeout(timeout, self.reactor, onTimeoutCancel=gave_up)
         return d
+
+
+def _give_up(problem: ConfigProblem):
+    """Say what to change, in one line, and exit before the reactor runs."""
+    log.critical("{problem}", problem=str(problem))
+    raise SystemExit(2)
+
+
+def _free_port(taken) -> int | None:
+    """A port near C{taken} that is free now, to suggest instead."""
+    import socket
+
+    try:
+        start = int(taken)
+    except (TypeError, ValueError):
+        return None
+    for port in range(start + 1, start + 20):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return None
+
+
+def _cannot_listen(e: CannotListenError) -> str:
+    reason = _reason(e.socketError) if e.socketError is not None else "refused"
+    hint = " (is another hub running?)" if "in use" in reason else ""
+    return f"cannot listen on {e.interface or '*'}:{e.port}: {reason}{hint}"

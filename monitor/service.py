@@ -41,7 +41,13 @@ class OrderedMultiService(MultiService):
 
     def _start_failed(self, failure):
         # A hub without its store or its port is no hub: stop, loudly.
-        self.log.failure("could not start the service {name}", failure, name=self.name)
+        from monitor.config import ConfigProblem
+
+        if failure.check(ConfigProblem):
+            # Something to change in the configuration: one line, no traceback.
+            self.log.critical("{problem}", problem=str(failure.value))
+        else:
+            self.log.failure("could not start the service {name}", failure, name=self.name)
         if self.reactor.running:
             self.reactor.stop()
         else:

@@ -2,9 +2,32 @@
 C{twistd monitor}: the command-line options and the service maker.
 """
 
+import os
+import shlex
+import sys
+
 from twisted.python import usage
 
-from monitor.config import ConfigError, load_config
+from monitor.config import ConfigError, ConfigProblem, load_config
+
+
+def twistd_command(config_path: str, *args: str) -> str:
+    """
+    The command line that runs C{twistd monitor} on C{config_path} the way
+    this process was started (the same twistd, the same C{PYTHONPATH}), so
+    that a hint in the log or on a page works when pasted as printed.
+    """
+    twistd = sys.argv[0] if os.path.basename(sys.argv[0]).startswith("twistd") else ""
+    if not twistd:
+        beside = os.path.join(os.path.dirname(sys.executable), "twistd")
+        near = os.path.relpath(beside)
+        twistd = (beside if near.startswith("..") else near) if os.path.exists(beside) else "twistd"
+    if os.path.exists(twistd) and not os.path.isabs(twistd) and os.sep not in twistd:
+        twistd = "./" + twistd
+    words = [twistd, "monitor", "--config", config_path, *args]
+    path = os.environ.get("PYTHONPATH")
+    prefix = f"PYTHONPATH={shlex.quote(path)} " if path else ""
+    return prefix + shlex.join(words)
 
 
 class Options(usage.Options):
@@ -26,7 +49,8 @@ class Options(usage.Options):
         try:
             self.loaded = load_config(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            # The problems alone, not twistd's whole --help before them.
+            raise SystemExit(str(e))
         if self["add-user"] is not None:
             # A one-off command: do it and exit before any service starts.
             from monitor.web.users import add_user_command
@@ -37,4 +61,8 @@ class Options(usage.Options):
 def makeService(options):
     from monitor.hub import Hub
 
-    return Hub(options.loaded)
+    try:
+        return Hub(options.loaded)
+    except ConfigProblem as e:
+        # A file the hub cannot read or write: one line naming the key.
+        raise SystemExit(f"twistd monitor: {e}")

@@ -65,6 +65,14 @@ class DemoSource(Collector):
             if burst != self._burst:
                 self._burst = burst
                 if burst:
-                    self.log.info("source {source}: demo burst {burst}", source=self.name, burst=burst)
+                    what = "an outage" if burst["kind"] == "outage" else "a viral complaint"
+                    self.log.info(
+                        "source {source}: {what} at {brand} begins (demo, {minutes:.0f} minutes)",
+                        source=self.name,
+                        what=what,
+                        brand=burst["brand"],
+                        minutes=(burst["ends_at"] - burst["started_at"]) / 60,
+                        burst=burst,
+                    )
             for _ in range(self._poisson(self.content.rate(now) * elapsed)):
                 await self.emit(self.content.make_post(now, self.name))

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from urllib.parse import urlsplit
 
 from twisted.application import strports
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 from twisted.web.pages import errorPage, notFound
 from twisted.web.resource import Resource
@@ -19,6 +23,7 @@ from twisted.web.static import File
 from monitor.service import OrderedMultiService
 from monitor.web.limits import LimitedSite, body_policy
 from monitor.web.push import PushHub
+from monitor.web.setup import SetupLink, setup_token_path
 from monitor.web.ui import WebUI
 from monitor.web.users import Users
 
@@ -122,6 +127,24 @@ class Root(Resource):
         return self.ui
 
 
+class HubSite(LimitedSite):
+    """
+    The hub's site.  Quiet: no "Starting factory" lines, and a line per
+    request only when C{[web] access_log} asks for one ("-": in the hub's
+    log; a path: that file, in the combined log format).
+    """
+
+    noisy = False
+
+    def __init__(self, resource, policy, access_log: str = "") -> None:
+        super().__init__(resource, policy, logPath=access_log if access_log not in ("", "-") else None)
+        self.access = access_log != ""
+
+    def log(self, request):
+        if self.access:
+            super().log(request)
+
+
 class WebService(OrderedMultiService):
     """
     Users, the live channel and the listening port, as one child of the hub.
@@ -130,12 +153,15 @@ class WebService(OrderedMultiService):
     """
 
     name = "web"
+    log = Logger()
 
     def __init__(self, hub, reactor=None) -> None:
         super().__init__(reactor)
         reactor = self.reactor
         web = hub.config.web
+        self.endpoint = web["endpoint"]
         self.users = Users(hub.store, reactor, idle=web.get("session_hours", 12) * 3600)
+        self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
         self.push = PushHub(
             reactor,
             users=self.users,
@@ -167,15 +193,65 @@ class WebService(OrderedMultiService):
             tile_url=web.get("tile_url", ""),
             tile_attribution=web.get("tile_attribution", ""),
             cookie_secure=web.get("cookie_secure", False),
+            setup=self.setup,
         )
         static = StaticFiles(FilePath(STATIC).path)
         self.root = Root(self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""))
-        self.site = LimitedSite(self.root, body_policy(web))
+        self.site = HubSite(self.root, body_policy(web), access_log=web.get("access_log", ""))
         self.site.displayTracebacks = False
         self.port = strports.service(web["endpoint"], self.site, reactor=reactor)
         self.port.setName("port")
         for child in (self.users, self.push, self.port):
             child.setServiceParent(self)
+
+    def listening(self) -> Deferred:
+        """
+        The listening port, once open (C{None} if it could not be).
+        """
+        waiting = getattr(self.port, "_waitingForPort", None)
+        d = Deferred()
+        if waiting is None:
+            d.callback(None)
+            return d
+
+        def got(port):
+            d.callback(port)
+            return port
+
+        waiting.addCallbacks(got, lambda f: (d.callback(None), f)[1])
+        return d
+
+    async def url(self) -> str:
+        """
+        The address people open: C{http://127.0.0.1:8080/}.
+        """
+        port = await self.listening()
+        host = port.getHost() if port is not None else None
+        if not isinstance(host, (IPv4Address, IPv6Address)):
+            return self.endpoint
+        name = host.host
+        if name in ("0.0.0.0", "::"):
+            name = socket.gethostname()
+        elif isinstance(host, IPv6Address):
+            name = f"[{name}]"
+        scheme = "https" if self.endpoint.startswith("ssl:") else "http"
+        return f"{scheme}://{name}:{host.port}/"
+
+    async def announce(self) -> None:
+        """
+        The last lines of the start: while there is no user, the one-time
+        setup link; always, where the web UI is.
+        """
+        url = await self.url()
+        token = await self.setup.open_if_needed()
+        if token:
+            self.log.info(
+                "no user yet: create the first admin at {url}setup/{token} (the link is also in {path})",
+                url=url,
+                token=token,
+                path=self.setup.path,
+            )
+        self.log.info("monitor is running: the web UI and the API are at {url}", url=url)
 
 
 class _Lazy:

@@ -52,7 +52,7 @@ from monitor.web.forms import (
     topic_values,
 )
 from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
-from monitor.web.users import ROLES, LoginGuard, UserError
+from monitor.web.users import ROLES, LoginGuard, UserError, check_name, check_new_password
 
 __all__ = ["WebUI", "RANGES"]
 
@@ -61,6 +61,8 @@ VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "ven
 
 #: The login form's own CSRF cookie (there is no session yet).
 LOGIN_COOKIE = "monitor_login"
+#: The same for the first-run setup form.
+SETUP_COOKIE = "monitor_setup"
 
 #: Dashboard ranges: name -> (seconds, bucket seconds, label).
 RANGES = {
@@ -220,6 +222,7 @@ class WebUI:
         tile_url: str = "",
         tile_attribution: str = "",
         cookie_secure: bool = False,
+        setup=None,
     ) -> None:
         self.hub = hub
         self.users = users
@@ -228,6 +231,8 @@ class WebUI:
         self.tile_url = tile_url
         self.tile_attribution = tile_attribution
         self.cookie_secure = cookie_secure
+        #: The first-run setup link (L{monitor.web.setup.SetupLink}), if any.
+        self.setup = setup
         self.guard = LoginGuard(reactor)
         #: A token just created, by session key: (name, token, expires).
         self._new_tokens: dict[str, tuple[str, str, float]] = {}
@@ -409,7 +414,81 @@ class WebUI:
             name=name,
             next=_safe_next(next_page),
             first_run=first_run,
+            setup_file=self.setup.path if self.setup is not None else "",
+            add_user=self._add_user_hint(),
         )
+
+    def _add_user_hint(self) -> str:
+        """
+        The command that makes the first admin on the hub's machine, as it
+        works when pasted there: this hub's twistd and configuration file.
+        """
+        from monitor.tap import twistd_command
+
+        config = getattr(getattr(self.hub, "config", None), "path", "etc/monitor.toml")
+        return twistd_command(config, "--add-user", "NAME", "--role", "admin")
+
+    # -- first run -----------------------------------------------------------
+
+    @app.route("/setup/<token>", methods=["GET"])
+    def setup_page(self, request, token):
+        return ensureDeferred(self._setup_page(request, token))
+
+    async def _setup_page(self, request, token, status=200, errors=None, name=""):
+        if self.setup is None or not await self.setup.valid(token):
+            return self._setup_gone(request)
+        csrf = secrets.token_urlsafe(32)
+        self._cookie(request, SETUP_COOKIE, csrf, max_age=3600)
+        return self._render(
+            request, None, "setup.html", status=status, setup_csrf=csrf, token=token, errors=errors or {}, name=name, error=""
+        )
+
+    def _setup_gone(self, request) -> bytes:
+        # The same answer for a used link and a wrong one: nothing to guess.
+        return self._render(
+            request,
+            None,
+            "error.html",
+            status=404,
+            status_code=404,
+            message="This setup link does not work (any more): the first admin has been created. Log in instead.",
+        )
+
+    @app.route("/setup/<token>", methods=["POST"])
+    def setup_submit(self, request, token):
+        return ensureDeferred(self._setup_submit(request, token))
+
+    async def _setup_submit(self, request, token):
+        if self.setup is None or not await self.setup.valid(token):
+            return self._setup_gone(request)
+        cookie = (request.getCookie(SETUP_COOKIE.encode("ascii")) or b"").decode("ascii", "replace")
+        problem = self._forged(request, cookie) if cookie else "The setup form's security token (CSRF) is missing. Reload the page and try again."
+        if problem:
+            return self._error(request, None, 403, problem)
+        form = self._form(request)
+        name, password, again = self._one(form, "name").strip(), self._one(form, "password"), self._one(form, "again")
+        errors = {}
+        for check, value in ((check_name, name), (check_new_password, password)):
+            try:
+                check(value)
+            except UserError as e:
+                errors[e.field] = e.message
+        if "password" not in errors and password != again:
+            errors["again"] = "The two passwords differ."
+        if not errors:
+            try:
+                await self.users.add_user(name, "admin", password)
+            except UserError as e:
+                errors[e.field] = e.message
+        if errors:
+            return await self._setup_page(request, token, 400, errors, name)
+        self.setup.close()
+        user_id, name, _ = await self.users.authenticate(name, password)
+        session, _ = await self.users.open_session(user_id)
+        self._cookie(request, SESSION_COOKIE, session)
+        self._cookie(request, SETUP_COOKIE, "", max_age=0)
+        self.log.info("first admin {user} created on the setup page", user=name)
+        return self._redirect(request, "/dashboard")
 
     @app.route("/login", methods=["POST"])
     def login(self, request):

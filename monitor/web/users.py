@@ -463,6 +463,13 @@ class Users(Service):
     def count_users(self):
         return self.store.run_read(lambda trans: trans.execute("SELECT count(*) FROM users").fetchone()[0])
 
+    async def has_admin(self) -> bool:
+        """Whether an admin exists (the first-run setup ends then)."""
+        row = await self.store.run_read(
+            lambda trans: trans.execute("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1").fetchone()
+        )
+        return row is not None
+
     # -- sessions ----------------------------------------------------------
 
     async def open_session(self, user_id: int) -> tuple[str, str]:

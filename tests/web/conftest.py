@@ -73,6 +73,8 @@ class HubProcess:
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
         self.proc = None
         self.base = None
+        self.lines = []
+        self._seen = threading.Condition()
 
     def add_user(self, name, role, password):
         path = os.path.join(self.dir, f"{name}.pw")
@@ -101,15 +103,39 @@ class HubProcess:
                 for line in self.proc.stdout:
                     log.write(line)
                     log.flush()
+                    with self._seen:
+                        self.lines.append(line.decode("utf-8", "replace"))
+                        self._seen.notify_all()
                     m = re.search(rb"Site starting on (\d+)", line)
                     if m and not listening.is_set():
                         found["port"] = int(m.group(1))
                         listening.set()
             listening.set()
 
+        self.lines = []
         threading.Thread(target=drain, daemon=True).start()
         assert listening.wait(60) and "port" in found, "the hub did not start:\n" + self.output()
         self.base = f"http://127.0.0.1:{found['port']}"
+
+    def wait_for(self, pattern, seconds=30.0):
+        """
+        The match of C{pattern} in the first line of this start's log that
+        has it, waiting (bounded) for the hub to write it.
+        """
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + seconds
+        seen = 0
+        with self._seen:
+            while True:
+                for line in self.lines[seen:]:
+                    m = regex.search(line)
+                    if m:
+                        return m
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and seen == len(self.lines):
+                    raise AssertionError(f"no line matching {pattern!r}:\n" + self.output())
+                self._seen.wait(min(left, 1.0))
 
     def output(self):
         try:
