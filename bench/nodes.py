@@ -38,7 +38,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pipeline import BRANDS, raw_vader, texts  # noqa: E402
+from pipeline import BRANDS, cpu_seconds, raw_vader, texts  # noqa: E402
 
 from monitor.collect.demo_content import brand_terms  # noqa: E402
 from monitor.collect.jsonl import format_post  # noqa: E402
@@ -78,20 +78,6 @@ def settled(port: int, n: int) -> bool:
         elif line.startswith('monitor_posts_collected_total{source="bench"}'):
             collected = float(line.split()[-1])
     return collected == n and stored + unmatched == n
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes and all their descendants (workers)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            for q in [p, *p.children(recursive=True)]:
-                t = q.cpu_times()
-                total += t.user + t.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def wait_for(check, seconds: float, what: str):

@@ -6,9 +6,11 @@ naming one of three brands, plus demo posts) to a replay file, starts a real
 `twistd -n monitor` on it, waits until the API reports every post stored, and
 reads per-post timings from the store.  In the same run it measures raw
 vaderSentiment on the same texts on one core, and prints both with their ratio,
-and the hub's own scorer (FastVader) on the same texts.
+and the hub's own scorer (FastVader) on the same texts.  CPU per post (the
+hub and its workers, from the moment it answers) is steadier than posts/s on a
+shared machine.
 
-    python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json]
+    python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
 """
 
 from __future__ import annotations
@@ -122,15 +124,32 @@ def _per_second(score, bodies: list[str]) -> float:
     return len(plain) / (time.perf_counter() - started)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants (workers)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            for q in [p, *p.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0) -> dict:
+def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT) -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
-    posts per second.
+    posts per second.  The hub runs the code in hub_root (another checkout,
+    to compare with an older commit); the in-process figures use this one.
     """
     bodies = texts(n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +173,7 @@ path = "posts.jsonl"
 speed = {1 if rate else 0}
 """ + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
                     for b in BRANDS))
-        env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
+        env = dict(os.environ, PYTHONPATH=str(hub_root), MONITOR_API_TOKEN=TOKEN)
         proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
              "--logfile", str(tmp / "twistd.log"), "monitor", "--config", str(tmp / "bench.toml")],
@@ -163,13 +182,17 @@ speed = {1 if rate else 0}
         try:
             deadline = time.monotonic() + 600
             settled = None
+            cpu_started = None
             while time.monotonic() < deadline and settled is None:
                 time.sleep(0.25)
                 try:
                     settled = accounted(port, n)
                 except OSError:
                     continue
+                if cpu_started is None:  # the hub is up: start-up CPU is behind us
+                    cpu_started = cpu_seconds([proc.pid])
             stored, unmatched = settled or (0, 0)
+            cpu = cpu_seconds([proc.pid]) - (cpu_started or 0.0)
             rss = peak_rss_mib(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -196,6 +219,7 @@ speed = {1 if rate else 0}
         "latency_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1),
         "peak_rss_mib": round(rss, 1),
+        "hub_cpu_us_per_post": round(cpu / n * 1e6, 1),
         "raw_vader_posts_per_s": round(vader),
         "ratio": round(pipeline / vader, 2),
         "fast_vader_posts_per_s": round(fast),
@@ -210,8 +234,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="pace the replay at this many posts/s (0: flat out)")
     parser.add_argument("--workers", type=int, default=0, help="[analysis] workers: 0 threads, N processes")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--hub-root", type=pathlib.Path, default=ROOT,
+                        help="run the hub from this source tree (e.g. an older commit, git archive'd)")
     args = parser.parse_args()
-    result = run(args.posts, args.batch_size, args.rate, args.workers)
+    result = run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve())
     for k, v in result.items():
         print(f"{k:24} {v}")
     if args.json:
