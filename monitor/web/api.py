@@ -132,6 +132,14 @@ class Api:
             raise BadParameter("topic", f"no such topic: {topic!r}")
         return topic
 
+    @app.route("/api/v1/openapi.json", methods=["GET"])
+    @api_route
+    async def openapi(self, request, params: Params):
+        from monitor.web.openapi import openapi
+
+        params.finish()
+        return openapi()
+
     @app.route("/api/v1/posts", methods=["GET"])
     @api_route
     async def posts(self, request, params: Params):
