@@ -79,6 +79,11 @@ class Pipeline(Service):
     async def _run(self) -> None:
         while not (self._stopping and self.queue.size() == 0):
             await self._slots.acquire()
+            if self._stopping and self.queue.size() == 0:
+                # The stop came while every slot was busy: nothing will fill
+                # the queue now, so waiting on it would never end.
+                self._slots.release()
+                break
             self._get = self.queue.get(self.batch_size)
             try:
                 posts = await self._get

@@ -149,6 +149,27 @@ def test_stop_when_idle():
     assert stopped == [None]
 
 
+def test_stop_while_every_slot_is_busy():
+    """
+    A stop that arrives while every slot is busy and the queue is empty
+    fires once those batches are stored: the loop must not go back to
+    waiting on the empty queue, which no collector fills any more.
+    """
+    clock, q, store, analyzer, p = make(batch_size=1)
+    p.startService()
+    q.put(post(1))
+    q.put(post(2))
+    clock.advance(0)
+    assert len(analyzer.calls) == 2 and q.size() == 0
+    stopped = []
+    p.stopService().addCallback(stopped.append)
+    analyzer.finish(0)
+    analyzer.finish(1)
+    clock.advance(0)
+    assert stopped == [None]
+    assert [b[0] for b in store.batches] == [["s:1"], ["s:2"]]
+
+
 def test_failing_sink_does_not_stop_pipeline():
     """A sink that raises is logged; other sinks and later batches go on."""
     clock, q, store, analyzer, p = make(batch_size=1)
