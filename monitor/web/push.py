@@ -9,8 +9,15 @@ producer of its transport: when the transport's buffer is full Twisted
 pauses it and nothing more is written; new messages replace the oldest
 pending ones (counted, and the client is told how many it lost); a client
 paused longer than C{stall_timeout} is disconnected.  Messages are encoded
-once and shared by every client, and bursts are coalesced into at most one
-frame per client per C{interval}.
+once and shared by every client.
+
+There is no budget of frames or bytes per interval: a client that reads as
+fast as posts are stored gets every one.  A post is sent as soon as it is
+stored when the hub is idle; under load, frames are coalesced for a delay
+that follows what the last flush cost (like Nagle's algorithm, which waits
+only while something is in flight), at most C{interval}.  Only a client
+whose transport is really full (Twisted paused it) has messages queued, and
+only past C{queue_limit} of them are any dropped.
 
 Wire format: each frame is a JSON array of envelopes
 C{{"type": ..., "data": ...}}.  Types: C{post}, C{stats}, C{alert},
@@ -23,6 +30,7 @@ C{error}.  The client sends C{{"type": "subscribe", "kinds": [...],
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -48,8 +56,15 @@ KINDS = ("post", "stats", "alert", "source")
 #: Kinds of which only the newest pending message matters.
 _SNAPSHOTS = ("stats", "source")
 
-#: Most bytes of envelopes put in one frame; the rest waits for the next.
+#: Most bytes of envelopes put in one frame; the rest follows at once in
+#: further frames (a frame is a unit of parsing for the browser, not a
+#: budget).
 FRAME_BYTES = 64 * 1024
+
+#: The coalescing delay is this many times what the last flush cost, so
+#: that sending never takes more than about 1/(1 + BUSY_RATIO) of the
+#: reactor's time, however many clients and posts there are.
+BUSY_RATIO = 4.0
 
 #: Most clients connected at once, and per user.
 MAX_CLIENTS = 2000
@@ -403,6 +418,10 @@ class PushProtocol(WebSocketServerProtocol):
         if kind in _SNAPSHOTS:
             self.snapshots[kind] = encoded
             return
+        if len(self.pending) >= limit and not self.paused and self in self.factory.push.clients:
+            # A client that is reading is never given drops: send what it
+            # has now rather than wait for the coalescing delay.
+            self.factory.push.send_to(self)
         if len(self.pending) >= limit:
             self.pending.popleft()
             self.lost += 1
@@ -462,7 +481,9 @@ class PushHub(Service):
 
     @ivar queue_limit: most messages pending per client before the oldest
         are dropped.
-    @ivar interval: seconds between two frames to one client.
+    @ivar interval: the longest a message waits to be coalesced with others
+        when sending is costly (an idle hub sends at once).
+    @ivar timer: what the cost of a flush is measured with (seconds).
     @ivar stall_timeout: seconds a client may block its connection before
         it is disconnected (0: never).
     @ivar sessions: the L{monitor.web.sessions.SessionRegistry} that ends
@@ -496,6 +517,7 @@ class PushHub(Service):
         message_burst: int = CLIENT_BURST,
         sessions=None,
         per_user: int = PER_USER,
+        timer=time.perf_counter,
     ) -> None:
         self.reactor = reactor
         self.users = users
@@ -515,6 +537,8 @@ class PushHub(Service):
         self.clients: set[PushProtocol] = set()
         self.dropped_total = 0
         self._flush_call = None
+        self._flush_cost = 0.0
+        self._timer = timer
         self._status_loop: Optional[LoopingCall] = None
         self._counts = self._empty_counts()
         self._metrics = _PushMetrics(metrics.registry) if metrics is not None else None
@@ -689,32 +713,50 @@ class PushHub(Service):
             self.publish("post", post_json(post))
 
     def schedule(self) -> None:
+        """
+        Flush soon: at once when the last flush was cheap, later (at most
+        C{interval}) when sending has been costly, so that a flood travels
+        in few large frames and a quiet hub answers in milliseconds.
+        """
         if self._flush_call is None or not self._flush_call.active():
-            self._flush_call = self.reactor.callLater(self.interval, self.flush)
+            delay = min(self.interval, self._flush_cost * BUSY_RATIO)
+            self._flush_call = self.reactor.callLater(delay, self.flush)
 
     def flush(self) -> None:
         """
-        Send each client that is not blocked one frame of what it has
-        pending.
+        Send each client that is not blocked everything it has pending, in
+        frames of at most L{FRAME_BYTES}, until its transport says it is
+        full.
         """
         self._flush_call = None
+        started = self._timer()
         for client in list(self.clients):
-            if client.paused or not client.has_pending():
-                continue
+            if not client.paused and client.has_pending():
+                self.send_to(client)
+        # The cost of the next flush is much like this one's.
+        self._flush_cost = self._timer() - started
+        # Paused clients are picked up again by resumeProducing.
+
+    def send_to(self, client: PushProtocol) -> None:
+        """
+        Write frames to C{client} until nothing is pending or its transport
+        pauses it (Twisted does so from inside C{write} once its buffer is
+        full).
+        """
+        while not client.paused and client.has_pending():
             payload = client.frame()
             if payload is None:
-                continue
+                return
             try:
                 client.sendMessage(payload, False)
             except Exception:
                 # A peer that is closing; it will be removed in onClose.
                 self.log.debug("could not send to a closing client")
-                continue
+                client.pending.clear()
+                client.snapshots.clear()
+                return
             if self._metrics:
                 self._metrics.frames.inc()
-        # Paused clients are picked up again by resumeProducing.
-        if any(c.has_pending() and not c.paused for c in self.clients):
-            self.schedule()
 
     # -- periodic ------------------------------------------------------------
 

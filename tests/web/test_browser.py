@@ -228,7 +228,12 @@ def test_dashboard_charts_update_live(hub, admin, watch):
 def test_map_shows_outline_and_live_markers(hub, admin, watch):
     """With no tile server the map still draws the bundled world outline, and posts with coordinates appear live."""
     page = admin
-    hub.append({"text": "acme in paris", "lat": 48.85, "lon": 2.35})
+    marker = f"paris{time.time_ns()}"
+    hub.append({"text": f"acme in paris {marker}", "lat": 48.85, "lon": 2.35})
+    # Stored before the map loads, so it is counted once, by the load, and
+    # not pushed after the count below is read.
+    page.goto(hub.base + "/live")
+    expect(page.locator("#feed .post", has_text=marker)).to_have_count(1, timeout=SHOWN_WITHIN_MS)
     page.goto(hub.base + "/map")
     wait_live(page)
     expect(page.locator(".leaflet-overlay-pane path, .leaflet-overlay-pane canvas").first).to_be_attached()
@@ -374,3 +379,34 @@ def test_logout_ends_the_session(hub, fresh_browser):
     assert ws_handshake(hub, hub.base, f"monitor_session={old}") == 401
     status, headers, _ = hub.request("/dashboard", headers={"Cookie": f"monitor_session={old}"})
     assert status == 303 and headers["Location"].startswith("/login")
+
+
+def test_live_feed_shows_a_sample_of_a_flood_and_counts_every_post(hub, admin):
+    """
+    A flood is drawn as a sample (said so in the status line, the page
+    staying bounded) while the per-minute counter counts every post.
+    """
+    page = admin
+    page.goto(hub.base + "/live")
+    wait_live(page)
+
+    def per_minute():
+        return int(page.locator("#feed-rate").inner_text().replace(",", "").strip() or 0)
+
+    before = per_minute()
+    marker = f"flood{time.time_ns()}"
+    flood = 1500
+    hub.append(*({"text": f"acme {marker} {i}"} for i in range(flood)))
+    # The newest post of the flood is drawn; the counter is exact.
+    expect(page.locator("#feed .post", has_text=f"{marker} {flood - 1}")).to_have_count(1, timeout=SHOWN_WITHIN_MS + 5000)
+    page.wait_for_function(
+        f"() => Number(document.getElementById('feed-rate').textContent.replace(/,/g, '')) >= {before + flood}",
+        timeout=10000,
+    )
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+    assert per_minute() == before + flood
+    assert page.locator("#feed .post").count() <= 300
+    sampled = page.locator("#feed-sampled")
+    expect(sampled).to_be_visible()
+    assert "not drawn" in sampled.inner_text()
+    assert not page.locator("#feed-lost").is_visible()

@@ -48,9 +48,19 @@ def make_post(n, topic="Acme", sentiment="negative", labels=("complaint",), sour
     return post
 
 
+class Timer:
+    """What a flush costs, as the hub measures it: set by the test."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture
 def hub():
-    return PushHub(Clock(), queue_limit=5, interval=0.25, stall_timeout=30, status_interval=0)
+    return PushHub(Clock(), queue_limit=5, interval=0.25, stall_timeout=30, status_interval=0, timer=Timer())
 
 
 def connect(hub, **filters):
@@ -99,7 +109,7 @@ def test_burst_is_coalesced_into_one_frame(hub):
 
 
 def test_frame_size_is_bounded(hub):
-    """A frame holds at most FRAME_BYTES of envelopes; the rest follows in later frames."""
+    """A frame holds at most FRAME_BYTES of envelopes; the rest follows at once in further frames."""
     hub.queue_limit = 10000
     client = connect(hub, kinds=["post"])
     hub.reactor.advance(0.25)
@@ -108,11 +118,88 @@ def test_frame_size_is_bounded(hub):
     for p in posts:
         p.text = "x" * 500
     hub.posts_stored(posts)
-    for _ in range(20):
-        hub.reactor.advance(0.25)
+    hub.reactor.advance(0)
     sizes = [len(json.dumps(f, separators=(",", ":"))) for f in client.frames]
     assert len(client.frames) > 1 and max(sizes) <= FRAME_BYTES
     assert sum(len(f) for f in client.frames) == 600
+
+
+def test_idle_hub_sends_a_post_at_once(hub):
+    """When sending has been cheap, a stored post leaves in the same reactor turn: no frame budget to wait for."""
+    client = connect(hub, kinds=["post"])
+    hub.reactor.advance(0)
+    client.frames.clear()
+    hub.posts_stored([make_post(1)])
+    hub.reactor.advance(0)
+    assert [e["data"]["native_id"] for e in client.envelopes()] == ["1"]
+
+
+def test_a_reading_client_gets_every_post_of_a_flood(hub):
+    """A client whose transport keeps up is never given drops, however many posts arrive at once."""
+    client = connect(hub, kinds=["post"])
+    hub.reactor.advance(0)
+    client.frames.clear()
+    for start in range(0, 3000, 500):
+        hub.posts_stored([make_post(n) for n in range(start, start + 500)])
+    hub.reactor.advance(0)
+    ids = [int(e["data"]["native_id"]) for e in client.envelopes()]
+    assert ids == list(range(3000))
+    assert hub.dropped_total == 0
+    assert max(len(client.pending), 0) == 0
+
+
+def test_costly_sending_coalesces_frames(hub):
+    """After a flush that cost time, the next waits (BUSY_RATIO times that, at most interval) and carries more."""
+    timer = hub._timer
+    cost = [0.01]  # each frame costs 10 ms of the reactor
+    client = connect(hub, kinds=["post"])
+
+    def slow_send(payload, isBinary=False, _send=client.sendMessage):
+        timer.now += cost[0]
+        _send(payload, isBinary)
+
+    client.sendMessage = slow_send
+    hub.reactor.advance(0)  # the hello frame: 10 ms
+    client.frames.clear()
+    for n in range(1, 5):
+        hub.posts_stored([make_post(n)])
+        assert client.frames == []
+        hub.reactor.advance(0.01)
+    assert [[e["data"]["native_id"] for e in f] for f in client.frames] == [["1", "2", "3", "4"]]
+    cost[0] = 100.0  # a flush far costlier than interval
+    hub.posts_stored([make_post(5)])
+    hub.reactor.advance(0.04)
+    assert len(client.frames) == 2
+    hub.posts_stored([make_post(6)])
+    hub.reactor.advance(0.249)
+    assert len(client.frames) == 2
+    hub.reactor.advance(0.001)
+    assert len(client.frames) == 3  # never later than interval
+
+
+def test_client_paused_mid_flush_gets_the_rest_when_resumed(hub):
+    """A transport that fills while frames are written pauses the client; the rest goes out when it drains."""
+    hub.queue_limit = 10000
+    client = connect(hub, kinds=["post"])
+    hub.reactor.advance(0)
+    client.frames.clear()
+
+    def filling(payload, isBinary=False, _send=client.sendMessage):
+        _send(payload, isBinary)
+        client.pauseProducing()  # what Twisted's write() does past its buffer size
+
+    client.sendMessage = filling
+    posts = [make_post(n) for n in range(400)]
+    for p in posts:
+        p.text = "y" * 500
+    hub.posts_stored(posts)
+    hub.reactor.advance(0)
+    assert len(client.frames) == 1 and client.pending
+    while client.pending:
+        client.resumeProducing()
+        hub.reactor.advance(0)
+    assert [int(e["data"]["native_id"]) for e in client.envelopes()] == list(range(400))
+    assert hub.dropped_total == 0
 
 
 def test_slow_client_loses_oldest_and_is_told(hub):

@@ -9,9 +9,15 @@
   var rateEl = document.getElementById("feed-rate");
   var bufferedEl = document.getElementById("feed-buffered");
   var lostEl = document.getElementById("feed-lost");
+  var sampledEl = document.getElementById("feed-sampled");
   var selects = { topic: "f-topic", sentiment: "f-sentiment", label: "f-label", source: "f-source" };
-  var MAX_SHOWN = 300, MAX_BUFFERED = 1000;
-  var paused = false, buffered = [], arrivals = [], lost = 0, generation = 0;
+  // At most DRAW_MAX cards are drawn per animation frame: in a flood the
+  // feed shows a sample (and says so) while the counters stay exact.
+  var MAX_SHOWN = 300, MAX_BUFFERED = 1000, DRAW_MAX = 100;
+  var paused = false, buffered = [], lost = 0, generation = 0;
+  var incoming = [], drawing = false, notDrawn = 0;
+  // Arrivals per second of the last minute: exact at any rate, bounded.
+  var perSecond = {};
   // The ids shown, so a post pushed while the reload was under way (or
   // sent twice) shows once.
   var shown = {};
@@ -50,13 +56,43 @@
   function status() {
     countEl.textContent = M.num(feed.children.length);
     empty.classList.toggle("hidden", feed.children.length > 0);
-    var minuteAgo = Date.now() - 60000;
-    while (arrivals.length && arrivals[0] < minuteAgo) arrivals.shift();
-    rateEl.textContent = M.num(arrivals.length);
+    rateEl.textContent = M.num(lastMinute());
+    sampledEl.classList.toggle("hidden", notDrawn === 0);
+    sampledEl.textContent = notDrawn ? "a sample of a flood: " + M.num(notDrawn) + " not drawn" : "";
     bufferedEl.classList.toggle("hidden", !paused);
     bufferedEl.textContent = paused ? "paused, " + M.num(buffered.length) + " new waiting" : "";
     lostEl.classList.toggle("hidden", lost === 0);
     lostEl.textContent = lost ? M.num(lost) + " skipped while this tab could not keep up" : "";
+  }
+
+  function arrived() {
+    var second = Math.floor(Date.now() / 1000);
+    perSecond[second] = (perSecond[second] || 0) + 1;
+  }
+
+  function lastMinute() {
+    var now = Math.floor(Date.now() / 1000), total = 0;
+    Object.keys(perSecond).forEach(function (k) {
+      if (Number(k) <= now - 60) delete perSecond[k];
+      else total += perSecond[k];
+    });
+    return total;
+  }
+
+  /* Draw what arrived since the last animation frame; of a flood only the
+     newest DRAW_MAX, counted in notDrawn. */
+  function queueDraw(p) {
+    incoming.push(p);
+    if (incoming.length > DRAW_MAX) { incoming.shift(); notDrawn += 1; }
+    if (drawing) return;
+    drawing = true;
+    var later = window.requestAnimationFrame || function (f) { return setTimeout(f, 16); };
+    later(function () {
+      drawing = false;
+      var posts = incoming;
+      incoming = [];
+      show(posts, true);
+    });
   }
 
   function when(node) { return Number(node.getAttribute("data-time")) || 0; }
@@ -86,6 +122,8 @@
     M.clear(feed);
     shown = {};
     buffered = [];
+    incoming = [];
+    notDrawn = 0;
     status();
     M.getJSON("/ui/recent.json" + M.query(Object.assign(filters(), { limit: 50 }))).then(function (body) {
       if (mine !== generation) return;
@@ -97,13 +135,13 @@
   var channel = M.live(subscription, function (env) {
     if (env.type === "post") {
       if (!accepts(env.data)) return;
-      arrivals.push(Date.now());
+      arrived();
       if (paused) {
         buffered.push(env.data);
         if (buffered.length > MAX_BUFFERED) { buffered.shift(); lost += 1; }
         status();
       } else {
-        show([env.data], true);
+        queueDraw(env.data);
       }
     } else if (env.type === "lost") {
       lost += env.data.count;
