@@ -53,17 +53,25 @@ def twistd(*args):
 
 
 class Hub:
-    def __init__(self, directory: str, stall_timeout: float) -> None:
+    """
+    A real C{twistd -n monitor} in DIRECTORY, with a viewer C{bench} made by
+    --add-user; C{config} replaces the default configuration (a followed
+    replay file and two topics).
+    """
+
+    def __init__(self, directory: str, stall_timeout: float = 20.0, config: str = "") -> None:
         self.dir = directory
         self.config = os.path.join(directory, "monitor.toml")
         self.inbox = os.path.join(directory, "inbox.jsonl")
         with open(self.config, "w", encoding="utf-8") as f:
-            f.write(f"""
+            f.write(config or f"""
 [store]
 path = "monitor.sqlite"
 [web]
 endpoint = "tcp:0:interface=127.0.0.1"
 ws_stall_timeout = {stall_timeout}
+# Every client here is the one bench user.
+ws_per_user = 2000
 [[sources]]
 kind = "replay"
 name = "inbox"
