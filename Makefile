@@ -57,13 +57,14 @@ bench: install
 vendor:
 	@$(PYTHON) -m monitor.web.vendor
 
-# What the browser tests and the vendor step need from Debian: Chromium
-# (driven by Playwright; never a downloaded browser) and npm.  Quick when
-# both are there.
+# What the tests and the vendor step need from Debian: Chromium (driven by
+# Playwright; never a downloaded browser), npm, and redis-server (the
+# tests start throwaway servers of their own).  Quick when all are there.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-dejavu-core"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update && \

@@ -150,10 +150,6 @@ STORE_FIELDS = {
     "kind": Field(str, "sqlite", one_of("sqlite"), "Only C{sqlite} for now."),
     "path": Field(str, "var/monitor.sqlite", non_empty),
 }
-QUEUE_FIELDS = {
-    "kind": Field(str, "memory", one_of("memory")),
-    "size": Field(int, 10000, at_least(1)),
-}
 ANALYSIS_FIELDS = {
     "threads": Field(int, 1, at_least(1)),
     "workers": Field(int, 0, at_least(0)),
@@ -197,6 +193,9 @@ WEB_FIELDS = {
 }
 HUB_FIELDS = {
     "shutdown_timeout": Field(float, 8.0, at_least(0.1)),
+    # This hub among several (its consumer name in the Redis queue); empty:
+    # the host name and process id.
+    "name": Field(str, ""),
 }
 TOPIC_FIELDS = {
     "name": Field(str, check=non_empty),
@@ -259,6 +258,26 @@ def duration(value: Any) -> Optional[str]:
     return None
 
 
+def redis_url(value: str) -> Optional[str]:
+    from monitor.queue.redis import parse_redis_url
+
+    try:
+        parse_redis_url(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+QUEUE_FIELDS = {
+    "kind": Field(str, "memory", one_of("memory", "redis")),
+    "size": Field(int, 10000, at_least(1)),
+    # kind = "redis"
+    "url": Field(str, "redis://127.0.0.1:6379/0", redis_url),
+    "stream": Field(str, "monitor:posts", non_empty),
+    "group": Field(str, "monitor", non_empty),
+    "max_length": Field(int, 100000, at_least(1)),
+    "claim_after": Field(DURATION, "30s", duration),
+}
 ALERTS_FIELDS = {
     "evaluate_every": Field(DURATION, "10s", duration),
     "samples": Field(int, 5, at_least(1)),

@@ -8,7 +8,7 @@ import os
 import secrets
 import sqlite3
 
-from twisted.application.service import Service
+from twisted.application.service import IService, Service
 from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -96,7 +96,7 @@ class Hub(OrderedMultiService):
         self.config = config
         self.metrics = Metrics()
         self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
-        self.queue = make_queue(config.queue, reactor)
+        self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
         a = config.analysis
         classifier = Classifier(
@@ -130,6 +130,9 @@ class Hub(OrderedMultiService):
 
         children = (
             self.store,
+            # A queue with connections of its own (Redis) stops after the
+            # pipeline has finished with what it read.
+            *([self.queue] if IService.providedBy(self.queue) else []),
             _TopicSeed(self.topics, config.topics),
             self.alerts,
             *self.local_analyzers,

@@ -56,6 +56,14 @@ class IQueue(Interface):
         How many posts wait in the queue now (for metrics).
         """
 
+    def drained():
+        """
+        Whether this hub has nothing left in the queue that it must process
+        before it may stop: the memory queue when it is empty; a queue
+        shared by several hubs always (what this hub has not read stays for
+        the others, or for this hub after a restart).
+        """
+
 
 class IAnalyzer(Interface):
     """

@@ -72,14 +72,14 @@ class Pipeline(Service):
         """
         super().stopService()
         self._stopping = True
-        if self._get is not None and self.queue.size() == 0:
+        if self._get is not None and self.queue.drained():
             self._get.cancel()
         return self._loop
 
     async def _run(self) -> None:
-        while not (self._stopping and self.queue.size() == 0):
+        while not (self._stopping and self.queue.drained()):
             await self._slots.acquire()
-            if self._stopping and self.queue.size() == 0:
+            if self._stopping and self.queue.drained():
                 # The stop came while every slot was busy: nothing will fill
                 # the queue now, so waiting on it would never end.
                 self._slots.release()

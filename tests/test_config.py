@@ -55,7 +55,8 @@ def test_issue_example_loads(tmp_path):
     assert t.name == "Acme"
     assert t.terms == ("acme", "@acmesupport", "#acme", '"acme cloud"')
     assert t.fuzzy is True and t.languages == ("en",) and t.group == "cloud vendors"
-    assert c.queue == {"kind": "memory", "size": 10000}
+    assert c.queue == {"kind": "memory", "size": 10000, "url": "redis://127.0.0.1:6379/0", "stream": "monitor:posts",
+                       "group": "monitor", "max_length": 100000, "claim_after": "30s"}
 
 
 @pytest.mark.parametrize("name", ["monitor.toml", "demo.toml"])

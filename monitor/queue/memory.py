@@ -37,6 +37,10 @@ class MemoryQueue:
     def size(self) -> int:
         return len(self._items)
 
+    def drained(self) -> bool:
+        # Nothing outlives this process: a stop processes everything first.
+        return not self._items
+
     @property
     def capacity(self) -> int:
         return self._size
