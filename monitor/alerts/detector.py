@@ -15,11 +15,12 @@ wall clock (L{Detector.advance}), so incidents still resolve.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from typing import Iterable, Optional
 
 from monitor.alerts.incidents import IncidentBook, new_incident_id, post_score
 from monitor.alerts.rules import BUCKET, Rule, engagement
+from monitor.alerts.seen import SeenPosts
 from monitor.alerts.windows import Evaluation, TopicHistory, WindowSums, minute
 from monitor.model import NEGATIVE, iso8601
 
@@ -68,7 +69,7 @@ class Detector:
         self.histories: dict[str, TopicHistory] = {}
         self.sums: dict[tuple[str, str], WindowSums] = {}
         self.recent: dict[str, deque] = {}
-        self.seen: OrderedDict[str, tuple[int, float, frozenset]] = OrderedDict()
+        self.seen = SeenPosts(SEEN)
         self.rules: dict[str, Rule] = {}
         #: Hits per rule name since the caller last took them.
         self.hits: Counter[str] = Counter()
@@ -149,10 +150,7 @@ class Detector:
         """
         rules = frozenset(r.name for r in self._post_rules if r.type != "engagement")
         for uid, eng, seen_at in seen:
-            self.seen[uid] = (int(eng or 0), float(seen_at or 0), rules)
-            self.seen.move_to_end(uid)
-        while len(self.seen) > SEEN:
-            self.seen.popitem(last=False)
+            self.seen.put(uid, int(eng or 0), float(seen_at or 0), rules)
 
     # -- posts -----------------------------------------------------------
 
@@ -213,11 +211,7 @@ class Detector:
                     self.hits[rule.name] += 1
                     self.book.hit(rule, t, topic=topic, posts=[post])
                     hit_rules = hit_rules | {rule.name}
-        self.seen[uid] = (eng, seen_at, hit_rules)
-        if previous is not None:
-            self.seen.move_to_end(uid)
-        elif len(self.seen) > SEEN:
-            self.seen.popitem(last=False)
+        self.seen.put(uid, eng, seen_at, hit_rules)
 
     # -- time ------------------------------------------------------------
 
