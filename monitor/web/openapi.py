@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.model import LABELS, SENTIMENTS
-from monitor.store import MAX_LIMIT
+from monitor.store import MAX_LIMIT, QUERY_SCAN
 
 __all__ = ["openapi"]
 
@@ -96,6 +96,9 @@ def openapi(version: str = "1") -> dict[str, Any]:
                 _query("sentiment", {"type": "string", "enum": list(SENTIMENTS)}),
                 _query("label", {"type": "string", "enum": list(LABELS)}),
                 _text("q", "full-text search: words ANDed, \"quoted phrases\", prefix*"),
+                _text("query", "a topic query (AND, OR, NOT, NEAR/n, wildcards, fields such as likes:>=100), "
+                               f"evaluated on the newest {QUERY_SCAN:,} posts the other filters select per page; "
+                               "one that does not parse is a 400 with its position and what was expected"),
                 _query("since", _TIME, "inclusive"), _query("until", _TIME, "exclusive"),
                 _limit(50, MAX_LIMIT), _text("cursor", "the `next` of the previous page"),
             ],
