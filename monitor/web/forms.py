@@ -173,6 +173,7 @@ _RULE_COMMON = ("severity", "escalate_at", "channels", "cooldown")
 _RULE_TEXT = {
     "phrases": ("Phrases", "one per line; a post containing any of them matches"),
     "labels": ("Labels", "a post with any ticked label matches"),
+    "query": ("Query", "a topic query a post must satisfy too, e.g. acme (refund* OR outage) -giveaway"),
     "sentiment": ("Sentiment", "only posts of this sentiment"),
     "min_followers": ("Fewest followers", "the author has at least this many followers"),
     "verified": ("Verified authors only", ""),
