@@ -9,7 +9,9 @@ import json
 import os
 import re
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import pytest
 from playwright.sync_api import expect
@@ -142,3 +144,42 @@ def test_api_filters_posts_with_a_query(hub, stored):
     status, body = api(hub, query="acme NEAR/0 refund")
     assert status == 400 and body["parameter"] == "query"
     assert "at position 11: expected a distance from 1 to 100" in body["error"]
+
+
+def call(hub, method, path, body=None):
+    """(status, JSON) of one API request with the token."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(hub.base + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_topics_api_takes_a_query(hub, admin, stored):
+    """PUT /api/v1/topics/NAME checks the query like the file does (position at topic.query) and applies at once."""
+    status, body = call(hub, "PUT", "/api/v1/topics/Api", {"query": "acme AND (refund"})
+    assert status == 400 and body["problems"] == [
+        "topic.query: at position 17: expected a ) to close the ( at position 10, found the end of the query"]
+    status, body = call(hub, "PUT", "/api/v1/topics/Api", {})
+    assert status == 400 and body["problems"] == ["topic.terms: a topic needs at least one term or variant, or a query"]
+    status, body = call(hub, "PUT", "/api/v1/topics/Api", {"name": "Other", "query": "acme"})
+    assert status == 400 and "name in the address" in body["problems"][0]
+    status, body = call(hub, "PUT", "/api/v1/topics/Api", {"query": f"{MARK} apiword ONEAR/2 acme"})
+    assert status == 200 and body["topic"]["query"] == f"{MARK} apiword ONEAR/2 acme"
+    assert call(hub, "GET", "/api/v1/topics/Api")[1]["topic"]["query"] == body["topic"]["query"]
+    page = admin
+    page.goto(hub.base + "/live")
+    wait_live(page)
+    hub.append({"text": f"{MARK} apiword and acme"}, {"text": f"{MARK} acme and apiword"})
+    # Both are stored (both are about Acme); only the first is in order for Api.
+    for text in ("apiword and acme", "acme and apiword"):
+        expect(page.locator("#feed .post", has_text=text)).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    expect(page.locator("#feed .post", has_text="apiword and acme").locator(".chip")).to_contain_text(["Acme", "Api"])
+    status, body = api(hub, topic="Api")
+    assert status == 200 and [p["text"] for p in body["posts"]] == [f"{MARK} apiword and acme"]
+    assert call(hub, "DELETE", "/api/v1/topics/Api") == (200, {"deleted": "Api"})
+    assert call(hub, "GET", "/api/v1/topics/Api")[0] == 404
+    assert call(hub, "DELETE", "/api/v1/topics/Api")[0] == 404
