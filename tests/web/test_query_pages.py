@@ -105,6 +105,8 @@ def test_bad_query_is_shown_at_the_field_and_a_query_topic_saves(hub, admin, sto
     page.fill("#field-query", "acme NEAR/2 outage")
     page.click("#save-topic")
     expect(page).to_have_url(re.compile(r"/topics\?saved=Outages"))
+    expect(page.locator("#topics-table tr", has_text="Outages").locator(".topic-query")).to_have_text("acme NEAR/2 outage")
+    shot(page, "topics-with-queries")
     page.goto(hub.base + "/live?topic=Outages")
     wait_live(page)
     hub.append({"text": f"{MARK} outage hits acme again"}, {"text": f"{MARK} acme had no outage... not"})
