@@ -18,7 +18,7 @@ import urllib.parse
 import pytest
 import pytest_twisted
 
-from tests.test_twistd import Hub
+from tests.test_twistd import CONFIG as TWISTD_CONFIG, Hub
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,16 +59,8 @@ PREDICATES = {
 
 
 def config():
-    text = """
-[store]
-path = "monitor.sqlite"
-[web]
-endpoint = "tcp:PORT:interface=127.0.0.1"
-[[sources]]
-kind = "replay"
-name = "archive"
-path = "posts.jsonl"
-"""
+    """The end-to-end test's hub (store, API, the replay), with the query topics."""
+    text = TWISTD_CONFIG.split("[[topics]]", 1)[0]
     for name, spec in TOPICS.items():
         text += f"[[topics]]\nname = {json.dumps(name)}\n"
         for key, value in spec.items():
