@@ -387,6 +387,45 @@ def _line_index(text: str) -> dict[str, int]:
     return index
 
 
+def _check_topic(c: "_Checker", key: str, table: Any, source_names: set) -> Optional[dict]:
+    """
+    The checked keys of one topic table (problems reported on C{c}), or
+    C{None} if its keys are wrong.
+    """
+    checked = c.table(key, TOPIC_FIELDS, table)
+    if len(checked) != len(TOPIC_FIELDS):
+        return None
+    if checked["query"]:
+        try:
+            parse_query(checked["query"])
+        except QueryError as e:
+            c.problem(f"{key}.query", str(e))
+    elif not checked["terms"] and not checked["variants"]:
+        c.problem(f"{key}.terms", "a topic needs at least one term or variant, or a query")
+    for other in checked["sources"]:
+        if other not in source_names:
+            c.problem(f"{key}.sources", f"names no configured source: {other!r}")
+    return checked
+
+
+def check_topic_spec(spec: Any, source_names: set) -> tuple[Optional[Topic], list[str]]:
+    """
+    Validate a topic sent to the API, with the rules of C{[[topics]]}:
+    the topic and no problems, or C{None} and every problem, each naming
+    its key (C{topic.query: at position 17: expected ...}).
+    """
+    from monitor.alerts.config import _LiteralChecker
+
+    if not isinstance(spec, dict):
+        return None, ["topic: must be a JSON object"]
+    c = _LiteralChecker("", {})
+    spec = {k: v for k, v in spec.items() if v is not None}
+    checked = _check_topic(c, "topic", spec, source_names)
+    if checked is None or c.problems:
+        return None, c.problems
+    return Topic.from_dict(checked), []
+
+
 class _Checker:
     def __init__(self, text: str, environ) -> None:
         self.lines = _line_index(text)
@@ -540,20 +579,10 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
     topics = []
     topic_names: set[str] = set()
     for key, t in c.array("topics", data):
-        checked = c.table(key, TOPIC_FIELDS, t)
-        if len(checked) != len(TOPIC_FIELDS):
+        checked = _check_topic(c, key, t, names)
+        if checked is None:
             continue
         c.unique(key, checked, topic_names, "topic")
-        if checked["query"]:
-            try:
-                parse_query(checked["query"])
-            except QueryError as e:
-                c.problem(f"{key}.query", str(e))
-        elif not checked["terms"] and not checked["variants"]:
-            c.problem(f"{key}.terms", "a topic needs at least one term or variant, or a query")
-        for other in checked["sources"]:
-            if other not in names:
-                c.problem(f"{key}.sources", f"names no configured source: {other!r}")
         topics.append(Topic.from_dict(checked))
 
     # Alert rules and channels: their keys live with the alerts.

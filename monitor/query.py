@@ -44,8 +44,8 @@ from monitor.words import (
 )
 
 __all__ = [
-    "And", "Doc", "Field", "Near", "Not", "Or", "QueryError", "Term",
-    "highlights", "parse", "term", "triggers",
+    "And", "Doc", "Field", "Near", "Not", "Or", "QueryError", "StoredPost", "Term",
+    "highlights", "matches", "parse", "reasons", "term", "triggers",
 ]
 
 #: The longest query accepted (characters); longer ones are refused.
@@ -714,3 +714,55 @@ def to_text(node: Node) -> str:
 
 def _unpattern(pattern: re.Pattern) -> str:
     return pattern.pattern.replace(r"\w*", "*").replace(r"\w", "?").replace("\\", "")
+
+
+def matches(node: Node, post) -> bool:
+    """
+    Whether one post (anything with a L{monitor.model.Post}'s attributes)
+    satisfies C{node}, without a matcher: for searching stored posts.
+    """
+    return evaluate(node, Doc(post))
+
+
+class StoredPost:
+    """
+    The fields of a stored post that queries look at, from a search row,
+    so a store can evaluate a query without building whole posts.
+    """
+
+    __slots__ = ("text", "author", "lang", "source", "likes", "reposts", "replies",
+                 "author_followers", "author_verified", "lat", "lon", "extra")
+
+    def __init__(self, text, author, lang, source, likes, reposts, replies, followers, verified, lat, lon) -> None:
+        self.text, self.author, self.lang, self.source = text, author, lang, source
+        self.likes, self.reposts, self.replies = likes, reposts, replies
+        self.author_followers, self.author_verified = followers, bool(verified)
+        self.lat, self.lon, self.extra = lat, lon, None
+
+
+def reasons(node: Node, doc: Doc) -> list[str]:
+    """
+    The clauses that made C{node} true, as written: the terms found, the
+    C{NEAR}s that hold and the field filters that pass (nothing under a
+    C{NOT}, nothing from an C{OR} branch that failed), for saying why a
+    post matched.
+    """
+    out: list[str] = []
+
+    def walk(n: Node) -> None:
+        if isinstance(n, Term):
+            if doc.has(n):
+                out.append(n.text + ("~1" if n.fuzzy else ""))
+        elif isinstance(n, Near):
+            if positions(n, doc):
+                out.append(to_text(n).strip("()"))
+        elif isinstance(n, Field):
+            if _field_holds(n, doc.post):
+                out.append(n.text)
+        elif isinstance(n, (And, Or)):
+            for c in n.children:
+                if isinstance(n, And) or evaluate(c, doc):
+                    walk(c)
+
+    walk(node)
+    return list(dict.fromkeys(out))

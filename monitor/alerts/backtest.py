@@ -29,13 +29,13 @@ MAX_POSTS = 500_000
 _COLUMNS = (
     "p.network, p.native_id, p.source, p.author, p.text, p.created_at, p.url, p.likes, p.reposts, "
     "p.replies, p.author_followers, p.author_verified, p.compound, p.sentiment, p.labels, p.topics, "
-    "p.received_at"
+    "p.received_at, p.lang, p.lat, p.lon"
 )
 
 
 def _post(row) -> Post:
     (network, native_id, source, author, text, created_at, url, likes, reposts, replies,
-     followers, verified, compound, sentiment, labels, topics, received_at) = row  # fmt: skip
+     followers, verified, compound, sentiment, labels, topics, received_at, lang, lat, lon) = row  # fmt: skip
     analysis = None
     if sentiment is not None:
         analysis = Analysis(compound or 0.0, 0.0, 0.0, 0.0, sentiment, tuple(labels.split()))
@@ -43,7 +43,7 @@ def _post(row) -> Post:
         source=source, network=network, native_id=native_id, text=text, author=author,
         created_at=created_at, url=url, likes=likes, reposts=reposts, replies=replies,
         author_followers=followers, author_verified=bool(verified), received_at=received_at or 0.0,
-        topics=tuple(json.loads(topics)), analysis=analysis,
+        topics=tuple(json.loads(topics)), analysis=analysis, lang=lang, lat=lat, lon=lon,
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from monitor.config import (
     parse_duration,
 )
 from monitor.model import LABELS, SENTIMENTS
-from monitor.alerts.rules import BUCKET, RULE_TYPES, SEVERITIES, Rule, check_phrases
+from monitor.alerts.rules import BUCKET, RULE_TYPES, SEVERITIES, Rule, check_phrases, check_query
 
 __all__ = [
     "CHANNEL_KINDS",
@@ -114,18 +114,23 @@ _SPIKE_AND_SHIFT = {
     "cooldown": Field(DURATION, "15m", duration),
 }
 
+#: The C{query} key of the post rules.
+_QUERY = Field(str, None, check_query, doc="A topic query a post must satisfy too (see Topic queries).")
+
 #: The keys of each rule type besides L{RULE_COMMON}.
 RULE_FIELDS: dict[str, dict[str, Field]] = {
     "keyword": {
         "phrases": Field(STRINGS, []),
         "labels": Field(STRINGS, [], _labels),
         "sentiment": Field(str, None, one_of(*SENTIMENTS)),
+        "query": _QUERY,
         "cooldown": Field(DURATION, "30m", duration),
     },
     "influencer": {
         "min_followers": Field(int, 10000, at_least(0)),
         "verified": Field(bool, True),
         "sentiment": Field(str, "negative", one_of(*SENTIMENTS, "any")),
+        "query": _QUERY,
         "cooldown": Field(DURATION, "30m", duration),
     },
     "engagement": {
@@ -133,10 +138,12 @@ RULE_FIELDS: dict[str, dict[str, Field]] = {
         "reposts": Field(int, None, at_least(1)),
         "replies": Field(int, None, at_least(1)),
         "velocity": Field(float, None, _positive),
+        "query": _QUERY,
         "cooldown": Field(DURATION, "30m", duration),
     },
     "purchase_intent": {
         "min_followers": Field(int, 0, at_least(0)),
+        "query": _QUERY,
         "cooldown": Field(DURATION, "30m", duration),
     },
     "volume_spike": {
@@ -218,8 +225,8 @@ def _check_rule_table(c: _Checker, key: str, table: dict) -> Optional[dict]:
     if len(c.problems) > before:
         return None
     if kind == "keyword":
-        if not checked["phrases"] and not checked["labels"]:
-            c.problem(f"{key}.phrases", "a keyword rule needs phrases or labels")
+        if not checked["phrases"] and not checked["labels"] and not checked["query"]:
+            c.problem(f"{key}.phrases", "a keyword rule needs phrases, labels or a query")
         elif checked["phrases"]:
             problem = check_phrases(checked["phrases"])
             if problem:

@@ -9,7 +9,8 @@ store show the user's words, and the rule holds the parsed values.
 Rule types, and the one number ("signal") each reports and escalates on:
 
   - C{keyword}: a post containing one of C{phrases}, or carrying one of
-    C{labels} (such as C{crisis}); signal: matching posts in the incident.
+    C{labels} (such as C{crisis}), or satisfying C{query} alone; signal:
+    matching posts in the incident.
   - C{influencer}: a post of the given sentiment (negative by default) by
     an author with C{min_followers} or more, or verified; signal: posts.
   - C{engagement}: likes, reposts or replies at or above a threshold, or
@@ -21,6 +22,11 @@ Rule types, and the one number ("signal") each reports and escalates on:
     baseline; signal: the negative share.
   - C{source_health}: a collector failing or silent for too long; signal:
     minutes.
+
+A post rule (the first four) may have a C{query} in the topic query
+language (L{monitor.query}): a post is then a hit only if it satisfies the
+query too, so C{influencer} with C{query = "acme (refund* OR outage)"}
+fires on what matters only.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any, Optional
 from monitor.analysis.classify import compile_words, normalize
 from monitor.analysis.text import plain_text
 from monitor.config import parse_duration
+from monitor.query import QueryError, matches as query_matches, parse as parse_query
 
 __all__ = [
     "POST_TYPES",
@@ -87,6 +94,18 @@ class _Phrases:
         return self.pattern.search(text) is not None
 
 
+def check_query(query: str) -> Optional[str]:
+    """
+    Why a rule's query cannot be used (its position and what was expected
+    there), or C{None}.
+    """
+    try:
+        parse_query(query)
+    except QueryError as e:
+        return f"does not parse: {e}"
+    return None
+
+
 def check_phrases(phrases) -> Optional[str]:
     """
     A problem with a phrase list, or C{None}.
@@ -130,6 +149,7 @@ class Rule:
         self.verified: bool = bool(get("verified", False))
         self.likes, self.reposts, self.replies = get("likes"), get("reposts"), get("replies")
         self.velocity: Optional[float] = get("velocity")
+        self.query = parse_query(get("query")) if get("query") else None
         # volume_spike, sentiment_shift
         self.window = int(parse_duration(get("window"))) if get("window") else 0
         self.baseline = int(parse_duration(get("baseline"))) if get("baseline") else 0
@@ -166,6 +186,11 @@ class Rule:
         Whether one post is a hit of this (post) rule.  C{velocity} is its
         engagement per hour, when known.
         """
+        if not self._matches(post, velocity):
+            return False
+        return self.query is None or query_matches(self.query, post)
+
+    def _matches(self, post, velocity: Optional[float]) -> bool:
         analysis = post.analysis
         sentiment = analysis.sentiment if analysis is not None else None
         labels = analysis.labels if analysis is not None else ()
@@ -174,6 +199,8 @@ class Rule:
                 return False
             if self.labels and not self.labels.isdisjoint(labels):
                 return True
+            if self.phrases is None and not self.labels:
+                return self.query is not None  # a rule of only a query
             return self.phrases is not None and self.phrases.search(post.text)
         if self.type == "influencer":
             if self.sentiment not in (None, "any") and sentiment != self.sentiment:

@@ -11,6 +11,11 @@ from typing import Optional
 #: Most posts one API page may hold.
 MAX_LIMIT = 500
 
+#: Most posts one page of a search with a topic query reads: a query is
+#: evaluated in Python, so a page that finds few matches stops here and
+#: hands back a cursor to go on from.
+QUERY_SCAN = 20_000
+
 
 @dataclass(slots=True, frozen=True)
 class PostQuery:
@@ -22,6 +27,9 @@ class PostQuery:
     @ivar since: inclusive lower bound of C{created_at}, unix seconds.
     @ivar until: exclusive upper bound of C{created_at}, unix seconds.
     @ivar cursor: the opaque C{next} value of a previous page.
+    @ivar query: a topic query (L{monitor.query}) the posts must satisfy,
+        evaluated on the newest L{QUERY_SCAN} posts the other filters
+        select, page by page.
     """
 
     topic: Optional[str] = None
@@ -33,6 +41,7 @@ class PostQuery:
     until: Optional[float] = None
     limit: int = 50
     cursor: Optional[str] = None
+    query: Optional[str] = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -31,7 +31,8 @@ from zope.interface import implementer
 from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
-from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
+from monitor.query import QueryError, StoredPost, matches, parse as parse_query
+from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
 
 __all__ = ["SQLiteStore", "fts_query", "hashtags", "terms"]
@@ -280,6 +281,50 @@ def _search(trans, sql: str, params) -> None:
         if str(e).startswith("fts5"):
             raise ValueError(f"q: {e}") from e
         raise
+
+
+def _query_tree(query: PostQuery):
+    """
+    The parsed topic query of a search, or C{None}; a query that does not
+    parse is the C{query} parameter's fault.
+    """
+    if query.query is None or not query.query.strip():
+        return None
+    try:
+        return parse_query(query.query)
+    except QueryError as e:
+        raise ValueError(f"query: {e}") from e
+
+
+def _row_matches(tree, row) -> bool:
+    (_, source, _, _, author, text, _, _, lang, _, _, _, _, _, _, _, likes, reposts,
+     replies, followers, verified, lat, lon, _) = row  # fmt: skip
+    post = StoredPost(text, author, lang, source, likes, reposts, replies, followers, verified, lat, lon)
+    return matches(tree, post)
+
+
+def _query_page(trans, tree, limit: int):
+    """
+    The first C{limit} rows of a search that satisfy C{tree}, reading at
+    most L{QUERY_SCAN} rows; the cursor goes on after the last row
+    returned, or after the last row read when the reading stopped short.
+    """
+    found: list = []
+    scanned = 0
+    last = None
+    while True:
+        rows = trans.fetchmany(500)
+        if not rows:
+            return [_post_dict(row) for row in found], None
+        for row in rows:
+            if scanned == QUERY_SCAN:
+                return [_post_dict(r) for r in found], _encode_cursor(last[6], last[-1])
+            scanned += 1
+            if _row_matches(tree, row):
+                if len(found) == limit:
+                    return [_post_dict(r) for r in found], _encode_cursor(found[-1][6], found[-1][-1])
+                found.append(row)
+            last = row
 
 
 def _post_dict(row) -> dict[str, Any]:
@@ -656,10 +701,17 @@ class SQLiteStore(Service):
         """
         try:
             scope = self._posts_scope(query)
+            tree = _query_tree(query)
         except ValueError as e:
             return fail(e)
         if scope is None:
             return succeed(0)
+        if tree is not None:
+            sql = (
+                f"SELECT {_SELECT_POST} FROM {scope.tables} WHERE {scope.condition} "
+                f"ORDER BY {scope.time} DESC, {scope.id} DESC LIMIT ?"
+            )
+            return self._run(False, self._count_query, sql, (*scope.params, QUERY_SCAN), tree, int(most))
         sql = f"SELECT count(*) FROM (SELECT 1 FROM {scope.tables} WHERE {scope.condition} LIMIT ?)"
         return self._run(False, self._count_matching, sql, (*scope.params, int(most)))
 
@@ -667,6 +719,17 @@ class SQLiteStore(Service):
     def _count_matching(trans, sql, params) -> int:
         _search(trans, sql, params)
         return trans.fetchone()[0]
+
+    @staticmethod
+    def _count_query(trans, sql, params, tree, most) -> int:
+        _search(trans, sql, params)
+        count = 0
+        while count < most:
+            rows = trans.fetchmany(500)
+            if not rows:
+                break
+            count += sum(1 for row in rows if _row_matches(tree, row))
+        return min(count, most)
 
     @staticmethod
     def _posts_scope(query: PostQuery) -> Optional[_Scope]:
@@ -699,6 +762,7 @@ class SQLiteStore(Service):
     def _plan_posts(query: PostQuery):
         limit = _check_count("limit", query.limit, MAX_LIMIT)
         scope = SQLiteStore._posts_scope(query)
+        tree = _query_tree(query)
         if scope is None:
             return None
         if query.cursor:
@@ -707,11 +771,15 @@ class SQLiteStore(Service):
             f"SELECT {_SELECT_POST} FROM {scope.tables} WHERE {scope.condition} "
             f"ORDER BY {scope.time} DESC, {scope.id} DESC LIMIT ?"
         )
+        if tree is not None:
+            return sql, (*scope.params, QUERY_SCAN + 1), limit, tree
         return sql, (*scope.params, limit + 1), limit
 
     @staticmethod
-    def _query_posts(trans, sql, params, limit):
+    def _query_posts(trans, sql, params, limit, tree=None):
         _search(trans, sql, params)
+        if tree is not None:
+            return _query_page(trans, tree, limit)
         rows = trans.fetchall()
         following = None
         if len(rows) > limit:

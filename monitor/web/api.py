@@ -158,6 +158,45 @@ class Api:
         params.finish()
         return {"topics": [t.to_dict() for t in self.hub.topics.topics]}
 
+    @app.route("/api/v1/topics/<name>", methods=["GET"])
+    @api_route
+    async def topic_get(self, request, params: Params, name):
+        params.finish()
+        topic = self.hub.topics.get(name)
+        if topic is None:
+            raise ApiError(404, f"no topic named {name!r}")
+        return {"topic": topic.to_dict()}
+
+    @app.route("/api/v1/topics/<name>", methods=["PUT"])
+    @api_route
+    async def topic_put(self, request, params: Params, name):
+        """
+        Create or replace a topic, checked like C{[[topics]]}; saved with
+        origin C{web}, so the configuration file no longer overrides it.
+        """
+        from monitor.config import check_topic_spec
+
+        params.finish()
+        body = json_body(request)
+        if isinstance(body, dict):
+            if body.setdefault("name", name) != name:
+                raise ApiError(400, "the topic is not valid", problems=[f"topic.name: must be the name in the address, {name!r}"])
+        topic, problems = check_topic_spec(body, {s.name for s in getattr(self.hub, "sources", ())})
+        if topic is None:
+            raise ApiError(400, "the topic is not valid", problems=problems)
+        await self.hub.store.save_topic(topic)
+        await self.hub.topics.reload()
+        return {"topic": topic.to_dict()}
+
+    @app.route("/api/v1/topics/<name>", methods=["DELETE"])
+    @api_route
+    async def topic_delete(self, request, params: Params, name):
+        params.finish()
+        if not await self.hub.store.delete_topic(name):
+            raise ApiError(404, f"no topic named {name!r}")
+        await self.hub.topics.reload()
+        return {"deleted": name}
+
     @app.route("/api/v1/stats", methods=["GET"])
     @api_route
     async def stats(self, request, params: Params):

@@ -10,10 +10,11 @@ from typing import Optional
 
 from monitor.match import tokenize
 from monitor.model import Topic
+from monitor.query import QueryError, parse as parse_query
 
 __all__ = ["BACKTEST_PERIODS", "TOPIC_FIELDS", "rule_fields", "rule_form", "rule_problems", "rule_values", "topic_form", "topic_values"]
 
-TOPIC_FIELDS = ("name", "terms", "variants", "exclude", "languages", "sources", "group", "fuzzy")
+TOPIC_FIELDS = ("name", "terms", "variants", "exclude", "languages", "sources", "group", "fuzzy", "query")
 
 MAX_NAME = 100
 MAX_TERM = 200
@@ -35,7 +36,7 @@ def topic_values(topic: Optional[Topic]) -> dict[str, object]:
     The form's field values for an existing topic (or an empty form).
     """
     if topic is None:
-        return {"name": "", "terms": "", "variants": "", "exclude": "", "languages": "", "sources": [], "group": "", "fuzzy": False}
+        return {"name": "", "terms": "", "variants": "", "exclude": "", "languages": "", "sources": [], "group": "", "fuzzy": False, "query": ""}
     return {
         "name": topic.name,
         "terms": "\n".join(topic.terms),
@@ -45,6 +46,7 @@ def topic_values(topic: Optional[Topic]) -> dict[str, object]:
         "sources": list(topic.sources),
         "group": topic.group or "",
         "fuzzy": topic.fuzzy,
+        "query": topic.query,
     }
 
 
@@ -72,6 +74,7 @@ def topic_form(form: dict[str, list[str]], sources, taken) -> tuple[Optional[Top
         "sources": [s for s in form.get("sources", []) if s],
         "group": one("group").strip(),
         "fuzzy": one("fuzzy") in ("on", "true", "1", "yes"),
+        "query": one("query").strip(),
     }
     errors: dict[str, str] = {}
 
@@ -99,8 +102,23 @@ def topic_form(form: dict[str, list[str]], sources, taken) -> tuple[Optional[Top
             if not tokenize(entry.strip("\"'“”‘’«»")):
                 errors[field] = f"Line {number} (“{entry}”) has no word in it to match."
                 break
-    if "terms" not in errors and "variants" not in errors and not lists["terms"] and not lists["variants"]:
-        errors["terms"] = "Give at least one term (or a variant): one word, “quoted phrase”, #hashtag or @handle per line."
+    query = values["query"]
+    if query:
+        try:
+            parse_query(query)
+        except QueryError as e:
+            errors["query"] = query_problem(e)
+    if (
+        "terms" not in errors
+        and "variants" not in errors
+        and not lists["terms"]
+        and not lists["variants"]
+        and not query
+    ):
+        errors["terms"] = (
+            "Give at least one term (or a variant): one word, “quoted phrase”, #hashtag or @handle per line, "
+            "or a query."
+        )
 
     languages = _words(values["languages"])
     for lang in languages:
@@ -131,8 +149,16 @@ def topic_form(form: dict[str, list[str]], sources, taken) -> tuple[Optional[Top
         languages=tuple(languages),
         sources=tuple(values["sources"]),
         group=group or None,
+        query=query,
     )
     return topic, errors, values
+
+
+def query_problem(error: QueryError) -> str:
+    """
+    A query's parse error as a form says it.
+    """
+    return f"At position {error.position}: expected {error.expected}, found {error.found}."
 
 
 # -- alert rules ------------------------------------------------------------------
@@ -147,6 +173,7 @@ _RULE_COMMON = ("severity", "escalate_at", "channels", "cooldown")
 _RULE_TEXT = {
     "phrases": ("Phrases", "one per line; a post containing any of them matches"),
     "labels": ("Labels", "a post with any ticked label matches"),
+    "query": ("Query", "a topic query a post must satisfy too, e.g. acme (refund* OR outage) -giveaway"),
     "sentiment": ("Sentiment", "only posts of this sentiment"),
     "min_followers": ("Fewest followers", "the author has at least this many followers"),
     "verified": ("Verified authors only", ""),

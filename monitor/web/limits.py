@@ -34,13 +34,15 @@ DEFAULT_MAX_EDIT_FIELDS = 2000
 
 #: Routes that take more than the default: the topic and rule forms (a
 #: topic may have 500 terms of 200 characters in each of three fields, a
-#: rule form lists every topic) and the API's rule and backtest bodies.
+#: rule form lists every topic) and the API's topic, rule and backtest
+#: bodies.
 EDIT_ROUTES = (
     (b"POST", "/topics/save"),
     (b"POST", "/alerts/rules/save"),
     (b"POST", "/api/v1/rules"),
     (b"PUT", "/api/v1/rules/<name>"),
     (b"POST", "/api/v1/backtest"),
+    (b"PUT", "/api/v1/topics/<name>"),
 )
 
 _FORM = b"application/x-www-form-urlencoded"

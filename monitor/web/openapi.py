@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.model import LABELS, SENTIMENTS
-from monitor.store import MAX_LIMIT
+from monitor.store import MAX_LIMIT, QUERY_SCAN
 
 __all__ = ["openapi"]
 
@@ -75,6 +75,15 @@ def _rule_schema() -> dict:
     return {"type": "object", "required": ["name", "type"], "properties": properties}
 
 
+def _topic_schema() -> dict:
+    from monitor.config import STRINGS, TOPIC_FIELDS
+
+    kinds = {str: {"type": "string"}, bool: {"type": "boolean"}, STRINGS: {"type": "array", "items": {"type": "string"}}}
+    properties = {key: dict(kinds[field.type]) for key, field in TOPIC_FIELDS.items()}
+    properties["query"]["description"] = "a topic query (AND, OR, NOT, NEAR/n, wildcards, field filters)"
+    return {"type": "object", "properties": properties}
+
+
 def openapi(version: str = "1") -> dict[str, Any]:
     """
     The description, as a JSON-ready dict.
@@ -96,6 +105,9 @@ def openapi(version: str = "1") -> dict[str, Any]:
                 _query("sentiment", {"type": "string", "enum": list(SENTIMENTS)}),
                 _query("label", {"type": "string", "enum": list(LABELS)}),
                 _text("q", "full-text search: words ANDed, \"quoted phrases\", prefix*"),
+                _text("query", "a topic query (AND, OR, NOT, NEAR/n, wildcards, fields such as likes:>=100), "
+                               f"evaluated on the newest {QUERY_SCAN:,} posts the other filters select per page; "
+                               "one that does not parse is a 400 with its position and what was expected"),
                 _query("since", _TIME, "inclusive"), _query("until", _TIME, "exclusive"),
                 _limit(50, MAX_LIMIT), _text("cursor", "the `next` of the previous page"),
             ],
@@ -104,6 +116,16 @@ def openapi(version: str = "1") -> dict[str, Any]:
                                                                      "next": {"type": ["string", "null"]}}}),
         }},
         "/api/v1/topics": {"get": {"summary": "The tracked topics", "responses": _answer("topics")}},
+        "/api/v1/topics/{name}": {
+            "parameters": [_path("name")],
+            "get": {"summary": "One topic", "responses": _answer("the topic", errors=("401", "404"))},
+            "put": {"summary": "Create or replace a topic (checked like [[topics]]; a bad query is a problem "
+                               "naming topic.query with its position and what was expected)",
+                    "requestBody": _json_body({"$ref": "#/components/schemas/Topic"}),
+                    "responses": _answer("the topic", errors=("400", "401", "413"))},
+            "delete": {"summary": "Delete a topic (its stored posts keep its name)",
+                       "responses": _answer("deleted", errors=("401", "404"))},
+        },
         "/api/v1/stats": {"get": {
             "summary": "Volume, sentiment, labels, engagement, top authors, hashtags and terms",
             "parameters": [
@@ -186,6 +208,7 @@ def openapi(version: str = "1") -> dict[str, Any]:
                           "properties": {"error": {"type": "string"}, "parameter": {"type": "string"},
                                          "problems": {"type": "array", "items": {"type": "string"}}}},
                 "Rule": _rule_schema(),
+                "Topic": _topic_schema(),
             },  # fmt: skip
         },
     }

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from monitor.model import LABELS, SENTIMENTS, parse_time
+from monitor.query import QueryError, parse as parse_query
 from monitor.store import PostQuery
 
 __all__ = ["MAX_DEPTH", "BadParameter", "Params", "json_body", "post_query", "store_problem"]
@@ -144,6 +145,20 @@ class Params:
             return self._bad(name, "must be a duration such as 300, 5m, 1h or 1d", default)
         return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
+    def topic_query(self, name: str) -> Optional[str]:
+        """
+        A topic query (L{monitor.query}) as given, once it parses; the
+        problem names the position and what was expected there.
+        """
+        v = self.text(name)
+        if v is None or not v.strip():
+            return None
+        try:
+            parse_query(v)
+        except QueryError as e:
+            return self._bad(name, f"does not parse: {e}", None)
+        return v
+
     def finish(self) -> None:
         unknown = sorted(set(self._args) - self._seen)
         if unknown:
@@ -154,7 +169,8 @@ def post_query(params: Params, limit: int, highest: int) -> PostQuery:
     """
     The post search of C{GET /api/v1/posts} and the posts page, from its
     parameters: C{topic}, C{source}, C{sentiment}, C{label}, C{q},
-    C{since}, C{until}, C{limit} and C{cursor}.
+    C{query} (a topic query, L{monitor.query}), C{since}, C{until},
+    C{limit} and C{cursor}.
     """
     query = PostQuery(
         topic=params.text("topic"),
@@ -166,6 +182,7 @@ def post_query(params: Params, limit: int, highest: int) -> PostQuery:
         until=params.time("until"),
         limit=params.integer("limit", limit, 1, highest),
         cursor=params.text("cursor"),
+        query=params.topic_query("query"),
     )
     if query.since is not None and query.until is not None and query.until <= query.since:
         params._bad("until", "must be after since", None)

@@ -132,21 +132,25 @@ def topic_volume(store, since=None, until=None):
 
 def recent_posts(store, limit=2000):
     """
-    The newest stored posts as L{Post}s (text, source and language are what
-    the matcher looks at), for trying a draft topic.
+    The newest stored posts as L{Post}s (what the matcher looks at: text,
+    source, language, and for queries the author, engagement and place),
+    for trying a draft topic.
     """
 
     def run(trans):
         trans.execute(
-            "SELECT uid, source, network, native_id, author, text, created_at, url, lang, sentiment, compound "
+            "SELECT uid, source, network, native_id, author, text, created_at, url, lang, sentiment, compound, "
+            "likes, reposts, replies, author_followers, author_verified, lat, lon "
             "FROM posts ORDER BY id DESC LIMIT ?",
             (int(limit),),
         )
         posts = []
-        for uid, source, network, native_id, author, text, created, url, lang, sentiment, compound in trans.fetchall():
+        for (uid, source, network, native_id, author, text, created, url, lang, sentiment, compound,
+             likes, reposts, replies, followers, verified, lat, lon) in trans.fetchall():  # fmt: skip
             post = Post(
                 source=source, network=network, native_id=native_id, text=text, author=author,
-                created_at=created, url=url, lang=lang,
+                created_at=created, url=url, lang=lang, likes=likes or 0, reposts=reposts or 0,
+                replies=replies or 0, author_followers=followers, author_verified=bool(verified), lat=lat, lon=lon,
             )  # fmt: skip
             post.extra = {"sentiment": sentiment, "compound": compound}
             posts.append(post)

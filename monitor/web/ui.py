@@ -37,9 +37,9 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from zope.interface import implementer
 
-from monitor.match import Matcher
 from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
-from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
+from monitor.query import parse as parse_query
+from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
 from monitor.web import queries
 from monitor.web.params import BadParameter, Params, post_query, store_problem
 from monitor.web.forms import (
@@ -52,6 +52,7 @@ from monitor.web.forms import (
     topic_values,
 )
 from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
+from monitor.web.tryit import post_segments, try_draft
 from monitor.web.users import ROLES, LoginGuard, UserError, check_name, check_new_password
 
 __all__ = ["WebUI", "RANGES"]
@@ -796,7 +797,7 @@ class WebUI:
         if errors:
             return self._topic_page(request, session, values, errors, original, status=400)
         if action == "try":
-            tried = await self._try_topic(topic)
+            tried = await self._try_topic(topic, original)
             return self._topic_page(request, session, values, {}, original, tried=tried)
         store = self.hub.store
         await store.save_topic(topic)
@@ -806,29 +807,10 @@ class WebUI:
         self.log.info("{user} saved topic {topic}", user=session.user, topic=topic.name)
         return self._redirect(request, "/topics?" + urlencode({"saved": topic.name}))
 
-    async def _try_topic(self, topic) -> dict[str, Any]:
+    async def _try_topic(self, topic, original: str) -> dict[str, Any]:
         posts = await queries.recent_posts(self.hub.store, TRY_POSTS)
-
-        def match():
-            matcher = Matcher([topic])
-            return [p for p in posts if matcher.match(p)]
-
-        matched = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), match)
-        return {
-            "checked": len(posts),
-            "count": len(matched),
-            "posts": [
-                {
-                    "author": p.author,
-                    "text": p.text,
-                    "created_at": iso8601(p.created_at),
-                    "source": p.source,
-                    "url": p.url,
-                    "sentiment": p.extra.get("sentiment"),
-                }
-                for p in matched[:25]
-            ],
-        }
+        current = self.hub.topics.get(original) if original else None
+        return await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), try_draft, topic, current, posts)
 
     @app.route("/topics/delete", methods=["POST"])
     @page("editor")
@@ -1064,7 +1046,9 @@ class WebUI:
             except ValueError as e:
                 problem = store_problem(e, "q")
                 errors[problem.name] = problem.message
-        filters = {k: self._one(form, k) for k in ("q", "topic", "source", "sentiment", "label", "since", "until")}
+        tree = parse_query(query.query) if query.query else None
+        marks = {p["id"]: post_segments(tree, p) for p in posts} if tree is not None else {}
+        filters = {k: self._one(form, k) for k in ("q", "query", "topic", "source", "sentiment", "label", "since", "until")}
         present = {k: v for k, v in filters.items() if v}
         return self._render(
             request,
@@ -1073,6 +1057,8 @@ class WebUI:
             status=400 if errors else 200,
             active="posts",
             posts=posts,
+            marks=marks,
+            query_scan=QUERY_SCAN,
             total=min(total, COUNT_MOST),
             total_capped=total > COUNT_MOST,
             errors=errors,
