@@ -5,6 +5,7 @@ that stops reading costs (nothing but its own messages).
 
 import pytest_twisted
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -111,6 +112,19 @@ async def test_client_that_stops_reading_is_cut_off(reactor, channel):
         await reader.wait_for(lambda es, n=sent: sum(e["type"] == "post" for e in es) >= n).addTimeout(10, reactor)
     assert hub.dropped_total > 0
     assert not any(e["type"] == "lost" for e in reader.envelopes)
+    # Keep writing: once its socket buffers are full for good (on a loaded
+    # machine the kernel may take a while to stop accepting), it is paused
+    # for longer than stall_timeout and cut off.
+    for _ in range(200):
+        if cut_off.called:
+            break
+        posts = [make_post(n) for n in range(sent, sent + 20)]
+        for p in posts:
+            p.text = big
+        hub.posts_stored(posts)
+        sent += 20
+        await reader.wait_for(lambda es, n=sent: sum(e["type"] == "post" for e in es) >= n).addTimeout(10, reactor)
+        await deferLater(reactor, 0.05, lambda: None)
     why = await cut_off.addTimeout(5, reactor)
     assert why == "stalled"
     # It only notices once it reads again.
