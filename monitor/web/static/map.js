@@ -133,7 +133,8 @@
       document.getElementById("basemap-missing").classList.remove("hidden");
     }
     if (L.markerClusterGroup) {
-      layer = L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 45, iconCreateFunction: clusterIcon, chunkedLoading: true });
+      layer = L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 45, iconCreateFunction: clusterIcon, chunkedLoading: true,
+        spiderLegPolylineOptions: { weight: 1, color: "#475569", opacity: 0.35 } });
       layer.on("spiderfied", function (e) { box.setAttribute("data-spiderfied", String(e.markers.length)); });
       layer.on("unspiderfied", function () { box.removeAttribute("data-spiderfied"); });
     } else {
