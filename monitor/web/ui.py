@@ -346,7 +346,8 @@ class WebUI:
         return {
             "chart": os.path.exists(os.path.join(VENDOR, "chart.umd.min.js")),
             "leaflet": os.path.exists(os.path.join(VENDOR, "leaflet", "leaflet.js")),
-            "world": os.path.exists(os.path.join(VENDOR, "land-110m.json")),
+            "cluster": os.path.exists(os.path.join(VENDOR, "leaflet", "leaflet.markercluster.js")),
+            "world": os.path.exists(os.path.join(VENDOR, "countries-50m.json")),
         }
 
     def _error(self, request, session, status: int, message: str) -> bytes:
