@@ -19,6 +19,7 @@ from monitor.analysis.local import LocalAnalyzer
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem
+from monitor.learn.feedback import Feedback
 from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
@@ -98,6 +99,7 @@ class Hub(OrderedMultiService):
         self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
+        self.feedback = Feedback(self.store, reactor)
         a = config.analysis
         classifier = Classifier(
             crisis_words=a["crisis_words"],

@@ -233,8 +233,23 @@ _V4_BACKFILL = """
 ALTER TABLE alert_incidents ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
 """
 
+# People's corrections of posts (monitor.learn.feedback): one row per post,
+# the latest word on it, with who gave it and when; the learned models are
+# trained on these.  labels is a JSON object, label name to true or false.
+_V5_FEEDBACK = """
+CREATE TABLE post_feedback (
+    post_uid TEXT PRIMARY KEY,
+    sentiment TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX post_feedback_updated ON post_feedback (updated_at, post_uid);
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK)
 
 
 def split_statements(script: str) -> list[str]:

@@ -66,11 +66,30 @@ def api_route(method: Callable) -> Callable:
                 return _json(request, 400, {"error": e.message, "parameter": e.name})
             except ApiError as e:
                 return _json(request, e.status, {"error": e.message, **e.extra})
+            if isinstance(result, Raw):
+                request.setHeader(b"Content-Type", result.content_type)
+                request.setHeader(b"Cache-Control", b"no-store")
+                request.setHeader(b"X-Content-Type-Options", b"nosniff")
+                if result.next:
+                    request.setHeader(b"X-Next-Cursor", result.next.encode("ascii"))
+                return result.body
             return _json(request, 200, result)
 
         return ensureDeferred(run())
 
     return wrapper
+
+
+class Raw:
+    """
+    A non-JSON answer (an export): its bytes, type, and the cursor of the
+    next page, sent as C{X-Next-Cursor}.
+    """
+
+    def __init__(self, body: bytes, content_type: bytes, next: Optional[str] = None) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.next = next
 
 
 class TokenAuth:
@@ -96,6 +115,15 @@ class TokenAuth:
         if any([hmac.compare_digest(given, t) for t in self.tokens]):
             return True
         return self.stored is not None and self.stored.check_token(given)
+
+    def who(self, request) -> str:
+        """
+        Who a checked request speaks for: C{token:NAME} for a token made on
+        the admin page, C{api} for the configured one.
+        """
+        token = (request.getHeader(b"authorization") or b"").partition(b" ")[2].strip()
+        name = self.stored.token_name(token) if self.stored is not None and hasattr(self.stored, "token_name") else None
+        return f"token:{name}" if name else "api"
 
 
 class Api:
@@ -151,6 +179,49 @@ class Api:
         except ValueError as e:
             raise store_problem(e, "q")
         return {"posts": posts, "next": cursor}
+
+    # -- corrections and learned models (monitor.learn) -------------------
+
+    @app.route("/api/v1/posts/<path:post_id>/feedback", methods=["GET"])
+    @api_route
+    async def feedback_get(self, request, params: Params, post_id):
+        params.finish()
+        found = await self.hub.feedback.get(post_id)
+        if found is None:
+            raise ApiError(404, f"no correction of post {post_id!r}")
+        return {"feedback": found}
+
+    @app.route("/api/v1/posts/<path:post_id>/feedback", methods=["PUT"])
+    @api_route
+    async def feedback_put(self, request, params: Params, post_id):
+        params.finish()
+        found = await self.hub.feedback.put(post_id, json_body(request), self.auth.who(request))
+        if found is None:
+            raise ApiError(404, f"no post {post_id!r}")
+        return {"feedback": found}
+
+    @app.route("/api/v1/posts/<path:post_id>/feedback", methods=["DELETE"])
+    @api_route
+    async def feedback_delete(self, request, params: Params, post_id):
+        params.finish()
+        if not await self.hub.feedback.delete(post_id):
+            raise ApiError(404, f"no correction of post {post_id!r}")
+        return {"deleted": post_id}
+
+    @app.route("/api/v1/feedback", methods=["GET"])
+    @api_route
+    async def feedback_list(self, request, params: Params):
+        from monitor.learn.feedback import feedback_csv
+
+        form = params.choice("format", ("json", "csv")) or "json"
+        by, label = params.text("by"), params.text("label")
+        limit = params.integer("limit", 100, 1, MAX_LIMIT)
+        cursor = params.text("cursor")
+        params.finish()
+        rows, following = await self.hub.feedback.page(limit, cursor, by, label)
+        if form == "csv":
+            return Raw(feedback_csv(rows), b"text/csv; charset=utf-8", following)
+        return {"feedback": rows, "next": following}
 
     @app.route("/api/v1/topics", methods=["GET"])
     @api_route

@@ -84,6 +84,40 @@ def _topic_schema() -> dict:
     return {"type": "object", "properties": properties}
 
 
+def _feedback_paths() -> dict[str, Any]:
+    """
+    Corrections of posts (monitor.learn.feedback).
+    """
+    from monitor.learn.feedback import MAX_LABELS
+
+    correction = {"type": "object", "properties": {
+        "sentiment": {"type": ["string", "null"], "enum": [*SENTIMENTS, None], "description": "null clears it"},
+        "labels": {"type": "object", "maxProperties": MAX_LABELS,
+                   "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,39}$"},
+                   "additionalProperties": {"type": ["boolean", "null"]},
+                   "description": "true: applies, false: does not, null: forget the earlier word"}}}  # fmt: skip
+    post_id = {"name": "post_id", "in": "path", "required": True, "description": "the post's id, percent-encoded",
+               "schema": {"type": "string", "minLength": 1}}  # fmt: skip
+    return {
+        "/api/v1/posts/{post_id}/feedback": {
+            "parameters": [post_id],
+            "get": {"summary": "A post's correction: sentiment, labels, who and when",
+                    "responses": _answer("the correction", errors=("401", "404"))},
+            "put": {"summary": "Correct a post (merged into its earlier correction; the learned models train on these)",
+                    "requestBody": _json_body(correction),
+                    "responses": _answer("the correction", errors=("400", "401", "404", "413"))},
+            "delete": {"summary": "Undo a post's correction", "responses": _answer("deleted", errors=("401", "404"))},
+        },
+        "/api/v1/feedback": {"get": {
+            "summary": "Every correction, latest change first (format=csv exports; the next page's cursor is then "
+                       "in the X-Next-Cursor header)",
+            "parameters": [_query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+                           _text("by"), _text("label"), _limit(100, MAX_LIMIT), _text("cursor")],
+            "responses": _answer("a page of corrections"),
+        }},
+    }  # fmt: skip
+
+
 def openapi(version: str = "1") -> dict[str, Any]:
     """
     The description, as a JSON-ready dict.
@@ -115,6 +149,7 @@ def openapi(version: str = "1") -> dict[str, Any]:
                                                       "properties": {"posts": {"type": "array", "items": _OBJECT},
                                                                      "next": {"type": ["string", "null"]}}}),
         }},
+        **_feedback_paths(),
         "/api/v1/topics": {"get": {"summary": "The tracked topics", "responses": _answer("topics")}},
         "/api/v1/topics/{name}": {
             "parameters": [_path("name")],

@@ -560,12 +560,20 @@ class Users(Service):
 
     async def reload_tokens(self) -> None:
         rows = await self.store.run_read(self._live_tokens)
-        self._tokens = {token_hash: token_id for token_id, token_hash in rows}
+        self._tokens = {token_hash: token_id for token_id, token_hash, _ in rows}
+        self._token_names = {token_hash: name for _, token_hash, name in rows}
 
     @staticmethod
     def _live_tokens(trans):
-        trans.execute("SELECT id, token_hash FROM api_tokens WHERE revoked_at IS NULL")
+        trans.execute("SELECT id, token_hash, name FROM api_tokens WHERE revoked_at IS NULL")
         return trans.fetchall()
+
+    def token_name(self, given: bytes) -> Optional[str]:
+        """
+        The name a live stored token was given (who made a change through
+        the API), or C{None}.
+        """
+        return getattr(self, "_token_names", {}).get(hashlib.sha256(given).hexdigest())
 
     def check_token(self, given: bytes) -> bool:
         """
