@@ -111,6 +111,48 @@ def test_setup_link_stops_working_once_add_user_makes_an_admin(tmp_path):
         hub.stop()
 
 
+def test_setup_forms_sent_at_once_make_one_admin(tmp_path):
+    """Several setup forms sent at the same moment: one admin, the others get the used-link page."""
+    import sqlite3
+    import threading
+
+    hub = HubProcess(str(tmp_path))
+    hub.start()
+    try:
+        token = hub.wait_for(SETUP).group(2)
+        hub.wait_for(STARTED)
+        forms = []
+        for i in range(4):
+            opener = hub.opener()
+            status, _, body = hub.request(f"/setup/{token}", opener=opener)
+            assert status == 200
+            forms.append((opener, {"csrf": csrf_of(body), "name": f"admin{i}", "password": "long enough 1",
+                                   "again": "long enough 1"}))  # fmt: skip
+        start = threading.Barrier(len(forms))
+        answers = [None] * len(forms)
+
+        def send(i, opener, data):
+            start.wait(10)
+            answers[i] = hub.request(f"/setup/{token}", data, opener=opener)
+
+        threads = [threading.Thread(target=send, args=(i, *form)) for i, form in enumerate(forms)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(a[0] for a in answers)
+        assert statuses == [303, 404, 404, 404], statuses
+        gone = next(a[2] for a in answers if a[0] == 404)
+        assert b"already used" in gone and b'href="/login"' in gone
+        assert f"--config {hub.config} --add-user NAME --role viewer".encode() in gone
+    finally:
+        hub.stop()
+    db = sqlite3.connect(tmp_path / "monitor.sqlite")
+    admins = db.execute("SELECT name FROM users WHERE role = 'admin'").fetchall()
+    db.close()
+    assert len(admins) == 1, admins
+
+
 def test_access_log_is_a_setting(tmp_path):
     """[web] access_log = "-" puts a line per request in the hub's log."""
     hub = HubProcess(str(tmp_path), CONFIG.replace("[web]\n", '[web]\naccess_log = "-"\n'))

@@ -420,7 +420,7 @@ class WebUI:
             add_user=self._add_user_hint(),
         )
 
-    def _add_user_hint(self) -> str:
+    def _add_user_hint(self, role: str = "admin") -> str:
         """
         The command that makes the first admin on the hub's machine, as it
         works when pasted there: this hub's twistd and configuration file.
@@ -428,7 +428,7 @@ class WebUI:
         from monitor.tap import twistd_command
 
         config = getattr(getattr(self.hub, "config", None), "path", "etc/monitor.toml")
-        return twistd_command(config, "--add-user", "NAME", "--role", "admin")
+        return twistd_command(config, "--add-user", "NAME", "--role", role)
 
     # -- first run -----------------------------------------------------------
 
@@ -447,14 +447,7 @@ class WebUI:
 
     def _setup_gone(self, request) -> bytes:
         # The same answer for a used link and a wrong one: nothing to guess.
-        return self._render(
-            request,
-            None,
-            "error.html",
-            status=404,
-            status_code=404,
-            message="This setup link does not work (any more): the first admin has been created. Log in instead.",
-        )
+        return self._render(request, None, "setup-gone.html", status=404, add_user=self._add_user_hint("viewer"))
 
     @app.route("/setup/<token>", methods=["POST"])
     def setup_submit(self, request, token):
@@ -479,9 +472,13 @@ class WebUI:
             errors["again"] = "The two passwords differ."
         if not errors:
             try:
-                await self.users.add_user(name, "admin", password)
+                # One submission at a time, and the store checks again.
+                made = await self.setup.lock.run(self._first_admin, token, name, password)
             except UserError as e:
                 errors[e.field] = e.message
+            else:
+                if not made:
+                    return self._setup_gone(request)
         if errors:
             return await self._setup_page(request, token, 400, errors, name)
         self.setup.close()
@@ -491,6 +488,11 @@ class WebUI:
         self._cookie(request, SETUP_COOKIE, "", max_age=0)
         self.log.info("first admin {user} created on the setup page", user=name)
         return self._redirect(request, "/dashboard")
+
+    async def _first_admin(self, token: str, name: str, password: str) -> bool:
+        if not await self.setup.valid(token):
+            return False
+        return await self.users.add_first_admin(name, password)
 
     @app.route("/login", methods=["POST"])
     def login(self, request):
