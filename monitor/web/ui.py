@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from zope.interface import implementer
 
+from monitor.analysis.trending import trending_terms
 from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
@@ -649,6 +650,7 @@ class WebUI:
         previous = await store.stats(StatsQuery(topic=topic, since=since - span, until=since, bucket=bucket, top=100))
         people = await queries.author_sentiment(store, topic, since, until)
         per_topic = await queries.topic_volume(store, since, until) if topic is None else []
+        terms = await trending_terms(store, topic, since, until, self._own_topics(topic))
         return self._json(
             request,
             200,
@@ -669,13 +671,17 @@ class WebUI:
                 "share_of_voice": current["share_of_voice"],
                 "topics": per_topic,
                 "top_hashtags": current["top_hashtags"][:10],
-                "top_terms": current["top_terms"][:10],
+                "top_terms": terms["top"],
                 "trending": {
                     "hashtags": trending(current["top_hashtags"], previous["top_hashtags"], "tag"),
-                    "terms": trending(current["top_terms"], previous["top_terms"], "term"),
+                    "terms": terms["trending"],
                 },
             },
         )
+
+    def _own_topics(self, topic: Optional[str]) -> list:
+        """The topics whose own words trending terms leave out."""
+        return [self.hub.topics.get(topic)] if topic is not None else list(self.hub.topics.topics)
 
     # -- live feed -----------------------------------------------------------
 
