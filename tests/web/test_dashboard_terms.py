@@ -6,6 +6,7 @@ now.  The table shows what rose, not filler words or the topic's own name.
 
 import csv
 import json
+import re
 import time
 
 from playwright.sync_api import expect
@@ -52,3 +53,34 @@ def test_trending_terms_are_what_rose(hub, admin):
     expect(page.locator("#trending-terms-note")).to_contain_text("most surprising rise first")
     page.locator("#trending-terms").scroll_into_view_if_needed()
     shoot(page, "dashboard-trending-terms")
+
+
+def test_seven_digit_engagement_fits_at_phone_and_desktop_width(hub, playwright, admin):
+    """1,234,567 likes: the card shows a short figure with the exact one on hover, inside its card, at 390 and 1400 px."""
+    from tests.web.conftest import launch, login
+
+    hub.append({"text": "acme viral post", "likes": 1234567, "reposts": 45678, "replies": 3456})
+    admin.goto(hub.base + "/dashboard?range=1h")
+    deadline = time.monotonic() + 30
+    while "M" not in admin.locator("#kpi-engagement").inner_text() and time.monotonic() < deadline:
+        admin.wait_for_timeout(300)
+        admin.reload()
+    context = launch(playwright, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        phone = context.new_page()
+        login(phone, hub, "admin")
+        for page, width in ((admin, 1400), (phone, 390)):
+            page.goto(hub.base + "/dashboard?range=1h")
+            value = page.locator("#kpi-engagement")
+            expect(value).to_have_text(re.compile(r"^\d(\.\d)?M$"))
+            assert int(value.get_attribute("title").replace(",", "")) >= 1234567
+            card = page.locator(".kpi", has=value)
+            for element in (card, value, card.locator(".kpi-sub")):
+                assert element.evaluate("e => e.scrollWidth <= e.clientWidth"), (width, element)
+            b, c = value.bounding_box(), card.bounding_box()
+            assert c["x"] <= b["x"] and b["x"] + b["width"] <= c["x"] + c["width"], (width, b, c)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            card.scroll_into_view_if_needed()
+            shoot(page, f"dashboard-engagement-{width}")
+    finally:
+        context.close()
