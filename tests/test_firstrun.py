@@ -263,3 +263,35 @@ def test_make_run_console_and_ctrl_c(tmp_path):
     assert "*** " not in out and "Interrupt" not in out, out
     assert "[twisted" not in out and "#debug" not in out and "Traceback" not in out, out
     assert not any("starting on" in line or "Starting factory" in line for line in lines), out
+
+
+def test_make_run_and_make_demo_share_their_users(tmp_path):
+    """A user added for make run (etc/monitor.toml) logs into make demo (etc/demo.toml), and back."""
+    from tests.conftest import ROOT
+
+    def shipped(name):
+        text = (ROOT / "etc" / name).read_text(encoding="utf-8")
+        return text.replace('endpoint = "tcp:8080:interface=127.0.0.1"', 'endpoint = "tcp:0:interface=127.0.0.1"')
+
+    def logs_in(hub, name, password):
+        opener = hub.opener()
+        _, _, body = hub.request("/login", opener=opener)
+        status, headers, _ = hub.request("/login", {"csrf": csrf_of(body), "name": name, "password": password,
+                                                    "next": "/dashboard"}, opener=opener)  # fmt: skip
+        return status == 303 and headers["Location"].endswith("/dashboard")
+
+    run = HubProcess(str(tmp_path), shipped("monitor.toml"))
+    demo = HubProcess(str(tmp_path), shipped("monitor.toml"))
+    # Each its own file, as in etc/; the store path is the files' own.
+    demo.config = str(tmp_path / "demo.toml")
+    (tmp_path / "demo.toml").write_text(shipped("demo.toml"), encoding="utf-8")
+    run.add_user("alice", "admin", "alice password 1")
+    demo.add_user("bob", "viewer", "bob password 1")
+    for hub in (demo, run):
+        hub.start()
+        try:
+            hub.wait_for(STARTED)
+            assert logs_in(hub, "alice", "alice password 1") and logs_in(hub, "bob", "bob password 1")
+            assert not logs_in(hub, "bob", "wrong password 1")
+        finally:
+            hub.stop()
