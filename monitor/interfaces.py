@@ -114,13 +114,22 @@ class IStore(IService):
     dead letters.  Idempotent on a post's C{uid}.
     """
 
-    def store_batch(posts, cursors, rejected=()):
+    def store_batch(posts, cursors, rejected=(), collected=None):
         """
         Write analysed posts, keep the payloads in C{rejected}
         (L{monitor.model.Rejected}) as dead letters and advance collector
         cursors, in one transaction.  C{cursors} maps a source name to its
         new position.  Posts whose uid is already stored are ignored.
+        C{collected} (posts per source the batch accounts for, also those
+        not stored) and the rejected payloads are added to the sources'
+        all-time counters in the same transaction.
         Returns a Deferred firing with the number of posts newly stored.
+        """
+
+    def source_counters(source):
+        """
+        Returns a Deferred firing with C{{"posts": n, "malformed": m}}, the
+        all-time counters of C{source}.
         """
 
     def get_cursor(source):

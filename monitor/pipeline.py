@@ -129,17 +129,18 @@ class Pipeline(Service):
 
         # Store in queue order: wait for the batch before this one.
         await previous
-        await self._store(matched, cursors, rejected)
+        collected = Counter(post.source for post in posts if not isinstance(post, Rejected))
+        await self._store(matched, cursors, rejected, collected)
         await self.queue.ack(posts)
         if matched:
             self._notify(matched)
 
-    async def _store(self, posts: list, cursors: dict, rejected: list) -> None:
+    async def _store(self, posts: list, cursors: dict, rejected: list, collected: Counter) -> None:
         delay = _RETRY_FIRST
         while True:
             started = self.reactor.seconds()
             try:
-                inserted = await self.store.store_batch(posts, cursors, rejected)
+                inserted = await self.store.store_batch(posts, cursors, rejected, collected)
             except Exception as e:
                 self.metrics.store_errors.inc()
                 self.log.error(

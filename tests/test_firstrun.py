@@ -111,6 +111,48 @@ def test_setup_link_stops_working_once_add_user_makes_an_admin(tmp_path):
         hub.stop()
 
 
+def test_setup_forms_sent_at_once_make_one_admin(tmp_path):
+    """Several setup forms sent at the same moment: one admin, the others get the used-link page."""
+    import sqlite3
+    import threading
+
+    hub = HubProcess(str(tmp_path))
+    hub.start()
+    try:
+        token = hub.wait_for(SETUP).group(2)
+        hub.wait_for(STARTED)
+        forms = []
+        for i in range(4):
+            opener = hub.opener()
+            status, _, body = hub.request(f"/setup/{token}", opener=opener)
+            assert status == 200
+            forms.append((opener, {"csrf": csrf_of(body), "name": f"admin{i}", "password": "long enough 1",
+                                   "again": "long enough 1"}))  # fmt: skip
+        start = threading.Barrier(len(forms))
+        answers = [None] * len(forms)
+
+        def send(i, opener, data):
+            start.wait(10)
+            answers[i] = hub.request(f"/setup/{token}", data, opener=opener)
+
+        threads = [threading.Thread(target=send, args=(i, *form)) for i, form in enumerate(forms)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(a[0] for a in answers)
+        assert statuses == [303, 404, 404, 404], statuses
+        gone = next(a[2] for a in answers if a[0] == 404)
+        assert b"already used" in gone and b'href="/login"' in gone
+        assert f"--config {hub.config} --add-user NAME --role viewer".encode() in gone
+    finally:
+        hub.stop()
+    db = sqlite3.connect(tmp_path / "monitor.sqlite")
+    admins = db.execute("SELECT name FROM users WHERE role = 'admin'").fetchall()
+    db.close()
+    assert len(admins) == 1, admins
+
+
 def test_access_log_is_a_setting(tmp_path):
     """[web] access_log = "-" puts a line per request in the hub's log."""
     hub = HubProcess(str(tmp_path), CONFIG.replace("[web]\n", '[web]\naccess_log = "-"\n'))
@@ -221,3 +263,35 @@ def test_make_run_console_and_ctrl_c(tmp_path):
     assert "*** " not in out and "Interrupt" not in out, out
     assert "[twisted" not in out and "#debug" not in out and "Traceback" not in out, out
     assert not any("starting on" in line or "Starting factory" in line for line in lines), out
+
+
+def test_make_run_and_make_demo_share_their_users(tmp_path):
+    """A user added for make run (etc/monitor.toml) logs into make demo (etc/demo.toml), and back."""
+    from tests.conftest import ROOT
+
+    def shipped(name):
+        text = (ROOT / "etc" / name).read_text(encoding="utf-8")
+        return text.replace('endpoint = "tcp:8080:interface=127.0.0.1"', 'endpoint = "tcp:0:interface=127.0.0.1"')
+
+    def logs_in(hub, name, password):
+        opener = hub.opener()
+        _, _, body = hub.request("/login", opener=opener)
+        status, headers, _ = hub.request("/login", {"csrf": csrf_of(body), "name": name, "password": password,
+                                                    "next": "/dashboard"}, opener=opener)  # fmt: skip
+        return status == 303 and headers["Location"].endswith("/dashboard")
+
+    run = HubProcess(str(tmp_path), shipped("monitor.toml"))
+    demo = HubProcess(str(tmp_path), shipped("monitor.toml"))
+    # Each its own file, as in etc/; the store path is the files' own.
+    demo.config = str(tmp_path / "demo.toml")
+    (tmp_path / "demo.toml").write_text(shipped("demo.toml"), encoding="utf-8")
+    run.add_user("alice", "admin", "alice password 1")
+    demo.add_user("bob", "viewer", "bob password 1")
+    for hub in (demo, run):
+        hub.start()
+        try:
+            hub.wait_for(STARTED)
+            assert logs_in(hub, "alice", "alice password 1") and logs_in(hub, "bob", "bob password 1")
+            assert not logs_in(hub, "bob", "wrong password 1")
+        finally:
+            hub.stop()

@@ -46,7 +46,7 @@ class RecordingStore:
         self.batches = []
         self.failures = failures
 
-    def store_batch(self, posts, cursors, rejected=()):
+    def store_batch(self, posts, cursors, rejected=(), collected=None):
         if self.failures:
             self.failures -= 1
             return fail(OSError("disk full"))

@@ -821,3 +821,32 @@ async def test_save_and_delete_topic(store):
     assert await store.list_topics() == [Topic("other")]
     with pytest.raises(ValueError, match="^origin: "):
         await store.save_topic(topic, origin="api")
+
+
+@pytest_twisted.ensureDeferred
+async def test_source_counters_are_all_time_and_move_with_the_batch(path, reactor):
+    """Collected and malformed counts grow in the batch's transaction and survive a reopen."""
+    from monitor.model import Rejected
+
+    store = SQLiteStore(path, reactor=reactor)
+    await store.startService()
+    try:
+        assert await store.source_counters("x") == {"posts": 0, "malformed": 0}
+        posts = [make_post(f"p{i}", source="x") for i in range(3)]
+        # Five collected (two matched no topic, so only three are stored), one rejected.
+        bad = Rejected("x", b"{", "bad json", "line 6", "60:6", 1.0)
+        await store.store_batch(posts, {"x": "60:6"}, [bad], {"x": 5})
+        # The same posts again (a replay): still counted as collected.
+        await store.store_batch(posts, {"x": "90:9"})
+        await store.dead_letter("x", b"??", "no text", "frame 1")
+        await store.dead_letter("y", b"??", "no text", "frame 2")
+    finally:
+        await store.stopService()
+    store = SQLiteStore(path, reactor=reactor)
+    await store.startService()
+    try:
+        assert await store.source_counters("x") == {"posts": 8, "malformed": 2}
+        assert await store.source_counters("y") == {"posts": 0, "malformed": 1}
+        assert await store.count_posts() == 3
+    finally:
+        await store.stopService()

@@ -59,8 +59,11 @@ class Collector(Service):
         #: a followed file that does not exist yet.
         self.note: Optional[str] = None
         self.last_post_at: Optional[float] = None
+        #: Posts collected and payloads found malformed since this start.
         self.posts = 0
         self.malformed_count = 0
+        #: The same counts from before this start, read from the store.
+        self.earlier = {"posts": 0, "malformed": 0}
         self.rate_limit_remaining: Optional[int] = None
         self.resume_at: Optional[float] = None
         self._pending_put: Optional[Deferred] = None
@@ -79,9 +82,9 @@ class Collector(Service):
             "last_error": redact(self.last_error) if self.last_error else None,
             "note": self.note,
             "last_post_at": iso8601(self.last_post_at) if self.last_post_at else None,
-            "posts": self.posts,
+            "posts": self.earlier["posts"] + self.posts,
             "posts_per_minute": self.posts_per_minute(),
-            "malformed": self.malformed_count,
+            "malformed": self.earlier["malformed"] + self.malformed_count,
             "rate_limit_remaining": self.rate_limit_remaining,
             "resume_at": iso8601(self.resume_at) if self.resume_at else None,
         }
@@ -196,8 +199,19 @@ class Collector(Service):
 
     def startService(self):
         super().startService()
-        self._task = ensureDeferred(self.run())
+        self._task = ensureDeferred(self._begin())
         self._task.addErrback(self._crashed)
+
+    async def _begin(self) -> None:
+        # The counters are all-time: read them before collecting anything,
+        # so that no batch of this run is counted twice.
+        load = getattr(self.store, "source_counters", None)
+        if load is not None:
+            try:
+                self.earlier = await load(self.name)
+            except Exception as e:
+                self.log.warn("source {source}: could not read its counters: {error}", source=self.name, error=e)
+        await self.run()
 
     def _crashed(self, failure):
         if failure.check(CancelledError):

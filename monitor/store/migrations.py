@@ -248,8 +248,19 @@ CREATE TABLE post_feedback (
 CREATE INDEX post_feedback_updated ON post_feedback (updated_at, post_uid);
 """
 
+# What each source has collected and found malformed, all time: updated in
+# the transaction that stores the batch (or the dead letter), so a restart
+# neither forgets nor counts twice.
+_V6_SOURCE_COUNTERS = """
+CREATE TABLE source_counters (
+    source TEXT PRIMARY KEY,
+    posts INTEGER NOT NULL DEFAULT 0,
+    malformed INTEGER NOT NULL DEFAULT 0
+);
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS)
 
 
 def split_statements(script: str) -> list[str]:

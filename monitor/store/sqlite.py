@@ -184,6 +184,10 @@ def fts_query(text: str) -> Optional[str]:
     return " ".join(parts) or None
 
 
+_COUNT_SOURCE = (
+    "INSERT INTO source_counters (source, posts, malformed) VALUES (?, ?, ?) "
+    "ON CONFLICT (source) DO UPDATE SET posts = posts + excluded.posts, malformed = malformed + excluded.malformed"
+)
 _INSERT_LETTER = "INSERT INTO dead_letters (source, received_at, error, context, raw) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -567,27 +571,39 @@ class SQLiteStore(Service):
 
     # -- posts and cursors -------------------------------------------------
 
-    def store_batch(self, posts, cursors, rejected=()) -> Deferred:
+    def store_batch(self, posts, cursors, rejected=(), collected=None) -> Deferred:
         """
         Store new posts, keep rejected payloads as dead letters and advance
         cursors in one transaction; fires with the number of posts newly
         stored.
+
+        @param collected: posts per source that this batch accounts for
+            (also those no topic matched), added to the sources' all-time
+            counters in the same transaction; by default, C{posts}.
         """
         posts = list(posts)
         cursors = dict(cursors or {})
+        rejected = list(rejected)
         letters = [_letter_row(r) for r in rejected]
+        if collected is None:
+            collected = Counter(post.source for post in posts)
+        counts = {source: [n, 0] for source, n in collected.items()}
+        for r in rejected:
+            counts.setdefault(r.source, [0, 0])[1] += 1
         # stored_at is read in the writer thread, once the write lock is
         # held, so that it measures the wait for the writer too.
-        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds, letters)
+        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds, letters, counts)
 
     @staticmethod
-    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=()) -> int:
+    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=(), counts=None) -> int:
         # Take the write lock first: the duplicate check and the ids below
         # stay true until commit.
         trans.execute("BEGIN IMMEDIATE")
         now = clock()
         if letters:
             trans.executemany(_INSERT_LETTER, letters)
+        if counts:
+            trans.executemany(_COUNT_SOURCE, [(source, n, bad) for source, (n, bad) in counts.items()])
         unique: dict[str, Post] = {}
         for post in posts:
             unique.setdefault(post.uid, post)
@@ -649,7 +665,21 @@ class SQLiteStore(Service):
     @staticmethod
     def _dead_letter(trans, row) -> int:
         trans.execute(_INSERT_LETTER, row)
-        return trans.lastrowid
+        letter = trans.lastrowid
+        trans.execute(_COUNT_SOURCE, (row[0], 0, 1))
+        return letter
+
+    def source_counters(self, source: str) -> Deferred:
+        """
+        C{{"posts": n, "malformed": m}}: what C{source} has collected and
+        found malformed, all time (as of the last stored batch).
+        """
+        return self._run(False, self._source_counters, source)
+
+    @staticmethod
+    def _source_counters(trans, source: str) -> dict:
+        row = trans.execute("SELECT posts, malformed FROM source_counters WHERE source = ?", (source,)).fetchone()
+        return {"posts": row[0], "malformed": row[1]} if row else {"posts": 0, "malformed": 0}
 
     def dead_letters(self, source: Optional[str] = None, limit: int = 100) -> Deferred:
         """

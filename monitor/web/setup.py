@@ -14,6 +14,7 @@ import os
 import secrets
 from typing import Optional
 
+from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 __all__ = ["SetupLink", "setup_token_path", "write_owner_only"]
@@ -51,6 +52,8 @@ class SetupLink:
         self.users = users
         self.path = path
         self.token: Optional[str] = None
+        #: Setup forms are handled one at a time (L{DeferredLock}).
+        self.lock = DeferredLock()
 
     async def open_if_needed(self) -> Optional[str]:
         """

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from zope.interface import implementer
 
+from monitor.analysis.trending import trending_terms
 from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
@@ -420,7 +421,7 @@ class WebUI:
             add_user=self._add_user_hint(),
         )
 
-    def _add_user_hint(self) -> str:
+    def _add_user_hint(self, role: str = "admin") -> str:
         """
         The command that makes the first admin on the hub's machine, as it
         works when pasted there: this hub's twistd and configuration file.
@@ -428,7 +429,7 @@ class WebUI:
         from monitor.tap import twistd_command
 
         config = getattr(getattr(self.hub, "config", None), "path", "etc/monitor.toml")
-        return twistd_command(config, "--add-user", "NAME", "--role", "admin")
+        return twistd_command(config, "--add-user", "NAME", "--role", role)
 
     # -- first run -----------------------------------------------------------
 
@@ -447,14 +448,7 @@ class WebUI:
 
     def _setup_gone(self, request) -> bytes:
         # The same answer for a used link and a wrong one: nothing to guess.
-        return self._render(
-            request,
-            None,
-            "error.html",
-            status=404,
-            status_code=404,
-            message="This setup link does not work (any more): the first admin has been created. Log in instead.",
-        )
+        return self._render(request, None, "setup-gone.html", status=404, add_user=self._add_user_hint("viewer"))
 
     @app.route("/setup/<token>", methods=["POST"])
     def setup_submit(self, request, token):
@@ -479,9 +473,13 @@ class WebUI:
             errors["again"] = "The two passwords differ."
         if not errors:
             try:
-                await self.users.add_user(name, "admin", password)
+                # One submission at a time, and the store checks again.
+                made = await self.setup.lock.run(self._first_admin, token, name, password)
             except UserError as e:
                 errors[e.field] = e.message
+            else:
+                if not made:
+                    return self._setup_gone(request)
         if errors:
             return await self._setup_page(request, token, 400, errors, name)
         self.setup.close()
@@ -491,6 +489,11 @@ class WebUI:
         self._cookie(request, SETUP_COOKIE, "", max_age=0)
         self.log.info("first admin {user} created on the setup page", user=name)
         return self._redirect(request, "/dashboard")
+
+    async def _first_admin(self, token: str, name: str, password: str) -> bool:
+        if not await self.setup.valid(token):
+            return False
+        return await self.users.add_first_admin(name, password)
 
     @app.route("/login", methods=["POST"])
     def login(self, request):
@@ -647,6 +650,7 @@ class WebUI:
         previous = await store.stats(StatsQuery(topic=topic, since=since - span, until=since, bucket=bucket, top=100))
         people = await queries.author_sentiment(store, topic, since, until)
         per_topic = await queries.topic_volume(store, since, until) if topic is None else []
+        terms = await trending_terms(store, topic, since, until, self._own_topics(topic))
         return self._json(
             request,
             200,
@@ -667,13 +671,17 @@ class WebUI:
                 "share_of_voice": current["share_of_voice"],
                 "topics": per_topic,
                 "top_hashtags": current["top_hashtags"][:10],
-                "top_terms": current["top_terms"][:10],
+                "top_terms": terms["top"],
                 "trending": {
                     "hashtags": trending(current["top_hashtags"], previous["top_hashtags"], "tag"),
-                    "terms": trending(current["top_terms"], previous["top_terms"], "term"),
+                    "terms": terms["trending"],
                 },
             },
         )
+
+    def _own_topics(self, topic: Optional[str]) -> list:
+        """The topics whose own words trending terms leave out."""
+        return [self.hub.topics.get(topic)] if topic is not None else list(self.hub.topics.topics)
 
     # -- live feed -----------------------------------------------------------
 

@@ -367,6 +367,32 @@ class Users(Service):
             raise UserError("name", f"there is already a user {name!r}")
         self.log.info("added user {user} as {role}", user=name, role=role)
 
+    async def add_first_admin(self, name: str, password: str) -> bool:
+        """
+        Create the first admin, unless an admin exists by the time the row
+        is written: the check and the insert are one write transaction, so
+        two setup forms sent at once cannot both make one.  Returns whether
+        this call made it.
+        """
+        check_name(name)
+        check_new_password(password)
+        hashed = await self._in_thread(hash_password, password)
+        try:
+            made = await self.store.run_write(self._insert_first_admin, name, hashed, self.reactor.seconds())
+        except sqlite3.IntegrityError:
+            raise UserError("name", f"there is already a user {name!r}")
+        if made:
+            self.log.info("added user {user} as {role}", user=name, role="admin")
+        return made
+
+    @classmethod
+    def _insert_first_admin(cls, trans, name, hashed, now) -> bool:
+        trans.execute("BEGIN IMMEDIATE")
+        if trans.execute("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1").fetchone() is not None:
+            return False
+        cls._insert_user(trans, name, "admin", hashed, now)
+        return True
+
     @staticmethod
     def _insert_user(trans, name, role, hashed, now):
         trans.execute(

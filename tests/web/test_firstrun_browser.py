@@ -89,5 +89,10 @@ def test_quickstart_from_fresh_start_to_a_moving_dashboard(fresh_hub, fresh_brow
     other = fresh_browser.new_page()
     response = other.goto(link)
     assert response.status == 404
-    expect(other.locator("main")).to_contain_text("Log in instead")
+    expect(other.locator("#setup-gone")).to_contain_text("already used")
+    command = other.locator("#setup-gone-command").inner_text()
+    assert "--add-user NAME --role viewer" in command and "--config" in command
+    card, code = other.locator("#setup-gone").bounding_box(), other.locator("#setup-gone-command").bounding_box()
+    assert code["x"] + code["width"] <= card["x"] + card["width"], (code, card)
     shot(other, "setup-used")
+    assert other.locator("#setup-gone-login").get_attribute("href") == "/login"
