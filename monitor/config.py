@@ -294,6 +294,16 @@ NODES_FIELDS = {
     "timeout": Field(float, 10.0, at_least(0.1)),
 }
 
+LEARNING_FIELDS = {
+    "enabled": Field(bool, True),
+    "min_examples": Field(int, 20, at_least(4)),
+    "min_per_class": Field(int, 3, at_least(1)),
+    "retrain_after": Field(int, 10, at_least(1)),
+    "delay": Field(DURATION, "30s", duration),
+    "folds": Field(int, 5, between(2, 10)),
+    "auto_activate": Field(bool, True),
+}
+
 SECTIONS = {
     "hub": HUB_FIELDS,
     "store": STORE_FIELDS,
@@ -302,6 +312,7 @@ SECTIONS = {
     "nodes": NODES_FIELDS,
     "web": WEB_FIELDS,
     "alerts": ALERTS_FIELDS,
+    "learning": LEARNING_FIELDS,
 }
 
 
@@ -325,6 +336,7 @@ class Config:
     nodes: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in NODES_FIELDS.items()})
     topics: list[Topic] = field(default_factory=list)
     alerts: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in ALERTS_FIELDS.items()})
+    learning: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in LEARNING_FIELDS.items()})
     rules: list[dict[str, Any]] = field(default_factory=list)
     channels: list[dict[str, Any]] = field(default_factory=list)
 

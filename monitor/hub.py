@@ -19,7 +19,9 @@ from monitor.analysis.local import LocalAnalyzer
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem
+from monitor.learn.apply import LearnedAnalyzer
 from monitor.learn.feedback import Feedback
+from monitor.learn.learner import Learner
 from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
@@ -113,7 +115,9 @@ class Hub(OrderedMultiService):
             self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor))
         # Remote analysis nodes while any are connected, else the above.
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
-        self.analyzer = self.nodes
+        # Models learned from people's corrections, applied after the built-in analysis.
+        self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
+        self.analyzer = LearnedAnalyzer(self.nodes, self.learner)
         self.pipeline = Pipeline(
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
         )
@@ -136,6 +140,7 @@ class Hub(OrderedMultiService):
             # pipeline has finished with what it read.
             *([self.queue] if IService.providedBy(self.queue) else []),
             _TopicSeed(self.topics, config.topics),
+            self.learner,
             self.alerts,
             *self.local_analyzers,
             self.nodes,

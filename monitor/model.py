@@ -33,8 +33,11 @@ class Analysis:
     pos: float
     neu: float
     neg: float
-    sentiment: str
+    sentiment: Optional[str]
     labels: tuple[str, ...] = ()
+    #: Whose answer C{sentiment} is: C{"vader"}, C{"model:VERSION"}, or
+    #: C{"unscored"} (a language no active model knows; C{sentiment} None).
+    by: str = "vader"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +46,7 @@ class Analysis:
             "neu": self.neu,
             "neg": self.neg,
             "label": self.sentiment,
+            "by": self.by,
             "labels": list(self.labels),
         }
 
@@ -53,8 +57,9 @@ class Analysis:
             pos=float(d["pos"]),
             neu=float(d["neu"]),
             neg=float(d["neg"]),
-            sentiment=str(d["label"]),
+            sentiment=None if d["label"] is None else str(d["label"]),
             labels=tuple(d.get("labels", ())),
+            by=str(d.get("by") or "vader"),
         )
 
 

@@ -370,6 +370,7 @@ async def test_post_is_returned_verbatim(store):
             "neu": 0.5,
             "neg": 0.5,
             "label": "negative",
+            "by": "vader",
         },
         "likes": 3,
         "reposts": 2,
@@ -386,7 +387,7 @@ async def test_post_without_analysis_has_null_scores(store):
     """A post stored without analysis has null scores and no labels."""
     await store.store_batch([make_post(1, analysed=False)], {})
     [got], _ = await store.query_posts(PostQuery())
-    assert got["sentiment"] == dict.fromkeys(("compound", "pos", "neu", "neg", "label"))
+    assert got["sentiment"] == dict.fromkeys(("compound", "pos", "neu", "neg", "label", "by"))
     assert got["labels"] == []
     stats = await store.stats(StatsQuery())
     assert stats["count"] == 1

@@ -259,8 +259,41 @@ CREATE TABLE source_counters (
 );
 """
 
+# Learned models (monitor.learn.learner): every trained version, as its
+# JSON (never pickle), with its cross-validated figures; at most one active
+# per name and language.  learned_holds: models an admin switched off.
+# posts.sentiment_by: which answer the sentiment column is ('vader',
+# 'model:VERSION', 'unscored'); NULL for posts stored before.
+_V7_MODELS = """
+CREATE TABLE learned_models (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    version TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('active', 'inactive')),
+    model TEXT NOT NULL,
+    examples INTEGER NOT NULL,
+    evaluation TEXT NOT NULL,
+    trained_through REAL NOT NULL,
+    created_at REAL NOT NULL,
+    activated_at REAL,
+    activated_by TEXT
+);
+CREATE INDEX learned_models_name ON learned_models (name, language, id);
+CREATE TABLE learned_holds (
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    by TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (name, language)
+);
+ALTER TABLE posts ADD COLUMN sentiment_by TEXT;
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS)
+MIGRATIONS: tuple[str, ...] = (
+    _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS,
+)
 
 
 def split_statements(script: str) -> list[str]:

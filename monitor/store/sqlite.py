@@ -50,7 +50,7 @@ _POST_COLUMNS = (
     "id", "uid", "source", "network", "native_id", "author", "text",
     "created_at", "url", "lang", "likes", "reposts", "replies",
     "author_followers", "author_verified", "lat", "lon",
-    "compound", "pos", "neu", "neg", "sentiment", "labels", "topics",
+    "compound", "pos", "neu", "neg", "sentiment", "labels", "sentiment_by", "topics",
     "received_at", "stored_at",
 )  # fmt: skip
 
@@ -74,7 +74,7 @@ _SELECT_POST = (
     "p.uid, p.source, p.network, p.native_id, p.author, p.text, "
     "p.created_at, p.url, p.lang, p.topics, p.labels, p.compound, p.pos, "
     "p.neu, p.neg, p.sentiment, p.likes, p.reposts, p.replies, "
-    "p.author_followers, p.author_verified, p.lat, p.lon, p.id"
+    "p.author_followers, p.author_verified, p.lat, p.lon, p.sentiment_by, p.id"
 )
 
 # Not preceded by a word character, '&' (HTML entity) or '/' (URL fragment),
@@ -302,7 +302,7 @@ def _query_tree(query: PostQuery):
 
 def _row_matches(tree, row) -> bool:
     (_, source, _, _, author, text, _, _, lang, _, _, _, _, _, _, _, likes, reposts,
-     replies, followers, verified, lat, lon, _) = row  # fmt: skip
+     replies, followers, verified, lat, lon, _, _) = row  # fmt: skip
     post = StoredPost(text, author, lang, source, likes, reposts, replies, followers, verified, lat, lon)
     return matches(tree, post)
 
@@ -334,7 +334,7 @@ def _query_page(trans, tree, limit: int):
 def _post_dict(row) -> dict[str, Any]:
     (uid, source, network, native_id, author, text, created_at, url, lang,
      topics, labels, compound, pos, neu, neg, sentiment, likes, reposts,
-     replies, followers, verified, lat, lon, _) = row  # fmt: skip
+     replies, followers, verified, lat, lon, by, _) = row  # fmt: skip
     return {
         "id": uid,
         "source": source,
@@ -353,6 +353,8 @@ def _post_dict(row) -> dict[str, Any]:
             "neu": neu,
             "neg": neg,
             "label": sentiment,
+            # Posts stored before sentiment.by existed had VADER's rule.
+            "by": by or ("vader" if compound is not None else None),
         },
         "likes": likes,
         "reposts": reposts,
@@ -375,7 +377,7 @@ def _post_rows(posts: list[Post], first_id: int, now: float):
         analysis = post.analysis
         topics = sorted(set(post.topics))
         if analysis is None:
-            scores = (None, None, None, None, None, "")
+            scores = (None, None, None, None, None, "", None)
         else:
             labels = " ".join(analysis.labels)
             scores = (
@@ -385,6 +387,7 @@ def _post_rows(posts: list[Post], first_id: int, now: float):
                 analysis.neg,
                 analysis.sentiment,
                 f" {labels} " if labels else "",
+                analysis.by,
             )
         rows.append(
             (

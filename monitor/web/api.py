@@ -223,6 +223,34 @@ class Api:
             return Raw(feedback_csv(rows), b"text/csv; charset=utf-8", following)
         return {"feedback": rows, "next": following}
 
+    @app.route("/api/v1/models", methods=["GET"])
+    @api_route
+    async def model_list(self, request, params: Params):
+        params.finish()
+        return {"models": await self.hub.learner.models()}
+
+    async def _model_switch(self, request, params: Params, name: str, on: bool):
+        language = params.text("language") or "en"
+        params.finish()
+        body = json_body(request, required=False)
+        version = body.get("version") if isinstance(body, dict) else None
+        if version is not None and not isinstance(version, str):
+            raise BadParameter("version", "must be a version string such as sentiment-3")
+        found = await self.hub.learner.set_active(name, language, on, self.auth.who(request), version)
+        if found is None:
+            raise ApiError(404, f"no trained model {name!r} ({language})" + (f" of version {version!r}" if version else ""))
+        return {"model": found}
+
+    @app.route("/api/v1/models/<name>/activate", methods=["POST"])
+    @api_route
+    async def model_activate(self, request, params: Params, name):
+        return await self._model_switch(request, params, name, True)
+
+    @app.route("/api/v1/models/<name>/deactivate", methods=["POST"])
+    @api_route
+    async def model_deactivate(self, request, params: Params, name):
+        return await self._model_switch(request, params, name, False)
+
     @app.route("/api/v1/topics", methods=["GET"])
     @api_route
     async def topic_list(self, request, params: Params):

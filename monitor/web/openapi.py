@@ -108,6 +108,15 @@ def _feedback_paths() -> dict[str, Any]:
                     "responses": _answer("the correction", errors=("400", "401", "404", "413"))},
             "delete": {"summary": "Undo a post's correction", "responses": _answer("deleted", errors=("401", "404"))},
         },
+        "/api/v1/models": {"get": {"summary": "The learned models: state, version, examples, cross-validated "
+                                              "evaluation against the built-in answer, learning curve",
+                                   "responses": _answer("models")}},
+        **{f"/api/v1/models/{{name}}/{verb}": {"parameters": [_path("name")], "post": {
+            "summary": summary, "parameters": [_text("language", "default en")],
+            "requestBody": _json_body({"type": "object", "properties": {"version": {"type": "string"}}}, required=False),
+            "responses": _answer("the model", errors=("400", "401", "404"))}}
+           for verb, summary in (("activate", "Use a model's latest version (or the version given) whatever its figures"),
+                                 ("deactivate", "Stop using a model until it is activated again"))},
         "/api/v1/feedback": {"get": {
             "summary": "Every correction, latest change first (format=csv exports; the next page's cursor is then "
                        "in the X-Next-Cursor header)",

@@ -1,0 +1,90 @@
+"""
+The active learned models applied to analysed posts.
+
+VADER's four scores stay as they are.  The sentiment label becomes the
+active sentiment model's answer (C{by = "model:VERSION"}); an active label
+model decides its label, adding or removing the built-in rule's answer.
+A post in a language that VADER does not know (by its source's language
+tag) and for which no sentiment model is active is C{by = "unscored"},
+with no sentiment label, rather than a meaningless neutral.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from twisted.internet import defer, threads
+from zope.interface import implementer
+
+from monitor.analysis import MAX_ANALYZED_CHARS, MAX_MARKUP_CHARS, plain_text
+from monitor.interfaces import IAnalyzer
+from monitor.learn.features import features
+from monitor.learn.learner import ENGLISH, language_of
+from monitor.learn.linear import SENTIMENT, LinearModel
+from monitor.model import LABELS, Analysis
+
+__all__ = ["LearnedAnalyzer", "apply_models"]
+
+_ORDER = {label: i for i, label in enumerate(LABELS)}
+
+
+def apply_models(a: Analysis, text: str, lang: Optional[str], models: Mapping[tuple[str, str], LinearModel]) -> Analysis:
+    """
+    C{a} (the built-in analysis of C{text}) as the active C{models} answer
+    it.  Pure: the hub and an analysis node give the same answer.
+    """
+    language = language_of(lang)
+    mine = [(name, m) for (name, lang_), m in models.items() if lang_ == language]
+    sentiment, by, labels = a.sentiment, a.by, a.labels
+    if language != ENGLISH and not any(name == SENTIMENT for name, _ in mine):
+        sentiment, by = None, "unscored"
+    if mine:
+        if len(text) > MAX_MARKUP_CHARS:
+            text = text[:MAX_MARKUP_CHARS]
+        plain = plain_text(text)[:MAX_ANALYZED_CHARS]
+        feats = features(plain, {"compound": a.compound, "pos": a.pos, "neu": a.neu, "neg": a.neg})
+        chosen = set(labels)
+        for name, model in sorted(mine, key=lambda nm: nm[0]):
+            answer = model.answer(feats)
+            if name == SENTIMENT:
+                sentiment, by = answer, f"model:{model.version}"
+            elif answer == "yes":
+                chosen.add(name)
+            else:
+                chosen.discard(name)
+        labels = tuple(sorted(chosen, key=lambda n: (_ORDER.get(n, len(_ORDER)), n)))
+    if (sentiment, by, labels) == (a.sentiment, a.by, a.labels):
+        return a
+    return Analysis(a.compound, a.pos, a.neu, a.neg, sentiment, labels, by)
+
+
+@implementer(IAnalyzer)
+class LearnedAnalyzer:
+    """
+    An analyzer that asks C{inner} (the node pool, workers or threads) for
+    the built-in analysis and applies the learner's active models to it.
+    """
+
+    def __init__(self, inner, learner) -> None:
+        self.inner = inner
+        self.learner = learner
+
+    def analyze(self, posts) -> defer.Deferred:
+        d = self.inner.analyze(posts)
+        d.addCallback(self._apply, posts)
+        return d
+
+    def _apply(self, analyses, posts):
+        models = dict(self.learner.active) if self.learner is not None else {}
+        if not models:
+            return apply_all(analyses, posts, models)
+        # Features and weights are pure Python: in a thread, so the reactor
+        # answers between batches.
+        reactor = getattr(self.learner, "reactor", None)
+        if reactor is None or not hasattr(reactor, "getThreadPool"):
+            return apply_all(analyses, posts, models)
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), apply_all, analyses, posts, models)
+
+
+def apply_all(analyses, posts, models) -> list[Analysis]:
+    return [apply_models(a, p.text, p.lang, models) for a, p in zip(analyses, posts)]
