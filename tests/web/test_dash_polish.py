@@ -84,3 +84,29 @@ def test_seven_digit_engagement_fits_at_phone_and_desktop_width(hub, playwright,
             shoot(page, f"dashboard-engagement-{width}")
     finally:
         context.close()
+
+
+def test_backtest_times_are_relative_with_the_exact_time_on_hover(hub, admin):
+    """The backtest's period and its incidents read "5 min ago", the exact local time in the title, no raw ISO."""
+    hub.append(*({"text": f"acme is down again {i}", "created_at": time.time() - 600 + i} for i in range(5)))
+    page = admin
+    page.goto(hub.base + "/alerts/rules/new")
+    page.fill("#field-name", "down-backtest")
+    page.fill("#field-phrases", "acme is down")
+    page.select_option("#field-period", "24h")
+    deadline = time.monotonic() + 30
+    while True:
+        page.click("#backtest-rule")
+        expect(page.locator("#backtest-results")).to_be_visible()
+        if page.locator("#backtest-table time").count() or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(500)
+    results = page.locator("#backtest-results")
+    times = results.locator("time.ago")
+    assert times.count() >= 3  # since, until, and an incident's opening
+    for i in range(times.count()):
+        t = times.nth(i)
+        assert re.search(r"ago|now|yesterday|\d", t.inner_text()), t.inner_text()
+        assert "T" not in t.inner_text() and t.get_attribute("title"), t.inner_text()
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", results.inner_text()), results.inner_text()
+    shoot(page, "rule-backtest")
