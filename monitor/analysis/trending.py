@@ -66,15 +66,13 @@ _CORE = frozenset(
 def stop_words(lang: Optional[str]) -> frozenset[str]:
     """
     The stop words for a post in C{lang} (a tag such as C{en}, C{pt-BR}):
-    that language's list, and English for posts whose language is unknown
-    or has no list, since most untagged social posts are in English.  Folded
+    that language's list, or the English one for posts whose language is
+    unknown or has no list (most untagged social posts are in English), and
+    the core function words.  Folded
     as L{normalize} folds words.
     """
     code = (lang or "").strip().replace("_", "-").split("-")[0].lower()
-    name = LANGUAGE_MAPPING.get(code, "english")
-    words = set(get_stop_words(name))
-    if name != "english" and code not in LANGUAGE_MAPPING:
-        words.update(get_stop_words("english"))
+    words = set(get_stop_words(LANGUAGE_MAPPING.get(code, "english")))
     words.update(_CORE)
     folded = {normalize(w.replace("’", "'")) for w in words}
     # "don't" is also written "dont" once the apostrophe is lost.
