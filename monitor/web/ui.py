@@ -1065,8 +1065,15 @@ class WebUI:
 
         form = self._form(request)
         return self._render(request, session, "models.html", active="models",
-                            models=models_view(await self.hub.learner.models()),
+                            models=models_view(await self.hub.learner.models()), rescore=self.hub.rescorer.status,
                             done=self._one(form, "done"), problem=self._one(form, "problem"))  # fmt: skip
+
+    @app.route("/models/rescore", methods=["POST"])
+    @page("admin")
+    async def models_rescore(self, request, session):
+        started = self.hub.rescorer.start(session.user)
+        message = {"done": "Re-scoring the stored posts."} if started else {"problem": "A re-scoring job is running already."}
+        return self._redirect(request, "/models?" + urlencode(message))
 
     @app.route("/models/<name>/<verb>", methods=["POST"])
     @page("admin")

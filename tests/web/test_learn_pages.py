@@ -188,3 +188,20 @@ def test_models_page_shows_the_models_and_an_admin_switches_them(hub, admin):
     after = {x["name"]: x for x in api(hub, "GET", "/api/v1/models")[1]["models"]}["complaint"]
     assert after["state"] == ("inactive" if before == "active" else "active")
     expect(page.locator("#model-complaint-en [data-field=state]")).to_have_text(after["state"])
+
+
+def test_admin_rescores_stored_posts_from_the_models_page(hub, admin):
+    page = admin
+    page.goto(hub.base + "/models")
+    expect(page.locator("#rescore-status")).to_contain_text("keep the answer they got")
+    page.locator("#rescore-start").click()
+    expect(page.locator(".alert.success")).to_contain_text("Re-scoring")
+    deadline = time.monotonic() + 60
+    while api(hub, "GET", "/api/v1/rescore")[1]["rescore"]["state"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    job = api(hub, "GET", "/api/v1/rescore")[1]["rescore"]
+    page.goto(hub.base + "/models")
+    expect(page.locator("#rescore-status")).to_contain_text(f"{job['done']:,} of {job['total']:,} posts")
+    expect(page.locator("#rescore-status")).to_contain_text("started by admin")
+    shot(page, "models-rescored")
