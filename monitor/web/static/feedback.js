@@ -52,18 +52,22 @@
     }
   }
 
+  /* A post as its correction f says: its labels, the chosen sentiment, who. */
+  function show(node, f, what) {
+    var labels = labelsOf(node).filter(function (l) { return f.labels[l] !== false; });
+    Object.keys(f.labels).forEach(function (l) { if (f.labels[l] && labels.indexOf(l) < 0) labels.push(l); });
+    node.dataset.labels = labels.join(" ");
+    node.dataset.corrected = f.sentiment || "";
+    paint(node);
+    status(node, what + f.by, true);
+  }
+
   function correct(node, body) {
     body.post_id = node.dataset.postId;
     node.classList.add("fb-busy");
     return send(body).then(function (answer) {
       node.classList.remove("fb-busy");
-      var f = answer.feedback;
-      var labels = labelsOf(node).filter(function (l) { return f.labels[l] !== false; });
-      Object.keys(f.labels).forEach(function (l) { if (f.labels[l] && labels.indexOf(l) < 0) labels.push(l); });
-      node.dataset.labels = labels.join(" ");
-      node.dataset.corrected = f.sentiment || "";
-      paint(node);
-      status(node, "saved by " + f.by, true);
+      show(node, answer.feedback, "saved by ");
     }, function (e) { node.classList.remove("fb-busy"); status(node, e.message, false); });
   }
 
@@ -121,13 +125,7 @@
     M.getJSON("/ui/feedback.json?" + q.toString()).then(function (answer) {
       nodes.forEach(function (n) {
         var f = answer.feedback[n.dataset.postId];
-        if (!f) return;
-        var labels = labelsOf(n).filter(function (l) { return f.labels[l] !== false; });
-        Object.keys(f.labels).forEach(function (l) { if (f.labels[l] && labels.indexOf(l) < 0) labels.push(l); });
-        n.dataset.labels = labels.join(" ");
-        n.dataset.corrected = f.sentiment || "";
-        paint(n);
-        status(n, "corrected by " + f.by, true);
+        if (f) show(n, f, "corrected by ");
       });
     }, function () {});
   }
