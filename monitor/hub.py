@@ -22,6 +22,7 @@ from monitor.config import Config, ConfigProblem
 from monitor.learn.apply import LearnedAnalyzer
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
+from monitor.learn.rescore import Rescorer
 from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
@@ -118,6 +119,7 @@ class Hub(OrderedMultiService):
         # Models learned from people's corrections, applied after the built-in analysis.
         self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
         self.analyzer = LearnedAnalyzer(self.nodes, self.learner)
+        self.rescorer = Rescorer(self.store, self.learner, reactor)
         self.pipeline = Pipeline(
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
         )
@@ -141,6 +143,7 @@ class Hub(OrderedMultiService):
             *([self.queue] if IService.providedBy(self.queue) else []),
             _TopicSeed(self.topics, config.topics),
             self.learner,
+            self.rescorer,
             self.alerts,
             *self.local_analyzers,
             self.nodes,

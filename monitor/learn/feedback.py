@@ -177,6 +177,25 @@ class Feedback:
         row = trans.fetchone()
         return _row(row) if row else None
 
+    async def many(self, uids: list[str]) -> dict[str, dict]:
+        """
+        The corrections of these posts, by post id (those that have one).
+        """
+        return await self.store.run_read(self._many, list(uids))
+
+    @staticmethod
+    def _many(trans, uids):
+        out = {}
+        for i in range(0, len(uids), 500):
+            part = uids[i : i + 500]
+            trans.execute(
+                "SELECT f.post_uid, f.sentiment, f.labels, f.by, f.created_at, f.updated_at, NULL FROM post_feedback f "
+                f"WHERE f.post_uid IN ({', '.join('?' * len(part))})",
+                part,
+            )
+            out.update((row[0], _row(row)) for row in trans.fetchall())
+        return out
+
     async def delete(self, uid: str) -> bool:
         """
         Undo: forget the correction of a post.

@@ -241,6 +241,21 @@ class Api:
             raise ApiError(404, f"no trained model {name!r} ({language})" + (f" of version {version!r}" if version else ""))
         return {"model": found}
 
+    @app.route("/api/v1/rescore", methods=["GET"])
+    @api_route
+    async def rescore_status(self, request, params: Params):
+        params.finish()
+        return {"rescore": self.hub.rescorer.status}
+
+    @app.route("/api/v1/rescore", methods=["POST"])
+    @api_route
+    async def rescore_start(self, request, params: Params):
+        params.finish()
+        started = self.hub.rescorer.start(self.auth.who(request))
+        if started is None:
+            raise ApiError(409, "a re-scoring job is running", rescore=self.hub.rescorer.status)
+        return {"rescore": started}
+
     @app.route("/api/v1/models/<name>/activate", methods=["POST"])
     @api_route
     async def model_activate(self, request, params: Params, name):

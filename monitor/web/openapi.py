@@ -117,6 +117,12 @@ def _feedback_paths() -> dict[str, Any]:
             "responses": _answer("the model", errors=("400", "401", "404"))}}
            for verb, summary in (("activate", "Use a model's latest version (or the version given) whatever its figures"),
                                  ("deactivate", "Stop using a model until it is activated again"))},
+        "/api/v1/rescore": {
+            "get": {"summary": "The re-scoring job's progress (state, done, total, changed, models)",
+                    "responses": _answer("the job", errors=("401",))},
+            "post": {"summary": "Re-score the stored posts with the active models, in the background",
+                     "responses": _answer("the job started", errors=("401", "409"))},
+        },
         "/api/v1/feedback": {"get": {
             "summary": "Every correction, latest change first (format=csv exports; the next page's cursor is then "
                        "in the X-Next-Cursor header)",

@@ -94,6 +94,7 @@ NAV = (
     ("topics", "/topics", "Topics", "viewer"),
     ("sources", "/sources", "Sources", "viewer"),
     ("alerts", "/alerts", "Alerts", "viewer"),
+    ("models", "/models", "Models", "viewer"),
     ("admin", "/admin", "Admin", "admin"),
 )
 
@@ -1041,6 +1042,49 @@ class WebUI:
         params = Params(request, collect=True)
         query = post_query(params, limit, limit)
         return query, params.errors
+
+    # -- corrections and learned models (monitor.web.learn) ----------------
+
+    @app.route("/ui/feedback", methods=["POST"])
+    @page("editor", json_api=True)
+    async def ui_feedback(self, request, session):
+        from monitor.web.learn import correct
+
+        return self._json(request, 200, await correct(self.hub, request, session.user))
+
+    @app.route("/ui/feedback.json", methods=["GET"])
+    @page("editor", json_api=True)
+    async def ui_feedback_of(self, request, session):
+        ids = [v.decode("utf-8", "replace") for v in request.args.get(b"post_id", [])][:500]
+        return self._json(request, 200, {"feedback": await self.hub.feedback.many(ids)})
+
+    @app.route("/models", methods=["GET"])
+    @page()
+    async def models_page(self, request, session):
+        from monitor.web.learn import models_view
+
+        form = self._form(request)
+        return self._render(request, session, "models.html", active="models",
+                            models=models_view(await self.hub.learner.models()), rescore=self.hub.rescorer.status,
+                            done=self._one(form, "done"), problem=self._one(form, "problem"))  # fmt: skip
+
+    @app.route("/models/rescore", methods=["POST"])
+    @page("admin")
+    async def models_rescore(self, request, session):
+        started = self.hub.rescorer.start(session.user)
+        message = {"done": "Re-scoring the stored posts."} if started else {"problem": "A re-scoring job is running already."}
+        return self._redirect(request, "/models?" + urlencode(message))
+
+    @app.route("/models/<name>/<verb>", methods=["POST"])
+    @page("admin")
+    async def model_switch(self, request, session, name, verb):
+        if verb not in ("activate", "deactivate"):
+            return self._error(request, session, 404, "There is no such page.")
+        language = self._one(self._form(request), "language") or "en"
+        found = await self.hub.learner.set_active(name, language, verb == "activate", session.user)
+        if found is None:
+            return self._redirect(request, "/models?" + urlencode({"problem": f"No trained model {name} ({language})."}))
+        return self._redirect(request, "/models?" + urlencode({"done": f"Model {name} ({language}): {found['state']}."}))
 
     @app.route("/posts", methods=["GET"])
     @page()

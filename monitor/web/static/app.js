@@ -123,12 +123,14 @@
     var text = M.el("p", { className: "post-text", text: p.text });
     var foot = M.el("div", { className: "post-foot" });
     (p.topics || []).forEach(function (t) { foot.appendChild(M.el("span", { className: "chip", text: t })); });
-    (p.labels || []).forEach(function (l) { foot.appendChild(M.el("span", { className: "chip label-" + l, text: l.replace("_", " ") })); });
+    var labels = M.el("span", { className: "post-labels" });
+    (p.labels || []).forEach(function (l) { labels.appendChild(M.el("span", { className: "chip label-" + l, text: l.replace("_", " ") })); });
+    foot.appendChild(labels);
     var link = M.safeUrl(p.url);
     if (link) foot.appendChild(M.el("a", { href: link, target: "_blank", rel: "noopener noreferrer nofollow", text: "open original ↗" }));
     return M.el("li", {
       className: "post " + label + (fresh ? " fresh" : ""),
-      dataset: { topics: (p.topics || []).join("\n"), labels: (p.labels || []).join(" "), sentiment: label, source: p.source || "" }
+      dataset: { topics: (p.topics || []).join("\n"), labels: (p.labels || []).join(" "), sentiment: label, source: p.source || "", postId: p.id || "", by: (p.sentiment && p.sentiment.by) || "" }
     }, head, text, foot);
   };
 
