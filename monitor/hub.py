@@ -27,6 +27,8 @@ from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
 from monitor.queue import make_queue
+from monitor.stories import StoryClusterer, StoryService
+from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
 from monitor.topics import TopicSet
@@ -131,6 +133,9 @@ class Hub(OrderedMultiService):
         # that they have their history before the first batch.
         self.alerts = AlertEngine(self, config, reactor=reactor)
         self.pipeline.add_sink(self.alerts)
+        # Stories: every stored post clustered by words, links and place.
+        self.stories = StoryService(StoryClusterer(exclude=excluded_words(config.topics)), reactor)
+        self.pipeline.add_sink(self.stories)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
@@ -145,6 +150,7 @@ class Hub(OrderedMultiService):
             self.learner,
             self.rescorer,
             self.alerts,
+            self.stories,
             *self.local_analyzers,
             self.nodes,
             self.pipeline,

@@ -329,6 +329,17 @@ class Api:
                 raise BadParameter("bucket", "too small for the range (more than 10,000 buckets)")
         return await self.hub.store.stats(query)
 
+    @app.route("/api/v1/stories", methods=["GET"])
+    @api_route
+    async def stories(self, request, params: Params):
+        topic = self._topic(params)
+        since, until = params.time("since"), params.time("until")
+        limit = params.integer("limit", 20, 1, 200)
+        params.finish()
+        if since is not None and until is not None and until <= since:
+            raise BadParameter("until", "must be after since")
+        return {"stories": self.hub.stories.clusterer.list(topic=topic, since=since, until=until, limit=limit)}
+
     @app.route("/api/v1/sources", methods=["GET"])
     @api_route
     async def sources(self, request, params: Params):

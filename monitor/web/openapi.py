@@ -185,6 +185,14 @@ def openapi(version: str = "1") -> dict[str, Any]:
             ],
             "responses": _answer("statistics"),
         }},
+        "/api/v1/stories": {"get": {
+            "summary": "Stories: posts clustered by their words, shared links and place, largest first",
+            "parameters": [
+                _text("topic"), _query("since", _TIME), _query("until", _TIME),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}),
+            ],
+            "responses": _answer("stories"),
+        }},
         "/api/v1/sources": {"get": {"summary": "The state of each collector", "responses": _answer("sources")}},
         "/api/v1/nodes": {"get": {"summary": "The analysis nodes", "responses": _answer("nodes")}},
         "/api/v1/dead-letters": {"get": {

@@ -1,0 +1,380 @@
+"""
+Stories: the live stream of matched posts grouped online into clusters of
+posts about the same thing, by their words, their shared links and, for
+posts with coordinates, their place.
+
+Each post becomes a TF-IDF vector of its words (stop words of its language
+and the topics' own words left out; document frequencies learned from the
+stream itself, so words every post has weigh little).  It joins the story
+whose centroid is most similar (cosine, blended with nearness in place when
+both are placed) if that similarity reaches C{threshold}, or whose shared
+link it carries (the same link posted on Bluesky and Mastodon is one
+story); otherwise it starts a story of its own.  Centroids decay with a
+half-life, so a story that stops growing fades and is forgotten; the number
+of stories, the words per centroid and the candidates looked at per post
+are all bounded, so memory and cost per post stay flat however long the
+hub runs.
+
+This is leader clustering with decay (the family of DenStream/DBSTREAM's
+micro-clusters), chosen because it decides the number of stories by itself
+and costs one pass over a post's words; how well it separates stories is
+measured on labelled posts in C{tests/test_stories.py} and
+C{bench/README.md}.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any, Iterable, Optional
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+
+from monitor.analysis.trending import stop_words
+from monitor.interfaces import ISink
+from monitor.model import iso8601
+from monitor.words import normalize, scan
+
+__all__ = ["Story", "StoryClusterer", "StoryService"]
+
+_LINK = re.compile(r"https?://([^\s/?#]+)([^\s?#]*)", re.IGNORECASE)
+
+#: Words kept per story centroid, most weighty first.
+CENTROID_TERMS = 60
+#: Words of a post that look for candidate stories.
+POST_TERMS = 30
+#: Words of a post used to find candidate stories, and the most stories a
+#: word may be in to be used for that.
+LOOKUP_TERMS = 12
+CROWDED = 150
+#: Stories looked at per post at most (those sharing the most words).
+CANDIDATES = 15
+#: Links remembered per story.
+LINKS = 20
+#: Representative posts kept per story.
+SAMPLES = 3
+#: Minutes of per-minute counts kept per story (for growth).
+MINUTES = 120
+
+
+def _links(text: str) -> list[str]:
+    """
+    Links in a post, reduced to host and path (scheme, query and a final
+    slash dropped), so that the same article shared twice is one key.
+    """
+    out = []
+    for host, path in _LINK.findall(text):
+        host = host.lower()
+        if host.startswith("www."):
+            host = host[4:]
+        out.append(host + path.rstrip("/.,)!?"))
+    return out
+
+
+@dataclass
+class Story:
+    """
+    One cluster of posts.  C{weight} is the decayed number of posts, the
+    centroid's scale; C{size} counts every post it took.
+    """
+
+    id: str
+    first_seen: float
+    last_seen: float
+    centroid: dict[str, float] = field(default_factory=dict)
+    norm: float = 1.0
+    weight: float = 0.0
+    size: int = 0
+    terms: Counter = field(default_factory=Counter)
+    sentiment: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)
+    sources: Counter = field(default_factory=Counter)
+    topics: Counter = field(default_factory=Counter)
+    links: list = field(default_factory=list)
+    placed: int = 0
+    lat_sum: float = 0.0
+    lon_sum: float = 0.0
+    minutes: dict = field(default_factory=dict)
+    samples: list = field(default_factory=list)
+
+    def growth(self, now: float) -> dict[str, float]:
+        """
+        Posts per minute over the last 10 minutes, against the hour before.
+        """
+        m = int(now // 60)
+        recent = sum(self.minutes.get(k, 0) for k in range(m - 9, m + 1)) / 10
+        before = sum(self.minutes.get(k, 0) for k in range(m - 69, m - 9)) / 60
+        return {"per_minute": round(recent, 2), "baseline_per_minute": round(before, 2),
+                "ratio": round(recent / before, 2) if before else None}  # fmt: skip
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "terms": [t for t, _ in self.terms.most_common(8)],
+            "size": self.size,
+            "sentiment": {s: self.sentiment.get(s, 0) for s in ("positive", "neutral", "negative")},
+            "labels": dict(self.labels),
+            "topics": dict(self.topics),
+            "first_seen": iso8601(self.first_seen),
+            "last_seen": iso8601(self.last_seen),
+            "growth": self.growth(now),
+            "sources": dict(self.sources),
+            "centroid": {"lat": round(self.lat_sum / self.placed, 4), "lon": round(self.lon_sum / self.placed, 4)}
+            if self.placed else None,  # fmt: skip
+            "links": list(self.links[:5]),
+            "posts": [s[1] for s in sorted(self.samples, key=lambda s: -s[0])],
+        }
+
+
+class StoryClusterer:
+    """
+    Assigns posts to stories as they are stored (see the module docstring).
+
+    @param threshold: the least cosine similarity for a post to join a story.
+    @param half_life: seconds after which a story's weight is halved.
+    @param geo_weight: the share of place in the similarity of two placed
+        posts (0: text only).
+    @param max_stories: stories kept at most; the lightest go first.
+    @param exclude: words never used (the topics' own words).
+    """
+
+    def __init__(self, threshold: float = 0.3, half_life: float = 3600.0, geo_weight: float = 0.2,
+                 max_stories: int = 2000, exclude: Iterable[str] = (), new_id=None) -> None:  # fmt: skip
+        self.threshold = threshold
+        self.half_life = half_life
+        self.geo_weight = geo_weight
+        self.max_stories = max_stories
+        self.exclude = frozenset(exclude)
+        self.stories: dict[str, Story] = {}
+        self.df: Counter = Counter()
+        self.documents = 0
+        self._index: dict[str, set[str]] = defaultdict(set)
+        self._link_index: dict[str, str] = {}
+        self._ids = count(1)
+        self._new_id = new_id or (lambda: f"s{next(self._ids)}")
+        self.now = 0.0
+
+    # -- vectors ---------------------------------------------------------
+
+    def _words(self, text: str, lang: Optional[str]) -> list[str]:
+        stop = stop_words(lang)
+        words = []
+        for token in scan(normalize(_LINK.sub(" ", text))):
+            w = token.word
+            if len(w) < 3 or w.isdigit() or w in stop or w in self.exclude:
+                continue
+            words.append(token.sigil + w)
+        return words
+
+    def _vector(self, words: list[str]) -> dict[str, float]:
+        tf = Counter(words)
+        n = self.documents + 1
+        vec = {w: (1 + math.log(c)) * (math.log((n + 1) / (self.df.get(w, 0) + 1)) + 1) for w, c in tf.items()}
+        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+        top = sorted(vec.items(), key=lambda kv: -kv[1])[:POST_TERMS]
+        return {w: v / norm for w, v in top}
+
+    # -- assignment --------------------------------------------------------
+
+    def add(self, post) -> Optional[str]:
+        """
+        Put C{post} in a story; returns the story's id (C{None} for a post
+        with no words to go by).
+        """
+        t = float(post.created_at)
+        self.now = max(self.now, t)
+        words = self._words(post.text, getattr(post, "lang", None))
+        links = _links(post.text)
+        if not words and not links:
+            return None
+        self.documents += 1
+        for w in set(words):
+            self.df[w] += 1
+        if len(self.df) > 200_000:
+            self._prune_df()
+        vec = self._vector(words)
+        story = self._by_link(links) or self._nearest(vec, post)
+        if story is None:
+            if len(self.stories) >= self.max_stories:
+                self._forget_lightest()
+            story = Story(self._new_id(), first_seen=t, last_seen=t)
+            self.stories[story.id] = story
+        self._join(story, post, vec, words, links, t)
+        return story.id
+
+    def _by_link(self, links: list[str]) -> Optional[Story]:
+        for link in links:
+            sid = self._link_index.get(link)
+            if sid is not None and sid in self.stories:
+                return self.stories[sid]
+        return None
+
+    def _decay(self, story: Story) -> float:
+        return 0.5 ** (max(0.0, self.now - story.last_seen) / self.half_life)
+
+    def _nearest(self, vec: dict[str, float], post) -> Optional[Story]:
+        hits: Counter = Counter()
+        # The post's weightiest words find the candidates; a word in the
+        # centroids of very many stories tells them apart from none.
+        for w in list(vec)[:LOOKUP_TERMS]:
+            sids = self._index.get(w)
+            if sids and len(sids) <= CROWDED:
+                hits.update(sids)
+        best, best_sim = None, self.threshold
+        # A story sharing one common word is rarely the one; with few words
+        # one is all there is.
+        least = 1 if len(vec) <= 3 else 2
+        for sid, shared in hits.most_common(CANDIDATES):
+            if shared < least:
+                break
+            story = self.stories.get(sid)
+            if story is None:
+                continue
+            sim = self._similarity(vec, story, post)
+            if sim >= best_sim:
+                best, best_sim = story, sim
+        return best
+
+    def _similarity(self, vec: dict[str, float], story: Story, post) -> float:
+        get = story.centroid.get
+        text = sum(v * get(w, 0.0) for w, v in vec.items()) / story.norm
+        lat, lon = getattr(post, "lat", None), getattr(post, "lon", None)
+        if not self.geo_weight or lat is None or lon is None or not story.placed:
+            return text
+        km = _km(lat, lon, story.lat_sum / story.placed, story.lon_sum / story.placed)
+        return (1 - self.geo_weight) * text + self.geo_weight * math.exp(-km / 500.0)
+
+    def _join(self, story: Story, post, vec, words, links, t: float) -> None:
+        decay = self._decay(story) if t > story.last_seen else 1.0
+        c = {w: v * decay for w, v in story.centroid.items()}
+        for w, v in vec.items():
+            c[w] = c.get(w, 0.0) + v
+        kept = dict(sorted(c.items(), key=lambda kv: -kv[1])[:CENTROID_TERMS])
+        for w in story.centroid.keys() - kept.keys():
+            self._index[w].discard(story.id)
+        for w in kept.keys() - story.centroid.keys():
+            self._index[w].add(story.id)
+        story.centroid = kept
+        story.norm = math.sqrt(sum(v * v for v in kept.values())) or 1.0
+        story.weight = story.weight * decay + 1
+        story.size += 1
+        story.last_seen = max(story.last_seen, t)
+        story.first_seen = min(story.first_seen, t)
+        story.terms.update(set(words))
+        if len(story.terms) > 300:
+            story.terms = Counter(dict(story.terms.most_common(150)))
+        a = getattr(post, "analysis", None)
+        if a is not None:
+            story.sentiment[a.sentiment] += 1
+            story.labels.update(a.labels)
+        story.sources[post.source] += 1
+        story.topics.update(post.topics)
+        for link in links:
+            if link not in story.links:
+                story.links.append(link)
+                self._link_index[link] = story.id
+        del story.links[:-LINKS]
+        if post.lat is not None and post.lon is not None:
+            story.placed += 1
+            story.lat_sum += post.lat
+            story.lon_sum += post.lon
+        m = int(t // 60)
+        story.minutes[m] = story.minutes.get(m, 0) + 1
+        if len(story.minutes) > MINUTES:
+            for k in sorted(story.minutes)[:-MINUTES]:
+                del story.minutes[k]
+        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
+        story.samples.append((reach, {"id": post.uid, "author": post.author, "text": post.text[:280],
+                                      "source": post.source, "created_at": iso8601(t), "url": post.url}))  # fmt: skip
+        story.samples.sort(key=lambda s: -s[0])
+        del story.samples[SAMPLES:]
+
+    # -- bounds --------------------------------------------------------------
+
+    def _forget(self, story: Story) -> None:
+        self.stories.pop(story.id, None)
+        for w in story.centroid:
+            self._index[w].discard(story.id)
+        for link in story.links:
+            if self._link_index.get(link) == story.id:
+                del self._link_index[link]
+
+    def _forget_lightest(self) -> None:
+        lightest = sorted(self.stories.values(), key=lambda s: s.weight * self._decay(s))[: max(1, self.max_stories // 10)]
+        for story in lightest:
+            self._forget(story)
+
+    def _prune_df(self) -> None:
+        self.df = Counter({w: c for w, c in self.df.items() if c > 1})
+
+    def fade(self, older_than: float) -> int:
+        """
+        Forget stories not seen for C{older_than} seconds whose weight has
+        decayed below one post; returns how many.
+        """
+        gone = [s for s in self.stories.values()
+                if self.now - s.last_seen > older_than and s.weight * self._decay(s) < 1.0]  # fmt: skip
+        for story in gone:
+            self._forget(story)
+        return len(gone)
+
+    # -- reading -------------------------------------------------------------
+
+    def list(self, topic: Optional[str] = None, since: Optional[float] = None, until: Optional[float] = None,
+             limit: int = 20, min_size: int = 2) -> list[dict[str, Any]]:  # fmt: skip
+        """
+        Stories, largest first, with at least C{min_size} posts.
+        """
+        chosen = [
+            s for s in self.stories.values()
+            if s.size >= min_size
+            and (topic is None or topic in s.topics)
+            and (since is None or s.last_seen >= since)
+            and (until is None or s.first_seen < until)
+        ]  # fmt: skip
+        chosen.sort(key=lambda s: (-s.size, s.id))
+        return [s.to_dict(self.now) for s in chosen[:limit]]
+
+
+def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 6371.0 * 2 * math.asin(min(1.0, math.sqrt(h)))
+
+
+@implementer(ISink)
+class StoryService(Service):
+    """
+    The clusterer as a pipeline sink: every stored post joins a story, and
+    stories not seen for C{fade_after} seconds are forgotten once a minute.
+    """
+
+    name = "stories"
+
+    def __init__(self, clusterer: StoryClusterer, reactor, fade_after: float = 6 * 3600.0) -> None:
+        self.clusterer = clusterer
+        self.reactor = reactor
+        self.fade_after = fade_after
+        self._loop: Optional[LoopingCall] = None
+
+    def startService(self):
+        super().startService()
+        self._loop = LoopingCall(self.clusterer.fade, self.fade_after)
+        self._loop.clock = self.reactor
+        self._loop.start(60.0, now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def posts_stored(self, posts) -> None:
+        add = self.clusterer.add
+        for post in posts:
+            add(post)

@@ -1,0 +1,152 @@
+"""
+Stories on real labelled posts: the CrisisLex LAX-shooting tweets mixed
+with the complaint tweets of many brands come out as separate stories whose
+words name the event; a link shared on two networks is one story; memory
+is bounded.
+"""
+
+import csv
+import json
+import math
+import random
+from collections import Counter, defaultdict
+
+import pytest
+import pytest_twisted
+
+from monitor.model import Analysis, Post
+from monitor.stories import StoryClusterer
+
+LAX = "crisislex/T26_2013_LA_airport_shootings/2013_LA_airport_shootings-tweets_labeled.csv"
+
+
+def labelled(shared_data):
+    rows = []
+    with open(shared_data / LAX, encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        rows += [(row[1], "lax") for row in reader]
+    with open(shared_data / "complaints" / "complaints-data.csv", encoding="utf-8") as f:
+        rows += [(row[1], row[3]) for row in csv.reader(f)]
+    random.Random(1).shuffle(rows)
+    return rows
+
+
+def post(i, text, source="bluesky", **kw):
+    p = Post(source=source, network=source, native_id=str(i), text=text, author=f"a{i}", created_at=1.7e9 + i, **kw)
+    p.topics = ("T",)
+    p.analysis = Analysis(0.0, 0.0, 1.0, 0.0, "neutral", ())
+    return p
+
+
+def nmi(pairs):
+    n = len(pairs)
+    a, b, ab = Counter(s for s, _ in pairs), Counter(l for _, l in pairs), Counter(pairs)
+    mi = sum(c / n * math.log(c * n / (a[s] * b[l])) for (s, l), c in ab.items())
+    h = lambda cs: -sum(c / n * math.log(c / n) for c in cs.values())  # noqa: E731
+    return 2 * mi / (h(a) + h(b))
+
+
+def test_an_event_among_complaints_is_its_own_stories_named_by_its_words(shared_data):
+    clusterer = StoryClusterer()
+    pairs = []
+    for i, (text, label) in enumerate(labelled(shared_data)):
+        sid = clusterer.add(post(i, text))
+        if sid:
+            pairs.append((sid, label))
+    by_story = defaultdict(Counter)
+    for sid, label in pairs:
+        by_story[sid][label] += 1
+    purity = sum(max(c.values()) for c in by_story.values()) / len(pairs)
+    assert purity >= 0.93, purity
+    assert nmi(pairs) >= 0.4
+    # The largest stories are the shooting, and only the shooting, in its own words.
+    largest = clusterer.list(limit=3, min_size=2)
+    for story in largest:
+        assert set(by_story[story["id"]]) == {"lax"}, by_story[story["id"]]
+        assert {"lax", "#lax", "shooting", "airport", "suspect", "tsa"} & set(story["terms"]), story["terms"]
+    assert sum(s["size"] for s in largest) >= 200
+
+
+def test_a_link_shared_on_two_networks_is_one_story():
+    clusterer = StoryClusterer()
+    a = clusterer.add(post(1, "Wow, read this https://status.acme.example/incidents/42?utm_source=x", source="bluesky"))
+    clusterer.add(post(2, "completely unrelated words about gardening tomatoes", source="bluesky"))
+    b = clusterer.add(post(3, "acme had an outage: https://status.acme.example/incidents/42/", source="mastodon"))
+    assert a == b
+    [story] = [s for s in clusterer.list(min_size=2)]
+    assert story["sources"] == {"bluesky": 1, "mastodon": 1}
+    assert story["links"] == ["status.acme.example/incidents/42"]
+
+
+def test_place_counts_for_placed_posts():
+    clusterer = StoryClusterer(geo_weight=0.5, threshold=0.55)
+    paris = clusterer.add(post(1, "huge queue at the acme store downtown", lat=48.85, lon=2.35))
+    near = clusterer.add(post(2, "queue at the acme store downtown again", lat=48.86, lon=2.34))
+    far = clusterer.add(post(3, "queue at the acme store downtown again", lat=-33.9, lon=151.2))
+    assert paris == near != far
+    story = [s for s in clusterer.list(min_size=2)][0]
+    assert abs(story["centroid"]["lat"] - 48.855) < 0.01
+
+
+def test_memory_is_bounded_and_stories_fade():
+    clusterer = StoryClusterer(max_stories=50, half_life=60)
+    rng = random.Random(2)
+    words = [f"w{i}" for i in range(5000)]
+    for i in range(2000):
+        clusterer.add(post(i, " ".join(rng.sample(words, 8))))
+        assert len(clusterer.stories) <= 50
+    clusterer.now += 24 * 3600
+    before = len(clusterer.stories)
+    assert clusterer.fade(3600) == before
+    assert len(clusterer.stories) == 0
+    # Nothing is left pointing at forgotten stories.
+    assert all(not sids for sids in clusterer._index.values())
+    assert not clusterer._link_index
+
+
+def test_a_post_without_words_joins_no_story():
+    assert StoryClusterer().add(post(1, "the and of ... 123 !!")) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_real_hub_serves_the_stories_of_what_it_stored(reactor, tmp_path, shared_data):
+    """A twistd hub replaying the LAX tweets and complaints answers /api/v1/stories with the shooting on top."""
+    from tests.test_twistd import Hub
+
+    rows = labelled(shared_data)[:2500]
+    with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
+        for i, (text, _) in enumerate(rows):
+            f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
+    config = """
+[store]
+path = "monitor.sqlite"
+[web]
+endpoint = "tcp:PORT:interface=127.0.0.1"
+[[sources]]
+kind = "replay"
+name = "archive"
+path = "posts.jsonl"
+[[topics]]
+name = "Everything"
+query = "the OR a OR lax OR to OR i OR is OR my"
+"""
+    hub = Hub(reactor, tmp_path, config)
+    hub.start()
+    try:
+        async def finished():
+            code, body = await hub.get("/healthz", token=None)
+            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+
+        await hub.wait_until(finished, seconds=60)
+        code, body = await hub.get("/api/v1/stories?limit=3")
+        assert code == 200
+        stories = json.loads(body)["stories"]
+        assert len(stories) == 3
+        assert stories[0]["size"] >= stories[1]["size"] >= stories[2]["size"]
+        assert {"shooting", "lax", "#lax", "airport"} & set(stories[0]["terms"])
+        assert stories[0]["topics"] == {"Everything": stories[0]["size"]}
+        code, body = await hub.get("/api/v1/stories?limit=0")
+        assert code == 400 and "limit" in body
+    finally:
+        assert await hub.stop(), hub.output()
