@@ -304,6 +304,17 @@ LEARNING_FIELDS = {
     "auto_activate": Field(bool, True),
 }
 
+STORIES_FIELDS = {
+    # Off by default: clustering runs on the hub's event loop and costs
+    # 2-4x VADER per post (bench/stories.py).
+    "enabled": Field(bool, False),
+    "threshold": Field(float, 0.3, between(0.01, 1.0)),
+    "half_life": Field(DURATION, "1h", duration),
+    "fade_after": Field(DURATION, "6h", duration),
+    "geo_weight": Field(float, 0.2, between(0.0, 1.0)),
+    "max_stories": Field(int, 2000, at_least(10)),
+}
+
 SECTIONS = {
     "hub": HUB_FIELDS,
     "store": STORE_FIELDS,
@@ -313,6 +324,7 @@ SECTIONS = {
     "web": WEB_FIELDS,
     "alerts": ALERTS_FIELDS,
     "learning": LEARNING_FIELDS,
+    "stories": STORIES_FIELDS,
 }
 
 
@@ -337,6 +349,7 @@ class Config:
     topics: list[Topic] = field(default_factory=list)
     alerts: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in ALERTS_FIELDS.items()})
     learning: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in LEARNING_FIELDS.items()})
+    stories: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in STORIES_FIELDS.items()})
     rules: list[dict[str, Any]] = field(default_factory=list)
     channels: list[dict[str, Any]] = field(default_factory=list)
 

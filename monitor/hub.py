@@ -18,7 +18,7 @@ from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
-from monitor.config import Config, ConfigProblem
+from monitor.config import Config, ConfigProblem, parse_duration
 from monitor.learn.apply import LearnedAnalyzer
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
@@ -134,8 +134,20 @@ class Hub(OrderedMultiService):
         self.alerts = AlertEngine(self, config, reactor=reactor)
         self.pipeline.add_sink(self.alerts)
         # Stories: every stored post clustered by words, links and place.
-        self.stories = StoryService(StoryClusterer(exclude=excluded_words(config.topics)), reactor)
-        self.pipeline.add_sink(self.stories)
+        s = config.stories
+        self.stories = StoryService(
+            StoryClusterer(
+                threshold=s["threshold"],
+                half_life=parse_duration(s["half_life"]),
+                geo_weight=s["geo_weight"],
+                max_stories=s["max_stories"],
+                exclude=excluded_words(config.topics),
+            ),
+            reactor,
+            fade_after=parse_duration(s["fade_after"]),
+        )
+        if s["enabled"]:
+            self.pipeline.add_sink(self.stories)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port

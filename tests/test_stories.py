@@ -119,6 +119,8 @@ async def test_a_real_hub_serves_the_stories_of_what_it_stored(reactor, tmp_path
         for i, (text, _) in enumerate(rows):
             f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
     config = """
+[stories]
+enabled = true
 [store]
 path = "monitor.sqlite"
 [web]
@@ -146,6 +148,7 @@ query = "the OR a OR lax OR to OR i OR is OR my"
         assert stories[0]["size"] >= stories[1]["size"] >= stories[2]["size"]
         assert {"shooting", "lax", "#lax", "airport"} & set(stories[0]["terms"])
         assert stories[0]["topics"] == {"Everything": stories[0]["size"]}
+        assert json.loads(body)["enabled"] is True
         code, body = await hub.get("/api/v1/stories?limit=0")
         assert code == 400 and "limit" in body
     finally:

@@ -338,7 +338,8 @@ class Api:
         params.finish()
         if since is not None and until is not None and until <= since:
             raise BadParameter("until", "must be after since")
-        return {"stories": self.hub.stories.clusterer.list(topic=topic, since=since, until=until, limit=limit)}
+        stories = self.hub.stories.clusterer.list(topic=topic, since=since, until=until, limit=limit)
+        return {"stories": stories, "enabled": self.hub.config.stories["enabled"]}
 
     @app.route("/api/v1/sources", methods=["GET"])
     @api_route
