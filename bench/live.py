@@ -38,7 +38,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ws_load import Hub  # noqa: E402  (the hub process and its login)
+from ws_load import Hub, run_reactor  # noqa: E402  (the hub process and its login)
 
 from tests.fakes.jetstream import FakeJetstream  # noqa: E402
 
@@ -71,7 +71,7 @@ terms = ["acme"]
 def run(args) -> dict:
     from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
     from twisted.internet import reactor
-    from twisted.internet.defer import Deferred, ensureDeferred
+    from twisted.internet.defer import Deferred
     from twisted.internet.endpoints import TCP4ClientEndpoint
     from twisted.internet.task import LoopingCall, deferLater
 
@@ -195,12 +195,7 @@ def run(args) -> dict:
         state["stored"] = stored
         reactor.stop()
 
-    def failed(f):
-        f.printTraceback()
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: ensureDeferred(main()).addErrback(failed))
-    reactor.run()
+    run_reactor(main)
     hub.stop()
     return {
         "profile_wait": args.profile_wait,

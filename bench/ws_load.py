@@ -142,6 +142,22 @@ group = "vendors"
             self.proc.kill()
 
 
+def run_reactor(main) -> None:
+    """
+    Run the coroutine function C{main} on the reactor until it stops the
+    reactor; a failure is printed and stops it too.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+
+    def failed(f):
+        f.printTraceback()
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: ensureDeferred(main()).addErrback(failed))
+    reactor.run()
+
+
 def run(args) -> dict:
     from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
     from twisted.internet import reactor
@@ -263,14 +279,7 @@ def run(args) -> dict:
             stalled.transport.resumeProducing()
         reactor.stop()
 
-    from twisted.internet.defer import ensureDeferred
-
-    def failed(f):
-        f.printTraceback()
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: ensureDeferred(main()).addErrback(failed))
-    reactor.run()
+    run_reactor(main)
     hub.stop()
 
     readers = factory.readers

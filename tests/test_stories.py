@@ -112,27 +112,16 @@ def test_a_post_without_words_joins_no_story():
 @pytest_twisted.ensureDeferred
 async def test_a_real_hub_serves_the_stories_of_what_it_stored(reactor, tmp_path, shared_data):
     """A twistd hub replaying the LAX tweets and complaints answers /api/v1/stories with the shooting on top."""
-    from tests.test_twistd import Hub
+    from tests.test_twistd import CONFIG, Hub
 
     rows = labelled(shared_data)[:2500]
     with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
         for i, (text, _) in enumerate(rows):
             f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
-    config = """
-[stories]
-enabled = true
-[store]
-path = "monitor.sqlite"
-[web]
-endpoint = "tcp:PORT:interface=127.0.0.1"
-[[sources]]
-kind = "replay"
-name = "archive"
-path = "posts.jsonl"
-[[topics]]
-name = "Everything"
-query = "the OR a OR lax OR to OR i OR is OR my"
-"""
+    # The end-to-end test's hub, with stories on and one topic for every post.
+    config = "[stories]\nenabled = true\n" + CONFIG.split("[[topics]]")[0] + (
+        '[[topics]]\nname = "Everything"\nquery = "the OR a OR lax OR to OR i OR is OR my"\n'
+    )
     hub = Hub(reactor, tmp_path, config)
     hub.start()
     try:

@@ -96,20 +96,24 @@ async def test_client_that_stops_reading_is_cut_off(reactor, channel):
     # Publish until the stalled client's socket buffers are full and its
     # queue overflows (the reader is paused now and then too, but only for
     # as long as its transport takes to drain, so it loses nothing).
-    while hub.dropped_total == 0 and sent < 20000:
+
+    async def publish(text=big):
+        """20 more posts, and wait until the reader has them all."""
+        nonlocal sent
         posts = [make_post(n) for n in range(sent, sent + 20)]
         for p in posts:
-            p.text = big
+            p.text = text if text is not None else p.text
         hub.posts_stored(posts)
         sent += 20
         await reader.wait_for(lambda es, n=sent: sum(e["type"] == "post" for e in es) >= n).addTimeout(10, reactor)
+
+    while hub.dropped_total == 0 and sent < 20000:
+        await publish()
     assert any(c.paused for c in hub.clients), "the stalled client was never paused"
     # Keep publishing: the stalled client's queue stays bounded and counts losses.
     for _ in range(10):
-        hub.posts_stored([make_post(n) for n in range(sent, sent + 20)])
-        sent += 20
+        await publish(text=None)
         assert all(len(c.pending) <= hub.queue_limit for c in hub.clients)
-        await reader.wait_for(lambda es, n=sent: sum(e["type"] == "post" for e in es) >= n).addTimeout(10, reactor)
     assert hub.dropped_total > 0
     assert not any(e["type"] == "lost" for e in reader.envelopes)
     # Keep writing: once its socket buffers are full for good (on a loaded
@@ -118,12 +122,7 @@ async def test_client_that_stops_reading_is_cut_off(reactor, channel):
     for _ in range(200):
         if cut_off.called:
             break
-        posts = [make_post(n) for n in range(sent, sent + 20)]
-        for p in posts:
-            p.text = big
-        hub.posts_stored(posts)
-        sent += 20
-        await reader.wait_for(lambda es, n=sent: sum(e["type"] == "post" for e in es) >= n).addTimeout(10, reactor)
+        await publish()
         await deferLater(reactor, 0.05, lambda: None)
     why = await cut_off.addTimeout(5, reactor)
     assert why == "stalled"
