@@ -156,6 +156,9 @@ class LimitedRequest(Request):
 
     #: Until the channel has looked up the route's.
     limit = Limit(DEFAULT_MAX_BODY, DEFAULT_MAX_FIELDS)
+    #: The fields of a urlencoded body alone (C{args} also holds the query
+    #: string's): a CSRF token is only taken from here or a header.
+    body_fields: dict = {}
 
     def __init__(self, channel, *args, **kwargs) -> None:
         kwargs["parsePOSTFormSubmission"] = False
@@ -204,7 +207,8 @@ class LimitedRequest(Request):
         fields = body.count(b"&") + body.count(b";") + 1
         if fields > self.limit.fields:
             return 413, f"a form may have at most {self.limit.fields} fields on this route"
-        self.args.update(parse_qs(body, 1))
+        self.body_fields = parse_qs(body, 1)
+        self.args.update(self.body_fields)
         return None
 
 

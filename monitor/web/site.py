@@ -21,11 +21,12 @@ from twisted.web.resource import Resource
 from twisted.web.static import File
 
 from monitor.service import OrderedMultiService
+from monitor.web.hosts import HostCheck
 from monitor.web.limits import LimitedSite, body_policy
 from monitor.web.push import PushHub
 from monitor.web.setup import SetupLink, setup_token_path
 from monitor.web.ui import WebUI
-from monitor.web.users import Users
+from monitor.web.users import SCRYPT_N, Users
 
 __all__ = ["Root", "StaticFiles", "WebService", "STATIC", "content_security_policy"]
 
@@ -100,8 +101,9 @@ class Root(Resource):
     apps that expect the whole path, so the segment is given back to them.
     """
 
-    def __init__(self, ui, api, ws, static, tiles: str = "") -> None:
+    def __init__(self, ui, api, ws, static, tiles: str = "", hosts: HostCheck | None = None) -> None:
         super().__init__()
+        self.hosts = hosts or HostCheck()
         self.ui = ui
         self.api = api
         self.ws = ws
@@ -114,6 +116,9 @@ class Root(Resource):
         request.setHeader(b"referrer-policy", b"same-origin")
         request.setHeader(b"cross-origin-opener-policy", b"same-origin")
         request.setHeader(b"content-security-policy", content_security_policy(request.getHeader(b"host"), self.tiles))
+        if not self.hosts.allows(request.getHeader(b"host"), request.isSecure()):
+            # DNS rebinding: see monitor.web.hosts.
+            return errorPage(421, "Misdirected Request", "This hub does not answer to that host name; see [web] hosts.")
         if any(b"\x00" in segment for segment in (name, *request.postpath)):
             return errorPage(400, "Bad path", "A path may not contain a NUL byte.")
         if name == b"ws":
@@ -160,7 +165,9 @@ class WebService(OrderedMultiService):
         reactor = self.reactor
         web = hub.config.web
         self.endpoint = web["endpoint"]
-        self.users = Users(hub.store, reactor, idle=web.get("session_hours", 12) * 3600)
+        self.users = Users(
+            hub.store, reactor, idle=web.get("session_hours", 12) * 3600, scrypt_n=web.get("scrypt_n", SCRYPT_N)
+        )
         self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
         self.push = PushHub(
             reactor,
@@ -196,7 +203,10 @@ class WebService(OrderedMultiService):
             setup=self.setup,
         )
         static = StaticFiles(FilePath(STATIC).path)
-        self.root = Root(self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""))
+        self.root = Root(
+            self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""),
+            HostCheck(web.get("hosts") or ()),
+        )  # fmt: skip
         self.site = HubSite(self.root, body_policy(web), access_log=web.get("access_log", ""))
         self.site.displayTracebacks = False
         self.port = strports.service(web["endpoint"], self.site, reactor=reactor)

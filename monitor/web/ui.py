@@ -54,7 +54,7 @@ from monitor.web.forms import (
 )
 from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
 from monitor.web.tryit import post_segments, try_draft
-from monitor.web.users import ROLES, LoginGuard, UserError, check_name, check_new_password
+from monitor.web.users import LOGIN_FORM_TTL, ROLES, HashingBusy, LoginGuard, UserError, check_name, check_new_password
 
 __all__ = ["WebUI", "RANGES"]
 
@@ -280,6 +280,9 @@ class WebUI:
             raise
         except BadParameter as e:
             return self._json(request, 400, {"error": e.message, "parameter": e.name})
+        except HashingBusy:
+            request.setHeader(b"retry-after", b"5")
+            return self._error(request, None, 503, "The hub is checking many passwords at once. Try again in a moment.")
         except Exception:
             self.log.failure("page {uri} failed", uri=request.uri)
             if json_api:
@@ -296,7 +299,8 @@ class WebUI:
                 return "This request came from another site and was refused."
         given = request.getHeader(b"x-csrf-token")
         if given is None:
-            values = request.args.get(b"csrf") or [b""]
+            # Never from the query string: URLs end up in logs and Referer.
+            values = getattr(request, "body_fields", {}).get(b"csrf") or [b""]
             given = values[-1]
         if not given or not hmac.compare_digest(given, expected.encode("ascii")):
             return "The form's security token (CSRF) is missing or out of date. Reload the page and try again."
@@ -403,8 +407,8 @@ class WebUI:
     async def _login_page(self, request, status=200, error="", name=""):
         if status == 200 and await self.session(request) is not None:
             return self._redirect(request, "/dashboard")
-        token = secrets.token_urlsafe(32)
-        self._cookie(request, LOGIN_COOKIE, token, max_age=3600)
+        token, csrf = await self.users.open_login_form()
+        self._cookie(request, LOGIN_COOKIE, token, max_age=LOGIN_FORM_TTL)
         first_run = (await self.users.count_users()) == 0
         next_page = self._one(self._form(request), "next")
         return self._render(
@@ -412,7 +416,7 @@ class WebUI:
             None,
             "login.html",
             status=status,
-            login_csrf=token,
+            login_csrf=csrf,
             error=error,
             name=name,
             next=_safe_next(next_page),
@@ -501,9 +505,11 @@ class WebUI:
 
     async def _login(self, request):
         form = self._form(request)
+        # The pre-session made when the form was served (login CSRF).
         cookie = request.getCookie(LOGIN_COOKIE.encode("ascii")) or b""
-        given = self._one(form, "csrf").encode("utf-8")
-        if not cookie or not hmac.compare_digest(cookie, given):
+        expected = await self.users.take_login_form(cookie.decode("ascii", "replace"))
+        problem = self._forged(request, expected) if expected else "missing"
+        if problem:
             return self._error(request, None, 403, "The login form's security token (CSRF) is missing or out of date. Reload the page and try again.")
         name = self._one(form, "name").strip()
         password = self._one(form, "password")
@@ -535,6 +541,8 @@ class WebUI:
         user = None
         try:
             user = await self.users.authenticate(name, password)
+        except HashingBusy:
+            return _THROTTLED
         finally:
             attempt.finish(user is not None)
         return user

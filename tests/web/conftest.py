@@ -38,6 +38,9 @@ path = "monitor.sqlite"
 [web]
 endpoint = "tcp:0:interface=127.0.0.1"
 ws_interval = 0.1
+# A cheaper password hash than the default 2**17, to keep the suite quick;
+# tests/web/test_security.py checks the real cost.
+scrypt_n = 16384
 [[sources]]
 kind = "replay"
 name = "inbox"
