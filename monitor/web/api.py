@@ -346,7 +346,8 @@ class Api:
             return await call
         except AlertError as e:
             if e.status == 400:
-                raise ApiError(400, "the rule is not valid", problems=e.problems)
+                # The body is the parameter at fault, as for every other 400.
+                raise ApiError(400, "the rule is not valid", parameter="body", problems=e.problems)
             raise ApiError(e.status, e.problems[0] if e.problems else "refused")
 
     @app.route("/api/v1/rules", methods=["GET"])

@@ -6,6 +6,7 @@ same security headers on every response.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -95,6 +96,26 @@ class StaticFiles(File):
         return super().render_GET(request)
 
 
+class JsonError(Resource):
+    """
+    An API refusal made before the API's routes see the request, in the
+    API's form: C{{"error": ..., "parameter": ...}}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, status: int, message: str, parameter: str) -> None:
+        super().__init__()
+        self.status = status
+        self.body = json.dumps({"error": message, "parameter": parameter}).encode("utf-8")
+
+    def render(self, request):
+        request.setResponseCode(self.status)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return self.body
+
+
 class Root(Resource):
     """
     Dispatch on the first path segment.  The API and the pages are Klein
@@ -120,6 +141,8 @@ class Root(Resource):
             # DNS rebinding: see monitor.web.hosts.
             return errorPage(421, "Misdirected Request", "This hub does not answer to that host name; see [web] hosts.")
         if any(b"\x00" in segment for segment in (name, *request.postpath)):
+            if name == b"api":
+                return JsonError(400, "a path may not contain a NUL byte", "path")
             return errorPage(400, "Bad path", "A path may not contain a NUL byte.")
         if name == b"ws":
             return self.ws

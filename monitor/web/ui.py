@@ -42,7 +42,7 @@ from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
 from monitor.web import queries
-from monitor.web.params import BadParameter, Params, post_query, store_problem
+from monitor.web.params import BadParameter, Params, post_query, row_id, store_problem
 from monitor.web.forms import (
     BACKTEST_PERIODS,
     rule_fields,
@@ -1268,8 +1268,8 @@ class WebUI:
     @app.route("/admin/tokens/revoke", methods=["POST"])
     @page("admin")
     async def admin_revoke_token(self, request, session):
-        value = self._one(self._form(request), "id")
-        if not value.isdigit() or not await self.users.revoke_token(int(value), session.user):
+        token_id = row_id(self._one(self._form(request), "id"))
+        if token_id is None or not await self.users.revoke_token(token_id, session.user):
             return await self._admin_page(request, session, errors={"tokens": "No such live token."}, status=400)
         return self._redirect(request, "/admin?" + urlencode({"done": "Token revoked."}))
 
