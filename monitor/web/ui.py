@@ -515,7 +515,11 @@ class WebUI:
         password = self._one(form, "password")
         address = request.getClientAddress()
         where = getattr(address, "host", "?")
-        user = await self._check_password(name, password, where)
+        try:
+            user = await self._check_password(name, password, where)
+        except HashingBusy:
+            request.setHeader(b"retry-after", b"5")
+            return await self._login_page(request, 503, "The hub is checking many passwords at once. Try again in a moment.", name)
         if user is _THROTTLED:
             self.log.warn("login throttled for {user} from {address}", user=name, address=where)
             return await self._login_page(request, 429, "Too many failed attempts. Wait a few minutes and try again.", name)
@@ -540,9 +544,8 @@ class WebUI:
             return _THROTTLED
         user = None
         try:
+            # HashingBusy goes up: a 503 from the login or the page wrapper.
             user = await self.users.authenticate(name, password)
-        except HashingBusy:
-            return _THROTTLED
         finally:
             attempt.finish(user is not None)
         return user
