@@ -12,7 +12,6 @@ of examples per route (C{FUZZ_EXAMPLES}, default 25; raise it by hand to
 look harder).
 """
 
-import http.client
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.web.ui import WebUI
-from tests.web.conftest import CONFIG, TOKEN, HubProcess
+from tests.web.conftest import CONFIG, TOKEN, Browser, HubProcess
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
@@ -103,35 +102,20 @@ def query_value(schema):
 # -- the hub ----------------------------------------------------------------------------
 
 
-class Client:
+class Client(Browser):
     """
-    One connection per request, from a loopback address of its own (so the
-    login throttle one client trips leaves the others alone); keeps a
-    session of C{user} and its CSRF token.
+    A browser from a loopback address of its own (so the login throttle
+    one client trips leaves the others alone), keeping a session of
+    C{user} and its CSRF token.
     """
 
     def __init__(self, hub, user=ME, source="127.0.0.1"):
-        parts = urlsplit(hub.base)
-        self.host, self.port = parts.hostname, parts.port
-        self.user, self.source = user, source
-        self.cookies = {}
+        super().__init__(hub, source)
+        self.user = user
         self.csrf = ""
 
     def send(self, method, target, body=None, headers=None):
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30, source_address=(self.source, 0))
-        try:
-            head = dict(headers or {})
-            if self.cookies:
-                head["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-            connection.request(method, target, body=body, headers=head)
-            response = connection.getresponse()
-            data = response.read()
-            for value in response.headers.get_all("Set-Cookie") or ():
-                name, _, rest = value.partition("=")
-                self.cookies[name] = rest.split(";", 1)[0]
-            return response.status, response.headers, data
-        finally:
-            connection.close()
+        return self.request(method, target, headers=headers, body=body)
 
     def form(self, method, path, fields):
         body = urlencode(fields, doseq=True).encode()

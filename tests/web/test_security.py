@@ -5,13 +5,12 @@ form's server-side pre-session, CSRF tokens never from the query string, and
 the Host check against DNS rebinding.
 """
 
-import http.client
 import os
 import re
 import stat
 import tempfile
 import time
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
@@ -32,7 +31,7 @@ from monitor.web.users import (
     hash_password,
     needs_rehash,
 )
-from tests.web.conftest import CONFIG, PASSWORDS, HubProcess
+from tests.web.conftest import CONFIG, PASSWORDS, Browser, HubProcess
 from tests.web.wsclient import RawClient
 
 # -- file permissions --------------------------------------------------------------
@@ -154,45 +153,16 @@ async def test_login_forms_are_single_use_expire_and_are_capped(reactor, store):
     assert await users.count_login_forms() == 1
 
 
-class Client:
-    """Plain HTTP with a cookie jar and a Host header of our choosing."""
+class Client(Browser):
+    """A browser whose requests may carry a Host header of our choosing."""
 
     def __init__(self, hub, host=None):
-        parts = urlsplit(hub.base)
-        self.address, self.port = parts.hostname, parts.port
-        self.host = host
-        self.cookies = {}
+        super().__init__(hub)
+        self.forced_host = host
 
     def request(self, method, path, form=None, headers=None):
-        connection = http.client.HTTPConnection(self.address, self.port, timeout=30)
-        try:
-            head = dict(headers or {})
-            if self.host is not None:
-                head["Host"] = self.host
-            if self.cookies:
-                head["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-            body = None
-            if form is not None:
-                body = urlencode(form).encode()
-                head["Content-Type"] = "application/x-www-form-urlencoded"
-                head["Content-Length"] = str(len(body))
-            connection.putrequest(method, path, skip_host=self.host is not None)
-            for k, v in head.items():
-                connection.putheader(k, v)
-            connection.endheaders(body)
-            response = connection.getresponse()
-            data = response.read()
-            for value in response.headers.get_all("Set-Cookie") or ():
-                name, _, rest = value.partition("=")
-                self.cookies[name] = rest.split(";", 1)[0]
-            return response.status, data
-        finally:
-            connection.close()
-
-    def login_form(self):
-        status, body = self.request("GET", "/login")
-        assert status == 200
-        return re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
+        headers = dict(headers or {}, **({"Host": self.forced_host} if self.forced_host else {}))
+        return super().request(method, path, form, headers)
 
     def login(self, name, csrf):
         return self.request("POST", "/login", {"csrf": csrf, "name": name, "password": PASSWORDS[name]})[0]
@@ -225,14 +195,14 @@ def test_csrf_token_is_never_taken_from_the_query_string(hub):
     """The session's token in the URL is refused; the same token in the body or the header is accepted."""
     client = Client(hub)
     assert client.login("ed", client.login_form()) == 303
-    status, body = client.request("GET", "/topics")
+    status, _, body = client.request("GET", "/topics")
     csrf = re.search(rb'data-csrf="([^"]+)"', body).group(1).decode()
     assert client.request("POST", "/logout?csrf=" + csrf, {})[0] == 403
     assert client.request("POST", "/logout?csrf=" + csrf, {"csrf": "wrong"})[0] == 403
     assert client.request("POST", "/logout", {}, headers={"X-CSRF-Token": csrf})[0] == 303
     client = Client(hub)
     assert client.login("ed", client.login_form()) == 303
-    status, body = client.request("GET", "/topics")
+    status, _, body = client.request("GET", "/topics")
     csrf = re.search(rb'data-csrf="([^"]+)"', body).group(1).decode()
     assert client.request("POST", "/logout", {"csrf": csrf})[0] == 303
 
