@@ -33,6 +33,10 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         self.status = status
         self.message = message
+        if status == 400:
+            # Every 400 names what was wrong; a refusal that is not a
+            # BadParameter is about the body (a rule, a topic).
+            extra.setdefault("parameter", "body")
         self.extra = extra
         super().__init__(message)
 
@@ -346,8 +350,7 @@ class Api:
             return await call
         except AlertError as e:
             if e.status == 400:
-                # The body is the parameter at fault, as for every other 400.
-                raise ApiError(400, "the rule is not valid", parameter="body", problems=e.problems)
+                raise ApiError(400, "the rule is not valid", problems=e.problems)
             raise ApiError(e.status, e.problems[0] if e.problems else "refused")
 
     @app.route("/api/v1/rules", methods=["GET"])
