@@ -8,9 +8,9 @@ routes or C{data-} attributes, never from text placed inside a script, and
 the scripts set post text with C{textContent}.
 
 Every route needs a session, except the login page.  Every request that
-changes something must carry the session's CSRF token (a form field
-C{csrf} or the header C{X-CSRF-Token}), and its Origin, when the browser
-sends one, must be this site.
+changes something must carry the session's CSRF token (a field C{csrf} of
+the form body, never the query string, or the header C{X-CSRF-Token}), and
+its Origin, when the browser sends one, must be this site.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ __all__ = ["WebUI", "RANGES"]
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "vendor")
 
-#: The login form's own CSRF cookie (there is no session yet).
+#: The login form's pre-session cookie (there is no session yet; see
+#: L{monitor.web.users.Users.open_login_form}).
 LOGIN_COOKIE = "monitor_login"
 #: The same for the first-run setup form.
 SETUP_COOKIE = "monitor_setup"

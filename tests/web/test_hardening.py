@@ -188,13 +188,18 @@ async def test_role_change_keeps_a_socket_that_is_still_allowed(reactor, hub):
 
 @pytest_twisted.ensureDeferred
 async def test_one_user_cannot_hold_every_live_slot(reactor, hub):
-    """Past ws_per_user sockets a user's handshakes get 429; other users still get in."""
+    """Past ws_per_user sockets a user's handshakes get 429, from any of their sessions; other users still get in."""
     _, cookie = session_cookie(hub, "vi", "127.0.0.7")
     held = [await open_ws(reactor, hub, cookie) for _ in range(3)]
     parts = urlsplit(hub.base)
     refused = RawClient(parts.netloc, hub.base, cookie)
     await connectProtocol(TCP4ClientEndpoint(reactor, parts.hostname, parts.port), refused)
     assert await refused.handshake.addTimeout(10, reactor) == 429
+    # The cap is the user's, across sessions: a second login does not lift it.
+    _, second = session_cookie(hub, "vi", "127.0.0.8")
+    also_refused = RawClient(parts.netloc, hub.base, second)
+    await connectProtocol(TCP4ClientEndpoint(reactor, parts.hostname, parts.port), also_refused)
+    assert await also_refused.handshake.addTimeout(10, reactor) == 429
     _, admin_cookie = session_cookie(hub, "admin", "127.0.0.7")
     other = await open_ws(reactor, hub, admin_cookie)
     for c in (*held, other):
