@@ -67,7 +67,8 @@ class HostCheck:
 
     def __init__(self, configured: Iterable[str] = ()) -> None:
         self.any = False
-        self.names: set[str] = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+        # gethostname needs no lookup (getfqdn may wait on DNS at start).
+        self.names: set[str] = {"localhost", socket.gethostname().lower()}
         self.ports: set[tuple[str, int]] = set()
         for entry in configured or ():
             if entry == "*":
