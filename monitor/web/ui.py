@@ -42,6 +42,7 @@ from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
 from monitor.web import queries
+from monitor.web.limits import body_fields
 from monitor.web.params import BadParameter, Params, post_query, row_id, store_problem
 from monitor.web.forms import (
     BACKTEST_PERIODS,
@@ -301,7 +302,7 @@ class WebUI:
         given = request.getHeader(b"x-csrf-token")
         if given is None:
             # Never from the query string: URLs end up in logs and Referer.
-            values = getattr(request, "body_fields", {}).get(b"csrf") or [b""]
+            values = body_fields(request).get(b"csrf") or [b""]
             given = values[-1]
         if not given or not hmac.compare_digest(given, expected.encode("ascii")):
             return "The form's security token (CSRF) is missing or out of date. Reload the page and try again."
