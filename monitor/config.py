@@ -170,6 +170,28 @@ def tile_url(value: str) -> Optional[str]:
     return None
 
 
+def scrypt_cost(value: int) -> Optional[str]:
+    """
+    Check C{[web] scrypt_n}: a power of two from 2**10 to 2**20.
+    """
+    if not 2**10 <= value <= 2**20 or value & (value - 1):
+        return "must be a power of two from 1024 to 1048576 (131072, the default, is OWASP's minimum)"
+    return None
+
+
+def web_hosts(value: list) -> Optional[str]:
+    """
+    Check C{[web] hosts}: host names or addresses, each with an optional
+    C{:port}, or C{"*"}.
+    """
+    from monitor.web.hosts import parse_host
+
+    for entry in value:
+        if entry != "*" and parse_host(entry) is None:
+            return f"{entry!r} is not a host name or address with an optional :port, or \"*\""
+    return None
+
+
 WEB_FIELDS = {
     "endpoint": Field(str, "tcp:8080:interface=127.0.0.1", endpoint),
     "token_file": Field(str, "var/api-token", non_empty),
@@ -190,6 +212,8 @@ WEB_FIELDS = {
     "max_edit_body": Field(int, 1024 * 1024, at_least(1024)),
     "max_edit_fields": Field(int, 2000, at_least(10)),
     "ws_per_user": Field(int, 16, at_least(1)),
+    "scrypt_n": Field(int, 2**17, scrypt_cost),
+    "hosts": Field(STRINGS, None, web_hosts),
 }
 HUB_FIELDS = {
     "shutdown_timeout": Field(float, 8.0, at_least(0.1)),

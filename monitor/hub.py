@@ -19,6 +19,7 @@ from monitor.analysis.local import LocalAnalyzer
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem, parse_duration
+from monitor.lag import ReactorLag
 from monitor.learn.apply import LearnedAnalyzer
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
@@ -154,6 +155,7 @@ class Hub(OrderedMultiService):
         self.web.setName("web")
 
         children = (
+            ReactorLag(reactor, self.metrics.reactor_stall),
             self.store,
             # A queue with connections of its own (Redis) stops after the
             # pipeline has finished with what it read.

@@ -92,6 +92,12 @@ class Metrics:
         self.notification_seconds = Histogram(
             "monitor_notification_seconds", "Time of one delivery attempt.", buckets=_LATENCY_BUCKETS, registry=r
         )
+        self.reactor_stall = Histogram(
+            "monitor_reactor_stall_seconds",
+            "How long the reactor thread was kept busy past each 20 ms heartbeat (see monitor.lag).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=r,
+        )
         self.outbox_pending = Gauge(
             "monitor_outbox_pending", "Notifications waiting for delivery.", ["channel"], registry=r
         )

@@ -290,9 +290,21 @@ CREATE TABLE learned_holds (
 ALTER TABLE posts ADD COLUMN sentiment_by TEXT;
 """
 
+# The login form's pre-session: an anonymous row made when the form is
+# served, whose CSRF token the POST must carry (login CSRF); short-lived
+# and capped, see monitor.web.users.
+_V8_LOGIN_FORMS = """
+CREATE TABLE login_forms (
+    id_hash TEXT PRIMARY KEY,
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX login_forms_created ON login_forms (created_at);
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
 MIGRATIONS: tuple[str, ...] = (
-    _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS,
+    _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS, _V8_LOGIN_FORMS,
 )
 
 

@@ -35,7 +35,7 @@ from monitor.query import QueryError, StoredPost, matches, parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
 
-__all__ = ["SQLiteStore", "fts_query", "hashtags", "terms"]
+__all__ = ["SQLiteStore", "fts_query", "hashtags", "owner_only_database", "terms"]
 
 #: How long a connection waits for a lock held by another process.
 BUSY_TIMEOUT_MS = 5000
@@ -45,6 +45,33 @@ TERMS_SAMPLE = 20_000
 
 #: Most values bound in one C{IN (...)} list.
 _CHUNK = 500
+
+#: The files SQLite keeps beside a database in WAL mode.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def owner_only_database(path: str) -> list[str]:
+    """
+    Make the database at C{path} readable by its owner only (it holds
+    password hashes, session CSRF tokens and API token hashes): create it
+    0600 if it does not exist, so that SQLite, which gives its C{-wal} and
+    C{-shm} files the database's mode, creates those 0600 too; tighten an
+    existing database and side files that others may read.  Returns the
+    files tightened, for the caller to log.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    tightened = []
+    for name in (path, *(path + side for side in _SIDE_FILES)):
+        try:
+            mode = os.stat(name).st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(name, mode & 0o700)
+            tightened.append(name)
+    return tightened
+
 
 _POST_COLUMNS = (
     "id", "uid", "source", "network", "native_id", "author", "text",
@@ -452,8 +479,8 @@ class SQLiteStore(Service):
         """
         Service.startService(self)
         self._outcome = None
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
+        for name in owner_only_database(self.path):
+            self.log.warn("{path} could be read by other users; it is now owner-only (0600)", path=name)
         self._writer = self._pool(1, 1, read_only=False)
         d = self._writer.runWithConnection(self._migrate)
         d.addCallbacks(self._started, self._start_failed)

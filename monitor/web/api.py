@@ -33,6 +33,10 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         self.status = status
         self.message = message
+        if status == 400:
+            # Every 400 names what was wrong; a refusal that is not a
+            # BadParameter is about the body (a rule, a topic).
+            extra.setdefault("parameter", "body")
         self.extra = extra
         super().__init__(message)
 

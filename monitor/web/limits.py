@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel, parse_qs
 from twisted.web.server import Request, Site
 
-__all__ = ["EDIT_ROUTES", "BodyPolicy", "Limit", "LimitedSite", "body_policy"]
+__all__ = ["EDIT_ROUTES", "BodyPolicy", "Limit", "LimitedSite", "body_fields", "body_policy"]
 
 #: Defaults of the C{[web]} keys that set the limits.
 DEFAULT_MAX_BODY = 16 * 1024
@@ -156,6 +156,9 @@ class LimitedRequest(Request):
 
     #: Until the channel has looked up the route's.
     limit = Limit(DEFAULT_MAX_BODY, DEFAULT_MAX_FIELDS)
+    #: The fields of a urlencoded body alone (C{args} also holds the query
+    #: string's): see L{body_fields}.
+    body_fields: Optional[dict] = None
 
     def __init__(self, channel, *args, **kwargs) -> None:
         kwargs["parsePOSTFormSubmission"] = False
@@ -204,8 +207,29 @@ class LimitedRequest(Request):
         fields = body.count(b"&") + body.count(b";") + 1
         if fields > self.limit.fields:
             return 413, f"a form may have at most {self.limit.fields} fields on this route"
-        self.args.update(parse_qs(body, 1))
+        self.body_fields = parse_qs(body, 1)
+        self.args.update(self.body_fields)
         return None
+
+
+def body_fields(request) -> dict:
+    """
+    The fields of a request's urlencoded body, without the query string's
+    (C{request.args} mixes both): where a CSRF token is taken from.  A
+    L{LimitedRequest} has them parsed already; another request (a test's,
+    or twisted.web's own) has its body, within its site's limits, parsed
+    here.
+    """
+    fields = getattr(request, "body_fields", None)
+    if fields is not None:
+        return fields
+    ctype = (request.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+    if request.method != b"POST" or request.content is None or ctype.split(b";", 1)[0].strip().lower() != _FORM:
+        return {}
+    request.content.seek(0)
+    body = request.content.read()
+    request.content.seek(0)
+    return parse_qs(body, 1)
 
 
 class LimitedSite(Site):

@@ -20,7 +20,7 @@ from monitor.model import LABELS, SENTIMENTS, parse_time
 from monitor.query import QueryError, parse as parse_query
 from monitor.store import PostQuery
 
-__all__ = ["MAX_DEPTH", "BadParameter", "Params", "json_body", "post_query", "store_problem"]
+__all__ = ["MAX_DEPTH", "BadParameter", "Params", "json_body", "post_query", "row_id", "store_problem"]
 
 #: How deep a JSON body may nest: a rule is three levels deep, and a body
 #: nested 100,000 levels must be refused, not recursed into.
@@ -68,6 +68,18 @@ def parse_any_time(value: Any) -> float:
         except OverflowError as e:
             raise ValueError(value) from e
     return check_time(value)
+
+
+def row_id(text: str) -> Optional[int]:
+    """
+    A row id typed into a form or a path (ASCII digits, a positive 64-bit
+    SQLite integer), or C{None}: C{str.isdigit} takes "²" and any length,
+    which C{int} or SQLite then refuse with an exception.
+    """
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,19}", text):
+        return None
+    value = int(text)
+    return value if 0 < value < 1 << 63 else None
 
 
 class Params:

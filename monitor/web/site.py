@@ -6,6 +6,7 @@ same security headers on every response.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -21,11 +22,12 @@ from twisted.web.resource import Resource
 from twisted.web.static import File
 
 from monitor.service import OrderedMultiService
+from monitor.web.hosts import HostCheck
 from monitor.web.limits import LimitedSite, body_policy
 from monitor.web.push import PushHub
 from monitor.web.setup import SetupLink, setup_token_path
 from monitor.web.ui import WebUI
-from monitor.web.users import Users
+from monitor.web.users import SCRYPT_N, Users
 
 __all__ = ["Root", "StaticFiles", "WebService", "STATIC", "content_security_policy"]
 
@@ -94,14 +96,35 @@ class StaticFiles(File):
         return super().render_GET(request)
 
 
+class JsonError(Resource):
+    """
+    An API refusal made before the API's routes see the request, in the
+    API's form: C{{"error": ..., "parameter": ...}}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, status: int, message: str, parameter: str) -> None:
+        super().__init__()
+        self.status = status
+        self.body = json.dumps({"error": message, "parameter": parameter}).encode("utf-8")
+
+    def render(self, request):
+        request.setResponseCode(self.status)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return self.body
+
+
 class Root(Resource):
     """
     Dispatch on the first path segment.  The API and the pages are Klein
     apps that expect the whole path, so the segment is given back to them.
     """
 
-    def __init__(self, ui, api, ws, static, tiles: str = "") -> None:
+    def __init__(self, ui, api, ws, static, tiles: str = "", hosts: HostCheck | None = None) -> None:
         super().__init__()
+        self.hosts = hosts or HostCheck()
         self.ui = ui
         self.api = api
         self.ws = ws
@@ -114,7 +137,12 @@ class Root(Resource):
         request.setHeader(b"referrer-policy", b"same-origin")
         request.setHeader(b"cross-origin-opener-policy", b"same-origin")
         request.setHeader(b"content-security-policy", content_security_policy(request.getHeader(b"host"), self.tiles))
+        if not self.hosts.allows(request.getHeader(b"host"), request.isSecure()):
+            # DNS rebinding: see monitor.web.hosts.
+            return errorPage(421, "Misdirected Request", "This hub does not answer to that host name; see [web] hosts.")
         if any(b"\x00" in segment for segment in (name, *request.postpath)):
+            if name == b"api":
+                return JsonError(400, "a path may not contain a NUL byte", "path")
             return errorPage(400, "Bad path", "A path may not contain a NUL byte.")
         if name == b"ws":
             return self.ws
@@ -160,7 +188,9 @@ class WebService(OrderedMultiService):
         reactor = self.reactor
         web = hub.config.web
         self.endpoint = web["endpoint"]
-        self.users = Users(hub.store, reactor, idle=web.get("session_hours", 12) * 3600)
+        self.users = Users(
+            hub.store, reactor, idle=web.get("session_hours", 12) * 3600, scrypt_n=web.get("scrypt_n", SCRYPT_N)
+        )
         self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
         self.push = PushHub(
             reactor,
@@ -196,7 +226,10 @@ class WebService(OrderedMultiService):
             setup=self.setup,
         )
         static = StaticFiles(FilePath(STATIC).path)
-        self.root = Root(self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""))
+        self.root = Root(
+            self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""),
+            HostCheck(web.get("hosts") or ()),
+        )  # fmt: skip
         self.site = HubSite(self.root, body_policy(web), access_log=web.get("access_log", ""))
         self.site.displayTracebacks = False
         self.port = strports.service(web["endpoint"], self.site, reactor=reactor)

@@ -8,9 +8,9 @@ routes or C{data-} attributes, never from text placed inside a script, and
 the scripts set post text with C{textContent}.
 
 Every route needs a session, except the login page.  Every request that
-changes something must carry the session's CSRF token (a form field
-C{csrf} or the header C{X-CSRF-Token}), and its Origin, when the browser
-sends one, must be this site.
+changes something must carry the session's CSRF token (a field C{csrf} of
+the form body, never the query string, or the header C{X-CSRF-Token}), and
+its Origin, when the browser sends one, must be this site.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
 from monitor.web import queries
-from monitor.web.params import BadParameter, Params, post_query, store_problem
+from monitor.web.limits import body_fields
+from monitor.web.params import BadParameter, Params, post_query, row_id, store_problem
 from monitor.web.forms import (
     BACKTEST_PERIODS,
     rule_fields,
@@ -54,14 +55,15 @@ from monitor.web.forms import (
 )
 from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
 from monitor.web.tryit import post_segments, try_draft
-from monitor.web.users import ROLES, LoginGuard, UserError, check_name, check_new_password
+from monitor.web.users import LOGIN_FORM_TTL, ROLES, HashingBusy, LoginGuard, UserError, check_name, check_new_password
 
 __all__ = ["WebUI", "RANGES"]
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "vendor")
 
-#: The login form's own CSRF cookie (there is no session yet).
+#: The login form's pre-session cookie (there is no session yet; see
+#: L{monitor.web.users.Users.open_login_form}).
 LOGIN_COOKIE = "monitor_login"
 #: The same for the first-run setup form.
 SETUP_COOKIE = "monitor_setup"
@@ -281,6 +283,9 @@ class WebUI:
             raise
         except BadParameter as e:
             return self._json(request, 400, {"error": e.message, "parameter": e.name})
+        except HashingBusy:
+            request.setHeader(b"retry-after", b"5")
+            return self._error(request, None, 503, "The hub is checking many passwords at once. Try again in a moment.")
         except Exception:
             self.log.failure("page {uri} failed", uri=request.uri)
             if json_api:
@@ -297,7 +302,8 @@ class WebUI:
                 return "This request came from another site and was refused."
         given = request.getHeader(b"x-csrf-token")
         if given is None:
-            values = request.args.get(b"csrf") or [b""]
+            # Never from the query string: URLs end up in logs and Referer.
+            values = body_fields(request).get(b"csrf") or [b""]
             given = values[-1]
         if not given or not hmac.compare_digest(given, expected.encode("ascii")):
             return "The form's security token (CSRF) is missing or out of date. Reload the page and try again."
@@ -404,8 +410,8 @@ class WebUI:
     async def _login_page(self, request, status=200, error="", name=""):
         if status == 200 and await self.session(request) is not None:
             return self._redirect(request, "/dashboard")
-        token = secrets.token_urlsafe(32)
-        self._cookie(request, LOGIN_COOKIE, token, max_age=3600)
+        token, csrf = await self.users.open_login_form()
+        self._cookie(request, LOGIN_COOKIE, token, max_age=LOGIN_FORM_TTL)
         first_run = (await self.users.count_users()) == 0
         next_page = self._one(self._form(request), "next")
         return self._render(
@@ -413,7 +419,7 @@ class WebUI:
             None,
             "login.html",
             status=status,
-            login_csrf=token,
+            login_csrf=csrf,
             error=error,
             name=name,
             next=_safe_next(next_page),
@@ -502,15 +508,21 @@ class WebUI:
 
     async def _login(self, request):
         form = self._form(request)
+        # The pre-session made when the form was served (login CSRF).
         cookie = request.getCookie(LOGIN_COOKIE.encode("ascii")) or b""
-        given = self._one(form, "csrf").encode("utf-8")
-        if not cookie or not hmac.compare_digest(cookie, given):
+        expected = await self.users.take_login_form(cookie.decode("ascii", "replace"))
+        problem = self._forged(request, expected) if expected else "missing"
+        if problem:
             return self._error(request, None, 403, "The login form's security token (CSRF) is missing or out of date. Reload the page and try again.")
         name = self._one(form, "name").strip()
         password = self._one(form, "password")
         address = request.getClientAddress()
         where = getattr(address, "host", "?")
-        user = await self._check_password(name, password, where)
+        try:
+            user = await self._check_password(name, password, where)
+        except HashingBusy:
+            request.setHeader(b"retry-after", b"5")
+            return await self._login_page(request, 503, "The hub is checking many passwords at once. Try again in a moment.", name)
         if user is _THROTTLED:
             self.log.warn("login throttled for {user} from {address}", user=name, address=where)
             return await self._login_page(request, 429, "Too many failed attempts. Wait a few minutes and try again.", name)
@@ -535,6 +547,7 @@ class WebUI:
             return _THROTTLED
         user = None
         try:
+            # HashingBusy goes up: a 503 from the login or the page wrapper.
             user = await self.users.authenticate(name, password)
         finally:
             attempt.finish(user is not None)
@@ -1304,8 +1317,8 @@ class WebUI:
     @app.route("/admin/tokens/revoke", methods=["POST"])
     @page("admin")
     async def admin_revoke_token(self, request, session):
-        value = self._one(self._form(request), "id")
-        if not value.isdigit() or not await self.users.revoke_token(int(value), session.user):
+        token_id = row_id(self._one(self._form(request), "id"))
+        if token_id is None or not await self.users.revoke_token(token_id, session.user):
             return await self._admin_page(request, session, errors={"tokens": "No such live token."}, status=400)
         return self._redirect(request, "/admin?" + urlencode({"done": "Token revoked."}))
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -37,20 +37,41 @@ __all__ = [
     "LoginAttempt",
     "LoginGuard",
     "Session",
+    "Hashing",
+    "HashingBusy",
     "Throttle",
     "UserError",
     "Users",
     "add_user_sync",
     "check_password",
     "hash_password",
+    "needs_rehash",
 ]
 
 #: Roles, weakest first; each may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
 
-#: scrypt cost: 2**15 * 8 * 128 bytes = 32 MiB and about 0.1 s per hash.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-_SCRYPT_MAXMEM = 64 * 1024 * 1024
+#: scrypt cost, OWASP's minimum (2023): 2**17 * 8 * 128 bytes = 128 MiB and
+#: about 0.4 s per hash.  C{[web] scrypt_n} may change N; every hash keeps
+#: its own parameters, so changing them never breaks a stored hash, and a
+#: hash made with other parameters is redone at its next successful login.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+#: The largest N a stored hash may ask for (1 GiB at r = 8).
+_SCRYPT_MOST_N = 2**20
+#: Password hashes computed at once in one hub, across all logins, and
+#: how many more may wait for a turn; past that a login is refused (busy)
+#: rather than queued, so a burst from many addresses cannot pile up.
+HASHES_AT_ONCE = 2
+HASHES_WAITING = 32
+
+
+def _maxmem(n: int, r: int, p: int) -> int:
+    """
+    What OpenSSL's scrypt needs (its V and B arrays) plus a margin;
+    C{hashlib.scrypt} refuses anything over C{maxmem}.
+    """
+    return 128 * r * (n + 2) + 128 * r * p + 1024 * 1024
+
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
@@ -58,6 +79,11 @@ _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 #: A session lasts at most this long, however active.
 SESSION_MAX_AGE = 30 * 86400
+#: How long a served login form may be sent back, and how many such
+#: pre-sessions are kept at once (the oldest go first): anonymous GETs of
+#: the login page cannot grow the table past this.
+LOGIN_FORM_TTL = 3600
+LOGIN_FORMS_MAX = 10_000
 #: How stale C{last_seen_at} may get before a request refreshes it.
 _TOUCH_EVERY = 60.0
 
@@ -78,35 +104,61 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def hash_password(password: str, salt: Optional[bytes] = None) -> str:
+def hash_password(password: str, salt: Optional[bytes] = None, n: int = SCRYPT_N) -> str:
     """
     An scrypt hash of C{password}: C{scrypt$N$r$p$salt$hash}.  Slow on
     purpose; call it in a thread.
     """
     salt = secrets.token_bytes(16) if salt is None else salt
     digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
+        password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, maxmem=_maxmem(n, SCRYPT_R, SCRYPT_P), dklen=32
     )
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def hash_parameters(stored: str) -> Optional[tuple[int, int, int]]:
+    """
+    C{(N, r, p)} of a stored hash, or C{None} if it is not one of ours.
+    """
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return None
+    try:
+        n, r, p = (int(x) for x in parts[1:4])
+    except ValueError:
+        return None
+    if not (1 < n <= _SCRYPT_MOST_N and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        return None
+    return n, r, p
+
+
+def needs_rehash(stored: str, n: int = SCRYPT_N) -> bool:
+    """
+    Whether a hash was made with other parameters than the hub's now.
+    """
+    return hash_parameters(stored) != (n, SCRYPT_R, SCRYPT_P)
 
 
 def check_password(password: str, stored: str) -> bool:
     """
-    Whether C{password} matches a hash from L{hash_password}, compared in
-    constant time.  A malformed hash matches nothing.
+    Whether C{password} matches a hash from L{hash_password} (made with
+    whatever parameters it names), compared in constant time.  A malformed
+    hash matches nothing.
     """
+    params = hash_parameters(stored)
+    if params is None:
+        return False
+    n, r, p = params
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
+        _, _, _, _, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
         got = hashlib.scrypt(
             password.encode("utf-8"),
             salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            maxmem=_SCRYPT_MAXMEM,
+            n=n,
+            r=r,
+            p=p,
+            maxmem=_maxmem(n, r, p),
             dklen=len(expected),
         )
     except (ValueError, TypeError):
@@ -114,9 +166,52 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-#: Checked against when the user does not exist, so that the answer takes
-#: as long as for a real user and does not tell which names exist.
-_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
+def dummy_hash(n: int = SCRYPT_N) -> str:
+    """
+    A hash no password matches, at cost C{n}: checked when the user does
+    not exist, so that the answer takes as long as for a real user and
+    does not tell which names exist.
+    """
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(bytes(16))}${_b64(bytes(32))}"
+
+
+class HashingBusy(Exception):
+    """
+    Too many password hashes are running or waiting; try again later.
+    """
+
+
+class Hashing:
+    """
+    The one place a hub computes password hashes: in the reactor's thread
+    pool, at most C{at_once} at a time (each takes 128 MiB), with at most
+    C{waiting} more queued; beyond that L{run} fails with L{HashingBusy}
+    at once.
+    """
+
+    def __init__(self, reactor, at_once: int = HASHES_AT_ONCE, waiting: int = HASHES_WAITING) -> None:
+        self.reactor = reactor
+        self.waiting = waiting
+        self._semaphore = DeferredSemaphore(at_once)
+        #: The most hashes seen running at once (for tests and metrics).
+        self.peak = 0
+        self._running = 0
+
+    def run(self, f, *args):
+        if len(self._semaphore.waiting) >= self.waiting:
+            return fail(HashingBusy("too many password checks at once"))
+        return self._semaphore.run(self._in_thread, f, *args)
+
+    def _in_thread(self, f, *args):
+        self._running += 1
+        self.peak = max(self.peak, self._running)
+
+        def done(result):
+            self._running -= 1
+            return result
+
+        pool = self.reactor.getThreadPool()
+        return deferToThreadPool(self.reactor, pool, f, *args).addBoth(done)
 
 
 def _sha256(secret: str) -> str:
@@ -308,14 +403,17 @@ class Users(Service):
     name = "users"
     log = Logger()
 
-    def __init__(self, store, reactor, idle: float = 12 * 3600) -> None:
+    def __init__(
+        self, store, reactor, idle: float = 12 * 3600, scrypt_n: int = SCRYPT_N, login_forms_max: int = LOGIN_FORMS_MAX
+    ) -> None:
         self.store = store
+        self.login_forms_max = login_forms_max
         self.reactor = reactor
         self.idle = idle
+        self.scrypt_n = scrypt_n
         self._tokens: dict[str, int] = {}
         self._token_used: dict[int, float] = {}
-        # scrypt takes 32 MiB per hash: bound how many run at once.
-        self._hashing = DeferredSemaphore(2)
+        self.hashing = Hashing(reactor)
         self._sweeper: Optional[LoopingCall] = None
         self.sockets = SessionRegistry(reactor, self.live_sessions)
 
@@ -345,10 +443,10 @@ class Users(Service):
         trans.execute(
             "DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?", (now - idle, now - SESSION_MAX_AGE)
         )
+        trans.execute("DELETE FROM login_forms WHERE created_at < ?", (now - LOGIN_FORM_TTL,))
 
-    def _in_thread(self, f, *args):
-        pool = self.reactor.getThreadPool()
-        return self._hashing.run(deferToThreadPool, self.reactor, pool, f, *args)
+    def _hash(self, password: str):
+        return self.hashing.run(hash_password, password, None, self.scrypt_n)
 
     # -- users -------------------------------------------------------------
 
@@ -360,7 +458,7 @@ class Users(Service):
         check_name(name)
         check_role(role)
         check_new_password(password)
-        hashed = await self._in_thread(hash_password, password)
+        hashed = await self._hash(password)
         try:
             await self.store.run_write(self._insert_user, name, role, hashed, self.reactor.seconds())
         except sqlite3.IntegrityError:
@@ -376,7 +474,7 @@ class Users(Service):
         """
         check_name(name)
         check_new_password(password)
-        hashed = await self._in_thread(hash_password, password)
+        hashed = await self._hash(password)
         try:
             made = await self.store.run_write(self._insert_first_admin, name, hashed, self.reactor.seconds())
         except sqlite3.IntegrityError:
@@ -401,7 +499,7 @@ class Users(Service):
 
     async def set_password(self, name: str, password: str) -> None:
         check_new_password(password)
-        hashed = await self._in_thread(hash_password, password)
+        hashed = await self._hash(password)
         user_id = await self.store.run_write(self._set_password, name, hashed)
         if user_id is None:
             raise UserError("name", f"no user {name!r}")
@@ -475,11 +573,31 @@ class Users(Service):
         as long for an unknown name as for a wrong password.
         """
         row = await self.store.run_read(self._user_by_name, name)
-        stored = row[3] if row else _DUMMY_HASH
-        ok = await self._in_thread(check_password, password or "", stored)
+        stored = row[3] if row else dummy_hash(self.scrypt_n)
+        ok = await self.hashing.run(check_password, password or "", stored)
         if not ok or row is None:
             return None
+        if needs_rehash(stored, self.scrypt_n):
+            await self._rehash(row[0], row[1], password, stored)
         return row[0], row[1], row[2]
+
+    async def _rehash(self, user_id: int, name: str, password: str, old: str) -> None:
+        """
+        Redo a hash made with other parameters, now that the password is
+        known; only if no one changed it meanwhile.  Sessions stay.
+        """
+        try:
+            hashed = await self._hash(password)
+        except HashingBusy:
+            return  # next time
+        changed = await self.store.run_write(self._replace_hash, user_id, old, hashed)
+        if changed:
+            self.log.info("password hash of {user} redone at N={n}", user=name, n=self.scrypt_n)
+
+    @staticmethod
+    def _replace_hash(trans, user_id, old, hashed):
+        trans.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", (hashed, user_id, old))
+        return trans.rowcount > 0
 
     @staticmethod
     def _user_by_name(trans, name):
@@ -582,6 +700,56 @@ class Users(Service):
     def _close_session(trans, key):
         trans.execute("DELETE FROM sessions WHERE id_hash = ?", (key,))
 
+    # -- login forms -------------------------------------------------------
+
+    async def open_login_form(self) -> tuple[str, str]:
+        """
+        A pre-session for a login form being served: C{(cookie value,
+        csrf token)}.  Only the cookie's hash is stored, beside the token;
+        the POST must bring both back (L{take_login_form}).  Keeps at most
+        C{login_forms_max} rows, none older than L{LOGIN_FORM_TTL}.
+        """
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        now = self.reactor.seconds()
+        await self.store.run_write(self._open_login_form, _sha256(token), csrf, now, self.login_forms_max)
+        return token, csrf
+
+    @staticmethod
+    def _open_login_form(trans, key, csrf, now, most):
+        trans.execute("DELETE FROM login_forms WHERE created_at < ?", (now - LOGIN_FORM_TTL,))
+        trans.execute("SELECT count(*) FROM login_forms")
+        excess = trans.fetchone()[0] - most + 1
+        if excess > 0:
+            trans.execute(
+                "DELETE FROM login_forms WHERE id_hash IN "
+                "(SELECT id_hash FROM login_forms ORDER BY created_at LIMIT ?)",
+                (excess,),
+            )
+        trans.execute("INSERT INTO login_forms (id_hash, csrf, created_at) VALUES (?, ?, ?)", (key, csrf, now))
+
+    async def take_login_form(self, token: Optional[str]) -> Optional[str]:
+        """
+        The CSRF token of the live pre-session of C{token} (the login
+        cookie), which ends now (each form is sent once); C{None} if there
+        is none.
+        """
+        if not token or len(token) > 200:
+            return None
+        return await self.store.run_write(self._take_login_form, _sha256(token), self.reactor.seconds() - LOGIN_FORM_TTL)
+
+    @staticmethod
+    def _take_login_form(trans, key, horizon):
+        trans.execute("SELECT csrf, created_at FROM login_forms WHERE id_hash = ?", (key,))
+        row = trans.fetchone()
+        if row is None:
+            return None
+        trans.execute("DELETE FROM login_forms WHERE id_hash = ?", (key,))
+        return row[0] if row[1] >= horizon else None
+
+    def count_login_forms(self):
+        return self.store.run_read(lambda trans: trans.execute("SELECT count(*) FROM login_forms").fetchone()[0])
+
     # -- API tokens --------------------------------------------------------
 
     async def reload_tokens(self) -> None:
@@ -668,22 +836,21 @@ class Users(Service):
         return [dict(zip(keys, row)) for row in trans.fetchall()]
 
 
-def add_user_sync(path: str, name: str, role: str, password: str, now: float) -> bool:
+def add_user_sync(path: str, name: str, role: str, password: str, now: float, scrypt_n: int = SCRYPT_N) -> bool:
     """
     Create a user, or reset the password and role of an existing one,
     directly in the SQLite file (bringing its schema up to date first).
     For the command line, before any reactor runs.  Returns whether the
     user is new.
     """
-    import os
-
     from monitor.store.migrations import migrate
+    from monitor.store.sqlite import owner_only_database
 
     check_name(name)
     check_role(role)
     check_new_password(password)
-    hashed = hash_password(password)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    hashed = hash_password(password, n=scrypt_n)
+    owner_only_database(path)
     connection = sqlite3.connect(path, timeout=10, isolation_level=None)
     try:
         connection.execute("PRAGMA journal_mode = WAL")
@@ -737,7 +904,8 @@ def add_user_command(config, name: str, role: str, password_file: Optional[str],
         check_new_password(password)
         if config.store.get("kind", "sqlite") != "sqlite":
             raise UserError("store", "--add-user works on the sqlite store only")
-        created = add_user_sync(config.resolve(config.store["path"]), name, role, password, time.time())
+        scrypt_n = config.web.get("scrypt_n", SCRYPT_N)
+        created = add_user_sync(config.resolve(config.store["path"]), name, role, password, time.time(), scrypt_n)
     except UserError as e:
         print(f"monitor: cannot add user: {e.field}: {e.message}", file=stderr)
         return 1

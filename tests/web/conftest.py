@@ -5,6 +5,7 @@ three users made with C{--add-user}, and a headless Chromium (Debian's)
 driven by Playwright.
 """
 
+import http.client
 import json
 import os
 import re
@@ -18,7 +19,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
+from http.cookies import SimpleCookie
 from itertools import count
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -38,6 +41,9 @@ path = "monitor.sqlite"
 [web]
 endpoint = "tcp:0:interface=127.0.0.1"
 ws_interval = 0.1
+# A cheaper password hash than the default 2**17, to keep the suite quick;
+# tests/web/test_security.py checks the real cost.
+scrypt_n = 16384
 [[sources]]
 kind = "replay"
 name = "inbox"
@@ -195,6 +201,55 @@ class HubProcess:
         status, _, body = self.request("/topics", opener=opener)
         assert status == 200
         return opener, re.search(rb'data-csrf="([^"]+)"', body).group(1).decode()
+
+
+class Browser:
+    """
+    One client of the hub from a loopback address of its own (Linux routes
+    all of 127/8 to lo), so the per-address throttle of one test does not
+    touch the others.
+    """
+
+    def __init__(self, hub, address="127.0.0.1"):
+        parts = urlsplit(hub.base)
+        self.host, self.port, self.address = parts.hostname, parts.port, address
+        self.cookies = {}
+
+    def request(self, method, path, form=None, headers=None, body=None):
+        """
+        C{(status, headers, body)}: C{form} is sent urlencoded, else
+        C{body} as it is; a C{Host} in C{headers} replaces the real one.
+        """
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=60, source_address=(self.address, 0))
+        try:
+            head = dict(headers or {})
+            if self.cookies:
+                head["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            if form is not None:
+                body = urlencode(form).encode()
+                head["Content-Type"] = "application/x-www-form-urlencoded"
+            connection.request(method, path, body=body, headers=head)
+            response = connection.getresponse()
+            data = response.read()
+            for value in response.headers.get_all("Set-Cookie") or ():
+                for name, morsel in SimpleCookie(value).items():
+                    if morsel["max-age"] == "0":
+                        self.cookies.pop(name, None)
+                    else:
+                        self.cookies[name] = morsel.value
+            return response.status, response.headers, data
+        finally:
+            connection.close()
+
+    def login_form(self):
+        """A fresh login form's CSRF token (and its cookie, kept)."""
+        status, _, body = self.request("GET", "/login")
+        assert status == 200
+        return re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
+
+    def login(self, name, password, csrf=None):
+        csrf = csrf or self.login_form()
+        return self.request("POST", "/login", {"csrf": csrf, "name": name, "password": password, "next": "/live"})[0]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

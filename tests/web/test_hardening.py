@@ -4,19 +4,17 @@ real C{twistd monitor} over loopback the way an attacker or a careless
 client would.
 """
 
-import http.client
 import re
 import tempfile
 import threading
-from http.cookies import SimpleCookie
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from tests.web import conftest
-from tests.web.conftest import TOKEN, HubProcess
+from tests.web.conftest import TOKEN, Browser, HubProcess
 from tests.web.wsclient import RawClient
 
 BURST_PASSWORD = "burst password 1"
@@ -38,52 +36,6 @@ def hub():
     hub.start()
     yield hub
     hub.stop()
-
-
-class Browser:
-    """
-    One client of the hub from a loopback address of its own (Linux routes
-    all of 127/8 to lo), so the per-address throttle of one test does not
-    touch the others.
-    """
-
-    def __init__(self, hub, address):
-        parts = urlsplit(hub.base)
-        self.host, self.port, self.address = parts.hostname, parts.port, address
-        self.cookies = {}
-
-    def request(self, method, path, form=None, headers=None):
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60, source_address=(self.address, 0))
-        try:
-            head = dict(headers or {})
-            if self.cookies:
-                head["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-            body = None
-            if form is not None:
-                body = urlencode(form).encode()
-                head["Content-Type"] = "application/x-www-form-urlencoded"
-            connection.request(method, path, body=body, headers=head)
-            response = connection.getresponse()
-            data = response.read()
-            for value in response.headers.get_all("Set-Cookie") or ():
-                for name, morsel in SimpleCookie(value).items():
-                    if morsel["max-age"] == "0":
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = morsel.value
-            return response.status, response.headers, data
-        finally:
-            connection.close()
-
-    def login_form(self):
-        """A fresh login form's CSRF token (and its cookie, kept)."""
-        status, _, body = self.request("GET", "/login")
-        assert status == 200
-        return re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
-
-    def login(self, name, password, csrf=None):
-        csrf = csrf or self.login_form()
-        return self.request("POST", "/login", {"csrf": csrf, "name": name, "password": password, "next": "/live"})[0]
 
 
 def test_login_burst_is_throttled_before_hashing(hub):
@@ -236,13 +188,18 @@ async def test_role_change_keeps_a_socket_that_is_still_allowed(reactor, hub):
 
 @pytest_twisted.ensureDeferred
 async def test_one_user_cannot_hold_every_live_slot(reactor, hub):
-    """Past ws_per_user sockets a user's handshakes get 429; other users still get in."""
+    """Past ws_per_user sockets a user's handshakes get 429, from any of their sessions; other users still get in."""
     _, cookie = session_cookie(hub, "vi", "127.0.0.7")
     held = [await open_ws(reactor, hub, cookie) for _ in range(3)]
     parts = urlsplit(hub.base)
     refused = RawClient(parts.netloc, hub.base, cookie)
     await connectProtocol(TCP4ClientEndpoint(reactor, parts.hostname, parts.port), refused)
     assert await refused.handshake.addTimeout(10, reactor) == 429
+    # The cap is the user's, across sessions: a second login does not lift it.
+    _, second = session_cookie(hub, "vi", "127.0.0.8")
+    also_refused = RawClient(parts.netloc, hub.base, second)
+    await connectProtocol(TCP4ClientEndpoint(reactor, parts.hostname, parts.port), also_refused)
+    assert await also_refused.handshake.addTimeout(10, reactor) == 429
     _, admin_cookie = session_cookie(hub, "admin", "127.0.0.7")
     other = await open_ws(reactor, hub, admin_cookie)
     for c in (*held, other):

@@ -124,3 +124,23 @@ def test_json_depth():
     assert json_body(request(body=json.dumps({"s": "[" * 1000}).encode())) == {"s": "[" * 1000}
     with pytest.raises(BadParameter):
         json_body(request(body=b'{"a": NaN}'))
+
+
+def test_what_the_fuzz_found(hub):
+    """A rule's 400 names the body; a NUL in an API path is a JSON 400; a token id past SQLite's integer is a form error."""
+    status, body = api(hub, "/api/v1/rules", [])
+    assert (status, body["parameter"]) == (400, "body"), body
+    status, body = api(hub, "/api/v1/rules/%00")
+    assert (status, body["parameter"]) == (400, "path"), body
+    opener, csrf = hub.login("admin")
+    for value in ("9" * 400, "²", "-1", ""):
+        status, _, page = hub.request("/admin/tokens/revoke", {"csrf": csrf, "id": value}, opener=opener)
+        assert status == 400 and b"No such live token." in page, (value, status)
+
+
+def test_row_id():
+    from monitor.web.params import row_id
+
+    assert row_id("1") == 1 and row_id(str(2**63 - 1)) == 2**63 - 1
+    for text in ("0", str(2**63), "9" * 400, "²", "-1", " 1", "", None):
+        assert row_id(text) is None, text
