@@ -230,7 +230,8 @@ def test_api_operation(fuzz_hub, description, path, method):
 
 #: The pages whose forms are read (with their fields) before fuzzing.
 PAGES = ["/dashboard", "/live", "/map", "/posts", "/topics", "/topics/new", "/topics/edit?name=Acme", "/sources",
-         "/alerts", "/alerts/rules/new", "/alerts/rules/fuzz-rule/edit", "/admin", "/account", "/login"]  # fmt: skip
+         "/alerts", "/alerts/rules/new", "/alerts/rules/fuzz-rule/edit", "/admin", "/account", "/login",
+         "/models"]  # fmt: skip
 #: What the GET routes may read, besides their forms' fields.
 QUERY_NAMES = ["topic", "range", "since", "until", "q", "sentiment", "label", "source", "limit", "cursor", "bucket",
                "name", "format", "period", "next", "kinds", "state", "severity", "rule", "top", "days"]  # fmt: skip
@@ -293,12 +294,17 @@ def page_forms(fuzz_hub):
 
 
 def test_every_post_route_has_a_form_or_is_known(page_forms):
-    """The pages' forms cover the POST routes (those needing a rule, incident or first run are filled by name)."""
+    """
+    The pages' forms cover the POST routes (those needing a rule, incident,
+    trained model or first run are filled by name; /ui/feedback is the
+    correction bar's JSON call, not a form).
+    """
     covered = {rule for method, rule in ui_routes() if method == "POST"
                for (m, action) in page_forms if m == "POST" and _pattern(rule).match(urlsplit(action).path)}  # fmt: skip
     missing = {rule for method, rule in ui_routes() if method == "POST"} - covered
     assert missing <= {"/setup/<token>", "/alerts/rules/<name>/enable", "/alerts/incidents/<incident_id>/acknowledge",
-                       "/alerts/incidents/<incident_id>/resolve", "/alerts/channels/<name>/enable"}, missing  # fmt: skip
+                       "/alerts/incidents/<incident_id>/resolve", "/alerts/channels/<name>/enable",
+                       "/models/<name>/<verb>", "/ui/feedback"}, missing  # fmt: skip
 
 
 def _fields_of(page_forms, method, rule):
