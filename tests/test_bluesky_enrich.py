@@ -13,6 +13,7 @@ from twisted.internet.task import deferLater
 from monitor.alerts.detector import Detector
 from monitor.alerts.rules import Rule
 from monitor.model import Analysis, Enriched, Post
+from tests.stack import running
 from tests.test_bluesky_loopback import wait_until
 
 ALICE = "did:plc:alice000000000000000000"
@@ -67,58 +68,46 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     hub = SimpleNamespace(store=store, metrics=metrics, topics=topics, sources=[source])
     engine = AlertEngine(hub, config, reactor=reactor)
     pipeline.add_sink(engine)
-    started = []
+    steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
+             (pipeline, False), (source, False)]  # fmt: skip
     try:
-        for service, waits in ((store, True), (None, True), (engine, True), (analyzer, False), (pipeline, False),
-                               (source, False)):  # fmt: skip
-            if service is None:
-                await topics.seed(config.topics)
-                continue
-            d = service.startService()
-            started.append(service)
-            if waits and d is not None:
-                await d
-        await wait_until(reactor, lambda: source.state == "connected")
-        posted = reactor.seconds()
-        fake.post(ALICE, "3k1", "acme is down again")
-        fake.post(BOB, "3k2", "acme works for me")
-        uid = f"bluesky:at://{ALICE}/app.bsky.feed.post/3k1"
-        bob_uid = f"bluesky:at://{BOB}/app.bsky.feed.post/3k2"
-        seen = {}
+        async with running(steps):
+            await wait_until(reactor, lambda: source.state == "connected")
+            posted = reactor.seconds()
+            fake.post(ALICE, "3k1", "acme is down again")
+            fake.post(BOB, "3k2", "acme works for me")
+            uid = f"bluesky:at://{ALICE}/app.bsky.feed.post/3k1"
+            bob_uid = f"bluesky:at://{BOB}/app.bsky.feed.post/3k2"
+            seen = {}
 
-        def author_of(uid, want=None):
-            """Ask the store (the answer lands on a later poll); true once it is C{want}, or anything."""
-            store.run_read(_author, uid).addCallback(lambda row: seen.__setitem__(uid, row))
-            row = seen.get(uid)
-            return row is not None and (want is None or row == want)
+            def author_of(uid, want=None):
+                """Ask the store (the answer lands on a later poll); true once it is C{want}, or anything."""
+                store.run_read(_author, uid).addCallback(lambda row: seen.__setitem__(uid, row))
+                row = seen.get(uid)
+                return row is not None and (want is None or row == want)
 
-        def hits():
-            """Hits of the influencer rule: those flushed to the metrics and those not yet."""
-            return metrics.alert_hits.labels("big-voice")._value.get() + engine.detector.hits["big-voice"]
+            def hits():
+                """Hits of the influencer rule: those flushed to the metrics and those not yet."""
+                return metrics.alert_hits.labels("big-voice")._value.get() + engine.detector.hits["big-voice"]
 
-        await wait_until(reactor, lambda: author_of(uid), seconds=3.0, step=0.01)
-        # Stored before the AppView answered, with the DID for an author.
-        assert reactor.seconds() - posted < fake.appview_delay
-        assert seen[uid] == (ALICE, None, 0)
-        assert hits() == 0
-        await wait_until(reactor, lambda: author_of(uid, ("alice.example.com", 52_000, 1)), seconds=5.0)
-        await wait_until(reactor, lambda: author_of(bob_uid, ("bob.example.com", 12, 0)), seconds=3.0)
-        await wait_until(reactor, lambda: hits() == 1, seconds=3.0)
-        await deferLater(reactor, 0.3, lambda: None)
-        assert hits() == 1  # once, not once per look
-        # Her next post has the profile from the start; it is a hit of its own.
-        fake.post(ALICE, "3k3", "acme support never answers")
-        await wait_until(reactor, lambda: hits() == 2, seconds=3.0)
-        assert metrics.stored.labels("bsky")._value.get() == 3
-        await engine.flush()
-        incidents, _ = await engine.incidents({"rule": "big-voice"}, limit=10)
-        assert len(incidents) == 1 and incidents[0]["posts"] == 2
+            await wait_until(reactor, lambda: author_of(uid), seconds=3.0, step=0.01)
+            # Stored before the AppView answered, with the DID for an author.
+            assert reactor.seconds() - posted < fake.appview_delay
+            assert seen[uid] == (ALICE, None, 0)
+            assert hits() == 0
+            await wait_until(reactor, lambda: author_of(uid, ("alice.example.com", 52_000, 1)), seconds=5.0)
+            await wait_until(reactor, lambda: author_of(bob_uid, ("bob.example.com", 12, 0)), seconds=3.0)
+            await wait_until(reactor, lambda: hits() == 1, seconds=3.0)
+            await deferLater(reactor, 0.3, lambda: None)
+            assert hits() == 1  # once, not once per look
+            # Her next post has the profile from the start; it is a hit of its own.
+            fake.post(ALICE, "3k3", "acme support never answers")
+            await wait_until(reactor, lambda: hits() == 2, seconds=3.0)
+            assert metrics.stored.labels("bsky")._value.get() == 3
+            await engine.flush()
+            incidents, _ = await engine.incidents({"rule": "big-voice"}, limit=10)
+            assert len(incidents) == 1 and incidents[0]["posts"] == 2
     finally:
-        for service in reversed(started):
-            try:
-                await maybeDeferred(service.stopService)
-            except Exception:
-                pass
         fake.disconnect_all()
         await port.stopListening()
 
