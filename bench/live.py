@@ -16,11 +16,15 @@ Jetstream frame, collector, queue, matching, VADER, SQLite, live channel.
    lost by the hub, or missing).
 
     python bench/live.py [--rate 1000] [--duration 10] [--flood 40000]
-                         [--profile-wait 0] [--json bench/out/live.json]
+                         [--profile-wait 0] [--authors 300] [--appview-delay 0]
+                         [--json bench/out/live.json]
 
-`--profile-wait` is the collector's `profile_wait`: the default 1 s (a
-post waits up to that for its author's profile) is what a user gets; 0
-measures the rest of the path.  Loopback only; it stops by itself.
+`--profile-wait` is the collector's `profile_wait`: 0, the default, sends
+a post on at once and attaches its author's profile when it comes; 1 holds
+a post up to a second for it.  `--authors` is how many authors the posts
+cycle through (300: profiles come from the cache after the warm-up; 0: a
+new author for every post, a cold cache), `--appview-delay` how long the
+fake AppView takes to answer.  Loopback only; it stops by itself.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def run(args) -> dict:
     from twisted.internet.task import LoopingCall, deferLater
 
     fake = FakeJetstream(reactor)
+    fake.appview_delay = args.appview_delay
     port = reactor.listenTCP(0, fake.site(), interface="127.0.0.1").getHost().port
     hub = Hub(tempfile.mkdtemp(prefix="monitor-live-"), config=config(port, args.profile_wait))
     state: dict = {"emitted": {}, "received": {}, "lost": 0, "frames": 0, "rss": []}
@@ -112,9 +117,11 @@ def run(args) -> dict:
         for _ in range(n):
             i = seq[0]
             seq[0] += 1
-            # Authors repeat, as on the network, so profiles come from the cache.
+            # Authors repeat, as on the network, so profiles come from the
+            # cache; or (--authors 0) every post has a new one.
             emitted[i] = time.perf_counter()
-            fake.post(f"did:plc:bench{i % 300:04d}", f"3l{i:012x}", f"acme live {i} is down again, support please help")
+            author = i % args.authors if args.authors else i
+            fake.post(f"did:plc:bench{author:08d}", f"3l{i:012x}", f"acme live {i} is down again, support please help")
 
     def sample():
         state["rss"].append(hub.ps.memory_info().rss)
@@ -199,6 +206,9 @@ def run(args) -> dict:
     hub.stop()
     return {
         "profile_wait": args.profile_wait,
+        "authors": args.authors,
+        "appview_delay": args.appview_delay,
+        "appview_calls": len(fake.appview_requests),
         "paced": state.get("paced"),
         "flood": state.get("flood"),
         "posts_stored_total": state.get("stored"),
@@ -212,7 +222,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="posts per second in the paced run")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the paced run")
     parser.add_argument("--flood", type=int, default=40000, help="posts in the flat-out run")
-    parser.add_argument("--profile-wait", type=float, default=0.0)
+    parser.add_argument("--profile-wait", type=float, default=0.0, help="the collector's profile_wait")
+    parser.add_argument("--authors", type=int, default=300, help="authors the posts cycle through; 0: all new")
+    parser.add_argument("--appview-delay", type=float, default=0.0, help="seconds the fake AppView takes")
     parser.add_argument("--json", default=str(ROOT / "bench" / "out" / "live.json"))
     args = parser.parse_args()
     result = run(args)

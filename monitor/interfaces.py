@@ -114,7 +114,7 @@ class IStore(IService):
     dead letters.  Idempotent on a post's C{uid}.
     """
 
-    def store_batch(posts, cursors, rejected=(), collected=None):
+    def store_batch(posts, cursors, rejected=(), collected=None, updates=()):
         """
         Write analysed posts, keep the payloads in C{rejected}
         (L{monitor.model.Rejected}) as dead letters and advance collector
@@ -122,7 +122,9 @@ class IStore(IService):
         new position.  Posts whose uid is already stored are ignored.
         C{collected} (posts per source the batch accounts for, also those
         not stored) and the rejected payloads are added to the sources'
-        all-time counters in the same transaction.
+        all-time counters in the same transaction.  C{updates}
+        (L{monitor.model.Enriched}) set the author fields of stored posts,
+        after this batch's posts are written.
         Returns a Deferred firing with the number of posts newly stored.
         """
 

@@ -81,6 +81,36 @@ class Rejected:
     received_at: float = 0.0
 
 
+#: A key a collector sets in L{Post.extra} of a post it sends on before its
+#: author's profile is known; an L{Enriched} follows.  The pipeline takes it
+#: out before the post is stored.
+PROFILE_PENDING = "profile_pending"
+
+
+@dataclass(slots=True)
+class Enriched:
+    """
+    An author's profile that arrived after some of their posts were sent
+    on without it, carried through the queue like a post so that the
+    store updates those posts in order with every other write (after the
+    posts themselves, never lost with a restart of the queue).
+
+    @ivar uids: the posts (L{Post.uid}) that went out without it.
+    @ivar author: the handle to show, or C{None} to keep the stored one.
+    """
+
+    source: str
+    uids: list[str]
+    author: Optional[str]
+    author_followers: Optional[int]
+    author_verified: bool = False
+    cursor: Optional[str] = None
+    received_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass(slots=True)
 class Post:
     """

@@ -10,7 +10,7 @@ collectors meanwhile); nothing taken from the queue is dropped.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Optional
 
 from twisted.application.service import Service
@@ -19,10 +19,14 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from monitor.interfaces import ISink
-from monitor.model import Rejected
+from monitor.model import PROFILE_PENDING, Enriched, Rejected
 
 #: Store retry delays in seconds: doubling, capped.
 _RETRY_FIRST, _RETRY_CAP = 0.5, 30.0
+
+#: Matched posts stored without their author's followers, remembered so
+#: that a late profile (L{Enriched}) lets follower rules see them once.
+UNENRICHED = 10_000
 
 
 class Pipeline(Service):
@@ -52,6 +56,7 @@ class Pipeline(Service):
         self._get: Optional[Deferred] = None
         self._loop: Optional[Deferred] = None
         self._stopping = False
+        self._unenriched: OrderedDict[str, object] = OrderedDict()
 
     def add_sink(self, sink) -> None:
         """
@@ -105,6 +110,7 @@ class Pipeline(Service):
         cursors: dict[str, str] = {}
         matched = []
         rejected = []
+        updates = []
         unmatched: Counter[str] = Counter()
         for post in posts:
             if post.cursor is not None:
@@ -112,11 +118,21 @@ class Pipeline(Service):
             if isinstance(post, Rejected):
                 rejected.append(post)
                 continue
+            if isinstance(post, Enriched):
+                updates.append(post)
+                continue
             post.topics = matcher.match(post)
+            # A collector's mark, not part of the post: a late profile
+            # (Enriched) will follow this one.
+            pending = post.extra.pop(PROFILE_PENDING, False) if post.extra else False
             if post.topics:
                 matched.append(post)
+                if pending:
+                    self._unenriched[post.uid] = post
             else:
                 unmatched[post.source] += 1
+        while len(self._unenriched) > UNENRICHED:
+            self._unenriched.popitem(last=False)
         for source, n in unmatched.items():
             self.metrics.unmatched.labels(source).inc(n)
 
@@ -129,18 +145,51 @@ class Pipeline(Service):
 
         # Store in queue order: wait for the batch before this one.
         await previous
-        collected = Counter(post.source for post in posts if not isinstance(post, Rejected))
-        await self._store(matched, cursors, rejected, collected)
+        collected = Counter(post.source for post in posts if not isinstance(post, (Rejected, Enriched)))
+        await self._store(matched, cursors, rejected, collected, updates)
         await self.queue.ack(posts)
         if matched:
             self._notify(matched)
+        if updates:
+            self._enriched(updates)
 
-    async def _store(self, posts: list, cursors: dict, rejected: list, collected: Counter) -> None:
+    def _enriched(self, updates: list) -> None:
+        """
+        Give late profiles to the posts in memory that lacked them, and
+        show those posts to the sinks that care (follower rules, once).
+        """
+        posts = []
+        for update in updates:
+            for uid in update.uids:
+                post = self._unenriched.pop(uid, None)
+                if post is None:
+                    continue
+                if update.author:
+                    post.author = update.author
+                if update.author_followers is not None:
+                    post.author_followers = update.author_followers
+                post.author_verified = update.author_verified
+                posts.append(post)
+        if not posts:
+            return
+        for sink in self.sinks:
+            enriched = getattr(sink, "posts_enriched", None)
+            if enriched is None:
+                continue
+            try:
+                enriched(posts)
+            except Exception:
+                self.log.failure("sink {sink!r} failed on enriched posts", sink=sink)
+
+    async def _store(self, posts: list, cursors: dict, rejected: list, collected: Counter, updates=()) -> None:
         delay = _RETRY_FIRST
         while True:
             started = self.reactor.seconds()
             try:
-                inserted = await self.store.store_batch(posts, cursors, rejected, collected)
+                if updates:
+                    inserted = await self.store.store_batch(posts, cursors, rejected, collected, updates)
+                else:
+                    inserted = await self.store.store_batch(posts, cursors, rejected, collected)
             except Exception as e:
                 self.metrics.store_errors.inc()
                 self.log.error(

@@ -24,6 +24,7 @@ from monitor.config import ConfigError, parse_config
 from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
+from monitor.model import PROFILE_PENDING, Enriched
 from tests.fakes.jetstream import FakeJetstream, link_facet, mention_facet, tag_facet
 from tests.fakes.store import CursorStore
 
@@ -450,21 +451,31 @@ def test_late_profiles_never_hold_posts_beyond_the_bound():
     w.advance(0.2, step=0.1)
     posts = w.take()
     assert [(p.text, p.author_followers) for p in posts] == [("first", None), ("second", None)]
+    assert all(p.extra.get(PROFILE_PENDING) for p in posts)
     pending[0].callback({ALICE: {"handle": "alice.example.com", "followers": 7, "verified": False}})
     w.fake.post(ALICE, "3k3", "third")
     w.settle()
-    assert [(p.text, p.author, p.author_followers) for p in w.take()] == [("third", "alice.example.com", 7)]
+    late, third = w.take()
+    # The profile follows the posts that went out without it, then serves the next.
+    assert isinstance(late, Enriched) and late.uids == [p.uid for p in posts]
+    assert (late.author, late.author_followers, late.author_verified) == ("alice.example.com", 7, False)
+    assert (third.text, third.author, third.author_followers) == ("third", "alice.example.com", 7)
+    assert PROFILE_PENDING not in third.extra
 
 
-def test_profile_wait_zero_never_waits_but_enriches_later_posts():
-    """profile_wait = 0: posts go out at once; the looked-up profile serves the author's next posts."""
-    w = World(appview=True, profile_wait=0.0).start()
+def test_profile_wait_zero_never_waits_and_the_profile_follows():
+    """The default (profile_wait = 0): a post goes out at once; its profile follows it, then serves the next posts."""
+    w = World(appview=True).start()
+    assert w.source.profile_wait == 0
     w.source.profiles.fetch = lambda dids: succeed({d: {"handle": "h.example", "followers": 3, "verified": False}
                                                     for d in dids})
     w.fake.post(ALICE, "3k1", "first")
     w.settle()
-    assert [p.author_followers for p in w.take()] == [None]
+    (first,) = w.take()
+    assert (first.author, first.author_followers) == (ALICE, None)
     w.advance(0.1, step=0.05)
+    (late,) = w.take()
+    assert isinstance(late, Enriched) and late.uids == [first.uid] and late.author_followers == 3
     w.fake.post(ALICE, "3k2", "second")
     w.settle()
     assert [p.author_followers for p in w.take()] == [3]
@@ -536,7 +547,7 @@ def test_config_defaults_and_checks():
     config = parse_config({"sources": [{"kind": "bluesky", "name": "bsky"}]})
     (spec,) = config.sources
     assert spec["url"] == "wss://jetstream2.us-east.bsky.network/subscribe"
-    assert spec["appview_url"] == "https://public.api.bsky.app" and spec["profile_wait"] == 1.0
+    assert spec["appview_url"] == "https://public.api.bsky.app" and spec["profile_wait"] == 0.0
     with pytest.raises(ConfigError) as e:
         parse_config({"sources": [{"kind": "bluesky", "name": "b", "url": "https://x", "appview_url": "ftp://y",
                                    "rewind": -1}]})

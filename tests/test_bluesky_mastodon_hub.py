@@ -90,10 +90,18 @@ async def test_hub_collects_from_both_networks_across_a_restart(reactor, tmp_pat
         hub.start()
         post_everywhere(5)
         await stored(40)
-        code, body = await hub.get("/api/v1/posts?topic=Acme&limit=500&source=bluesky")
-        posts = json.loads(body)["posts"]
+
+        async def bluesky_posts():
+            code, body = await hub.get("/api/v1/posts?topic=Acme&limit=500&source=bluesky")
+            return json.loads(body)["posts"]
+
+        async def handles_attached():
+            # Posts go out before their authors' profiles; the profiles follow.
+            return all(p["author"].endswith(".bsky.social") for p in await bluesky_posts())
+
+        await hub.wait_until(handles_attached, seconds=10)
+        posts = await bluesky_posts()
         assert len(posts) == 20 and len({p["id"] for p in posts}) == 20
-        assert all(p["author"].endswith(".bsky.social") for p in posts)
         assert all(p["url"].startswith("https://bsky.app/profile/did:plc:") for p in posts)
         code, body = await hub.get("/api/v1/posts?topic=Acme&limit=500&source=mastodon")
         posts = json.loads(body)["posts"]

@@ -213,6 +213,34 @@ class Detector:
                     hit_rules = hit_rules | {rule.name}
         self.seen.put(uid, eng, seen_at, hit_rules)
 
+    def enriched(self, posts: Iterable, wall: Optional[float] = None) -> None:
+        """
+        Posts already observed whose author's profile came after them: the
+        rules that need followers look at them again (the others, and the
+        windows, counted them already).  A rule that hit a post before does
+        not hit it again.
+        """
+        for post in posts:
+            uid = post.uid
+            previous = self.seen.get(uid)
+            if previous is None:
+                continue  # forgotten, or never counted: nothing to redo
+            eng, seen_at, hit_rules = previous
+            t = float(post.created_at)
+            if wall is not None and t > wall + MAX_SKEW:
+                t = wall + MAX_SKEW
+            before = hit_rules
+            for topic in post.topics:
+                for rule in self._rules_for(topic)[0]:
+                    if not rule.needs_followers or rule.name in hit_rules:
+                        continue
+                    if rule.matches(post):
+                        self.hits[rule.name] += 1
+                        self.book.hit(rule, t, topic=topic, posts=[post])
+                        hit_rules = hit_rules | {rule.name}
+            if hit_rules is not before:
+                self.seen.put(uid, eng, seen_at, hit_rules)
+
     # -- time ------------------------------------------------------------
 
     def advance(self, t: float) -> None:

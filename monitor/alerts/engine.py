@@ -257,6 +257,16 @@ class AlertEngine(Service):
         self._quiet_time, self._quiet_wall = self.detector.now, wall
         self._schedule_flush()
 
+    def posts_enriched(self, posts) -> None:
+        """
+        Stored posts whose author's profile came late: follower rules see
+        them now.
+        """
+        if not self.running:
+            return
+        self.detector.enriched(posts, self.reactor.seconds())
+        self._schedule_flush()
+
     # -- the timer -------------------------------------------------------
 
     def tick(self) -> None:

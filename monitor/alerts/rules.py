@@ -178,6 +178,14 @@ class Rule:
     def is_window_rule(self) -> bool:
         return self.type in WINDOW_TYPES
 
+    @property
+    def needs_followers(self) -> bool:
+        """
+        Whether the author's profile (followers, verified) decides a hit:
+        such a rule looks again at a post whose profile came late.
+        """
+        return self.type == "influencer" or (self.type == "purchase_intent" and bool(self.min_followers))
+
     def applies_to(self, topic: str) -> bool:
         return not self.topics or topic in self.topics
 

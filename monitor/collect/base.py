@@ -137,7 +137,14 @@ class Collector(Service):
             while self._per_second[0][0] <= second - 60:
                 self._per_second.popleft()
         self._collected.inc()
-        d = self._pending_put = self.queue.put(post)
+        return self.enqueue(post)
+
+    def enqueue(self, item) -> Deferred:
+        """
+        Hand an item (a post, a L{Rejected}, an L{Enriched}) to the queue,
+        in order with what came before; wait for it as for L{emit}.
+        """
+        d = self._pending_put = self.queue.put(item)
         d.addBoth(self._put_done)
         return d
 
@@ -166,9 +173,7 @@ class Collector(Service):
         )
         if cursor is not None:
             rejected = Rejected(self.name, bytes(raw), error, context, cursor, self.reactor.seconds())
-            d = self._pending_put = self.queue.put(rejected)
-            d.addBoth(self._put_done)
-            return d
+            return self.enqueue(rejected)
         d = self.store.dead_letter(self.name, raw, error, context)
         d.addErrback(lambda f: self.log.failure("could not keep a dead letter", f))
         return d

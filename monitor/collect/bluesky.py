@@ -8,8 +8,12 @@ from C{rewind} seconds before the last event it processed and drops what it
 has already seen: the server's times are not strictly increasing, and the
 store ignores a post it already has, so nothing is lost and nothing is kept
 twice.  Handles and follower counts are not in the stream; they come from
-the public AppView in batches, cached, and never hold a post back for longer
-than C{profile_wait}.
+the public AppView in batches, cached.  A post of an author not yet looked
+up goes out at once with what is known (the handle from identity events,
+else the DID) and the profile follows it through the queue when it comes
+(L{monitor.model.Enriched}): the store updates the post, and the rules that
+need followers see it then.  C{profile_wait}, if set, holds such a post back
+for at most that long instead.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succ
 from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
 from monitor.collect.net import USER_AGENT, Backoff, HTTPCollector, StallTimer, read_body, retry_after
 from monitor.config import Field, at_least, register_source_kind
-from monitor.model import Post, parse_time
+from monitor.model import PROFILE_PENDING, Enriched, Post, parse_time
 
 DEFAULT_URL = "wss://jetstream2.us-east.bsky.network/subscribe"
 DEFAULT_APPVIEW = "https://public.api.bsky.app"
@@ -58,7 +62,9 @@ register_source_kind(
         ),
         "stall_timeout": Field(float, 30.0, at_least(1), doc="Seconds without a byte before reconnecting."),
         "rewind": Field(float, 5.0, at_least(0), doc="Seconds replayed before the last event on resume."),
-        "profile_wait": Field(float, 1.0, at_least(0), doc="Most seconds a post waits for its profile."),
+        "profile_wait": Field(
+            float, 0.0, at_least(0), doc="Most seconds a post waits for its profile; 0: none (it follows)."
+        ),
         "profile_ttl": Field(float, 3600.0, at_least(0), doc="Seconds a profile is cached."),
         "max_message": Field(int, 1 << 20, at_least(4096), doc="Largest frame accepted, in bytes."),
     },
@@ -71,6 +77,9 @@ _RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
 
 #: Posts waiting for profiles at most; beyond this the socket is paused.
 MAX_HELD = 2000
+#: Authors whose posts went out before their profile, remembered at most,
+#: and posts of one author remembered at most.
+MAX_LATE, MAX_LATE_POSTS = 20_000, 100
 #: Seconds between two looks for posts whose profile wait is over, at most.
 _PROFILE_TIMEOUT = 10.0
 
@@ -270,6 +279,12 @@ class ProfileCache:
         self._cache.move_to_end(did)
         return True, entry[1]
 
+    def pending(self, did: str) -> bool:
+        """
+        Whether a lookup of C{did} is queued or under way.
+        """
+        return did in self._waiting
+
     def want(self, did: str) -> Deferred:
         """
         The profile of C{did}, from the cache or the next batch; fires with
@@ -383,17 +398,20 @@ def profile_from_view(view: Any) -> Optional[tuple[str, dict]]:
 
 class _Held:
     """
-    A post waiting (until C{deadline}) for its author's profile.
+    A post waiting (until C{deadline}) for its author's profile, or (with
+    no post) a late profile's L{Enriched}, ready to go.
     """
 
-    __slots__ = ("post", "did", "deadline", "ready")
+    __slots__ = ("post", "did", "deadline", "ready", "update")
 
-    def __init__(self, post: Post, did: str, deadline: float) -> None:
-        self.post, self.did, self.deadline, self.ready = post, did, deadline, False
+    def __init__(self, post: Optional[Post], did: str, deadline: float, update: Optional[Enriched] = None) -> None:
+        self.post, self.did, self.deadline, self.ready = post, did, deadline, update is not None
+        self.update = update
 
-    def profile_arrived(self, _profile, source: "BlueskySource") -> None:
+    def profile_arrived(self, profile, source: "BlueskySource"):
         self.ready = True
         source._pump()
+        return profile
 
 
 class _JetstreamProtocol(WebSocketClientProtocol):
@@ -467,7 +485,7 @@ class BlueskySource(HTTPCollector):
         appview_url=DEFAULT_APPVIEW,
         stall_timeout=30.0,
         rewind=5.0,
-        profile_wait=1.0,
+        profile_wait=0.0,
         profile_ttl=3600.0,
         max_message=1 << 20,
         reactor=None,
@@ -493,6 +511,8 @@ class BlueskySource(HTTPCollector):
         self._seen: dict[tuple, int] = {}
         self._since_prune = 0
         self._handles: OrderedDict[str, str] = OrderedDict()
+        #: Authors looked up whose posts went out without a profile: their uids.
+        self._late: OrderedDict[str, list[str]] = OrderedDict()
         self._frames: deque = deque()
         self._held: deque[_Held] = deque()
         self._emitting: Optional[Deferred] = None
@@ -705,8 +725,12 @@ class BlueskySource(HTTPCollector):
                 return
             self._held.popleft()
             post = head.post
-            self._fill_author(post, head.did)
-            d = self.emit(post)
+            if post is None:
+                d = self.enqueue(head.update)
+            else:
+                if not self._fill_author(post, head.did):
+                    self._profile_follows(post, head.did)
+                d = self.emit(post)
             if not d.called:
                 self._emitting = d
                 d.addBoth(self._emitted)
@@ -820,16 +844,53 @@ class BlueskySource(HTTPCollector):
                 d = self.profiles.want(did)
                 if not held.ready:
                     d.addCallback(held.profile_arrived, self)
+                d.addCallback(self._profile_came, did)
         self._held.append(held)
 
-    def _fill_author(self, post: Post, did: str) -> None:
-        profile = self.profiles.get(did)[1] if self.profiles is not None else None
+    def _fill_author(self, post: Post, did: str) -> bool:
+        """
+        Give C{post} what is known of its author; C{False} if the profile
+        is not (yet) known.
+        """
+        found, profile = self.profiles.get(did) if self.profiles is not None else (False, None)
         handle = (profile or {}).get("handle") or self._handles.get(did)
         if handle:
             post.author = handle
         if profile:
             post.author_followers = profile["followers"]
             post.author_verified = profile["verified"]
+        return found
+
+    def _profile_follows(self, post: Post, did: str) -> None:
+        """
+        C{post} goes out before its author's profile: if a lookup is under
+        way, remember it, so that the profile follows it through the queue.
+        """
+        if self.profiles is None or not self.profiles.pending(did):
+            return
+        uids = self._late.get(did)
+        if uids is None:
+            uids = self._late[did] = []
+            if len(self._late) > MAX_LATE:
+                self._late.popitem(last=False)
+        if len(uids) < MAX_LATE_POSTS:
+            uids.append(post.uid)
+            post.extra[PROFILE_PENDING] = True
+
+    def _profile_came(self, profile: Optional[dict], did: str) -> None:
+        uids = self._late.pop(did, None)
+        if not uids or not profile or self._stopped:
+            return
+        update = Enriched(
+            self.name,
+            uids,
+            profile.get("handle") or self._handles.get(did),
+            profile["followers"],
+            profile["verified"],
+            received_at=self.reactor.seconds(),
+        )
+        self._held.append(_Held(None, did, 0.0, update))
+        self._pump()
 
     def _profile_trouble(self, why: Optional[str]) -> None:
         if why:
@@ -892,6 +953,7 @@ class BlueskySource(HTTPCollector):
             self.profiles.stop()
         self._frames.clear()
         self._held.clear()
+        self._late.clear()
         d = super().stopService()
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.abortConnection()

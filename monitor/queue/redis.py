@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.interfaces import IQueue
-from monitor.model import Post, Rejected
+from monitor.model import Enriched, Post, Rejected
 from monitor.redact import redact_url
 
 __all__ = ["RedisQueue", "parse_redis_url", "default_consumer"]
@@ -89,6 +89,8 @@ def _encode(item) -> tuple[str, str]:
                 "received_at": item.received_at,
             }
         )
+    if isinstance(item, Enriched):
+        return "e", json.dumps(item.to_dict(), ensure_ascii=False)
     return "p", json.dumps(item.to_dict(), ensure_ascii=False)
 
 
@@ -97,6 +99,8 @@ def _decode(field: str, value: str):
     if field == "r":
         d["raw"] = d["raw"].encode("latin-1")
         return Rejected(**d)
+    if field == "e":
+        return Enriched(**d)
     return Post.from_dict(d)
 
 

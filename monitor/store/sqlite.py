@@ -84,6 +84,12 @@ _POST_COLUMNS = (
 # The existence check in _store_batch runs under the write lock, so a plain
 # INSERT cannot meet a duplicate uid; if it ever did, the batch fails loudly
 # rather than attaching topics to the wrong row.
+#: A late profile: the handle (kept if unknown), followers and verified.
+_UPDATE_AUTHOR = (
+    "UPDATE posts SET author = coalesce(?, author), author_followers = coalesce(?, author_followers), "
+    "author_verified = ? WHERE uid = ?"
+)
+
 _INSERT_POST = (
     f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_POST_COLUMNS))})"
@@ -601,7 +607,7 @@ class SQLiteStore(Service):
 
     # -- posts and cursors -------------------------------------------------
 
-    def store_batch(self, posts, cursors, rejected=(), collected=None) -> Deferred:
+    def store_batch(self, posts, cursors, rejected=(), collected=None, updates=()) -> Deferred:
         """
         Store new posts, keep rejected payloads as dead letters and advance
         cursors in one transaction; fires with the number of posts newly
@@ -620,12 +626,15 @@ class SQLiteStore(Service):
         counts = {source: [n, 0] for source, n in collected.items()}
         for r in rejected:
             counts.setdefault(r.source, [0, 0])[1] += 1
+        authors = [
+            (u.author, u.author_followers, 1 if u.author_verified else 0, uid) for u in updates for uid in u.uids
+        ]
         # stored_at is read in the writer thread, once the write lock is
         # held, so that it measures the wait for the writer too.
-        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds, letters, counts)
+        return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds, letters, counts, authors)
 
     @staticmethod
-    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=(), counts=None) -> int:
+    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=(), counts=None, authors=()) -> int:
         # Take the write lock first: the duplicate check and the ids below
         # stay true until commit.
         trans.execute("BEGIN IMMEDIATE")
@@ -653,6 +662,10 @@ class SQLiteStore(Service):
                 trans.executemany(_INSERT_TOPIC, topic_rows)
             if tag_rows:
                 trans.executemany(_INSERT_TAG, tag_rows)
+        if authors:
+            # After the inserts: a profile follows its posts in the queue,
+            # sometimes in the same batch.
+            trans.executemany(_UPDATE_AUTHOR, authors)
         if cursors:
             trans.executemany(
                 _UPSERT_CURSOR,

@@ -14,12 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import deferLater
 
 from monitor.alerts.config import check_rule_spec
 from monitor.alerts.detector import Detector
 from monitor.model import Analysis, Post, parse_time
+from tests.stack import running
 
 EVENT = "crisislex/T26_2013_LA_airport_shootings/2013_LA_airport_shootings"
 #: The first tweet of the surge (the shooting began at about 16:20).
@@ -118,17 +118,9 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     hub = SimpleNamespace(store=store, metrics=metrics, topics=topics, sources=[source])
     engine = AlertEngine(hub, config, reactor=reactor)
     pipeline.add_sink(engine)
-    started = []
-    try:
-        for service, waits in ((store, True), (None, True), (engine, True), (analyzer, False), (pipeline, False),
-                               (source, False)):  # fmt: skip
-            if service is None:
-                await topics.seed(config.topics)
-                continue
-            d = service.startService()
-            started.append(service)
-            if waits and d is not None:
-                await d
+    steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
+             (pipeline, False), (source, False)]  # fmt: skip
+    async with running(steps):
         for _ in range(600):
             if source.state == "finished" and queue.size() == 0 and metrics.stored.labels("crisislex")._value.get():
                 break
@@ -136,14 +128,6 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
         await deferLater(reactor, 0.5, lambda: None)
         incidents, _ = await engine.incidents({"rule": "lax-spike"}, limit=50)
         shooting, _ = await engine.incidents({"rule": "shooting"}, limit=500)
-    finally:
-        # Stop everything, whatever fails: a thread pool left running
-        # would keep the test process alive.
-        for service in reversed(started):
-            try:
-                await maybeDeferred(service.stopService)
-            except Exception:
-                pass
     stored = metrics.stored.labels("crisislex")._value.get()
     assert stored > 2500
     first = min(parse_time(i["opened_at"]) for i in incidents)

@@ -9,7 +9,7 @@ from twisted.internet.defer import CancelledError
 from zope.interface.verify import verifyObject
 
 from monitor.interfaces import IQueue
-from monitor.model import Analysis, Post, Rejected
+from monitor.model import Analysis, Enriched, Post, Rejected
 
 WAIT = 5  # seconds any one step may take on a real reactor
 
@@ -96,7 +96,7 @@ async def test_a_cancelled_put_never_enters(make_queue, reactor):
 
 @pytest_twisted.ensureDeferred
 async def test_posts_and_rejected_payloads_travel_intact(make_queue, reactor):
-    """Every field of a post survives the queue, and a rejected payload keeps its raw bytes."""
+    """Every field of a post survives the queue, a rejected payload keeps its raw bytes, a late profile its posts."""
     q = make_queue()
     p = post(1, url="https://x.example/1", lang="en", likes=3, lat=48.8, lon=2.3, author_followers=10,
              author_verified=True, received_at=1.7e9, extra={"k": "v"})  # fmt: skip
@@ -104,12 +104,16 @@ async def test_posts_and_rejected_payloads_travel_intact(make_queue, reactor):
     p.analysis = Analysis(0.5, 0.1, 0.6, 0.3, "positive", ("question",))
     bad = Rejected(source="s", raw=b"\xff\x00{not json", error="invalid JSON", context="line 3", cursor="9",
                    received_at=1.7e9)  # fmt: skip
+    late = Enriched(source="s", uids=[p.uid], author="alice.example.com", author_followers=12,
+                    author_verified=True, received_at=1.7e9)  # fmt: skip
     await q.put(p).addTimeout(WAIT, reactor)
     await q.put(bad).addTimeout(WAIT, reactor)
+    await q.put(late).addTimeout(WAIT, reactor)
     got = []
-    while len(got) < 2:
+    while len(got) < 3:
         batch = await q.get(10).addTimeout(WAIT, reactor)
         got.extend(batch)
     assert got[0].to_dict() == p.to_dict()
     assert got[1] == bad
+    assert got[2] == late
     await q.ack(got)
