@@ -20,7 +20,6 @@ from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem, parse_duration
 from monitor.lag import ReactorLag
-from monitor.learn.apply import LearnedAnalyzer
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
 from monitor.learn.rescore import Rescorer
@@ -119,9 +118,11 @@ class Hub(OrderedMultiService):
             self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor))
         # Remote analysis nodes while any are connected, else the above.
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
-        # Models learned from people's corrections, applied after the built-in analysis.
+        # Models learned from people's corrections, applied after the built-in
+        # analysis: by the nodes (the pool sends them each new set), else here.
         self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
-        self.analyzer = LearnedAnalyzer(self.nodes, self.learner)
+        self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
+        self.analyzer = self.nodes
         self.rescorer = Rescorer(self.store, self.learner, reactor)
         self.pipeline = Pipeline(
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
