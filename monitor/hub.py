@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from pathlib import Path
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import ensureDeferred, maybeDeferred
@@ -23,6 +24,7 @@ from monitor.lag import ReactorLag
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
 from monitor.learn.rescore import Rescorer
+from monitor.learn.seed import SeedCorrections, seed_path
 from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
@@ -123,6 +125,10 @@ class Hub(OrderedMultiService):
         self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
         self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
         self.analyzer = self.nodes
+        seed = seed_path(config.learning["seed"], config.resolve)
+        if seed is not None and not seed.is_file():
+            raise ConfigProblem(config.path, "learning.seed", f"no such file: {seed}")
+        self.seed = SeedCorrections(self.store, self.feedback, seed, classifier, reactor)
         self.rescorer = Rescorer(self.store, self.learner, reactor)
         self.pipeline = Pipeline(
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
@@ -163,6 +169,7 @@ class Hub(OrderedMultiService):
             *([self.queue] if IService.providedBy(self.queue) else []),
             _TopicSeed(self.topics, config.topics),
             self.learner,
+            self.seed,
             self.rescorer,
             self.alerts,
             self.stories,
