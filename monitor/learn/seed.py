@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from monitor.analysis import Classifier, analyze_texts
@@ -134,10 +135,10 @@ class SeedCorrections(Service):
     def startService(self):
         super().startService()
         if self.path is None:
-            return None
+            return
+        # In the background: the hub's first start does not wait for it.
         d = ensureDeferred(self.load())
         d.addErrback(lambda f: self.log.failure("could not load the seed corrections from {path}", f, path=str(self.path)))
-        return d
 
     async def load(self) -> int:
         """
@@ -150,7 +151,12 @@ class SeedCorrections(Service):
         if not rows:
             return 0
         now = self.reactor.seconds()
-        analyses = analyze_texts([r["text"] for r in rows], self.classifier)
+        texts = [r["text"] for r in rows]
+        if hasattr(self.reactor, "getThreadPool"):
+            analyses = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), analyze_texts, texts,
+                                               self.classifier)  # fmt: skip
+        else:
+            analyses = analyze_texts(texts, self.classifier)
         posts = [
             Post(source=NETWORK, network=NETWORK, native_id=r["id"], text=r["text"], author="seed",
                  created_at=now - AGE - i, lang=r["lang"], received_at=now, analysis=a)
