@@ -79,6 +79,16 @@ def connect(s, node, protocol=NodeProtocol):
     return client
 
 
+def holding(models):
+    """A pool with these active models and one node that holds them."""
+    s = Setup()
+    s.pool.set_models(models)
+    node = s.node()
+    connect(s, node)
+    s.flush()
+    return s, node
+
+
 def test_a_node_given_the_models_answers_exactly_as_local_analysis():
     s = Setup()
     v1 = model_set(1)
@@ -107,11 +117,7 @@ def test_a_node_given_the_models_answers_exactly_as_local_analysis():
 
 
 def test_after_an_activation_the_node_holds_the_new_set_before_more_work():
-    s = Setup()
-    s.pool.set_models(model_set(1))
-    node = s.node()
-    connect(s, node)
-    s.flush()
+    s, node = holding(model_set(1))
     s.pool.set_models(model_set(2))
     # Sent, not yet answered: this batch is done at the hub with the new set.
     d = s.pool.analyze(batch())
@@ -150,11 +156,7 @@ def test_a_node_announcing_a_stale_set_gets_no_work_until_it_holds_the_current_o
 
 
 def test_a_node_that_lost_its_models_refuses_the_batch_and_is_sent_them_again():
-    s = Setup()
-    s.pool.set_models(model_set(1))
-    node = s.node()
-    connect(s, node)
-    s.flush()
+    s, node = holding(model_set(1))
     node.models = ModelSet({})  # out of step (as after a node-side reset)
     d = s.pool.analyze(batch())
     s.flush()
