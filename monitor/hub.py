@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from pathlib import Path
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import ensureDeferred, maybeDeferred
@@ -20,10 +21,10 @@ from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem, parse_duration
 from monitor.lag import ReactorLag
-from monitor.learn.apply import LearnedAnalyzer
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
 from monitor.learn.rescore import Rescorer
+from monitor.learn.seed import SeedCorrections, seed_path
 from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
@@ -119,9 +120,15 @@ class Hub(OrderedMultiService):
             self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor))
         # Remote analysis nodes while any are connected, else the above.
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
-        # Models learned from people's corrections, applied after the built-in analysis.
+        # Models learned from people's corrections, applied after the built-in
+        # analysis: by the nodes (the pool sends them each new set), else here.
         self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
-        self.analyzer = LearnedAnalyzer(self.nodes, self.learner)
+        self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
+        self.analyzer = self.nodes
+        seed = seed_path(config.learning["seed"], config.resolve)
+        if seed is not None and not seed.is_file():
+            raise ConfigProblem(config.path, "learning.seed", f"no such file: {seed}")
+        self.seed = SeedCorrections(self.store, self.feedback, seed, classifier, reactor)
         self.rescorer = Rescorer(self.store, self.learner, reactor)
         self.pipeline = Pipeline(
             self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
@@ -162,6 +169,7 @@ class Hub(OrderedMultiService):
             *([self.queue] if IService.providedBy(self.queue) else []),
             _TopicSeed(self.topics, config.topics),
             self.learner,
+            self.seed,
             self.rescorer,
             self.alerts,
             self.stories,

@@ -149,7 +149,7 @@ class RogueHub(amp.AMP):
         return {"version": wire.PROTOCOL_VERSION, "nonce": b"h" * wire.NONCE_BYTES}
 
     @wire.Register.responder
-    def register(self, name, proof, workers, capacity, analyzers, versions):
+    def register(self, name, proof, workers, capacity, analyzers, versions, models=None):
         return {"proof": b"made up", "classifier": Classifier().to_dict(), "heartbeat": HEARTBEAT}
 
 
@@ -411,6 +411,7 @@ def test_status_is_json_ready():
     assert set(status[0]) == {
         "name", "address", "state", "connected_since", "disconnected_at", "workers", "capacity",
         "batches_in_flight", "batches_done", "posts_done", "errors", "last_error", "average_latency_ms", "versions",
+        "applies_models", "models",
     }
 
 

@@ -37,7 +37,7 @@ from monitor.interfaces import IAnalyzer
 from monitor.service import InFlight
 from monitor.model import LABELS, SENTIMENTS, Analysis
 
-__all__ = ["ProcessAnalyzer", "WorkersFailed", "from_row", "score_texts", "to_row"]
+__all__ = ["ProcessAnalyzer", "WorkersFailed", "from_row", "score_texts", "to_learned_row", "to_row"]
 
 #: A batch is split over several workers only in parts of at least this
 #: many texts: below that, the cost of a round trip to a worker dominates.
@@ -68,22 +68,42 @@ def to_row(a: Analysis) -> tuple:
     return (a.compound, a.pos, a.neu, a.neg, a.sentiment, a.labels)
 
 
-def from_row(row: Sequence[Any]) -> Analysis:
+def to_learned_row(a: Analysis) -> tuple:
     """
-    The analysis a row stands for.  Checks the shape, because rows may come
-    from another machine.
+    L{to_row} with whose answer the sentiment is (C{by}): what a node that
+    applied the learned models answers.
+    """
+    return (a.compound, a.pos, a.neu, a.neg, a.sentiment, a.labels, a.by)
+
+
+def from_row(row: Sequence[Any], learned: frozenset = frozenset()) -> Analysis:
+    """
+    The analysis a row stands for (of L{to_row} or L{to_learned_row}; the
+    latter may carry the C{learned} labels too).  Checks the shape, because
+    rows may come from another machine.
 
     @raise ValueError: the row is not one L{to_row} makes.
     """
     # The hub runs this for every post a node scores: the checks are
     # ordered so that a well-formed row costs as little as possible.
     try:
-        compound, pos, neu, neg, sentiment, labels = row
-        if sentiment not in _SENTIMENTS or (labels and not _LABELS.issuperset(labels)):
+        if len(row) == 7:
+            compound, pos, neu, neg, sentiment, labels, by = row
+            if not (by == "vader" or (by == "unscored" and sentiment is None)
+                    or (isinstance(by, str) and by.startswith("model:") and len(by) <= 200)):  # fmt: skip
+                raise ValueError
+            if labels and not _LABELS.union(learned).issuperset(labels):
+                raise ValueError
+        else:
+            compound, pos, neu, neg, sentiment, labels = row
+            by = "vader"
+            if labels and not _LABELS.issuperset(labels):
+                raise ValueError
+        if sentiment not in _SENTIMENTS and by != "unscored":
             raise ValueError
         if not (type(compound) is type(pos) is type(neu) is type(neg) is float):
             compound, pos, neu, neg = float(compound), float(pos), float(neu), float(neg)
-        return Analysis(compound, pos, neu, neg, sentiment, tuple(labels))
+        return Analysis(compound, pos, neu, neg, sentiment, tuple(labels), by)
     except (TypeError, ValueError):
         raise ValueError(f"not an analysis row: {row!r}"[:200]) from None
 

@@ -11,6 +11,7 @@ with no sentiment label, rather than a meaningless neutral.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping, Optional
 
 from twisted.internet import defer, threads
@@ -20,10 +21,10 @@ from monitor.analysis import MAX_ANALYZED_CHARS, MAX_MARKUP_CHARS, plain_text
 from monitor.interfaces import IAnalyzer
 from monitor.learn.features import features
 from monitor.learn.learner import ENGLISH, language_of
-from monitor.learn.linear import SENTIMENT, LinearModel
+from monitor.learn.linear import SENTIMENT, LinearModel, ModelFormatError
 from monitor.model import LABELS, Analysis
 
-__all__ = ["LearnedAnalyzer", "apply_models"]
+__all__ = ["LearnedAnalyzer", "ModelSet", "apply_models", "apply_texts", "applied"]
 
 _ORDER = {label: i for i, label in enumerate(LABELS)}
 
@@ -76,15 +77,59 @@ class LearnedAnalyzer:
 
     def _apply(self, analyses, posts):
         models = dict(self.learner.active) if self.learner is not None else {}
-        if not models:
-            return apply_all(analyses, posts, models)
-        # Features and weights are pure Python: in a thread, so the reactor
-        # answers between batches.
-        reactor = getattr(self.learner, "reactor", None)
-        if reactor is None or not hasattr(reactor, "getThreadPool"):
-            return apply_all(analyses, posts, models)
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), apply_all, analyses, posts, models)
+        return applied(getattr(self.learner, "reactor", None), analyses, [p.text for p in posts],
+                       [p.lang for p in posts], models)  # fmt: skip
 
 
-def apply_all(analyses, posts, models) -> list[Analysis]:
-    return [apply_models(a, p.text, p.lang, models) for a, p in zip(analyses, posts)]
+def apply_texts(analyses, texts, langs, models) -> list[Analysis]:
+    return [apply_models(a, t, lang, models) for a, t, lang in zip(analyses, texts, langs)]
+
+
+def applied(reactor, analyses, texts, langs, models):
+    """
+    L{apply_texts}, in the reactor's thread pool when there are models to
+    apply (features and weights are pure Python: the reactor answers
+    between batches), else at once.
+    """
+    if not models:
+        return apply_texts(analyses, texts, langs, models)
+    if reactor is None or not hasattr(reactor, "getThreadPool"):
+        return apply_texts(analyses, texts, langs, models)
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), apply_texts, analyses, texts, langs, models)
+
+
+class ModelSet:
+    """
+    A set of active models as it travels to analysis nodes: the models,
+    their versions by key (C{sentiment}, C{complaint}, C{sentiment:de}) and
+    a C{tag} (a digest of their stored JSON) that names the set on the wire.
+    """
+
+    def __init__(self, active: Mapping[tuple[str, str], LinearModel]) -> None:
+        self.active = dict(active)
+        self.versions = {(n if lang == ENGLISH else f"{n}:{lang}"): m.version for (n, lang), m in sorted(self.active.items())}
+        digest = hashlib.sha256()
+        for key in sorted(self.active):
+            digest.update(self.active[key].sha256.encode("ascii"))
+        self.tag = digest.hexdigest()[:32] if self.active else ""
+
+    @property
+    def labels(self) -> frozenset:
+        """The learned labels this set can add."""
+        return frozenset(name for name, _ in self.active if name != SENTIMENT)
+
+    def payload(self) -> list[dict]:
+        """The models' plain JSON (never pickle), in a stable order."""
+        return [self.active[key].to_dict() for key in sorted(self.active)]
+
+    @classmethod
+    def from_payload(cls, payload) -> "ModelSet":
+        """
+        The set a hub sent.
+
+        @raise ModelFormatError: not a list of stored models.
+        """
+        if not isinstance(payload, list):
+            raise ModelFormatError("models must be a list")
+        models = [LinearModel.from_dict(d) for d in payload]
+        return cls({(m.name, m.language): m for m in models})

@@ -120,7 +120,8 @@ class Feedback:
         self.reactor = reactor
         self.listeners: list = []
 
-    def _changed(self) -> None:
+    def notify(self) -> None:
+        """Tell the listeners (the learner) that the corrections changed."""
         for listener in list(self.listeners):
             listener()
 
@@ -132,7 +133,7 @@ class Feedback:
         """
         sentiment, given, labels = check_feedback(body)
         result = await self.store.run_write(self._put, uid, sentiment, given, labels, by, self.reactor.seconds())
-        self._changed()
+        self.notify()
         return result
 
     @staticmethod
@@ -202,7 +203,7 @@ class Feedback:
         """
         deleted = await self.store.run_write(self._delete, uid)
         if deleted:
-            self._changed()
+            self.notify()
         return deleted
 
     @staticmethod

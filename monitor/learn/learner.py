@@ -349,7 +349,9 @@ class Learner(Service):
         The active models' versions by key (C{sentiment}, C{complaint},
         C{sentiment:de}): what an analysis node must hold too.
         """
-        return {(n if lang == ENGLISH else f"{n}:{lang}"): m.version for (n, lang), m in sorted(self.active.items())}
+        from monitor.learn.apply import ModelSet
+
+        return ModelSet(self.active).versions
 
     async def models(self) -> list[dict]:
         """

@@ -25,6 +25,9 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 
 from monitor.analysis import Classifier, versions as analysis_versions
+from monitor.analysis.process import from_row, to_learned_row
+from monitor.learn.apply import ModelSet, applied
+from monitor.learn.linear import ModelFormatError
 from monitor.nodes import wire
 
 __all__ = ["AnalysisNode", "NodeProtocol", "default_name"]
@@ -85,16 +88,48 @@ class NodeProtocol(amp.AMP):
         super().connectionLost(reason)
 
     @wire.Analyze.responder
-    def analyze(self, classifier: str, texts: Any) -> defer.Deferred:
+    def analyze(self, classifier: str, texts: Any, models: Optional[str] = None, langs: Any = None) -> defer.Deferred:
         if not self.is_registered:
             raise wire.NotRegistered("the handshake is not finished")
         if classifier != self.node.digest:
             raise wire.ClassifierMismatch("this node was given other word lists")
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise wire.AnalysisFailed("texts must be a list of strings")
+        held = self.node.models
+        if models is not None:
+            if models != held.tag:
+                raise wire.StaleModels(f"this node holds the models {held.tag or 'none'!r}, not {models!r}")
+            if langs is None:
+                langs = [None] * len(texts)
+            if not isinstance(langs, list) or len(langs) != len(texts) or \
+                    not all(lang is None or (isinstance(lang, str) and len(lang) <= 35) for lang in langs):
+                raise wire.AnalysisFailed("langs must be a list of language tags, one per text")
         d = defer.maybeDeferred(self.node.analyzer.score, texts)
+        if models is not None:
+            # The set held when the batch came, even if a new one arrives meanwhile.
+            d.addCallback(self._learned, texts, langs, held)
         d.addCallbacks(lambda rows: {"results": rows}, self._failed, errbackArgs=(len(texts),))
         return d
+
+    def _learned(self, rows, texts, langs, held) -> defer.Deferred:
+        analyses = [from_row(r) for r in rows]
+        d = defer.maybeDeferred(applied, self.node.reactor, analyses, texts, langs, held.active)
+        return d.addCallback(lambda out: [to_learned_row(a) for a in out])
+
+    @wire.Models.responder
+    def models(self, tag: str, models: Any) -> dict:
+        if not self.is_registered:
+            raise wire.NotRegistered("the handshake is not finished")
+        try:
+            held = ModelSet.from_payload(models)
+        except ModelFormatError as e:
+            self.log.error("the hub sent models this node cannot read: {error}", error=e)
+            raise wire.ModelsRefused(str(e)) from None
+        if held.tag != tag:
+            raise wire.ModelsRefused(f"the models sent are {held.tag!r}, not {tag!r}")
+        self.node.models = held
+        self.log.info("holding the hub's learned models {versions}", versions=held.versions)
+        return {"tag": held.tag}
 
     def _failed(self, failure, count: int):
         self.log.failure("could not analyse a batch of {count} texts", failure, count=count)
@@ -163,6 +198,8 @@ class AnalysisNode(MultiService):
         self.analyzer_factory = analyzer_factory or _process_analyzer
         self.analyzer: Optional[Service] = None
         self.digest: Optional[str] = None
+        #: The hub's learned models this node applies (none until sent).
+        self.models = ModelSet({})
         self.failures = 0
         self.registrations = 0
         self._policy = retry_policy or backoffPolicy(initialDelay=1.0, maxDelay=60.0)
@@ -224,8 +261,9 @@ class AnalysisNode(MultiService):
                 proof=wire.proof(self.secret, b"node", hello["nonce"], nonce),
                 workers=self.workers,
                 capacity=self.capacity,
-                analyzers=list(wire.ANALYZERS),
+                analyzers=[*wire.ANALYZERS, wire.MODELS],
                 versions=self.versions,
+                models=self.models.tag,
             )
             expected = wire.proof(self.secret, b"hub", nonce, hello["nonce"])
             if not hmac.compare_digest(answer["proof"], expected):

@@ -36,6 +36,7 @@ from monitor.analysis import Classifier, versions as analysis_versions
 from monitor.analysis.local import AnalyzerNotRunning
 from monitor.analysis.process import from_row
 from monitor.interfaces import IAnalysisNode, IAnalyzer
+from monitor.learn.apply import ModelSet, applied
 from monitor.model import iso8601
 from monitor.nodes import wire
 from monitor.nodes.secret import read_secret
@@ -77,7 +78,7 @@ class AMPNode:
     """
 
     def __init__(self, protocol: "HubProtocol", name: str, workers: int, capacity: int, versions: dict,
-                 address: str, digest: str) -> None:
+                 address: str, digest: str, supports_models: bool = False, models_tag: Optional[str] = None) -> None:
         self.protocol = protocol
         self.name = name
         self.workers = workers
@@ -85,13 +86,23 @@ class AMPNode:
         self.versions = versions
         self.address = address
         self.digest = digest
+        #: Whether the node applies the hub's learned models itself, and
+        #: the tag of the set it announced at registration.
+        self.supports_models = supports_models
+        self.models_tag = models_tag
         #: Set when the connection is lost, so a join scheduled just before
         #: does not add a dead node.
         self.closed = False
 
-    def analyze(self, texts: list[str]) -> defer.Deferred:
-        d = self.protocol.callRemote(wire.Analyze, classifier=self.digest, texts=texts)
+    def analyze(self, texts: list[str], langs: Optional[list] = None, models: Optional[str] = None) -> defer.Deferred:
+        d = self.protocol.callRemote(wire.Analyze, classifier=self.digest, texts=texts, models=models,
+                                     langs=langs if models is not None else None)  # fmt: skip
         d.addCallback(lambda answer: answer["results"])
+        return d
+
+    def send_models(self, models: ModelSet) -> defer.Deferred:
+        d = self.protocol.callRemote(wire.Models, tag=models.tag, models=models.payload())
+        d.addCallback(lambda answer: answer["tag"])
         return d
 
     def ping(self) -> defer.Deferred:
@@ -169,7 +180,8 @@ class HubProtocol(amp.AMP):
         return {"version": wire.PROTOCOL_VERSION, "nonce": self._hub_nonce}
 
     @wire.Register.responder
-    def register(self, name: str, proof: bytes, workers: int, capacity: int, analyzers: list, versions: Any) -> dict:
+    def register(self, name: str, proof: bytes, workers: int, capacity: int, analyzers: list, versions: Any,
+                 models: Optional[str] = None) -> dict:
         if self._closing or self._hub_nonce is None or self.node is not None:
             raise wire.Refused("Register must follow one Hello")
         expected = wire.proof(self.pool.secret, b"node", self._hub_nonce, self._node_nonce)
@@ -195,7 +207,8 @@ class HubProtocol(amp.AMP):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.node = AMPNode(self, name, workers, capacity, versions, self._address(), self.pool.digest)
+        self.node = AMPNode(self, name, workers, capacity, versions, self._address(), self.pool.digest,
+                            supports_models=wire.MODELS in analyzers, models_tag=models)
         # Join once this answer is on the wire: work must not overtake it.
         self.pool.clock.callLater(0, self.pool._joined, self.node)
         return {
@@ -250,6 +263,10 @@ class _Slot:
         self.errors = 0
         self.seconds = 0.0
         self.last_error: Optional[str] = None
+        #: The learned models' tag the node holds, and the one being sent.
+        self.supports_models = bool(getattr(node, "supports_models", False))
+        self.models_tag: Optional[str] = getattr(node, "models_tag", None)
+        self.sending: Optional[str] = None
 
     @property
     def free(self) -> int:
@@ -273,6 +290,8 @@ class _Slot:
             "last_error": self.last_error,
             "average_latency_ms": round(self.seconds / self.batches * 1000, 1) if self.batches else None,
             "versions": dict(self.node.versions),
+            "applies_models": self.supports_models,
+            "models": self.models_tag if self.supports_models else None,
         }
 
 
@@ -305,6 +324,7 @@ class _Chunk:
         self.start = start
         self.posts = posts
         self.texts = [p.text for p in posts]
+        self.langs = [p.lang for p in posts]
         self.tried: set[str] = set()
 
 
@@ -362,6 +382,9 @@ class NodePool(Service):
         self.classifier = classifier.to_dict()
         self.digest = wire.classifier_digest(self.classifier)
         self.versions = analysis_versions() if versions is None else versions
+        #: The active learned models (L{set_models}): nodes that can apply
+        #: them get them, others' answers and local ones have them applied here.
+        self.models = ModelSet({})
         self._slots: dict[str, _Slot] = {}
         self._departed: OrderedDict[int, _Slot] = OrderedDict()
         self._pending: deque[_Chunk] = deque()
@@ -448,14 +471,71 @@ class NodePool(Service):
             self.log.warn("node {name} connected again from {address}; dropping its old connection",
                           name=node.name, address=node.address)
             self._drop(old, "replaced by a new connection")
-        self._slots[node.name] = _Slot(node, self.clock.seconds())
+        slot = self._slots[node.name] = _Slot(node, self.clock.seconds())
         self.metrics.nodes_connected.set(len(self._slots))
         self.metrics.node_in_flight.labels(node.name).set(0)
         self.log.info(
             "analysis node {name} joined from {address}: {workers} workers, {capacity} batches at once",
             name=node.name, address=node.address, workers=node.workers, capacity=node.capacity,
         )
+        if not self._current(slot):
+            self._send_models(slot)
         self._dispatch()
+
+    # -- learned models --
+
+    def set_models(self, active) -> None:
+        """
+        The active learned models changed: send the new set to every node
+        that applies them; until one has it, it gets no work.
+        """
+        models = ModelSet(active)
+        if models.tag == self.models.tag:
+            return
+        self.models = models
+        self.log.info("active learned models {versions}; sending them to {count} analysis nodes",
+                      versions=models.versions, count=sum(1 for s in self._slots.values() if s.supports_models))
+        for slot in list(self._slots.values()):
+            if not self._current(slot):
+                self._send_models(slot)
+
+    def _current(self, slot: _Slot) -> bool:
+        return not slot.supports_models or slot.models_tag == self.models.tag
+
+    def _send_models(self, slot: _Slot) -> None:
+        models = self.models
+        if slot.sending == models.tag or slot.disconnected_at is not None:
+            return
+        slot.sending = models.tag
+        try:
+            d = slot.node.send_models(models)
+        except Exception:
+            d = defer.fail()
+        d.addTimeout(self.timeout, self.clock)
+        d.addCallbacks(self._models_held, self._models_failed, callbackArgs=(slot,), errbackArgs=(slot, models))
+        d.addErrback(lambda f: self.log.failure("lost track of a node's models", f))
+
+    def _models_held(self, tag: str, slot: _Slot) -> None:
+        slot.sending = None
+        slot.models_tag = tag
+        if slot.disconnected_at is not None:
+            return
+        if tag != self.models.tag:
+            self._send_models(slot)  # the set changed meanwhile
+            return
+        self.log.info("analysis node {name} holds the learned models {versions}", name=slot.name,
+                      versions=self.models.versions)
+        self._dispatch()
+
+    def _models_failed(self, failure: Failure, slot: _Slot, models: ModelSet) -> None:
+        slot.sending = None
+        if slot.disconnected_at is not None:
+            return
+        slot.errors += 1
+        slot.last_error = f"could not take the learned models: {failure.getErrorMessage()}"
+        self.log.warn("analysis node {name} could not take the learned models {versions} ({error}); dropping it",
+                      name=slot.name, versions=models.versions, error=failure.getErrorMessage())
+        self._drop(slot, "could not take the learned models")
 
     def _left(self, node: IAnalysisNode, reason: Failure) -> None:
         slot = self._slots.get(node.name)
@@ -542,7 +622,11 @@ class NodePool(Service):
 
     def _locally(self, posts: list) -> defer.Deferred:
         self.metrics.analysed_locally.inc(len(posts))
-        return defer.ensureDeferred(self._try_local(posts))
+        d = defer.ensureDeferred(self._try_local(posts))
+        return d.addCallback(self._apply_here, posts, self.models)
+
+    def _apply_here(self, analyses: list, posts: list, models: ModelSet):
+        return applied(self.reactor, analyses, [p.text for p in posts], [p.lang for p in posts], models.active)
 
     async def _try_local(self, posts: list) -> list:
         for i, analyzer in enumerate(self.local):
@@ -576,7 +660,7 @@ class NodePool(Service):
             chunk = pending.popleft()
             if chunk.batch.deferred.called:
                 continue
-            candidates = [s for s in self._slots.values() if s.name not in chunk.tried]
+            candidates = [s for s in self._slots.values() if s.name not in chunk.tried and self._current(s)]
             if not candidates or len(chunk.tried) >= MAX_NODE_ATTEMPTS:
                 self._fallback(chunk)
                 continue
@@ -595,8 +679,12 @@ class NodePool(Service):
         slot.in_flight += 1
         self.metrics.node_in_flight.labels(slot.name).inc()
         started = self.clock.seconds()
+        models = self.models
         try:
-            d = slot.node.analyze(chunk.texts)
+            if slot.supports_models:
+                d = slot.node.analyze(chunk.texts, chunk.langs, models.tag)
+            else:
+                d = slot.node.analyze(chunk.texts)
         except Exception:
             d = defer.fail()
         d.addTimeout(self.timeout, self.clock)
@@ -607,15 +695,18 @@ class NodePool(Service):
             return result
 
         d.addBoth(answered)
-        d.addCallback(self._decode, chunk)
+        d.addCallback(self._decode, chunk, slot, models)
         d.addCallbacks(self._done, self._failed, callbackArgs=(chunk, slot, started), errbackArgs=(chunk, slot))
         d.addErrback(lambda f: self.log.failure("lost a chunk while handling a node's answer", f))
 
-    def _decode(self, rows: Any, chunk: _Chunk) -> list:
+    def _decode(self, rows: Any, chunk: _Chunk, slot: _Slot, models: ModelSet):
         if not isinstance(rows, list) or len(rows) != len(chunk.texts):
             raise ValueError(f"the node answered {len(rows) if isinstance(rows, list) else rows!r} results "
                              f"for {len(chunk.texts)} texts")
-        return [from_row(row) for row in rows]
+        if slot.supports_models:
+            return [from_row(row, models.labels) for row in rows]
+        # A node that does not apply the models (an older one): here.
+        return self._apply_here([from_row(row) for row in rows], chunk.posts, models)
 
     def _done(self, analyses: list, chunk: _Chunk, slot: _Slot, started: float) -> None:
         now = self.clock.seconds()
@@ -644,6 +735,9 @@ class NodePool(Service):
                 # A node that sits on a batch this long is stuck or cut
                 # off; it reconnects by itself if it is alive.
                 self._drop(slot, f"no answer within {self.timeout}s")
+            elif failure.check(wire.StaleModels):
+                slot.models_tag = None
+                self._send_models(slot)
             elif failure.check(wire.ClassifierMismatch, wire.NotRegistered):
                 # Out of step with this hub: a new handshake puts it right.
                 self._drop(slot, "out of step with the hub")
@@ -658,7 +752,8 @@ class NodePool(Service):
         dicts: C{name}, C{address}, C{state}, C{connected_since},
         C{disconnected_at}, C{workers}, C{capacity}, C{batches_in_flight},
         C{batches_done}, C{posts_done}, C{errors}, C{last_error},
-        C{average_latency_ms} and C{versions}.
+        C{average_latency_ms}, C{versions}, C{applies_models} and
+        C{models} (the tag of the learned models it holds).
         """
         slots = sorted(self._slots.values(), key=lambda s: s.name)
         departed = sorted(self._departed.values(), key=lambda s: -(s.disconnected_at or 0))

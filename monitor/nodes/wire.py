@@ -11,8 +11,20 @@ A node dials out to the hub (so it can sit behind NAT), then:
      closing otherwise), and answers with C{proof("hub", ...)}, so the node
      knows it reached a hub that has the secret, and the classifier's word
      lists;
-  3. hub -> node C{Analyze(classifier, texts)} as often as the node's
-     capacity allows, and C{Ping} when it is idle.
+  3. hub -> node C{Models(tag, models)} when the node offers the C{models}
+     analyzer and does not hold the hub's active learned models (it
+     announced another C{models} tag at C{Register}), and again whenever
+     the active set changes; until the node answers with the new tag it is
+     given no work;
+  4. hub -> node C{Analyze(classifier, texts, models, langs)} as often as
+     the node's capacity allows, and C{Ping} when it is idle.  A node
+     given a C{models} tag other than its own refuses the batch
+     (C{STALE_MODELS}); the hub sends it elsewhere and the models again.
+
+The learned models travel as their plain JSON (L{LinearModel.to_dict}),
+never pickle.  The C{models} and C{langs} arguments are optional, so an
+older node (no C{models} analyzer) still works: the hub applies the models
+to its answers itself.
 
 The secret never crosses the wire: each proof is an HMAC-SHA256, under the
 secret, of both nonces and the role of the side that proves, so neither a
@@ -45,6 +57,9 @@ __all__ = [
     "AuthenticationFailed",
     "BigJSON",
     "ClassifierMismatch",
+    "Models",
+    "ModelsRefused",
+    "StaleModels",
     "Hello",
     "NotRegistered",
     "Ping",
@@ -60,6 +75,9 @@ PROTOCOL_VERSION = 1
 
 #: What a node must be able to do: VADER scores and the rule labels.
 ANALYZERS = ("sentiment", "labels")
+
+#: What a node offers when it can apply the hub's learned models.
+MODELS = "models"
 
 #: Nonce sizes accepted from the other side, in bytes.
 NONCE_BYTES = 32
@@ -98,6 +116,19 @@ class ClassifierMismatch(Exception):
     """
 
 
+class StaleModels(Exception):
+    """
+    The hub named another set of learned models than the one the node
+    holds; the node refuses rather than answer with the wrong models.
+    """
+
+
+class ModelsRefused(Exception):
+    """
+    The node could not read the models it was sent.
+    """
+
+
 class AnalysisFailed(Exception):
     """
     The node could not analyse the batch (its workers failed).
@@ -114,7 +145,9 @@ class BigJSON(amp.Argument):
     """
 
     def toBox(self, name: bytes, strings, objects, proto) -> None:
-        value = objects.pop(name.decode("ascii"))
+        value = objects.pop(name.decode("ascii"), None)
+        if value is None and self.optional:
+            return
         data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
         limit = amp.MAX_VALUE_LENGTH
         strings[name] = data[:limit]
@@ -122,6 +155,9 @@ class BigJSON(amp.Argument):
             strings[b"%s.%d" % (name, n)] = data[start : start + limit]
 
     def fromBox(self, name: bytes, strings, objects, proto) -> None:
+        if self.optional and name not in strings:
+            objects[name.decode("ascii")] = None
+            return
         pieces = [strings.pop(name)]
         n = 2
         while (key := b"%s.%d" % (name, n)) in strings:
@@ -155,6 +191,7 @@ class Register(amp.Command):
         (b"capacity", amp.Integer()),
         (b"analyzers", amp.ListOf(amp.Unicode())),
         (b"versions", BigJSON()),
+        (b"models", amp.Unicode(optional=True)),
     ]
     response = [(b"proof", amp.String()), (b"classifier", BigJSON()), (b"heartbeat", amp.Float())]
     errors = {
@@ -164,19 +201,43 @@ class Register(amp.Command):
     }
 
 
+class Models(amp.Command):
+    """
+    Hub -> node: hold these learned models (a list of
+    L{LinearModel.to_dict}, possibly empty) and apply them to the texts of
+    every later C{Analyze} that names C{tag}.  The answer is the tag the
+    node now holds.
+    """
+
+    arguments = [(b"tag", amp.Unicode()), (b"models", BigJSON())]
+    response = [(b"tag", amp.Unicode())]
+    errors = {ModelsRefused: b"MODELS_REFUSED", NotRegistered: b"NOT_REGISTERED"}
+
+
 class Analyze(amp.Command):
     """
     Hub -> node: score these texts.  C{classifier} is the
     L{classifier_digest} of the word lists sent at the handshake.  The
     answer holds one row per text (see L{monitor.analysis.process.to_row}).
+
+    With C{models} (the tag of the learned models the node holds, C{""}
+    for none) and C{langs} (each text's language tag or C{None}), the node
+    applies those models and each row also says whose answer the sentiment
+    is (L{monitor.analysis.process.to_learned_row}).
     """
 
-    arguments = [(b"classifier", amp.Unicode()), (b"texts", BigJSON())]
+    arguments = [
+        (b"classifier", amp.Unicode()),
+        (b"texts", BigJSON()),
+        (b"models", amp.Unicode(optional=True)),
+        (b"langs", BigJSON(optional=True)),
+    ]
     response = [(b"results", BigJSON())]
     errors = {
         AnalysisFailed: b"ANALYSIS_FAILED",
         ClassifierMismatch: b"CLASSIFIER_MISMATCH",
         NotRegistered: b"NOT_REGISTERED",
+        StaleModels: b"STALE_MODELS",
     }
 
 

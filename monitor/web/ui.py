@@ -54,6 +54,7 @@ from monitor.web.forms import (
     topic_values,
 )
 from monitor.web.push import SESSION_COOKIE, PushHub, nodes_status
+from monitor.web.model_line import sentiment_line
 from monitor.web.tryit import post_segments, try_draft
 from monitor.web.users import LOGIN_FORM_TTL, ROLES, HashingBusy, LoginGuard, UserError, check_name, check_new_password
 
@@ -616,6 +617,7 @@ class WebUI:
             topic=topic,
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             range=chosen,
+            sentiment_line=await sentiment_line(self.hub, topic or None),
         )
 
     async def _default_range(self, topic: Optional[str]) -> str:
