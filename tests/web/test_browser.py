@@ -233,7 +233,13 @@ def test_map_shows_outline_and_live_markers(hub, admin, watch):
     # Stored before the map loads, so it is counted once, by the load, and
     # not pushed after the count below is read.
     page.goto(hub.base + "/live")
-    expect(page.locator("#feed .post", has_text=marker)).to_have_count(1, timeout=SHOWN_WITHIN_MS + 10000)
+    page.wait_for_function(
+        """async marker => {
+            const r = await fetch("/ui/recent.json?limit=50");
+            return (await r.json()).posts.some(p => p.text.includes(marker));
+        }""",
+        arg=marker, polling=200, timeout=SHOWN_WITHIN_MS + 10000,
+    )  # fmt: skip
     page.goto(hub.base + "/map")
     wait_live(page)
     expect(page.locator(".leaflet-overlay-pane path, .leaflet-overlay-pane canvas").first).to_be_attached()
