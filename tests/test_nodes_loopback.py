@@ -101,6 +101,15 @@ terms = ["globex"]
 """
 
 
+def tls_setup(tmp_path):
+    """A self-signed certificate, its trust root, the node secret (owner-only) and two free ports."""
+    pem, ca = self_signed(tmp_path)
+    secret = tmp_path / "node-secret"
+    secret.write_bytes(SECRET + b"\n")
+    os.chmod(secret, 0o600)
+    return pem, ca, secret, free_port(), free_port()
+
+
 def stored_rows(path):
     db = sqlite3.connect(path)
     rows = db.execute("SELECT native_id, compound, pos, neu, neg, sentiment, labels FROM posts").fetchall()
@@ -125,11 +134,7 @@ async def test_two_nodes_one_killed_mid_replay(reactor, tmp_path, shared_data):
     half = n // 2
     texts = corpus(shared_data, n)
     classifier = Classifier(crisis_words=["meltdown", "is down", "down again"])
-    pem, ca = self_signed(tmp_path)
-    secret = tmp_path / "node-secret"
-    secret.write_bytes(SECRET + b"\n")
-    os.chmod(secret, 0o600)
-    port, node_port = free_port(), free_port()
+    pem, ca, secret, port, node_port = tls_setup(tmp_path)
     (tmp_path / "monitor.toml").write_text(config(port, node_port, pem, secret), encoding="utf-8")
 
     env = {"MONITOR_API_TOKEN": TOKEN}
@@ -247,11 +252,7 @@ async def test_a_node_applies_the_hubs_learned_models_as_the_hub_would(reactor, 
                                               "Acme hat mir zweimal Geld abgebucht", "worst service ever, acme"]
     langs = [None] * (n - 2) + ["de", "en"]
     classifier = Classifier(crisis_words=["meltdown", "is down", "down again"])
-    pem, ca = self_signed(tmp_path)
-    secret = tmp_path / "node-secret"
-    secret.write_bytes(SECRET + b"\n")
-    os.chmod(secret, 0o600)
-    port, node_port = free_port(), free_port()
+    pem, ca, secret, port, node_port = tls_setup(tmp_path)
     extra = '[learning]\ndelay = "1s"\nseed = "demo"\n'
     text = config(port, node_port, pem, secret).replace("[web]", extra + "[web]", 1)
     (tmp_path / "monitor.toml").write_text(text, encoding="utf-8")
