@@ -3,7 +3,8 @@ Real processes on loopback: a twistd hub and two twistd monitor-node
 processes over TLS, a replay of several thousand posts, and one node killed
 with SIGKILL while it holds batches.  Every post must be stored exactly once
 with the scores local analysis gives.  Also: a hub analysing in its own
-worker processes ([analysis] workers = 1).
+worker processes ([analysis] workers = 1), and a node applying the hub's
+learned models (trained from the demo's shipped corrections).
 """
 
 from __future__ import annotations
@@ -100,6 +101,15 @@ terms = ["globex"]
 """
 
 
+def tls_setup(tmp_path):
+    """A self-signed certificate, its trust root, the node secret (owner-only) and two free ports."""
+    pem, ca = self_signed(tmp_path)
+    secret = tmp_path / "node-secret"
+    secret.write_bytes(SECRET + b"\n")
+    os.chmod(secret, 0o600)
+    return pem, ca, secret, free_port(), free_port()
+
+
 def stored_rows(path):
     db = sqlite3.connect(path)
     rows = db.execute("SELECT native_id, compound, pos, neu, neg, sentiment, labels FROM posts").fetchall()
@@ -124,11 +134,7 @@ async def test_two_nodes_one_killed_mid_replay(reactor, tmp_path, shared_data):
     half = n // 2
     texts = corpus(shared_data, n)
     classifier = Classifier(crisis_words=["meltdown", "is down", "down again"])
-    pem, ca = self_signed(tmp_path)
-    secret = tmp_path / "node-secret"
-    secret.write_bytes(SECRET + b"\n")
-    os.chmod(secret, 0o600)
-    port, node_port = free_port(), free_port()
+    pem, ca, secret, port, node_port = tls_setup(tmp_path)
     (tmp_path / "monitor.toml").write_text(config(port, node_port, pem, secret), encoding="utf-8")
 
     env = {"MONITOR_API_TOKEN": TOKEN}
@@ -232,3 +238,68 @@ async def test_hub_with_worker_processes(reactor, tmp_path, shared_data):
     assert not [p for p in alive if lingering(p)], alive
     check_scores(stored_rows(tmp_path / "monitor.sqlite"), texts, classifier)
     await deferLater(reactor, 0, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_applies_the_hubs_learned_models_as_the_hub_would(reactor, tmp_path, shared_data):
+    """Hub with the demo's shipped corrections + one TLS node: the node gets the active models and scores
+    every post with them, exactly as local analysis with those models (stored models read back)."""
+    from monitor.learn.apply import apply_texts
+    from monitor.learn.linear import LinearModel
+
+    n = 600
+    texts = corpus(shared_data, n)[:n - 3] + ["Acme charged me twice and support keeps closing my ticket",
+                                              "Acme hat mir zweimal Geld abgebucht", "worst service ever, acme"]
+    langs = [None] * (n - 2) + ["de", "en"]
+    classifier = Classifier(crisis_words=["meltdown", "is down", "down again"])
+    pem, ca, secret, port, node_port = tls_setup(tmp_path)
+    extra = '[learning]\ndelay = "1s"\nseed = "demo"\n'
+    text = config(port, node_port, pem, secret).replace("[web]", extra + "[web]", 1)
+    (tmp_path / "monitor.toml").write_text(text, encoding="utf-8")
+    hub = Twistd(tmp_path, "hub", ["monitor", "--config", "monitor.toml"], {"MONITOR_API_TOKEN": TOKEN}).start()
+    node = Twistd(tmp_path, "node-m", ["monitor-node", "--hub", f"tls:localhost:{node_port}:trustRoots={ca}",
+                                       "--secret-file", str(secret), "--workers", "1", "--name", "node-m"]).start()
+    procs = [hub, node]
+    api = Api(reactor, port)
+    try:
+        async def node_holds_the_model():
+            models = (await api.get("/api/v1/models"))["models"]
+            active = [m for m in models if m["state"] == "active"]
+            status = (await api.nodes()).get("node-m")
+            return active and status and status["state"] == "connected" and status["applies_models"] \
+                and status["models"] and active
+
+        active = await wait_until(reactor, node_holds_the_model, procs=procs)
+        assert "sentiment" in {m["name"] for m in active}
+        (tmp_path / "posts.jsonl.new").write_text("".join(
+            json.dumps({"id": i, "text": t, "author": f"u{i % 41}", "created_at": 1.7e9 + i,
+                        **({"lang": lang} if lang else {})}) + "\n"
+            for i, (t, lang) in enumerate(zip(texts, langs))), encoding="utf-8")  # fmt: skip
+        os.rename(tmp_path / "posts.jsonl.new", tmp_path / "posts.jsonl")
+
+        async def all_stored():
+            return (await api.get("/api/v1/stats"))["count"] >= n + 240
+
+        await wait_until(reactor, all_stored, procs=procs)
+        assert (await api.nodes())["node-m"]["posts_done"] == n
+        assert "monitor_posts_analysed_locally_total 0.0" in await api.get("/metrics")
+    finally:
+        clean = [await p.stop(reactor) for p in (node, hub)]
+    assert clean == [True, True], hub.output() + node.output()
+
+    db = sqlite3.connect(tmp_path / "monitor.sqlite")
+    models = {}
+    for (stored,) in db.execute("SELECT model FROM learned_models WHERE state = 'active'"):
+        m = LinearModel.from_json(stored)
+        models[(m.name, m.language)] = m
+    rows = {int(r[0]): r[1:] for r in db.execute(
+        "SELECT native_id, sentiment, sentiment_by, labels, compound FROM posts WHERE network = 'archive'")}
+    db.close()
+    expected = apply_texts(analyze_texts(texts, classifier), texts, langs, models)
+    assert len(rows) == n
+    for i, a in enumerate(expected):
+        sentiment, who, labels, compound = rows[i]
+        assert (sentiment, who, tuple((labels or "").split()), compound) == (a.sentiment, a.by, a.labels, a.compound), i
+    by = [rows[i][1] for i in range(n)]
+    assert by.count(f"model:{models[('sentiment', 'en')].version}") == n - 1 and by[-2] == "unscored"
+    assert rows[n - 3][0] == "negative"  # VADER says positive; the model learned the demo's corrections
