@@ -416,3 +416,46 @@ def test_live_feed_shows_a_sample_of_a_flood_and_counts_every_post(hub, admin):
     expect(sampled).to_be_visible()
     assert "not drawn" in sampled.inner_text()
     assert not page.locator("#feed-lost").is_visible()
+
+
+def test_live_feed_misses_no_post_stored_before_its_subscription(hub, admin, browser):
+    """
+    A post stored and pushed after the page's first load but before the hub
+    has the page's subscription is shown: the page loads again when the hub
+    confirms the subscription.
+    """
+    admin.goto(hub.base + "/live")
+    wait_live(admin)
+    page = browser.new_page()
+    held = []
+    state = {"hold": True}
+
+    def proxy(ws):
+        server = ws.connect_to_server()
+
+        def to_server(message):
+            if state["hold"]:
+                held.append(message)
+            else:
+                server.send(message)
+
+        ws.on_message(to_server)
+        state["server"] = server
+
+    page.route_web_socket("**/ws", proxy)
+    try:
+        with page.expect_response("**/ui/recent.json*"):
+            page.goto(hub.base + "/live")
+        marker = f"gap{time.time_ns()}"
+        hub.append({"text": f"acme in the gap {marker}"})
+        # Another browser shows it live: stored and pushed, while this
+        # page's subscription is still held back.
+        expect(admin.locator("#feed .post", has_text=marker)).to_have_count(1, timeout=SHOWN_WITHIN_MS + 5000)
+        assert page.locator("#feed .post", has_text=marker).count() == 0
+        assert held, "the page never subscribed"
+        state["hold"] = False
+        for message in held:
+            state["server"].send(message)
+        expect(page.locator("#feed .post", has_text=marker)).to_have_count(1, timeout=SHOWN_WITHIN_MS)
+    finally:
+        page.close()

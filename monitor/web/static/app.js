@@ -202,7 +202,11 @@
       };
     }
     open();
-    return { resubscribe: send, close: function () { stopped = true; if (ws) ws.close(); } };
+    return {
+      resubscribe: send,
+      isOpen: function () { return !!ws && ws.readyState === 1; },
+      close: function () { stopped = true; if (ws) ws.close(); }
+    };
   };
 
   /* On a phone the navigation folds behind a menu button. */

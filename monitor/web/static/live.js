@@ -146,14 +146,20 @@
     } else if (env.type === "lost") {
       lost += env.data.count;
       status();
+    } else if (env.type === "subscribed") {
+      // From now on the hub pushes every post that is stored: load what
+      // came before, so that a post stored between the page's first load
+      // and this moment (or during a reconnect) is not missed.
+      reload();
     }
   });
 
   Object.keys(selects).forEach(function (k) {
     document.getElementById(selects[k]).addEventListener("change", function () {
       history.replaceState(null, "", location.pathname + M.query(filters()));
-      channel.resubscribe();
-      reload();
+      // With the socket open the hub's "subscribed" answer reloads the feed.
+      if (channel.isOpen()) channel.resubscribe();
+      else reload();
     });
   });
   document.getElementById("live-filters").addEventListener("submit", function (ev) { ev.preventDefault(); });
