@@ -186,10 +186,7 @@ class Pipeline(Service):
         while True:
             started = self.reactor.seconds()
             try:
-                if updates:
-                    inserted = await self.store.store_batch(posts, cursors, rejected, collected, updates)
-                else:
-                    inserted = await self.store.store_batch(posts, cursors, rejected, collected)
+                inserted = await self.store.store_batch(posts, cursors, rejected, collected, updates)
             except Exception as e:
                 self.metrics.store_errors.inc()
                 self.log.error(

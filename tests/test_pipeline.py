@@ -46,7 +46,7 @@ class RecordingStore:
         self.batches = []
         self.failures = failures
 
-    def store_batch(self, posts, cursors, rejected=(), collected=None):
+    def store_batch(self, posts, cursors, rejected=(), collected=None, updates=()):
         if self.failures:
             self.failures -= 1
             return fail(OSError("disk full"))

@@ -14,17 +14,15 @@ from __future__ import annotations
 import hashlib
 from typing import Mapping, Optional
 
-from twisted.internet import defer, threads
-from zope.interface import implementer
+from twisted.internet import threads
 
 from monitor.analysis import MAX_ANALYZED_CHARS, MAX_MARKUP_CHARS, plain_text
-from monitor.interfaces import IAnalyzer
 from monitor.learn.features import features
 from monitor.learn.learner import ENGLISH, language_of
 from monitor.learn.linear import SENTIMENT, LinearModel, ModelFormatError
 from monitor.model import LABELS, Analysis
 
-__all__ = ["LearnedAnalyzer", "ModelSet", "apply_models", "apply_texts", "applied"]
+__all__ = ["ModelSet", "apply_models", "apply_texts", "applied"]
 
 _ORDER = {label: i for i, label in enumerate(LABELS)}
 
@@ -57,28 +55,6 @@ def apply_models(a: Analysis, text: str, lang: Optional[str], models: Mapping[tu
     if (sentiment, by, labels) == (a.sentiment, a.by, a.labels):
         return a
     return Analysis(a.compound, a.pos, a.neu, a.neg, sentiment, labels, by)
-
-
-@implementer(IAnalyzer)
-class LearnedAnalyzer:
-    """
-    An analyzer that asks C{inner} (the node pool, workers or threads) for
-    the built-in analysis and applies the learner's active models to it.
-    """
-
-    def __init__(self, inner, learner) -> None:
-        self.inner = inner
-        self.learner = learner
-
-    def analyze(self, posts) -> defer.Deferred:
-        d = self.inner.analyze(posts)
-        d.addCallback(self._apply, posts)
-        return d
-
-    def _apply(self, analyses, posts):
-        models = dict(self.learner.active) if self.learner is not None else {}
-        return applied(getattr(self.learner, "reactor", None), analyses, [p.text for p in posts],
-                       [p.lang for p in posts], models)  # fmt: skip
 
 
 def apply_texts(analyses, texts, langs, models) -> list[Analysis]:

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 
 from monitor.analysis import Classifier, analyze_texts
-from monitor.learn.apply import LearnedAnalyzer, apply_models
+from monitor.learn.apply import apply_models, applied
 from monitor.learn.datasets import complaints, vader_ground_truth
 from monitor.learn.feedback import Feedback
 from monitor.learn.learner import Learner
@@ -116,17 +116,10 @@ async def test_learns_from_corrections_and_beats_the_rules_on_unseen_domains(sto
 async def test_a_language_without_a_model_is_unscored(reactor):
     """A post tagged German gets no sentiment label from VADER; an English one keeps VADER's."""
 
-    class Inner:
-        def analyze(self, posts):
-            from twisted.internet.defer import succeed
-
-            return succeed(analyze_texts([p.text for p in posts], Classifier()))
-
-    learner = type("L", (), {"active": {}, "reactor": reactor})()
-    analyzer = LearnedAnalyzer(Inner(), learner)
     posts = [_post("x", "1", "Das ist schlecht", lang="de"), _post("x", "2", "This is bad", lang="en-GB"),
              _post("x", "3", "This is bad")]  # fmt: skip
-    de, en, untagged = await analyzer.analyze(posts)
+    analyses = analyze_texts([p.text for p in posts], Classifier())
+    de, en, untagged = applied(reactor, analyses, [p.text for p in posts], [p.lang for p in posts], {})
     assert (de.by, de.sentiment) == ("unscored", None)
     assert (en.by, en.sentiment) == ("vader", "negative") == (untagged.by, untagged.sentiment)
     assert Analysis.from_dict(de.to_dict()) == de
