@@ -9,10 +9,13 @@ post against vaderSentiment's polarity_scores on the same texts in the same
 run, and the Python heap the clusterer holds (tracemalloc).
 
     python bench/stories.py [--threshold 0.3] [--repeat 5]
+
+Run from an older checkout (with this file copied in) to compare.
 """
 
 import argparse
 import csv
+import json
 import math
 import os
 import pathlib
@@ -69,41 +72,54 @@ def main():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     vader = SentimentIntensityAnalyzer()
-    # The clusterer and VADER take turns on the same 100 posts, so that both
-    # see the same load on a shared machine; the time is CPU time (the
-    # reactor's cost), each figure the best run's.
-    runs = []
-    for _ in range(args.repeat):
-        clusterer = StoryClusterer(threshold=args.threshold)
-        spent_c = spent_v = 0.0
-        ids = []
-        for start in range(0, len(posts), 100):
-            chunk = posts[start : start + 100]
-            t = time.process_time()
-            ids += [clusterer.add(p) for p in chunk]
-            spent_c += time.process_time() - t
-            t = time.process_time()
-            for p in chunk:
-                vader.polarity_scores(p.text)
-            spent_v += time.process_time() - t
-        runs.append((spent_c / spent_v, spent_c, spent_v))
-    runs.sort()
-    ratio, _, _ = runs[len(runs) // 2]
-    best_c, best_v = min(r[1] for r in runs), min(r[2] for r in runs)
-    tracemalloc.start()
-    clusterer = StoryClusterer(threshold=args.threshold)
-    for p in posts:
-        clusterer.add(p)
-    heap, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    purity, nmi = quality([(s, lb) for s, (_, lb) in zip(ids, data) if s])
-    top = clusterer.list(limit=3)
     n = len(posts)
-    print(f"{n} posts, threshold {args.threshold}: {len(clusterer.stories)} stories, "
-          f"purity {purity:.3f}, NMI {nmi:.3f}")  # fmt: skip
-    print(f"clusterer {best_c / n * 1e6:.1f} us/post, vaderSentiment {best_v / n * 1e6:.1f} us/post "
-          f"(median ratio of {len(runs)} runs {ratio:.2f}); heap {heap / 2**20:.1f} MiB")  # fmt: skip
-    for s in top:
+    print(f"{n} posts, threshold {args.threshold}, best of {args.repeat} runs")
+    for name, kw in (("default", {}), ("near-duplicates off", {"near_duplicate": 0})):
+        make = lambda: StoryClusterer(threshold=args.threshold, **kw)  # noqa: E731
+        try:
+            make()
+        except TypeError:  # an older clusterer, measured for comparison
+            continue
+        # The clusterer and VADER take turns on the same 100 posts, so that
+        # both see the same load on a shared machine; the time is CPU time
+        # (the reactor's cost); the ratio is the median run's.
+        runs = []
+        for _ in range(args.repeat):
+            clusterer = make()
+            spent_c = spent_v = 0.0
+            ids = []
+            for start in range(0, n, 100):
+                chunk = posts[start : start + 100]
+                t = time.process_time()
+                ids += [clusterer.add(p) for p in chunk]
+                spent_c += time.process_time() - t
+                t = time.process_time()
+                for p in chunk:
+                    vader.polarity_scores(p.text)
+                spent_v += time.process_time() - t
+            runs.append((spent_c / spent_v, spent_c, spent_v))
+        runs.sort()
+        ratio = runs[len(runs) // 2][0]
+        best_c, best_v = min(r[1] for r in runs), min(r[2] for r in runs)
+        tracemalloc.start()
+        clusterer = make()
+        for p in posts:
+            clusterer.add(p)
+        heap, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        t = time.process_time()
+        if hasattr(clusterer, "snapshot"):
+            state = json.dumps(clusterer.snapshot())
+            make().restore(json.loads(state))
+        else:
+            state = ""
+        round_trip = time.process_time() - t
+        purity, nmi = quality([(s, lb) for s, (_, lb) in zip(ids, data) if s])
+        print(f"{name}: {len(clusterer.stories)} stories, purity {purity:.3f}, NMI {nmi:.3f}; "
+              f"clusterer {best_c / n * 1e6:.1f} us/post, vaderSentiment {best_v / n * 1e6:.1f} us/post, "
+              f"ratio {ratio:.2f}; heap {heap / 2**20:.1f} MiB; "
+              f"snapshot {len(state) / 2**20:.1f} MiB of JSON, {round_trip * 1000:.0f} ms there and back")  # fmt: skip
+    for s in clusterer.list(limit=3):
         print(f"  {s['size']:4d} posts: {', '.join(s['terms'][:6])}")
 
 

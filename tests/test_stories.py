@@ -284,3 +284,16 @@ def test_folding_agrees_with_the_matcher():
 
     for text in ["Crème BRÛLÉE ⅻ", "ﬁne Straße", "zero\u200bwidth", "acmeʼs café", "İstanbul ǅ", "naïve 東京 😀 e\u0301"]:
         assert _fold(text) == normalize(text)
+
+
+def test_a_story_lasting_thousands_of_half_lives_still_takes_its_posts():
+    """The centroid's lazy decay scale is brought back before it overflows."""
+    clusterer = StoryClusterer(half_life=1.0)
+    ids = set()
+    for i in range(60):
+        p = post(i, f"marathon runners cross the bridge at dawn {i % 4}")
+        p.created_at = 1.7e9 + 10 * i
+        ids.add(clusterer.add(p))
+    [story] = clusterer.stories.values()
+    assert ids == {story.id} and story.size == 60
+    assert story.boost < 1e100 and all(math.isfinite(v) for v in story.centroid.values())
