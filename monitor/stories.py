@@ -161,7 +161,9 @@ class _NearDuplicates:
     """
 
     K, BANDS, ROWS = 24, 8, 3  # keys() slices for 3 rows
-    _none = (-1, -1, -1)
+    _bands_numbers = range(BANDS)
+    #: The keys of the bands with every bin empty, which tell nothing.
+    _blank = frozenset(hash((band, -1, -1, -1)) for band in range(BANDS))
     POSTS = 5000
     #: Posts with fewer pairs than this are too short to call copies.
     LEAST_PAIRS = 3
@@ -175,7 +177,7 @@ class _NearDuplicates:
         self._bands: dict[int, int] = {}
         self._serial = 0
 
-    def signature(self, tokens: list[str]) -> Optional[array]:
+    def signature(self, tokens: list[str]) -> Optional[list[int]]:
         """
         The post's signature: per bin the least hash of a word pair falling
         in it, C{EMPTY} for none.
@@ -199,17 +201,18 @@ class _NearDuplicates:
             b, v = x % k, (x // k) & 0xFFFF
             if bins[b] == empty or v < bins[b]:
                 bins[b] = v
-        return array("i", bins)
+        return bins
 
-    def keys(self, sig: array) -> list[int]:
+    def keys(self, sig) -> list[int]:
         """
         The LSH keys of a signature: one per band of C{ROWS} bins that are
         not all empty.
         """
-        none = self._none
-        return [hash(band) for band in enumerate(zip(sig[0::3], sig[1::3], sig[2::3])) if band[1] != none]
+        blank = self._blank
+        keys = map(hash, zip(self._bands_numbers, sig[0::3], sig[1::3], sig[2::3]))
+        return [key for key in keys if key not in blank]
 
-    def resemblance(self, a: array, b: array) -> float:
+    def resemblance(self, a, b) -> float:
         """
         The estimated Jaccard resemblance: equal bins among those not empty
         in both.
@@ -218,7 +221,7 @@ class _NearDuplicates:
         either = len(a) - both_empty
         return (sum(map(eq, a, b)) - both_empty) / either if either else 0.0
 
-    def find(self, sig: array, keys: list[int]) -> Optional[str]:
+    def find(self, sig, keys: list[int]) -> Optional[str]:
         """
         The story of the most resembling earlier post, if it resembles
         enough (ties: the latest post).
@@ -233,9 +236,9 @@ class _NearDuplicates:
                     best, best_r = entry[0], r
         return best
 
-    def add(self, sig: array, keys: list[int], sid: str) -> None:
+    def add(self, sig, keys: list[int], sid: str) -> None:
         self._serial += 1
-        self.entries[self._serial] = (sid, sig)
+        self.entries[self._serial] = (sid, array("i", sig))
         self._bands.update(zip(keys, repeat(self._serial)))
         if len(self.entries) > self.POSTS:
             # Keys left pointing at forgotten posts find nothing; every
@@ -526,8 +529,9 @@ class StoryClusterer:
             twice = set().union(*found)
         if not twice:
             return None
-        candidates = sorted(twice)
+        candidates = twice
         if len(candidates) > CANDIDATES:
+            candidates = sorted(twice)
             # Those sharing the most words; ties to the oldest story, not to
             # the order the index's sets happen to iterate in (so that a
             # restored clusterer chooses the same): sorts are stable.
