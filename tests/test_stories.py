@@ -222,7 +222,7 @@ def test_reposts_quotes_and_edited_copies_on_other_networks_join_the_original(ne
         assert original not in joined[1:]
 
 
-def test_near_duplicates_keep_purity_on_labelled_posts(shared_data):
+def test_reposts_and_quotes_of_labelled_posts_join_their_original(shared_data):
     """Reposting a tenth of the labelled posts (as RT and as quotes) puts each copy with its original."""
     rows = labelled(shared_data)[:2000]
     clusterer = StoryClusterer()
