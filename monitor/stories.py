@@ -95,6 +95,7 @@ def _fold(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).casefold()
     return unicodedata.normalize("NFKD", folded).translate(_FOLDING)
 
+
 #: Words kept per story centroid, most weighty first.
 CENTROID_TERMS = 60
 #: Words of a post that look for candidate stories.
@@ -151,13 +152,13 @@ def _links(text: str) -> list[str]:
 class _NearDuplicates:
     """
     Reposts, quotes and lightly edited copies: MinHash over a post's pairs of
-    consecutive words (handles and C{RT} left out, so C{"RT @x: text"} is
-    C{"text"}), in one-permutation form (one hash per pair, its bin the
-    hash modulo C{K}: the minimum per bin; Li, Owen and Zhang 2012) so that
-    it costs one pass; an LSH index of C{BANDS} bands of C{ROWS} bins finds
-    earlier posts that probably resemble a post, and their bins say how
-    much.  The last C{POSTS} posts' signatures are kept, oldest forgotten
-    first.
+    consecutive words of three letters or more, handles left out (so
+    C{"RT @x: text"} is C{"text"}; a hashtag is its word), in
+    one-permutation form (one hash per pair, its bin the hash modulo C{K},
+    the least per bin kept; Li, Owen and Zhang 2012) so that it costs one
+    pass; an LSH index of C{BANDS} bands of C{ROWS} bins finds earlier
+    posts that probably resemble a post, and their bins say how much.  The
+    last C{POSTS} posts' signatures are kept, oldest forgotten first.
     """
 
     K, BANDS, ROWS = 24, 8, 3  # keys() slices for 3 rows
@@ -182,7 +183,7 @@ class _NearDuplicates:
         The post's signature: per bin the least hash of a word pair falling
         in it, C{EMPTY} for none.
         """
-        words = [w for w in tokens if w[0] != "@" and w != "rt"]
+        words = [w for w in tokens if w[0] != "@"]
         if len(words) <= self.LEAST_PAIRS:
             return None
         cache = self._hashes
