@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.analysis.trending import stop_words
-from monitor.interfaces import ISink
+from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import normalize, scan
 
@@ -60,6 +62,9 @@ LINKS = 20
 SAMPLES = 3
 #: Minutes of per-minute counts kept per story (for growth).
 MINUTES = 120
+#: Uids of posts annotated lately, remembered so a replayed post is not
+#: counted twice (L{StoryService}).
+RECENT = 20_000
 
 
 def _links(text: str) -> list[str]:
@@ -348,33 +353,136 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 6371.0 * 2 * math.asin(min(1.0, math.sqrt(h)))
 
 
-@implementer(ISink)
+@implementer(IAnnotator)
 class StoryService(Service):
     """
-    The clusterer as a pipeline sink: every stored post joins a story, and
-    stories not seen for C{fade_after} seconds are forgotten once a minute.
+    The clusterer as the pipeline's annotator: every matched post is put in
+    a story just before it is stored (L{monitor.model.Post.story}); stories
+    not seen for C{fade_after} seconds are forgotten once a minute.
+
+    With a C{store}, the clusterer's state is loaded from it at start and
+    saved to it every C{save_every} seconds and at stop, so stories and
+    their ids survive a restart (a crash loses at most the posts since the
+    last save from the stories, not from the store).
+
+    A post whose uid was annotated lately (a collector's replay, or two
+    sources seeing one post) gets its first story again and is not counted
+    twice: the last L{RECENT} uids are remembered, and saved with the state.
+    A replay of an older post is counted again (the store keeps its first
+    row, and so its first story).
     """
 
     name = "stories"
+    log = Logger()
 
-    def __init__(self, clusterer: StoryClusterer, reactor, fade_after: float = 6 * 3600.0) -> None:
+    def __init__(self, clusterer: StoryClusterer, reactor, fade_after: float = 6 * 3600.0, store=None,
+                 save_every: float = 60.0, recent: int = RECENT) -> None:  # fmt: skip
         self.clusterer = clusterer
         self.reactor = reactor
         self.fade_after = fade_after
+        self.store = store
+        self.save_every = save_every
+        self.recent_most = recent
+        self._recent: OrderedDict[str, Optional[str]] = OrderedDict()
         self._loop: Optional[LoopingCall] = None
+        self._saving: Optional[Deferred] = None
+        self._changed = False
 
     def startService(self):
         super().startService()
-        self._loop = LoopingCall(self.clusterer.fade, self.fade_after)
+        d = ensureDeferred(self._load()) if self.store is not None else succeed(None)
+        d.addCallback(lambda _: self._start_loop())
+        return d
+
+    def _start_loop(self) -> None:
+        if not self.running:
+            return
+        self._loop = LoopingCall(self._tick)
         self._loop.clock = self.reactor
-        self._loop.start(60.0, now=False)
+        d = self._loop.start(self.save_every, now=False)
+        d.addErrback(lambda f: self.log.failure("the stories' minute stopped on an error", f))
+
+    async def _load(self) -> None:
+        try:
+            state = await self.store.story_state()
+            if state is None:
+                return
+            self.clusterer.restore(state["clusterer"])
+            self._recent = OrderedDict((uid, sid) for uid, sid in state.get("recent", ())[-self.recent_most :])
+        except Exception:
+            self.log.failure("could not load the saved stories; starting with none")
+            return
+        self.log.info("loaded {count} stories", count=len(self.clusterer.stories))
+
+    def _tick(self):
+        if self.clusterer.fade(self.fade_after):
+            self._changed = True
+        if self.store is not None and self._saving is None:
+            return self.save()
+        return None
 
     def stopService(self):
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self.store is None:
+            return succeed(None)
+        before = self._saving or succeed(None)
+        before.addCallback(lambda _: self.save())
+        return before
 
-    def posts_stored(self, posts) -> None:
+    def save(self) -> Deferred:
+        """
+        Save the state if it changed since the last save; never fails (a
+        failure is logged and the next save tries again).  The snapshot is
+        taken on the reactor and encoded in the store's writer thread.
+        """
+        if self.store is None or not self._changed:
+            return succeed(None)
+        self._changed = False
+        state = {
+            "version": 1,
+            "clusterer": self.clusterer.snapshot(),
+            "recent": [[uid, sid] for uid, sid in self._recent.items()],
+        }
+        d = self.store.save_story_state(state)
+
+        def failed(failure):
+            self._changed = True
+            self.log.failure("could not save the stories; trying again in {every}s", failure, every=self.save_every)
+
+        def done(_):
+            self._saving = None
+
+        d.addErrback(failed)
+        d.addBoth(done)
+        if not d.called:
+            self._saving = d
+        return d
+
+    def annotate(self, posts) -> None:
+        """
+        Put each post in a story (C{post.story}); a post that cannot be
+        clustered is logged and keeps C{None}.
+        """
         add = self.clusterer.add
+        recent = self._recent
+        failed = 0
         for post in posts:
-            add(post)
+            uid = post.uid
+            if uid in recent:
+                post.story = recent[uid]
+                continue
+            try:
+                post.story = add(post)
+            except Exception:
+                post.story = None
+                if not failed:
+                    self.log.failure("could not put post {uid} in a story; it is stored without one", uid=uid)
+                failed += 1
+            recent[uid] = post.story
+        self._changed = True
+        while len(recent) > self.recent_most:
+            recent.popitem(last=False)
+        if failed > 1:
+            self.log.error("{count} posts of a batch were stored without a story", count=failed)

@@ -348,6 +348,7 @@ async def test_post_is_returned_verbatim(store):
         author_verified=True,
         lat=51.5,
         lon=-0.12,
+        story="s7",
     )
     await store.store_batch([post], {})
     [got], following = await store.query_posts(PostQuery())
@@ -379,6 +380,7 @@ async def test_post_is_returned_verbatim(store):
         "author_verified": True,
         "lat": 51.5,
         "lon": -0.12,
+        "story": "s7",
     }
 
 
