@@ -14,6 +14,7 @@ run, and the Python heap the clusterer holds (tracemalloc).
 import argparse
 import csv
 import math
+import os
 import pathlib
 import random
 import sys
@@ -23,7 +24,7 @@ from collections import Counter, defaultdict
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+DATA = pathlib.Path(os.environ.get("MONITOR_SHARED", ROOT.parent / "shared")) / "data"
 
 from monitor.model import Post  # noqa: E402
 from monitor.stories import StoryClusterer  # noqa: E402

@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, OrderedDict, defaultdict
-from dataclasses import dataclass, field
-from itertools import count
+from dataclasses import dataclass, field, fields
+from heapq import nlargest
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
@@ -62,9 +62,11 @@ LINKS = 20
 SAMPLES = 3
 #: Minutes of per-minute counts kept per story (for growth).
 MINUTES = 120
-#: Uids of posts annotated lately, remembered so a replayed post is not
-#: counted twice (L{StoryService}).
-RECENT = 20_000
+#: Words whose document frequency a snapshot keeps (the most frequent).
+SNAPSHOT_DF = 50_000
+#: Bumped when the snapshot's layout changes; L{StoryClusterer.restore}
+#: still reads every older one.
+SNAPSHOT_VERSION = 1
 
 
 def _links(text: str) -> list[str]:
@@ -106,6 +108,9 @@ class Story:
     lon_sum: float = 0.0
     minutes: dict = field(default_factory=dict)
     samples: list = field(default_factory=list)
+    #: Order of creation: breaks ties between candidate stories the same
+    #: way before and after a restart.
+    serial: int = 0
 
     def growth(self, now: float) -> dict[str, float]:
         """
@@ -158,10 +163,12 @@ class StoryClusterer:
         self.stories: dict[str, Story] = {}
         self.df: Counter = Counter()
         self.documents = 0
-        self._index: dict[str, set[str]] = defaultdict(set)
+        # word -> serials of the stories whose centroid has it.
+        self._index: dict[str, set[int]] = defaultdict(set)
+        self._by_serial: dict[int, Story] = {}
         self._link_index: dict[str, str] = {}
-        self._ids = count(1)
-        self._new_id = new_id or (lambda: f"s{next(self._ids)}")
+        self._serial = 0
+        self._new_id = new_id or (lambda serial: f"s{serial}")
         self.now = 0.0
 
     # -- vectors ---------------------------------------------------------
@@ -207,8 +214,10 @@ class StoryClusterer:
         if story is None:
             if len(self.stories) >= self.max_stories:
                 self._forget_lightest()
-            story = Story(self._new_id(), first_seen=t, last_seen=t)
+            self._serial += 1
+            story = Story(self._new_id(self._serial), first_seen=t, last_seen=t, serial=self._serial)
             self.stories[story.id] = story
+            self._by_serial[story.serial] = story
         self._join(story, post, vec, words, links, t)
         return story.id
 
@@ -234,10 +243,12 @@ class StoryClusterer:
         # A story sharing one common word is rarely the one; with few words
         # one is all there is.
         least = 1 if len(vec) <= 3 else 2
-        for sid, shared in hits.most_common(CANDIDATES):
+        # Ties go to the oldest story, whatever order the index's sets
+        # happen to iterate in (so a restored clusterer chooses the same).
+        for serial, shared in nlargest(CANDIDATES, hits.items(), key=lambda kv: (kv[1], -kv[0])):
             if shared < least:
                 break
-            story = self.stories.get(sid)
+            story = self._by_serial.get(serial)
             if story is None:
                 continue
             sim = self._similarity(vec, story, post)
@@ -261,9 +272,9 @@ class StoryClusterer:
             c[w] = c.get(w, 0.0) + v
         kept = dict(sorted(c.items(), key=lambda kv: -kv[1])[:CENTROID_TERMS])
         for w in story.centroid.keys() - kept.keys():
-            self._index[w].discard(story.id)
+            self._unindex(w, story.serial)
         for w in kept.keys() - story.centroid.keys():
-            self._index[w].add(story.id)
+            self._index[w].add(story.serial)
         story.centroid = kept
         story.norm = math.sqrt(sum(v * v for v in kept.values())) or 1.0
         story.weight = story.weight * decay + 1
@@ -283,6 +294,9 @@ class StoryClusterer:
             if link not in story.links:
                 story.links.append(link)
                 self._link_index[link] = story.id
+        for link in story.links[:-LINKS]:
+            if self._link_index.get(link) == story.id:
+                del self._link_index[link]
         del story.links[:-LINKS]
         if post.lat is not None and post.lon is not None:
             story.placed += 1
@@ -301,10 +315,18 @@ class StoryClusterer:
 
     # -- bounds --------------------------------------------------------------
 
+    def _unindex(self, word: str, serial: int) -> None:
+        sids = self._index.get(word)
+        if sids is not None:
+            sids.discard(serial)
+            if not sids:
+                del self._index[word]
+
     def _forget(self, story: Story) -> None:
         self.stories.pop(story.id, None)
+        self._by_serial.pop(story.serial, None)
         for w in story.centroid:
-            self._index[w].discard(story.id)
+            self._unindex(w, story.serial)
         for link in story.links:
             if self._link_index.get(link) == story.id:
                 del self._link_index[link]
@@ -328,6 +350,55 @@ class StoryClusterer:
             self._forget(story)
         return len(gone)
 
+    # -- state ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """
+        The clusterer's state as plain JSON-serialisable data, so that the
+        stories survive a restart: L{restore} on a new clusterer continues
+        exactly where this one is (same story for the same next post, ids
+        counting on).  The document frequencies kept are the C{SNAPSHOT_DF}
+        most frequent words, which bounds the snapshot's size.
+        """
+        df = self.df if len(self.df) <= SNAPSHOT_DF else dict(self.df.most_common(SNAPSHOT_DF))
+        return {
+            "version": SNAPSHOT_VERSION,
+            "now": self.now,
+            "documents": self.documents,
+            "serial": self._serial,
+            "df": dict(df),
+            "link_index": dict(self._link_index),
+            "stories": [_story_state(story) for story in self.stories.values()],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """
+        Replace this clusterer's state by a L{snapshot}'s (after a JSON round
+        trip or not) and rebuild the indexes.  A key missing from an older
+        snapshot takes its empty value; unknown keys are ignored.
+        """
+        self.stories = {}
+        self._by_serial = {}
+        self._index = defaultdict(set)
+        for data in state.get("stories", ()):
+            story = _story_from_state(data)
+            if not story.serial:
+                # Before serials: after every story restored so far.
+                story.serial = max(self._by_serial, default=0) + 1
+            self.stories[story.id] = story
+            self._by_serial[story.serial] = story
+            for w in story.centroid:
+                self._index[w].add(story.serial)
+        self.now = float(state.get("now", max((s.last_seen for s in self.stories.values()), default=0.0)))
+        self.documents = int(state.get("documents", 0))
+        # Never an id again: past every id restored, whatever was saved.
+        self._serial = max(int(state.get("serial", 0)), max(self._by_serial, default=0))
+        self.df = Counter({str(w): int(c) for w, c in state.get("df", {}).items()})
+        links = state.get("link_index")
+        if links is None:
+            links = {link: s.id for s in self.stories.values() for link in s.links}
+        self._link_index = {link: sid for link, sid in links.items() if sid in self.stories}
+
     # -- reading -------------------------------------------------------------
 
     def list(self, topic: Optional[str] = None, since: Optional[float] = None, until: Optional[float] = None,
@@ -346,11 +417,51 @@ class StoryClusterer:
         return [s.to_dict(self.now) for s in chosen[:limit]]
 
 
+_COUNTERS = ("terms", "sentiment", "labels", "sources", "topics")
+
+
+def _story_state(story: Story) -> dict[str, Any]:
+    """
+    A story as plain data (counters as objects in their order, which decides
+    ties between equal counts, minutes as C{[minute, posts]} pairs).
+    """
+    out = {f.name: getattr(story, f.name) for f in fields(Story)}
+    for name in _COUNTERS:
+        out[name] = dict(out[name])
+    out["centroid"] = dict(story.centroid)
+    out["links"] = list(story.links)
+    out["minutes"] = [[m, c] for m, c in story.minutes.items()]
+    out["samples"] = [[reach, dict(sample)] for reach, sample in story.samples]
+    return out
+
+
+def _story_from_state(data: dict[str, Any]) -> Story:
+    known = {f.name for f in fields(Story)}
+    kw = {k: v for k, v in data.items() if k in known}
+    for name in _COUNTERS:
+        kw[name] = Counter(kw.get(name) or {})
+    kw["centroid"] = {str(w): float(v) for w, v in (kw.get("centroid") or {}).items()}
+    kw["links"] = list(kw.get("links") or ())
+    minutes = kw.get("minutes") or []
+    if isinstance(minutes, dict):
+        minutes = list(minutes.items())
+    kw["minutes"] = {int(m): int(c) for m, c in minutes}
+    kw["samples"] = [(reach, dict(sample)) for reach, sample in kw.get("samples") or ()]
+    kw.setdefault("first_seen", 0.0)
+    kw.setdefault("last_seen", kw["first_seen"])
+    return Story(**kw)
+
+
 def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 6371.0 * 2 * math.asin(min(1.0, math.sqrt(h)))
+
+
+#: Uids of posts annotated lately, remembered so a replayed post is not
+#: counted twice (L{StoryService}).
+RECENT = 20_000
 
 
 @implementer(IAnnotator)
