@@ -172,7 +172,7 @@ class IStore(IService):
 
     def save_story_state(state):
         """
-        Keep the JSON-able dict C{state} as the stories' saved state,
+        Keep C{state}, a JSON object as text, as the stories' saved state,
         replacing the last one.  Returns a Deferred.
         """
 
@@ -200,8 +200,9 @@ class IAnnotator(Interface):
         """
         Called on the reactor thread, in queue order, with each batch's
         matched posts after analysis and before the store; sets fields on
-        them in place.  Must not block; an exception is logged and the
-        posts are stored as they are.
+        them in place.  Must not block; may return a Deferred (the batch,
+        and those after it, wait for it).  An exception or a failed
+        Deferred is logged and the posts are stored as they are.
         """
 
 

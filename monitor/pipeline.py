@@ -16,7 +16,7 @@ from collections import Counter, OrderedDict
 from typing import Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -153,7 +153,7 @@ class Pipeline(Service):
         # Store in queue order: wait for the batch before this one.
         await previous
         if matched:
-            self._annotate(matched)
+            await self._annotate(matched)
         collected = Counter(post.source for post in posts if not isinstance(post, (Rejected, Enriched)))
         await self._store(matched, cursors, rejected, collected, updates)
         await self.queue.ack(posts)
@@ -162,14 +162,14 @@ class Pipeline(Service):
         if updates:
             self._enriched(updates)
 
-    def _annotate(self, posts: list) -> None:
+    async def _annotate(self, posts: list) -> None:
         """
         Let each annotator add its fields; one that fails costs its fields
         (a story stays C{None}), never the posts or their order.
         """
         for annotator in self.annotators:
             try:
-                annotator.annotate(posts)
+                await maybeDeferred(annotator.annotate, posts)
             except Exception:
                 self.log.failure(
                     "annotator {annotator!r} failed on {count} posts; they are stored without its fields",

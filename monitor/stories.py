@@ -24,6 +24,7 @@ C{bench/README.md}.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter, OrderedDict, defaultdict
@@ -32,7 +33,8 @@ from heapq import nlargest
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
+from twisted.internet.threads import deferToThreadPool
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -464,6 +466,21 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 RECENT = 20_000
 
 
+def encode_state(value: Any, depth: int = 3) -> str:
+    """
+    C{value} as compact JSON, its containers down to C{depth} levels
+    encoded item by item: one C{json.dumps} of a big snapshot holds the GIL
+    for as long as it takes (most of a second for a full clusterer), while
+    many small ones let the reactor thread run in between.
+    """
+    if depth > 0 and isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + encode_state(v, depth - 1)
+                              for k, v in value.items()) + "}"  # fmt: skip
+    if depth > 0 and isinstance(value, (list, tuple)):
+        return "[" + ",".join(encode_state(v, depth - 1) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 @implementer(IAnnotator)
 class StoryService(Service):
     """
@@ -474,29 +491,39 @@ class StoryService(Service):
     With a C{store}, the clusterer's state is loaded from it at start and
     saved to it every C{save_every} seconds and at stop, so stories and
     their ids survive a restart (a crash loses at most the posts since the
-    last save from the stories, not from the store).
+    last save from the stories, not from the store).  A full clusterer's
+    snapshot takes a good part of a second to copy and to encode, so both
+    happen in a thread: the clusterer is left alone meanwhile (a batch to
+    annotate waits for the copy, the reactor does not), then the copy is
+    encoded while posts go on joining stories.
 
     A post whose uid was annotated lately (a collector's replay, or two
     sources seeing one post) gets its first story again and is not counted
     twice: the last L{RECENT} uids are remembered, and saved with the state.
     A replay of an older post is counted again (the store keeps its first
     row, and so its first story).
+
+    @param in_thread: C{(f, *args) -> Deferred} running C{f} off the
+        reactor thread; by default in C{reactor}'s thread pool.
     """
 
     name = "stories"
     log = Logger()
 
     def __init__(self, clusterer: StoryClusterer, reactor, fade_after: float = 6 * 3600.0, store=None,
-                 save_every: float = 60.0, recent: int = RECENT) -> None:  # fmt: skip
+                 save_every: float = 60.0, recent: int = RECENT, in_thread=None) -> None:  # fmt: skip
         self.clusterer = clusterer
         self.reactor = reactor
         self.fade_after = fade_after
         self.store = store
         self.save_every = save_every
         self.recent_most = recent
+        self._in_thread = in_thread or (lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
         self._recent: OrderedDict[str, Optional[str]] = OrderedDict()
         self._loop: Optional[LoopingCall] = None
         self._saving: Optional[Deferred] = None
+        #: Fires when a thread has finished copying the clusterer.
+        self._copying: Optional[Deferred] = None
         self._changed = False
 
     def startService(self):
@@ -514,11 +541,15 @@ class StoryService(Service):
         d.addErrback(lambda f: self.log.failure("the stories' minute stopped on an error", f))
 
     async def _load(self) -> None:
+        """
+        Restore the saved state, in a thread: nothing uses the clusterer
+        before the pipeline starts, after this.
+        """
         try:
             state = await self.store.story_state()
             if state is None:
                 return
-            self.clusterer.restore(state["clusterer"])
+            await self._in_thread(self.clusterer.restore, state["clusterer"])
             self._recent = OrderedDict((uid, sid) for uid, sid in state.get("recent", ())[-self.recent_most :])
         except Exception:
             self.log.failure("could not load the saved stories; starting with none")
@@ -526,11 +557,9 @@ class StoryService(Service):
         self.log.info("loaded {count} stories", count=len(self.clusterer.stories))
 
     def _tick(self):
-        if self.clusterer.fade(self.fade_after):
+        if self._copying is None and self.clusterer.fade(self.fade_after):
             self._changed = True
-        if self.store is not None and self._saving is None:
-            return self.save()
-        return None
+        return self.save()
 
     def stopService(self):
         super().stopService()
@@ -538,44 +567,52 @@ class StoryService(Service):
             self._loop.stop()
         if self.store is None:
             return succeed(None)
-        before = self._saving or succeed(None)
-        before.addCallback(lambda _: self.save())
-        return before
+        d = Deferred()
+        (self._saving or succeed(None)).addBoth(lambda _: self.save().chainDeferred(d))
+        return d
 
     def save(self) -> Deferred:
         """
-        Save the state if it changed since the last save; never fails (a
-        failure is logged and the next save tries again).  The snapshot is
-        taken on the reactor and encoded in the store's writer thread.
+        Save the state if it changed since the last save (one save at a
+        time); never fails: a failure is logged and the next save tries
+        again.
         """
-        if self.store is None or not self._changed:
+        if self.store is None or self._saving is not None or not self._changed:
             return succeed(None)
         self._changed = False
-        state = {
-            "version": 1,
-            "clusterer": self.clusterer.snapshot(),
-            "recent": [[uid, sid] for uid, sid in self._recent.items()],
-        }
-        d = self.store.save_story_state(state)
-
-        def failed(failure):
-            self._changed = True
-            self.log.failure("could not save the stories; trying again in {every}s", failure, every=self.save_every)
-
-        def done(_):
-            self._saving = None
-
-        d.addErrback(failed)
-        d.addBoth(done)
-        if not d.called:
-            self._saving = d
+        d = self._saving = ensureDeferred(self._save())
+        d.addErrback(self._save_failed)
+        d.addBoth(self._saved)
         return d
 
-    def annotate(self, posts) -> None:
+    async def _save(self) -> None:
+        recent = [[uid, sid] for uid, sid in self._recent.items()]
+        self._copying = Deferred()
+        try:
+            snapshot = await self._in_thread(self.clusterer.snapshot)
+        finally:
+            copying, self._copying = self._copying, None
+            copying.callback(None)
+        text = await self._in_thread(encode_state, {"version": 1, "clusterer": snapshot, "recent": recent})
+        await self.store.save_story_state(text)
+
+    def _save_failed(self, failure) -> None:
+        self._changed = True
+        self.log.failure("could not save the stories; trying again in {every}s", failure, every=self.save_every)
+
+    def _saved(self, _) -> None:
+        self._saving = None
+
+    def annotate(self, posts):
         """
         Put each post in a story (C{post.story}); a post that cannot be
-        clustered is logged and keeps C{None}.
+        clustered is logged and keeps C{None}.  While a thread copies the
+        clusterer, the batch waits for it (a Deferred).
         """
+        if self._copying is not None:
+            d = Deferred()
+            self._copying.addCallback(lambda _: maybeDeferred(self.annotate, posts).chainDeferred(d))
+            return d
         add = self.clusterer.add
         recent = self._recent
         failed = 0
@@ -597,3 +634,4 @@ class StoryService(Service):
             recent.popitem(last=False)
         if failed > 1:
             self.log.error("{count} posts of a batch were stored without a story", count=failed)
+        return None

@@ -9,8 +9,9 @@ import json
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 
 from monitor.match import Matcher
@@ -20,7 +21,7 @@ from monitor.pipeline import Pipeline
 from monitor.queue.memory import MemoryQueue
 from monitor.store import PostQuery
 from monitor.store.sqlite import SQLiteStore
-from monitor.stories import StoryClusterer, StoryService
+from monitor.stories import StoryClusterer, StoryService, encode_state
 
 T0 = 1.7e9
 
@@ -56,7 +57,7 @@ class Hub:
         self.clock = Clock()
         self.store = SQLiteStore(path, reactor=reactor)
         self.clusterer = StoryClusterer()
-        self.stories = StoryService(self.clusterer, self.clock, store=self.store)
+        self.stories = StoryService(self.clusterer, self.clock, store=self.store, in_thread=deferToThread)
         self.queue = MemoryQueue(100, reactor=reactor)
         self.pipeline = Pipeline(self.queue, Topics(), Analyzer(), self.store, Metrics(), reactor=reactor,
                                  annotators=[self.stories])  # fmt: skip
@@ -165,7 +166,7 @@ async def test_a_state_that_cannot_be_loaded_starts_empty(path, reactor):
     """A saved state the clusterer refuses is logged; the hub starts with no stories and clusters on."""
     hub = Hub(path, reactor)
     await hub.start()
-    await hub.store.save_story_state({"version": 1, "clusterer": {"stories": [{"id": 5}]}, "recent": []})
+    await hub.store.save_story_state(json.dumps({"version": 1, "clusterer": {"stories": [["not", "a", "story"]]}, "recent": []}))
     await hub.pipeline.stopService()
     await hub.store.stopService()
     logged = []
@@ -183,3 +184,64 @@ async def test_a_state_that_cannot_be_loaded_starts_empty(path, reactor):
         assert await again.story_of("bluesky:0") is not None
     finally:
         await again.stop()
+
+
+class Threads:
+    """Runs each job when the test says, as a thread would, later."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def __call__(self, f, *args):
+        d = Deferred()
+        self.jobs.append((f, args, d))
+        return d
+
+    def run_next(self):
+        f, args, d = self.jobs.pop(0)
+        d.callback(f(*args))
+
+
+class TextStore:
+    def __init__(self):
+        self.saved = []
+
+    def story_state(self):
+        return succeed(None)
+
+    def save_story_state(self, text):
+        self.saved.append(json.loads(text))
+        return succeed(None)
+
+
+def test_a_batch_waits_while_the_clusterer_is_copied():
+    """While a thread copies the clusterer, the next batch waits (a Deferred), then joins its story; none is lost."""
+    clock, threads, store = Clock(), Threads(), TextStore()
+    service = StoryService(StoryClusterer(), clock, store=store, in_thread=threads)
+    service.startService()
+    first = [post(0, OUTAGE[0])]
+    assert service.annotate(first) is None and first[0].story
+    clock.advance(60)
+    [(copy, _, _)] = threads.jobs
+    assert copy == service.clusterer.snapshot
+    later = [post(1, OUTAGE[1])]
+    waiting = service.annotate(later)
+    assert isinstance(waiting, Deferred) and not waiting.called and later[0].story is None
+    threads.run_next()
+    assert waiting.called and later[0].story == first[0].story
+    threads.run_next()  # the encoding, while posts go on joining stories
+    [saved] = store.saved
+    assert [uid for uid, _ in saved["recent"]] == ["bluesky:0"]
+    assert [s["size"] for s in saved["clusterer"]["stories"]] == [1]
+    stopped = service.stopService()
+    threads.run_next()
+    threads.run_next()
+    assert stopped.called and len(store.saved) == 2
+    assert [s["size"] for s in store.saved[-1]["clusterer"]["stories"]] == [2]
+
+
+def test_the_encoding_is_plain_json():
+    """The piecewise encoding reads back as the value, whatever it holds."""
+    value = {"a": [1, 2.5, None, {"x": ["<b>é</b>", True]}], "b": {str(i): i for i in range(100)}, "c": "\u2028\"'"}
+    assert json.loads(encode_state(value)) == value
+    assert json.loads(encode_state({"version": 1, "clusterer": StoryClusterer().snapshot(), "recent": []}))

@@ -689,21 +689,19 @@ class SQLiteStore(Service):
         row = trans.execute("SELECT state FROM story_state WHERE id = 1").fetchone()
         return json.loads(row[0]) if row else None
 
-    def save_story_state(self, state: dict) -> Deferred:
+    def save_story_state(self, state: str) -> Deferred:
         """
-        Keep C{state} (JSON-able, and not changed by anyone until this
-        fires: it is encoded in the writer thread) as the stories' one
-        saved state, replacing the last.
+        Keep C{state}, a JSON object as text, as the stories' one saved
+        state, replacing the last.
         """
         return self._run(True, self._save_story_state, state, self._reactor.seconds)
 
     @staticmethod
-    def _save_story_state(trans, state: dict, clock) -> None:
-        text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+    def _save_story_state(trans, state: str, clock) -> None:
         trans.execute(
             "INSERT INTO story_state (id, state, saved_at) VALUES (1, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
-            (text, clock()),
+            (state, clock()),
         )
 
     def get_cursor(self, source: str) -> Deferred:
