@@ -99,3 +99,30 @@ async def test_one_link_on_two_networks_is_one_story(reactor, tmp_path):
         mastodon.drop_streams()
         await jport.stopListening()
         await mport.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stories_off_leave_every_post_without_one(reactor, tmp_path):
+    """With [stories] enabled = false the hub stores and serves posts with story null, and says stories are off."""
+    from tests.test_twistd import CONFIG as REPLAY
+
+    lines = [json.dumps({"id": i, "text": f"acme outage {LINK} number {i}", "author": "a", "created_at": 1.7e9 + i})
+             for i in range(3)]  # fmt: skip
+    (tmp_path / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    hub = Hub(reactor, tmp_path, "[stories]\nenabled = false\n" + REPLAY)
+    hub.start()
+    try:
+        async def finished():
+            code, body = await hub.get("/healthz", token=None)
+            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+
+        await hub.wait_until(finished)
+        code, body = await hub.get("/api/v1/posts")
+        posts = json.loads(body)["posts"]
+        assert code == 200 and len(posts) == 3 and [p["story"] for p in posts] == [None] * 3
+        code, body = await hub.get("/api/v1/stories")
+        assert json.loads(body) == {"stories": [], "enabled": False}
+        assert await hub.stop()
+    finally:
+        if hub.proc.poll() is None:
+            hub.proc.kill()

@@ -245,3 +245,16 @@ def test_the_encoding_is_plain_json():
     value = {"a": [1, 2.5, None, {"x": ["<b>é</b>", True]}], "b": {str(i): i for i in range(100)}, "c": "\u2028\"'"}
     assert json.loads(encode_state(value)) == value
     assert json.loads(encode_state({"version": 1, "clusterer": StoryClusterer().snapshot(), "recent": []}))
+
+
+def test_a_post_carries_its_story_everywhere():
+    """to_dict/from_dict keep a post's story, a post queued before stories existed has none, the live push shows it."""
+    from monitor.web.push import post_json
+
+    p = post(1, OUTAGE[0])
+    p.story = "s9"
+    assert Post.from_dict(json.loads(json.dumps(p.to_dict()))).story == "s9"
+    old = p.to_dict()
+    del old["story"]
+    assert Post.from_dict(old).story is None
+    assert post_json(p)["story"] == "s9"
