@@ -27,9 +27,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections import Counter, OrderedDict, defaultdict
+from datetime import datetime
 from dataclasses import dataclass, field, fields
 from heapq import nlargest
+from itertools import repeat
+from operator import itemgetter, mul
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
@@ -42,11 +46,48 @@ from zope.interface import implementer
 from monitor.analysis.trending import stop_words
 from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
-from monitor.words import normalize, scan
+from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
 
 __all__ = ["Story", "StoryClusterer", "StoryService"]
 
 _LINK = re.compile(r"https?://([^\s/?#]+)([^\s?#]*)", re.IGNORECASE)
+#: A link, with its query: links count whole (see L{_links}), not by words.
+_LINK_TEXT = re.compile(r"https?://\S*")
+#: A word of three characters or more, with the C{#} or C{@} before it as
+#: L{monitor.words.TOKEN} sees them.
+_TOKEN = re.compile(r"(?:(?<!\w)[#@])?\w{3,}")
+
+
+class _Folding(dict):
+    """
+    The characters L{monitor.words.normalize} drops (combining marks,
+    format characters) and the apostrophes it unifies, as a C{str.translate}
+    table learnt one character at a time: one C-level pass over the text
+    instead of a Python generator over its characters.
+    """
+
+    def __missing__(self, cp: int):
+        c = chr(cp)
+        if c != _ZERO_WIDTH_SPACE and unicodedata.category(c) in _DROPPED_CATEGORIES:
+            out = None
+        else:
+            out = ord(c.translate(_APOSTROPHES))
+        if len(self) < 100_000:
+            self[cp] = out
+        return out
+
+
+_FOLDING = _Folding()
+
+
+def _fold(text: str) -> str:
+    """
+    L{monitor.words.normalize}, the same result, faster for non-ASCII text.
+    """
+    if text.isascii():
+        return text.lower()
+    folded = unicodedata.normalize("NFKD", text).casefold()
+    return unicodedata.normalize("NFKD", folded).translate(_FOLDING)
 
 #: Words kept per story centroid, most weighty first.
 CENTROID_TERMS = 60
@@ -71,6 +112,18 @@ SNAPSHOT_DF = 50_000
 SNAPSHOT_VERSION = 1
 
 
+def _count(counts: dict, keys) -> None:
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+
+
+def _most_common(counts: dict, n: int) -> list:
+    """
+    C{Counter.most_common} for a plain dict: ties in insertion order.
+    """
+    return nlargest(n, counts.items(), key=itemgetter(1))
+
+
 def _links(text: str) -> list[str]:
     """
     Links in a post, reduced to host and path (scheme, query and a final
@@ -85,7 +138,7 @@ def _links(text: str) -> list[str]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Story:
     """
     One cluster of posts.  C{weight} is the decayed number of posts, the
@@ -95,20 +148,26 @@ class Story:
     id: str
     first_seen: float
     last_seen: float
+    #: Word weights, multiplied by C{boost} (see L{StoryClusterer._join}).
     centroid: dict[str, float] = field(default_factory=dict)
-    norm: float = 1.0
+    #: The sum of the squared weights in C{centroid}.
+    sumsq: float = 0.0
+    boost: float = 1.0
     weight: float = 0.0
     size: int = 0
-    terms: Counter = field(default_factory=Counter)
-    sentiment: Counter = field(default_factory=Counter)
-    labels: Counter = field(default_factory=Counter)
-    sources: Counter = field(default_factory=Counter)
-    topics: Counter = field(default_factory=Counter)
+    # Counts as plain dicts: a new story costs less than with Counters.
+    terms: dict = field(default_factory=dict)
+    sentiment: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+    topics: dict = field(default_factory=dict)
     links: list = field(default_factory=list)
     placed: int = 0
     lat_sum: float = 0.0
     lon_sum: float = 0.0
     minutes: dict = field(default_factory=dict)
+    #: The most reaching posts, most first, as C{(reach, id, author, text,
+    #: source, created_at, url)} (made into objects only when read).
     samples: list = field(default_factory=list)
     #: Order of creation: breaks ties between candidate stories the same
     #: way before and after a restart.
@@ -127,7 +186,7 @@ class Story:
     def to_dict(self, now: float) -> dict[str, Any]:
         return {
             "id": self.id,
-            "terms": [t for t, _ in self.terms.most_common(8)],
+            "terms": [t for t, _ in _most_common(self.terms, 8)],
             "size": self.size,
             "sentiment": {s: self.sentiment.get(s, 0) for s in ("positive", "neutral", "negative")},
             "labels": dict(self.labels),
@@ -139,7 +198,7 @@ class Story:
             "centroid": {"lat": round(self.lat_sum / self.placed, 4), "lon": round(self.lon_sum / self.placed, 4)}
             if self.placed else None,  # fmt: skip
             "links": list(self.links[:5]),
-            "posts": [s[1] for s in sorted(self.samples, key=lambda s: -s[0])],
+            "posts": [_sample_dict(s) for s in self.samples],
         }
 
 
@@ -162,6 +221,7 @@ class StoryClusterer:
         self.geo_weight = geo_weight
         self.max_stories = max_stories
         self.exclude = frozenset(exclude)
+        self._skips: dict[Optional[str], frozenset[str]] = {}
         self.stories: dict[str, Story] = {}
         self.df: Counter = Counter()
         self.documents = 0
@@ -175,23 +235,53 @@ class StoryClusterer:
 
     # -- vectors ---------------------------------------------------------
 
+    def _skip(self, lang: Optional[str]) -> frozenset[str]:
+        """
+        The words left out of posts in C{lang}: its stop words and the
+        topics' words, bare or as hashtags and handles.
+        """
+        skip = self._skips.get(lang)
+        if skip is None:
+            bare = stop_words(lang) | self.exclude
+            skip = self._skips[lang] = bare | {"#" + w for w in bare} | {"@" + w for w in bare}
+        return skip
+
     def _words(self, text: str, lang: Optional[str]) -> list[str]:
-        stop = stop_words(lang)
-        words = []
-        for token in scan(normalize(_LINK.sub(" ", text))):
-            w = token.word
-            if len(w) < 3 or w.isdigit() or w in stop or w in self.exclude:
-                continue
-            words.append(token.sigil + w)
-        return words
+        """
+        The words a post is compared by: one pass of one expression over the
+        folded text, links (with their query) skipped, and numbers.
+        """
+        skip = self._skip(lang)
+        folded = _fold(text)
+        if "://" in folded:
+            folded = _LINK_TEXT.sub(" ", folded)
+        return [w for w in _TOKEN.findall(folded) if w not in skip and not w.isdigit()]
 
     def _vector(self, words: list[str]) -> dict[str, float]:
-        tf = Counter(words)
-        n = self.documents + 1
-        vec = {w: (1 + math.log(c)) * (math.log((n + 1) / (self.df.get(w, 0) + 1)) + 1) for w, c in tf.items()}
-        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-        top = sorted(vec.items(), key=lambda kv: -kv[1])[:POST_TERMS]
-        return {w: v / norm for w, v in top}
+        tf = dict.fromkeys(words, 1)
+        if len(tf) < len(words):
+            tf = {}
+            for w in words:
+                tf[w] = tf.get(w, 0) + 1
+        df = self.df
+        get = df.get
+        idf = math.log(self.documents + 2) + 1
+        log = math.log
+        vec = {}
+        sumsq = 0.0
+        for w, c in tf.items():
+            d = get(w, 0) + 1
+            df[w] = d
+            v = idf - log(d + 1)
+            if c > 1:
+                v *= 1 + log(c)
+            vec[w] = v
+            sumsq += v * v
+        if len(vec) > POST_TERMS:
+            vec = dict(sorted(vec.items(), key=lambda kv: -kv[1])[:POST_TERMS])
+            sumsq = sum(v * v for v in vec.values())
+        scale = 1 / (math.sqrt(sumsq) or 1.0)
+        return {w: v * scale for w, v in vec.items()}
 
     # -- assignment --------------------------------------------------------
 
@@ -201,18 +291,18 @@ class StoryClusterer:
         with no words to go by).
         """
         t = float(post.created_at)
-        self.now = max(self.now, t)
-        words = self._words(post.text, getattr(post, "lang", None))
-        links = _links(post.text)
+        if t > self.now:
+            self.now = t
+        text = post.text
+        words = self._words(text, post.lang)
+        links = _links(text) if "://" in text else ()
         if not words and not links:
             return None
         self.documents += 1
-        for w in set(words):
-            self.df[w] += 1
+        vec = self._vector(words)
         if len(self.df) > 200_000:
             self._prune_df()
-        vec = self._vector(words)
-        story = self._by_link(links) or self._nearest(vec, post)
+        story = (self._by_link(links) if links else None) or self._nearest(vec, post)
         if story is None:
             if len(self.stories) >= self.max_stories:
                 self._forget_lightest()
@@ -220,10 +310,10 @@ class StoryClusterer:
             story = Story(self._new_id(self._serial), first_seen=t, last_seen=t, serial=self._serial)
             self.stories[story.id] = story
             self._by_serial[story.serial] = story
-        self._join(story, post, vec, words, links, t)
+        self._join(story, post, vec, links, t)
         return story.id
 
-    def _by_link(self, links: list[str]) -> Optional[Story]:
+    def _by_link(self, links) -> Optional[Story]:
         for link in links:
             sid = self._link_index.get(link)
             if sid is not None and sid in self.stories:
@@ -234,64 +324,138 @@ class StoryClusterer:
         return 0.5 ** (max(0.0, self.now - story.last_seen) / self.half_life)
 
     def _nearest(self, vec: dict[str, float], post) -> Optional[Story]:
-        hits: Counter = Counter()
         # The post's weightiest words find the candidates; a word in the
         # centroids of very many stories tells them apart from none.
-        for w in list(vec)[:LOOKUP_TERMS]:
-            sids = self._index.get(w)
+        lookup = vec if len(vec) <= LOOKUP_TERMS else sorted(vec, key=vec.get, reverse=True)[:LOOKUP_TERMS]
+        index = self._index
+        found = []
+        for w in lookup:
+            sids = index.get(w)
             if sids and len(sids) <= CROWDED:
-                hits.update(sids)
-        best, best_sim = None, self.threshold
+                found.append(sids)
+        if not found:
+            return None
         # A story sharing one common word is rarely the one; with few words
-        # one is all there is.
-        least = 1 if len(vec) <= 3 else 2
-        # Ties go to the oldest story, whatever order the index's sets
-        # happen to iterate in (so a restored clusterer chooses the same).
-        for serial, shared in nlargest(CANDIDATES, hits.items(), key=lambda kv: (kv[1], -kv[0])):
-            if shared < least:
-                break
-            story = self._by_serial.get(serial)
-            if story is None:
-                continue
-            sim = self._similarity(vec, story, post)
-            if sim >= best_sim:
+        # one is all there is.  (Set operations: no counting in Python.)
+        if len(vec) > 3:
+            seen, twice = set(found[0]), set()
+            for sids in found[1:]:
+                twice |= seen & sids
+                seen |= sids
+        else:
+            twice = set().union(*found)
+        if not twice:
+            return None
+        candidates = sorted(twice)
+        if len(candidates) > CANDIDATES:
+            # Those sharing the most words; ties to the oldest story, not to
+            # the order the index's sets happen to iterate in (so that a
+            # restored clusterer chooses the same): sorts are stable.
+            shared = Counter()
+            for sids in found:
+                shared.update(twice & sids)
+            candidates.sort(key=shared.__getitem__, reverse=True)
+            del candidates[CANDIDATES:]
+        best, best_sim, by_serial = None, self.threshold, self._by_serial
+        keys, values, zeros = list(vec), list(vec.values()), repeat(0.0)
+        placed = self.geo_weight and post.lat is not None and post.lon is not None
+        sqrt = math.sqrt
+        for serial in candidates:
+            story = by_serial[serial]
+            # The dot product in C: the centroid's weight of each word (0 if
+            # it has none) times the post's.
+            sim = sum(map(mul, values, map(story.centroid.get, keys, zeros))) / (sqrt(story.sumsq) or 1.0)
+            if placed and story.placed:
+                km = _km(post.lat, post.lon, story.lat_sum / story.placed, story.lon_sum / story.placed)
+                sim = (1 - self.geo_weight) * sim + self.geo_weight * math.exp(-km / 500.0)
+            if sim > best_sim or (sim == best_sim and (best is None or serial < best.serial)):
                 best, best_sim = story, sim
         return best
 
-    def _similarity(self, vec: dict[str, float], story: Story, post) -> float:
-        get = story.centroid.get
-        text = sum(v * get(w, 0.0) for w, v in vec.items()) / story.norm
-        lat, lon = getattr(post, "lat", None), getattr(post, "lon", None)
-        if not self.geo_weight or lat is None or lon is None or not story.placed:
-            return text
-        km = _km(lat, lon, story.lat_sum / story.placed, story.lon_sum / story.placed)
-        return (1 - self.geo_weight) * text + self.geo_weight * math.exp(-km / 500.0)
-
-    def _join(self, story: Story, post, vec, words, links, t: float) -> None:
-        decay = self._decay(story) if t > story.last_seen else 1.0
-        c = {w: v * decay for w, v in story.centroid.items()}
+    def _join(self, story: Story, post, vec, links, t: float) -> None:
+        # The centroid is kept multiplied by story.boost, which grows as the
+        # story decays, so that a post adds its vector instead of every
+        # weight being multiplied by the decay (cosine ignores the scale).
+        if t > story.last_seen:
+            decay = 0.5 ** ((t - story.last_seen) / self.half_life)
+            story.boost /= decay
+            story.weight = story.weight * decay + 1
+            story.last_seen = t
+        else:
+            story.weight += 1
+            if t < story.first_seen:
+                story.first_seen = t
+        if story.boost > 1e100:
+            self._rescale(story)
+        c, boost, sumsq, index, serial = story.centroid, story.boost, story.sumsq, self._index, story.serial
         for w, v in vec.items():
-            c[w] = c.get(w, 0.0) + v
-        kept = dict(sorted(c.items(), key=lambda kv: -kv[1])[:CENTROID_TERMS])
-        for w in story.centroid.keys() - kept.keys():
-            self._unindex(w, story.serial)
-        for w in kept.keys() - story.centroid.keys():
-            self._index[w].add(story.serial)
-        story.centroid = kept
-        story.norm = math.sqrt(sum(v * v for v in kept.values())) or 1.0
-        story.weight = story.weight * decay + 1
+            old = c.get(w)
+            if old is None:
+                new = v * boost
+                index[w].add(serial)
+            else:
+                new = old + v * boost
+                sumsq -= old * old
+            c[w] = new
+            sumsq += new * new
+        story.sumsq = sumsq
+        if len(c) >= 2 * CENTROID_TERMS:
+            self._trim(story)
         story.size += 1
-        story.last_seen = max(story.last_seen, t)
-        story.first_seen = min(story.first_seen, t)
-        story.terms.update(set(words))
-        if len(story.terms) > 300:
-            story.terms = Counter(dict(story.terms.most_common(150)))
-        a = getattr(post, "analysis", None)
+        terms = story.terms
+        get = terms.get
+        for w in vec:
+            terms[w] = get(w, 0) + 1
+        if len(terms) > 300:
+            story.terms = dict(_most_common(terms, 150))
+        a = post.analysis
         if a is not None:
-            story.sentiment[a.sentiment] += 1
-            story.labels.update(a.labels)
-        story.sources[post.source] += 1
-        story.topics.update(post.topics)
+            counts = story.sentiment
+            counts[a.sentiment] = counts.get(a.sentiment, 0) + 1
+            if a.labels:
+                _count(story.labels, a.labels)
+        counts = story.sources
+        counts[post.source] = counts.get(post.source, 0) + 1
+        _count(story.topics, post.topics)
+        if links:
+            self._add_links(story, links)
+        if post.lat is not None and post.lon is not None:
+            story.placed += 1
+            story.lat_sum += post.lat
+            story.lon_sum += post.lon
+        m = int(t // 60)
+        minutes = story.minutes
+        minutes[m] = minutes.get(m, 0) + 1
+        if len(minutes) > MINUTES:
+            for k in sorted(minutes)[:-MINUTES]:
+                del minutes[k]
+        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
+        samples = story.samples
+        # Kept by reach; the earlier of two equally reaching posts stays.
+        if len(samples) < SAMPLES or reach > samples[-1][0]:
+            samples.append((reach, post.uid, post.author, post.text[:280], post.source, t, post.url))
+            samples.sort(key=lambda s: -s[0])
+            del samples[SAMPLES:]
+
+    def _trim(self, story: Story) -> None:
+        """
+        Keep the centroid's C{CENTROID_TERMS} weightiest words (done when it
+        has twice as many, not on every post).
+        """
+        c = story.centroid
+        kept = dict(sorted(c.items(), key=lambda kv: -kv[1])[:CENTROID_TERMS])
+        for w in c.keys() - kept.keys():
+            self._unindex(w, story.serial)
+        story.centroid = kept
+        story.sumsq = sum(v * v for v in kept.values())
+
+    def _rescale(self, story: Story) -> None:
+        b = story.boost
+        story.centroid = {w: v / b for w, v in story.centroid.items()}
+        story.sumsq = sum(v * v for v in story.centroid.values())
+        story.boost = 1.0
+
+    def _add_links(self, story: Story, links) -> None:
         for link in links:
             if link not in story.links:
                 story.links.append(link)
@@ -300,20 +464,6 @@ class StoryClusterer:
             if self._link_index.get(link) == story.id:
                 del self._link_index[link]
         del story.links[:-LINKS]
-        if post.lat is not None and post.lon is not None:
-            story.placed += 1
-            story.lat_sum += post.lat
-            story.lon_sum += post.lon
-        m = int(t // 60)
-        story.minutes[m] = story.minutes.get(m, 0) + 1
-        if len(story.minutes) > MINUTES:
-            for k in sorted(story.minutes)[:-MINUTES]:
-                del story.minutes[k]
-        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
-        story.samples.append((reach, {"id": post.uid, "author": post.author, "text": post.text[:280],
-                                      "source": post.source, "created_at": iso8601(t), "url": post.url}))  # fmt: skip
-        story.samples.sort(key=lambda s: -s[0])
-        del story.samples[SAMPLES:]
 
     # -- bounds --------------------------------------------------------------
 
@@ -387,6 +537,8 @@ class StoryClusterer:
             if not story.serial:
                 # Before serials: after every story restored so far.
                 story.serial = max(self._by_serial, default=0) + 1
+            if not story.sumsq:
+                story.sumsq = sum(v * v for v in story.centroid.values())
             self.stories[story.id] = story
             self._by_serial[story.serial] = story
             for w in story.centroid:
@@ -433,22 +585,34 @@ def _story_state(story: Story) -> dict[str, Any]:
     out["centroid"] = dict(story.centroid)
     out["links"] = list(story.links)
     out["minutes"] = [[m, c] for m, c in story.minutes.items()]
-    out["samples"] = [[reach, dict(sample)] for reach, sample in story.samples]
+    out["samples"] = [[s[0], {"id": s[1], "author": s[2], "text": s[3], "source": s[4], "created_at": s[5], "url": s[6]}]
+                      for s in story.samples]  # fmt: skip
     return out
+
+
+def _sample_dict(s: tuple) -> dict[str, Any]:
+    return {"id": s[1], "author": s[2], "text": s[3], "source": s[4], "created_at": iso8601(s[5]), "url": s[6]}
+
+
+def _sample_from_state(reach: float, d: dict[str, Any]) -> tuple:
+    t = d.get("created_at") or 0.0
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+    return (reach, d.get("id"), d.get("author"), d.get("text", ""), d.get("source"), float(t), d.get("url"))
 
 
 def _story_from_state(data: dict[str, Any]) -> Story:
     known = {f.name for f in fields(Story)}
     kw = {k: v for k, v in data.items() if k in known}
     for name in _COUNTERS:
-        kw[name] = Counter(kw.get(name) or {})
+        kw[name] = dict(kw.get(name) or {})
     kw["centroid"] = {str(w): float(v) for w, v in (kw.get("centroid") or {}).items()}
     kw["links"] = list(kw.get("links") or ())
     minutes = kw.get("minutes") or []
     if isinstance(minutes, dict):
         minutes = list(minutes.items())
     kw["minutes"] = {int(m): int(c) for m, c in minutes}
-    kw["samples"] = [(reach, dict(sample)) for reach, sample in kw.get("samples") or ()]
+    kw["samples"] = [_sample_from_state(reach, sample) for reach, sample in kw.get("samples") or ()]
     kw.setdefault("first_seen", 0.0)
     kw.setdefault("last_seen", kw["first_seen"])
     return Story(**kw)
