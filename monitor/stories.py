@@ -28,12 +28,14 @@ import json
 import math
 import re
 import unicodedata
+import zlib
+from array import array
 from collections import Counter, OrderedDict, defaultdict
 from datetime import datetime
 from dataclasses import dataclass, field, fields
 from heapq import nlargest
 from itertools import repeat
-from operator import itemgetter, mul
+from operator import eq, itemgetter, mul
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
@@ -105,6 +107,10 @@ LINKS = 20
 SAMPLES = 3
 #: Minutes of per-minute counts kept per story (for growth).
 MINUTES = 120
+#: A rising story has at least this many posts in the last 10 minutes...
+RISING_POSTS = 3
+#: ...and at least this many times its own baseline (see L{Story.rising}).
+RISING_RATIO = 2.0
 #: Words whose document frequency a snapshot keeps (the most frequent).
 SNAPSHOT_DF = 50_000
 #: Bumped when the snapshot's layout changes; L{StoryClusterer.restore}
@@ -136,6 +142,116 @@ def _links(text: str) -> list[str]:
             host = host[4:]
         out.append(host + path.rstrip("/.,)!?"))
     return out
+
+
+class _NearDuplicates:
+    """
+    Reposts, quotes and lightly edited copies: MinHash over a post's pairs of
+    consecutive words (handles and C{RT} left out, so C{"RT @x: text"} is
+    C{"text"}), in one-permutation form (one hash per pair, its bin the
+    hash modulo C{K}: the minimum per bin; Li, Owen and Zhang 2012) so that
+    it costs one pass; an LSH index of C{BANDS} bands of C{ROWS} bins finds
+    earlier posts that probably resemble a post, and their bins say how
+    much.  The last C{POSTS} posts' signatures are kept, oldest forgotten
+    first.
+    """
+
+    K, BANDS, ROWS = 24, 8, 3  # keys() slices for 3 rows
+    _none = (-1, -1, -1)
+    POSTS = 5000
+    #: Posts with fewer pairs than this are too short to call copies.
+    LEAST_PAIRS = 3
+    EMPTY = -1
+
+    def __init__(self, least: float) -> None:
+        self.least = least
+        self._hashes: dict[str, int] = {}
+        #: entry number -> (story id, signature), oldest first.
+        self.entries: dict[int, tuple[str, array]] = {}
+        self._bands: dict[int, int] = {}
+        self._serial = 0
+
+    def signature(self, tokens: list[str]) -> Optional[array]:
+        """
+        The post's signature: per bin the least hash of a word pair falling
+        in it, C{EMPTY} for none.
+        """
+        words = [w for w in tokens if w[0] != "@" and w != "rt"]
+        if len(words) <= self.LEAST_PAIRS:
+            return None
+        cache = self._hashes
+        hs = list(map(cache.get, words))
+        if None in hs:
+            if len(cache) > 200_000:
+                cache.clear()
+            for i, w in enumerate(words):
+                if hs[i] is None:
+                    hs[i] = cache[w] = zlib.crc32(w.lstrip("#").encode())
+        # hash() of a tuple of ints is the same in every process (only str
+        # and bytes hashes are salted), so signatures survive a restart.
+        k, empty = self.K, self.EMPTY
+        bins = [empty] * k
+        for x in map(hash, zip(hs, hs[1:])):
+            b, v = x % k, (x // k) & 0xFFFF
+            if bins[b] == empty or v < bins[b]:
+                bins[b] = v
+        return array("i", bins)
+
+    def keys(self, sig: array) -> list[int]:
+        """
+        The LSH keys of a signature: one per band of C{ROWS} bins that are
+        not all empty.
+        """
+        none = self._none
+        return [hash(band) for band in enumerate(zip(sig[0::3], sig[1::3], sig[2::3])) if band[1] != none]
+
+    def resemblance(self, a: array, b: array) -> float:
+        """
+        The estimated Jaccard resemblance: equal bins among those not empty
+        in both.
+        """
+        both_empty = list(map(max, a, b)).count(self.EMPTY)
+        either = len(a) - both_empty
+        return (sum(map(eq, a, b)) - both_empty) / either if either else 0.0
+
+    def find(self, sig: array, keys: list[int]) -> Optional[str]:
+        """
+        The story of the most resembling earlier post, if it resembles
+        enough (ties: the latest post).
+        """
+        best, best_r = None, self.least
+        entries = self.entries
+        for n in sorted(set(map(self._bands.get, keys, repeat(0))), reverse=True):
+            entry = entries.get(n)
+            if entry is not None:
+                r = self.resemblance(sig, entry[1])
+                if r > best_r or (r == best_r and best is None):
+                    best, best_r = entry[0], r
+        return best
+
+    def add(self, sig: array, keys: list[int], sid: str) -> None:
+        self._serial += 1
+        self.entries[self._serial] = (sid, sig)
+        self._bands.update(zip(keys, repeat(self._serial)))
+        if len(self.entries) > self.POSTS:
+            # Keys left pointing at forgotten posts find nothing; every
+            # post with such a key is older still, so forgotten too.
+            del self.entries[next(iter(self.entries))]
+            if len(self._bands) > 2 * self.BANDS * self.POSTS:
+                self._reindex()
+
+    def _reindex(self) -> None:
+        self._bands = {}
+        for n, (_, sig) in self.entries.items():
+            self._bands.update(zip(self.keys(sig), repeat(n)))
+
+    def state(self) -> dict[str, Any]:
+        return {"serial": self._serial, "posts": [[n, sid, list(sig)] for n, (sid, sig) in self.entries.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.entries = {int(n): (sid, array("i", sig)) for n, sid, sig in state.get("posts", ())}
+        self._reindex()
+        self._serial = max(int(state.get("serial", 0)), max(self.entries, default=0))
 
 
 @dataclass(slots=True)
@@ -183,6 +299,30 @@ class Story:
         return {"per_minute": round(recent, 2), "baseline_per_minute": round(before, 2),
                 "ratio": round(recent / before, 2) if before else None}  # fmt: skip
 
+    def sparkline(self, now: float) -> list[int]:
+        """
+        Posts per minute over the 60 minutes ending at C{now}, oldest first.
+        """
+        m, get = int(now // 60), self.minutes.get
+        return [get(k, 0) for k in range(m - 59, m + 1)]
+
+    def rising(self, now: float) -> Optional[float]:
+        """
+        How fast the story is growing, if it is rising (else C{None}): its
+        posts in the 10 minutes ending at C{now} against its own baseline,
+        the posts per 10 minutes of the hour before those, counted as at
+        least one (so a new story's score is its recent posts).  Rising
+        means at least C{RISING_POSTS} recent posts and a score of at
+        least C{RISING_RATIO}.
+        """
+        m, get = int(now // 60), self.minutes.get
+        recent = sum(get(k, 0) for k in range(m - 9, m + 1))
+        if recent < RISING_POSTS:
+            return None
+        before = sum(get(k, 0) for k in range(m - 69, m - 9)) / 6
+        score = recent / max(before, 1.0)
+        return score if score >= RISING_RATIO else None
+
     def to_dict(self, now: float) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -194,6 +334,7 @@ class Story:
             "first_seen": iso8601(self.first_seen),
             "last_seen": iso8601(self.last_seen),
             "growth": self.growth(now),
+            "sparkline": self.sparkline(now),
             "sources": dict(self.sources),
             "centroid": {"lat": round(self.lat_sum / self.placed, 4), "lon": round(self.lon_sum / self.placed, 4)}
             if self.placed else None,  # fmt: skip
@@ -212,10 +353,15 @@ class StoryClusterer:
         posts (0: text only).
     @param max_stories: stories kept at most; the lightest go first.
     @param exclude: words never used (the topics' own words).
+    @param near_duplicate: the least estimated resemblance (Jaccard of word
+        pairs) for a post to join the story of an earlier post as a copy of
+        it, however different their words' weights (0: off).
+    @param new_id: makes a story's id from its serial number (1, 2, ...).
     """
 
     def __init__(self, threshold: float = 0.3, half_life: float = 3600.0, geo_weight: float = 0.2,
-                 max_stories: int = 2000, exclude: Iterable[str] = (), new_id=None) -> None:  # fmt: skip
+                 max_stories: int = 2000, exclude: Iterable[str] = (), near_duplicate: float = 0.6,
+                 new_id=None) -> None:  # fmt: skip
         self.threshold = threshold
         self.half_life = half_life
         self.geo_weight = geo_weight
@@ -230,6 +376,7 @@ class StoryClusterer:
         self._by_serial: dict[int, Story] = {}
         self._link_index: dict[str, str] = {}
         self._serial = 0
+        self.near_duplicates = _NearDuplicates(near_duplicate) if near_duplicate else None
         self._new_id = new_id or (lambda serial: f"s{serial}")
         self.now = 0.0
 
@@ -251,11 +398,19 @@ class StoryClusterer:
         The words a post is compared by: one pass of one expression over the
         folded text, links (with their query) skipped, and numbers.
         """
+        return self._tokens(text, lang)[0]
+
+    def _tokens(self, text: str, lang: Optional[str]) -> tuple[list[str], list[str]]:
+        """
+        The words a post is compared by (see L{_words}), and all its words
+        of three letters or more, for near-duplicates.
+        """
         skip = self._skip(lang)
         folded = _fold(text)
         if "://" in folded:
             folded = _LINK_TEXT.sub(" ", folded)
-        return [w for w in _TOKEN.findall(folded) if w not in skip and not w.isdigit()]
+        tokens = _TOKEN.findall(folded)
+        return [w for w in tokens if w not in skip and not w.isdigit()], tokens
 
     def _vector(self, words: list[str]) -> dict[str, float]:
         tf = dict.fromkeys(words, 1)
@@ -294,7 +449,7 @@ class StoryClusterer:
         if t > self.now:
             self.now = t
         text = post.text
-        words = self._words(text, post.lang)
+        words, tokens = self._tokens(text, post.lang)
         links = _links(text) if "://" in text else ()
         if not words and not links:
             return None
@@ -302,7 +457,15 @@ class StoryClusterer:
         vec = self._vector(words)
         if len(self.df) > 200_000:
             self._prune_df()
-        story = (self._by_link(links) if links else None) or self._nearest(vec, post)
+        copies = self.near_duplicates
+        sig = copies.signature(tokens) if copies is not None else None
+        if sig is not None:
+            keys = copies.keys(sig)
+        story = (
+            (self._by_link(links) if links else None)
+            or (self._copied(copies.find(sig, keys), post) if sig is not None else None)
+            or self._nearest(vec, post)
+        )
         if story is None:
             if len(self.stories) >= self.max_stories:
                 self._forget_lightest()
@@ -311,6 +474,8 @@ class StoryClusterer:
             self.stories[story.id] = story
             self._by_serial[story.serial] = story
         self._join(story, post, vec, links, t)
+        if sig is not None:
+            copies.add(sig, keys, story.id)
         return story.id
 
     def _by_link(self, links) -> Optional[Story]:
@@ -319,6 +484,17 @@ class StoryClusterer:
             if sid is not None and sid in self.stories:
                 return self.stories[sid]
         return None
+
+    def _copied(self, sid: Optional[str], post) -> Optional[Story]:
+        """
+        The story of the post C{post} copies, unless both are placed and far
+        apart (the same words in another place are another story).
+        """
+        story = self.stories.get(sid) if sid is not None else None
+        if story is None or not (self.geo_weight and story.placed and post.lat is not None and post.lon is not None):
+            return story
+        km = _km(post.lat, post.lon, story.lat_sum / story.placed, story.lon_sum / story.placed)
+        return story if km <= 500.0 else None
 
     def _decay(self, story: Story) -> float:
         return 0.5 ** (max(0.0, self.now - story.last_seen) / self.half_life)
@@ -520,6 +696,7 @@ class StoryClusterer:
             "serial": self._serial,
             "df": dict(df),
             "link_index": dict(self._link_index),
+            "near_duplicates": self.near_duplicates.state() if self.near_duplicates is not None else None,
             "stories": [_story_state(story) for story in self.stories.values()],
         }
 
@@ -552,14 +729,25 @@ class StoryClusterer:
         if links is None:
             links = {link: s.id for s in self.stories.values() for link in s.links}
         self._link_index = {link: sid for link, sid in links.items() if sid in self.stories}
+        if self.near_duplicates is not None:
+            self.near_duplicates.restore(state.get("near_duplicates") or {})
 
     # -- reading -------------------------------------------------------------
 
     def list(self, topic: Optional[str] = None, since: Optional[float] = None, until: Optional[float] = None,
-             limit: int = 20, min_size: int = 2) -> list[dict[str, Any]]:  # fmt: skip
+             limit: int = 20, min_size: int = 2, order: str = "size") -> list[dict[str, Any]]:  # fmt: skip
         """
-        Stories, largest first, with at least C{min_size} posts.
+        Stories with at least C{min_size} posts, as L{Story.to_dict}.
+
+        @param order: C{"size"}, largest first; or C{"rising"}, only the
+            rising stories (see L{Story.rising}: at least C{RISING_POSTS}
+            posts in the last 10 minutes and at least C{RISING_RATIO} times
+            their own baseline), fastest growing first, then most recent
+            posts, then largest.
+        @raise ValueError: for another C{order}.
         """
+        if order not in ("size", "rising"):
+            raise ValueError(f"order must be 'size' or 'rising', not {order!r}")
         chosen = [
             s for s in self.stories.values()
             if s.size >= min_size
@@ -567,8 +755,40 @@ class StoryClusterer:
             and (since is None or s.last_seen >= since)
             and (until is None or s.first_seen < until)
         ]  # fmt: skip
-        chosen.sort(key=lambda s: (-s.size, s.id))
+        if order == "size":
+            chosen.sort(key=lambda s: (-s.size, s.id))
+        else:
+            now, m = self.now, int(self.now // 60)
+            scored = []
+            for s in chosen:
+                score = s.rising(now)
+                if score is not None:
+                    recent = sum(s.minutes.get(k, 0) for k in range(m - 9, m + 1))
+                    scored.append((-score, -recent, -s.size, s.serial, s))
+            scored.sort(key=lambda row: row[:4])
+            chosen = [row[-1] for row in scored]
         return [s.to_dict(self.now) for s in chosen[:limit]]
+
+    def rising(self, limit: int = 20, min_size: int = 2, topic: Optional[str] = None) -> list[dict[str, Any]]:
+        """
+        The rising stories, fastest growing first: C{list(order="rising")}.
+        """
+        return self.list(topic=topic, limit=limit, min_size=min_size, order="rising")
+
+    def get(self, story_id: str) -> Optional[dict[str, Any]]:
+        """
+        One story, as in L{list}; C{None} for an unknown (or faded) id.
+        """
+        story = self.stories.get(story_id)
+        return story.to_dict(self.now) if story is not None else None
+
+    def terms_of(self, story_id: str, limit: int = 20) -> list[str]:
+        """
+        A story's most frequent words, most first (C{[]} for an unknown id):
+        what explains an alert about it.
+        """
+        story = self.stories.get(story_id)
+        return [t for t, _ in _most_common(story.terms, limit)] if story is not None else []
 
 
 _COUNTERS = ("terms", "sentiment", "labels", "sources", "topics")

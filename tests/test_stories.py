@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import random
+from itertools import count
 from collections import Counter, defaultdict
 
 import pytest
@@ -147,7 +148,9 @@ async def test_a_real_hub_serves_the_stories_of_what_it_stored(reactor, tmp_path
 def test_a_restored_clusterer_continues_exactly_as_an_uninterrupted_one(shared_data):
     """Half the stream, snapshot through JSON into a new clusterer, the other half: the same stories as one run."""
     rows = labelled(shared_data)[:3000]
-    # Some posts share links and places, so those paths are restored too.
+    # Some posts are reposts of earlier ones, some share links and places,
+    # so that every way into a story is restored too.
+    rows = [(f"RT @u{i}: {rows[i - 5][0]}", None) if i % 11 == 10 else row for i, row in enumerate(rows)]
     posts = [
         post(i, text + (f" https://news.example/a/{i % 40}" if i % 7 == 0 else ""),
              **({"lat": 34.0 + (i % 5) / 10, "lon": -118.4} if i % 3 == 0 else {}))
@@ -188,3 +191,96 @@ def test_an_older_snapshot_without_some_keys_still_loads():
     assert restored.add(post(4, "gardening tomatoes zucchini compost")) not in {a}
     assert len(restored.stories) == 2
     StoryClusterer().restore({})
+
+
+ORIGINAL = "Acme checkout is down again, my order vanished after paying and support is not answering"
+
+
+@pytest.mark.parametrize("near_duplicate", [0.6, 0])
+def test_reposts_quotes_and_edited_copies_on_other_networks_join_the_original(near_duplicate):
+    """Copies join the original's story even where their words alone are too far from it; unrelated posts don't."""
+    # So strict a threshold that words alone join none of the copies (the off case shows it).
+    clusterer = StoryClusterer(threshold=0.95, near_duplicate=near_duplicate)
+    original = clusterer.add(post(1, ORIGINAL, source="bluesky"))
+    copies = [
+        post(2, "RT @someone: " + ORIGINAL, source="x"),
+        post(3, "So this happened to me too. " + ORIGINAL, source="mastodon"),
+        post(4, ORIGINAL + " https://acme.example/status/9 #acme #fail", source="rss"),
+        post(5, "@friend " + ORIGINAL.replace("again", "AGAIN!!"), source="mastodon"),
+    ]
+    unrelated = [
+        post(6, "Acme checkout is fast today, my order arrived early and support answered kindly", source="x"),
+        post(7, "Paying after support vanished is not how my garden grows again", source="bluesky"),
+    ]
+    joined = [clusterer.add(p) for p in copies]
+    others = [clusterer.add(p) for p in unrelated]
+    assert original not in others
+    if near_duplicate:
+        assert joined == [original] * 4
+        assert clusterer.get(original)["sources"] == {"bluesky": 1, "x": 1, "mastodon": 2, "rss": 1}
+    else:
+        assert original not in joined[1:]
+
+
+def test_near_duplicates_keep_purity_on_labelled_posts(shared_data):
+    """Reposting a tenth of the labelled posts (as RT and as quotes) puts each copy with its original."""
+    rows = labelled(shared_data)[:2000]
+    clusterer = StoryClusterer()
+    ids = [clusterer.add(post(i, text)) for i, (text, _) in enumerate(rows)]
+    rng = random.Random(3)
+    joined = total = 0
+    for n, i in enumerate(rng.sample(range(len(rows)), 200)):
+        if ids[i] is None or len(rows[i][0].split()) < 6:
+            continue
+        text = f"RT @user{n}: {rows[i][0]}" if n % 2 else f"wow, look at this {rows[i][0]}"
+        total += 1
+        joined += clusterer.add(post(5000 + n, text, source="mastodon")) == ids[i]
+    assert joined >= 0.9 * total, (joined, total)
+
+
+def _at(i, text, minute, source="bluesky"):
+    p = post(i, text, source=source)
+    p.created_at = 1.7e9 + minute * 60
+    return p
+
+
+def test_sparkline_rising_get_and_terms_of():
+    clusterer = StoryClusterer()
+    n = count()
+    # Steady: one post a minute for 70 minutes.
+    for minute in range(70):
+        clusterer.add(_at(next(n), f"steady harbour ferry timetable delayed {minute % 3}", minute))
+    # Waking: one post in the hour before, then eight in the last ten minutes.
+    clusterer.add(_at(next(n), "volcano ash cloud grounds flights", 20))
+    for minute in range(61, 69):
+        clusterer.add(_at(next(n), "volcano ash cloud grounds flights", minute))
+    # New: five posts in the last ten minutes.
+    for minute in (65, 66, 66, 67, 69):
+        clusterer.add(_at(next(n), "stadium concert tickets sold out", minute))
+    # Too few to count: two new posts.
+    for minute in (68, 69):
+        clusterer.add(_at(next(n), "lighthouse keeper retires after decades", minute))
+    by_size = clusterer.list(limit=10)
+    steady, volcano, concert = (next(s for s in by_size if word in s["terms"]) for word in ("harbour", "volcano", "stadium"))
+    assert by_size[0] == steady and steady["size"] == 70
+    assert [s["id"] for s in clusterer.list(order="rising")] == [volcano["id"], concert["id"]]
+    assert clusterer.rising(limit=1) == [clusterer.get(volcano["id"])]
+    # The last hour, per minute, oldest first, ending at the newest post's minute (69).
+    assert concert["sparkline"] == [0] * 55 + [1, 2, 1, 0, 1]
+    assert len(steady["sparkline"]) == 60 and steady["sparkline"] == [1] * 60
+    assert volcano["sparkline"][-9:-1] == [1] * 8 and volcano["sparkline"][20 - 10] == 1
+    assert sum(volcano["sparkline"]) == 9
+    assert clusterer.get(concert["id"])["size"] == 5
+    assert clusterer.get("nope") is None
+    assert {"stadium", "concert", "tickets"} <= set(clusterer.terms_of(concert["id"]))
+    assert clusterer.terms_of("nope") == []
+    with pytest.raises(ValueError, match="order"):
+        clusterer.list(order="newest")
+
+
+def test_folding_agrees_with_the_matcher():
+    from monitor.stories import _fold
+    from monitor.words import normalize
+
+    for text in ["Crème BRÛLÉE ⅻ", "ﬁne Straße", "zero\u200bwidth", "acmeʼs café", "İstanbul ǅ", "naïve 東京 😀 e\u0301"]:
+        assert _fold(text) == normalize(text)
