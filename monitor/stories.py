@@ -850,7 +850,7 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 RECENT = 20_000
 
 
-def encode_state(value: Any, depth: int = 3) -> str:
+def encode_state(value: Any, depth: int = 4) -> str:
     """
     C{value} as compact JSON, its containers down to C{depth} levels
     encoded item by item: one C{json.dumps} of a big snapshot holds the GIL
