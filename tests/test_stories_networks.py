@@ -11,6 +11,8 @@ import json
 
 import pytest_twisted
 
+from monitor.model import iso8601
+
 from tests.fakes.jetstream import FakeJetstream
 from tests.fakes.mastodon import FakeMastodon
 from tests.test_bluesky_mastodon_hub import CONFIG
@@ -61,7 +63,7 @@ async def test_one_link_on_two_networks_is_one_story(reactor, tmp_path):
     try:
         await hub.wait_until(connected)
         words, facets = bluesky_text("Acme checkout is down for everyone, their status page says")
-        jetstream.post("did:plc:" + "a" * 24, "3kaaa0001", words, facets=facets)
+        jetstream.post("did:plc:" + "a" * 24, "3kaaa0001", words, facets=facets, created_at=iso8601(reactor.seconds()))
         mastodon.status(f"<p>Payments failing at #acme since noon &lt;3 {ANCHOR}</p>", tags=["acme"], acct="carol")
         mastodon.status("<p>acme tomatoes are the best in my garden this summer</p>", acct="dave")
         await stored(3)
@@ -89,7 +91,7 @@ async def test_one_link_on_two_networks_is_one_story(reactor, tmp_path):
         await stored(4)
         found = (await get(f"/api/v1/posts?story={sid}"))["posts"]
         assert sorted(p["source"] for p in found) == ["bluesky", "mastodon", "mastodon"]
-        [entry] = [s for s in (await get("/api/v1/stories?order=rising"))["stories"] if s["id"] == sid]
+        [entry] = [s for s in (await get("/api/v1/stories?order=size"))["stories"] if s["id"] == sid]
         assert entry["sources"] == {"bluesky": 1, "mastodon": 2}
         assert await hub.stop()
     finally:

@@ -258,3 +258,28 @@ def test_a_post_carries_its_story_everywhere():
     del old["story"]
     assert Post.from_dict(old).story is None
     assert post_json(p)["story"] == "s9"
+
+
+class BrokenClusterer(StoryClusterer):
+    """Fails on posts that say so, as a clusterer bug would."""
+
+    def add(self, post):
+        if "boom" in post.text:
+            raise ZeroDivisionError("float division by zero")
+        return super().add(post)
+
+
+def test_a_post_the_clusterer_fails_on_keeps_no_story():
+    """One post that breaks the clusterer is logged and keeps story None; the rest of its batch get theirs."""
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        service = StoryService(BrokenClusterer(), Clock())
+        batch = [post(0, OUTAGE[0]), post(1, "acme boom"), post(2, OUTAGE[1])]
+        assert service.annotate(batch) is None
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert [p.story is None for p in batch] == [False, True, False]
+    [failure] = [e for e in logged if e.get("log_failure") is not None]
+    assert failure["uid"] == "bluesky:1"
+    failure["log_failure"].cleanFailure()

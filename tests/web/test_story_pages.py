@@ -57,9 +57,12 @@ def test_the_posts_of_a_story(hub, stored):
     status, body = api(hub, "/api/v1/posts?story=" + first["story"])
     assert status == 200
     assert sorted(p["text"] for p in body["posts"]) == sorted([first["text"], second["text"]])
-    status, body = api(hub, "/api/v1/stories?order=rising&limit=200")
+    status, body = api(hub, "/api/v1/stories?order=size&limit=200")
     assert status == 200 and body["enabled"] is True
-    assert first["story"] in {s["id"] for s in body["stories"]}
+    [story] = [s for s in body["stories"] if s["id"] == first["story"]]
+    assert story["size"] == 2
+    status, body = api(hub, "/api/v1/stories?order=rising&limit=200")
+    assert status == 200 and all(s["growth"]["per_minute"] > 0 for s in body["stories"]), body
 
 
 def test_the_posts_page_of_a_story_names_it(hub, stored):
