@@ -850,18 +850,37 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 RECENT = 20_000
 
 
-def encode_state(value: Any, depth: int = 4) -> str:
+#: About the most items (counted two levels deep) one C{json.dumps} call
+#: of L{encode_state} takes.
+_SLICE = 1024
+_CONTAINERS = (dict, list, tuple)
+
+
+def _weight(values) -> int:
+    return sum(1 + (len(v) if isinstance(v, _CONTAINERS) else 0) for v in values)
+
+
+def encode_state(value: Any, depth: int = 5) -> str:
     """
-    C{value} as compact JSON, its containers down to C{depth} levels
-    encoded item by item: one C{json.dumps} of a big snapshot holds the GIL
-    for as long as it takes (most of a second for a full clusterer), while
-    many small ones let the reactor thread run in between.
+    C{value} as compact JSON, in many small C{json.dumps} calls: one call
+    over a full clusterer's snapshot holds the GIL for as long as it takes
+    (most of a second), while between small ones the reactor thread runs.
+    A container bigger than about L{_SLICE} items is encoded item by item
+    (down to C{depth} levels) if it holds containers, else in slices.
     """
-    if depth > 0 and isinstance(value, dict):
-        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + encode_state(v, depth - 1)
-                              for k, v in value.items()) + "}"  # fmt: skip
-    if depth > 0 and isinstance(value, (list, tuple)):
-        return "[" + ",".join(encode_state(v, depth - 1) for v in value) + "]"
+    if isinstance(value, dict) and _weight(value.values()) > _SLICE:
+        if depth > 0 and any(isinstance(v, _CONTAINERS) for v in value.values()):
+            return "{" + ",".join(_dumps(str(k)) + ":" + encode_state(v, depth - 1) for k, v in value.items()) + "}"
+        items = list(value.items())
+        return "{" + ",".join(_dumps(dict(items[i : i + _SLICE]))[1:-1] for i in range(0, len(items), _SLICE)) + "}"
+    if isinstance(value, (list, tuple)) and _weight(value) > _SLICE:
+        if depth > 0 and any(isinstance(v, _CONTAINERS) for v in value):
+            return "[" + ",".join(encode_state(v, depth - 1) for v in value) + "]"
+        return "[" + ",".join(_dumps(list(value[i : i + _SLICE]))[1:-1] for i in range(0, len(value), _SLICE)) + "]"
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -244,6 +244,10 @@ def test_the_encoding_is_plain_json():
     """The piecewise encoding reads back as the value, whatever it holds."""
     value = {"a": [1, 2.5, None, {"x": ["<b>é</b>", True]}], "b": {str(i): i for i in range(100)}, "c": "\u2028\"'"}
     assert json.loads(encode_state(value)) == value
+    # Big enough to be encoded in pieces: leaves in slices, containers item by item.
+    big = {"df": {f"w{i}": i for i in range(3000)}, "ids": list(range(2500)), "posts": [[i, f"s{i}", [i] * 3] for i in range(2000)],
+           "stories": [{"id": f"s{i}", "terms": {f"t{j}": j for j in range(40)}} for i in range(100)], "empty": {}}  # fmt: skip
+    assert json.loads(encode_state(big)) == big
     assert json.loads(encode_state({"version": 1, "clusterer": StoryClusterer().snapshot(), "recent": []}))
 
 
