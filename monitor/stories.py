@@ -848,6 +848,8 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 #: Uids of posts annotated lately, remembered so a replayed post is not
 #: counted twice (L{StoryService}).
 RECENT = 20_000
+#: Seconds a batch waits at most for a thread copying the clusterer.
+COPY_WAIT = 5.0
 
 
 #: About the most items (counted two levels deep) one C{json.dumps} call
@@ -990,11 +992,12 @@ class StoryService(Service):
 
     async def _save(self) -> None:
         recent = [[uid, sid] for uid, sid in self._recent.items()]
-        self._copying = Deferred()
+        copying = self._copying = Deferred()
         try:
             snapshot = await self._in_thread(self.clusterer.snapshot)
         finally:
-            copying, self._copying = self._copying, None
+            if self._copying is copying:
+                self._copying = None
             copying.callback(None)
         text = await self._in_thread(encode_state, {"version": 1, "clusterer": snapshot, "recent": recent})
         await self.store.save_story_state(text)
@@ -1006,6 +1009,30 @@ class StoryService(Service):
     def _saved(self, _) -> None:
         self._saving = None
 
+    def _after_copy(self, posts) -> Deferred:
+        """
+        Annotate C{posts} once the copy is done, or after L{COPY_WAIT}
+        seconds whatever the copy does (it may then fail, and is tried
+        again in a minute): a batch is never held longer.
+        """
+        d = Deferred()
+        copying = self._copying
+        started = []
+
+        def go(result=None):
+            if not started:
+                started.append(True)
+                if timer.active():
+                    timer.cancel()
+                if self._copying is copying:
+                    self._copying = None
+                maybeDeferred(self.annotate, posts).chainDeferred(d)
+            return result
+
+        timer = self.reactor.callLater(COPY_WAIT, go)
+        copying.addCallback(go)
+        return d
+
     def annotate(self, posts):
         """
         Put each post in a story (C{post.story}); a post that cannot be
@@ -1013,9 +1040,7 @@ class StoryService(Service):
         clusterer, the batch waits for it (a Deferred).
         """
         if self._copying is not None:
-            d = Deferred()
-            self._copying.addCallback(lambda _: maybeDeferred(self.annotate, posts).chainDeferred(d))
-            return d
+            return self._after_copy(posts)
         add = self.clusterer.add
         recent = self._recent
         failed = 0

@@ -21,7 +21,7 @@ from monitor.pipeline import Pipeline
 from monitor.queue.memory import MemoryQueue
 from monitor.store import PostQuery
 from monitor.store.sqlite import SQLiteStore
-from monitor.stories import StoryClusterer, StoryService, encode_state
+from monitor.stories import COPY_WAIT, StoryClusterer, StoryService, encode_state
 
 T0 = 1.7e9
 
@@ -287,3 +287,22 @@ def test_a_post_the_clusterer_fails_on_keeps_no_story():
     [failure] = [e for e in logged if e.get("log_failure") is not None]
     assert failure["uid"] == "bluesky:1"
     failure["log_failure"].cleanFailure()
+
+
+def test_a_batch_waits_for_a_copy_five_seconds_at_most():
+    """A copy that does not end lets the waiting batch through after COPY_WAIT; the late copy's save still ends."""
+    clock, threads, store = Clock(), Threads(), TextStore()
+    service = StoryService(StoryClusterer(), clock, store=store, in_thread=threads)
+    service.startService()
+    service.annotate([post(0, OUTAGE[0])])
+    clock.advance(60)
+    later = [post(1, OUTAGE[1])]
+    waiting = service.annotate(later)
+    clock.advance(COPY_WAIT - 0.1)
+    assert not waiting.called
+    clock.advance(0.1)
+    assert waiting.called and later[0].story is not None
+    assert service.annotate([post(2, OUTAGE[2])]) is None  # no longer held
+    threads.run_next()
+    threads.run_next()
+    assert len(store.saved) == 1 and len(clock.getDelayedCalls()) == 1  # the next minute only
