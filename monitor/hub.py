@@ -130,8 +130,32 @@ class Hub(OrderedMultiService):
             raise ConfigProblem(config.path, "learning.seed", f"no such file: {seed}")
         self.seed = SeedCorrections(self.store, self.feedback, seed, classifier, reactor)
         self.rescorer = Rescorer(self.store, self.learner, reactor)
+        # Stories: every matched post put in a cluster by its words, links and
+        # place before it is stored; the clusterer's state kept in the store.
+        s = config.stories
+        self.story_clusterer = StoryClusterer(
+            threshold=s["threshold"],
+            half_life=parse_duration(s["half_life"]),
+            geo_weight=s["geo_weight"],
+            max_stories=s["max_stories"],
+            exclude=excluded_words(config.topics),
+        )
+        self.stories = StoryService(
+            self.story_clusterer,
+            reactor,
+            fade_after=parse_duration(s["fade_after"]),
+            # Off: no story is made, and the saved ones are left as they are.
+            store=self.store if s["enabled"] else None,
+        )
         self.pipeline = Pipeline(
-            self.queue, self.topics, self.analyzer, self.store, self.metrics, batch_size=a["batch_size"], reactor=reactor
+            self.queue,
+            self.topics,
+            self.analyzer,
+            self.store,
+            self.metrics,
+            batch_size=a["batch_size"],
+            reactor=reactor,
+            annotators=[self.stories] if s["enabled"] else [],
         )
         self.sources = [
             make_source(spec, self.queue, self.store, self.metrics, config.topics, reactor, self.topics)
@@ -141,21 +165,6 @@ class Hub(OrderedMultiService):
         # that they have their history before the first batch.
         self.alerts = AlertEngine(self, config, reactor=reactor)
         self.pipeline.add_sink(self.alerts)
-        # Stories: every stored post clustered by words, links and place.
-        s = config.stories
-        self.stories = StoryService(
-            StoryClusterer(
-                threshold=s["threshold"],
-                half_life=parse_duration(s["half_life"]),
-                geo_weight=s["geo_weight"],
-                max_stories=s["max_stories"],
-                exclude=excluded_words(config.topics),
-            ),
-            reactor,
-            fade_after=parse_duration(s["fade_after"]),
-        )
-        if s["enabled"]:
-            self.pipeline.add_sink(self.stories)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
@@ -172,6 +181,8 @@ class Hub(OrderedMultiService):
             self.seed,
             self.rescorer,
             self.alerts,
+            # Loads the saved stories before the pipeline starts, and saves
+            # them after it has drained.
             self.stories,
             *self.local_analyzers,
             self.nodes,

@@ -124,7 +124,8 @@ class IStore(IService):
         not stored) and the rejected payloads are added to the sources'
         all-time counters in the same transaction.  C{updates}
         (L{monitor.model.Enriched}) set the author fields of stored posts,
-        after this batch's posts are written.
+        after this batch's posts are written.  A post's C{story} is stored
+        with it.
         Returns a Deferred firing with the number of posts newly stored.
         """
 
@@ -163,6 +164,18 @@ class IStore(IService):
         Deferred firing with the stats dict of the API.
         """
 
+    def story_state():
+        """
+        Returns a Deferred firing with the stories' state saved last by
+        L{save_story_state} (a dict), or C{None} if none was.
+        """
+
+    def save_story_state(state):
+        """
+        Keep C{state}, a JSON object as text, as the stories' saved state,
+        replacing the last one.  Returns a Deferred.
+        """
+
     def sync_file_topics(topics):
         """
         Make the stored topics that came from the configuration file equal
@@ -173,6 +186,23 @@ class IStore(IService):
     def list_topics():
         """
         Returns a Deferred firing with every stored L{monitor.model.Topic}.
+        """
+
+
+class IAnnotator(Interface):
+    """
+    Something that gives matched, analysed posts a field of its own before
+    they are stored, so the stored row, the API and the live push all carry
+    it: the stories (L{monitor.model.Post.story}).
+    """
+
+    def annotate(posts):
+        """
+        Called on the reactor thread, in queue order, with each batch's
+        matched posts after analysis and before the store; sets fields on
+        them in place.  Must not block; may return a Deferred (the batch,
+        and those after it, wait for it).  An exception or a failed
+        Deferred is logged and the posts are stored as they are.
         """
 
 

@@ -126,6 +126,9 @@ class Post:
         the ingest-to-stored latency.
     @ivar cursor: the collector's resume position after this post, committed
         by the pipeline only once this post (and all before it) is stored.
+    @ivar story: the id of the story (L{monitor.stories}) the pipeline put
+        this matched post in before storing it; C{None} when stories are
+        off, the post had no words to go by, or clustering failed.
     """
 
     source: str
@@ -148,6 +151,7 @@ class Post:
     topics: tuple[str, ...] = ()
     analysis: Optional[Analysis] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    story: Optional[str] = None
 
     @property
     def uid(self) -> str:

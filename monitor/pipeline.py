@@ -1,11 +1,13 @@
 """
-The pipeline: queue -> matcher -> analysis -> store -> sinks.
+The pipeline: queue -> matcher -> analysis -> annotators -> store -> sinks.
 
 Batches are analysed concurrently (up to C{max_inflight}) but stored strictly
 in the order they left the queue, so that a collector's cursor, committed in
 the same transaction as the batch, never runs ahead of a post that is not yet
 stored.  A store failure is retried (the queue fills and slows the
-collectors meanwhile); nothing taken from the queue is dropped.
+collectors meanwhile); nothing taken from the queue is dropped.  The
+annotators (the stories) see the matched posts in that same order, just
+before the store, so that what they add is stored and pushed with the post.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from collections import Counter, OrderedDict
 from typing import Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from monitor.interfaces import ISink
+from monitor.interfaces import IAnnotator, ISink
 from monitor.model import PROFILE_PENDING, Enriched, Rejected
 
 #: Store retry delays in seconds: doubling, capped.
@@ -35,12 +37,16 @@ class Pipeline(Service):
 
     @ivar topics: anything with a C{matcher} attribute; read per batch so a
         topic change applies to the next batch without a restart.
+    @ivar annotators: L{IAnnotator}s given every batch's matched posts, in
+        queue order, before they are stored.
     """
 
     name = "pipeline"
     log = Logger()
 
-    def __init__(self, queue, topics, analyzer, store, metrics, batch_size=500, max_inflight=2, reactor=None):
+    def __init__(
+        self, queue, topics, analyzer, store, metrics, batch_size=500, max_inflight=2, reactor=None, annotators=()
+    ):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -51,6 +57,7 @@ class Pipeline(Service):
         self.metrics = metrics
         self.batch_size = batch_size
         self.sinks: list = []
+        self.annotators = [IAnnotator(a) for a in annotators]
         self._slots = DeferredSemaphore(max_inflight)
         self._tail: Deferred = succeed(None)
         self._get: Optional[Deferred] = None
@@ -145,6 +152,8 @@ class Pipeline(Service):
 
         # Store in queue order: wait for the batch before this one.
         await previous
+        if matched:
+            await self._annotate(matched)
         collected = Counter(post.source for post in posts if not isinstance(post, (Rejected, Enriched)))
         await self._store(matched, cursors, rejected, collected, updates)
         await self.queue.ack(posts)
@@ -152,6 +161,21 @@ class Pipeline(Service):
             self._notify(matched)
         if updates:
             self._enriched(updates)
+
+    async def _annotate(self, posts: list) -> None:
+        """
+        Let each annotator add its fields; one that fails costs its fields
+        (a story stays C{None}), never the posts or their order.
+        """
+        for annotator in self.annotators:
+            try:
+                await maybeDeferred(annotator.annotate, posts)
+            except Exception:
+                self.log.failure(
+                    "annotator {annotator!r} failed on {count} posts; they are stored without its fields",
+                    annotator=annotator,
+                    count=len(posts),
+                )
 
     def _enriched(self, updates: list) -> None:
         """

@@ -32,12 +32,13 @@ or rising), L{StoryClusterer.get} and L{StoryClusterer.terms_of} read it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
 import zlib
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from heapq import nlargest
@@ -46,11 +47,14 @@ from operator import eq, itemgetter, mul
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
+from twisted.internet.threads import deferToThreadPool
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.analysis.trending import stop_words
-from monitor.interfaces import ISink
+from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
 
@@ -854,33 +858,221 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 6371.0 * 2 * math.asin(min(1.0, math.sqrt(h)))
 
 
-@implementer(ISink)
+#: Uids of posts annotated lately, remembered so a replayed post is not
+#: counted twice (L{StoryService}).
+RECENT = 20_000
+#: Seconds a batch waits at most for a thread copying the clusterer.
+COPY_WAIT = 5.0
+
+
+#: About the most items (counted two levels deep) one C{json.dumps} call
+#: of L{encode_state} takes.
+_SLICE = 1024
+_CONTAINERS = (dict, list, tuple)
+
+
+def _weight(values) -> int:
+    return sum(1 + (len(v) if isinstance(v, _CONTAINERS) else 0) for v in values)
+
+
+def encode_state(value: Any, depth: int = 5) -> str:
+    """
+    C{value} as compact JSON, in many small C{json.dumps} calls: one call
+    over a full clusterer's snapshot holds the GIL for as long as it takes
+    (most of a second), while between small ones the reactor thread runs.
+    A container bigger than about L{_SLICE} items is encoded item by item
+    (down to C{depth} levels) if it holds containers, else in slices.
+    """
+    if isinstance(value, dict) and _weight(value.values()) > _SLICE:
+        if depth > 0 and any(isinstance(v, _CONTAINERS) for v in value.values()):
+            return "{" + ",".join(_dumps(str(k)) + ":" + encode_state(v, depth - 1) for k, v in value.items()) + "}"
+        items = list(value.items())
+        return "{" + ",".join(_dumps(dict(items[i : i + _SLICE]))[1:-1] for i in range(0, len(items), _SLICE)) + "}"
+    if isinstance(value, (list, tuple)) and _weight(value) > _SLICE:
+        if depth > 0 and any(isinstance(v, _CONTAINERS) for v in value):
+            return "[" + ",".join(encode_state(v, depth - 1) for v in value) + "]"
+        return "[" + ",".join(_dumps(list(value[i : i + _SLICE]))[1:-1] for i in range(0, len(value), _SLICE)) + "]"
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@implementer(IAnnotator)
 class StoryService(Service):
     """
-    The clusterer as a pipeline sink: every stored post joins a story, and
-    stories not seen for C{fade_after} seconds are forgotten once a minute.
+    The clusterer as the pipeline's annotator: every matched post is put in
+    a story just before it is stored (L{monitor.model.Post.story}); stories
+    not seen for C{fade_after} seconds are forgotten once a minute.
+
+    With a C{store}, the clusterer's state is loaded from it at start and
+    saved to it every C{save_every} seconds and at stop, so stories and
+    their ids survive a restart (a crash loses at most the posts since the
+    last save from the stories, not from the store).  A full clusterer's
+    snapshot takes a good part of a second to copy and to encode, so both
+    happen in a thread: the clusterer is left alone meanwhile (a batch to
+    annotate waits for the copy, the reactor does not), then the copy is
+    encoded while posts go on joining stories.
+
+    A post whose uid was annotated lately (a collector's replay, or two
+    sources seeing one post) gets its first story again and is not counted
+    twice: the last L{RECENT} uids are remembered, and saved with the state.
+    A replay of an older post is counted again (the store keeps its first
+    row, and so its first story).
+
+    @param in_thread: C{(f, *args) -> Deferred} running C{f} off the
+        reactor thread; by default in C{reactor}'s thread pool.
     """
 
     name = "stories"
+    log = Logger()
 
-    def __init__(self, clusterer: StoryClusterer, reactor, fade_after: float = 6 * 3600.0) -> None:
+    def __init__(self, clusterer: StoryClusterer, reactor, fade_after: float = 6 * 3600.0, store=None,
+                 save_every: float = 60.0, recent: int = RECENT, in_thread=None) -> None:  # fmt: skip
         self.clusterer = clusterer
         self.reactor = reactor
         self.fade_after = fade_after
+        self.store = store
+        self.save_every = save_every
+        self.recent_most = recent
+        self._in_thread = in_thread or (lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
+        self._recent: OrderedDict[str, Optional[str]] = OrderedDict()
         self._loop: Optional[LoopingCall] = None
+        self._saving: Optional[Deferred] = None
+        #: Fires when a thread has finished copying the clusterer.
+        self._copying: Optional[Deferred] = None
+        self._changed = False
 
     def startService(self):
         super().startService()
-        self._loop = LoopingCall(self.clusterer.fade, self.fade_after)
+        d = ensureDeferred(self._load()) if self.store is not None else succeed(None)
+        d.addCallback(lambda _: self._start_loop())
+        return d
+
+    def _start_loop(self) -> None:
+        if not self.running:
+            return
+        self._loop = LoopingCall(self._tick)
         self._loop.clock = self.reactor
-        self._loop.start(60.0, now=False)
+        d = self._loop.start(self.save_every, now=False)
+        d.addErrback(lambda f: self.log.failure("the stories' minute stopped on an error", f))
+
+    async def _load(self) -> None:
+        """
+        Restore the saved state, in a thread: nothing uses the clusterer
+        before the pipeline starts, after this.
+        """
+        try:
+            state = await self.store.story_state()
+            if state is None:
+                return
+            await self._in_thread(self.clusterer.restore, state["clusterer"])
+            self._recent = OrderedDict((uid, sid) for uid, sid in state.get("recent", ())[-self.recent_most :])
+        except Exception:
+            self.log.failure("could not load the saved stories; starting with none")
+            return
+        self.log.info("loaded {count} stories", count=len(self.clusterer.stories))
+
+    def _tick(self):
+        if self._copying is None and self.clusterer.fade(self.fade_after):
+            self._changed = True
+        return self.save()
 
     def stopService(self):
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self.store is None:
+            return succeed(None)
+        d = Deferred()
+        (self._saving or succeed(None)).addBoth(lambda _: self.save().chainDeferred(d))
+        return d
 
-    def posts_stored(self, posts) -> None:
+    def save(self) -> Deferred:
+        """
+        Save the state if it changed since the last save (one save at a
+        time); never fails: a failure is logged and the next save tries
+        again.
+        """
+        if self.store is None or self._saving is not None or not self._changed:
+            return succeed(None)
+        self._changed = False
+        d = self._saving = ensureDeferred(self._save())
+        d.addErrback(self._save_failed)
+        d.addBoth(self._saved)
+        return d
+
+    async def _save(self) -> None:
+        recent = [[uid, sid] for uid, sid in self._recent.items()]
+        copying = self._copying = Deferred()
+        try:
+            snapshot = await self._in_thread(self.clusterer.snapshot)
+        finally:
+            if self._copying is copying:
+                self._copying = None
+            copying.callback(None)
+        text = await self._in_thread(encode_state, {"version": 1, "clusterer": snapshot, "recent": recent})
+        await self.store.save_story_state(text)
+
+    def _save_failed(self, failure) -> None:
+        self._changed = True
+        self.log.failure("could not save the stories; trying again in {every}s", failure, every=self.save_every)
+
+    def _saved(self, _) -> None:
+        self._saving = None
+
+    def _after_copy(self, posts) -> Deferred:
+        """
+        Annotate C{posts} once the copy is done, or after L{COPY_WAIT}
+        seconds whatever the copy does (it may then fail, and is tried
+        again in a minute): a batch is never held longer.
+        """
+        d = Deferred()
+        copying = self._copying
+        started = []
+
+        def go(result=None):
+            if not started:
+                started.append(True)
+                if timer.active():
+                    timer.cancel()
+                if self._copying is copying:
+                    self._copying = None
+                maybeDeferred(self.annotate, posts).chainDeferred(d)
+            return result
+
+        timer = self.reactor.callLater(COPY_WAIT, go)
+        copying.addCallback(go)
+        return d
+
+    def annotate(self, posts):
+        """
+        Put each post in a story (C{post.story}); a post that cannot be
+        clustered is logged and keeps C{None}.  While a thread copies the
+        clusterer, the batch waits for it (a Deferred).
+        """
+        if self._copying is not None:
+            return self._after_copy(posts)
         add = self.clusterer.add
+        recent = self._recent
+        failed = 0
         for post in posts:
-            add(post)
+            uid = post.uid
+            if uid in recent:
+                post.story = recent[uid]
+                continue
+            try:
+                post.story = add(post)
+            except Exception:
+                post.story = None
+                if not failed:
+                    self.log.failure("could not put post {uid} in a story; it is stored without one", uid=uid)
+                failed += 1
+            recent[uid] = post.story
+        self._changed = True
+        while len(recent) > self.recent_most:
+            recent.popitem(last=False)
+        if failed > 1:
+            self.log.error("{count} posts of a batch were stored without a story", count=failed)
+        return None

@@ -7,7 +7,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from monitor.interfaces import ISink
+from monitor.interfaces import IAnnotator, ISink
 from monitor.match import Matcher
 from monitor.metrics import Metrics
 from monitor.model import Analysis, Post, Topic
@@ -190,3 +190,85 @@ def test_failing_sink_does_not_stop_pipeline():
     clock.advance(0)
     analyzer.finish(1)
     assert good.seen == ["s:1", "s:2"]
+
+
+class StoryStore(RecordingStore):
+    """Keeps the story each post had when it was stored."""
+
+    def __init__(self):
+        super().__init__()
+        self.stories = {}
+
+    def store_batch(self, posts, cursors, rejected=(), collected=None, updates=()):
+        self.stories.update((p.uid, p.story) for p in posts)
+        return super().store_batch(posts, cursors, rejected, collected, updates)
+
+
+@implementer(IAnnotator)
+class CountingAnnotator:
+    """Names each post's story after the order it saw the posts in."""
+
+    def __init__(self, fail_on=None):
+        self.seen = []
+        self.fail_on = fail_on
+
+    def annotate(self, posts):
+        for p in posts:
+            if p.uid == self.fail_on:
+                raise RuntimeError("clustering broke")
+            self.seen.append(p.uid)
+            p.story = f"story{len(self.seen)}"
+
+
+def make_annotated(annotator, batch_size=2):
+    clock = Clock()
+    q = MemoryQueue(100, reactor=clock)
+    store, analyzer = StoryStore(), ControlledAnalyzer()
+    p = Pipeline(q, Topics("Acme"), analyzer, store, Metrics(), batch_size=batch_size, reactor=clock,
+                 annotators=[annotator])  # fmt: skip
+    return clock, q, store, analyzer, p
+
+
+def test_annotators_see_matched_posts_in_queue_order_before_the_store():
+    """A later batch analysed first is annotated after the earlier one; the stored and pushed posts carry the story."""
+    annotator = CountingAnnotator()
+    clock, q, store, analyzer, p = make_annotated(annotator)
+    stories = []
+    sink = Sink()
+    sink.posts_stored = lambda posts: stories.extend(x.story for x in posts)
+    p.add_sink(sink)
+    p.startService()
+    for i in range(4):
+        q.put(post(i, text="acme again" if i != 1 else "nothing to match"))
+    clock.advance(0)
+    analyzer.finish(1)
+    assert annotator.seen == []
+    analyzer.finish(0)
+    assert annotator.seen == ["s:0", "s:2", "s:3"]
+    assert store.stories == {"s:0": "story1", "s:2": "story2", "s:3": "story3"}
+    assert stories == ["story1", "story2", "story3"]
+
+
+def test_a_failing_annotator_costs_the_story_never_the_post():
+    """An annotator that raises is logged; its batch is stored (story None) and the next batch is annotated."""
+    from twisted.logger import globalLogPublisher
+
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        annotator = CountingAnnotator(fail_on="s:0")
+        clock, q, store, analyzer, p = make_annotated(annotator, batch_size=1)
+        p.startService()
+        q.put(post(0))
+        q.put(post(1))
+        clock.advance(0)
+        analyzer.finish(0)
+        analyzer.finish(1)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert [b[0] for b in store.batches] == [["s:0"], ["s:1"]]
+    assert store.stories == {"s:0": None, "s:1": "story1"}
+    [failure] = [e for e in logged if e.get("log_failure") is not None]
+    assert "clustering broke" in str(failure["log_failure"].value)
+    assert failure["count"] == 1
+    failure["log_failure"].cleanFailure()

@@ -348,6 +348,7 @@ async def test_post_is_returned_verbatim(store):
         author_verified=True,
         lat=51.5,
         lon=-0.12,
+        story="s7",
     )
     await store.store_batch([post], {})
     [got], following = await store.query_posts(PostQuery())
@@ -379,6 +380,7 @@ async def test_post_is_returned_verbatim(store):
         "author_verified": True,
         "lat": 51.5,
         "lon": -0.12,
+        "story": "s7",
     }
 
 
@@ -435,6 +437,27 @@ async def test_query_filters(store, filter_posts):
 
 
 @pytest_twisted.ensureDeferred
+async def test_posts_of_a_story(store, path):
+    """story= selects a story's posts, newest first and page by page, through the (story, created_at) index."""
+    posts = [make_post(i, f"post {i}", created_at=T0 + i, story="s1" if i % 3 else "s2") for i in range(1, 10)]
+    posts.append(make_post(10, "no story", created_at=T0 + 10))
+    await store.store_batch(posts, {})
+    assert await ids(store, story="s2") == ["9", "6", "3"]
+    assert await ids(store, story="s1", topic="acme", since=T0 + 4) == ["8", "7", "5", "4"]
+    assert await ids(store, story="s404") == []
+    page, following = await store.query_posts(PostQuery(story="s1", limit=4))
+    rest, end = await store.query_posts(PostQuery(story="s1", limit=4, cursor=following))
+    assert [p["native_id"] for p in page + rest] == ["8", "7", "5", "4", "2", "1"] and end is None
+    assert await store.count_matching(PostQuery(story="s1")) == 6
+
+    def plan(trans):
+        sql, params, _ = SQLiteStore._plan_posts(PostQuery(story="s1"))
+        return " ".join(row[-1] for row in trans.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+
+    assert "posts_story_created" in await store.run_read(plan)
+
+
+@pytest_twisted.ensureDeferred
 async def test_count_matching(store, filter_posts):
     """The count of a search is that of all its pages, and stops at the given most."""
     await store.store_batch(filter_posts, {})
@@ -457,6 +480,8 @@ async def test_count_matching(store, filter_posts):
         (PostQuery(cursor="not-a-cursor"), "cursor"),
         (PostQuery(cursor="!!!"), "cursor"),
         (PostQuery(since=float("nan")), "since"),
+        (PostQuery(story="s1' OR 1=1 --"), "story"),
+        (PostQuery(story=""), "story"),
     ],
 )
 @pytest_twisted.ensureDeferred

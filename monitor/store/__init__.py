@@ -5,6 +5,7 @@ provider, and the provider registry.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,6 +18,21 @@ MAX_LIMIT = 500
 QUERY_SCAN = 20_000
 
 
+#: What a story id looks like (L{monitor.stories} makes them): letters,
+#: digits, C{-} and C{_}, at most 64 characters.
+STORY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_story(story) -> str:
+    """
+    C{story} if it can be a story id; else C{ValueError("story: ...")}, so
+    that a bad value is the C{story} parameter's fault.
+    """
+    if not isinstance(story, str) or not STORY_ID.fullmatch(story):
+        raise ValueError(f"story: not a story id (letters, digits, - and _, at most 64): {story!r}")
+    return story
+
+
 @dataclass(slots=True, frozen=True)
 class PostQuery:
     """
@@ -27,6 +43,7 @@ class PostQuery:
     @ivar since: inclusive lower bound of C{created_at}, unix seconds.
     @ivar until: exclusive upper bound of C{created_at}, unix seconds.
     @ivar cursor: the opaque C{next} value of a previous page.
+    @ivar story: only the posts of this story (L{monitor.stories}).
     @ivar query: a topic query (L{monitor.query}) the posts must satisfy,
         evaluated on the newest L{QUERY_SCAN} posts the other filters
         select, page by page.
@@ -42,6 +59,7 @@ class PostQuery:
     limit: int = 50
     cursor: Optional[str] = None
     query: Optional[str] = None
+    story: Optional[str] = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -302,9 +302,23 @@ CREATE TABLE login_forms (
 CREATE INDEX login_forms_created ON login_forms (created_at);
 """
 
+# Stories (monitor.stories): each stored post's story, searched by story
+# newest first; and the clusterer's state, one row of JSON, so stories and
+# their ids survive a restart.
+_V9_STORIES = """
+ALTER TABLE posts ADD COLUMN story TEXT;
+CREATE INDEX posts_story_created ON posts (story, created_at);
+CREATE TABLE story_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL,
+    saved_at REAL NOT NULL
+);
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
 MIGRATIONS: tuple[str, ...] = (
     _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS, _V8_LOGIN_FORMS,
+    _V9_STORIES,
 )
 
 

@@ -32,7 +32,7 @@ from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
 from monitor.query import QueryError, StoredPost, matches, parse as parse_query
-from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
+from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
 
 __all__ = ["SQLiteStore", "fts_query", "hashtags", "owner_only_database", "terms"]
@@ -78,7 +78,7 @@ _POST_COLUMNS = (
     "created_at", "url", "lang", "likes", "reposts", "replies",
     "author_followers", "author_verified", "lat", "lon",
     "compound", "pos", "neu", "neg", "sentiment", "labels", "sentiment_by", "topics",
-    "received_at", "stored_at",
+    "received_at", "stored_at", "story",
 )  # fmt: skip
 
 # The existence check in _store_batch runs under the write lock, so a plain
@@ -107,7 +107,7 @@ _SELECT_POST = (
     "p.uid, p.source, p.network, p.native_id, p.author, p.text, "
     "p.created_at, p.url, p.lang, p.topics, p.labels, p.compound, p.pos, "
     "p.neu, p.neg, p.sentiment, p.likes, p.reposts, p.replies, "
-    "p.author_followers, p.author_verified, p.lat, p.lon, p.sentiment_by, p.id"
+    "p.author_followers, p.author_verified, p.lat, p.lon, p.sentiment_by, p.story, p.id"
 )
 
 # Not preceded by a word character, '&' (HTML entity) or '/' (URL fragment),
@@ -335,7 +335,7 @@ def _query_tree(query: PostQuery):
 
 def _row_matches(tree, row) -> bool:
     (_, source, _, _, author, text, _, _, lang, _, _, _, _, _, _, _, likes, reposts,
-     replies, followers, verified, lat, lon, _, _) = row  # fmt: skip
+     replies, followers, verified, lat, lon, _, _, _) = row  # fmt: skip
     post = StoredPost(text, author, lang, source, likes, reposts, replies, followers, verified, lat, lon)
     return matches(tree, post)
 
@@ -367,7 +367,7 @@ def _query_page(trans, tree, limit: int):
 def _post_dict(row) -> dict[str, Any]:
     (uid, source, network, native_id, author, text, created_at, url, lang,
      topics, labels, compound, pos, neu, neg, sentiment, likes, reposts,
-     replies, followers, verified, lat, lon, by, _) = row  # fmt: skip
+     replies, followers, verified, lat, lon, by, story, _) = row  # fmt: skip
     return {
         "id": uid,
         "source": source,
@@ -396,6 +396,7 @@ def _post_dict(row) -> dict[str, Any]:
         "author_verified": bool(verified),
         "lat": lat,
         "lon": lon,
+        "story": story,
     }
 
 
@@ -430,6 +431,7 @@ def _post_rows(posts: list[Post], first_id: int, now: float):
                 int(post.replies or 0), post.author_followers,
                 1 if post.author_verified else 0, post.lat, post.lon,
                 *scores, json.dumps(topics), post.received_at or None, now,
+                post.story,
             )
         )  # fmt: skip
         topic_rows.extend((row_id, topic, created_at) for topic in topics)
@@ -673,6 +675,35 @@ class SQLiteStore(Service):
             )
         return inserted
 
+    # -- story state ---------------------------------------------------------
+
+    def story_state(self) -> Deferred:
+        """
+        The stories' saved state (L{save_story_state}), or C{None}; parsed
+        in a reader thread, not on the reactor.
+        """
+        return self._run(False, self._story_state)
+
+    @staticmethod
+    def _story_state(trans) -> Optional[dict]:
+        row = trans.execute("SELECT state FROM story_state WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_story_state(self, state: str) -> Deferred:
+        """
+        Keep C{state}, a JSON object as text, as the stories' one saved
+        state, replacing the last.
+        """
+        return self._run(True, self._save_story_state, state, self._reactor.seconds)
+
+    @staticmethod
+    def _save_story_state(trans, state: str, clock) -> None:
+        trans.execute(
+            "INSERT INTO story_state (id, state, saved_at) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
+            (state, clock()),
+        )
+
     def get_cursor(self, source: str) -> Deferred:
         """
         The saved position of C{source}, or C{None}.
@@ -824,6 +855,8 @@ class SQLiteStore(Service):
             if query.label not in LABELS:
                 raise ValueError(f"label: must be one of {', '.join(LABELS)}: {query.label!r}")
             scope.add("instr(p.labels, ?) > 0", f" {query.label} ")
+        if query.story is not None:
+            scope.add("p.story = ?", check_story(query.story))
         if query.q is not None and query.q.strip():
             match = fts_query(query.q)
             if match is None:

@@ -20,6 +20,10 @@ from twisted.logger import Logger
 from monitor.store import MAX_LIMIT, StatsQuery
 from monitor.web.params import BadParameter, Params, json_body, parse_any_time, post_query, store_problem
 
+#: How C{GET /api/v1/stories} may order its stories: largest first, or
+#: fastest growing first.
+STORY_ORDERS = ("size", "rising")
+
 __all__ = ["Api", "ApiError", "BadParameter", "Params", "TokenAuth", "api_route", "json_body"]
 
 
@@ -339,10 +343,11 @@ class Api:
         topic = self._topic(params)
         since, until = params.time("since"), params.time("until")
         limit = params.integer("limit", 20, 1, 200)
+        order = params.choice("order", STORY_ORDERS) or "size"
         params.finish()
         if since is not None and until is not None and until <= since:
             raise BadParameter("until", "must be after since")
-        stories = self.hub.stories.clusterer.list(topic=topic, since=since, until=until, limit=limit)
+        stories = self.hub.stories.clusterer.list(topic=topic, since=since, until=until, limit=limit, order=order)
         return {"stories": stories, "enabled": self.hub.config.stories["enabled"]}
 
     @app.route("/api/v1/sources", methods=["GET"])

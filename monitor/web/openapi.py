@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.model import LABELS, SENTIMENTS
-from monitor.store import MAX_LIMIT, QUERY_SCAN
+from monitor.store import MAX_LIMIT, QUERY_SCAN, STORY_ID
+from monitor.web.api import STORY_ORDERS
 
 __all__ = ["openapi"]
 
@@ -157,6 +158,8 @@ def openapi(version: str = "1") -> dict[str, Any]:
                 _text("query", "a topic query (AND, OR, NOT, NEAR/n, wildcards, fields such as likes:>=100), "
                                f"evaluated on the newest {QUERY_SCAN:,} posts the other filters select per page; "
                                "one that does not parse is a 400 with its position and what was expected"),
+                _query("story", {"type": "string", "pattern": f"^{STORY_ID.pattern}$"},
+                       "only this story's posts (a story's `id`; every post has its `story`)"),
                 _query("since", _TIME, "inclusive"), _query("until", _TIME, "exclusive"),
                 _limit(50, MAX_LIMIT), _text("cursor", "the `next` of the previous page"),
             ],
@@ -186,10 +189,12 @@ def openapi(version: str = "1") -> dict[str, Any]:
             "responses": _answer("statistics"),
         }},
         "/api/v1/stories": {"get": {
-            "summary": "Stories: posts clustered by their words, shared links and place, largest first",
+            "summary": "Stories: posts clustered by their words, shared links and place, largest or rising first",
             "parameters": [
                 _text("topic"), _query("since", _TIME), _query("until", _TIME),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}),
+                _query("order", {"type": "string", "enum": list(STORY_ORDERS), "default": "size"},
+                       "size: largest first; rising: growing fastest against its own past first"),
             ],
             "responses": _answer("stories"),
         }},

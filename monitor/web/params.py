@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from monitor.model import LABELS, SENTIMENTS, parse_time
 from monitor.query import QueryError, parse as parse_query
-from monitor.store import PostQuery
+from monitor.store import PostQuery, check_story
 
 __all__ = ["MAX_DEPTH", "BadParameter", "Params", "json_body", "post_query", "row_id", "store_problem"]
 
@@ -171,6 +171,18 @@ class Params:
             return self._bad(name, f"does not parse: {e}", None)
         return v
 
+    def story(self, name: str) -> Optional[str]:
+        """
+        A story id (L{monitor.stories}) as given, if it can be one.
+        """
+        v = self.text(name)
+        if v is None:
+            return None
+        try:
+            return check_story(v)
+        except ValueError as e:
+            return self._bad(name, str(e).partition(": ")[2], None)
+
     def finish(self) -> None:
         unknown = sorted(set(self._args) - self._seen)
         if unknown:
@@ -181,8 +193,8 @@ def post_query(params: Params, limit: int, highest: int) -> PostQuery:
     """
     The post search of C{GET /api/v1/posts} and the posts page, from its
     parameters: C{topic}, C{source}, C{sentiment}, C{label}, C{q},
-    C{query} (a topic query, L{monitor.query}), C{since}, C{until},
-    C{limit} and C{cursor}.
+    C{query} (a topic query, L{monitor.query}), C{story}, C{since},
+    C{until}, C{limit} and C{cursor}.
     """
     query = PostQuery(
         topic=params.text("topic"),
@@ -195,6 +207,7 @@ def post_query(params: Params, limit: int, highest: int) -> PostQuery:
         limit=params.integer("limit", limit, 1, highest),
         cursor=params.text("cursor"),
         query=params.topic_query("query"),
+        story=params.story("story"),
     )
     if query.since is not None and query.until is not None and query.until <= query.since:
         params._bad("until", "must be after since", None)

@@ -122,6 +122,7 @@ def post_json(post) -> dict[str, Any]:
         "author_verified": bool(post.author_verified),
         "lat": post.lat,
         "lon": post.lon,
+        "story": post.story,
     }
 
 

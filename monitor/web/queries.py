@@ -54,7 +54,7 @@ def geo_posts(store, topic=None, since=None, until=None, limit=1000):
         tables, time, where, params = _scope(topic, since, until)
         trans.execute(
             "SELECT p.uid, p.source, p.author, p.text, p.created_at, p.url, p.topics, p.labels, "
-            f"p.sentiment, p.compound, p.lat, p.lon FROM {tables} "
+            f"p.sentiment, p.compound, p.lat, p.lon, p.story FROM {tables} "
             f"WHERE {where} AND p.lat IS NOT NULL AND p.lon IS NOT NULL "
             f"ORDER BY {time} DESC LIMIT ?",
             (*params, int(limit)),
@@ -72,8 +72,9 @@ def geo_posts(store, topic=None, since=None, until=None, limit=1000):
                 "sentiment": {"label": sentiment, "compound": compound},
                 "lat": lat,
                 "lon": lon,
+                "story": story,
             }
-            for uid, source, author, text, created, url, topics, labels, sentiment, compound, lat, lon in trans.fetchall()
+            for uid, source, author, text, created, url, topics, labels, sentiment, compound, lat, lon, story in trans.fetchall()
         ]
 
     return store.run_read(run)

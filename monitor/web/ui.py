@@ -1116,8 +1116,11 @@ class WebUI:
                 errors[problem.name] = problem.message
         tree = parse_query(query.query) if query.query else None
         marks = {p["id"]: post_segments(tree, p) for p in posts} if tree is not None else {}
-        filters = {k: self._one(form, k) for k in ("q", "query", "topic", "source", "sentiment", "label", "since", "until")}
+        filters = {
+            k: self._one(form, k) for k in ("q", "query", "topic", "source", "sentiment", "label", "since", "until", "story")
+        }
         present = {k: v for k, v in filters.items() if v}
+        story = self._story_heading(query.story) if query.story and "story" not in errors else None
         return self._render(
             request,
             session,
@@ -1125,6 +1128,7 @@ class WebUI:
             status=400 if errors else 200,
             active="posts",
             posts=posts,
+            story=story,
             marks=marks,
             query_scan=QUERY_SCAN,
             total=min(total, COUNT_MOST),
@@ -1140,6 +1144,17 @@ class WebUI:
             export_csv="/posts/export.csv?" + urlencode(present),
             export_json="/posts/export.json?" + urlencode(present),
         )
+
+    def _story_heading(self, story_id: str) -> dict[str, Any]:
+        """
+        What the posts page says of the story it shows: its words, size and
+        sources while the hub still holds it (a faded story keeps its posts).
+        """
+        story = self.hub.stories.clusterer.get(story_id)
+        if story is None:
+            return {"id": story_id, "known": False}
+        return {"id": story_id, "known": True, "terms": story.get("terms") or [], "size": story.get("size"),
+                "sources": story.get("sources") or {}}  # fmt: skip
 
     @app.route("/posts/export.csv", methods=["GET"])
     @page()
@@ -1356,7 +1371,7 @@ def _fields(query: PostQuery) -> dict[str, Any]:
 
 _CSV_COLUMNS = (
     "id", "created_at", "source", "author", "text", "url", "lang", "topics", "labels", "sentiment",
-    "compound", "likes", "reposts", "replies", "author_followers", "author_verified", "lat", "lon",
+    "compound", "likes", "reposts", "replies", "author_followers", "author_verified", "lat", "lon", "story",
 )  # fmt: skip
 
 

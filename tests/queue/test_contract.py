@@ -99,7 +99,7 @@ async def test_posts_and_rejected_payloads_travel_intact(make_queue, reactor):
     """Every field of a post survives the queue, a rejected payload keeps its raw bytes, a late profile its posts."""
     q = make_queue()
     p = post(1, url="https://x.example/1", lang="en", likes=3, lat=48.8, lon=2.3, author_followers=10,
-             author_verified=True, received_at=1.7e9, extra={"k": "v"})  # fmt: skip
+             author_verified=True, received_at=1.7e9, extra={"k": "v"}, story="s42")  # fmt: skip
     p.topics = ("Acme",)
     p.analysis = Analysis(0.5, 0.1, 0.6, 0.3, "positive", ("question",))
     bad = Rejected(source="s", raw=b"\xff\x00{not json", error="invalid JSON", context="line 3", cursor="9",
@@ -114,6 +114,7 @@ async def test_posts_and_rejected_payloads_travel_intact(make_queue, reactor):
         batch = await q.get(10).addTimeout(WAIT, reactor)
         got.extend(batch)
     assert got[0].to_dict() == p.to_dict()
+    assert got[0].story == "s42"
     assert got[1] == bad
     assert got[2] == late
     await q.ack(got)
