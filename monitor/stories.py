@@ -567,7 +567,14 @@ class StoryClusterer:
         # weight being multiplied by the decay (cosine ignores the scale).
         if t > story.last_seen:
             decay = 0.5 ** ((t - story.last_seen) / self.half_life)
-            story.boost /= decay
+            if decay < 1e-100:
+                # So long silent that its old words weigh nothing (and the
+                # decay may have underflowed to 0): its centroid starts again.
+                for w in story.centroid:
+                    self._unindex(w, story.serial)
+                story.centroid, story.sumsq, story.boost = {}, 0.0, 1.0
+            else:
+                story.boost /= decay
             story.weight = story.weight * decay + 1
             story.last_seen = t
         else:

@@ -297,3 +297,17 @@ def test_a_story_lasting_thousands_of_half_lives_still_takes_its_posts():
     [story] = clusterer.stories.values()
     assert ids == {story.id} and story.size == 60
     assert story.boost < 1e100 and all(math.isfinite(v) for v in story.centroid.values())
+
+
+def test_a_post_joining_a_story_silent_for_a_thousand_half_lives_keeps_its_story():
+    """
+    The decay underflows to 0 after ~1,000 half-lives; the story starts its
+    centroid again instead of failing (the post used to get no story).
+    """
+    c = StoryClusterer(half_life=3600.0)
+    first = c.add(post(1, "flood waters at the river https://news.example/flood"))
+    later = c.add(post(3600 * 1100, "river flood again https://news.example/flood", source="mastodon"))
+    assert first is not None and later == first
+    assert c.get(first)["size"] == 2
+    again = c.add(post(3600 * 1100 + 60, "river flood again and again"))
+    assert again == first
