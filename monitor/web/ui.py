@@ -840,11 +840,25 @@ class WebUI:
             session,
             "live.html",
             active="live",
+            stories_enabled=self._stories_enabled(),
+            stories=[_story_brief(st) for st in self._story_list(limit=STORY_CHOICES, order="size")],
+            story=self._live_story(request),
             topics=self._topic_names(),
             sources=self._sources(),
             sentiments=SENTIMENTS,
             labels=LABELS,
         )
+
+    def _live_story(self, request) -> Optional[dict[str, Any]]:
+        """
+        The story the address asks the live feed for (C{?story=}), named if
+        the hub still holds it.
+        """
+        wanted = self._one(self._form(request), "story")
+        if not wanted or len(wanted) > 200:
+            return None
+        found = self._story(wanted)
+        return _story_brief(found) if found else {"id": wanted, "terms": [], "size": 0, "name": f"story {wanted}"}
 
     @app.route("/ui/recent.json", methods=["GET"])
     @page(json_api=True)
@@ -857,6 +871,9 @@ class WebUI:
             label=params.choice("label", LABELS),
             limit=params.integer("limit", 50, 1, 200),
         )
+        story = params.text("story")
+        if story is not None:
+            query = dataclasses.replace(query, story=story)
         params.finish()
         posts, _ = await self.hub.store.query_posts(query)
         return self._json(request, 200, {"posts": posts})
@@ -871,6 +888,7 @@ class WebUI:
             session,
             "map.html",
             active="map",
+            stories_enabled=self._stories_enabled(),
             topics=self._topic_names(),
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             tile_url=self.tile_url,
@@ -886,7 +904,13 @@ class WebUI:
         limit = params.integer("limit", 1000, 1, 5000)
         params.finish()
         posts = await queries.geo_posts(self.hub.store, topic, since, until, limit)
-        return self._json(request, 200, {"posts": posts})
+        # The stories of these posts, by id, so the map's legend can name them.
+        stories = {}
+        for sid in {p.get("story") for p in posts} - {None}:
+            found = self._story(sid)
+            if found is not None:
+                stories[sid] = _story_brief(found)
+        return self._json(request, 200, {"posts": posts, "stories": stories})
 
     # -- topics --------------------------------------------------------------
 
