@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
@@ -130,3 +131,138 @@ def test_dashboard_panel_fits_a_phone(hub, playwright):
         card.screenshot(path=os.path.join(SCREENSHOTS, "stories-dashboard-phone.png"))
     finally:
         context.close()
+
+
+def two_placed_stories(hub, tag):
+    """A wildfire near Los Angeles (on both networks) and a marathon in Berlin, with coordinates."""
+    fire = [{"text": f"acme wildfire california smoke evacuation {tag}{i}", "lat": 34.05 + i / 20, "lon": -118.24}
+            for i in range(5)]  # fmt: skip
+    run = [{"text": f"acme marathon berlin runners record {tag}{i}", "lat": 52.52, "lon": 13.40 + i / 20}
+           for i in range(4)]  # fmt: skip
+    fire_ids = hub.append(*fire[:3], *run)
+    append_news(hub, *fire[3:])
+    return stories_with(hub, "wildfire", 5), stories_with(hub, "marathon", 4), fire_ids
+
+
+MARKERS = """() => {
+    const out = [];
+    window.monitorMap.posts.eachLayer(m => out.push({story: m.options.story, fill: m.options.fillColor}));
+    return out;
+}"""
+
+
+def test_map_colours_posts_by_story_with_a_legend_that_filters(hub, admin, watch):
+    """Two stories' markers have two colours; the legend names their keywords; a click shows one story, another click all."""
+    page = admin
+    fire, run, _ = two_placed_stories(hub, "m")
+    page.goto(hub.base + "/map?range=1h#2/40/-50")
+    wait_live(page)
+    page.wait_for_function("n => window.monitorMap.count() >= n", arg=9, timeout=10000)
+    legend = page.locator("#map-legend")
+    fire_entry = legend.locator(".legend-story", has_text="wildfire")
+    run_entry = legend.locator(".legend-story", has_text="marathon")
+    expect(fire_entry).to_have_count(1)
+    expect(run_entry).to_have_count(1)
+    expect(fire_entry.locator(".count")).to_have_text("5")
+    colours = page.evaluate("ids => ids.map(id => window.monitorMap.colourOf(id))", [fire["id"], run["id"]])
+    assert colours[0] != colours[1] and "#a8a29e" not in colours, colours
+    for entry, colour in ((fire_entry, colours[0]), (run_entry, colours[1])):
+        assert entry.locator(".swatch").evaluate("e => getComputedStyle(e).backgroundColor") == rgb(colour)
+    # Every marker of a story has that story's colour.
+    markers = page.evaluate(MARKERS)
+    for story, colour in ((fire["id"], colours[0]), (run["id"], colours[1])):
+        fills = {m["fill"] for m in markers if m["story"] == story}
+        assert fills == {colour}, (story, fills)
+    shot = page.locator(".map-card")
+    page.evaluate("window.monitorMap.map.setView([44, -50], 2, {animate: false})")
+    page.wait_for_timeout(300)
+    shot.screenshot(path=os.path.join(SCREENSHOTS, "stories-map.png"))
+    total = page.evaluate("window.monitorMap.visible()")
+    fire_entry.click()
+    expect(fire_entry).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("window.monitorMap.visible()") == 5
+    assert {m["story"] for m in page.evaluate(MARKERS)} == {fire["id"]}
+    expect(page).to_have_url(re.compile(r"[?&]story=" + re.escape(fire["id"]) + r"\b"))
+    expect(page.locator("#map-filtered")).to_contain_text("5 of story")
+    # A post of the chosen story arriving live is drawn in its colour; one of another story is held back.
+    hub.append({"text": "acme marathon berlin runners record live", "lat": 52.5, "lon": 13.3},
+               {"text": "acme wildfire california smoke evacuation live", "lat": 34.3, "lon": -118.5})
+    page.wait_for_function("() => window.monitorMap.visible() === 6", timeout=SHOWN_WITHIN_MS)
+    assert page.evaluate("window.monitorMap.count()") == total + 2
+    assert {m["fill"] for m in page.evaluate(MARKERS)} == {colours[0]}
+    shot.screenshot(path=os.path.join(SCREENSHOTS, "stories-map-filtered.png"))
+    fire_entry = page.locator("#map-legend .legend-story", has_text="wildfire")
+    fire_entry.click()
+    expect(fire_entry).to_have_attribute("aria-pressed", "false")
+    assert page.evaluate("window.monitorMap.visible()") == total + 2
+    # Coloured by sentiment instead, the sentiment legend comes back.
+    page.select_option("#m-colour", "sentiment")
+    expect(page.locator("#legend-sentiment")).to_be_visible()
+    expect(legend).to_be_hidden()
+    assert watch.problems == []
+
+
+def rgb(hex_colour):
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
+def test_map_legend_fits_a_phone(hub, playwright):
+    """At 390 px the legend's entries wrap inside the card; long keywords are cut, not spilled."""
+    two_placed_stories(hub, "f")
+    context = launch(playwright, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        login(page, hub, "admin")
+        page.goto(hub.base + "/map?range=1h")
+        card = page.locator(".map-card")
+        expect(page.locator("#map-legend .legend-story").first).to_be_visible(timeout=10000)
+        c = card.bounding_box()
+        entries = page.locator("#map-legend .legend-story, #map-legend .legend-other")
+        for i in range(entries.count()):
+            b = entries.nth(i).bounding_box()
+            assert b["x"] >= c["x"] - 0.5 and b["x"] + b["width"] <= c["x"] + c["width"] + 0.5, (i, b, c)
+        card.screenshot(path=os.path.join(SCREENSHOTS, "stories-map-phone.png"))
+    finally:
+        context.close()
+
+
+def test_live_feed_filtered_by_story_gets_only_its_posts(hub, admin, watch):
+    """?story= picks the story in the choice, the page says so, the first load and the live posts are that story's only, and the count is exact."""
+    page = admin
+    fire, run, _ = two_placed_stories(hub, "l")
+    page.goto(hub.base + "/live?" + urlencode({"story": fire["id"]}))
+    wait_live(page)
+    expect(page.locator("#f-story")).to_have_value(fire["id"])
+    expect(page.locator("#feed-filter")).to_be_visible()
+    expect(page.locator("#feed-filter-text")).to_contain_text("wildfire")
+    cards = page.locator("#feed .post")
+    expect(cards.first).to_be_visible()
+    first = cards.count()
+    (now,) = [s for s in api(hub, "/api/v1/stories?limit=200")["stories"] if s["id"] == fire["id"]]
+    assert first == min(50, now["size"]), (first, now["size"])
+    for text in cards.locator(".post-text").all_inner_texts():
+        assert "wildfire" in text, text
+    marker = f"x{time.time_ns()}"
+    # The other story's posts are written first: when the last wildfire
+    # post is shown, the hub has pushed (and the page refused) them all.
+    hub.append(*({"text": f"acme marathon berlin runners record {marker}{i}"} for i in range(3)),
+               {"text": f"acme garden gnomes sale {marker}"},
+               *({"text": f"acme wildfire california smoke evacuation {marker}{i}"} for i in range(2)))
+    expect(page.locator("#feed .post", has_text=f"evacuation {marker}1")).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    expect(page.locator("#feed .post", has_text=f"evacuation {marker}0")).to_be_visible()
+    expect(page.locator("#feed .post", has_text=marker)).to_have_count(2)
+    expect(page.locator("#feed-count")).to_have_text(str(first + 2))
+    expect(page.locator("#feed-rate")).to_have_text("2")
+    shoot(page, "stories-live-filtered")
+    # Any story again: the address forgets it, the feed reloads with every story.
+    page.select_option("#f-story", "")
+    expect(page).not_to_have_url(re.compile(r"story="))
+    expect(page.locator("#feed-filter")).to_be_hidden()
+    expect(page.locator("#feed .post", has_text=f"runners record {marker}2")).to_be_visible()
+    # And chosen from the list, it is kept in the address.
+    page.select_option("#f-story", run["id"])
+    expect(page).to_have_url(re.compile(r"[?&]story=" + re.escape(run["id"])))
+    expect(page.locator("#feed .post", has_text=f"wildfire california smoke evacuation {marker}")).to_have_count(0)
+    expect(page.locator("#feed .post", has_text=f"runners record {marker}0")).to_be_visible()
+    assert watch.problems == []
