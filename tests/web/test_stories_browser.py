@@ -174,7 +174,7 @@ def test_map_colours_posts_by_story_with_a_legend_that_filters(hub, admin, watch
         fills = {m["fill"] for m in markers if m["story"] == story}
         assert fills == {colour}, (story, fills)
     shot = page.locator(".map-card")
-    page.evaluate("window.monitorMap.map.setView([44, -50], 2, {animate: false})")
+    page.evaluate("() => { window.monitorMap.map.setView([44, -50], 2, {animate: false}); }")
     page.wait_for_timeout(300)
     shot.screenshot(path=os.path.join(SCREENSHOTS, "stories-map.png"))
     total = page.evaluate("window.monitorMap.visible()")
