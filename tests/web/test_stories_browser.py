@@ -255,13 +255,22 @@ def test_live_feed_filtered_by_story_gets_only_its_posts(hub, admin, watch):
     expect(page.locator("#feed-count")).to_have_text(str(first + 2))
     expect(page.locator("#feed-rate")).to_have_text("2")
     shoot(page, "stories-live-filtered")
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        for part in ("#live-filters", "#feed-filter", "#feed .post >> nth=0"):
+            b = page.locator(part).bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= 390, (part, b)
+        page.screenshot(path=os.path.join(SCREENSHOTS, "stories-live-phone.png"))
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 900})
+    expect(cards.first.locator(".story-chip")).to_contain_text("wildfire")
     # Any story again: the address forgets it, the feed reloads with every story.
     page.select_option("#f-story", "")
     expect(page).not_to_have_url(re.compile(r"story="))
     expect(page.locator("#feed-filter")).to_be_hidden()
     expect(page.locator("#feed .post", has_text=f"runners record {marker}2")).to_be_visible()
-    # And chosen from the list, it is kept in the address.
-    page.select_option("#f-story", run["id"])
+    # And chosen from a post's story, it is kept in the address.
+    page.locator("#feed .post", has_text=f"runners record {marker}2").locator(".story-chip").click()
     expect(page).to_have_url(re.compile(r"[?&]story=" + re.escape(run["id"])))
     expect(page.locator("#feed .post", has_text=f"wildfire california smoke evacuation {marker}")).to_have_count(0)
     expect(page.locator("#feed .post", has_text=f"runners record {marker}0")).to_be_visible()

@@ -66,7 +66,7 @@
       var select = document.getElementById(selects[k]);
       if (!select.value) return;
       var option = select.options[select.selectedIndex];
-      parts.push(k === "story" ? "story “" + option.text + "”" : k + " " + option.text);
+      parts.push(k === "story" ? "story “" + (option.getAttribute("data-name") || option.text) + "”" : k + " " + option.text);
     });
     filterBox.classList.toggle("hidden", parts.length === 0);
     filterText.textContent = parts.length ? "Filtered: only posts of " + parts.join(", ") + " are shown and counted." : "";
@@ -116,6 +116,26 @@
     });
   }
 
+  /* A post's story, named by its keywords when the choice knows it: a
+     click shows only that story. */
+  function storyChip(card, id) {
+    if (!id || !storySelect) return;
+    var option = Array.prototype.filter.call(storySelect.options, function (o) { return o.value === id; })[0];
+    var name = option ? option.getAttribute("data-name") || option.text : "";
+    var chip = M.el("button", { type: "button", className: "chip story-chip", title: "Show only this story's posts", dataset: { story: id } },
+      "story: " + (name || id));
+    chip.addEventListener("click", function () {
+      if (!option) {
+        option = M.el("option", { value: id, "data-name": name || "story " + id, text: name || "story " + id });
+        storySelect.appendChild(option);
+      }
+      storySelect.value = id;
+      storySelect.dispatchEvent(new Event("change"));
+    });
+    var foot = card.querySelector(".post-foot");
+    if (foot) foot.insertBefore(chip, foot.querySelector(".post-labels"));
+  }
+
   function when(node) { return Number(node.getAttribute("data-time")) || 0; }
 
   /* Put each post in its place by time, newest on top, once per id. */
@@ -123,6 +143,7 @@
     posts.forEach(function (p) {
       if (p.id && shown[p.id]) return;
       var card = M.postCard(p, fresh);
+      storyChip(card, p.story);
       var t = Date.parse(p.created_at) || 0;
       card.setAttribute("data-time", String(t));
       if (p.id) { card.setAttribute("data-id", p.id); shown[p.id] = true; }
@@ -199,14 +220,14 @@
   function refreshStories() {
     if (!storySelect) return;
     M.getJSON("/ui/stories.json?limit=30").then(function (body) {
-      var chosen = storySelect.value, chosenText = storySelect.selectedIndex > 0 ? storySelect.options[storySelect.selectedIndex].text : "";
+      var chosen = storySelect.value, chosenOption = storySelect.selectedIndex > 0 ? storySelect.options[storySelect.selectedIndex] : null;
       while (storySelect.options.length > 1) storySelect.remove(1);
       var seen = false;
       body.stories.forEach(function (s) {
-        storySelect.appendChild(M.el("option", { value: s.id, text: s.name + " (" + M.num(s.size) + ")" }));
+        storySelect.appendChild(M.el("option", { value: s.id, "data-name": s.name, text: s.name + " (" + M.num(s.size) + ")" }));
         if (s.id === chosen) seen = true;
       });
-      if (chosen && !seen) storySelect.insertBefore(M.el("option", { value: chosen, text: chosenText }), storySelect.options[1] || null);
+      if (chosen && !seen && chosenOption) storySelect.insertBefore(chosenOption, storySelect.options[1] || null);
       storySelect.value = chosen;
       describeFilters();
     }).catch(function (e) { if (window.console) console.error(e); });

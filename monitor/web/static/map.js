@@ -170,6 +170,7 @@
       legend.appendChild(M.el("li", { className: "legend-other" }, M.el("span", { className: "swatch other" }),
         M.el("span", { className: "legend-name", text: ranking.ranked.length ? "other stories or none" : "no story yet" }), M.el("span", { className: "count", text: M.num(rest) })));
     }
+    if (ranking.ranked.length) legend.appendChild(M.el("li", { className: "legend-hint muted", text: only ? "click it again to show every story" : "click a story to show only it" }));
   }
 
   function visible(m) { return !only || m.options.story === only; }
