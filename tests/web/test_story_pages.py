@@ -88,7 +88,8 @@ def clock():
 
 
 def feed(hub, posts):
-    hub.stories.posts_stored(posts)
+    for p in posts:
+        hub.stories.clusterer.add(p)
 
 
 def fill(hub, clock):
