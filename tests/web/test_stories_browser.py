@@ -248,12 +248,16 @@ def test_live_feed_filtered_by_story_gets_only_its_posts(hub, admin, watch):
     # post is shown, the hub has pushed (and the page refused) them all.
     hub.append(*({"text": f"acme marathon berlin runners record {marker}{i}"} for i in range(3)),
                {"text": f"acme garden gnomes sale {marker}"},
+               {"text": f'acme wildfire california smoke evacuation <img src=x onerror="window.pwned=1"> {marker}h'},
                *({"text": f"acme wildfire california smoke evacuation {marker}{i}"} for i in range(2)))
     expect(page.locator("#feed .post", has_text=f"evacuation {marker}1")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     expect(page.locator("#feed .post", has_text=f"evacuation {marker}0")).to_be_visible()
-    expect(page.locator("#feed .post", has_text=marker)).to_have_count(2)
-    expect(page.locator("#feed-count")).to_have_text(str(first + 2))
-    expect(page.locator("#feed-rate")).to_have_text("2")
+    expect(page.locator("#feed .post", has_text=marker)).to_have_count(3)
+    expect(page.locator("#feed-count")).to_have_text(str(first + 3))
+    expect(page.locator("#feed-rate")).to_have_text("3")
+    # Post text is text: the hostile post's markup is shown, never run.
+    expect(page.locator("#feed .post", has_text=f"{marker}h").locator(".post-text")).to_contain_text('<img src=x onerror="window.pwned=1">')
+    assert page.locator("#feed img").count() == 0 and page.evaluate("window.pwned") is None
     shoot(page, "stories-live-filtered")
     page.set_viewport_size({"width": 390, "height": 844})
     try:
