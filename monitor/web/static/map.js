@@ -136,8 +136,13 @@
   function recolour() {
     var ranking = assignColours();
     if (map) {
-      order.forEach(function (id) { shown[id].setStyle({ fillColor: fill(shown[id]) }); });
-      if (layer.refreshClusters) layer.refreshClusters();
+      // Only markers whose colour changed are redrawn, and then the clusters.
+      var changed = [];
+      order.forEach(function (id) {
+        var m = shown[id], want = fill(m);
+        if (m.options.fillColor !== want) { m.setStyle({ fillColor: want }); changed.push(m); }
+      });
+      if (changed.length && layer.refreshClusters) layer.refreshClusters();
     }
     drawLegend(ranking);
   }
