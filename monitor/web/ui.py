@@ -191,8 +191,8 @@ def _sparkline(counts: Any) -> dict[str, Any]:
 
 def _split(sentiment: Any) -> list[dict[str, Any]]:
     """
-    A story's sentiment counts as bar segments (x and width in percent,
-    whole numbers that add up to 100), positive first.
+    A story's sentiment counts as bar segments (x and width in percent of
+    the bar, and the share rounded for its label), positive first.
     """
     counts = {k: int((sentiment or {}).get(k) or 0) for k in ("positive", "neutral", "negative")}
     total = sum(counts.values())
@@ -764,6 +764,7 @@ class WebUI:
 
     def _story_list(self, topic: Optional[str] = None, since: Optional[float] = None, limit: int = PANEL_STORIES,
                     order: str = "rising") -> list[dict[str, Any]]:  # fmt: skip
+        """Stories as the API gives them; none while stories are off."""
         clusterer = self._clusterer()
         if clusterer is None or not self._stories_enabled():
             return []
