@@ -13,6 +13,8 @@ from html.parser import HTMLParser
 from types import SimpleNamespace
 
 import pytest
+from treq.testing import StubTreq
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from monitor.config import STORIES_FIELDS
@@ -21,7 +23,6 @@ from monitor.stories import StoryClusterer, StoryService
 from monitor.web.ui import WebUI
 from tests.web.test_alert_pages import Browser as _Browser
 from tests.web.test_alert_pages import FakeUsers
-from treq.testing import StubTreq
 
 T0 = 1_800_000_000.0
 
@@ -38,8 +39,6 @@ class Store:
     """Only what the dashboard's first page asks of a store: no posts yet."""
 
     def run_read(self, run, *args):
-        from twisted.internet.defer import succeed
-
         class Cursor:
             def execute(self, *a):
                 pass
