@@ -779,12 +779,18 @@ class WebUI:
     def _story_panel(self, topic: Optional[str], chosen: str) -> dict[str, Any]:
         """
         What the dashboard's Stories panel shows: the stories seen in the
-        range, rising first (the panel's template, C{_stories.html}, is
-        also served alone for the page's refresh).
+        range, the rising ones first, then the largest (the panel's
+        template, C{_stories.html}, is also served alone for its refresh).
         """
         since = self.reactor.seconds() - RANGES[chosen][0]
+        # The clusterer's "rising" are only the stories growing fast against
+        # their own past; the panel fills up with the largest of the others.
+        rising = self._story_list(topic, since, PANEL_STORIES, "rising")
+        seen = {st["id"] for st in rising}
+        largest = [st for st in self._story_list(topic, since, PANEL_STORIES, "size") if st["id"] not in seen]
+        shown = [{**st, "rising": True} for st in rising] + [{**st, "rising": False} for st in largest]
         return {
-            "stories": self._story_list(topic, since),
+            "stories": shown[:PANEL_STORIES],
             "stories_enabled": self._stories_enabled(),
             "stories_topic": topic or "",
             "stories_range": chosen,

@@ -114,7 +114,8 @@ class Stories(HTMLParser):
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "li" and "story" in (a.get("class") or "").split():
-            self.stories.append({"id": a["data-story-id"], "terms": [], "rects": {}, "chips": []})
+            self.stories.append({"id": a["data-story-id"], "terms": [], "rects": {}, "chips": [],
+                                 "rising": "rising" in a["class"].split()})  # fmt: skip
         if not self.stories:
             return
         s = self.stories[-1]
@@ -153,7 +154,7 @@ def panel(body):
 
 
 def test_dashboard_panel_lists_rising_stories_with_their_figures(clock):
-    """The rising story comes first; each has its keywords, size, a 60-point sparkline, a sentiment bar, its sources and a link to its posts."""
+    """The rising story comes first, then the largest; each has its keywords, size, a 60-point sparkline, a sentiment bar, its sources and a link to its posts."""
     hub = Hub(clock)
     quake, final = fill(hub, clock)
     web = Pages(hub, clock)
@@ -163,6 +164,9 @@ def test_dashboard_panel_lists_rising_stories_with_their_figures(clock):
     assert len(shown) == 2, shown  # the lone post is no story
     rising, steady = shown
     assert "football" in rising["terms"] and "earthquake" in steady["terms"], shown
+    # The final is rising; the quake, steady all hour, is not, but fills the panel as the next largest.
+    assert rising["rising"] and not steady["rising"]
+    assert body.count('class="rising-badge"') == 1
     assert rising["size"] == "6 posts" and steady["size"] == "9 posts"
     assert rising["href"] == f"/posts?story={rising['id']}"
     # 60 minutes, oldest first: the final's posts are all in the last three.
