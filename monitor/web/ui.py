@@ -162,6 +162,55 @@ def _link(url: Optional[str]) -> str:
     return url.strip() if scheme in ("http", "https") else ""
 
 
+#: Stories the dashboard's panel shows, and the live feed's choice offers.
+PANEL_STORIES = 8
+STORY_CHOICES = 30
+#: The sparkline's drawing box (SVG user units).
+SPARK_W, SPARK_H = 120, 28
+
+
+def _sparkline(counts: Any) -> dict[str, Any]:
+    """
+    A story's posts per minute as an SVG polyline and the area under it
+    (drawn by the page, no script): the points, the peak and the total.
+    """
+    values = [max(0, int(v)) for v in counts or () if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not values:
+        values = [0]
+    peak = max(values)
+    step = SPARK_W / max(1, len(values) - 1)
+    points = []
+    for i, v in enumerate(values):
+        y = SPARK_H - 1 - (v / peak * (SPARK_H - 3) if peak else 0)
+        points.append(f"{i * step:.1f},{y:.1f}")
+    line = " ".join(points)
+    area = f"0,{SPARK_H} {line} {(len(values) - 1) * step:.1f},{SPARK_H}"
+    return {"line": line, "area": area, "peak": peak, "total": sum(values), "minutes": len(values),
+            "width": SPARK_W, "height": SPARK_H}  # fmt: skip
+
+
+def _split(sentiment: Any) -> list[dict[str, Any]]:
+    """
+    A story's sentiment counts as bar segments (x and width in percent of
+    the bar, and the share rounded for its label), positive first.
+    """
+    counts = {k: int((sentiment or {}).get(k) or 0) for k in ("positive", "neutral", "negative")}
+    total = sum(counts.values())
+    out, x = [], 0.0
+    for k, n in counts.items():
+        width = 100.0 * n / total if total else 0.0
+        out.append({"label": k, "count": n, "x": round(x, 2), "width": round(width, 2),
+                    "share": round(width) if total else 0})  # fmt: skip
+        x += width
+    return out
+
+
+def _story_name(story: dict[str, Any], most: int = 4) -> str:
+    """A story as a person reads it: its first keywords."""
+    terms = [str(t) for t in (story.get("terms") or [])[:most]]
+    return " · ".join(terms) if terms else f"story {story.get('id', '')}"
+
+
 @implementer(IPushProducer)
 class _Flow:
     """
@@ -253,6 +302,9 @@ class WebUI:
         self.env.filters["stamp"] = _stamp
         self.env.filters["link"] = _link
         self.env.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+        self.env.filters["sparkline"] = _sparkline
+        self.env.filters["split"] = _split
+        self.env.filters["story_name"] = _story_name
 
     def resource(self):
         return self.app.resource()
@@ -618,6 +670,7 @@ class WebUI:
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             range=chosen,
             sentiment_line=await sentiment_line(self.hub, topic or None),
+            **self._story_panel(topic or None, chosen),
         )
 
     async def _default_range(self, topic: Optional[str]) -> str:
@@ -699,6 +752,88 @@ class WebUI:
         """The topics whose own words trending terms leave out."""
         return [self.hub.topics.get(topic)] if topic is not None else list(self.hub.topics.topics)
 
+    # -- stories -------------------------------------------------------------
+
+    def _stories_enabled(self) -> bool:
+        config = getattr(self.hub, "config", None)
+        return bool(config is not None and config.stories["enabled"])
+
+    def _clusterer(self):
+        service = getattr(self.hub, "stories", None)
+        return getattr(service, "clusterer", None)
+
+    def _story_list(self, topic: Optional[str] = None, since: Optional[float] = None, limit: int = PANEL_STORIES,
+                    order: str = "rising") -> list[dict[str, Any]]:  # fmt: skip
+        """Stories as the API gives them; none while stories are off."""
+        clusterer = self._clusterer()
+        if clusterer is None or not self._stories_enabled():
+            return []
+        return clusterer.list(topic=topic, since=since, limit=limit, order=order)
+
+    def _story(self, story_id: Optional[str]) -> Optional[dict[str, Any]]:
+        clusterer = self._clusterer()
+        if not story_id or clusterer is None:
+            return None
+        return clusterer.get(story_id)
+
+    def _story_panel(self, topic: Optional[str], chosen: str) -> dict[str, Any]:
+        """
+        What the dashboard's Stories panel shows: the stories seen in the
+        range, the rising ones first, then the largest (the panel's
+        template, C{_stories.html}, is also served alone for its refresh).
+        """
+        since = self.reactor.seconds() - RANGES[chosen][0]
+        # The clusterer's "rising" are only the stories growing fast against
+        # their own past; the panel fills up with the largest of the others.
+        rising = self._story_list(topic, since, PANEL_STORIES, "rising")
+        seen = {st["id"] for st in rising}
+        largest = [st for st in self._story_list(topic, since, PANEL_STORIES, "size") if st["id"] not in seen]
+        shown = [{**st, "rising": True} for st in rising] + [{**st, "rising": False} for st in largest]
+        return {
+            "stories": shown[:PANEL_STORIES],
+            "stories_enabled": self._stories_enabled(),
+            "stories_topic": topic or "",
+            "stories_range": chosen,
+            "stories_range_label": RANGES[chosen][2],
+        }
+
+    @app.route("/ui/stories", methods=["GET"])
+    @page()
+    async def stories_panel(self, request, session):
+        """The dashboard's Stories panel alone, as HTML, for its refresh."""
+        params = Params(request)
+        topic = params.text("topic")
+        if topic is not None and self.hub.topics.get(topic) is None:
+            raise BadParameter("topic", f"no such topic: {topic!r}")
+        chosen = params.choice("range", list(RANGES)) or "24h"
+        params.finish()
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        html = self.env.get_template("_stories.html").render(**self._story_panel(topic, chosen))
+        return html.encode("utf-8")
+
+    @app.route("/ui/stories.json", methods=["GET"])
+    @page(json_api=True)
+    async def stories_json(self, request, session):
+        """
+        Stories for the live feed's choice and the map's legend: the
+        largest (or C{order=rising}) of a topic, or those named by C{ids}
+        (comma-separated).
+        """
+        params = Params(request)
+        topic = params.text("topic")
+        order = params.choice("order", ("size", "rising")) or "size"
+        limit = params.integer("limit", STORY_CHOICES, 1, 200)
+        ids = params.text("ids")
+        params.finish()
+        if ids is not None:
+            wanted = [i for i in ids.split(",") if i][:200]
+            found = [self._story(i) for i in wanted] if self._stories_enabled() else []
+            stories = [s for s in found if s is not None]
+        else:
+            stories = self._story_list(topic, None, limit, order)
+        return self._json(request, 200, {"enabled": self._stories_enabled(), "stories": [_story_brief(s) for s in stories]})
+
     # -- live feed -----------------------------------------------------------
 
     def _sources(self) -> list[str]:
@@ -712,11 +847,25 @@ class WebUI:
             session,
             "live.html",
             active="live",
+            stories_enabled=self._stories_enabled(),
+            stories=[_story_brief(st) for st in self._story_list(limit=STORY_CHOICES, order="size")],
+            story=self._live_story(request),
             topics=self._topic_names(),
             sources=self._sources(),
             sentiments=SENTIMENTS,
             labels=LABELS,
         )
+
+    def _live_story(self, request) -> Optional[dict[str, Any]]:
+        """
+        The story the address asks the live feed for (C{?story=}), named if
+        the hub still holds it.
+        """
+        wanted = self._one(self._form(request), "story")
+        if not wanted or len(wanted) > 200:
+            return None
+        found = self._story(wanted)
+        return _story_brief(found) if found else {"id": wanted, "terms": [], "size": 0, "name": f"story {wanted}"}
 
     @app.route("/ui/recent.json", methods=["GET"])
     @page(json_api=True)
@@ -729,6 +878,9 @@ class WebUI:
             label=params.choice("label", LABELS),
             limit=params.integer("limit", 50, 1, 200),
         )
+        story = params.text("story")
+        if story is not None:
+            query = dataclasses.replace(query, story=story)
         params.finish()
         posts, _ = await self.hub.store.query_posts(query)
         return self._json(request, 200, {"posts": posts})
@@ -743,6 +895,7 @@ class WebUI:
             session,
             "map.html",
             active="map",
+            stories_enabled=self._stories_enabled(),
             topics=self._topic_names(),
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             tile_url=self.tile_url,
@@ -758,7 +911,13 @@ class WebUI:
         limit = params.integer("limit", 1000, 1, 5000)
         params.finish()
         posts = await queries.geo_posts(self.hub.store, topic, since, until, limit)
-        return self._json(request, 200, {"posts": posts})
+        # The stories of these posts, by id, so the map's legend can name them.
+        stories = {}
+        for sid in {p.get("story") for p in posts} - {None}:
+            found = self._story(sid)
+            if found is not None:
+                stories[sid] = _story_brief(found)
+        return self._json(request, 200, {"posts": posts, "stories": stories})
 
     # -- topics --------------------------------------------------------------
 
@@ -1342,6 +1501,12 @@ class WebUI:
 
 #: Rule types whose incidents carry a measured signal (a window's numbers).
 _SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health")
+
+
+def _story_brief(story: dict[str, Any]) -> dict[str, Any]:
+    """What a page needs to name a story and rank it."""
+    return {"id": story["id"], "terms": list(story.get("terms") or []), "size": story.get("size", 0),
+            "name": _story_name(story)}  # fmt: skip
 
 
 def _rule_conditions(spec: dict[str, Any]) -> list[tuple[str, str]]:

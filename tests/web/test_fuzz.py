@@ -234,7 +234,8 @@ PAGES = ["/dashboard", "/live", "/map", "/posts", "/topics", "/topics/new", "/to
          "/models"]  # fmt: skip
 #: What the GET routes may read, besides their forms' fields.
 QUERY_NAMES = ["topic", "range", "since", "until", "q", "sentiment", "label", "source", "limit", "cursor", "bucket",
-               "name", "format", "period", "next", "kinds", "state", "severity", "rule", "top", "days", "post_id"]  # fmt: skip
+               "name", "format", "period", "next", "kinds", "state", "severity", "rule", "top", "days", "post_id",
+               "story", "ids", "order"]  # fmt: skip
 
 
 class Forms(HTMLParser):

@@ -149,7 +149,8 @@ def test_clusters_count_and_spiderfy_and_popups_are_text(hub, admin, watch):
     """Forty posts on one spot are one cluster saying 40; a click spreads them; a hostile post's popup shows its markup as text."""
     page = admin
     spot = f"spot{time.time_ns()}"
-    open_map(page, hub, "#3/62/-10", "50m")
+    # Rings of the sentiment mix (with stories on, the map colours by story unless told).
+    open_map(page, hub, "?colour=sentiment#3/62/-10", "50m")
     before = page.evaluate("window.monitorMap.count()")
     hostile = '<img src=x onerror="window.pwned=1"><b>bold</b> acme ' + spot
     ids = hub.append(*({"text": f"acme outage in reykjavik {spot} {i}", "lat": 64.1466, "lon": -21.9426} for i in range(39)),

@@ -14,7 +14,7 @@
   var data = null, lastLoad = 0, loading = false, dirty = false, generation = 0;
 
   if (!hasCharts) root.classList.add("no-charts");
-  window.monitorDashboard = { data: function () { return data; }, charts: charts };
+  window.monitorDashboard = { data: function () { return data; }, charts: charts, loadStories: function () { loadStories(); } };
 
   function topic() { return topicSelect.value; }
   function range() { return rangeSelect.value; }
@@ -22,12 +22,31 @@
   function load() {
     var mine = ++generation;
     loading = true;
+    loadStories();
     return M.getJSON("/ui/stats.json" + M.query({ topic: topic(), range: range() })).then(function (body) {
       if (mine !== generation) return;
       data = body;
       lastLoad = Date.now();
       render();
     }).catch(function (e) { if (window.console) console.error(e); }).then(function () { loading = false; });
+  }
+
+  /* The Stories panel is drawn by the hub (the same template as the first
+     page): fetched as HTML the hub escaped, parsed (never run), swapped in. */
+  var storiesGeneration = 0;
+  function loadStories() {
+    if (!document.getElementById("stories-panel")) return;
+    var mine = ++storiesGeneration;
+    var url = "/ui/stories" + M.query({ topic: topic(), range: range() });
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (r) {
+      if (!r.ok) throw new Error(url + ": HTTP " + r.status);
+      return r.text();
+    }).then(function (html) {
+      if (mine !== storiesGeneration) return;
+      var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("stories-panel");
+      var current = document.getElementById("stories-panel");
+      if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+    }).catch(function (e) { if (window.console) console.error(e); });
   }
 
   /* --- live increments ------------------------------------------------ */

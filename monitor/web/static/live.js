@@ -11,6 +11,11 @@
   var lostEl = document.getElementById("feed-lost");
   var sampledEl = document.getElementById("feed-sampled");
   var selects = { topic: "f-topic", sentiment: "f-sentiment", label: "f-label", source: "f-source" };
+  // The story choice is there when the hub groups posts into stories.
+  var storySelect = document.getElementById("f-story");
+  if (storySelect) selects.story = "f-story";
+  var filterBox = document.getElementById("feed-filter");
+  var filterText = document.getElementById("feed-filter-text");
   // At most DRAW_MAX cards are drawn per animation frame: in a flood the
   // feed shows a sample (and says so) while the counters stay exact.
   var MAX_SHOWN = 300, MAX_BUFFERED = 1000, DRAW_MAX = 100;
@@ -22,8 +27,8 @@
   // sent twice) shows once.
   var shown = {};
 
-  function value(name) { return document.getElementById(selects[name]).value; }
-  function filters() { return { topic: value("topic"), sentiment: value("sentiment"), label: value("label"), source: value("source") }; }
+  function value(name) { var node = selects[name] && document.getElementById(selects[name]); return node ? node.value : ""; }
+  function filters() { return { topic: value("topic"), sentiment: value("sentiment"), label: value("label"), source: value("source"), story: value("story") }; }
 
   // Filters come from the address, so a filtered feed can be bookmarked.
   var initial = new URLSearchParams(location.search);
@@ -50,7 +55,21 @@
     if (f.sentiment && (!p.sentiment || p.sentiment.label !== f.sentiment)) return false;
     if (f.label && (p.labels || []).indexOf(f.label) < 0) return false;
     if (f.source && p.source !== f.source) return false;
+    if (f.story && p.story !== f.story) return false;
     return true;
+  }
+
+  /* Say which filters are on (the story by its keywords), with a way out. */
+  function describeFilters() {
+    var parts = [];
+    Object.keys(selects).forEach(function (k) {
+      var select = document.getElementById(selects[k]);
+      if (!select.value) return;
+      var option = select.options[select.selectedIndex];
+      parts.push(k === "story" ? "story “" + (option.getAttribute("data-name") || option.text) + "”" : k + " " + option.text);
+    });
+    filterBox.classList.toggle("hidden", parts.length === 0);
+    filterText.textContent = parts.length ? "Filtered: only posts of " + parts.join(", ") + " are shown and counted." : "";
   }
 
   function status() {
@@ -62,7 +81,9 @@
     bufferedEl.classList.toggle("hidden", !paused);
     bufferedEl.textContent = paused ? "paused, " + M.num(buffered.length) + " new waiting" : "";
     lostEl.classList.toggle("hidden", lost === 0);
-    lostEl.textContent = lost ? M.num(lost) + " skipped while this tab could not keep up" : "";
+    // The hub sends every post when a story is chosen (it cannot filter by
+    // story), so what it skipped may be of any story.
+    lostEl.textContent = lost ? M.num(lost) + " skipped while this tab could not keep up" + (value("story") ? " (of all stories)" : "") : "";
   }
 
   function arrived() {
@@ -95,6 +116,26 @@
     });
   }
 
+  /* A post's story, named by its keywords when the choice knows it: a
+     click shows only that story. */
+  function storyChip(card, id) {
+    if (!id || !storySelect) return;
+    var option = Array.prototype.filter.call(storySelect.options, function (o) { return o.value === id; })[0];
+    var name = option ? option.getAttribute("data-name") || option.text : "";
+    var chip = M.el("button", { type: "button", className: "chip story-chip", title: "Show only this story's posts", dataset: { story: id } },
+      "story: " + (name || id));
+    chip.addEventListener("click", function () {
+      if (!option) {
+        option = M.el("option", { value: id, "data-name": name || "story " + id, text: name || "story " + id });
+        storySelect.appendChild(option);
+      }
+      storySelect.value = id;
+      storySelect.dispatchEvent(new Event("change"));
+    });
+    var foot = card.querySelector(".post-foot");
+    if (foot) foot.insertBefore(chip, foot.querySelector(".post-labels"));
+  }
+
   function when(node) { return Number(node.getAttribute("data-time")) || 0; }
 
   /* Put each post in its place by time, newest on top, once per id. */
@@ -102,6 +143,7 @@
     posts.forEach(function (p) {
       if (p.id && shown[p.id]) return;
       var card = M.postCard(p, fresh);
+      storyChip(card, p.story);
       var t = Date.parse(p.created_at) || 0;
       card.setAttribute("data-time", String(t));
       if (p.id) { card.setAttribute("data-id", p.id); shown[p.id] = true; }
@@ -125,6 +167,7 @@
     incoming = [];
     notDrawn = 0;
     status();
+    describeFilters();
     M.getJSON("/ui/recent.json" + M.query(Object.assign(filters(), { limit: 50 }))).then(function (body) {
       if (mine !== generation) return;
       // Posts pushed since the filter changed are already shown: once each.
@@ -172,6 +215,26 @@
     status();
   });
 
+  /* The stories to choose from change as posts come: refreshed now and
+     then, the chosen one kept (named by its keywords, set as text). */
+  function refreshStories() {
+    if (!storySelect) return;
+    M.getJSON("/ui/stories.json?limit=30").then(function (body) {
+      var chosen = storySelect.value, chosenOption = storySelect.selectedIndex > 0 ? storySelect.options[storySelect.selectedIndex] : null;
+      while (storySelect.options.length > 1) storySelect.remove(1);
+      var seen = false;
+      body.stories.forEach(function (s) {
+        storySelect.appendChild(M.el("option", { value: s.id, "data-name": s.name, text: s.name + " (" + M.num(s.size) + ")" }));
+        if (s.id === chosen) seen = true;
+      });
+      if (chosen && !seen && chosenOption) storySelect.insertBefore(chosenOption, storySelect.options[1] || null);
+      storySelect.value = chosen;
+      describeFilters();
+    }).catch(function (e) { if (window.console) console.error(e); });
+  }
+
   setInterval(status, 5000);
+  setInterval(refreshStories, 60000);
+  window.monitorLive = { refreshStories: refreshStories, filters: filters };
   reload();
 })();
