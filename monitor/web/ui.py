@@ -40,7 +40,7 @@ from zope.interface import implementer
 from monitor.analysis.trending import trending_terms
 from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
-from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery
+from monitor.store import MAX_LIMIT, QUERY_SCAN, STORY_ID, PostQuery, StatsQuery
 from monitor.web import queries
 from monitor.web.limits import body_fields
 from monitor.web.params import BadParameter, Params, post_query, row_id, store_problem
@@ -828,6 +828,8 @@ class WebUI:
         params.finish()
         if ids is not None:
             wanted = [i for i in ids.split(",") if i][:200]
+            if not all(STORY_ID.fullmatch(i) for i in wanted):
+                raise BadParameter("ids", "must be story ids separated by commas")
             found = [self._story(i) for i in wanted] if self._stories_enabled() else []
             stories = [s for s in found if s is not None]
         else:
@@ -862,7 +864,7 @@ class WebUI:
         the hub still holds it.
         """
         wanted = self._one(self._form(request), "story")
-        if not wanted or len(wanted) > 200:
+        if not STORY_ID.fullmatch(wanted):
             return None
         found = self._story(wanted)
         return _story_brief(found) if found else {"id": wanted, "terms": [], "size": 0, "name": f"story {wanted}"}
@@ -877,10 +879,8 @@ class WebUI:
             sentiment=params.choice("sentiment", SENTIMENTS),
             label=params.choice("label", LABELS),
             limit=params.integer("limit", 50, 1, 200),
+            story=params.story("story"),
         )
-        story = params.text("story")
-        if story is not None:
-            query = dataclasses.replace(query, story=story)
         params.finish()
         posts, _ = await self.hub.store.query_posts(query)
         return self._json(request, 200, {"posts": posts})

@@ -243,3 +243,5 @@ def test_stories_json_names_stories_by_id_or_size(clock):
     assert [s["id"] for s in json.loads(body)["stories"]] == [wanted]
     status, body, _ = web.get("/ui/stories.json?limit=0", role="viewer")
     assert status == 400 and json.loads(body)["parameter"] == "limit"
+    status, body, _ = web.get("/ui/stories.json?ids=s1,%3Cb%3E", role="viewer")
+    assert status == 400 and json.loads(body)["parameter"] == "ids"
