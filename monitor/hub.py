@@ -137,10 +137,6 @@ class Hub(OrderedMultiService):
             make_source(spec, self.queue, self.store, self.metrics, config.topics, reactor, self.topics)
             for spec in config.sources
         ]
-        # Alerts see every stored batch; started before the pipeline so
-        # that they have their history before the first batch.
-        self.alerts = AlertEngine(self, config, reactor=reactor)
-        self.pipeline.add_sink(self.alerts)
         # Stories: every stored post clustered by words, links and place.
         s = config.stories
         self.stories = StoryService(
@@ -156,6 +152,13 @@ class Hub(OrderedMultiService):
         )
         if s["enabled"]:
             self.pipeline.add_sink(self.stories)
+        # Alerts see every stored batch; started before the pipeline so
+        # that they have their history before the first batch, and
+        # after the stories, so a batch's posts are in their stories already.
+        self.alerts = AlertEngine(
+            self, config, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None
+        )
+        self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port

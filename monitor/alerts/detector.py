@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Iterable, Optional
 
+from monitor.alerts.explain import explain_posts, explain_story
 from monitor.alerts.incidents import IncidentBook, new_incident_id, post_score
 from monitor.alerts.rules import BUCKET, Rule, engagement
 from monitor.alerts.seen import SeenPosts
@@ -62,8 +63,18 @@ class Detector:
     @ivar book: the L{IncidentBook}; callers drain its changes.
     """
 
-    def __init__(self, rules: Iterable[Rule] = (), samples: int = 5, new_id=new_incident_id) -> None:
+    def __init__(self, rules: Iterable[Rule] = (), samples: int = 5, new_id=new_incident_id,
+                 stories=None, exclude: frozenset = frozenset()) -> None:  # fmt: skip
+        """
+        @param stories: the story clusterer (L{monitor.stories.StoryClusterer})
+            whose stories C{story} rules watch and explanations name; without
+            it story rules never fire.
+        @param exclude: words never shown as an incident's rising terms (the
+            topics' own words).
+        """
         self.book = IncidentBook(samples, new_id)
+        self.stories = stories
+        self.exclude = frozenset(exclude)
         self.samples = samples
         self.now: Optional[float] = None
         self.histories: dict[str, TopicHistory] = {}
@@ -87,6 +98,7 @@ class Detector:
         active = [r for r in self.rules.values() if r.enabled]
         self._post_rules = [r for r in active if r.is_post_rule]
         self._window_rules = [r for r in active if r.is_window_rule]
+        self._story_rules = [r for r in active if r.is_story_rule]
         self._for_topic: dict[str, tuple[list[Rule], list[Rule]]] = {}
         self.horizon = max([MIN_HORIZON] + [(r.window + r.baseline) // BUCKET + 1 for r in self._window_rules])
         for key, sums in list(self.sums.items()):
@@ -204,6 +216,10 @@ class Detector:
                         rule.type == "volume_spike" or negative
                     ):
                         self.book.attach(rule, topic, post)
+                story = getattr(post, "story", None)
+                if story is not None and self._story_rules:
+                    for rule in self._story_rules:
+                        self.book.attach(rule, topic, post, source=f"story:{story}")
             for rule in post_rules:
                 if previous is not None and (rule.type != "engagement" or rule.name in hit_rules):
                     continue
@@ -261,6 +277,8 @@ class Detector:
             evaluations.sort(key=lambda e: e[:3])
             for _, name, topic, ev in evaluations:
                 self._evaluate(self.rules[name], topic, ev)
+            if self._story_rules and self.stories is not None:
+                self._evaluate_stories(old, new)
             before = new - self.horizon
             for history in self.histories.values():
                 history.prune(before)
@@ -304,6 +322,7 @@ class Detector:
             self.book.hit(
                 rule, ev.time, topic=topic, posts=self._samples(topic, ev, rule, False),
                 count=0, open_count=ev.count, value=ev.count, signal=signal,
+                explanation=self._explain(rule, topic, ev, False),
             )  # fmt: skip
         elif rule.type == "sentiment_shift":
             if ev.count < keep * rule.min_count:
@@ -326,7 +345,78 @@ class Detector:
             self.book.hit(
                 rule, ev.time, topic=topic, posts=self._samples(topic, ev, rule, True),
                 count=0, open_count=ev.negative, value=share, signal=signal,
+                explanation=self._explain(rule, topic, ev, True),
             )  # fmt: skip
+
+    def _explain(self, rule: Rule, topic: str, ev: Evaluation, negative_only: bool) -> dict:
+        """
+        Why a window rule hit: the topic's recent posts in the window
+        against those before it within the baseline (L{explain_posts}).
+        """
+        keep = _is_negative if negative_only else None
+        return explain_posts(
+            self.recent.get(topic, ()), ev.time - rule.window, ev.time, ev.time - rule.window - rule.baseline,
+            _duration_text(rule.window), self.exclude, keep, self.stories, topic,
+        )  # fmt: skip
+
+    def _evaluate_stories(self, old: int, new: int) -> None:
+        """
+        The story rules at each minute boundary crossed from C{old} to
+        C{new}: a story whose posts per minute over the rule's window reach
+        its C{rate}, once it has C{min_size} posts, is a hit (kept open at
+        half the rate, like the window rules).  Only stories with posts in
+        some window ending in the span are looked at.
+        """
+        longest = max(r.window for r in self._story_rules) // BUCKET
+        hits = []
+        for story in list(self.stories.stories.values()):
+            last = minute(story.last_seen)
+            if last < old + 1 - longest:
+                continue
+            for rule in self._story_rules:
+                topics = [t for t in story.topics if rule.applies_to(t)]
+                if not topics:
+                    continue
+                topic = max(topics, key=lambda t: (story.topics[t], t))
+                w = rule.window // BUCKET
+                for b in range(old + 1, min(new, last + w) + 1):
+                    hits.append((b, rule.name, story.id, rule, topic, story))
+        hits.sort(key=lambda h: h[:3])
+        for b, _, _, rule, topic, story in hits:
+            self._evaluate_story(rule, topic, story, b)
+
+    def _evaluate_story(self, rule: Rule, topic: str, story, boundary: int) -> None:
+        w = rule.window // BUCKET
+        minutes = story.minutes
+        count = sum(minutes.get(m, 0) for m in range(boundary - w, boundary))
+        rate = count / w
+        at = float(boundary * BUCKET)
+        source = f"story:{story.id}"
+        incident = self.book.open.get((rule.name, topic, source))
+        keep = HYSTERESIS if incident is not None and at - incident.last_hit_at < incident.cooldown else 1.0
+        if rate < keep * rule.rate or story.size < rule.min_size or count == 0:
+            return
+        before = sum(minutes.get(m, 0) for m in range(boundary - w - 60, boundary - w))
+        baseline = before / 60 * w
+        terms = [t for t, _ in story.terms.most_common(5)]
+        signal = {
+            "value": round(rate, 2),
+            "unit": "posts per minute",
+            "window": _duration_text(rule.window),
+            "story": story.id,
+            "terms": terms,
+            "count": count,
+            "baseline": round(baseline, 1),
+            "size": story.size,
+            "at": iso8601(at),
+        }
+        explanation = explain_story(story, count, baseline, at - rule.window, at, _duration_text(rule.window),
+                                    self.recent.get(topic, ()))  # fmt: skip
+        samples = [dict({"likes": 0, "reposts": 0, "replies": 0, "author_followers": None, "sentiment": None,
+                         "labels": []}, **p) for p in explanation["top_posts"]]  # fmt: skip
+        self.hits[rule.name] += 1
+        self.book.hit(rule, at, topic=topic, source=source, posts=samples, count=0, open_count=count, value=rate,
+                      signal=signal, explanation=explanation)  # fmt: skip
 
     def _samples(self, topic: str, ev: Evaluation, rule: Rule, negative_only: bool) -> list:
         start, end = ev.time - rule.window, ev.time
@@ -338,3 +428,7 @@ class Detector:
         ]
         candidates.sort(key=post_score, reverse=True)
         return candidates[: self.samples]
+
+
+def _is_negative(post) -> bool:
+    return post.analysis is not None and post.analysis.sentiment == NEGATIVE

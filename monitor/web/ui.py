@@ -877,7 +877,7 @@ class WebUI:
     @app.route("/alerts/incidents/<incident_id>", methods=["GET"])
     @page()
     async def incident_page(self, request, session, incident_id):
-        from monitor.alerts.notifiers import headline, summary_lines
+        from monitor.alerts.notifiers import explanation_lines, headline, summary_lines
 
         engine = self._alerts()
         incident = await engine.incident(incident_id) if engine is not None else None
@@ -889,7 +889,7 @@ class WebUI:
         search = {"since": incident["opened_at"], "until": incident["resolved_at"] or ""}
         if incident["topic"]:
             search["topic"] = incident["topic"]
-        if incident["source"]:
+        if incident["source"] and not incident["source"].startswith("story:"):
             search["source"] = incident["source"]
         return self._render(
             request,
@@ -902,6 +902,8 @@ class WebUI:
             conditions=_rule_conditions(rule.spec) if rule is not None else None,
             signal=_facts(incident["signal"]) if incident["type"] in _SIGNAL_TYPES else [],
             peak=_facts(incident["peak"]) if incident["type"] in _SIGNAL_TYPES else [],
+            explanation=incident.get("explanation") or {},
+            because=explanation_lines(incident, posts=0),
             posts_url="/posts?" + urlencode({k: v for k, v in search.items() if v}),
         )
 
@@ -1326,7 +1328,7 @@ class WebUI:
 
 
 #: Rule types whose incidents carry a measured signal (a window's numbers).
-_SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health")
+_SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health", "story")
 
 
 def _rule_conditions(spec: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1347,7 +1349,7 @@ def _rule_conditions(spec: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _facts(values: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [(k.replace("_", " "), v) for k, v in values.items()]
+    return [(k.replace("_", " "), ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in values.items()]
 
 
 def _fields(query: PostQuery) -> dict[str, Any]:
