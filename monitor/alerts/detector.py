@@ -322,7 +322,7 @@ class Detector:
             self.book.hit(
                 rule, ev.time, topic=topic, posts=self._samples(topic, ev, rule, False),
                 count=0, open_count=ev.count, value=ev.count, signal=signal,
-                explanation=self._explain(rule, topic, ev, False),
+                explanation=self._explain(rule, topic, ev, False, ev.count),
             )  # fmt: skip
         elif rule.type == "sentiment_shift":
             if ev.count < keep * rule.min_count:
@@ -345,14 +345,28 @@ class Detector:
             self.book.hit(
                 rule, ev.time, topic=topic, posts=self._samples(topic, ev, rule, True),
                 count=0, open_count=ev.negative, value=share, signal=signal,
-                explanation=self._explain(rule, topic, ev, True),
+                explanation=self._explain(rule, topic, ev, True, share),
             )  # fmt: skip
 
-    def _explain(self, rule: Rule, topic: str, ev: Evaluation, negative_only: bool) -> dict:
+    def _peaks(self, rule: Rule, topic: str, source: Optional[str], at: float, value: float) -> bool:
         """
-        Why a window rule hit: the topic's recent posts in the window
-        against those before it within the baseline (L{explain_posts}).
+        Whether a hit of C{value} opens an incident or reaches its peak:
+        an incident is explained at its strongest (its opening, then each
+        new peak), not as it fades.
         """
+        incident = self.book.open.get((rule.name, topic, source))
+        if incident is None or at - incident.last_hit_at >= incident.cooldown:
+            return True
+        return value >= incident.peak.get("value", 0)
+
+    def _explain(self, rule: Rule, topic: str, ev: Evaluation, negative_only: bool, value: float) -> Optional[dict]:
+        """
+        Why a window rule hit, if this hit is a peak (L{_peaks}): the
+        topic's recent posts in the window against those before it within
+        the baseline (L{explain_posts}).
+        """
+        if not self._peaks(rule, topic, None, ev.time, value):
+            return None
         keep = _is_negative if negative_only else None
         return explain_posts(
             self.recent.get(topic, ()), ev.time - rule.window, ev.time, ev.time - rule.window - rule.baseline,
@@ -410,10 +424,12 @@ class Detector:
             "size": story.size,
             "at": iso8601(at),
         }
-        explanation = explain_story(story, count, baseline, at - rule.window, at, _duration_text(rule.window),
-                                    self.recent.get(topic, ()))  # fmt: skip
-        samples = [dict({"likes": 0, "reposts": 0, "replies": 0, "author_followers": None, "sentiment": None,
-                         "labels": []}, **p) for p in explanation["top_posts"]]  # fmt: skip
+        explanation, samples = None, []
+        if self._peaks(rule, topic, source, at, round(rate, 2)):
+            explanation = explain_story(story, count, baseline, at - rule.window, at, _duration_text(rule.window),
+                                        self.recent.get(topic, ()))  # fmt: skip
+            samples = [dict({"likes": 0, "reposts": 0, "replies": 0, "author_followers": None, "sentiment": None,
+                             "labels": []}, **p) for p in explanation["top_posts"]]  # fmt: skip
         self.hits[rule.name] += 1
         self.book.hit(rule, at, topic=topic, source=source, posts=samples, count=0, open_count=count, value=rate,
                       signal=signal, explanation=explanation)  # fmt: skip

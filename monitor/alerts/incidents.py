@@ -104,7 +104,8 @@ class Incident:
     #: The latest signal compared with the rule's C{escalate_at}.
     value: float = 0.0
     #: Why it fired (L{monitor.alerts.explain}): the rising stories and
-    #: terms, top posts, sources and places; recomputed at each hit.
+    #: terms, top posts, sources and places; at its opening, then at each
+    #: new peak of its signal.
     explanation: dict[str, Any] = field(default_factory=dict)
 
     @property
