@@ -156,7 +156,8 @@ def test_incidents_explain_themselves(api):
     code, one = api.call("GET", f"/api/v1/incidents/{incident['id']}")
     assert one["incident"]["explanation"] == why
     # Post-rule incidents have none.
-    open_incident(api)
+    api.engine.posts_stored([post(1000, T0 + 3600 + 310, labels=("crisis",))])
+    settle(api.clock, 10)
     code, body = api.call("GET", "/api/v1/incidents?rule=crisis")
     assert body["incidents"][0]["explanation"] == {}
 
