@@ -155,6 +155,14 @@ def test_incidents_explain_themselves(api):
     assert why["sources"] == [{"source": "s", "network": "s", "count": 30}] and why["stories"] == []
     code, one = api.call("GET", f"/api/v1/incidents/{incident['id']}")
     assert one["incident"]["explanation"] == why
+    # As the OpenAPI description says.
+    from jsonschema import Draft202012Validator
+
+    from monitor.web.openapi import openapi
+
+    schema = openapi()["components"]["schemas"]["Incident"]
+    assert sorted(schema["properties"]["explanation"]["properties"]) == sorted(why)
+    Draft202012Validator(schema).validate(one["incident"])
     # Post-rule incidents have none.
     api.engine.posts_stored([post(1000, T0 + 3600 + 310, labels=("crisis",))])
     settle(api.clock, 10)

@@ -287,3 +287,63 @@ def test_phrases_entered_as_the_hint_says_backtest(web):
     form = rule_form(name="draft", phrases="site is down\nrefund", cooldown="1m", action="backtest", period="24h")
     code, body, _ = web.post("/alerts/rules/save", form)
     assert code == 200 and "would have fired 2 times" in body
+
+
+def test_rule_form_offers_the_story_type(web):
+    """The form offers the story type with its rate and smallest size; bad values come back on their fields;
+    a good one is saved."""
+    code, body, _ = web.get("/alerts/rules/new")
+    assert '<option value="story"' in body
+    for key in ("rate", "min_size"):
+        label = body.split(f'id="field-{key}"')[0].rsplit("<label", 1)[1]
+        assert 'data-types="story"' in label, key
+    window = body.split('id="field-window"')[0].rsplit("<label", 1)[1]
+    assert "story" in re.search(r'data-types="([^"]*)"', window).group(1).split()
+    code, body, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", rate="fast", min_size="10"))
+    assert code == 400 and re.search(r'id="error-rate"[^>]*>must be a number', body)
+    code, body, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", rate="0"))
+    assert code == 400 and re.search(r'id="error-rate"[^>]*>must be more than 0', body)
+    code, body, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", window="3h"))
+    assert code == 400 and re.search(r'id="error-window"[^>]*>must be whole minutes, from 1m to 1h', body)
+    code, _, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", rate="3", min_size="10",
+                                                          window="15m", factor="9"))  # fmt: skip
+    assert code == 303
+    assert web.engine.get_rule("grow").spec == {"name": "grow", "type": "story", "enabled": True, "severity": "warning",
+                                                "rate": 3.0, "min_size": 10, "window": "15m", "topics": [],
+                                                "channels": [], "escalate_at": None, "cooldown": "30m"}  # fmt: skip
+    code, body, _ = web.get("/alerts/rules/grow/edit")
+    assert 'id="field-rate" value="3.0"' in body and 'id="field-min_size" value="10"' in body
+
+
+def test_incident_page_shows_why_escaped(web):
+    """A spike's page says why in words (story, terms, top posts by reach, sources, places), post text escaped."""
+    from monitor.alerts.config import check_rule_spec
+
+    spike = {"name": "spike", "type": "volume_spike", "min_count": 10, "warmup": 0, "baseline": "1h"}
+    rule, _ = check_rule_spec(spike)
+    web.engine._set_rules(list(web.engine.rules.values()) + [rule])
+    web.clock.advance(3600)
+    web.engine.posts_stored([post(i, T0 + i * 300, text="acme calm") for i in range(12)])
+    hostile = "<script>alert(1)</script> flood river <img src=x onerror=alert(2)>"
+    web.engine.posts_stored([post(100 + i, T0 + 3600 + i * 5, text=f"{hostile} {i}", likes=i, lat=51.5, lon=-0.1,
+                                  source="bluesky" if i % 2 else "mastodon") for i in range(30)]
+                            + [post(999, T0 + 3600 + 300)])  # fmt: skip
+    settle(web.clock, 10)
+    (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "spike"]
+    code, body, _ = web.get(f"/alerts/incidents/{incident_id}", role="viewer")
+    assert code == 200
+    why = body.split('id="incident-explanation"')[1].split("</section>")[0]
+    summary = why.split('id="explanation-summary"')[1].split("</ul>")[0]
+    assert "Why: rising terms: " in summary and "flood river (30, was 0)" in summary
+    assert "Sources: bluesky 15, mastodon 15" in summary and "Places: 51.5, -0.1 (30 posts)" in summary
+    posts = why.split('id="explanation-posts"')[1].split("</ol>")[0]
+    assert re.findall(r'data-post-id="([^"]+)"', posts) == ["bluesky:129", "mastodon:128", "bluesky:127"]  # most reach first
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in posts and "<script>alert" not in body
+    assert "<img src=x" not in body
+    assert re.search(r"<dt>bluesky</dt><dd>15</dd>", why) and re.search(r"<dt>51.5, -0.1</dt><dd>30 posts</dd>", why)
+    # A post rule's incident has no such section.
+    web.engine.posts_stored([post(1000, T0 + 3600 + 310, labels=("crisis",))])
+    settle(web.clock, 10)
+    (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "crisis"]
+    code, body, _ = web.get(f"/alerts/incidents/{incident_id}")
+    assert 'id="incident-explanation"' not in body
