@@ -315,25 +315,51 @@ def test_rule_form_offers_the_story_type(web):
     assert 'id="field-rate" value="3.0"' in body and 'id="field-min_size" value="10"' in body
 
 
-def test_incident_page_shows_why_escaped(web):
-    """A spike's page says why in words (story, terms, top posts by reach, sources, places), post text escaped."""
+HOSTILE = "<script>alert(1)</script> flood river <img src=x onerror=alert(2)>"
+
+
+@pytest.fixture
+def storied():
+    """The pages over an engine given a story clusterer, as the hub gives it."""
+    from monitor.stories import StoryClusterer
+
+    clock = Clock()
+    clock.advance(T0)
+    clusterer = StoryClusterer(exclude={"acme"})
+    engine = make_engine(clock, [CRISIS], notifiers={"hook": ScriptedNotifier("hook")}, stories=clusterer)
+    return Browser(engine, clock)
+
+
+def open_spike(web):
+    """A spike of hostile, placed posts from two sources after a calm hour (each batch in its stories first, when
+    the engine has stories, as in the hub); its incident's id."""
     from monitor.alerts.config import check_rule_spec
+
+    def store(posts):
+        if web.engine.stories is not None:
+            for p in posts:
+                web.engine.stories.add(p)
+        web.engine.posts_stored(posts)
 
     spike = {"name": "spike", "type": "volume_spike", "min_count": 10, "warmup": 0, "baseline": "1h"}
     rule, _ = check_rule_spec(spike)
     web.engine._set_rules(list(web.engine.rules.values()) + [rule])
     web.clock.advance(3600)
-    web.engine.posts_stored([post(i, T0 + i * 300, text="acme calm") for i in range(12)])
-    hostile = "<script>alert(1)</script> flood river <img src=x onerror=alert(2)>"
-    web.engine.posts_stored([post(100 + i, T0 + 3600 + i * 5, text=f"{hostile} {i}", likes=i, lat=51.5, lon=-0.1,
-                                  source="bluesky" if i % 2 else "mastodon") for i in range(30)]
-                            + [post(999, T0 + 3600 + 300)])  # fmt: skip
+    store([post(i, T0 + i * 300, text="acme calm") for i in range(12)])
+    store([post(100 + i, T0 + 3600 + i * 5, text=f"{HOSTILE} {i}", likes=i, lat=51.5, lon=-0.1,
+                source="bluesky" if i % 2 else "mastodon") for i in range(30)] + [post(999, T0 + 3600 + 300)])  # fmt: skip
     settle(web.clock, 10)
     (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "spike"]
+    return incident_id
+
+
+def test_incident_page_shows_why_escaped(web):
+    """A spike's page says why in words (story, terms, top posts by reach, sources, places), post text escaped."""
+    incident_id = open_spike(web)
     code, body, _ = web.get(f"/alerts/incidents/{incident_id}", role="viewer")
     assert code == 200
     why = body.split('id="incident-explanation"')[1].split("</section>")[0]
-    summary = why.split('id="explanation-summary"')[1].split("</ul>")[0]
+    summary = body.split('id="incident-why"')[1].split('id="explanation-summary"')[1].split("</ul>")[0]
     assert "Why: rising terms: " in summary and "flood river (30, was 0)" in summary
     assert "Sources: bluesky 15, mastodon 15" in summary and "Places: 51.5, -0.1 (30 posts)" in summary
     posts = why.split('id="explanation-posts"')[1].split("</ol>")[0]
@@ -347,3 +373,64 @@ def test_incident_page_shows_why_escaped(web):
     (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "crisis"]
     code, body, _ = web.get(f"/alerts/incidents/{incident_id}")
     assert 'id="incident-explanation"' not in body
+
+
+def test_incident_page_names_the_rising_story(storied):
+    """With stories on, the page's why starts with the story that rose and its words, escaped."""
+    incident_id = open_spike(storied)
+    code, body, _ = storied.get(f"/alerts/incidents/{incident_id}")
+    summary = body.split('id="explanation-summary"')[1].split("</ul>")[0]
+    (story,) = storied.engine.stories.list(min_size=20)
+    assert re.search(rf"Why: story &#39;[^<]*flood[^<]*&#39; \({story['id']}\) rose from 0 to 30 posts/5m", summary)
+    table = body.split('id="explanation-stories"')[1].split("</table>")[0]
+    assert f'data-story="{story["id"]}"' in table and "<script" not in table
+
+
+def test_incident_page_why_in_a_browser(storied, playwright):
+    """In Chromium the explanation reads as text (no script of a post runs, no image of one loads), and the page is
+    saved as var/screenshots/incident-explained.png for a person to look at."""
+    import os
+
+    from tests.conftest import ROOT
+    from tests.web.conftest import launch
+
+    web = storied
+    incident_id = open_spike(web)
+    static = ROOT / "monitor" / "web" / "static"
+    seen = []
+
+    def serve(route):
+        path = "/" + route.request.url.split("/", 3)[3]
+        seen.append(path)
+        if path.startswith("/static/"):
+            name = (static / path[len("/static/") :].split("?")[0]).resolve()
+            if static.resolve() in name.parents and name.is_file():
+                kind = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}.get(name.suffix, "")
+                return route.fulfill(status=200, body=name.read_bytes(), content_type=kind)
+            return route.fulfill(status=404, body=b"")
+        if route.request.method != "GET" or path.startswith("/ws"):
+            return route.abort()
+        code, body, _ = web.get(path, role="viewer")
+        route.fulfill(status=code, body=body.encode(), content_type="text/html; charset=utf-8")
+
+    context = launch(playwright)
+    try:
+        page = context.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.route("**/*", serve)
+        page.goto(f"{BASE}/alerts/incidents/{incident_id}")
+        why = page.locator("#incident-explanation")
+        assert why.is_visible()
+        summary = page.locator("#explanation-summary").inner_text()
+        assert summary.startswith("Why: story '") and "Sources: bluesky 15, mastodon 15" in summary
+        assert "flood river (30, was 0)" in summary
+        assert page.locator("#explanation-stories tbody tr").count() == 1
+        first = page.locator("#explanation-posts .post-text").first.inner_text()
+        assert first.startswith("<script>alert(1)</script> flood river <img src=x onerror=alert(2)>")
+        assert page.locator("#incident-explanation img").count() == 0 and dialogs == []
+        assert not [p for p in seen if p.startswith("/x")]  # the post's <img src=x> is text, never fetched
+        os.makedirs(ROOT / "var" / "screenshots", exist_ok=True)
+        page.screenshot(path=str(ROOT / "var" / "screenshots" / "incident-explained.png"), full_page=True)
+    finally:
+        context.close()
