@@ -19,6 +19,7 @@ from collections import Counter, deque
 from typing import Iterable, Optional
 
 from monitor.alerts.explain import explain_posts, explain_story
+from monitor.analysis.trending import candidates
 from monitor.alerts.incidents import IncidentBook, new_incident_id, post_score
 from monitor.alerts.rules import BUCKET, Rule, engagement
 from monitor.alerts.seen import SeenPosts
@@ -40,6 +41,10 @@ HYSTERESIS = 0.5
 
 #: Recent posts kept per topic to pick an incident's samples from.
 RECENT = 500
+
+#: Posts whose terms are kept between two explanations (most of a
+#: window's posts are in the next one too); emptied when full.
+TERMS_CACHE = 2 * RECENT
 
 #: Posts remembered by uid: a post seen again (an overlapping source, a
 #: source reporting new counts) is not counted twice, and its engagement
@@ -75,6 +80,7 @@ class Detector:
         self.book = IncidentBook(samples, new_id)
         self.stories = stories
         self.exclude = frozenset(exclude)
+        self._terms: dict[str, dict] = {}
         self.samples = samples
         self.now: Optional[float] = None
         self.histories: dict[str, TopicHistory] = {}
@@ -370,8 +376,16 @@ class Detector:
         keep = _is_negative if negative_only else None
         return explain_posts(
             self.recent.get(topic, ()), ev.time - rule.window, ev.time, ev.time - rule.window - rule.baseline,
-            _duration_text(rule.window), self.exclude, keep, self.stories, topic,
+            _duration_text(rule.window), self.exclude, keep, self.stories, topic, self._terms_of,
         )  # fmt: skip
+
+    def _terms_of(self, post) -> dict:
+        terms = self._terms.get(post.uid)
+        if terms is None:
+            if len(self._terms) >= TERMS_CACHE:
+                self._terms.clear()
+            terms = self._terms[post.uid] = candidates(post.text, post.lang, self.exclude)
+        return terms
 
     def _evaluate_stories(self, old: int, new: int) -> None:
         """

@@ -81,17 +81,20 @@ def _places(posts) -> list[dict[str, Any]]:
     return [{"lat": round(c[1] / c[0], 2), "lon": round(c[2] / c[0], 2), "count": int(c[0])} for c in best]
 
 
-def _terms(now, before, scale: float, exclude: frozenset) -> list[dict[str, Any]]:
+def _terms(now, before, scale: float, exclude: frozenset, terms_of=None) -> list[dict[str, Any]]:
     """
     The terms whose share of posts rose most (L{monitor.analysis.trending.rank}),
     each with its posts now and its posts before scaled to a window.
+    C{terms_of(post)} gives a post's terms (a cache), else they are read.
     """
     shown: dict[str, str] = {}
+    if terms_of is None:
+        terms_of = lambda p: candidates(p.text, p.lang, exclude)  # noqa: E731
 
     def count(posts):
         counts: Counter[str] = Counter()
         for p in posts:
-            terms = candidates(p.text, p.lang, exclude)
+            terms = terms_of(p)
             for folded, form in terms.items():
                 shown.setdefault(folded, form)
             counts.update(terms.keys())
@@ -148,11 +151,12 @@ def explain_posts(
     keep=None,
     clusterer=None,
     topic: Optional[str] = None,
+    terms_of=None,
 ) -> dict[str, Any]:
     """
     The explanation of a window incident over C{[start, end)}: the posts
     of C{recent} in it (those C{keep} accepts) against those from C{since}
-    to C{start}.
+    to C{start}.  C{terms_of}: see L{_terms}.
     """
     now, before = [], []
     for p in recent:
@@ -173,7 +177,7 @@ def explain_posts(
         "posts": len(now),
         "baseline_posts": len(before),
         "stories": rising_stories(clusterer, topic, start, end),
-        "terms": _terms(now, before, scale, exclude),
+        "terms": _terms(now, before, scale, exclude, terms_of),
         "top_posts": [_post(p) for p in top],
         "sources": _sources((p.source, p.network) for p in now),
         "places": _places(now),
