@@ -12,6 +12,7 @@ import random
 from types import SimpleNamespace
 
 import pytest
+import pytest_twisted
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
@@ -126,6 +127,25 @@ def test_places_and_sources_of_a_spike():
     assert [(s["source"], s["count"]) for s in why["sources"]] == [("bluesky", 13), ("mastodon", 7), ("s", 4)]
     assert {"river", "flood"} <= words_of(t["term"] for t in why["terms"])
     assert why["stories"] == []  # no clusterer given
+
+
+def test_a_sentiment_shift_is_explained_by_its_negative_posts():
+    """A shift's explanation is about the negative posts of the window: their words, their top posts."""
+    rule, _ = check_rule_spec({"name": "shift", "type": "sentiment_shift", "min_count": 10, "warmup": 0,
+                               "baseline": "1h", "window": "5m"})  # fmt: skip
+    detector = Detector([rule])
+    calm = [post(i, T0 + i * 120, text="acme quiet day") for i in range(30)]
+    angry = [post(100 + i, T0 + 3600 + i * 10, text="acme refund never came charged twice", sentiment="negative",
+                  likes=50 + i) for i in range(15)]  # fmt: skip
+    happy = [post(200 + i, T0 + 3600 + i * 10 + 5, text="acme lovely new colours", likes=500) for i in range(5)]
+    detector.observe(calm + angry + happy + [post(999, T0 + 3600 + 300)])
+    (incident,) = detector.book.open.values()
+    why = incident.explanation
+    assert 10 <= why["posts"] <= 15  # the negative posts of the window at the shift's peak
+    assert {p["id"] for p in why["top_posts"]} <= {f"s:{100 + i}" for i in range(15)}  # the happy ones had more likes
+    assert [p["likes"] for p in why["top_posts"]] == sorted((p["likes"] for p in why["top_posts"]), reverse=True)
+    terms = words_of(t["term"] for t in why["terms"])
+    assert {"refund", "charged"} <= terms and not {"lovely", "colours"} & terms
 
 
 # -- the story rule ----------------------------------------------------------------
@@ -324,3 +344,45 @@ def test_incidents_without_explanation_say_nothing_more():
     assert explanation_lines(n.incident) == []
     assert "Why:" not in json.dumps(slack_message(n.payload))
     assert live_message(n)["why"] == []
+
+
+# -- a real hub ------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_real_hub_gives_its_stories_to_the_story_rule(reactor, tmp_path, shared_data):
+    """A twistd hub with stories on, replaying the LAX tweets among complaints: its story rule opens an incident
+    naming a story of the shooting, whose explanation the API returns."""
+    from tests.test_stories import labelled
+    from tests.test_twistd import CONFIG, Hub
+
+    rows = labelled(shared_data)[:2500]
+    with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
+        for i, (text, _) in enumerate(rows):
+            f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
+    config = "[stories]\nenabled = true\n" + CONFIG.split("[[topics]]")[0] + (
+        '[[topics]]\nname = "Everything"\nquery = "the OR a OR lax OR to OR i OR is OR my"\n'
+        '[[rules]]\nname = "grow"\ntype = "story"\nrate = 1\nmin_size = 15\n'
+    )
+    hub = Hub(reactor, tmp_path, config)
+    hub.start()
+    try:
+        async def finished():
+            code, body = await hub.get("/healthz", token=None)
+            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+
+        await hub.wait_until(finished, seconds=60)
+        code, body = await hub.get("/api/v1/incidents?rule=grow")
+        assert code == 200
+        incidents = json.loads(body)["incidents"]
+        assert incidents, body
+        biggest = max(incidents, key=lambda i: i["signal"]["size"])
+        assert biggest["type"] == "story" and biggest["source"] == f"story:{biggest['signal']['story']}"
+        assert {"shooting", "lax", "#lax", "airport", "tsa"} & set(biggest["signal"]["terms"]), biggest["signal"]
+        why = biggest["explanation"]
+        assert why["stories"][0]["id"] == biggest["signal"]["story"] and why["top_posts"]
+        assert why["sources"] == [{"source": "archive", "network": None, "count": why["sources"][0]["count"]}]
+        # One incident per story, never two for the same one.
+        assert len({i["source"] for i in incidents}) == len(incidents)
+    finally:
+        assert await hub.stop(), hub.output()
