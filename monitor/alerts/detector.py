@@ -392,8 +392,8 @@ class Detector:
         The story rules at each minute boundary crossed from C{old} to
         C{new}: a story whose posts per minute over the rule's window reach
         its C{rate}, once it has C{min_size} posts, is a hit (kept open at
-        half the rate, like the window rules).  Only stories with posts in
-        some window ending in the span are looked at.
+        half the rate, like the window rules).  Only stories of C{min_size}
+        posts with posts in some window ending in the span are looked at.
         """
         longest = max(r.window for r in self._story_rules) // BUCKET
         hits = []
@@ -402,6 +402,9 @@ class Detector:
             if last < old + 1 - longest:
                 continue
             for rule in self._story_rules:
+                # Most stories are a post or two: too small to look at.
+                if story.size < rule.min_size:
+                    continue
                 topics = [t for t in story.topics if rule.applies_to(t)]
                 if not topics:
                     continue
