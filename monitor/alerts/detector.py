@@ -19,11 +19,11 @@ from collections import Counter, deque
 from typing import Iterable, Optional
 
 from monitor.alerts.explain import explain_posts, explain_story
-from monitor.analysis.trending import candidates
 from monitor.alerts.incidents import IncidentBook, new_incident_id, post_score
 from monitor.alerts.rules import BUCKET, Rule, engagement
 from monitor.alerts.seen import SeenPosts
 from monitor.alerts.windows import Evaluation, TopicHistory, WindowSums, minute
+from monitor.analysis.trending import candidates
 from monitor.model import NEGATIVE, iso8601
 
 __all__ = ["Detector", "MAX_SKEW"]
