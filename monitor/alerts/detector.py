@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Iterable, Optional
 
-from monitor.alerts.explain import explain_posts, explain_story
+from monitor.alerts.explain import explain_posts, explain_story, story_terms
 from monitor.alerts.incidents import IncidentBook, new_incident_id, post_score
 from monitor.alerts.rules import BUCKET, Rule, engagement
 from monitor.alerts.seen import SeenPosts
@@ -429,7 +429,7 @@ class Detector:
             return
         before = sum(minutes.get(m, 0) for m in range(boundary - w - 60, boundary - w))
         baseline = before / 60 * w
-        terms = [t for t, _ in story.terms.most_common(5)]
+        terms = story_terms(story)
         signal = {
             "value": round(rate, 2),
             "unit": "posts per minute",

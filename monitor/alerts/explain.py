@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 from monitor.analysis.trending import candidates, rank
 from monitor.model import iso8601
 
-__all__ = ["explain_posts", "explain_story", "reach", "rising_stories"]
+__all__ = ["explain_posts", "explain_story", "reach", "rising_stories", "story_terms"]
 
 #: How many of each part an explanation keeps.
 STORIES, TERMS, POSTS, SOURCES, PLACES = 3, 8, 3, 6, 5
@@ -32,6 +32,38 @@ TEXT = 280
 STORY_TERMS = 5
 #: Minutes before the window a story's baseline is measured over.
 STORY_BASELINE = 60
+
+
+def _top(counts, n: int) -> list[tuple[str, int]]:
+    """
+    The C{n} largest of a story's counts (a Counter or a plain dict), most
+    first, ties by name so the order is the same on every run.
+    """
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def story_terms(story, n: int = 5) -> list[str]:
+    """
+    A story's name: its C{n} most used words.
+    """
+    return [t for t, _ in _top(story.terms, n)]
+
+
+def _story_samples(story) -> list[dict[str, Any]]:
+    """
+    A story's representative posts, best first, as dicts: the clusterer
+    keeps them as C{(reach, dict)} or as C{(reach, id, author, text,
+    source, created_at, url)}.
+    """
+    out = []
+    for s in sorted(story.samples, key=lambda s: -s[0]):
+        if len(s) == 2 and isinstance(s[1], dict):
+            out.append(dict(s[1]))
+        else:
+            _, uid, author, text, source, t, url = s[:7]
+            created = iso8601(t) if isinstance(t, (int, float)) else t
+            out.append({"id": uid, "author": author, "text": text, "source": source, "created_at": created, "url": url})
+    return out
 
 
 def reach(post) -> float:
@@ -107,7 +139,7 @@ def _terms(now, before, scale: float, exclude: frozenset, terms_of=None) -> list
 def _story(story, count: int, baseline: float) -> dict[str, Any]:
     return {
         "id": story.id,
-        "terms": [t for t, _ in story.terms.most_common(STORY_TERMS)],
+        "terms": story_terms(story, STORY_TERMS),
         "count": int(count),
         "baseline": round(baseline, 1),
         "size": story.size,
@@ -194,7 +226,7 @@ def explain_story(story, count: int, baseline: float, start: float, end: float, 
     mine = [p for p in recent if getattr(p, "story", None) == story.id and start <= p.created_at < end]
     posts = [_post(p) for p in sorted(mine, key=lambda p: (-reach(p), p.uid))[:POSTS]]
     seen = {p["id"] for p in posts}
-    for _, s in sorted(story.samples, key=lambda s: -s[0]):
+    for s in _story_samples(story):
         if len(posts) >= POSTS:
             break
         if s["id"] not in seen:
@@ -211,8 +243,8 @@ def explain_story(story, count: int, baseline: float, start: float, end: float, 
         "posts": int(count),
         "baseline_posts": None,
         "stories": [_story(story, count, baseline)],
-        "terms": [{"term": t, "count": c, "baseline": None} for t, c in story.terms.most_common(TERMS)],
+        "terms": [{"term": t, "count": c, "baseline": None} for t, c in _top(story.terms, TERMS)],
         "top_posts": posts,
-        "sources": [{"source": s, "network": None, "count": c} for s, c in story.sources.most_common(SOURCES)],
+        "sources": [{"source": s, "network": None, "count": c} for s, c in _top(story.sources, SOURCES)],
         "places": places,
     }
