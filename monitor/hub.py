@@ -162,8 +162,12 @@ class Hub(OrderedMultiService):
             for spec in config.sources
         ]
         # Alerts see every stored batch; started before the pipeline so
-        # that they have their history before the first batch.
-        self.alerts = AlertEngine(self, config, reactor=reactor)
+        # that they have their history before the first batch.  The
+        # pipeline puts posts in their stories before the store, so the
+        # alerts see each post's story.
+        self.alerts = AlertEngine(
+            self, config, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None
+        )
         self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))

@@ -43,6 +43,10 @@ DEFAULT_RATE = {"slack": 60, "webhook": 120, "email": 10, "live": 600}
 #: The longest baseline: the detector keeps this much history per topic.
 MAX_BASELINE = 7 * 86400
 
+#: The longest window of a story rule: stories keep two hours of
+#: per-minute counts (L{monitor.stories.MINUTES}).
+MAX_STORY_WINDOW = 3600
+
 
 def _name(value: str) -> Optional[str]:
     if not _NAME.fullmatch(value):
@@ -164,6 +168,12 @@ RULE_FIELDS: dict[str, dict[str, Field]] = {
         "silent": Field(bool, True),
         "cooldown": Field(DURATION, "5m", duration),
     },
+    "story": {
+        "window": Field(DURATION, "10m", duration, doc="The span the story's growth is measured over."),
+        "rate": Field(float, 2.0, _positive, doc="Posts per minute over the window at which it fires."),
+        "min_size": Field(int, 20, at_least(1), doc="Posts the story must have (all told) before it can fire."),
+        "cooldown": Field(DURATION, "30m", duration),
+    },
 }
 
 CHANNEL_COMMON = {
@@ -241,6 +251,10 @@ def _check_rule_table(c: _Checker, key: str, table: dict) -> Optional[dict]:
             c.problem(f"{key}.window", "must be whole minutes")
         if baseline % BUCKET or baseline < window or baseline > MAX_BASELINE:
             c.problem(f"{key}.baseline", "must be whole minutes, at least the window and at most 7 days")
+    elif kind == "story":
+        window = parse_duration(checked["window"])
+        if window % BUCKET or not BUCKET <= window <= MAX_STORY_WINDOW:
+            c.problem(f"{key}.window", "must be whole minutes, from 1m to 1h (stories keep an hour and more of counts)")
     elif kind == "source_health" and checked["topics"]:
         c.problem(f"{key}.topics", "a source_health rule watches sources, not topics (use sources)")
     return checked

@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Iterable, Optional
 
+from monitor.alerts.explain import explain_posts, explain_story, story_terms
 from monitor.alerts.incidents import IncidentBook, new_incident_id, post_score
 from monitor.alerts.rules import BUCKET, Rule, engagement
 from monitor.alerts.seen import SeenPosts
 from monitor.alerts.windows import Evaluation, TopicHistory, WindowSums, minute
+from monitor.analysis.trending import candidates
 from monitor.model import NEGATIVE, iso8601
 
 __all__ = ["Detector", "MAX_SKEW"]
@@ -39,6 +41,10 @@ HYSTERESIS = 0.5
 
 #: Recent posts kept per topic to pick an incident's samples from.
 RECENT = 500
+
+#: Posts whose terms are kept between two explanations (most of a
+#: window's posts are in the next one too); emptied when full.
+TERMS_CACHE = 2 * RECENT
 
 #: Posts remembered by uid: a post seen again (an overlapping source, a
 #: source reporting new counts) is not counted twice, and its engagement
@@ -62,8 +68,19 @@ class Detector:
     @ivar book: the L{IncidentBook}; callers drain its changes.
     """
 
-    def __init__(self, rules: Iterable[Rule] = (), samples: int = 5, new_id=new_incident_id) -> None:
+    def __init__(self, rules: Iterable[Rule] = (), samples: int = 5, new_id=new_incident_id,
+                 stories=None, exclude: frozenset = frozenset()) -> None:  # fmt: skip
+        """
+        @param stories: the story clusterer (L{monitor.stories.StoryClusterer})
+            whose stories C{story} rules watch and explanations name; without
+            it story rules never fire.
+        @param exclude: words never shown as an incident's rising terms (the
+            topics' own words).
+        """
         self.book = IncidentBook(samples, new_id)
+        self.stories = stories
+        self.exclude = frozenset(exclude)
+        self._terms: dict[str, dict] = {}
         self.samples = samples
         self.now: Optional[float] = None
         self.histories: dict[str, TopicHistory] = {}
@@ -87,6 +104,7 @@ class Detector:
         active = [r for r in self.rules.values() if r.enabled]
         self._post_rules = [r for r in active if r.is_post_rule]
         self._window_rules = [r for r in active if r.is_window_rule]
+        self._story_rules = [r for r in active if r.is_story_rule]
         self._for_topic: dict[str, tuple[list[Rule], list[Rule]]] = {}
         self.horizon = max([MIN_HORIZON] + [(r.window + r.baseline) // BUCKET + 1 for r in self._window_rules])
         for key, sums in list(self.sums.items()):
@@ -204,6 +222,10 @@ class Detector:
                         rule.type == "volume_spike" or negative
                     ):
                         self.book.attach(rule, topic, post)
+                story = getattr(post, "story", None)
+                if story is not None and self._story_rules:
+                    for rule in self._story_rules:
+                        self.book.attach(rule, topic, post, source=f"story:{story}")
             for rule in post_rules:
                 if previous is not None and (rule.type != "engagement" or rule.name in hit_rules):
                     continue
@@ -261,6 +283,8 @@ class Detector:
             evaluations.sort(key=lambda e: e[:3])
             for _, name, topic, ev in evaluations:
                 self._evaluate(self.rules[name], topic, ev)
+            if self._story_rules and self.stories is not None:
+                self._evaluate_stories(old, new)
             before = new - self.horizon
             for history in self.histories.values():
                 history.prune(before)
@@ -304,6 +328,7 @@ class Detector:
             self.book.hit(
                 rule, ev.time, topic=topic, posts=self._samples(topic, ev, rule, False),
                 count=0, open_count=ev.count, value=ev.count, signal=signal,
+                explanation=self._explain(rule, topic, ev, False, ev.count),
             )  # fmt: skip
         elif rule.type == "sentiment_shift":
             if ev.count < keep * rule.min_count:
@@ -326,7 +351,105 @@ class Detector:
             self.book.hit(
                 rule, ev.time, topic=topic, posts=self._samples(topic, ev, rule, True),
                 count=0, open_count=ev.negative, value=share, signal=signal,
+                explanation=self._explain(rule, topic, ev, True, share),
             )  # fmt: skip
+
+    def _peaks(self, rule: Rule, topic: str, source: Optional[str], at: float, value: float) -> bool:
+        """
+        Whether a hit of C{value} opens an incident or reaches its peak:
+        an incident is explained at its strongest (its opening, then each
+        new peak), not as it fades.
+        """
+        incident = self.book.open.get((rule.name, topic, source))
+        if incident is None or at - incident.last_hit_at >= incident.cooldown:
+            return True
+        return value >= incident.peak.get("value", 0)
+
+    def _explain(self, rule: Rule, topic: str, ev: Evaluation, negative_only: bool, value: float) -> Optional[dict]:
+        """
+        Why a window rule hit, if this hit is a peak (L{_peaks}): the
+        topic's recent posts in the window against those before it within
+        the baseline (L{explain_posts}).
+        """
+        if not self._peaks(rule, topic, None, ev.time, value):
+            return None
+        keep = _is_negative if negative_only else None
+        return explain_posts(
+            self.recent.get(topic, ()), ev.time - rule.window, ev.time, ev.time - rule.window - rule.baseline,
+            _duration_text(rule.window), self.exclude, keep, self.stories, topic, self._terms_of,
+        )  # fmt: skip
+
+    def _terms_of(self, post) -> dict:
+        terms = self._terms.get(post.uid)
+        if terms is None:
+            if len(self._terms) >= TERMS_CACHE:
+                self._terms.clear()
+            terms = self._terms[post.uid] = candidates(post.text, post.lang, self.exclude)
+        return terms
+
+    def _evaluate_stories(self, old: int, new: int) -> None:
+        """
+        The story rules at each minute boundary crossed from C{old} to
+        C{new}: a story whose posts per minute over the rule's window reach
+        its C{rate}, once it has C{min_size} posts, is a hit (kept open at
+        half the rate, like the window rules).  Only stories of C{min_size}
+        posts with posts in some window ending in the span are looked at.
+        """
+        longest = max(r.window for r in self._story_rules) // BUCKET
+        hits = []
+        for story in list(self.stories.stories.values()):
+            last = minute(story.last_seen)
+            if last < old + 1 - longest:
+                continue
+            for rule in self._story_rules:
+                # Most stories are a post or two: too small to look at.
+                if story.size < rule.min_size:
+                    continue
+                topics = [t for t in story.topics if rule.applies_to(t)]
+                if not topics:
+                    continue
+                topic = max(topics, key=lambda t: (story.topics[t], t))
+                w = rule.window // BUCKET
+                for b in range(old + 1, min(new, last + w) + 1):
+                    hits.append((b, rule.name, story.id, rule, topic, story))
+        hits.sort(key=lambda h: h[:3])
+        for b, _, _, rule, topic, story in hits:
+            self._evaluate_story(rule, topic, story, b)
+
+    def _evaluate_story(self, rule: Rule, topic: str, story, boundary: int) -> None:
+        w = rule.window // BUCKET
+        minutes = story.minutes
+        count = sum(minutes.get(m, 0) for m in range(boundary - w, boundary))
+        rate = count / w
+        at = float(boundary * BUCKET)
+        source = f"story:{story.id}"
+        incident = self.book.open.get((rule.name, topic, source))
+        keep = HYSTERESIS if incident is not None and at - incident.last_hit_at < incident.cooldown else 1.0
+        if rate < keep * rule.rate or story.size < rule.min_size or count == 0:
+            return
+        before = sum(minutes.get(m, 0) for m in range(boundary - w - 60, boundary - w))
+        baseline = before / 60 * w
+        terms = story_terms(story)
+        signal = {
+            "value": round(rate, 2),
+            "unit": "posts per minute",
+            "window": _duration_text(rule.window),
+            "story": story.id,
+            "terms": terms,
+            "count": count,
+            "baseline": round(baseline, 1),
+            "size": story.size,
+            "at": iso8601(at),
+        }
+        explanation, samples = None, []
+        if self._peaks(rule, topic, source, at, round(rate, 2)):
+            explanation = explain_story(story, count, baseline, at - rule.window, at, _duration_text(rule.window),
+                                        self.recent.get(topic, ()))  # fmt: skip
+            samples = [dict({"likes": 0, "reposts": 0, "replies": 0, "author_followers": None, "sentiment": None,
+                             "labels": []}, **p) for p in explanation["top_posts"]]  # fmt: skip
+        self.hits[rule.name] += 1
+        self.book.hit(rule, at, topic=topic, source=source, posts=samples, count=0, open_count=count, value=rate,
+                      signal=signal, explanation=explanation)  # fmt: skip
 
     def _samples(self, topic: str, ev: Evaluation, rule: Rule, negative_only: bool) -> list:
         start, end = ev.time - rule.window, ev.time
@@ -338,3 +461,7 @@ class Detector:
         ]
         candidates.sort(key=post_score, reverse=True)
         return candidates[: self.samples]
+
+
+def _is_negative(post) -> bool:
+    return post.analysis is not None and post.analysis.sentiment == NEGATIVE

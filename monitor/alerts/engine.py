@@ -36,6 +36,7 @@ from monitor.alerts.notifiers import Notification
 from monitor.alerts.notifiers.http import HTTPClient
 from monitor.alerts.outbox import Outbox, WriteQueue, new_notification_id
 from monitor.alerts.rules import Rule, severity_rank
+from monitor.analysis.trending import excluded_words
 from monitor.config import parse_duration
 from monitor.interfaces import ISink
 from monitor.model import iso8601, parse_time
@@ -112,13 +113,17 @@ class AlertEngine(Service):
 
     @param hub: gives C{store}, C{metrics}, C{topics}, C{sources} and, if
         present, C{push}.
+    @param stories: the story clusterer (L{monitor.stories.StoryClusterer})
+        that C{story} rules watch and incident explanations name; C{None}
+        when stories are off (story rules then never fire).
     @ivar rules: the rules in force, by name.
     """
 
     name = "alerts"
     log = Logger()
 
-    def __init__(self, hub, config, reactor=None, notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER):
+    def __init__(self, hub, config, reactor=None, notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER,
+                 stories=None):  # fmt: skip
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -132,7 +137,10 @@ class AlertEngine(Service):
         self.backfill_age = parse_duration(self.settings.get("backfill_age", "1h"))
         self.notify_backfill = bool(self.settings.get("notify_backfill", False))
         self.rules: dict[str, Rule] = {}
-        self.detector = Detector([], samples=self.settings["samples"])
+        self.stories = stories
+        self.detector = Detector(
+            [], samples=self.settings["samples"], stories=stories, exclude=excluded_words(config.topics)
+        )
         self.writer = WriteQueue(self.store, reactor)
         self.http = HTTPClient(reactor)
         notifiers = notifiers or {}
@@ -557,6 +565,8 @@ class AlertEngine(Service):
                 raise AlertError(problems)
         if rule.type == "source_health":
             raise AlertError(["rule.type: source_health rules cannot be backtested (collector states are not stored)"])
+        if rule.type == "story":
+            raise AlertError(["rule.type: story rules cannot be backtested (stories are not stored with their history)"])
         rule = Rule(dict(rule.spec, enabled=True), rule.origin)
         return await self.store.run_read(run_backtest, rule, since, until)
 

@@ -103,6 +103,10 @@ class Incident:
     backfill: bool = False
     #: The latest signal compared with the rule's C{escalate_at}.
     value: float = 0.0
+    #: Why it fired (L{monitor.alerts.explain}): the rising stories and
+    #: terms, top posts, sources and places; at its opening, then at each
+    #: new peak of its signal.
+    explanation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple:
@@ -133,6 +137,7 @@ class Incident:
             "peak": dict(self.peak),
             "samples": list(self.samples),
             "backfill": self.backfill,
+            "explanation": dict(self.explanation),
         }
 
 
@@ -197,13 +202,15 @@ class IncidentBook:
         signal: Optional[dict] = None,
         clock: str = "posts",
         open_count: Optional[int] = None,
+        explanation: Optional[dict] = None,
     ) -> Optional[Incident]:
         """
         One hit of C{rule}: open its incident, or add to it.  C{posts} are
         sample candidates (L{sample} dicts); C{count} posts are added to the
         incident's count (C{open_count} instead when this hit opens it);
         C{value} is the signal compared with the rule's C{escalate_at} (post
-        rules use the incident's post count).
+        rules use the incident's post count); C{explanation}, if given,
+        replaces the incident's.
         """
         key = (rule.name, topic, source)
         self._expire(key, time)
@@ -229,18 +236,20 @@ class IncidentBook:
                 clock=clock,
             )
             self.open[key] = incident
-            self._add(incident, rule, time, posts, count if open_count is None else open_count, value, signal)
+            self._add(incident, rule, time, posts, count if open_count is None else open_count, value, signal, explanation)
             self._event("opened", incident)
             self._escalate(incident, rule)
             return incident
-        self._add(incident, rule, time, posts, count, value, signal)
+        self._add(incident, rule, time, posts, count, value, signal, explanation)
         incident.cooldown = rule.cooldown
         self.dirty[incident.id] = incident
         self._escalate(incident, rule)
         return incident
 
-    def _add(self, incident: Incident, rule, time, posts, count, value, signal) -> None:
+    def _add(self, incident: Incident, rule, time, posts, count, value, signal, explanation=None) -> None:
         incident.hits += 1
+        if explanation is not None:
+            incident.explanation = explanation
         incident.posts += count
         incident.last_hit_at = max(incident.last_hit_at, time)
         if signal is None and rule.is_post_rule:
@@ -252,12 +261,12 @@ class IncidentBook:
         self._sample(incident, posts)
         incident.value = incident.posts if rule.is_post_rule else value
 
-    def attach(self, rule, topic: Optional[str], post_sample, count: int = 1) -> None:
+    def attach(self, rule, topic: Optional[str], post_sample, count: int = 1, source: Optional[str] = None) -> None:
         """
-        Add a post to the open incident of a window rule (the signal that
-        opened it is about all of the topic's posts, not one).
+        Add a post to the open incident of a window or story rule (the
+        signal that opened it is about many posts, not one).
         """
-        incident = self.open.get((rule.name, topic, None))
+        incident = self.open.get((rule.name, topic, source))
         if incident is None:
             return
         incident.posts += count

@@ -22,6 +22,9 @@ Rule types, and the one number ("signal") each reports and escalates on:
     baseline; signal: the negative share.
   - C{source_health}: a collector failing or silent for too long; signal:
     minutes.
+  - C{story}: one story (L{monitor.stories}) growing fast: at least C{rate}
+    posts per minute over the C{window}, once it has C{min_size} posts;
+    signal: posts per minute.  One incident per story.
 
 A post rule (the first four) may have a C{query} in the topic query
 language (L{monitor.query}): a post is then a hit only if it satisfies the
@@ -43,6 +46,7 @@ __all__ = [
     "POST_TYPES",
     "RULE_TYPES",
     "SEVERITIES",
+    "STORY_TYPES",
     "WINDOW_TYPES",
     "Rule",
     "engagement",
@@ -54,7 +58,8 @@ SEVERITIES = ("info", "warning", "critical")
 POST_TYPES = ("keyword", "influencer", "engagement", "purchase_intent")
 WINDOW_TYPES = ("volume_spike", "sentiment_shift")
 HEALTH_TYPES = ("source_health",)
-RULE_TYPES = POST_TYPES + WINDOW_TYPES + HEALTH_TYPES
+STORY_TYPES = ("story",)
+RULE_TYPES = POST_TYPES + WINDOW_TYPES + HEALTH_TYPES + STORY_TYPES
 
 #: The width of a window bucket: windows and baselines are whole minutes.
 BUCKET = 60
@@ -163,6 +168,9 @@ class Rule:
         self.sources = frozenset(get("sources") or ())
         self.after = parse_duration(get("after")) if get("after") else 0.0
         self.silent: bool = bool(get("silent", False))
+        # story
+        self.rate: float = get("rate", 0.0)
+        self.min_size: int = get("min_size", 0)
 
     def __repr__(self) -> str:
         return f"<Rule {self.name} ({self.type})>"
@@ -177,6 +185,10 @@ class Rule:
     @property
     def is_window_rule(self) -> bool:
         return self.type in WINDOW_TYPES
+
+    @property
+    def is_story_rule(self) -> bool:
+        return self.type in STORY_TYPES
 
     @property
     def needs_followers(self) -> bool:

@@ -20,7 +20,7 @@ _INCIDENT_COLUMNS = (
     "id", "rule", "type", "topic", "source", "severity", "state", "clock",
     "opened_at", "last_hit_at", "resolved_at", "resolved_by",
     "acknowledged_at", "acknowledged_by", "cooldown", "escalated", "posts",
-    "hits", "signal", "peak", "samples", "updated_at", "backfill",
+    "hits", "signal", "peak", "samples", "updated_at", "backfill", "explanation",
 )  # fmt: skip
 _UPSERT_INCIDENT = (
     f"INSERT INTO alert_incidents ({', '.join(_INCIDENT_COLUMNS)}) "
@@ -51,7 +51,7 @@ def incident_row(incident: Incident, now: float) -> tuple:
         i.opened_at, i.last_hit_at, i.resolved_at, i.resolved_by,
         i.acknowledged_at, i.acknowledged_by, i.cooldown, int(i.escalated),
         i.posts, i.hits, _dumps(i.signal), _dumps(i.peak), _dumps(i.samples), now,
-        int(i.backfill),
+        int(i.backfill), _dumps(i.explanation),
     )  # fmt: skip
 
 
@@ -64,8 +64,8 @@ def notification_row(n: Notification) -> tuple:
 
 def _incident(row) -> Incident:
     values = dict(zip(_INCIDENT_COLUMNS, row))
-    for name in ("signal", "peak", "samples"):
-        values[name] = json.loads(values[name])
+    for name in ("signal", "peak", "samples", "explanation"):
+        values[name] = json.loads(values[name] or "{}")
     values["escalated"] = bool(values["escalated"])
     values["backfill"] = bool(values["backfill"])
     del values["updated_at"]

@@ -315,10 +315,17 @@ CREATE TABLE story_state (
 );
 """
 
+# Why an incident fired (monitor.alerts.explain): the rising stories and
+# terms, top posts, sources and places, as JSON; '{}' for older incidents.
+_V10_INCIDENT_EXPLANATION = """
+ALTER TABLE alert_incidents ADD COLUMN explanation TEXT NOT NULL DEFAULT '{}';
+"""
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
 MIGRATIONS: tuple[str, ...] = (
     _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS, _V8_LOGIN_FORMS,
     _V9_STORIES,
+    _V10_INCIDENT_EXPLANATION,
 )
 
 

@@ -192,6 +192,8 @@ _RULE_TEXT = {
     "sources": ("Sources", "none ticked: every source"),
     "after": ("After", "how long a source is down before it fires, e.g. 10m"),
     "silent": ("A silent source counts as down", "one that is connected but collects nothing"),
+    "rate": ("Posts per minute", "how fast one story must grow over the window, e.g. 2"),
+    "min_size": ("Smallest story", "posts a story must have in all before it can fire"),
 }
 
 #: Widgets: keys chosen from a fixed list (checkboxes or a select).

@@ -76,6 +76,42 @@ def _rule_schema() -> dict:
     return {"type": "object", "required": ["name", "type"], "properties": properties}
 
 
+def _incident_schema() -> dict:
+    """
+    An incident as the API returns it; its C{explanation} in full (see
+    L{monitor.alerts.explain}), the rest as objects.
+    """
+    number, text, count = {"type": ["number", "null"]}, {"type": ["string", "null"]}, {"type": "integer"}
+
+    def rows(**properties):
+        return {"type": "array", "items": {"type": "object", "properties": properties}}
+
+    explanation = {
+        "type": "object",
+        "description": "Why it fired (spike, shift, story); {} for other types",
+        "properties": {
+            "window": {"type": "string"}, "from": {"type": "string"}, "until": {"type": "string"},
+            "posts": count, "baseline_posts": {"type": ["integer", "null"]},
+            "stories": rows(id={"type": "string"}, terms={"type": "array", "items": {"type": "string"}},
+                            count=count, baseline=number, size=count),
+            "terms": rows(term={"type": "string"}, count=count, baseline=number),
+            "top_posts": rows(id={"type": "string"}, author={"type": "string"}, text={"type": "string"}, url=text,
+                              source={"type": "string"}, network=text, likes=count, reposts=count,
+                              author_followers={"type": ["integer", "null"]}),
+            "sources": rows(source={"type": "string"}, network=text, count=count),
+            "places": rows(lat={"type": "number"}, lon={"type": "number"}, count=count),
+        },
+    }  # fmt: skip
+    strings = ("id", "rule", "type", "topic", "source", "severity", "state", "clock", "opened_at", "last_hit_at",
+               "resolved_at", "resolved_by", "acknowledged_at", "acknowledged_by")  # fmt: skip
+    properties: dict[str, Any] = {k: dict(text) for k in strings}
+    properties["state"] = {"type": "string", "enum": ["open", "acknowledged", "resolved"]}
+    properties.update(posts=count, hits=count, backfill={"type": "boolean"}, signal=_OBJECT, peak=_OBJECT,
+                      samples={"type": "array", "items": _OBJECT}, explanation=explanation,
+                      notifications={"type": "array", "items": _OBJECT})  # fmt: skip
+    return {"type": "object", "properties": properties}
+
+
 def _topic_schema() -> dict:
     from monitor.config import STRINGS, TOPIC_FIELDS
 
@@ -139,6 +175,8 @@ def openapi(version: str = "1") -> dict[str, Any]:
     The description, as a JSON-ready dict.
     """
     rule_ref = {"$ref": "#/components/schemas/Rule"}
+    incident_ref = {"$ref": "#/components/schemas/Incident"}
+    one_incident = {"type": "object", "properties": {"incident": incident_ref}}
     by = _json_body({"type": "object", "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 100}}},
                     required=False)  # fmt: skip
     paths: dict[str, dict] = {
@@ -239,16 +277,18 @@ def openapi(version: str = "1") -> dict[str, Any]:
                 _query("since", _TIME, "on opened_at"), _query("until", _TIME),
                 _limit(50, MAX_LIMIT), _text("cursor"),
             ],
-            "responses": _answer("a page of incidents"),
+            "responses": _answer("a page of incidents", {"type": "object", "properties": {
+                "incidents": {"type": "array", "items": incident_ref}, "next": {"type": ["string", "null"]}}}),
         }},
         "/api/v1/incidents/{incident_id}": {"parameters": [_path("incident_id")], "get": {
-            "summary": "One incident with its notifications", "responses": _answer("the incident", errors=("401", "404"))}},
+            "summary": "One incident with its notifications and explanation",
+            "responses": _answer("the incident", one_incident, errors=("401", "404"))}},
         "/api/v1/incidents/{incident_id}/acknowledge": {"parameters": [_path("incident_id")], "post": {
             "summary": "Acknowledge an incident", "requestBody": by,
-            "responses": _answer("the incident", errors=("400", "401", "404", "409"))}},
+            "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409"))}},
         "/api/v1/incidents/{incident_id}/resolve": {"parameters": [_path("incident_id")], "post": {
             "summary": "Resolve an incident", "requestBody": by,
-            "responses": _answer("the incident", errors=("400", "401", "404", "409"))}},
+            "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409"))}},
         "/api/v1/channels": {"get": {"summary": "Each notification channel's state", "responses": _answer("channels")}},
         "/api/v1/channels/{name}/enable": {"parameters": [_path("name")], "post": {
             "summary": "Use a channel its receiver disabled again", "responses": _answer("done", errors=("401", "404"))}},
@@ -272,6 +312,7 @@ def openapi(version: str = "1") -> dict[str, Any]:
                                          "problems": {"type": "array", "items": {"type": "string"}}}},
                 "Rule": _rule_schema(),
                 "Topic": _topic_schema(),
+                "Incident": _incident_schema(),
             },  # fmt: skip
         },
     }

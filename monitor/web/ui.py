@@ -1036,7 +1036,7 @@ class WebUI:
     @app.route("/alerts/incidents/<incident_id>", methods=["GET"])
     @page()
     async def incident_page(self, request, session, incident_id):
-        from monitor.alerts.notifiers import headline, summary_lines
+        from monitor.alerts.notifiers import explanation_lines, headline, summary_lines
 
         engine = self._alerts()
         incident = await engine.incident(incident_id) if engine is not None else None
@@ -1048,7 +1048,7 @@ class WebUI:
         search = {"since": incident["opened_at"], "until": incident["resolved_at"] or ""}
         if incident["topic"]:
             search["topic"] = incident["topic"]
-        if incident["source"]:
+        if incident["source"] and not incident["source"].startswith("story:"):
             search["source"] = incident["source"]
         return self._render(
             request,
@@ -1061,6 +1061,8 @@ class WebUI:
             conditions=_rule_conditions(rule.spec) if rule is not None else None,
             signal=_facts(incident["signal"]) if incident["type"] in _SIGNAL_TYPES else [],
             peak=_facts(incident["peak"]) if incident["type"] in _SIGNAL_TYPES else [],
+            explanation=incident.get("explanation") or {},
+            because=explanation_lines(incident, posts=0),
             posts_url="/posts?" + urlencode({k: v for k, v in search.items() if v}),
         )
 
@@ -1500,7 +1502,7 @@ class WebUI:
 
 
 #: Rule types whose incidents carry a measured signal (a window's numbers).
-_SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health")
+_SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health", "story")
 
 
 def _story_brief(story: dict[str, Any]) -> dict[str, Any]:
@@ -1527,7 +1529,7 @@ def _rule_conditions(spec: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _facts(values: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [(k.replace("_", " "), v) for k, v in values.items()]
+    return [(k.replace("_", " "), ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in values.items()]
 
 
 def _fields(query: PostQuery) -> dict[str, Any]:

@@ -66,11 +66,12 @@ class SyncStore:
 
 
 def post(n, t, topic="Acme", text="acme is fine", sentiment="neutral", labels=(), followers=None,
-         verified=False, likes=0, reposts=0, replies=0, url=None, received_at=None, author=None):
+         verified=False, likes=0, reposts=0, replies=0, url=None, received_at=None, author=None, lat=None, lon=None,
+         source="s"):
     """A stored, analysed post."""
     compound = {"negative": -0.6, "positive": 0.6}.get(sentiment, 0.0)
     return Post(
-        source="s", network="s", native_id=str(n), text=text, author=author or f"user{n % 7}",
+        source=source, network=source, native_id=str(n), text=text, author=author or f"user{n % 7}", lat=lat, lon=lon,
         created_at=float(t), url=url, likes=likes, reposts=reposts, replies=replies,
         author_followers=followers, author_verified=verified, received_at=received_at or float(t),
         topics=(topic,) if isinstance(topic, str) else tuple(topic),
@@ -170,7 +171,7 @@ def settle(clock, seconds=5, step=0.5):
 
 
 def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sources=(), alerts=None,
-                topics=("Acme", "Globex"), push=None, start=True):
+                topics=("Acme", "Globex"), push=None, start=True, stories=None):
     """An engine on a Clock and a synchronous store, started."""
     from monitor.alerts.engine import AlertEngine
 
@@ -183,7 +184,7 @@ def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sour
     # Every channel gets a scripted notifier unless the test gives one.
     notifiers = dict({c["name"]: ScriptedNotifier(c["name"]) for c in cfg.channels if c["kind"] != "live"},
                      **(notifiers or {}))  # fmt: skip
-    engine = AlertEngine(h, cfg, reactor=clock, notifiers=notifiers)
+    engine = AlertEngine(h, cfg, reactor=clock, notifiers=notifiers, stories=stories)
     if start:
         d = engine.startService()
         assert d.called, "the engine should start at once on a synchronous store"

@@ -136,6 +136,40 @@ def test_incidents_with_their_notifications(api):
     assert code == 404
 
 
+def test_incidents_explain_themselves(api):
+    """A spike's incident carries its explanation in the list and on its own: what rose, top posts, sources."""
+    spike = {"name": "spike", "type": "volume_spike", "min_count": 10, "warmup": 0, "baseline": "1h"}
+    code, _ = api.call("POST", "/api/v1/rules", spike)
+    assert code == 200
+    api.clock.advance(3600)
+    api.engine.posts_stored([post(i, T0 + i * 300, text="acme calm") for i in range(12)])
+    api.engine.posts_stored([post(100 + i, T0 + 3600 + i * 5, text="acme refund <script>x</script>", likes=i)
+                             for i in range(30)] + [post(999, T0 + 3600 + 300)])  # fmt: skip
+    settle(api.clock, 10)
+    code, body = api.call("GET", "/api/v1/incidents?rule=spike")
+    (incident,) = body["incidents"]
+    why = incident["explanation"]
+    assert why["window"] == "5m" and why["posts"] == 30 and why["baseline_posts"] == 12
+    assert "refund" in why["terms"][0]["term"].split() and why["terms"][0]["count"] == 30
+    assert why["top_posts"][0]["id"] == "s:129" and why["top_posts"][0]["text"] == "acme refund <script>x</script>"
+    assert why["sources"] == [{"source": "s", "network": "s", "count": 30}] and why["stories"] == []
+    code, one = api.call("GET", f"/api/v1/incidents/{incident['id']}")
+    assert one["incident"]["explanation"] == why
+    # As the OpenAPI description says.
+    from jsonschema import Draft202012Validator
+
+    from monitor.web.openapi import openapi
+
+    schema = openapi()["components"]["schemas"]["Incident"]
+    assert sorted(schema["properties"]["explanation"]["properties"]) == sorted(why)
+    Draft202012Validator(schema).validate(one["incident"])
+    # Post-rule incidents have none.
+    api.engine.posts_stored([post(1000, T0 + 3600 + 310, labels=("crisis",))])
+    settle(api.clock, 10)
+    code, body = api.call("GET", "/api/v1/incidents?rule=crisis")
+    assert body["incidents"][0]["explanation"] == {}
+
+
 def test_incident_filters_and_pages(api):
     """Filters by state, rule, topic and time; pages with a cursor; bad values are 400s."""
     for k in range(3):

@@ -135,6 +135,13 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     (spike,) = [i for i in incidents if parse_time(i["opened_at"]) == first]
     assert spike["signal"]["count"] >= 20 or spike["peak"]["count"] >= 20
     assert spike["samples"] and spike["notifications"] == []
+    # It says why, at its peak: the event's words rose, in the timeline's own posts.
+    why = spike["explanation"]
+    terms = {w for t in why["terms"] for w in t["term"].split()}
+    assert terms & {"shots", "shooting", "shooter", "shot", "gunfire", "fired", "custody", "suspect", "tsa",
+                     "checkpoint"}, why["terms"]
+    assert not terms & {"lax", "airport"}
+    assert why["sources"][0]["source"] == "crisislex" and len(why["top_posts"]) == 3
     # The keyword rule grouped the shooting tweets and escalated once.
     biggest = max(shooting, key=lambda i: i["posts"])
     assert biggest["posts"] >= 50 and biggest["severity"] == "critical"

@@ -225,8 +225,10 @@ async def test_outbox_waits_for_retry_after_then_delivers(reactor, http, slack):
     slack.script(SLACK, [(429, {"Retry-After": "1"})])
     started = reactor.seconds()
     outbox.enqueue([note(reactor)])
+    # Until the second attempt is recorded: the message reaching Slack is
+    # not yet its answer reaching the outbox.
     for _ in range(100):
-        if slack.messages[SLACK]:
+        if len(store.rows("SELECT id FROM alert_attempts")) >= 2:
             break
         await deferLater(reactor, 0.05, lambda: None)
     outbox.stopService()

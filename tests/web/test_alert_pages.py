@@ -287,3 +287,153 @@ def test_phrases_entered_as_the_hint_says_backtest(web):
     form = rule_form(name="draft", phrases="site is down\nrefund", cooldown="1m", action="backtest", period="24h")
     code, body, _ = web.post("/alerts/rules/save", form)
     assert code == 200 and "would have fired 2 times" in body
+
+
+def test_rule_form_offers_the_story_type(web):
+    """The form offers the story type with its rate and smallest size; bad values come back on their fields;
+    a good one is saved."""
+    code, body, _ = web.get("/alerts/rules/new")
+    assert '<option value="story"' in body
+    for key in ("rate", "min_size"):
+        label = body.split(f'id="field-{key}"')[0].rsplit("<label", 1)[1]
+        assert 'data-types="story"' in label, key
+    window = body.split('id="field-window"')[0].rsplit("<label", 1)[1]
+    assert "story" in re.search(r'data-types="([^"]*)"', window).group(1).split()
+    code, body, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", rate="fast", min_size="10"))
+    assert code == 400 and re.search(r'id="error-rate"[^>]*>must be a number', body)
+    code, body, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", rate="0"))
+    assert code == 400 and re.search(r'id="error-rate"[^>]*>must be more than 0', body)
+    code, body, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", window="3h"))
+    assert code == 400 and re.search(r'id="error-window"[^>]*>must be whole minutes, from 1m to 1h', body)
+    code, _, _ = web.post("/alerts/rules/save", rule_form(name="grow", type="story", rate="3", min_size="10",
+                                                          window="15m", factor="9"))  # fmt: skip
+    assert code == 303
+    assert web.engine.get_rule("grow").spec == {"name": "grow", "type": "story", "enabled": True, "severity": "warning",
+                                                "rate": 3.0, "min_size": 10, "window": "15m", "topics": [],
+                                                "channels": [], "escalate_at": None, "cooldown": "30m"}  # fmt: skip
+    code, body, _ = web.get("/alerts/rules/grow/edit")
+    assert 'id="field-rate" value="3.0"' in body and 'id="field-min_size" value="10"' in body
+
+
+HOSTILE = "<script>alert(1)</script> flood river <img src=x onerror=alert(2)>"
+
+
+@pytest.fixture
+def storied():
+    """The pages over an engine given a story clusterer, as the hub gives it."""
+    from monitor.stories import StoryClusterer
+
+    clock = Clock()
+    clock.advance(T0)
+    clusterer = StoryClusterer(exclude={"acme"})
+    engine = make_engine(clock, [CRISIS], notifiers={"hook": ScriptedNotifier("hook")}, stories=clusterer)
+    return Browser(engine, clock)
+
+
+def open_spike(web):
+    """A spike of hostile, placed posts from two sources after a calm hour (each batch in its stories first, when
+    the engine has stories, as in the hub); its incident's id."""
+    from monitor.alerts.config import check_rule_spec
+
+    def store(posts):
+        if web.engine.stories is not None:
+            for p in posts:
+                web.engine.stories.add(p)
+        web.engine.posts_stored(posts)
+
+    spike = {"name": "spike", "type": "volume_spike", "min_count": 10, "warmup": 0, "baseline": "1h"}
+    rule, _ = check_rule_spec(spike)
+    web.engine._set_rules(list(web.engine.rules.values()) + [rule])
+    web.clock.advance(3600)
+    store([post(i, T0 + i * 300, text="acme calm") for i in range(12)])
+    store([post(100 + i, T0 + 3600 + i * 5, text=f"{HOSTILE} {i}", likes=i, lat=51.5, lon=-0.1,
+                source="bluesky" if i % 2 else "mastodon") for i in range(30)] + [post(999, T0 + 3600 + 300)])  # fmt: skip
+    settle(web.clock, 10)
+    (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "spike"]
+    return incident_id
+
+
+def test_incident_page_shows_why_escaped(web):
+    """A spike's page says why in words (story, terms, top posts by reach, sources, places), post text escaped."""
+    incident_id = open_spike(web)
+    code, body, _ = web.get(f"/alerts/incidents/{incident_id}", role="viewer")
+    assert code == 200
+    why = body.split('id="incident-explanation"')[1].split("</section>")[0]
+    summary = body.split('id="incident-why"')[1].split('id="explanation-summary"')[1].split("</ul>")[0]
+    assert "Why: rising terms: " in summary and "flood river (30, was 0)" in summary
+    assert "Sources: bluesky 15, mastodon 15" in summary and "Places: 51.5, -0.1 (30 posts)" in summary
+    posts = why.split('id="explanation-posts"')[1].split("</ol>")[0]
+    assert re.findall(r'data-post-id="([^"]+)"', posts) == ["bluesky:129", "mastodon:128", "bluesky:127"]  # most reach first
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in posts and "<script>alert" not in body
+    assert "<img src=x" not in body
+    assert re.search(r"<dt>bluesky</dt><dd>15</dd>", why) and re.search(r"<dt>51.5, -0.1</dt><dd>30 posts</dd>", why)
+    # A post rule's incident has no such section.
+    web.engine.posts_stored([post(1000, T0 + 3600 + 310, labels=("crisis",))])
+    settle(web.clock, 10)
+    (incident_id,) = [i.id for i in web.engine.detector.book.open.values() if i.rule == "crisis"]
+    code, body, _ = web.get(f"/alerts/incidents/{incident_id}")
+    assert 'id="incident-explanation"' not in body
+
+
+def test_incident_page_names_the_rising_story(storied):
+    """With stories on, the page's why starts with the story that rose and its words, escaped."""
+    incident_id = open_spike(storied)
+    code, body, _ = storied.get(f"/alerts/incidents/{incident_id}")
+    summary = body.split('id="explanation-summary"')[1].split("</ul>")[0]
+    (story,) = storied.engine.stories.list(min_size=20)
+    # Its words as the clusterer ranks them (all tied here), each a word of its posts.
+    words = storied.engine.detector.book.open[("spike", "Acme", None)].explanation["stories"][0]["terms"]
+    assert words and set(words) <= {"flood", "river", "script", "alert", "img", "src", "onerror"}
+    assert f"Why: story &#39;{', '.join(words)}&#39; ({story['id']}) rose from 0 to 30 posts/5m" in summary
+    table = body.split('id="explanation-stories"')[1].split("</table>")[0]
+    assert f'data-story="{story["id"]}"' in table and "<script" not in table
+
+
+def test_incident_page_why_in_a_browser(storied, playwright):
+    """In Chromium the explanation reads as text (no script of a post runs, no image of one loads), and the page is
+    saved as var/screenshots/incident-explained.png for a person to look at."""
+    import os
+
+    from tests.conftest import ROOT
+    from tests.web.conftest import launch
+
+    web = storied
+    incident_id = open_spike(web)
+    static = ROOT / "monitor" / "web" / "static"
+    seen = []
+
+    def serve(route):
+        path = "/" + route.request.url.split("/", 3)[3]
+        seen.append(path)
+        if path.startswith("/static/"):
+            name = (static / path[len("/static/") :].split("?")[0]).resolve()
+            if static.resolve() in name.parents and name.is_file():
+                kind = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}.get(name.suffix, "")
+                return route.fulfill(status=200, body=name.read_bytes(), content_type=kind)
+            return route.fulfill(status=404, body=b"")
+        if route.request.method != "GET" or path.startswith("/ws"):
+            return route.abort()
+        code, body, _ = web.get(path, role="viewer")
+        route.fulfill(status=code, body=body.encode(), content_type="text/html; charset=utf-8")
+
+    context = launch(playwright)
+    try:
+        page = context.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.route("**/*", serve)
+        page.goto(f"{BASE}/alerts/incidents/{incident_id}")
+        why = page.locator("#incident-explanation")
+        assert why.is_visible()
+        summary = page.locator("#explanation-summary").inner_text()
+        assert summary.startswith("Why: story '") and "Sources: bluesky 15, mastodon 15" in summary
+        assert "flood river (30, was 0)" in summary
+        assert page.locator("#explanation-stories tbody tr").count() == 1
+        first = page.locator("#explanation-posts .post-text").first.inner_text()
+        assert first.startswith("<script>alert(1)</script> flood river <img src=x onerror=alert(2)>")
+        assert page.locator("#incident-explanation img").count() == 0 and dialogs == []
+        assert not [p for p in seen if p.startswith("/x")]  # the post's <img src=x> is text, never fetched
+        os.makedirs(ROOT / "var" / "screenshots", exist_ok=True)
+        page.screenshot(path=str(ROOT / "var" / "screenshots" / "incident-explained.png"), full_page=True)
+    finally:
+        context.close()

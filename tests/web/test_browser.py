@@ -185,14 +185,17 @@ def test_hostile_post_text_is_shown_as_text(hub, admin, watch):
 
 
 def test_alert_toast_shows_text_only(hub, admin, watch):
-    """An alert from the alert engine appears as a toast, its text never parsed as HTML."""
+    """An alert from the alert engine appears as a toast with why it fired, its text never parsed as HTML."""
     page = admin
     page.goto(hub.base + "/sources")
     page.evaluate("""() => Monitor.toast({event: "opened", topic: "Acme",
-        incident: {summary: "<img src=x onerror=alert(5)> spike"}})""")
+        incident: {summary: "<img src=x onerror=alert(5)> spike"},
+        why: ["Why: story '<img src=y onerror=alert(6)>, flood' (s1) rose from 2 to 140 posts/10m"]})""")
     toast = page.locator(".toast").first
     expect(toast).to_contain_text("opened · Acme")
     expect(toast).to_contain_text("<img src=x onerror=alert(5)> spike")
+    expect(toast.locator(".toast-why")).to_have_text(
+        "Why: story '<img src=y onerror=alert(6)>, flood' (s1) rose from 2 to 140 posts/10m")
     assert page.locator(".toast img").count() == 0
     toast.locator("button").click()
     expect(page.locator(".toast")).to_have_count(0)

@@ -21,6 +21,7 @@ __all__ = [
     "RETRY",
     "SENT",
     "SKIPPED",
+    "explanation_lines",
     "headline",
     "retry_after",
     "summary_lines",
@@ -111,6 +112,7 @@ _TYPE_WORDS = {
     "sentiment_shift": "negative sentiment shift",
     "source_health": "source health",
     "channel_health": "channel disabled",
+    "story": "fast-growing story",
 }
 
 
@@ -146,6 +148,11 @@ def summary_lines(payload: dict[str, Any]) -> list[str]:
         )
     elif incident["type"] == "source_health" and signal:
         lines.append(f"{signal.get('why', 'down')} for {signal.get('value')} min: {signal.get('detail', '')}".rstrip(": "))
+    elif incident["type"] == "story" and signal:
+        lines.append(
+            f"story {signal.get('story')} ({', '.join(signal.get('terms') or [])}): {signal.get('value')} posts/min "
+            f"over {signal.get('window')}, {signal.get('size')} posts in all"
+        )
     elif incident["type"] == "channel_health":
         lines.append(signal.get("detail", "disabled"))
     lines.append(f"{incident['posts']} posts, {incident['hits']} hits")
@@ -153,4 +160,54 @@ def summary_lines(payload: dict[str, Any]) -> list[str]:
     if incident.get("resolved_at"):
         opened += f", resolved {incident['resolved_at']} ({incident.get('resolved_by')})"
     lines.append(opened)
+    return lines
+
+
+def _n(value) -> str:
+    if value is None:
+        return "?"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def explanation_lines(incident: dict[str, Any], posts: int = 1, text: int = 200) -> list[str]:
+    """
+    An incident's explanation (L{monitor.alerts.explain}) as short plain
+    lines, the first starting "Why:"; empty when it has none.  Post text is
+    given as written (one line, cut to C{text} characters): each message
+    format escapes these lines its own way.
+    """
+    e = incident.get("explanation") or {}
+    if not e:
+        return []
+    window = e.get("window") or "the window"
+    lines = []
+    stories = [
+        f"story '{', '.join(s.get('terms') or []) or s.get('id')}' ({s.get('id')}) rose from "
+        f"{_n(s.get('baseline'))} to {_n(s.get('count'))} posts/{window}"
+        for s in (e.get("stories") or [])[:2]
+    ]
+    if stories:
+        lines.append("Why: " + "; ".join(stories))
+    terms = e.get("terms") or []
+    if terms:
+        parts = [
+            f"{t.get('term')} ({_n(t.get('count'))}" + (f", was {_n(t['baseline'])})" if t.get("baseline") is not None else ")")
+            for t in terms[:6]
+        ]
+        lines.append(("Terms: " if stories else "Why: rising terms: ") + ", ".join(parts))
+    if not lines:
+        lines.append(f"Why: {_n(e.get('posts'))} posts in {window}")
+    for p in (e.get("top_posts") or [])[:posts]:
+        body = " ".join((p.get("text") or "").split())
+        body = body if len(body) <= text else body[: text - 1] + "…"
+        who = f"@{p.get('author')}"
+        if p.get("author_followers"):
+            who += f" ({p['author_followers']} followers)"
+        lines.append(f"Top post: {who} on {p.get('source')}: {body}")
+    sources = e.get("sources") or []
+    if sources:
+        lines.append("Sources: " + ", ".join(f"{s.get('source')} {_n(s.get('count'))}" for s in sources))
+    places = e.get("places") or []
+    if places:
+        lines.append("Places: " + ", ".join(f"{p.get('lat')}, {p.get('lon')} ({_n(p.get('count'))} posts)" for p in places[:3]))
     return lines

@@ -18,7 +18,17 @@ from typing import Optional
 from twisted.internet.defer import Deferred, ensureDeferred
 from zope.interface import implementer
 
-from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, Delivery, Notification, headline, summary_lines
+from monitor.alerts.notifiers import (
+    DISABLE,
+    FAILED,
+    RETRY,
+    SENT,
+    Delivery,
+    Notification,
+    explanation_lines,
+    headline,
+    summary_lines,
+)
 from monitor.interfaces import INotifier
 
 __all__ = ["EmailNotifier", "email_message"]
@@ -33,6 +43,9 @@ def email_message(notification: Notification, sender: str, to: list[str], now: f
     incident = payload["incident"]
     body = [headline(payload), ""]
     body += summary_lines(payload)
+    why = explanation_lines(incident)
+    if why:
+        body += [""] + why
     samples = incident.get("samples") or []
     if samples:
         body += ["", "Top posts:"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from twisted.internet.defer import maybeDeferred, succeed
 from zope.interface import implementer
 
-from monitor.alerts.notifiers import SENT, SKIPPED, Delivery, Notification
+from monitor.alerts.notifiers import SENT, SKIPPED, Delivery, Notification, explanation_lines
 from monitor.interfaces import INotifier
 
 __all__ = ["LiveNotifier", "live_message"]
@@ -18,7 +18,8 @@ __all__ = ["LiveNotifier", "live_message"]
 def live_message(notification: Notification) -> dict:
     """
     What browsers get: the event, the topic at the top (the push filters
-    look there) and the incident.
+    look there), the incident, and C{why}: its explanation as a few plain
+    lines (the page puts them in as text, never as markup).
     """
     incident = notification.incident
     return {
@@ -26,6 +27,7 @@ def live_message(notification: Notification) -> dict:
         "event": notification.event,
         "topic": incident.get("topic"),
         "incident": incident,
+        "why": explanation_lines(incident),
     }
 
 

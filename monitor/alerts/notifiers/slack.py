@@ -23,6 +23,7 @@ from monitor.alerts.notifiers import (
     SENT,
     Delivery,
     Notification,
+    explanation_lines,
     headline,
     retry_after,
     summary_lines,
@@ -81,6 +82,9 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"{icon} {escape(' · '.join(lines[:-2] or lines[-2:-1]))}", _SECTION)},
          "fields": [{"type": "mrkdwn", "text": _cut(f, _FIELD)} for f in fields]},
     ]  # fmt: skip
+    why = explanation_lines(incident)
+    if why:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(escape("\n".join(why)), _SECTION)}})
     posts = incident.get("samples") or []
     if posts:
         parts = []
@@ -96,7 +100,8 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
             "elements": [{"type": "mrkdwn", "text": escape(f"incident {incident['id']} · {lines[-1]}")}],
         }
     )
-    return {"text": _cut(f"{title}. {' · '.join(lines)}", _SECTION), "blocks": blocks}
+    text = " · ".join(lines + why[:1])
+    return {"text": _cut(escape(f"{title}. {text}"), _SECTION), "blocks": blocks}
 
 
 @implementer(INotifier)

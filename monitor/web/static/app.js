@@ -148,7 +148,9 @@
     var severity = incident.severity || (alert && alert.severity) || "";
     var toast = M.el("div", { className: "toast" + (severity ? " severity-" + severity : "") },
       M.el("div", { className: "toast-head" }, M.el("strong", { className: "toast-title", text: title }), close),
-      text ? M.el("p", { text: String(text) }) : null);
+      text ? M.el("p", { text: String(text) }) : null,
+      // Why it fired (the explanation's first line), as text.
+      alert && alert.why && alert.why.length ? M.el("p", { className: "toast-why", text: String(alert.why[0]) }) : null);
     close.addEventListener("click", function () { toast.remove(); });
     box.insertBefore(toast, box.firstChild);
     while (box.children.length > 5) box.removeChild(box.lastChild);
