@@ -7,6 +7,7 @@ against the same rules with every list's regex searched.
 from __future__ import annotations
 
 import re
+import unicodedata
 from itertools import product
 
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from monitor.analysis.classify import (
     DEFAULT_QUESTION_OPENERS,
     Classifier,
     _spellings,
+    normalize,
 )
 from monitor.collect.demo_content import TEMPLATES
 
@@ -132,3 +134,24 @@ def test_generated_lists_and_posts(words, exceptions, text, compound):
 def test_any_text_default_lists(text, compound):
     """Arbitrary Unicode text labels the same with the default lists."""
     assert DEFAULT.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound)
+
+
+def normalize_as_written(text):
+    """The label rules' normalisation as first written, char by char."""
+    if text.isascii():
+        return " ".join(text.lower().split())
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(text.translate({0x2019: "'", 0x2018: "'", 0x2BC: "'", 0x2032: "'"}).split())
+
+
+def test_normalize_as_written(shared_data):
+    """The table-driven normalisation folds every shared post as the first one did."""
+    for text in shared_texts(shared_data):
+        assert normalize(text) == normalize_as_written(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_normalize_any_text(text):
+    assert normalize(text) == normalize_as_written(text)

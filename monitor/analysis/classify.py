@@ -180,8 +180,26 @@ def normalize(text: str) -> str:
     if text.isascii():
         return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(text.translate(_APOSTROPHES).split())
+    return " ".join(text.translate(_FOLD).split())
+
+
+class _Folding(dict):
+    """
+    The table L{normalize} translates with: combining marks dropped,
+    curly apostrophes straightened, filled in as characters are met (at
+    most L{_FOLDING_LIMIT} of them, so hostile text cannot grow it).
+    """
+
+    def __missing__(self, code: int):
+        c = chr(code)
+        value = None if unicodedata.combining(c) else _APOSTROPHES.get(code, c)
+        if len(self) < _FOLDING_LIMIT:
+            self[code] = value
+        return value
+
+
+_FOLDING_LIMIT = 1 << 16
+_FOLD = _Folding()
 
 
 def _fragment(entry: str) -> str:
@@ -232,13 +250,21 @@ class _Entry:
       - C{hashtag}: for an entry C{#down}, C{"down"}: a C{#} then word
         characters ending in it.
       - C{anchor}: the piece the automaton finds (the rarest literal one).
+
+    The automaton reads the text with every non-word character made a space
+    (L{_words_only}), so it finds a piece only where it starts and ends at
+    word boundaries; L{found} then checks the real characters.
     """
 
-    __slots__ = ("list", "pieces", "hashtag", "anchor")
+    __slots__ = ("list", "pieces", "hashtag", "anchor", "proven")
 
     def __init__(self, number: int, words: list[str]):
         self.list = number
         self.hashtag: Optional[str] = None
+        #: Whether a hit of the automaton proves the entry is there: a
+        #: single word of word characters only, where the automaton's
+        #: boundaries are the regex's.
+        self.proven = False
         if len(words) == 1 and words[0].startswith("#") and len(words[0]) > 1:
             self.hashtag = words[0][1:]
             self.pieces: tuple = ((self.hashtag,),)
@@ -247,6 +273,7 @@ class _Entry:
         self.pieces = tuple(None if w == "*" else _spellings(w) for w in words)
         literal = [i for i, p in enumerate(self.pieces) if p is not None]
         self.anchor = min(literal, key=lambda i: _rarity(words[i])) if literal else None
+        self.proven = number != _OPENER and len(words) == 1 and all(_word_char(c) for c in words[0])
 
     def found(self, text: str, i: int, start: int, end: int, opener: Optional[int]) -> bool:
         """
@@ -256,7 +283,7 @@ class _Entry:
         """
         if self.hashtag is not None:
             n = len(text)
-            if end < n and _word_char(text[end]):
+            if text[start:end] != self.hashtag or end < n and _word_char(text[end]):
                 return False
             h = start - 1
             while h >= 0 and _word_char(text[h]):
@@ -265,6 +292,8 @@ class _Entry:
                 return False
             return opener is None or _opens(text, h, opener)
         pieces = self.pieces
+        if text[start:end] not in pieces[i]:
+            return False
         last = len(pieces) - 1
         n = len(text)
         # The anchor piece itself: a whole chunk inside, bounded at the ends.
@@ -361,6 +390,22 @@ def _rarity(word: str) -> tuple:
     return (word in _COMMON, -len(word), word)
 
 
+# In ASCII, \\w is [A-Za-z0-9_]: every other byte becomes a space.
+_ASCII_WORDS_ONLY = bytes(c if c < 128 and _word_char(chr(c)) else 32 for c in range(256))
+_NON_WORD = re.compile(r"\W")
+
+
+def _words_only(text: str) -> str:
+    """
+    C{text} with every non-word character made a space, between two more
+    spaces: the same characters at the same places, one further on, so that
+    C{" down "} in it is exactly C{down} with no word character either side.
+    """
+    if text.isascii():
+        return " " + text.encode("ascii").translate(_ASCII_WORDS_ONLY).decode("ascii") + " "
+    return " " + _NON_WORD.sub(" ", text) + " "
+
+
 # The lists, by number, in the automaton's entries.
 _CRISIS, _COMPLAINT, _PURCHASE, _OPENER, _TARGET, _EXCEPTION = range(6)
 
@@ -387,9 +432,18 @@ class _Lists:
                     self.unanchored[number].append(compile_words([entry], prefix))
                     continue
                 for spelling in e.pieces[e.anchor]:
-                    anchored.setdefault(spelling, []).append(e)
-        for spelling, entries in anchored.items():
-            self.automaton.add_word(spelling, (len(spelling), tuple(entries)))
+                    # What the automaton looks for in _words_only(text): the
+                    # spelling with a boundary either side, or for a hashtag
+                    # only after it (its word may follow word characters,
+                    # "#acmedown"); and how far back from the last character
+                    # of a hit the spelling starts in the text.
+                    key = _words_only(spelling)
+                    if e.hashtag is not None:
+                        key = key[1:]
+                    back = len(key) - (e.hashtag is None)
+                    anchored.setdefault(key, {}).setdefault((back, len(spelling)), []).append(e)
+        for key, groups in anchored.items():
+            self.automaton.add_word(key, tuple((back, size, tuple(es)) for (back, size), es in groups.items()))
         self.empty = not anchored
         if not self.empty:
             self.automaton.make_automaton()
@@ -401,16 +455,20 @@ class _Lists:
         """
         found = set()
         if not self.empty:
-            for last, (size, entries) in self.automaton.iter(text):
-                start = last + 1 - size
-                for e in entries:
-                    if e.list in found:
-                        continue
-                    if e.list == _OPENER:
-                        if start >= opener and e.found(text, e.anchor, start, last + 1, opener):
-                            found.add(_OPENER)
-                    elif e.found(text, e.anchor, start, last + 1, None):
-                        found.add(e.list)
+            for last, groups in self.automaton.iter(_words_only(text)):
+                for back, size, entries in groups:
+                    start = last - back
+                    end = start + size
+                    for e in entries:
+                        if e.list in found:
+                            continue
+                        if e.proven:
+                            found.add(e.list)
+                        elif e.list == _OPENER:
+                            if start >= opener and e.found(text, e.anchor, start, end, opener):
+                                found.add(_OPENER)
+                        elif e.found(text, e.anchor, start, end, None):
+                            found.add(e.list)
         for number, patterns in enumerate(self.unanchored):
             if patterns and number not in found:
                 subject = text[opener:] if number == _OPENER else text
