@@ -74,8 +74,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, NamedTuple, Optional
 
-import ahocorasick
-
+from monitor import automaton as _automaton
 from monitor.model import Post, Topic
 from monitor.query import (
     Doc,
@@ -280,7 +279,7 @@ class Matcher:
             self._fuzzy_lengths = range(0)
         self._automaton = None
         if anchors:
-            automaton = ahocorasick.Automaton()
+            automaton = _automaton.Automaton()
             for literal, keys in anchors.items():
                 automaton.add_word(literal, tuple(keys))
             automaton.make_automaton()

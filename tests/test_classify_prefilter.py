@@ -155,3 +155,17 @@ def test_normalize_as_written(shared_data):
 @given(st.text(max_size=60))
 def test_normalize_any_text(text):
     assert normalize(text) == normalize_as_written(text)
+
+
+def test_pure_python_automaton_labels_the_same(shared_data):
+    """Without pyahocorasick the label rules give the same labels (a sample of the shared posts)."""
+    from unittest import mock
+
+    from monitor import automaton
+
+    with mock.patch.object(automaton, "Automaton", automaton.PurePython):
+        pure = Classifier()
+    assert isinstance(pure._lists.automaton, automaton.PurePython)
+    for text in shared_texts(shared_data)[::3]:
+        for compound in COMPOUNDS:
+            assert pure.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound), text

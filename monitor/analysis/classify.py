@@ -38,7 +38,7 @@ import re
 import unicodedata
 from typing import Iterable, Optional
 
-import ahocorasick
+from monitor import automaton as _automaton
 
 from monitor.model import LABELS
 
@@ -419,7 +419,7 @@ class _Lists:
     """
 
     def __init__(self, lists: list[tuple[str, ...]]):
-        self.automaton = ahocorasick.Automaton()
+        self.automaton = _automaton.Automaton()
         anchored: dict[str, list] = {}
         #: List number -> regexes of the entries that have no anchor.
         self.unanchored: list[list[re.Pattern]] = [[] for _ in lists]
