@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import automaton
-from monitor.match import Matcher, compile_topic
+from monitor import automaton, match
+from monitor.match import Matcher, compile_topic, normalize
 from monitor.model import Post, Topic
 from monitor.query import Doc, QueryError, evaluate
 from monitor.words import _UNKNOWN_LANGUAGES, language_key
@@ -182,3 +182,23 @@ def test_pure_python_automaton_finds_what_the_native_one_does(keys, text):
 
 
 MATCHER, COMPILED = Matcher(RICH), plans(RICH)
+
+
+def padded_by_regex(normalized: str) -> str:
+    """The automaton's text as the regex makes it, for every text."""
+    return " " + match._SEPARATORS.sub(" ", normalized) + " "
+
+
+def test_ascii_padding_has_the_regex_tokens(shared_data):
+    """The translate for ASCII text leaves the same tokens, with their marks, as the regex."""
+    for text in shared_texts(shared_data):
+        n = normalize(text)
+        assert match._pad(n).split() == padded_by_regex(n).split()
+        assert match._pad(n)[0] == match._pad(n)[-1] == " "
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(max_codepoint=127), max_size=60))
+def test_ascii_padding_of_any_text(text):
+    n = normalize(text)
+    assert match._pad(n).split() == padded_by_regex(n).split()
