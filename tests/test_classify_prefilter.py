@@ -165,7 +165,7 @@ def test_pure_python_automaton_labels_the_same(shared_data):
 
     with mock.patch.object(automaton, "Automaton", automaton.PurePython):
         pure = Classifier()
-    assert isinstance(pure._lists.automaton, automaton.PurePython)
+    assert isinstance(pure._lists.by_word, automaton.PurePython) and isinstance(pure._lists.by_pair, automaton.PurePython)
     for text in shared_texts(shared_data)[::3]:
         for compound in COMPOUNDS:
             assert pure.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound), text

@@ -275,6 +275,19 @@ class _Entry:
         self.anchor = min(literal, key=lambda i: _rarity(words[i])) if literal else None
         self.proven = number != _OPENER and len(words) == 1 and all(_word_char(c) for c in words[0])
 
+    def pair(self) -> Optional[int]:
+        """
+        The first of the two neighbouring literal pieces to anchor on in
+        text whose words are one space apart (the pair with the rarest
+        word, then the first), or C{None} if the entry has no such pair.
+        """
+        if self.hashtag is not None:
+            return None
+        pairs = [i for i in range(len(self.pieces) - 1) if self.pieces[i] is not None and self.pieces[i + 1] is not None]
+        if not pairs:
+            return None
+        return min(pairs, key=lambda i: min(_rarity(w) for p in self.pieces[i : i + 2] for w in p))
+
     def found(self, text: str, i: int, start: int, end: int, opener: Optional[int]) -> bool:
         """
         Whether the entry matches C{text} with its anchor piece at
@@ -416,11 +429,17 @@ class _Lists:
     read once for all of them: every hit of an entry's anchor is checked
     in place (L{_Entry.found}), and only an entry that cannot be anchored
     (all C{*}, or a word of apostrophes only) keeps a regex of its own.
+
+    There are two automata, and a post is read by one: in text whose words
+    are one space apart (nearly every post) an entry of several words is
+    anchored on two neighbouring words at once ("is down", not "down" in
+    every post that has it); where a blanked link or exception left two
+    spaces together, by one word.
     """
 
     def __init__(self, lists: list[tuple[str, ...]]):
-        self.automaton = _automaton.Automaton()
-        anchored: dict[str, list] = {}
+        by_word: dict[str, dict] = {}
+        by_pair: dict[str, dict] = {}
         #: List number -> regexes of the entries that have no anchor.
         self.unanchored: list[list[re.Pattern]] = [[] for _ in lists]
         for number, entries in enumerate(lists):
@@ -428,7 +447,7 @@ class _Lists:
             for entry in dict.fromkeys(entries):
                 words = normalize(entry).split()
                 e = _Entry(number, words)
-                if e.anchor is None or "" in e.pieces[e.anchor] or any(p is not None and "" in p for p in e.pieces):
+                if e.anchor is None or any(p is not None and "" in p for p in e.pieces):
                     self.unanchored[number].append(compile_words([entry], prefix))
                     continue
                 for spelling in e.pieces[e.anchor]:
@@ -441,12 +460,32 @@ class _Lists:
                     if e.hashtag is not None:
                         key = key[1:]
                     back = len(key) - (e.hashtag is None)
-                    anchored.setdefault(key, {}).setdefault((back, len(spelling)), []).append(e)
+                    by_word.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
+                pair = e.pair()
+                if pair is None:
+                    for spelling in e.pieces[e.anchor]:
+                        key = _words_only(spelling)
+                        if e.hashtag is not None:
+                            key = key[1:]
+                        back = len(key) - (e.hashtag is None)
+                        by_pair.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
+                    continue
+                for first in e.pieces[pair]:
+                    for second in e.pieces[pair + 1]:
+                        key = _words_only(f"{first} {second}")
+                        by_pair.setdefault(key, {}).setdefault((len(key) - 1, len(first), pair), []).append(e)
+        self.by_word = self._build(by_word)
+        self.by_pair = self._build(by_pair)
+
+    @staticmethod
+    def _build(anchored: dict):
+        if not anchored:
+            return None
+        automaton = _automaton.Automaton()
         for key, groups in anchored.items():
-            self.automaton.add_word(key, tuple((back, size, tuple(es)) for (back, size), es in groups.items()))
-        self.empty = not anchored
-        if not self.empty:
-            self.automaton.make_automaton()
+            automaton.add_word(key, tuple((back, size, i, tuple(es)) for (back, size, i), es in groups.items()))
+        automaton.make_automaton()
+        return automaton
 
     def found(self, text: str, opener: int = 0) -> set[int]:
         """
@@ -454,9 +493,10 @@ class _Lists:
         C{opener} or later.
         """
         found = set()
-        if not self.empty:
-            for last, groups in self.automaton.iter(_words_only(text)):
-                for back, size, entries in groups:
+        automaton = self.by_pair if "  " not in text else self.by_word
+        if automaton is not None:
+            for last, groups in automaton.iter(_words_only(text)):
+                for back, size, i, entries in groups:
                     start = last - back
                     end = start + size
                     for e in entries:
@@ -465,9 +505,12 @@ class _Lists:
                         if e.proven:
                             found.add(e.list)
                         elif e.list == _OPENER:
-                            if start >= opener and e.found(text, e.anchor, start, end, opener):
+                            # Most hits of an opener are not where a sentence starts.
+                            if (i or e.hashtag is not None or _opens(text, start, opener)) and e.found(
+                                text, i, start, end, opener
+                            ):
                                 found.add(_OPENER)
-                        elif e.found(text, e.anchor, start, end, None):
+                        elif e.found(text, i, start, end, None):
                             found.add(e.list)
         for number, patterns in enumerate(self.unanchored):
             if patterns and number not in found:
