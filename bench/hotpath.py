@@ -42,6 +42,7 @@ from monitor.model import Post, Topic  # noqa: E402
 
 BRANDS = ["Acme", "Globex", "Initech"]
 SHARED = pathlib.Path(os.environ.get("MONITOR_SHARED", ROOT.parent / "shared"))
+MANY_TOPICS: list = []
 MODULES = {
     "parse": "monitor/collect/jsonl.py",
     "match": "monitor/match.py",
@@ -106,6 +107,7 @@ def stages(revision: str, n: int):
     match_bench.DATA = str(SHARED / "data/vader_icwsm2014/tweets_GroundTruth.txt")
     words = match_bench.vocabulary(match_bench.texts())
     many_topics = match_bench.term_topics(Topic, 500, words, random.Random(1))
+    MANY_TOPICS[:] = many_topics
     vader = FastVader(cache_size=0)
     plain = [plain_text(t) for t in bodies]
     labelled = [(t, vader.polarity_scores(t)["compound"]) for t in plain]
@@ -129,6 +131,12 @@ def stages(revision: str, n: int):
     return out
 
 
+def _ms(fn) -> float:
+    started = time.process_time()
+    fn()
+    return (time.process_time() - started) * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--posts", type=int, default=20000)
@@ -150,6 +158,19 @@ def main() -> None:
         summary[name] = {"before_us": b, "after_us": a, "before_rounds": r["before"], "after_rounds": r["after"]}
         print(f"| {name} | {b:.1f} ({min(r['before']):.1f}-{max(r['before']):.1f}) "
               f"| {a:.1f} ({min(r['after']):.1f}-{max(r['after']):.1f}) | {a / b:.2f} |")
+    print("\nbuilding (on a topic or word list change, not per post), ms, median of 5:")
+    import monitor.analysis.classify as classify_now
+    import monitor.match as match_now
+
+    old = sys.modules["_before_match"], sys.modules["_before_labels"]
+    for label, build_old, build_new in (
+        ("Matcher, 500 term topics", lambda: old[0].Matcher(MANY_TOPICS), lambda: match_now.Matcher(MANY_TOPICS)),
+        ("Classifier, default lists", old[1].Classifier, classify_now.Classifier),
+    ):
+        b = statistics.median(_ms(build_old) for _ in range(5))
+        a = statistics.median(_ms(build_new) for _ in range(5))
+        summary[label] = {"before_ms": b, "after_ms": a}
+        print(f"| {label} | {b:.1f} | {a:.1f} |")
     print(f"load average: {os.getloadavg()[0]:.1f}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(summary, indent=2))
