@@ -59,8 +59,9 @@ The matched topic names come back in the order the topics were given.
 
 How it stays cheap with hundreds of topics: every term, variant, exclusion
 and query word that has a literal part is put in one Aho-Corasick automaton
-(C{pyahocorasick}), which reads the normalised text once with its tokens
-separated by single spaces.  A hit on a single word, hashtag or handle
+(C{pyahocorasick}, or L{monitor.automaton.PurePython} if it cannot be
+imported), which reads the normalised text once with its tokens separated
+by spaces.  A hit on a single word, hashtag or handle
 proves it occurs; a hit on a phrase's or wildcard's longest literal part
 says it may.  Fuzzy words are looked up per word by their first and last
 two letters and length, then checked exactly.  Only the topics one of whose
@@ -74,8 +75,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, NamedTuple, Optional
 
-import ahocorasick
-
+from monitor import automaton as _automaton
 from monitor.model import Post, Topic
 from monitor.query import (
     Doc,
@@ -194,14 +194,27 @@ def _anchors(t: Term) -> Optional[tuple[list[str], bool]]:
 _SEPARATORS = re.compile(r"[^\w#@]+|(?<=\w)[#@]+")
 
 
+#: For ASCII text: every byte that is not a word character, C{#} or C{@}
+#: becomes a space.
+_ASCII_SEPARATORS = bytes(c if c < 128 and (chr(c).isalnum() or chr(c) in "_#@") else 32 for c in range(256))
+_GLUED = re.compile(r"(?<=\w)[#@]+")
+
+
 def _pad(normalized: str) -> str:
     """
-    The text the automaton reads: tokens separated by single spaces, a
-    hashtag's C{#} and a handle's C{@} kept before their word.  Every token
-    starts after a space, C{#} or C{@} and ends before a space, so
-    C{" acme "}, C{"#acme "} and C{"@acme "} are exactly the token C{acme}
-    with each mark.
+    The text the automaton reads: tokens separated by spaces, a hashtag's
+    C{#} and a handle's C{@} kept before their word.  Every token starts
+    after a space, C{#} or C{@} and ends before a space, so C{" acme "},
+    C{"#acme "} and C{"@acme "} are exactly the token C{acme} with each
+    mark.  No key of the automaton holds two spaces, so how many separate
+    two tokens does not matter: ASCII text (most posts) takes a bytes
+    translate, one separator one space, three times faster than the regex.
     """
+    if normalized.isascii():
+        text = normalized.encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii")
+        if "#" in text or "@" in text:
+            text = _GLUED.sub(" ", text)
+        return " " + text + " "
     return " " + _SEPARATORS.sub(" ", normalized) + " "
 
 
@@ -280,7 +293,7 @@ class Matcher:
             self._fuzzy_lengths = range(0)
         self._automaton = None
         if anchors:
-            automaton = ahocorasick.Automaton()
+            automaton = _automaton.Automaton()
             for literal, keys in anchors.items():
                 automaton.add_word(literal, tuple(keys))
             automaton.make_automaton()

@@ -1,12 +1,14 @@
 """
-The label rules skip the regex search of a word list when none of the
-list's anchor words is in the post: these tests prove that the skips never
-change a label, against the same rules with every regex searched.
+The label rules read a post once with one automaton for all word lists and
+check each hit in place: these tests prove that this never changes a label,
+against the same rules with every list's regex searched.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from itertools import product
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,8 +21,8 @@ from monitor.analysis.classify import (
     DEFAULT_PURCHASE_INTENT_WORDS,
     DEFAULT_QUESTION_OPENERS,
     Classifier,
-    _runs,
-    _WordList,
+    _spellings,
+    normalize,
 )
 from monitor.collect.demo_content import TEMPLATES
 
@@ -33,7 +35,14 @@ COMPOUNDS = (-0.9, -0.3, 0.0, 0.6)
 def assert_same_labels(classifier, texts):
     for text in texts:
         for compound in COMPOUNDS:
-            assert classifier.labels(text, compound) == classifier.labels_by_every_regex(text, compound), text
+            assert classifier.labels(text, compound) == classifier.labels_by_every_regex(text, compound)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=80), st.sampled_from(COMPOUNDS))
+def test_any_text_default_lists(text, compound):
+    """Arbitrary Unicode text labels the same with the default lists."""
+    assert DEFAULT.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound), text
 
 
 def test_shared_texts_label_the_same(shared_data):
@@ -59,42 +68,54 @@ def test_every_list_entry_and_template():
     assert_same_labels(DEFAULT, texts)
 
 
-def test_runs_are_the_regex_runs(shared_data):
-    """The word runs the prefilter uses are exactly \\w+'s, ASCII or not."""
-    for text in shared_texts(shared_data):
-        assert _runs(text) == frozenset(re.findall(r"\w+", text))
+def test_spellings_are_what_the_regex_matches():
+    """Each apostrophe of an entry word is optional, in every combination."""
+    assert _spellings("down") == ("down",)
+    assert _spellings("doesn't") == ("doesn't", "doesnt")
+    assert sorted(_spellings("y'all'd")) == ["y'all'd", "y'alld", "yall'd", "yalld"]
+    for word in ("y'all'd", "'tis", "rock'n'roll", "x''"):
+        pattern = re.compile(re.escape(word).replace("'", "'?"))
+        assert all(pattern.fullmatch(s) for s in _spellings(word))
+        parts = word.split("'")
+        every = {"".join(p + k for p, k in zip(parts, keep + ("",))) for keep in product(("'", ""), repeat=len(parts) - 1)}
+        assert sorted(_spellings(word)) == sorted(every)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=60))
-def test_runs_of_any_text(text):
-    assert _runs(text) == frozenset(re.findall(r"\w+", text))
+def test_openers_sentences_and_mentions():
+    """Openers after leading @mentions, after a sentence's end, and not mid-sentence or after a link."""
+    c = Classifier([], [], [], question_openers=["how do", "* there", "#help"], complaint_targets=[], exceptions=["calm down"])
+    for text in ["how do I", "@a @b how do I", "Fine. How do I", "fine.  how do i", "well how do i", "x https://u how do",
+                 "https://u how do", "@a https://u how do", "ok! is there", "@a is there", "#help me", "x #help", "x. #help",
+                 "calm down. how do", "how calm down do", "@calm down how do", ".how do", "@a. how do"]:
+        assert_same_labels(c, [text])
 
 
-def test_anchors():
-    """Anchors are whole plain words, rare ones first; hashtags and apostrophes are handled."""
-    words = _WordList(["is * down", "doesn't work", "#outage", "rip-off", "what's the best"])
-    assert words.anchors == {"down", "work", "off", "best"}
-    assert words.hashtags == ("outage",)
-    assert _WordList(["what's", "can't"]).anchors is None  # no plain word: always search
-    assert _WordList(["what's", "can't"]).may_match("anything", frozenset({"anything"}))
-    assert not words.may_match("all good here", _runs("all good here"))
-    assert words.may_match("#acmeoutage now", _runs("#acmeoutage now"))
+def test_unanchored_entries():
+    """Entries with no literal word (all *, or only apostrophes) still match as their regex does."""
+    c = Classifier(["*"], ["* *"], ["'"], question_openers=["* *"], complaint_targets=["' x"], exceptions=["a * b"])
+    assert_same_labels(c, ["", " ", "x", "x y", "@a x y", "a x b", "a x y b", "'", "x ' y", "'x", ". x y", "? x y"])
+
+
+def test_blanked_exceptions_can_make_a_match():
+    """A blanked exception is one chunk, so "is * down" matches "is calm down down" and "is slow down again down"."""
+    c = Classifier(["is * down", "a * b"], [], [], exceptions=["slow down again", "x y"])
+    assert_same_labels(c, ["is slow down again down", "is calm down down", "a x y b", "a x y z b"])
 
 
 _entry_word = st.sampled_from(
     ["down", "is", "app", "piraté", "PIRATE", "don't", "doesnt", "doesn’t", "rip-off", "*", "#down", "#fail",
-     "calm", "recall", "i", "it's", "hack", "what's", "Ölfeld", "東京", "best"]
+     "calm", "recall", "i", "it's", "hack", "what's", "Ölfeld", "東京", "best", "#", "##down", "down?", ".", "'"]
 )
 _entry = st.lists(_entry_word, min_size=1, max_size=3).map(" ".join).filter(lambda e: e.strip("* "))
 _filler = st.sampled_from(
     ["down", "is", "the", "app", "pirate", "piraté", "dont", "don't", "doesn’t", "rip", "off", "rip-off", "#AcmeDown",
      "#fail", "calm", "recall", "I", "its", "it's", "hack", "whats", "what's", "ölfeld", "oelfeld", "東京", "best",
-     "?", "!", ".", "@acme", "https://x.example/down", "www.down.example", "\n", "  ", "acme", "lost"]
+     "?", "!", ".", "@acme", "https://x.example/down", "www.down.example", "\n", "  ", "acme", "lost",
+     "#", "##down", "_down", "down_", "x.#down", "'", "|", "is.", "down?", "@acme:", "downdown", "#downdown", "i'", "2down"]
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.lists(_entry, max_size=6),
     st.lists(_entry, max_size=4),
@@ -106,3 +127,45 @@ def test_generated_lists_and_posts(words, exceptions, text, compound):
     classifier = Classifier(words, words[::-1], words[1:], question_openers=words[:2],
                             complaint_targets=words[-1:], exceptions=exceptions)
     assert classifier.labels(text, compound) == classifier.labels_by_every_regex(text, compound)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=80), st.sampled_from(COMPOUNDS))
+def test_any_text_default_lists(text, compound):
+    """Arbitrary Unicode text labels the same with the default lists."""
+    assert DEFAULT.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound)
+
+
+def normalize_as_written(text):
+    """The label rules' normalisation as first written, char by char."""
+    if text.isascii():
+        return " ".join(text.lower().split())
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(text.translate({0x2019: "'", 0x2018: "'", 0x2BC: "'", 0x2032: "'"}).split())
+
+
+def test_normalize_as_written(shared_data):
+    """The table-driven normalisation folds every shared post as the first one did."""
+    for text in shared_texts(shared_data):
+        assert normalize(text) == normalize_as_written(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_normalize_any_text(text):
+    assert normalize(text) == normalize_as_written(text)
+
+
+def test_pure_python_automaton_labels_the_same(shared_data):
+    """Without pyahocorasick the label rules give the same labels (a sample of the shared posts)."""
+    from unittest import mock
+
+    from monitor import automaton
+
+    with mock.patch.object(automaton, "Automaton", automaton.PurePython):
+        pure = Classifier()
+    assert isinstance(pure._lists.by_word, automaton.PurePython) and isinstance(pure._lists.by_pair, automaton.PurePython)
+    for text in shared_texts(shared_data)[::3]:
+        for compound in COMPOUNDS:
+            assert pure.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound), text

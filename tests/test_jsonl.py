@@ -3,11 +3,13 @@ Tests for the replay post format, L{monitor.collect.jsonl}.
 """
 
 import json
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.collect import jsonl
 from monitor.collect.jsonl import MAX_LINE, MalformedPayload, format_post, parse_post
 from monitor.model import Post, parse_time
 
@@ -263,15 +265,79 @@ FIELDS = ["id", "text", "author", "created_at", "lang", "url", "likes", "reposts
           "replies", "author_followers", "author_verified", "lat", "lon"]
 
 
-def check(data):
-    """Parsing gives a Post or MalformedPayload, nothing else."""
+def outcome(data):
+    """The post parsed from C{data}, or the reason it is refused."""
     try:
-        post = parse(data)
+        return parse(data)
     except MalformedPayload as e:
         assert e.reason
-    else:
-        assert isinstance(post, Post)
-        format_post(post)
+        return e.reason
+
+
+def by_json(data):
+    """L{outcome} with the standard library's json decoder, as before orjson."""
+    with mock.patch.object(jsonl, "_load", jsonl._load_slowly):
+        return outcome(data)
+
+
+def check(data):
+    """
+    Parsing gives a Post or MalformedPayload, nothing else, and the same
+    post or the same reason as decoding with json.
+    """
+    result = outcome(data)
+    assert result == by_json(data), data
+    if not isinstance(result, str):
+        assert isinstance(result, Post)
+        format_post(result)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"id": 123456789012345678901234567890, "text": "", "author": "a", "created_at": 0}',
+    b'{"id": 1, "text": 18446744073709551616, "author": "a", "created_at": 0}',
+    b'{"id": 1, "text": "", "author": "a", "created_at": 0, "likes": 18446744073709551615}',
+    b'{"id": 1, "text": "", "author": "a", "created_at": 0, "likes": 1e19}',
+    b'{"id": 1, "text": "", "author": "a", "created_at": -9223372036854775809}',
+    b'{"id": 1, "text": "", "author": "a", "created_at": 1e400}',
+    b'{"id": 1, "text": "\\ud800", "author": "a", "created_at": 0}',
+    b'{"id": 1, "text": "\xed\xa0\x80", "author": "a", "created_at": 0}',
+    b'{"id": 1, "text": "tab\there", "author": "a", "created_at": 0}',
+    b'{"id": 1, "text": "\\u0000", "author": "a", "created_at": 0}',
+    b'{"id": 1, "text": "x", "author": "a", "created_at": NaN}',
+    b'{"id": 1, "id": 2, "text": "x", "author": "a", "created_at": 0}',
+    b'\x0c{"id": 1, "text": "x", "author": "a", "created_at": 0}',
+    b'\xe3\x80\x80',
+    b'[' * 3000 + b']' * 3000,
+    b'{"a": ' * 1100 + b'1' + b'}' * 1100,
+    b'[]',
+    b'"text"',
+])
+def test_orjson_and_json_agree(data):
+    """Lines orjson reads differently or refuses get json's post or json's reason."""
+    check(data)
+
+
+def shared_lines(data_dir):
+    from .test_vader import shared_texts
+
+    for n, text in enumerate(shared_texts(data_dir)):
+        yield format_post(Post(source="r", network="x", native_id=str(n), text=text, author=f"a{n}",
+                               created_at=1.7e9 + n, lat=n % 90 / 1.7, lon=-n % 180 / 3.1, likes=n))
+
+
+def test_shared_texts_parse_the_same(shared_data):
+    """Every post of the shared data sets, as a replay line, parses as json parsed it."""
+    for data in shared_lines(shared_data):
+        post = parse(data)
+        assert post == by_json(data)
+
+
+@settings(max_examples=300)
+@given(st.from_regex(r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][-+]?[0-9]{1,3})?", fullmatch=True))
+def test_number_literals_read_alike(number):
+    """A number literal decodes to the same int or float as json reads it."""
+    check(b'{"id": 1, "text": "", "author": "a", "created_at": 0, "lat": %s, "lon": %s, "likes": %s}'
+          % (number.encode(), number.encode(), number.encode()))
 
 
 @settings(max_examples=300)

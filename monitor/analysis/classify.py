@@ -38,6 +38,8 @@ import re
 import unicodedata
 from typing import Iterable, Optional
 
+from monitor import automaton as _automaton
+
 from monitor.model import LABELS
 
 __all__ = [
@@ -178,8 +180,26 @@ def normalize(text: str) -> str:
     if text.isascii():
         return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(text.translate(_APOSTROPHES).split())
+    return " ".join(text.translate(_FOLD).split())
+
+
+class _Folding(dict):
+    """
+    The table L{normalize} translates with: combining marks dropped,
+    curly apostrophes straightened, filled in as characters are met (at
+    most L{_FOLDING_LIMIT} of them, so hostile text cannot grow it).
+    """
+
+    def __missing__(self, code: int):
+        c = chr(code)
+        value = None if unicodedata.combining(c) else _APOSTROPHES.get(code, c)
+        if len(self) < _FOLDING_LIMIT:
+            self[code] = value
+        return value
+
+
+_FOLDING_LIMIT = 1 << 16
+_FOLD = _Folding()
 
 
 def _fragment(entry: str) -> str:
@@ -211,10 +231,163 @@ def compile_words(entries: Iterable[str], prefix: str = "") -> Optional[re.Patte
     return re.compile(rf"{prefix}(?<!\w)(?:{'|'.join(fragments)})(?!\w)")
 
 
-_WORD_RE = re.compile(r"\w+")
+def _word_char(c: str) -> bool:
+    """Whether C{c} is a C{\\w} character of C{re} (its definition, exactly)."""
+    return c.isalnum() or c == "_"
 
-# Words too common to make a good anchor (see _WordList): any run of an
-# entry is a correct anchor, a rare one only skips more searches.
+
+class _Entry:
+    """
+    One word list entry as the automaton checks it, with the meaning of its
+    regex fragment (L{_fragment}) in text whose only whitespace is C{" "}
+    (L{normalize}d text always is):
+
+      - C{pieces}: the entry's words, each the tuple of strings it may be
+        (an apostrophe optional: C{"doesn't"} is C{("doesn't", "doesnt")})
+        or C{None} for C{*}.  Between two pieces lies a run of spaces, so
+        every piece but the first and last is a whole space-separated
+        chunk, the first ends a chunk and the last starts one.
+      - C{hashtag}: for an entry C{#down}, C{"down"}: a C{#} then word
+        characters ending in it.
+      - C{anchor}: the piece the automaton finds (the rarest literal one).
+
+    The automaton reads the text with every non-word character made a space
+    (L{_words_only}), so it finds a piece only where it starts and ends at
+    word boundaries; L{found} then checks the real characters.
+    """
+
+    __slots__ = ("list", "pieces", "hashtag", "anchor", "proven")
+
+    def __init__(self, number: int, words: list[str]):
+        self.list = number
+        self.hashtag: Optional[str] = None
+        #: Whether a hit of the automaton proves the entry is there: a
+        #: single word of word characters only, where the automaton's
+        #: boundaries are the regex's.
+        self.proven = False
+        if len(words) == 1 and words[0].startswith("#") and len(words[0]) > 1:
+            self.hashtag = words[0][1:]
+            self.pieces: tuple = ((self.hashtag,),)
+            self.anchor = 0
+            return
+        self.pieces = tuple(None if w == "*" else _spellings(w) for w in words)
+        literal = [i for i, p in enumerate(self.pieces) if p is not None]
+        self.anchor = min(literal, key=lambda i: _rarity(words[i])) if literal else None
+        self.proven = number != _OPENER and len(words) == 1 and all(_word_char(c) for c in words[0])
+
+    def pair(self) -> Optional[int]:
+        """
+        The first of the two neighbouring literal pieces to anchor on in
+        text whose words are one space apart (the pair with the rarest
+        word, then the first), or C{None} if the entry has no such pair.
+        """
+        if self.hashtag is not None:
+            return None
+        pairs = [i for i in range(len(self.pieces) - 1) if self.pieces[i] is not None and self.pieces[i + 1] is not None]
+        if not pairs:
+            return None
+        return min(pairs, key=lambda i: min(_rarity(w) for p in self.pieces[i : i + 2] for w in p))
+
+    def found(self, text: str, i: int, start: int, end: int, opener: Optional[int]) -> bool:
+        """
+        Whether the entry matches C{text} with its anchor piece at
+        C{text[start:end]}.  C{opener} is where an opener's text starts (after
+        leading @mentions), or C{None} for other lists.
+        """
+        if self.hashtag is not None:
+            n = len(text)
+            if text[start:end] != self.hashtag or end < n and _word_char(text[end]):
+                return False
+            h = start - 1
+            while h >= 0 and _word_char(text[h]):
+                h -= 1
+            if h < 0 or text[h] != "#" or (h > 0 and _word_char(text[h - 1])):
+                return False
+            return opener is None or _opens(text, h, opener)
+        pieces = self.pieces
+        if text[start:end] not in pieces[i]:
+            return False
+        last = len(pieces) - 1
+        n = len(text)
+        # The anchor piece itself: a whole chunk inside, bounded at the ends.
+        if i > 0:
+            if start == 0 or text[start - 1] != " ":
+                return False
+        elif start > 0 and _word_char(text[start - 1]):
+            return False
+        if i < last:
+            if end >= n or text[end] != " ":
+                return False
+        elif end < n and _word_char(text[end]):
+            return False
+        if i == 0 and opener is not None and not _opens(text, start, opener):
+            return False
+        # The pieces before it, chunk by chunk leftwards.
+        b = start
+        for j in range(i - 1, -1, -1):
+            while b > 0 and text[b - 1] == " ":
+                b -= 1
+            if b == 0:
+                return False
+            a = text.rfind(" ", 0, b) + 1
+            piece = pieces[j]
+            if j > 0:
+                if piece is not None and text[a:b] not in piece:
+                    return False
+            elif piece is None:
+                if opener is not None and not _opens(text, a, opener):
+                    return False
+            elif not any(
+                text.endswith(v, a, b)
+                and not (b - len(v) > a and _word_char(text[b - len(v) - 1]))
+                and (opener is None or _opens(text, b - len(v), opener))
+                for v in piece
+            ):
+                return False
+            b = a
+        # And after it, rightwards.
+        a = end
+        for j in range(i + 1, last + 1):
+            while a < n and text[a] == " ":
+                a += 1
+            if a == n:
+                return False
+            b = text.find(" ", a)
+            if b < 0:
+                b = n
+            piece = pieces[j]
+            if j < last:
+                if piece is not None and text[a:b] not in piece:
+                    return False
+            elif piece is not None and not any(
+                text.startswith(v, a, b) and not (a + len(v) < b and _word_char(text[a + len(v)])) for v in piece
+            ):
+                return False
+            a = b
+        return True
+
+
+def _spellings(word: str) -> tuple[str, ...]:
+    """
+    The strings C{re.escape(word).replace("'", "'?")} matches: each
+    apostrophe there or not.
+    """
+    spellings = [""]
+    for part in word.split("'")[:-1]:
+        spellings = [s + part + tail for s in spellings for tail in ("'", "")]
+    return tuple(dict.fromkeys(s + word.rsplit("'", 1)[-1] for s in spellings))
+
+
+def _opens(text: str, start: int, at: int) -> bool:
+    """
+    Whether an opener may start at C{start}: at the start of its text
+    (C{at}) or after one of C{.!?} and one space (the openers' prefix).
+    """
+    return start == at or (start >= at + 2 and text[start - 1] == " " and text[start - 2] in ".!?")
+
+
+# Words too common to make a good anchor: any literal piece of an entry is
+# a correct anchor, a rare one only means fewer hits to check.
 _COMMON = frozenset(
     """
     a about again am an and any anyone are at be been but by can could did do
@@ -226,80 +399,128 @@ _COMMON = frozenset(
 )
 
 
-def _rarity(run: str) -> tuple:
-    return (run in _COMMON, -len(run), run)
+def _rarity(word: str) -> tuple:
+    return (word in _COMMON, -len(word), word)
 
 
-# In ASCII, \w is [A-Za-z0-9_]: every other byte separates runs.
-_ASCII_SEPARATORS = bytes(
-    c if c < 128 and re.fullmatch(r"\w", chr(c)) else 32 for c in range(256)
-)
+# In ASCII, \\w is [A-Za-z0-9_]: every other byte becomes a space.
+_ASCII_WORDS_ONLY = bytes(c if c < 128 and _word_char(chr(c)) else 32 for c in range(256))
+_NON_WORD = re.compile(r"\W")
 
 
-def _runs(text: str) -> frozenset:
+def _words_only(text: str) -> str:
     """
-    The runs of C{\\w} characters in C{text}, as C{_WORD_RE} finds them
-    (for ASCII, a bytes translate and a split find them twice as fast).
+    C{text} with every non-word character made a space, between two more
+    spaces: the same characters at the same places, one further on, so that
+    C{" down "} in it is exactly C{down} with no word character either side.
     """
     if text.isascii():
-        return frozenset(text.encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii").split())
-    return frozenset(_WORD_RE.findall(text))
+        return " " + text.encode("ascii").translate(_ASCII_WORDS_ONLY).decode("ascii") + " "
+    return " " + _NON_WORD.sub(" ", text) + " "
 
 
-class _WordList:
+# The lists, by number, in the automaton's entries.
+_CRISIS, _COMPLAINT, _PURCHASE, _OPENER, _TARGET, _EXCEPTION = range(6)
+
+
+class _Lists:
     """
-    A compiled word list and what a text needs for it to match at all.
+    All six word lists in one Aho-Corasick automaton, so that a post is
+    read once for all of them: every hit of an entry's anchor is checked
+    in place (L{_Entry.found}), and only an entry that cannot be anchored
+    (all C{*}, or a word of apostrophes only) keeps a regex of its own.
 
-    Every match of an entry contains each plain word of the entry (one
-    with no C{'}, which is optional, and not C{*}) whole, so each of that
-    word's runs of C{\\w} characters is a whole C{\\w+} run of the text.
-    One run per entry (the longest, as the rarest) is its anchor: a text
-    whose C{\\w+} runs hold no anchor cannot match, and its regex search
-    is skipped.  A hashtag entry (C{#down}) needs a C{#}; an entry with no
-    plain word makes the list always search.
+    There are two automata, and a post is read by one: in text whose words
+    are one space apart (nearly every post) an entry of several words is
+    anchored on two neighbouring words at once ("is down", not "down" in
+    every post that has it); where a blanked link or exception left two
+    spaces together, by one word.
     """
 
-    __slots__ = ("pattern", "anchors", "hashtags")
+    def __init__(self, lists: list[tuple[str, ...]]):
+        by_word: dict[str, dict] = {}
+        by_pair: dict[str, dict] = {}
+        #: List number -> regexes of the entries that have no anchor.
+        self.unanchored: list[list[re.Pattern]] = [[] for _ in lists]
+        for number, entries in enumerate(lists):
+            prefix = _OPENER_PREFIX if number == _OPENER else ""
+            for entry in dict.fromkeys(entries):
+                words = normalize(entry).split()
+                e = _Entry(number, words)
+                if e.anchor is None or any(p is not None and "" in p for p in e.pieces):
+                    self.unanchored[number].append(compile_words([entry], prefix))
+                    continue
+                for spelling in e.pieces[e.anchor]:
+                    # What the automaton looks for in _words_only(text): the
+                    # spelling with a boundary either side, or for a hashtag
+                    # only after it (its word may follow word characters,
+                    # "#acmedown"); and how far back from the last character
+                    # of a hit the spelling starts in the text.
+                    key = _words_only(spelling)
+                    if e.hashtag is not None:
+                        key = key[1:]
+                    back = len(key) - (e.hashtag is None)
+                    by_word.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
+                pair = e.pair()
+                if pair is None:
+                    for spelling in e.pieces[e.anchor]:
+                        key = _words_only(spelling)
+                        if e.hashtag is not None:
+                            key = key[1:]
+                        back = len(key) - (e.hashtag is None)
+                        by_pair.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
+                    continue
+                for first in e.pieces[pair]:
+                    for second in e.pieces[pair + 1]:
+                        key = _words_only(f"{first} {second}")
+                        by_pair.setdefault(key, {}).setdefault((len(key) - 1, len(first), pair), []).append(e)
+        self.by_word = self._build(by_word)
+        self.by_pair = self._build(by_pair)
 
-    def __init__(self, entries: Iterable[str], prefix: str = ""):
-        entries = tuple(entries)
-        self.pattern = compile_words(entries, prefix)
-        hashtags = set()
-        anchors: Optional[set] = set()
-        for entry in entries:
-            words = normalize(entry).split()
-            if len(words) == 1 and words[0].startswith("#") and len(words[0]) > 1:
-                # "#\w*down" matches only where "down" is in the text.
-                hashtags.add(words[0][1:])
-                continue
-            runs = [run for w in words if w != "*" and "'" not in w for run in _WORD_RE.findall(w)]
-            if not runs:
-                anchors = None
-                break
-            anchors.add(min(runs, key=_rarity))
-        self.anchors = None if anchors is None else frozenset(anchors)
-        #: The texts after "#" of the hashtag entries, one of which must be
-        #: in a text for one of them to match.
-        self.hashtags = tuple(sorted(hashtags))
+    @staticmethod
+    def _build(anchored: dict):
+        if not anchored:
+            return None
+        automaton = _automaton.Automaton()
+        for key, groups in anchored.items():
+            automaton.add_word(key, tuple((back, size, i, tuple(es)) for (back, size, i), es in groups.items()))
+        automaton.make_automaton()
+        return automaton
 
-    def may_match(self, text: str, words: Optional[frozenset]) -> bool:
+    def found(self, text: str, opener: int = 0) -> set[int]:
         """
-        Whether C{text} could match: C{False} is sure, C{True} a maybe.
-        C{words} are the C{\\w+} runs of C{text} or of a text it was cut
-        from; C{None} means unknown (always a maybe).
+        The numbers of the lists that match C{text}; an opener must start at
+        C{opener} or later.
         """
-        if self.pattern is None:
-            return False
-        if words is None or self.anchors is None or not self.anchors.isdisjoint(words):
-            return True
-        return "#" in text and any(tag in text for tag in self.hashtags)
+        found = set()
+        automaton = self.by_pair if "  " not in text else self.by_word
+        if automaton is not None:
+            for last, groups in automaton.iter(_words_only(text)):
+                for back, size, i, entries in groups:
+                    start = last - back
+                    end = start + size
+                    for e in entries:
+                        if e.list in found:
+                            continue
+                        if e.proven:
+                            found.add(e.list)
+                        elif e.list == _OPENER:
+                            # Most hits of an opener are not where a sentence starts.
+                            if (i or e.hashtag is not None or _opens(text, start, opener)) and e.found(
+                                text, i, start, end, opener
+                            ):
+                                found.add(_OPENER)
+                        elif e.found(text, i, start, end, None):
+                            found.add(e.list)
+        for number, patterns in enumerate(self.unanchored):
+            if patterns and number not in found:
+                subject = text[opener:] if number == _OPENER else text
+                if any(p.search(subject) for p in patterns):
+                    found.add(number)
+        return found
 
-    def search(self, text: str, words: Optional[frozenset]) -> bool:
-        """
-        Whether the list matches C{text}, with no regex search where
-        L{may_match} is sure it does not.
-        """
-        return self.may_match(text, words) and self.pattern.search(text) is not None
+
+_OPENER_PREFIX = r"(?:^|(?<=[.!?] ))"
 
 
 def _words(entries: Optional[Iterable[str]], default: tuple) -> tuple:
@@ -312,9 +533,9 @@ def _words(entries: Optional[Iterable[str]], default: tuple) -> tuple:
 
 class Classifier:
     """
-    Label posts from word lists compiled once, so that labelling a post
-    costs one pass to find its words and a regex search only for the lists
-    that could match them.  C{None} for a list means its
+    Label posts from word lists compiled once into one automaton, so that
+    labelling a post costs one pass over it whatever the number of lists and
+    entries.  C{None} for a list means its
     default (the C{DEFAULT_*} constants); an empty list turns the rule off.
     """
 
@@ -341,13 +562,12 @@ class Classifier:
         )
         self.exceptions = _words(exceptions, DEFAULT_EXCEPTIONS)
 
-        self._crisis = _WordList(self.crisis_words)
-        self._complaint = _WordList(self.complaint_words)
-        self._purchase_intent = _WordList(self.purchase_intent_words)
-        # An opener counts at the start of the post or of a sentence.
-        self._opener = _WordList(self.question_openers, prefix=r"(?:^|(?<=[.!?] ))")
-        self._target = _WordList(self.complaint_targets)
-        self._exception = _WordList(self.exceptions)
+        lists = [self.crisis_words, self.complaint_words, self.purchase_intent_words,
+                 self.question_openers, self.complaint_targets, self.exceptions]
+        # The reference: one regex per list, every one searched (compiled
+        # first: it refuses bad entries with the reasons it always gave).
+        self._regexes = [compile_words(words, _OPENER_PREFIX if n == _OPENER else "") for n, words in enumerate(lists)]
+        self._lists = _Lists(lists)
 
     def to_dict(self) -> dict[str, list[str]]:
         """
@@ -370,44 +590,61 @@ class Classifier:
         """
         The labels of a post's plain text, in the order of
         L{monitor.model.LABELS}.  C{compound} is its VADER compound score.
+        One automaton pass finds every list's entries; a post that holds an
+        exception is read a second time, once the exceptions are blanked.
         """
-        return self._labels(text, compound, prefilter=True)
+        text = normalize(text)
+        if "://" in text or "www." in text:
+            text = _URL_RE.sub(" ", text)
+        lists = self._lists
+        opener = 0
+        if text.startswith("@"):
+            mentions = _LEADING_MENTIONS_RE.match(text)
+            if mentions:
+                opener = mentions.end()
+        found = lists.found(text, opener)
+        if _EXCEPTION in found:
+            text = self._regexes[_EXCEPTION].sub(" | ", text)
+            opener = 0
+            if text.startswith("@"):
+                mentions = _LEADING_MENTIONS_RE.match(text)
+                if mentions:
+                    opener = mentions.end()
+            found = lists.found(text, opener)
+        labels = []
+        if _COMPLAINT in found or (
+            compound <= COMPLAINT_COMPOUND
+            and (_TARGET in found or ("@" in text and _MENTION_RE.search(text) is not None))
+        ):
+            labels.append("complaint")
+        if _PURCHASE in found:
+            labels.append("purchase_intent")
+        if _OPENER in found or ("?" in text and _QUESTION_MARK_RE.search(text) is not None):
+            labels.append("question")
+        if _CRISIS in found:
+            labels.append("crisis")
+        return tuple(labels)
 
     def labels_by_every_regex(self, text: str, compound: float) -> tuple[str, ...]:
         """
-        L{labels} without skipping a single regex search: what the skips
-        must never change (the tests compare the two).
+        L{labels} by searching every list's regex in turn, as the rules were
+        first written: what the automaton must never differ from (the tests
+        compare the two).
         """
-        return self._labels(text, compound, prefilter=False)
+        crisis, complaint, purchase, opener, target, exception = self._regexes
+        text = _URL_RE.sub(" ", normalize(text))
+        if exception is not None:
+            text = exception.sub(" | ", text)
 
-    def _labels(self, text: str, compound: float, prefilter: bool) -> tuple[str, ...]:
-        text = normalize(text)
-        if not prefilter or "://" in text or "www." in text:
-            text = _URL_RE.sub(" ", text)
-        # The runs of the text before exceptions are blanked out: blanking
-        # only removes runs, so these are a superset, which is safe.
-        words = _runs(text) if prefilter else None
-        if self._exception.may_match(text, words):
-            text = self._exception.pattern.sub(" | ", text)
+        def search(pattern, subject=text):
+            return pattern is not None and pattern.search(subject) is not None
+
         found = {
-            "complaint": self._is_complaint(text, compound, words),
-            "purchase_intent": self._purchase_intent.search(text, words),
-            "question": self._is_question(text, words),
-            "crisis": self._crisis.search(text, words),
+            "complaint": search(complaint)
+            or (compound <= COMPLAINT_COMPOUND and (_MENTION_RE.search(text) is not None or search(target))),
+            "purchase_intent": search(purchase),
+            "question": _QUESTION_MARK_RE.search(text) is not None
+            or search(opener, _LEADING_MENTIONS_RE.sub("", text)),
+            "crisis": search(crisis),
         }
         return tuple(label for label in LABELS if found[label])
-
-    def _is_complaint(self, text: str, compound: float, words) -> bool:
-        if self._complaint.search(text, words):
-            return True
-        return compound <= COMPLAINT_COMPOUND and (
-            ((words is None or "@" in text) and _MENTION_RE.search(text) is not None)
-            or self._target.search(text, words)
-        )
-
-    def _is_question(self, text: str, words) -> bool:
-        if (words is None or "?" in text) and _QUESTION_MARK_RE.search(text):
-            return True
-        if words is None or text.startswith("@"):
-            text = _LEADING_MENTIONS_RE.sub("", text)
-        return self._opener.search(text, words)
