@@ -333,7 +333,7 @@ LEARNING_FIELDS = {
 
 STORIES_FIELDS = {
     # Off by default: clustering runs on the hub's event loop and costs
-    # 2-4x VADER per post (bench/stories.py).
+    # about 2x VADER per post (bench/stories.py).
     "enabled": Field(bool, False),
     "threshold": Field(float, 0.3, between(0.01, 1.0)),
     "half_life": Field(DURATION, "1h", duration),
