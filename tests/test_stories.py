@@ -110,27 +110,41 @@ def test_a_post_without_words_joins_no_story():
     assert StoryClusterer().add(post(1, "the and of ... 123 !!")) is None
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_real_hub_serves_the_stories_of_what_it_stored(reactor, tmp_path, shared_data):
-    """A twistd hub replaying the LAX tweets and complaints answers /api/v1/stories with the shooting on top."""
+async def replaying_hub(reactor, tmp_path, shared_data, more_config=""):
+    """
+    The end-to-end test's twistd hub with stories on and one topic for every
+    post, once it has replayed 2,500 LAX tweets and complaints; the caller
+    stops it.
+    """
     from tests.test_twistd import CONFIG, Hub
 
     rows = labelled(shared_data)[:2500]
     with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
         for i, (text, _) in enumerate(rows):
             f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
-    # The end-to-end test's hub, with stories on and one topic for every post.
     config = "[stories]\nenabled = true\n" + CONFIG.split("[[topics]]")[0] + (
         '[[topics]]\nname = "Everything"\nquery = "the OR a OR lax OR to OR i OR is OR my"\n'
-    )
+    ) + more_config
     hub = Hub(reactor, tmp_path, config)
     hub.start()
-    try:
-        async def finished():
-            code, body = await hub.get("/healthz", token=None)
-            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
 
+    async def finished():
+        code, body = await hub.get("/healthz", token=None)
+        return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+
+    try:
         await hub.wait_until(finished, seconds=60)
+    except BaseException:
+        assert await hub.stop(), hub.output()
+        raise
+    return hub
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_real_hub_serves_the_stories_of_what_it_stored(reactor, tmp_path, shared_data):
+    """A twistd hub replaying the LAX tweets and complaints answers /api/v1/stories with the shooting on top."""
+    hub = await replaying_hub(reactor, tmp_path, shared_data)
+    try:
         code, body = await hub.get("/api/v1/stories?limit=3")
         assert code == 200
         stories = json.loads(body)["stories"]

@@ -408,6 +408,19 @@ _ASCII_WORDS_ONLY = bytes(c if c < 128 and _word_char(chr(c)) else 32 for c in r
 _NON_WORD = re.compile(r"\W")
 
 
+def _anchor_key(spelling: str, hashtag: bool) -> tuple[str, int]:
+    """
+    What the automaton looks for in L{_words_only} of a text: the spelling
+    with a boundary either side, or for a hashtag only after it (its word
+    may follow word characters, "#acmedown"); and how far back from the last
+    character of a hit the spelling starts in the text.
+    """
+    key = _words_only(spelling)
+    if hashtag:
+        key = key[1:]
+    return key, len(key) - (not hashtag)
+
+
 def _words_only(text: str) -> str:
     """
     C{text} with every non-word character made a space, between two more
@@ -450,25 +463,13 @@ class _Lists:
                 if e.anchor is None or any(p is not None and "" in p for p in e.pieces):
                     self.unanchored[number].append(compile_words([entry], prefix))
                     continue
-                for spelling in e.pieces[e.anchor]:
-                    # What the automaton looks for in _words_only(text): the
-                    # spelling with a boundary either side, or for a hashtag
-                    # only after it (its word may follow word characters,
-                    # "#acmedown"); and how far back from the last character
-                    # of a hit the spelling starts in the text.
-                    key = _words_only(spelling)
-                    if e.hashtag is not None:
-                        key = key[1:]
-                    back = len(key) - (e.hashtag is None)
-                    by_word.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
                 pair = e.pair()
-                if pair is None:
-                    for spelling in e.pieces[e.anchor]:
-                        key = _words_only(spelling)
-                        if e.hashtag is not None:
-                            key = key[1:]
-                        back = len(key) - (e.hashtag is None)
+                for spelling in e.pieces[e.anchor]:
+                    key, back = _anchor_key(spelling, e.hashtag is not None)
+                    by_word.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
+                    if pair is None:
                         by_pair.setdefault(key, {}).setdefault((back, len(spelling), e.anchor), []).append(e)
+                if pair is None:
                     continue
                 for first in e.pieces[pair]:
                     for second in e.pieces[pair + 1]:

@@ -353,25 +353,11 @@ def test_incidents_without_explanation_say_nothing_more():
 async def test_a_real_hub_gives_its_stories_to_the_story_rule(reactor, tmp_path, shared_data):
     """A twistd hub with stories on, replaying the LAX tweets among complaints: its story rule opens an incident
     naming a story of the shooting, whose explanation the API returns."""
-    from tests.test_stories import labelled
-    from tests.test_twistd import CONFIG, Hub
+    from tests.test_stories import replaying_hub
 
-    rows = labelled(shared_data)[:2500]
-    with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
-        for i, (text, _) in enumerate(rows):
-            f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
-    config = "[stories]\nenabled = true\n" + CONFIG.split("[[topics]]")[0] + (
-        '[[topics]]\nname = "Everything"\nquery = "the OR a OR lax OR to OR i OR is OR my"\n'
-        '[[rules]]\nname = "grow"\ntype = "story"\nrate = 1\nmin_size = 15\n'
-    )
-    hub = Hub(reactor, tmp_path, config)
-    hub.start()
+    rules = '[[rules]]\nname = "grow"\ntype = "story"\nrate = 1\nmin_size = 15\n'
+    hub = await replaying_hub(reactor, tmp_path, shared_data, rules)
     try:
-        async def finished():
-            code, body = await hub.get("/healthz", token=None)
-            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
-
-        await hub.wait_until(finished, seconds=60)
         code, body = await hub.get("/api/v1/incidents?rule=grow")
         assert code == 200
         incidents = json.loads(body)["incidents"]
