@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Run the checkout's code (and find its twistd plugin) whatever is installed.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install run demo offline test bench clean vendor system-deps docs
+.PHONY: install run demo offline test lint bench clean vendor system-deps docs
 # apt-get needs root; use sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -41,8 +41,13 @@ offline: install vendor
 	trap 'kill $$js $$md 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/twistd --nodaemon --pidfile= monitor --config etc/offline.toml
 
-test: system-deps install vendor
+test: system-deps install vendor lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Pyflakes' checks and the banned module-level reactor import
+# (pyproject.toml's [tool.ruff]); make test runs it first.
+lint: install
+	$(BIN)/ruff check monitor tests bench twisted docs
 
 # The manual (docs/*.rst) as HTML in build/docs/; warnings are errors.
 docs: install

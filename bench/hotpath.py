@@ -151,7 +151,7 @@ def main() -> None:
             results[name]["before"].append(cpu_per_post(old_fn, items))
             results[name]["after"].append(cpu_per_post(new_fn, items))
     print(f"{args.posts} posts, {args.rounds} rounds, before = {args.before}; µs per post, median of rounds (min-max)")
-    print(f"| stage | before | after | after/before |\n|---|---|---|---|")
+    print("| stage | before | after | after/before |\n|---|---|---|---|")
     summary = {}
     for name, r in results.items():
         b, a = statistics.median(r["before"]), statistics.median(r["after"])

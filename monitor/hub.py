@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-from pathlib import Path
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import ensureDeferred, maybeDeferred

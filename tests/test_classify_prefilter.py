@@ -129,13 +129,6 @@ def test_generated_lists_and_posts(words, exceptions, text, compound):
     assert classifier.labels(text, compound) == classifier.labels_by_every_regex(text, compound)
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.text(max_size=80), st.sampled_from(COMPOUNDS))
-def test_any_text_default_lists(text, compound):
-    """Arbitrary Unicode text labels the same with the default lists."""
-    assert DEFAULT.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound)
-
-
 def normalize_as_written(text):
     """The label rules' normalisation as first written, char by char."""
     if text.isascii():

@@ -12,7 +12,6 @@ import pathlib
 import tomllib
 from unittest import mock
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +21,7 @@ from monitor.model import Post, Topic
 from monitor.query import Doc, QueryError, evaluate
 from monitor.words import _UNKNOWN_LANGUAGES, language_key
 
-from .test_match import TERMS, topic_strategy
+from .test_match import topic_strategy
 from .test_vader import shared_texts
 
 ETC = pathlib.Path(__file__).resolve().parent.parent / "etc"

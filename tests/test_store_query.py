@@ -10,7 +10,11 @@ import pytest_twisted
 import monitor.store.sqlite as sqlite_module
 from monitor.query import matches, parse
 from monitor.store import MAX_LIMIT, PostQuery
-from tests.test_store_sqlite import T0, all_pages, make_post, path, store  # noqa: F401 (fixtures)
+from tests import test_store_sqlite
+from tests.test_store_sqlite import T0, all_pages, make_post
+
+# The SQLite store's fixtures, shared with its own tests.
+path, store = test_store_sqlite.path, test_store_sqlite.store
 
 pytestmark = pytest.mark.timeout(60)
 

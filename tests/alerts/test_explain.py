@@ -9,7 +9,6 @@ restart and reach every notification, escaped.
 import csv
 import json
 import random
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
