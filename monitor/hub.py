@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from monitor.alerts.engine import AlertEngine
 from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
+from monitor.bus import EventBus
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem, parse_duration
@@ -102,6 +103,9 @@ class Hub(OrderedMultiService):
         reactor = self.reactor
         self.config = config
         self.metrics = Metrics()
+        # What happened, for whoever listens (monitor.bus): stored posts to
+        # the alerts and the browsers, incidents to the browsers.
+        self.bus = EventBus()
         self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
@@ -155,6 +159,7 @@ class Hub(OrderedMultiService):
             batch_size=a["batch_size"],
             reactor=reactor,
             annotators=[self.stories] if s["enabled"] else [],
+            bus=self.bus,
         )
         self.sources = [
             make_source(spec, self.queue, self.store, self.metrics, config.topics, reactor, self.topics)
@@ -165,7 +170,8 @@ class Hub(OrderedMultiService):
         # pipeline puts posts in their stories before the store, so the
         # alerts see each post's story.
         self.alerts = AlertEngine(
-            self, config, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None
+            config, store=self.store, metrics=self.metrics, topics=self.topics, sources=self.sources, bus=self.bus,
+            reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None,
         )
         self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)

@@ -126,7 +126,9 @@ class IStore(IService):
         (L{monitor.model.Enriched}) set the author fields of stored posts,
         after this batch's posts are written.  A post's C{story} is stored
         with it.
-        Returns a Deferred firing with the number of posts newly stored.
+        Returns a Deferred firing with the uids of the posts newly stored
+        (each once, in the order of C{posts}): the pipeline tells only
+        those to the rest of the hub.
         """
 
     def source_counters(source):

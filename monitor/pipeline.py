@@ -1,5 +1,5 @@
 """
-The pipeline: queue -> matcher -> analysis -> annotators -> store -> sinks.
+The pipeline: queue -> matcher -> analysis -> annotators -> store -> events.
 
 Batches are analysed concurrently (up to C{max_inflight}) but stored strictly
 in the order they left the queue, so that a collector's cursor, committed in
@@ -8,6 +8,8 @@ stored.  A store failure is retried (the queue fills and slows the
 collectors meanwhile); nothing taken from the queue is dropped.  The
 annotators (the stories) see the matched posts in that same order, just
 before the store, so that what they add is stored and pushed with the post.
+The posts the store really inserted are published on the hub's event bus
+(L{monitor.bus.STORED}), so that no listener sees a post twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, 
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from monitor.bus import ENRICHED, STORED, EventBus
 from monitor.interfaces import IAnnotator, ISink
 from monitor.model import PROFILE_PENDING, Enriched, Rejected
 
@@ -33,7 +36,8 @@ UNENRICHED = 10_000
 
 class Pipeline(Service):
     """
-    Consume the queue and carry every post through to the sinks.
+    Consume the queue and carry every post through to the store, then
+    publish the new ones on C{bus}.
 
     @ivar topics: anything with a C{matcher} attribute; read per batch so a
         topic change applies to the next batch without a restart.
@@ -45,7 +49,8 @@ class Pipeline(Service):
     log = Logger()
 
     def __init__(
-        self, queue, topics, analyzer, store, metrics, batch_size=500, max_inflight=2, reactor=None, annotators=()
+        self, queue, topics, analyzer, store, metrics, batch_size=500, max_inflight=2, reactor=None, annotators=(),
+        bus: Optional[EventBus] = None,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -56,7 +61,7 @@ class Pipeline(Service):
         self.store = store
         self.metrics = metrics
         self.batch_size = batch_size
-        self.sinks: list = []
+        self.bus = bus if bus is not None else EventBus()
         self.annotators = [IAnnotator(a) for a in annotators]
         self._slots = DeferredSemaphore(max_inflight)
         self._tail: Deferred = succeed(None)
@@ -67,9 +72,14 @@ class Pipeline(Service):
 
     def add_sink(self, sink) -> None:
         """
-        Register an L{ISink} to receive every stored batch.
+        Subscribe an L{ISink} to the new posts of every stored batch (and,
+        if it has C{posts_enriched}, to posts whose profile came late).
         """
-        self.sinks.append(ISink(sink))
+        sink = ISink(sink)
+        self.bus.subscribe(STORED, sink.posts_stored)
+        enriched = getattr(sink, "posts_enriched", None)
+        if enriched is not None:
+            self.bus.subscribe(ENRICHED, enriched)
 
     def startService(self):
         super().startService()
@@ -155,10 +165,17 @@ class Pipeline(Service):
         if matched:
             await self._annotate(matched)
         collected = Counter(post.source for post in posts if not isinstance(post, (Rejected, Enriched)))
-        await self._store(matched, cursors, rejected, collected, updates)
+        inserted = await self._store(matched, cursors, rejected, collected, updates)
         await self.queue.ack(posts)
-        if matched:
-            self._notify(matched)
+        if inserted:
+            new = set(inserted)
+            # The first of each uid: a batch may hold a post twice.
+            fresh = []
+            for post in matched:
+                if post.uid in new:
+                    new.discard(post.uid)
+                    fresh.append(post)
+            self.bus.publish(STORED, fresh)
         if updates:
             self._enriched(updates)
 
@@ -194,18 +211,10 @@ class Pipeline(Service):
                     post.author_followers = update.author_followers
                 post.author_verified = update.author_verified
                 posts.append(post)
-        if not posts:
-            return
-        for sink in self.sinks:
-            enriched = getattr(sink, "posts_enriched", None)
-            if enriched is None:
-                continue
-            try:
-                enriched(posts)
-            except Exception:
-                self.log.failure("sink {sink!r} failed on enriched posts", sink=sink)
+        if posts:
+            self.bus.publish(ENRICHED, posts)
 
-    async def _store(self, posts: list, cursors: dict, rejected: list, collected: Counter, updates=()) -> None:
+    async def _store(self, posts: list, cursors: dict, rejected: list, collected: Counter, updates=()) -> list:
         delay = _RETRY_FIRST
         while True:
             started = self.reactor.seconds()
@@ -224,17 +233,10 @@ class Pipeline(Service):
                 continue
             now = self.reactor.seconds()
             self.metrics.store_seconds.observe(now - started)
-            self.metrics.duplicates.inc(len(posts) - inserted)
+            self.metrics.duplicates.inc(len(posts) - len(inserted))
             for source, n in Counter(post.source for post in posts).items():
                 self.metrics.stored.labels(source).inc(n)
             observe = self.metrics.latency.observe
             for post in posts:
                 observe(now - post.received_at)
-            return
-
-    def _notify(self, posts: list) -> None:
-        for sink in self.sinks:
-            try:
-                sink.posts_stored(posts)
-            except Exception:
-                self.log.failure("sink {sink!r} failed on a batch", sink=sink)
+            return inserted

@@ -4,7 +4,6 @@ up is queued, stored and counted at once; the profile follows it through the
 queue and the store, and the rules that need followers see the post then.
 """
 
-from types import SimpleNamespace
 
 import pytest_twisted
 from twisted.internet.defer import maybeDeferred
@@ -65,8 +64,7 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     pipeline = Pipeline(queue, topics, analyzer, store, metrics, batch_size=50, reactor=reactor)
     source = BlueskySource("bsky", queue, store, metrics, url=spec["url"], appview_url=spec["appview_url"],
                            profile_wait=spec["profile_wait"], reactor=reactor)
-    hub = SimpleNamespace(store=store, metrics=metrics, topics=topics, sources=[source])
-    engine = AlertEngine(hub, config, reactor=reactor)
+    engine = AlertEngine(config, store=store, metrics=metrics, topics=topics, sources=[source], reactor=reactor)
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip
@@ -152,7 +150,7 @@ async def test_store_applies_a_late_profile_after_the_posts_of_its_batch(reactor
         other.author_followers = 9
         both = [Enriched("bsky", [post.uid], "alice.example.com", 70, True),
                 Enriched("bsky", [other.uid], None, None, False)]
-        assert await store.store_batch([post, other], {"bsky": "5"}, [], None, both) == 2
+        assert len(await store.store_batch([post, other], {"bsky": "5"}, [], None, both)) == 2
         assert await store.run_read(_author, post.uid) == ("alice.example.com", 70, 1)
         assert await store.run_read(_author, other.uid) == ("did:plc:x", 9, 0)
         assert await store.get_cursor("bsky") == "5"

@@ -7,6 +7,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from monitor.bus import STORED
 from monitor.interfaces import IAnnotator, ISink
 from monitor.match import Matcher
 from monitor.metrics import Metrics
@@ -45,13 +46,17 @@ class RecordingStore:
     def __init__(self, failures=0):
         self.batches = []
         self.failures = failures
+        self.stored = set()
 
     def store_batch(self, posts, cursors, rejected=(), collected=None, updates=()):
         if self.failures:
             self.failures -= 1
             return fail(OSError("disk full"))
         self.batches.append(([p.uid for p in posts], dict(cursors)))
-        return succeed(len(posts))
+        # Idempotent on the uid, as IStore says: the new uids, each once.
+        new = [uid for uid in dict.fromkeys(p.uid for p in posts) if uid not in self.stored]
+        self.stored.update(new)
+        return succeed(new)
 
 
 @implementer(ISink)
@@ -190,6 +195,35 @@ def test_failing_sink_does_not_stop_pipeline():
     clock.advance(0)
     analyzer.finish(1)
     assert good.seen == ["s:1", "s:2"]
+
+
+def test_listeners_see_only_the_posts_the_store_inserted():
+    """
+    A post stored before (a replay after a restart) or twice in one batch
+    is published once, so that no listener de-duplicates by itself.
+    """
+    clock, q, store, analyzer, p = make(batch_size=4)
+    sink = Sink()
+    p.add_sink(sink)
+    published = []
+    p.bus.subscribe(STORED, lambda posts: published.append([x.uid for x in posts]))
+    p.startService()
+    for i in (1, 2, 2, 3):
+        q.put(post(i))
+    clock.advance(0)
+    analyzer.finish(0)
+    for i in (2, 3, 4):
+        q.put(post(i))
+    clock.advance(0)
+    analyzer.finish(1)
+    assert [b[0] for b in store.batches] == [["s:1", "s:2", "s:2", "s:3"], ["s:2", "s:3", "s:4"]]
+    assert sink.seen == ["s:1", "s:2", "s:3", "s:4"]
+    assert published == [["s:1", "s:2", "s:3"], ["s:4"]]
+    for i in (1, 4):
+        q.put(post(i))
+    clock.advance(0)
+    analyzer.finish(2)
+    assert published == [["s:1", "s:2", "s:3"], ["s:4"]]  # nothing new: nothing published
 
 
 class StoryStore(RecordingStore):

@@ -28,6 +28,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from monitor.bus import EventBus
 from monitor.alerts import sql
 from monitor.alerts.config import check_rule_spec
 from monitor.alerts.detector import MAX_SKEW, SEEN, Detector
@@ -73,7 +74,7 @@ class AlertError(ValueError):
         super().__init__("; ".join(problems))
 
 
-def make_notifier(spec: dict[str, Any], hub, http: HTTPClient, reactor):
+def make_notifier(spec: dict[str, Any], bus, http: HTTPClient, reactor):
     """
     The notifier of one channel table.
     """
@@ -98,7 +99,7 @@ def make_notifier(spec: dict[str, Any], hub, http: HTTPClient, reactor):
     if kind == "live":
         from monitor.alerts.notifiers.live import LiveNotifier
 
-        return LiveNotifier(name, hub)
+        return LiveNotifier(name, bus)
     raise ValueError(f"no notifier for channel kind {kind!r}")
 
 
@@ -111,8 +112,13 @@ class AlertEngine(Service):
     """
     Rules over every stored post, incidents, and their notifications.
 
-    @param hub: gives C{store}, C{metrics}, C{topics}, C{sources} and, if
-        present, C{push}.
+    @param store: where rules, incidents and the outbox are kept, and the
+        posts the history is read from.
+    @param topics: the topics (their C{topics}), for the history and for
+        checking rules.
+    @param sources: the collectors, whose health C{source_health} watches.
+    @param bus: the hub's L{monitor.bus.EventBus}, on which the C{live}
+        channel publishes incidents for browsers.
     @param stories: the story clusterer (L{monitor.stories.StoryClusterer})
         that C{story} rules watch and incident explanations name; C{None}
         when stories are off (story rules then never fire).
@@ -122,14 +128,16 @@ class AlertEngine(Service):
     name = "alerts"
     log = Logger()
 
-    def __init__(self, hub, config, reactor=None, notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER,
-                 stories=None):  # fmt: skip
+    def __init__(self, config, *, store, metrics, topics, sources=(), bus=None, reactor=None,
+                 notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER, stories=None):  # fmt: skip
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
-        self.hub = hub
-        self.store = hub.store
-        self.metrics = hub.metrics
+        self.store = store
+        self.metrics = metrics
+        self.topics = topics
+        self.sources = sources
+        self.bus = bus if bus is not None else EventBus()
         self.settings = config.alerts
         self.file_rules = list(config.rules)
         self.channel_specs = {c["name"]: c for c in config.channels}
@@ -145,7 +153,7 @@ class AlertEngine(Service):
         self.http = HTTPClient(reactor)
         notifiers = notifiers or {}
         channels = [
-            (spec, notifiers.get(name) or make_notifier(spec, hub, self.http, reactor))
+            (spec, notifiers.get(name) or make_notifier(spec, self.bus, self.http, reactor))
             for name, spec in self.channel_specs.items()
         ]
         self.outbox = Outbox(
@@ -246,7 +254,7 @@ class AlertEngine(Service):
             return
         now = min(latest, self.reactor.seconds() + MAX_SKEW)
         since = now - self.detector.horizon * 60
-        topics = [t.name for t in getattr(self.hub.topics, "topics", ())]
+        topics = [t.name for t in getattr(self.topics, "topics", ())]
         counts, first = await self.store.run_read(sql.history, topics, since)
         self.detector.warm(now, counts, first, since)
         recent = await self.store.run_read(sql.recent_posts, now - RECENT_SEEN, SEEN)
@@ -301,7 +309,7 @@ class AlertEngine(Service):
 
     def _check_sources(self, wall: float) -> None:
         rules = [r for r in self.rules.values() if r.enabled and r.type == "source_health"]
-        for source in list(getattr(self.hub, "sources", ())):
+        for source in list(self.sources):
             try:
                 status = source.status()
             except Exception:
@@ -490,8 +498,8 @@ class AlertEngine(Service):
         The names a rule may refer to: topics, sources, channels.
         """
         return {
-            "topic_names": {t.name for t in getattr(self.hub.topics, "topics", ())},
-            "source_names": {s.name for s in getattr(self.hub, "sources", ())},
+            "topic_names": {t.name for t in getattr(self.topics, "topics", ())},
+            "source_names": {s.name for s in self.sources},
             "channel_names": set(self.channel_specs),
         }
 

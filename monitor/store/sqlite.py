@@ -611,7 +611,7 @@ class SQLiteStore(Service):
         return self._run(True, self._store_batch, posts, cursors, self._reactor.seconds, letters, counts, authors)
 
     @staticmethod
-    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=(), counts=None, authors=()) -> int:
+    def _store_batch(trans, posts: list[Post], cursors: dict, clock, letters=(), counts=None, authors=()) -> list[str]:
         # Take the write lock first: the duplicate check and the ids below
         # stay true until commit.
         trans.execute("BEGIN IMMEDIATE")
@@ -628,13 +628,11 @@ class SQLiteStore(Service):
             trans.execute(f"SELECT uid FROM posts WHERE uid IN ({_marks(len(chunk))})", chunk)
             stored.update(uid for (uid,) in trans.fetchall())
         fresh = [post for uid, post in unique.items() if uid not in stored]
-        inserted = 0
         if fresh:
             trans.execute("SELECT coalesce(max(id), 0) + 1 FROM posts")
             (first_id,) = trans.fetchone()
             rows, topic_rows, tag_rows = _post_rows(fresh, first_id, now)
             trans.executemany(_INSERT_POST, rows)
-            inserted = trans.rowcount
             if topic_rows:
                 trans.executemany(_INSERT_TOPIC, topic_rows)
             if tag_rows:
@@ -648,7 +646,7 @@ class SQLiteStore(Service):
                 _UPSERT_CURSOR,
                 [(source, cursor, now) for source, cursor in cursors.items()],
             )
-        return inserted
+        return [post.uid for post in fresh]
 
     # -- story state ---------------------------------------------------------
 

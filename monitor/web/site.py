@@ -21,6 +21,7 @@ from twisted.web.pages import errorPage, notFound
 from twisted.web.resource import Resource
 from twisted.web.static import File
 
+from monitor.bus import ALERT
 from monitor.service import OrderedMultiService
 from monitor.web.hosts import HostCheck
 from monitor.web.limits import LimitedSite, body_policy
@@ -176,8 +177,8 @@ class HubSite(LimitedSite):
 class WebService(OrderedMultiService):
     """
     Users, the live channel and the listening port, as one child of the hub.
-    Sets C{hub.push} (for C{publish}) and C{hub.users}, registers the live
-    channel as a sink of the pipeline, and lets stored API tokens in.
+    The live channel listens to the hub's events (stored posts, incidents),
+    and the API lets stored tokens in.
     """
 
     name = "web"
@@ -209,9 +210,8 @@ class WebService(OrderedMultiService):
             message_rate=web.get("ws_message_rate", 2.0),
             message_burst=web.get("ws_message_burst", 20),
         )
-        hub.users = self.users
-        hub.push = self.push
         hub.pipeline.add_sink(self.push)
+        hub.bus.subscribe(ALERT, lambda message: self.push.publish("alert", message))
         auth = getattr(hub.api, "auth", None)
         if auth is not None and hasattr(auth, "stored"):
             auth.stored = self.users

@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 import monitor.collect  # noqa: F401 (registers the source kinds)
 from monitor.alerts.notifiers import SENT, Delivery
+from monitor.bus import ALERT, EventBus
 from monitor.config import parse_config
 from monitor.interfaces import INotifier
 from monitor.metrics import Metrics
@@ -181,10 +182,15 @@ def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sour
     cfg = config(rules, channels, topics=topics, alerts=alerts,
                  sources=[{"kind": "replay", "name": s.name, "path": "x"} for s in sources])
     h = hub(store, topics, sources, push)
+    bus = EventBus()
+    if push is not None:
+        # As the hub's web service does: the live channel relays incidents.
+        bus.subscribe(ALERT, lambda message: push.publish("alert", message))
     # Every channel gets a scripted notifier unless the test gives one.
     notifiers = dict({c["name"]: ScriptedNotifier(c["name"]) for c in cfg.channels if c["kind"] != "live"},
                      **(notifiers or {}))  # fmt: skip
-    engine = AlertEngine(h, cfg, reactor=clock, notifiers=notifiers, stories=stories)
+    engine = AlertEngine(cfg, store=h.store, metrics=h.metrics, topics=h.topics, sources=h.sources, bus=bus,
+                         reactor=clock, notifiers=notifiers, stories=stories)
     if start:
         d = engine.startService()
         assert d.called, "the engine should start at once on a synchronous store"

@@ -7,6 +7,7 @@ what is wrong.
 """
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from treq.testing import StubTreq
@@ -24,8 +25,9 @@ CRISIS = {"name": "crisis", "type": "keyword", "labels": ["crisis"]}
 class Client:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
-        hub = engine.hub
-        hub.alerts = engine
+        # The parts of a hub the API and the pages use, around this engine.
+        hub = SimpleNamespace(store=engine.store, metrics=engine.metrics, topics=engine.topics,
+                              sources=engine.sources, alerts=engine)
         self.stub = StubTreq(Api(hub, TokenAuth([TOKEN])).resource())
 
     def call(self, method, path, body=None, token=TOKEN, raw=None):

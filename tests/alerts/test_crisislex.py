@@ -10,7 +10,6 @@ flat out.
 import csv
 import json
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -115,8 +114,7 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     analyzer = LocalAnalyzer(Classifier(), threads=1, reactor=reactor)
     pipeline = Pipeline(queue, topics, analyzer, store, metrics, batch_size=200, reactor=reactor)
     source = ReplaySource("crisislex", queue, store, metrics, path=str(tmp_path / "lax.jsonl"), reactor=reactor)
-    hub = SimpleNamespace(store=store, metrics=metrics, topics=topics, sources=[source])
-    engine = AlertEngine(hub, config, reactor=reactor)
+    engine = AlertEngine(config, store=store, metrics=metrics, topics=topics, sources=[source], reactor=reactor)
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip

@@ -387,15 +387,17 @@ async def test_email_server_not_there(reactor):
 
 @pytest_twisted.ensureDeferred
 async def test_live_publishes_or_skips(reactor):
-    """With a push hub the event is published as an alert; without one it is skipped."""
-    from types import SimpleNamespace
+    """With the live channel listening the event is published as an alert; without it, skipped."""
+    from monitor.bus import ALERT, EventBus
 
     push = FakePush()
-    sent = await LiveNotifier("live", SimpleNamespace(push=push)).send(note(reactor))
+    bus = EventBus()
+    skipped = await LiveNotifier("live", bus).send(note(reactor))
+    assert skipped.outcome == SKIPPED
+    bus.subscribe(ALERT, lambda message: push.publish("alert", message))
+    sent = await LiveNotifier("live", bus).send(note(reactor))
     assert sent.outcome == SENT and push.published[0][0] == "alert"
     assert push.published[0][1]["incident"]["id"] == "inc_1"
-    skipped = await LiveNotifier("live", SimpleNamespace()).send(note(reactor))
-    assert skipped.outcome == SKIPPED
 
 
 def test_headline_words():

@@ -6,6 +6,7 @@ sessions of each role.
 """
 
 import re
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import pytest
@@ -39,8 +40,9 @@ class FakeUsers:
 class Browser:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
-        hub = engine.hub
-        hub.alerts = engine
+        # The parts of a hub the API and the pages use, around this engine.
+        hub = SimpleNamespace(store=engine.store, metrics=engine.metrics, topics=engine.topics,
+                              sources=engine.sources, alerts=engine)
         self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
 
     def call(self, method, path, role="editor", form=None, csrf=True):

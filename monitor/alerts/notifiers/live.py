@@ -1,15 +1,17 @@
 """
-The live channel: incident events pushed to every open browser through the
-hub's push channel (C{hub.push.publish("alert", payload)}), when the hub has
-one.  A hub without it records the attempt as skipped.
+The live channel: incident events published on the hub's event bus
+(L{monitor.bus.ALERT}), which the web's push channel relays to every open
+browser.  With nobody listening (a hub without the web) the attempt is
+recorded as skipped.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import maybeDeferred, succeed
+from twisted.internet.defer import succeed
 from zope.interface import implementer
 
 from monitor.alerts.notifiers import SENT, SKIPPED, Delivery, Notification, explanation_lines
+from monitor.bus import ALERT
 from monitor.interfaces import INotifier
 
 __all__ = ["LiveNotifier", "live_message"]
@@ -34,19 +36,17 @@ def live_message(notification: Notification) -> dict:
 @implementer(INotifier)
 class LiveNotifier:
     """
-    Publish incident events on the hub's push channel.
+    Publish incident events on the hub's event bus.
     """
 
     kind = "live"
 
-    def __init__(self, name: str, hub) -> None:
+    def __init__(self, name: str, bus) -> None:
         self.name = name
-        self.hub = hub
+        self.bus = bus
 
     def send(self, notification: Notification):
-        push = getattr(self.hub, "push", None)
-        if push is None or not hasattr(push, "publish"):
+        if not self.bus.listeners(ALERT):
             return succeed(Delivery(SKIPPED, None, "this hub has no live channel"))
-        d = maybeDeferred(push.publish, "alert", live_message(notification))
-        d.addCallback(lambda clients: Delivery(SENT, None, f"queued for {clients} browsers" if isinstance(clients, int) else "published"))
-        return d
+        self.bus.publish(ALERT, live_message(notification))
+        return succeed(Delivery(SENT, None, "published to the live channel"))
