@@ -33,6 +33,7 @@ from monitor.stories import StoryClusterer, StoryService
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
 from monitor.web.setup import write_owner_only
@@ -104,6 +105,9 @@ class Hub(OrderedMultiService):
         self.config = config
         self.metrics = Metrics()
         self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
+        # The store's other areas, each behind its own interface
+        # (monitor.store.interfaces), handed to the parts that use them.
+        self.accounts = SQLiteAccounts(self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.store, reactor)
@@ -171,7 +175,7 @@ class Hub(OrderedMultiService):
         self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
-        self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
+        self.web = WebService(self, self.accounts, reactor)  # pages, /api, /ws and /static on one port
         self.web.setName("web")
 
         children = (
