@@ -34,6 +34,7 @@ from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.sqlite_accounts import SQLiteAccounts
+from monitor.store.sqlite_alerts import SQLiteAlerts
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
 from monitor.web.setup import write_owner_only
@@ -108,6 +109,7 @@ class Hub(OrderedMultiService):
         # The store's other areas, each behind its own interface
         # (monitor.store.interfaces), handed to the parts that use them.
         self.accounts = SQLiteAccounts(self.store)
+        self.alert_store = SQLiteAlerts(self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.store, reactor)
@@ -170,7 +172,7 @@ class Hub(OrderedMultiService):
         # pipeline puts posts in their stories before the store, so the
         # alerts see each post's story.
         self.alerts = AlertEngine(
-            self, config, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None
+            self, config, self.alert_store, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None
         )
         self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)

@@ -37,6 +37,7 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     from monitor.pipeline import Pipeline
     from monitor.queue.memory import MemoryQueue
     from monitor.store.sqlite import SQLiteStore
+    from monitor.store.sqlite_alerts import SQLiteAlerts
     from monitor.topics import TopicSet
     from tests.fakes.jetstream import FakeJetstream
 
@@ -66,7 +67,7 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     source = BlueskySource("bsky", queue, store, metrics, url=spec["url"], appview_url=spec["appview_url"],
                            profile_wait=spec["profile_wait"], reactor=reactor)
     hub = SimpleNamespace(store=store, metrics=metrics, topics=topics, sources=[source])
-    engine = AlertEngine(hub, config, reactor=reactor)
+    engine = AlertEngine(hub, config, SQLiteAlerts(store), reactor=reactor)
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip

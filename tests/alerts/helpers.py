@@ -20,6 +20,7 @@ from monitor.metrics import Metrics
 from monitor.model import Analysis, Post
 from monitor.store.migrations import migrate
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_alerts import SQLiteAlerts
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600)  # a whole hour
 
@@ -184,7 +185,7 @@ def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sour
     # Every channel gets a scripted notifier unless the test gives one.
     notifiers = dict({c["name"]: ScriptedNotifier(c["name"]) for c in cfg.channels if c["kind"] != "live"},
                      **(notifiers or {}))  # fmt: skip
-    engine = AlertEngine(h, cfg, reactor=clock, notifiers=notifiers, stories=stories)
+    engine = AlertEngine(h, cfg, SQLiteAlerts(h.store), reactor=clock, notifiers=notifiers, stories=stories)
     if start:
         d = engine.startService()
         assert d.called, "the engine should start at once on a synchronous store"

@@ -208,7 +208,7 @@ def test_acknowledge_and_resolve(api):
 
 def test_backtest(api):
     """A backtest by name or with a rule not saved; times checked; source health refused."""
-    api.engine.store.add_posts([post(i, T0 + i * 600, labels=("crisis",)) for i in range(6)])
+    api.engine.hub.store.add_posts([post(i, T0 + i * 600, labels=("crisis",)) for i in range(6)])
     code, body = api.call("POST", "/api/v1/backtest", {"rule": "crisis", "since": T0, "until": "2023-11-15T00:00:00Z"})
     assert code == 200 and body["posts"] == 6 and body["fired"] == 1
     (incident,) = body["incidents"]
@@ -219,7 +219,7 @@ def test_backtest(api):
                                                                 "cooldown": "5m"},
                                                        "since": T0, "until": T0 + 7200})  # fmt: skip
     assert body["fired"] == 6
-    assert api.engine.store.rows("SELECT count(*) FROM alert_incidents") == [(0,)]
+    assert api.engine.hub.store.rows("SELECT count(*) FROM alert_incidents") == [(0,)]
     for payload, status, name in [
         ({"rule": "ghost", "since": T0, "until": T0 + 1}, 404, None),
         ({"rule": "crisis", "since": T0, "until": T0}, 400, "until"),

@@ -211,7 +211,7 @@ def test_channel_enable_button(web):
 
 def test_backtest_shows_when_the_draft_would_fire(web):
     """Backtest lists each time the unsaved draft would have fired, with counts; nothing is saved."""
-    web.engine.store.add_posts([post(i, T0 - 86400 + i * 3600, text="acme is down") for i in range(3)])
+    web.engine.hub.store.add_posts([post(i, T0 - 86400 + i * 3600, text="acme is down") for i in range(3)])
     form = rule_form(name="draft", phrases="acme is down", cooldown="5m", action="backtest", period="7d")
     code, body, _ = web.post("/alerts/rules/save", form)
     assert code == 200 and 'id="backtest-results"' in body
@@ -282,7 +282,7 @@ def test_rule_form_speaks_plainly_and_offers_choices(web):
 
 def test_phrases_entered_as_the_hint_says_backtest(web):
     """Phrases one per line, as the hint says, each match in a backtest."""
-    web.engine.store.add_posts([post(1, T0 - 7200, text="the acme site is down"),
+    web.engine.hub.store.add_posts([post(1, T0 - 7200, text="the acme site is down"),
                                 post(2, T0 - 3600, text="my acme refund never came")])  # fmt: skip
     form = rule_form(name="draft", phrases="site is down\nrefund", cooldown="1m", action="backtest", period="24h")
     code, body, _ = web.post("/alerts/rules/save", form)
