@@ -35,6 +35,7 @@ from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
 from monitor.web.setup import write_owner_only
@@ -110,9 +111,10 @@ class Hub(OrderedMultiService):
         # (monitor.store.interfaces), handed to the parts that use them.
         self.accounts = SQLiteAccounts(self.store)
         self.alert_store = SQLiteAlerts(self.store)
+        self.learning = SQLiteLearning(self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
-        self.feedback = Feedback(self.store, reactor)
+        self.feedback = Feedback(self.learning, reactor)
         a = config.analysis
         classifier = Classifier(
             crisis_words=a["crisis_words"],
@@ -128,14 +130,14 @@ class Hub(OrderedMultiService):
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
-        self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
+        self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor)
         self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
         self.analyzer = self.nodes
         seed = seed_path(config.learning["seed"], config.resolve)
         if seed is not None and not seed.is_file():
             raise ConfigProblem(config.path, "learning.seed", f"no such file: {seed}")
-        self.seed = SeedCorrections(self.store, self.feedback, seed, classifier, reactor)
-        self.rescorer = Rescorer(self.store, self.learner, reactor)
+        self.seed = SeedCorrections(self.store, self.learning, self.feedback, seed, classifier, reactor)
+        self.rescorer = Rescorer(self.learning, self.learner, reactor)
         # Stories: every matched post put in a cluster by its words, links and
         # place before it is stored; the clusterer's state kept in the store.
         s = config.stories

@@ -419,6 +419,9 @@ class ILearningStore(Interface):
         or none (C{unscored}).
         """
 
+    def count_posts():
+        """How many posts are stored (what a re-scoring goes through)."""
+
     def scored_posts(after, limit):
         """
         Up to C{limit} analysed stored posts with a row id over C{after},
@@ -427,4 +430,5 @@ class ILearningStore(Interface):
 
     def rescore(changes):
         """Write C{(sentiment, sentiment_by, labels, id)} rewrites."""
+
 

@@ -10,26 +10,11 @@ is a bound parameter.
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 from monitor.model import Post, iso8601
+from monitor.store.sqlite_pages import scope as _scope
 
 __all__ = ["author_sentiment", "geo_posts", "oldest_post", "recent_posts", "topic_origins", "topic_volume"]
-
-
-def _scope(topic: Optional[str], since: Optional[float], until: Optional[float]):
-    if topic is None:
-        tables, time, where, params = "posts AS p", "p.created_at", [], []
-    else:
-        tables = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
-        time, where, params = "s.created_at", ["s.topic = ?"], [topic]
-    if since is not None:
-        where.append(f"{time} >= ?")
-        params.append(float(since))
-    if until is not None:
-        where.append(f"{time} < ?")
-        params.append(float(until))
-    return tables, time, " AND ".join(where) or "1", params
 
 
 def oldest_post(store, topic=None, since=None):

@@ -669,7 +669,7 @@ class WebUI:
             topic=topic,
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             range=chosen,
-            sentiment_line=await sentiment_line(self.hub, topic or None),
+            sentiment_line=await sentiment_line(self.hub.learner, self.hub.learning, topic or None),
             **self._story_panel(topic or None, chosen),
         )
 

@@ -16,6 +16,7 @@ from twisted.internet.defer import maybeDeferred
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.sqlite_learning import SQLiteLearning
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Backend:
 async def make_sqlite_backend(reactor, tmp_path) -> Backend:
     store = SQLiteStore(tmp_path / "contract.sqlite", reactor=reactor)
     await store.startService()
-    return Backend("sqlite", store, SQLiteAccounts(store), SQLiteAlerts(store), None, store.stopService)
+    return Backend("sqlite", store, SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store), store.stopService)
 
 
 #: Store kind -> C{async factory(reactor, tmp_path) -> Backend}.

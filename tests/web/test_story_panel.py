@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 
 from monitor.config import STORIES_FIELDS
 from monitor.model import Analysis, Post
+from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.stories import StoryClusterer, StoryService
 from monitor.web.ui import WebUI
 from tests.web.test_alert_pages import Browser as _Browser
@@ -58,6 +59,7 @@ class Hub:
         self.stories = StoryService(StoryClusterer(), clock)
         self.topics = Topics(["Acme", "Globex"])
         self.store = Store()
+        self.learning = SQLiteLearning(self.store)
         self.learner = SimpleNamespace(active={})
         self.sources = []
 
