@@ -3,11 +3,12 @@ The narrow store interfaces the rest of the hub calls, one per area, with
 the records and errors they speak in.
 
 L{monitor.interfaces.IStore} is the posts side (batches, cursors, topics,
-searches); these are the others: accounts (L{IAccounts}), alerts
-(L{IAlertStore}) and what is learned from people's corrections
-(L{ILearningStore}).  Callers pass and get domain values, never SQL; every
+searches), with L{IPostReads} for what the pages read beyond that; these
+are the others: accounts (L{IAccounts}), alerts (L{IAlertStore}) and what
+is learned from people's corrections (L{ILearningStore}).  Callers pass and get domain values, never SQL; every
 statement lives in a provider under C{monitor/store/} (the SQLite ones are
-in C{sqlite_accounts.py}, C{sqlite_alerts.py} and C{sqlite_learning.py}).
+in C{sqlite_accounts.py}, C{sqlite_alerts.py}, C{sqlite_learning.py} and
+C{sqlite_pages.py}).
 Every method returns a Deferred; a provider runs its statements off the
 reactor thread.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "IAccounts",
     "IAlertStore",
     "ILearningStore",
+    "IPostReads",
     "LastAdmin",
     "NoSuchUser",
     "SessionRecord",
@@ -432,3 +434,41 @@ class ILearningStore(Interface):
         """Write C{(sentiment, sentiment_by, labels, id)} rewrites."""
 
 
+
+class IPostReads(Interface):
+    """
+    What the pages and dashboards read from the stored posts beyond
+    C{IStore.query_posts} and C{IStore.stats}; provided by the posts store
+    itself.  A C{topic} of C{None} means every post; times are unix
+    seconds, C{since} inclusive and C{until} exclusive, on the time a post
+    was filed under the topic (post time without a topic).
+    """
+
+    def oldest_post(topic=None, since=None):
+        """When the oldest post (of C{topic}) since C{since} was written, or C{None}."""
+
+    def geo_posts(topic=None, since=None, until=None, limit=1000):
+        """The newest posts with coordinates, as the map's dicts, newest first."""
+
+    def author_sentiment(topic=None, since=None, until=None, min_posts=2, limit=10):
+        """
+        C{{"advocates": [...], "detractors": [...]}}: the authors with at
+        least C{min_posts} analysed posts, most positive (average compound
+        at least 0.05) and most negative (at most -0.05) first.
+        """
+
+    def topic_volume(since=None, until=None):
+        """C{[{"topic", "count"}]}, most posts first (then by name)."""
+
+    def recent_posts(limit=2000):
+        """The newest stored posts as L{monitor.model.Post}s, newest first."""
+
+    def topic_origins():
+        """C{{name: {"origin", "updated_at"}}} of the stored topics."""
+
+    def post_texts(topic, periods, limit, run):
+        """
+        Fire with C{run(samples)}, called off the reactor: per
+        C{(since, until)} of C{periods}, the C{(text, lang)} of at most
+        C{limit} of its newest posts.
+        """

@@ -41,7 +41,6 @@ from monitor.analysis.trending import trending_terms
 from monitor.model import LABELS, SENTIMENTS, iso8601, parse_time
 from monitor.query import parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, STORY_ID, PostQuery, StatsQuery
-from monitor.web import queries
 from monitor.web.limits import body_fields
 from monitor.web.params import BadParameter, Params, post_query, row_id, store_problem
 from monitor.web.forms import (
@@ -680,7 +679,7 @@ class WebUI:
         are none.
         """
         now = self.reactor.seconds()
-        oldest = await queries.oldest_post(self.hub.store, topic, now - RANGES["30d"][0])
+        oldest = await self.hub.store.oldest_post(topic, now - RANGES["30d"][0])
         if oldest is None:
             return "24h"
         age = now - oldest
@@ -717,8 +716,8 @@ class WebUI:
         span = until - since
         current = await store.stats(StatsQuery(topic=topic, since=since, until=until, bucket=bucket, top=100))
         previous = await store.stats(StatsQuery(topic=topic, since=since - span, until=since, bucket=bucket, top=100))
-        people = await queries.author_sentiment(store, topic, since, until)
-        per_topic = await queries.topic_volume(store, since, until) if topic is None else []
+        people = await store.author_sentiment(topic, since, until)
+        per_topic = await store.topic_volume(since, until) if topic is None else []
         terms = await trending_terms(store, topic, since, until, self._own_topics(topic))
         return self._json(
             request,
@@ -910,7 +909,7 @@ class WebUI:
         since, until, _ = self._range(params)
         limit = params.integer("limit", 1000, 1, 5000)
         params.finish()
-        posts = await queries.geo_posts(self.hub.store, topic, since, until, limit)
+        posts = await self.hub.store.geo_posts(topic, since, until, limit)
         # The stories of these posts, by id, so the map's legend can name them.
         stories = {}
         for sid in {p.get("story") for p in posts} - {None}:
@@ -925,9 +924,9 @@ class WebUI:
     @page()
     async def topics(self, request, session):
         form = self._form(request)
-        origins = await queries.topic_origins(self.hub.store)
+        origins = await self.hub.store.topic_origins()
         day = self.reactor.seconds() - 86400
-        volume = {v["topic"]: v["count"] for v in await queries.topic_volume(self.hub.store, day, None)}
+        volume = {v["topic"]: v["count"] for v in await self.hub.store.topic_volume(day, None)}
         rows = [
             {"topic": t, "origin": origins.get(t.name, {}).get("origin", "?"), "day": volume.get(t.name, 0)}
             for t in self.hub.topics.topics
@@ -992,7 +991,7 @@ class WebUI:
         return self._redirect(request, "/topics?" + urlencode({"saved": topic.name}))
 
     async def _try_topic(self, topic, original: str) -> dict[str, Any]:
-        posts = await queries.recent_posts(self.hub.store, TRY_POSTS)
+        posts = await self.hub.store.recent_posts(TRY_POSTS)
         current = self.hub.topics.get(original) if original else None
         return await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), try_draft, topic, current, posts)
 

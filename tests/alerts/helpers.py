@@ -21,14 +21,15 @@ from monitor.model import Analysis, Post
 from monitor.store.migrations import migrate
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.sqlite_pages import PageQueries
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600)  # a whole hour
 
 
-class SyncStore:
+class SyncStore(PageQueries):
     """
     C{run_write} and C{run_read} on one SQLite connection, at once: the
-    alert SQL runs for real, without threads.
+    alert SQL and the pages' reads run for real, without threads.
     """
 
     def __init__(self, path: str = ":memory:") -> None:
