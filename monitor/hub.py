@@ -33,6 +33,9 @@ from monitor.stories import StoryClusterer, StoryService
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_accounts import SQLiteAccounts
+from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
 from monitor.web.setup import write_owner_only
@@ -107,9 +110,14 @@ class Hub(OrderedMultiService):
         # the alerts and the browsers, incidents to the browsers.
         self.bus = EventBus()
         self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
+        # The store's other areas, each behind its own interface
+        # (monitor.store.interfaces), handed to the parts that use them.
+        self.accounts = SQLiteAccounts(self.store)
+        self.alert_store = SQLiteAlerts(self.store)
+        self.learning = SQLiteLearning(self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         self.topics = TopicSet(self.store)
-        self.feedback = Feedback(self.store, reactor)
+        self.feedback = Feedback(self.learning, reactor)
         a = config.analysis
         classifier = Classifier(
             crisis_words=a["crisis_words"],
@@ -125,14 +133,14 @@ class Hub(OrderedMultiService):
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
-        self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)
+        self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor)
         self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
         self.analyzer = self.nodes
         seed = seed_path(config.learning["seed"], config.resolve)
         if seed is not None and not seed.is_file():
             raise ConfigProblem(config.path, "learning.seed", f"no such file: {seed}")
-        self.seed = SeedCorrections(self.store, self.feedback, seed, classifier, reactor)
-        self.rescorer = Rescorer(self.store, self.learner, reactor)
+        self.seed = SeedCorrections(self.store, self.learning, self.feedback, seed, classifier, reactor)
+        self.rescorer = Rescorer(self.learning, self.learner, reactor)
         # Stories: every matched post put in a cluster by its words, links and
         # place before it is stored; the clusterer's state kept in the store.
         s = config.stories
@@ -170,13 +178,14 @@ class Hub(OrderedMultiService):
         # pipeline puts posts in their stories before the store, so the
         # alerts see each post's story.
         self.alerts = AlertEngine(
-            config, store=self.store, metrics=self.metrics, topics=self.topics, sources=self.sources, bus=self.bus,
+            config, store=self.alert_store, metrics=self.metrics, topics=self.topics, sources=self.sources,
+            bus=self.bus,
             reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None,
         )
         self.pipeline.add_sink(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
-        self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
+        self.web = WebService(self, self.accounts, reactor)  # pages, /api, /ws and /static on one port
         self.web.setName("web")
 
         children = (

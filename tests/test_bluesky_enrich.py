@@ -36,6 +36,7 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     from monitor.pipeline import Pipeline
     from monitor.queue.memory import MemoryQueue
     from monitor.store.sqlite import SQLiteStore
+    from monitor.store.sqlite_alerts import SQLiteAlerts
     from monitor.topics import TopicSet
     from tests.fakes.jetstream import FakeJetstream
 
@@ -64,7 +65,7 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     pipeline = Pipeline(queue, topics, analyzer, store, metrics, batch_size=50, reactor=reactor)
     source = BlueskySource("bsky", queue, store, metrics, url=spec["url"], appview_url=spec["appview_url"],
                            profile_wait=spec["profile_wait"], reactor=reactor)
-    engine = AlertEngine(config, store=store, metrics=metrics, topics=topics, sources=[source], reactor=reactor)
+    engine = AlertEngine(config, store=SQLiteAlerts(store), metrics=metrics, topics=topics, sources=[source], reactor=reactor)
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip

@@ -10,6 +10,8 @@ that group what they find, and notifications that tell people, reliably.
     deterministic, shared by the live engine and the backtest;
   - L{monitor.alerts.engine}: the sink and service in the hub;
   - L{monitor.alerts.outbox} and L{monitor.alerts.notifiers}: delivery;
-  - L{monitor.alerts.sql}: the tables;
   - L{monitor.alerts.backtest}: a rule run over stored posts.
+
+Their rows are kept by an L{monitor.store.interfaces.IAlertStore}
+(L{monitor.store.sqlite_alerts} holds the SQL).
 """

@@ -19,6 +19,8 @@ baselines) and undelivered notifications.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from typing import Any, Optional
 
@@ -29,18 +31,18 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.bus import EventBus
-from monitor.alerts import sql
 from monitor.alerts.config import check_rule_spec
 from monitor.alerts.detector import MAX_SKEW, SEEN, Detector
 from monitor.alerts.incidents import ACKNOWLEDGED, NOTIFY_EVENTS, RESOLVED, Change
 from monitor.alerts.notifiers import Notification
 from monitor.alerts.notifiers.http import HTTPClient
-from monitor.alerts.outbox import Outbox, WriteQueue, new_notification_id
+from monitor.alerts.outbox import Outbox, new_notification_id
 from monitor.alerts.rules import Rule, severity_rank
 from monitor.analysis.trending import excluded_words
 from monitor.config import parse_duration
 from monitor.interfaces import ISink
 from monitor.model import iso8601, parse_time
+from monitor.store.writes import WriteQueue
 
 __all__ = ["AlertEngine", "AlertError", "make_notifier"]
 
@@ -107,13 +109,22 @@ def _dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def _snapshot(incidents, notifications) -> tuple[list, list]:
+    """
+    Copies of incidents and notifications as they are now: a write waits
+    its turn in the queue while the originals change.
+    """
+    return [copy.deepcopy(i) for i in incidents], [dataclasses.replace(n) for n in notifications]
+
+
 @implementer(ISink)
 class AlertEngine(Service):
     """
     Rules over every stored post, incidents, and their notifications.
 
-    @param store: where rules, incidents and the outbox are kept, and the
-        posts the history is read from.
+    @param store: the L{monitor.store.interfaces.IAlertStore} that keeps
+        the rules, incidents and notifications and reads the stored posts'
+        history.
     @param topics: the topics (their C{topics}), for the history and for
         checking rules.
     @param sources: the collectors, whose health C{source_health} watches.
@@ -149,7 +160,7 @@ class AlertEngine(Service):
         self.detector = Detector(
             [], samples=self.settings["samples"], stories=stories, exclude=excluded_words(config.topics)
         )
-        self.writer = WriteQueue(self.store, reactor)
+        self.writer = WriteQueue(reactor)
         self.http = HTTPClient(reactor)
         notifiers = notifiers or {}
         channels = [
@@ -158,6 +169,7 @@ class AlertEngine(Service):
         ]
         self.outbox = Outbox(
             channels,
+            self.store,
             self.writer,
             self.metrics,
             reactor,
@@ -183,16 +195,15 @@ class AlertEngine(Service):
 
     async def _start(self) -> None:
         now = self.started_at = self._quiet_wall = self.reactor.seconds()
-        rows = [(spec["name"], _dumps(spec), now) for spec in self.file_rules]
-        removed = await self.store.run_write(sql.sync_file_rules, rows)
+        removed = await self.store.sync_file_rules(self.file_rules, now)
         if removed:
             self.log.info("rules removed from the file: {names}", names=", ".join(removed))
         await self._load_rules()
-        self.detector.book.load(await self.store.run_read(sql.load_open_incidents))
+        self.detector.book.load(await self.store.open_incidents())
         await self._warm()
         self._quiet_time = self.detector.now
-        states = await self.store.run_read(sql.load_channels)
-        pending = await self.store.run_read(sql.load_pending)
+        states = await self.store.channel_states()
+        pending = await self.store.pending_notifications()
         self.outbox.restore(states, pending)
         for key, incident in list(self.detector.book.open.items()):
             # A channel incident ends when its channel works again.
@@ -236,10 +247,10 @@ class AlertEngine(Service):
 
     async def _load_rules(self) -> None:
         rules = []
-        for name, spec, origin in await self.store.run_read(sql.list_rules):
-            rule, problems = check_rule_spec(spec, origin=origin)
+        for stored in await self.store.list_rules():
+            rule, problems = check_rule_spec(stored.spec, origin=stored.origin)
             if rule is None:
-                self.log.warn("skipping stored rule {name}: {problems}", name=name, problems="; ".join(problems))
+                self.log.warn("skipping stored rule {name}: {problems}", name=stored.name, problems="; ".join(problems))
                 continue
             rules.append(rule)
         self._set_rules(rules)
@@ -249,15 +260,15 @@ class AlertEngine(Service):
         self.detector.set_rules(list(self.rules.values()))
 
     async def _warm(self) -> None:
-        latest = await self.store.run_read(sql.latest_post_time)
+        latest = await self.store.latest_post_time()
         if latest is None:
             return
         now = min(latest, self.reactor.seconds() + MAX_SKEW)
         since = now - self.detector.horizon * 60
         topics = [t.name for t in getattr(self.topics, "topics", ())]
-        counts, first = await self.store.run_read(sql.history, topics, since)
+        counts, first = await self.store.minute_history(topics, since)
         self.detector.warm(now, counts, first, since)
-        recent = await self.store.run_read(sql.recent_posts, now - RECENT_SEEN, SEEN)
+        recent = await self.store.recent_posts(now - RECENT_SEEN, SEEN)
         self.detector.remember(reversed(recent))
 
     # -- the sink --------------------------------------------------------
@@ -403,11 +414,7 @@ class AlertEngine(Service):
                 notifications += self._route(change, now)
         notifications += self._caught_up(dirty, changes, now)
         self._update_open_gauge()
-        d = self.writer.submit(
-            sql.save_incidents,
-            [sql.incident_row(i, now) for i in dirty],
-            [sql.notification_row(n) for n in notifications],
-        )
+        d = self.writer.submit(self.store.save_incidents, *_snapshot(dirty, notifications), now)
         d.addCallback(lambda _: self.outbox.enqueue(notifications))
         d.addErrback(self._not_written, len(dirty), len(notifications))
         return d
@@ -534,7 +541,7 @@ class AlertEngine(Service):
             raise AlertError([f"rule.name: a rule named {rule.name!r} exists"], status=409)
         if not create and rule.name not in self.rules:
             raise AlertError([f"no rule named {rule.name!r}"], status=404)
-        await self.writer.submit(sql.save_rule, rule.name, rule.spec, "web", self.reactor.seconds())
+        await self.writer.submit(self.store.save_rule, rule.name, rule.spec, "web", self.reactor.seconds())
         self._set_rules([r for r in self.rules.values() if r.name != rule.name] + [rule])
         self.log.info("rule {name} saved ({type})", name=rule.name, type=rule.type)
         return rule
@@ -551,7 +558,7 @@ class AlertEngine(Service):
         """
         if name not in self.rules:
             raise AlertError([f"no rule named {name!r}"], status=404)
-        await self.writer.submit(sql.delete_rule, name)
+        await self.writer.submit(self.store.delete_rule, name)
         self._set_rules([r for r in self.rules.values() if r.name != name])
         for key, incident in list(self.detector.book.open.items()):
             if incident.rule == name:
@@ -576,22 +583,22 @@ class AlertEngine(Service):
         if rule.type == "story":
             raise AlertError(["rule.type: story rules cannot be backtested (stories are not stored with their history)"])
         rule = Rule(dict(rule.spec, enabled=True), rule.origin)
-        return await self.store.run_read(run_backtest, rule, since, until)
+        return await run_backtest(self.store, rule, since, until)
 
     async def incidents(self, filters: dict[str, Any], limit: int = 50, cursor: Optional[str] = None):
         await self.flush()
         await self.writer.barrier()
-        return await self.store.run_read(sql.query_incidents, filters, limit, cursor)
+        return await self.store.query_incidents(filters, limit, cursor)
 
     async def incident(self, incident_id: str) -> Optional[dict[str, Any]]:
         await self.flush()
         await self.writer.barrier()
-        return await self.store.run_read(sql.get_incident, incident_id)
+        return await self.store.get_incident(incident_id)
 
     async def _by_hand(self, incident_id: str, action, by: str) -> dict[str, Any]:
         incident = self.detector.book.by_id(incident_id)
         if incident is None:
-            state = await self.store.run_read(sql.incident_state, incident_id)
+            state = await self.store.incident_state(incident_id)
             if state is None:
                 raise AlertError([f"no incident {incident_id!r}"], status=404)
             raise AlertError([f"incident {incident_id} is {state}"], status=409)
@@ -623,7 +630,7 @@ class AlertEngine(Service):
 
     async def channels(self) -> list[dict[str, Any]]:
         await self.writer.barrier()
-        counts = await self.store.run_read(sql.channel_counts)
+        counts = await self.store.channel_counts()
         out = []
         for status in self.outbox.status():
             c = counts.get(status["name"], {})

@@ -29,14 +29,14 @@ from typing import Any, Callable, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred, maybeDeferred, succeed
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from monitor.alerts import sql
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, SKIPPED, Delivery, Notification
 from monitor.config import parse_duration
 from monitor.model import iso8601
 from monitor.redact import channel_secrets, redact
+from monitor.store.interfaces import DeliveryAttempt
+from monitor.store.writes import WriteQueue
 
 __all__ = ["Outbox", "WriteQueue", "fingerprint", "new_notification_id"]
 
@@ -54,77 +54,6 @@ def fingerprint(spec: dict[str, Any]) -> str:
     stays disabled across restarts until its settings change.
     """
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-class WriteQueue:
-    """
-    Alert writes, run one after another in the order submitted, each
-    retried until the store takes it: incident rows, notifications and
-    attempts reach the store in the order they happened, and a failing
-    store delays them but never drops them (while the hub runs).
-    """
-
-    log = Logger()
-
-    def __init__(self, store, reactor, first: float = 0.5, cap: float = 30.0) -> None:
-        self.store = store
-        self.reactor = reactor
-        self.first = first
-        self.cap = cap
-        self._queue: deque = deque()
-        self._busy = False
-        self.stopping = False
-
-    def submit(self, interaction, *args) -> Deferred:
-        """
-        Run C{interaction(trans, *args)} after everything submitted before;
-        the Deferred fires with its result once committed.
-        """
-        d = Deferred()
-        self._queue.append((interaction, args, d))
-        if not self._busy:
-            self._busy = True
-            ensureDeferred(self._drain()).addErrback(lambda f: self.log.failure("alert writes stopped", f))
-        return d
-
-    def barrier(self) -> Deferred:
-        """
-        Fires once everything submitted so far is written.
-        """
-        if not self._queue:
-            return succeed(None)
-        done = Deferred()
-        self._queue[-1][2].addBoth(lambda result: (done.callback(None), result)[1])
-        return done
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                interaction, args, d = self._queue[0]
-                delay, tries = self.first, 0
-                while True:
-                    try:
-                        result = await self.store.run_write(interaction, *args)
-                    except Exception as e:
-                        tries += 1
-                        if self.stopping and tries >= 3:
-                            self.log.error(
-                                "giving up an alert write at shutdown: {error}", error=e
-                            )
-                            self._queue.popleft()
-                            d.errback(e)
-                            break
-                        self.log.error(
-                            "could not write alerts ({error}); retrying in {delay}s", error=e, delay=delay
-                        )
-                        await deferLater(self.reactor, delay)
-                        delay = min(delay * 2, self.cap)
-                        continue
-                    self._queue.popleft()
-                    d.callback(result)
-                    break
-        finally:
-            self._busy = False
 
 
 class _Channel:
@@ -160,6 +89,9 @@ class Outbox(Service):
     @param channels: C{(spec, notifier)} pairs; the spec is the channel's
         checked configuration table (C{name}, C{kind}, C{rate_limit},
         C{timeout} in seconds...).
+    @param alerts: the L{monitor.store.interfaces.IAlertStore} that keeps
+        each attempt and each channel's state, written through C{writer}
+        (a L{monitor.store.writes.WriteQueue}) in the order they happened.
     @param on_disabled: called with C{(name, reason)} when a receiver
         disables a channel; C{on_enabled} with C{name} when it is enabled.
     """
@@ -170,6 +102,7 @@ class Outbox(Service):
     def __init__(
         self,
         channels,
+        alerts,
         writer: WriteQueue,
         metrics=None,
         reactor=None,
@@ -182,6 +115,7 @@ class Outbox(Service):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
+        self.alerts = alerts
         self.writer = writer
         self.metrics = metrics
         self.retry_first = retry_first
@@ -236,7 +170,7 @@ class Outbox(Service):
                 self.log.warn("channel {channel} stays disabled: {reason}", channel=name, reason=reason)
             else:
                 self.log.info("channel {channel} was changed; enabling it again", channel=name)
-                self.writer.submit(sql.save_channel, name, ch.fingerprint, None, None)
+                self.writer.submit(self.alerts.save_channel, name, ch.fingerprint, None, None)
         orphans = []
         for n in pending:
             ch = self.channels.get(n.channel)
@@ -314,7 +248,7 @@ class Outbox(Service):
         if ch.disabled_reason is None:
             return False
         ch.disabled_reason = ch.disabled_at = None
-        self.writer.submit(sql.save_channel, name, ch.fingerprint, None, None)
+        self.writer.submit(self.alerts.save_channel, name, ch.fingerprint, None, None)
         self._gauge(ch)
         self.log.info("channel {channel} enabled again", channel=name)
         if self.on_enabled is not None:
@@ -382,7 +316,7 @@ class Outbox(Service):
         if self.metrics is not None:
             self.metrics.notifications.labels(ch.name, delivery.outcome).inc()
             self.metrics.notification_seconds.observe(elapsed)
-        attempt = (n.id, started, delivery.outcome, delivery.status, delivery.detail[:500], elapsed)
+        attempt = DeliveryAttempt(n.id, started, delivery.outcome, delivery.status, delivery.detail[:500], elapsed)
         if delivery.outcome in (SENT, SKIPPED):
             ch.last_sent_at = now if delivery.outcome == SENT else ch.last_sent_at
             ch.last_error = None if delivery.outcome == SENT else ch.last_error
@@ -423,7 +357,7 @@ class Outbox(Service):
 
     def _disable(self, ch: _Channel, reason: str, now: float) -> None:
         ch.disabled_reason, ch.disabled_at = reason, now
-        self.writer.submit(sql.save_channel, ch.name, ch.fingerprint, reason, now)
+        self.writer.submit(self.alerts.save_channel, ch.name, ch.fingerprint, reason, now)
         self._gauge(ch)
         self.log.error("channel {channel} disabled: {reason}", channel=ch.name, reason=reason)
         if self.on_disabled is not None:
@@ -435,12 +369,13 @@ class Outbox(Service):
         if error is not None:
             n.last_error = error
         if attempt is None and state == "failed":
-            attempt = (n.id, now, "failed", None, error or "", 0.0)
+            attempt = DeliveryAttempt(n.id, now, "failed", None, error or "", 0.0)
         self._write(n, attempt)
 
-    def _write(self, n: Notification, attempt) -> None:
-        row = (n.state, n.attempts, n.next_attempt_at, n.finished_at, n.last_error, n.id)
-        self.writer.submit(sql.record_attempt, row, attempt)
+    def _write(self, n: Notification, attempt: Optional[DeliveryAttempt]) -> None:
+        # The state as it is now: later changes to n must not leak into
+        # this write while it waits its turn.
+        self.writer.submit(self.alerts.record_attempt, dataclasses.replace(n), attempt)
 
     def _gauge(self, ch: _Channel) -> None:
         if self.metrics is not None:

@@ -209,22 +209,15 @@ def trending_terms(store, topic: Optional[str], since: float, until: float, topi
     Fires with C{{"trending": [...], "top": [...]}}: the rising terms of
     C{topic} (or of all posts) in C{[since, until)} against the period of
     the same length before (L{rank}), and its most used words (L{top}), the
-    C{topics}' own words left out.
+    C{topics}' own words left out.  Counted off the reactor, on the
+    samples C{store} (an L{monitor.store.interfaces.IPostReads}) reads.
     """
-    from monitor.web.queries import _scope
-
     exclude = excluded_words(topics)
 
-    def read(trans, start, end):
-        tables, time, where, params = _scope(topic, start, end)
-        trans.execute(f"SELECT p.text, p.lang FROM {tables} WHERE {where} ORDER BY {time} DESC LIMIT ?",
-                      (*params, SAMPLE))  # fmt: skip
-        return trans.fetchall()
-
-    def run(trans):
+    def run(samples):
         shown: dict[str, str] = {}
-        now, posts_now = _count(read(trans, since, until), exclude, shown)
-        before, posts_before = _count(read(trans, since - (until - since), since), exclude, shown)
+        now, posts_now = _count(samples[0], exclude, shown)
+        before, posts_before = _count(samples[1], exclude, shown)
         return {"trending": rank(now, posts_now, before, posts_before, shown, limit), "top": top(now, shown, limit)}
 
-    return store.run_read(run)
+    return store.post_texts(topic, [(since, until), (since - (until - since), since)], SAMPLE, run)

@@ -2,10 +2,10 @@
 People's corrections of posts: the sentiment a post really has and the
 labels that do or do not apply to it, with who said so and when.
 
-One row per post (table C{post_feedback}) holds the latest word on it: a
-correction merges into the one before, and deleting it is the undo.  The
-learned models (L{monitor.learn.learner}) are trained on these rows joined
-with the stored posts' text.
+One record per post holds the latest word on it: a correction merges into
+the one before, and deleting it is the undo.  The learned models
+(L{monitor.learn.learner}) are trained on these joined with the stored
+posts' text.  They are kept by an L{monitor.store.interfaces.ILearningStore}.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 from typing import Any, Mapping, Optional
 
 from monitor.model import SENTIMENTS, iso8601
+from monitor.store.interfaces import Correction
 from monitor.web.params import BadParameter
 
 __all__ = ["Feedback", "LABEL_NAME", "MAX_LABELS", "check_feedback", "feedback_csv"]
@@ -79,16 +80,16 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         raise BadParameter("cursor", "not a cursor this API gave") from None
 
 
-def _row(row) -> dict[str, Any]:
-    uid, sentiment, labels, by, created_at, updated_at, text = row
+def _row(c: Correction) -> dict[str, Any]:
+    """A correction as the API shows it."""
     return {
-        "post_id": uid,
-        "sentiment": sentiment,
-        "labels": json.loads(labels),
-        "by": by,
-        "created_at": iso8601(created_at),
-        "updated_at": iso8601(updated_at),
-        "text": text,
+        "post_id": c.post_id,
+        "sentiment": c.sentiment,
+        "labels": dict(c.labels),
+        "by": c.by,
+        "created_at": iso8601(c.created_at) if c.created_at is not None else None,
+        "updated_at": iso8601(c.updated_at) if c.updated_at is not None else None,
+        "text": c.text,
     }
 
 
@@ -111,12 +112,13 @@ def feedback_csv(rows: list[dict[str, Any]], header: bool = True) -> bytes:
 
 class Feedback:
     """
-    The corrections in the store.  C{changed} callbacks (the learner) hear
-    of every change, so training can follow.
+    The corrections, kept by C{learning} (an
+    L{monitor.store.interfaces.ILearningStore}).  C{listeners} (the
+    learner) hear of every change, so training can follow.
     """
 
-    def __init__(self, store, reactor) -> None:
-        self.store = store
+    def __init__(self, learning, reactor) -> None:
+        self.learning = learning
         self.reactor = reactor
         self.listeners: list = []
 
@@ -132,84 +134,28 @@ class Feedback:
         removed.
         """
         sentiment, given, labels = check_feedback(body)
-        result = await self.store.run_write(self._put, uid, sentiment, given, labels, by, self.reactor.seconds())
+        merged = await self.learning.put_correction(uid, sentiment, given, labels, by, self.reactor.seconds())
         self.notify()
-        return result
-
-    @staticmethod
-    def _put(trans, uid, sentiment, given, labels, by, now):
-        trans.execute("SELECT text FROM posts WHERE uid = ?", (uid,))
-        post = trans.fetchone()
-        if post is None:
-            return None
-        trans.execute("SELECT sentiment, labels, created_at FROM post_feedback WHERE post_uid = ?", (uid,))
-        old = trans.fetchone()
-        old_sentiment, old_labels, created = (old[0], json.loads(old[1]), old[2]) if old else (None, {}, now)
-        new_sentiment = sentiment if given else old_sentiment
-        merged = dict(old_labels)
-        for name, value in labels.items():
-            if value is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = value
-        if new_sentiment is None and not merged:
-            trans.execute("DELETE FROM post_feedback WHERE post_uid = ?", (uid,))
-            return {"post_id": uid, "sentiment": None, "labels": {}, "by": by, "created_at": None, "updated_at": None,
-                    "text": post[0]}  # fmt: skip
-        labels_json = json.dumps(dict(sorted(merged.items())))
-        trans.execute(
-            "INSERT INTO post_feedback (post_uid, sentiment, labels, by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (post_uid) DO UPDATE SET sentiment = excluded.sentiment, labels = excluded.labels, "
-            "by = excluded.by, updated_at = excluded.updated_at",
-            (uid, new_sentiment, labels_json, by, created, now),
-        )
-        return _row((uid, new_sentiment, labels_json, by, created, now, post[0]))
+        return None if merged is None else _row(merged)
 
     async def get(self, uid: str) -> Optional[dict]:
-        return await self.store.run_read(self._get, uid)
-
-    @staticmethod
-    def _get(trans, uid):
-        trans.execute(
-            "SELECT f.post_uid, f.sentiment, f.labels, f.by, f.created_at, f.updated_at, p.text "
-            "FROM post_feedback f LEFT JOIN posts p ON p.uid = f.post_uid WHERE f.post_uid = ?",
-            (uid,),
-        )
-        row = trans.fetchone()
-        return _row(row) if row else None
+        found = await self.learning.correction(uid)
+        return None if found is None else _row(found)
 
     async def many(self, uids: list[str]) -> dict[str, dict]:
         """
         The corrections of these posts, by post id (those that have one).
         """
-        return await self.store.run_read(self._many, list(uids))
-
-    @staticmethod
-    def _many(trans, uids):
-        out = {}
-        for i in range(0, len(uids), 500):
-            part = uids[i : i + 500]
-            trans.execute(
-                "SELECT f.post_uid, f.sentiment, f.labels, f.by, f.created_at, f.updated_at, NULL FROM post_feedback f "
-                f"WHERE f.post_uid IN ({', '.join('?' * len(part))})",
-                part,
-            )
-            out.update((row[0], _row(row)) for row in trans.fetchall())
-        return out
+        return {uid: _row(c) for uid, c in (await self.learning.corrections(list(uids))).items()}
 
     async def delete(self, uid: str) -> bool:
         """
         Undo: forget the correction of a post.
         """
-        deleted = await self.store.run_write(self._delete, uid)
+        deleted = await self.learning.delete_correction(uid)
         if deleted:
             self.notify()
         return deleted
-
-    @staticmethod
-    def _delete(trans, uid):
-        trans.execute("DELETE FROM post_feedback WHERE post_uid = ?", (uid,))
-        return trans.rowcount > 0
 
     async def page(self, limit: int, cursor: Optional[str] = None, by: Optional[str] = None,
                    label: Optional[str] = None) -> tuple[list[dict], Optional[str]]:  # fmt: skip
@@ -217,51 +163,16 @@ class Feedback:
         The corrections, latest change first, a page at a time.
         """
         after = _decode_cursor(cursor) if cursor else None
-        return await self.store.run_read(self._page, limit, after, by, label)
+        found, more = await self.learning.correction_page(limit, after, by, label)
+        following = _encode_cursor(found[-1].updated_at, found[-1].post_id) if more and found else None
+        return [_row(c) for c in found], following
 
-    @staticmethod
-    def _page(trans, limit, after, by, label):
-        where, params = [], []
-        if after is not None:
-            where.append("(f.updated_at < ? OR (f.updated_at = ? AND f.post_uid < ?))")
-            params += [after[0], after[0], after[1]]
-        if by is not None:
-            where.append("f.by = ?")
-            params.append(by)
-        if label is not None:
-            where.append("json_extract(f.labels, ?) IS NOT NULL")
-            params.append(f'$."{label}"')
-        sql = (
-            "SELECT f.post_uid, f.sentiment, f.labels, f.by, f.created_at, f.updated_at, p.text "
-            "FROM post_feedback f LEFT JOIN posts p ON p.uid = f.post_uid"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY f.updated_at DESC, f.post_uid DESC LIMIT ?"
-        )
-        trans.execute(sql, (*params, limit + 1))
-        rows = trans.fetchall()
-        following = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            following = _encode_cursor(rows[-1][5], rows[-1][0])
-        return [_row(r) for r in rows], following
-
-    async def labelled(self) -> list[dict]:
+    def labelled(self):
         """
         Every correction with its post's text and language, oldest first:
         what the learner trains on.
         """
-        return await self.store.run_read(self._labelled)
-
-    @staticmethod
-    def _labelled(trans):
-        trans.execute(
-            "SELECT f.post_uid, f.sentiment, f.labels, f.updated_at, p.text, p.lang FROM post_feedback f "
-            "JOIN posts p ON p.uid = f.post_uid ORDER BY f.created_at, f.post_uid"
-        )
-        return [
-            {"uid": uid, "sentiment": s, "labels": json.loads(labels), "updated_at": at, "text": text, "lang": lang}
-            for uid, s, labels, at, text, lang in trans.fetchall()
-        ]
+        return self.learning.training_rows()
 
     def count_by(self, rows: list[Mapping]) -> dict[str, int]:
         """

@@ -13,7 +13,6 @@ C{learned_models}), so the learning curve can be drawn.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -123,17 +122,19 @@ class Learner(Service):
     @ivar active: C{(name, language)} to the active L{LinearModel}; what
         the analysis applies (L{monitor.learn.apply}).
     @ivar listeners: called with no argument when the active models change.
+    @param learning: the L{monitor.store.interfaces.ILearningStore} that
+        keeps the model versions.
     """
 
     name = "learner"
     log = Logger()
 
-    def __init__(self, store, feedback, classifier, settings: dict, reactor=None, executor_factory=None) -> None:
+    def __init__(self, learning, feedback, classifier, settings: dict, reactor=None, executor_factory=None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default
 
             reactor = default
-        self.store = store
+        self.learning = learning
         self.feedback = feedback
         self.classifier = classifier
         self.settings = settings
@@ -217,7 +218,7 @@ class Learner(Service):
         least = self.settings.get("min_examples", 20)
         per_class = self.settings.get("min_per_class", 3)
         retrain = self.settings.get("retrain_after", 10)
-        latest = await self.store.run_read(self._latest_versions)
+        latest = await self.learning.latest_versions()
         out = []
         for key in self._names(rows):
             total, per, _ = _count(rows, *key)
@@ -260,7 +261,7 @@ class Learner(Service):
         keys = await self.due(rows)
         if not keys:
             return []
-        numbers = await self.store.run_read(self._version_counts)
+        numbers = await self.learning.version_counts()
         jobs = []
         for name, language in keys:
             n = numbers.get((name, language), 0) + 1
@@ -303,9 +304,9 @@ class Learner(Service):
         from monitor.learn.train import better
 
         key = (model.name, model.language)
-        held = await self.store.run_read(self._held, *key)
+        held = await self.learning.is_held(*key)
         activate = self.settings.get("auto_activate", True) and better(model.evaluation) and not held
-        await self.store.run_write(self._insert, model, through, activate, self.reactor.seconds())
+        await self.learning.add_model(model, through, activate, self.reactor.seconds())
         e = model.evaluation
         self.log.info(
             "learned model {version}: macro-F1 {f1:.3f} against the built-in {base:.3f} on {n} posts; {what}",
@@ -322,7 +323,7 @@ class Learner(Service):
         whatever its figures, or switch the model off until activated again.
         C{None} if there is no such trained model.
         """
-        found = await self.store.run_write(self._set_active, name, language, on, by, version, self.reactor.seconds())
+        found = await self.learning.set_active(name, language, on, by, version, self.reactor.seconds())
         if not found:
             return None
         self.log.info("{by} {what} learned model {name} ({language})", by=by, what="activated" if on else "deactivated",
@@ -333,7 +334,7 @@ class Learner(Service):
     # -- reading -------------------------------------------------------------
 
     async def _load(self) -> None:
-        rows = await self.store.run_read(self._active_rows)
+        rows = await self.learning.active_models()
         active = {}
         for text in rows:
             model = LinearModel.from_json(text)
@@ -358,7 +359,7 @@ class Learner(Service):
         Every model the corrections call for, as the API shows it.
         """
         rows = await self.feedback.labelled()
-        stored = await self.store.run_read(self._summaries)
+        stored = await self.learning.model_versions()
         keys = dict.fromkeys(self._names(rows))
         keys.update(dict.fromkeys(stored))
         if (SENTIMENT, ENGLISH) not in keys:
@@ -404,76 +405,3 @@ class Learner(Service):
             "curve": [{"version": v["version"], "examples": v["examples"], "macro_f1": v["evaluation"].get("macro_f1"),
                        "baseline_macro_f1": v["evaluation"].get("baseline_macro_f1")} for v in versions],  # fmt: skip
         }
-
-    # -- SQL (in the store's threads) ----------------------------------------
-
-    @staticmethod
-    def _latest_versions(trans):
-        trans.execute("SELECT name, language, examples, trained_through FROM learned_models ORDER BY id")
-        return {(n, lang): (e, t) for n, lang, e, t in trans.fetchall()}
-
-    @staticmethod
-    def _version_counts(trans):
-        trans.execute("SELECT name, language, count(*) FROM learned_models GROUP BY name, language")
-        return {(n, lang): c for n, lang, c in trans.fetchall()}
-
-    @staticmethod
-    def _held(trans, name, language):
-        trans.execute("SELECT 1 FROM learned_holds WHERE name = ? AND language = ?", (name, language))
-        return trans.fetchone() is not None
-
-    @staticmethod
-    def _insert(trans, model: LinearModel, through, activate, now):
-        if activate:
-            trans.execute("UPDATE learned_models SET state = 'inactive' WHERE name = ? AND language = ?",
-                          (model.name, model.language))  # fmt: skip
-        e = model.evaluation
-        summary = {k: v for k, v in e.items()}
-        trans.execute(
-            "INSERT INTO learned_models (name, language, version, state, model, examples, evaluation, trained_through, "
-            "created_at, activated_at, activated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (model.name, model.language, model.version, "active" if activate else "inactive", model.to_json(),
-             model.examples, json.dumps(summary), through, now, now if activate else None,
-             "learner" if activate else None),
-        )  # fmt: skip
-
-    @staticmethod
-    def _set_active(trans, name, language, on, by, version, now):
-        if version is None:
-            trans.execute("SELECT version FROM learned_models WHERE name = ? AND language = ? ORDER BY id DESC LIMIT 1",
-                          (name, language))  # fmt: skip
-        else:
-            trans.execute("SELECT version FROM learned_models WHERE name = ? AND language = ? AND version = ?",
-                          (name, language, version))  # fmt: skip
-        row = trans.fetchone()
-        if row is None:
-            return False
-        trans.execute("UPDATE learned_models SET state = 'inactive' WHERE name = ? AND language = ?", (name, language))
-        if on:
-            trans.execute("UPDATE learned_models SET state = 'active', activated_at = ?, activated_by = ? WHERE version = ?",
-                          (now, by, row[0]))  # fmt: skip
-            trans.execute("DELETE FROM learned_holds WHERE name = ? AND language = ?", (name, language))
-        else:
-            trans.execute("INSERT OR REPLACE INTO learned_holds (name, language, by, at) VALUES (?, ?, ?, ?)",
-                          (name, language, by, now))  # fmt: skip
-        return True
-
-    @staticmethod
-    def _active_rows(trans):
-        trans.execute("SELECT model FROM learned_models WHERE state = 'active' ORDER BY id")
-        return [r[0] for r in trans.fetchall()]
-
-    @staticmethod
-    def _summaries(trans):
-        trans.execute("SELECT name, language FROM learned_holds")
-        holds = set(trans.fetchall())
-        trans.execute(
-            "SELECT name, language, version, state, examples, evaluation, created_at, activated_by FROM learned_models ORDER BY id"
-        )
-        out: dict[tuple[str, str], list[dict]] = {}
-        for name, language, version, state, examples, evaluation, created_at, by in trans.fetchall():
-            out.setdefault((name, language), []).append({
-                "version": version, "state": state, "examples": examples, "evaluation": json.loads(evaluation),
-                "created_at": created_at, "activated_by": by, "held": (name, language) in holds,
-            })  # fmt: skip
-        return out

@@ -44,14 +44,16 @@ def rescore_rows(rows: list[tuple], classifier, models: dict) -> list[tuple]:
 
 class Rescorer(Service):
     """
+    @param learning: the L{monitor.store.interfaces.ILearningStore} that
+        reads the stored posts and writes their new labels.
     @ivar status: the job's progress as the API shows it.
     """
 
     name = "rescorer"
     log = Logger()
 
-    def __init__(self, store, learner, reactor) -> None:
-        self.store = store
+    def __init__(self, learning, learner, reactor) -> None:
+        self.learning = learning
         self.learner = learner
         self.reactor = reactor
         self.status: dict[str, Any] = {"state": "idle", "done": 0, "total": 0, "changed": 0, "models": {},
@@ -99,10 +101,10 @@ class Rescorer(Service):
         self.log.failure("re-scoring the stored posts failed", failure)
 
     async def _run(self, models: dict) -> None:
-        self.status["total"] = await self.store.run_read(lambda t: t.execute("SELECT count(*) FROM posts").fetchone()[0])
+        self.status["total"] = await self.learning.count_posts()
         last = 0
         while not self._stopping:
-            rows = await self.store.run_read(self._page, last)
+            rows = await self.learning.scored_posts(last, BATCH)
             if not rows:
                 break
             updates = await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), rescore_rows,
@@ -110,19 +112,9 @@ class Rescorer(Service):
             before = {r[0]: (r[3], r[4], r[5]) for r in rows}
             changed = [u for u in updates if before[u[3]] != (u[0], u[1], u[2])]
             if changed:
-                await self.store.run_write(self._write, changed)
+                await self.learning.rescore(changed)
             last = rows[-1][0]
             self.status["done"] += len(rows)
             self.status["changed"] += len(changed)
         self.status.update(state="stopped" if self._stopping else "done", finished_at=self.reactor.seconds())
         self.log.info("re-scored {done} stored posts, {changed} changed", done=self.status["done"], changed=self.status["changed"])
-
-    @staticmethod
-    def _page(trans, last):
-        trans.execute("SELECT id, text, lang, sentiment, sentiment_by, labels FROM posts WHERE id > ? AND compound IS NOT NULL "
-                      "ORDER BY id LIMIT ?", (last, BATCH))  # fmt: skip
-        return trans.fetchall()
-
-    @staticmethod
-    def _write(trans, changed):
-        trans.executemany("UPDATE posts SET sentiment = ?, sentiment_by = ?, labels = ? WHERE id = ?", changed)

@@ -125,8 +125,9 @@ class SeedCorrections(Service):
     name = "seed-corrections"
     log = Logger()
 
-    def __init__(self, store, feedback, path: Optional[Path], classifier: Classifier, reactor) -> None:
+    def __init__(self, store, learning, feedback, path: Optional[Path], classifier: Classifier, reactor) -> None:
         self.store = store
+        self.learning = learning
         self.feedback = feedback
         self.path = path
         self.classifier = classifier
@@ -145,7 +146,7 @@ class SeedCorrections(Service):
         Store the seed's posts and corrections if the store has none; how
         many were loaded.
         """
-        if not await self.store.run_read(self._fresh):
+        if not await self.learning.is_fresh():
             return 0
         rows = read_seed(self.path)
         if not rows:
@@ -164,21 +165,9 @@ class SeedCorrections(Service):
         ]  # fmt: skip
         await self.store.store_batch(posts, {}, collected={})
         uids = [p.uid for p in posts]
-        await self.store.run_write(self._insert, rows, uids, now)
+        await self.learning.seed_corrections(
+            [(uid, r["sentiment"], r["labels"], NETWORK) for uid, r in zip(uids, rows)], now
+        )
         self.log.info("loaded {count} shipped corrections from {path}", count=len(rows), path=str(self.path))
         self.feedback.notify()
         return len(rows)
-
-    @staticmethod
-    def _fresh(trans) -> bool:
-        trans.execute("SELECT (SELECT count(*) FROM post_feedback) + (SELECT count(*) FROM learned_models)")
-        return trans.fetchone()[0] == 0
-
-    @staticmethod
-    def _insert(trans, rows, uids, now) -> None:
-        trans.executemany(
-            "INSERT OR IGNORE INTO post_feedback (post_uid, sentiment, labels, by, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(uid, r["sentiment"], json.dumps(dict(sorted(r["labels"].items()))), NETWORK, now, now)
-             for uid, r in zip(uids, rows)],
-        )  # fmt: skip

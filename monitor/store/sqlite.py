@@ -33,7 +33,9 @@ from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, api_post, i
 from monitor.service import InFlight
 from monitor.query import QueryError, StoredPost, matches, parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
+from monitor.store.interfaces import IPostReads
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
+from monitor.store.sqlite_pages import PageQueries
 
 __all__ = ["SQLiteStore", "fts_query", "hashtags", "owner_only_database", "terms"]
 
@@ -428,10 +430,11 @@ def _configure(connection, read_only: bool) -> None:
         connection.execute("PRAGMA query_only = ON")
 
 
-@implementer(IStore)
-class SQLiteStore(Service):
+@implementer(IStore, IPostReads)
+class SQLiteStore(PageQueries, Service):
     """
-    L{IStore} on one SQLite file.
+    L{IStore} on one SQLite file, with the pages' reads (L{IPostReads},
+    their SQL in L{monitor.store.sqlite_pages}).
 
     @ivar path: the database file; its directory is created on start.
     """
@@ -571,8 +574,9 @@ class SQLiteStore(Service):
     def run_write(self, interaction, *args) -> Deferred:
         """
         Run C{interaction(transaction, *args)} in one write transaction.
-        Other parts of the hub (users, alerts, nodes) keep their own SQL
-        next to their code and run it through this and L{run_read}.
+        For the providers of the store's other interfaces
+        (L{monitor.store.interfaces}) over this file; nothing outside
+        C{monitor/store/} calls it.
         """
         return self._run(True, interaction, *args)
 

@@ -11,7 +11,6 @@ from typing import Any, Optional
 
 from monitor.learn.learner import ENGLISH
 from monitor.learn.linear import SENTIMENT
-from monitor.web.queries import _scope
 
 __all__ = ["LATEST", "sentiment_line"]
 
@@ -19,31 +18,18 @@ __all__ = ["LATEST", "sentiment_line"]
 LATEST = 5000
 
 
-async def sentiment_line(learner, store, topic: Optional[str]) -> dict[str, Any]:
+async def sentiment_line(learner, learning, topic: Optional[str]) -> dict[str, Any]:
     """
     C{model} (version, C{macro_f1}, C{baseline_macro_f1}, C{examples}) or
     C{None}, and C{counts}: the latest posts (of C{topic}) by whose answer
-    their sentiment is (C{model}, C{vader}, C{unscored}).
+    their sentiment is (C{model}, C{vader}, C{unscored}), as C{learning}
+    (an L{monitor.store.interfaces.ILearningStore}) counts them.
     """
     model = learner.active.get((SENTIMENT, ENGLISH))
-    counts = await store.run_read(_counts, topic)
+    counts = await learning.sentiment_sources(topic, LATEST)
     out: dict[str, Any] = {"model": None, "counts": counts, "latest": sum(counts.values())}
     if model is not None:
         e = model.evaluation
         out["model"] = {"version": model.version, "macro_f1": e.get("macro_f1"),
                         "baseline_macro_f1": e.get("baseline_macro_f1"), "examples": model.examples}  # fmt: skip
-    return out
-
-
-def _counts(trans, topic: Optional[str]) -> dict[str, int]:
-    tables, time, where, params = _scope(topic, None, None)
-    trans.execute(
-        f"SELECT who, count(*) FROM (SELECT coalesce(p.sentiment_by, 'vader') AS who FROM {tables} WHERE {where} "
-        f"ORDER BY {time} DESC LIMIT ?) GROUP BY who",
-        (*params, LATEST),
-    )
-    out = {"model": 0, "vader": 0, "unscored": 0}
-    for by, n in trans.fetchall():
-        key = "model" if by.startswith("model:") else by
-        out[key] = out.get(key, 0) + n
     return out

@@ -184,13 +184,13 @@ class WebService(OrderedMultiService):
     name = "web"
     log = Logger()
 
-    def __init__(self, hub, reactor=None) -> None:
+    def __init__(self, hub, accounts, reactor=None) -> None:
         super().__init__(reactor)
         reactor = self.reactor
         web = hub.config.web
         self.endpoint = web["endpoint"]
         self.users = Users(
-            hub.store, reactor, idle=web.get("session_hours", 12) * 3600, scrypt_n=web.get("scrypt_n", SCRYPT_N)
+            accounts, reactor, idle=web.get("session_hours", 12) * 3600, scrypt_n=web.get("scrypt_n", SCRYPT_N)
         )
         self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
         self.push = PushHub(

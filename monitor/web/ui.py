@@ -61,6 +61,7 @@ class WebUI:
         alerts=None,
         feedback=None,
         learner=None,
+        learning=None,
         rescorer=None,
         nodes=None,
         setup=None,
@@ -73,7 +74,7 @@ class WebUI:
         stories = stories or StoryView()
         self.areas: dict[str, Area] = {
             "auth": AuthPages(shell, setup=setup, config_path=config_path),
-            "dashboard": DashboardPages(shell, store, topics, stories, learner),
+            "dashboard": DashboardPages(shell, store, topics, stories, learner, learning),
             "live": LivePages(shell, store, topics, sources, stories),
             "map": MapPages(shell, store, topics, stories, tile_url=tile_url, tile_attribution=tile_attribution),
             "topics": TopicPages(shell, store, topics, sources),
@@ -97,7 +98,7 @@ class WebUI:
             users, push, reactor,
             store=hub.store, topics=hub.topics, sources=getattr(hub, "sources", ()), queue=getattr(hub, "queue", None),
             stories=StoryView(getattr(service, "clusterer", None), enabled), alerts=getattr(hub, "alerts", None),
-            feedback=getattr(hub, "feedback", None), learner=getattr(hub, "learner", None),
+            feedback=getattr(hub, "feedback", None), learner=getattr(hub, "learner", None), learning=getattr(hub, "learning", None),
             rescorer=getattr(hub, "rescorer", None), nodes=getattr(hub, "nodes", None),
             config_path=getattr(config, "path", "etc/monitor.toml"), **options,
         )  # fmt: skip

@@ -7,8 +7,8 @@ Only hashes of secrets are stored.  Passwords use scrypt with a random salt
 breaking old hashes); session ids and API tokens are 256 random bits, so a
 plain SHA-256 of them is enough and lets a lookup be one indexed read.
 
-The SQL lives here and runs through C{store.run_read}/C{store.run_write};
-the tables are created by migration 2 in L{monitor.store.migrations}.
+The rows are kept by an L{monitor.store.interfaces.IAccounts} provider
+(L{monitor.store.sqlite_accounts} holds the SQL).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import hmac
 import math
 import re
 import secrets
-import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from typing import Optional
@@ -30,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from monitor.store.interfaces import Duplicate, LastAdmin, NoSuchUser
 from monitor.web.sessions import SessionRegistry
 
 __all__ = [
@@ -391,7 +391,8 @@ class LoginAttempt:
 
 class Users(Service):
     """
-    Users, sessions and API tokens in the store.
+    Users, sessions and API tokens, kept by C{accounts} (an
+    L{monitor.store.interfaces.IAccounts}).
 
     API tokens are also kept in memory (hash to id) so that checking one is
     a dictionary lookup on the reactor thread, like the configured token.
@@ -404,9 +405,14 @@ class Users(Service):
     log = Logger()
 
     def __init__(
-        self, store, reactor, idle: float = 12 * 3600, scrypt_n: int = SCRYPT_N, login_forms_max: int = LOGIN_FORMS_MAX
+        self,
+        accounts,
+        reactor,
+        idle: float = 12 * 3600,
+        scrypt_n: int = SCRYPT_N,
+        login_forms_max: int = LOGIN_FORMS_MAX,
     ) -> None:
-        self.store = store
+        self.accounts = accounts
         self.login_forms_max = login_forms_max
         self.reactor = reactor
         self.idle = idle
@@ -434,16 +440,10 @@ class Users(Service):
         return self.sockets.stopService()
 
     def _sweep(self):
-        d = self.store.run_write(self._delete_stale, self.reactor.seconds(), self.idle)
+        now = self.reactor.seconds()
+        d = self.accounts.sweep(now - self.idle, now - SESSION_MAX_AGE, now - LOGIN_FORM_TTL)
         d.addErrback(lambda f: self.log.failure("could not remove old sessions", f))
         return d
-
-    @staticmethod
-    def _delete_stale(trans, now, idle):
-        trans.execute(
-            "DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?", (now - idle, now - SESSION_MAX_AGE)
-        )
-        trans.execute("DELETE FROM login_forms WHERE created_at < ?", (now - LOGIN_FORM_TTL,))
 
     def _hash(self, password: str):
         return self.hashing.run(hash_password, password, None, self.scrypt_n)
@@ -460,9 +460,9 @@ class Users(Service):
         check_new_password(password)
         hashed = await self._hash(password)
         try:
-            await self.store.run_write(self._insert_user, name, role, hashed, self.reactor.seconds())
-        except sqlite3.IntegrityError:
-            raise UserError("name", f"there is already a user {name!r}")
+            await self.accounts.add_user(name, role, hashed, self.reactor.seconds())
+        except Duplicate as e:
+            raise UserError("name", str(e)) from None
         self.log.info("added user {user} as {role}", user=name, role=role)
 
     async def add_first_admin(self, name: str, password: str) -> bool:
@@ -476,95 +476,48 @@ class Users(Service):
         check_new_password(password)
         hashed = await self._hash(password)
         try:
-            made = await self.store.run_write(self._insert_first_admin, name, hashed, self.reactor.seconds())
-        except sqlite3.IntegrityError:
-            raise UserError("name", f"there is already a user {name!r}")
+            made = await self.accounts.add_first_admin(name, hashed, self.reactor.seconds())
+        except Duplicate as e:
+            raise UserError("name", str(e)) from None
         if made:
             self.log.info("added user {user} as {role}", user=name, role="admin")
         return made
 
-    @classmethod
-    def _insert_first_admin(cls, trans, name, hashed, now) -> bool:
-        trans.execute("BEGIN IMMEDIATE")
-        if trans.execute("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1").fetchone() is not None:
-            return False
-        cls._insert_user(trans, name, "admin", hashed, now)
-        return True
-
-    @staticmethod
-    def _insert_user(trans, name, role, hashed, now):
-        trans.execute(
-            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)", (name, role, hashed, now)
-        )
-
     async def set_password(self, name: str, password: str) -> None:
         check_new_password(password)
         hashed = await self._hash(password)
-        user_id = await self.store.run_write(self._set_password, name, hashed)
+        user_id = await self.accounts.set_password(name, hashed)
         if user_id is None:
             raise UserError("name", f"no user {name!r}")
         self.sockets.end_user(user_id, "password changed", "the password was changed; log in again")
         self.log.info("password of {user} changed; their sessions ended", user=name)
 
-    @staticmethod
-    def _set_password(trans, name, hashed):
-        trans.execute("SELECT id FROM users WHERE name = ?", (name,))
-        row = trans.fetchone()
-        if row is None:
-            return None
-        trans.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row[0]))
-        # A new password ends every session made with the old one.
-        trans.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
-        return row[0]
-
     async def set_role(self, name: str, role: str) -> None:
         check_role(role)
-        user_id = await self.store.run_write(self._set_role, name, role)
+        try:
+            user_id = await self.accounts.set_role(name, role)
+        except NoSuchUser as e:
+            raise UserError("name", str(e)) from None
+        except LastAdmin as e:
+            raise UserError("role", str(e)) from None
         self.log.info("user {user} is now {role}", user=name, role=role)
         # Open sockets carry the old role: look their sessions up again.
         await self.sockets.recheck_user(user_id)
 
-    @staticmethod
-    def _set_role(trans, name, role):
-        trans.execute("BEGIN IMMEDIATE")
-        trans.execute("SELECT role, id FROM users WHERE name = ?", (name,))
-        row = trans.fetchone()
-        if row is None:
-            raise UserError("name", f"no user {name!r}")
-        if row[0] == "admin" and role != "admin":
-            trans.execute("SELECT count(*) FROM users WHERE role = 'admin'")
-            if trans.fetchone()[0] <= 1:
-                raise UserError("role", "the last admin must stay an admin")
-        trans.execute("UPDATE users SET role = ? WHERE id = ?", (role, row[1]))
-        return row[1]
-
     async def delete_user(self, name: str) -> None:
-        user_id = await self.store.run_write(self._delete_user, name)
+        try:
+            user_id = await self.accounts.delete_user(name)
+        except NoSuchUser as e:
+            raise UserError("name", str(e)) from None
+        except LastAdmin:
+            raise UserError("name", "the last admin cannot be deleted") from None
         self.sockets.end_user(user_id, "user deleted", "your user was deleted")
         self.log.info("deleted user {user}", user=name)
 
-    @staticmethod
-    def _delete_user(trans, name):
-        trans.execute("BEGIN IMMEDIATE")
-        trans.execute("SELECT role, id FROM users WHERE name = ?", (name,))
-        row = trans.fetchone()
-        if row is None:
-            raise UserError("name", f"no user {name!r}")
-        if row[0] == "admin":
-            trans.execute("SELECT count(*) FROM users WHERE role = 'admin'")
-            if trans.fetchone()[0] <= 1:
-                raise UserError("name", "the last admin cannot be deleted")
-        trans.execute("DELETE FROM users WHERE id = ?", (row[1],))
-        return row[1]
-
-    def list_users(self):
-        return self.store.run_read(self._list_users)
-
-    @staticmethod
-    def _list_users(trans):
-        trans.execute("SELECT name, role, created_at, last_login_at FROM users ORDER BY name")
+    async def list_users(self) -> list[dict]:
         return [
-            {"name": n, "role": r, "created_at": c, "last_login_at": last} for n, r, c, last in trans.fetchall()
+            {"name": u.name, "role": u.role, "created_at": u.created_at, "last_login_at": u.last_login_at}
+            for u in await self.accounts.list_users()
         ]
 
     async def authenticate(self, name: str, password: str) -> Optional[tuple[int, str, str]]:
@@ -572,14 +525,14 @@ class Users(Service):
         C{(id, name, role)} if the password is right, else C{None}.  Takes
         as long for an unknown name as for a wrong password.
         """
-        row = await self.store.run_read(self._user_by_name, name)
-        stored = row[3] if row else dummy_hash(self.scrypt_n)
+        user = await self.accounts.user_by_name(name)
+        stored = user.password_hash if user else dummy_hash(self.scrypt_n)
         ok = await self.hashing.run(check_password, password or "", stored)
-        if not ok or row is None:
+        if not ok or user is None:
             return None
         if needs_rehash(stored, self.scrypt_n):
-            await self._rehash(row[0], row[1], password, stored)
-        return row[0], row[1], row[2]
+            await self._rehash(user.id, user.name, password, stored)
+        return user.id, user.name, user.role
 
     async def _rehash(self, user_id: int, name: str, password: str, old: str) -> None:
         """
@@ -590,29 +543,16 @@ class Users(Service):
             hashed = await self._hash(password)
         except HashingBusy:
             return  # next time
-        changed = await self.store.run_write(self._replace_hash, user_id, old, hashed)
+        changed = await self.accounts.replace_hash(user_id, old, hashed)
         if changed:
             self.log.info("password hash of {user} redone at N={n}", user=name, n=self.scrypt_n)
 
-    @staticmethod
-    def _replace_hash(trans, user_id, old, hashed):
-        trans.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", (hashed, user_id, old))
-        return trans.rowcount > 0
-
-    @staticmethod
-    def _user_by_name(trans, name):
-        trans.execute("SELECT id, name, role, password_hash FROM users WHERE name = ?", (name,))
-        return trans.fetchone()
-
     def count_users(self):
-        return self.store.run_read(lambda trans: trans.execute("SELECT count(*) FROM users").fetchone()[0])
+        return self.accounts.count_users()
 
-    async def has_admin(self) -> bool:
+    def has_admin(self):
         """Whether an admin exists (the first-run setup ends then)."""
-        row = await self.store.run_read(
-            lambda trans: trans.execute("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1").fetchone()
-        )
-        return row is not None
+        return self.accounts.has_admin()
 
     # -- sessions ----------------------------------------------------------
 
@@ -623,16 +563,8 @@ class Users(Service):
         """
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
-        await self.store.run_write(self._open_session, _sha256(token), user_id, csrf, self.reactor.seconds())
+        await self.accounts.open_session(_sha256(token), user_id, csrf, self.reactor.seconds())
         return token, csrf
-
-    @staticmethod
-    def _open_session(trans, key, user_id, csrf, now):
-        trans.execute(
-            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
-            (key, user_id, csrf, now, now),
-        )
-        trans.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (now, user_id))
 
     async def session(self, token: Optional[str]) -> Optional[Session]:
         """
@@ -642,16 +574,16 @@ class Users(Service):
         if not token or len(token) > 200:
             return None
         key = _sha256(token)
-        rows = await self.store.run_read(self._sessions, [key])
-        if not rows:
+        records = await self.accounts.sessions([key])
+        if not records:
             return None
-        session, seen = self._live(rows[0])
+        session, seen = self._live(records[0])
         now = self.reactor.seconds()
         if session is None:
             await self.close_session(key, "session expired")
             return None
         if now - seen > _TOUCH_EVERY:
-            d = self.store.run_write(self._touch, key, now)
+            d = self.accounts.touch_session(key, now)
             d.addErrback(lambda f: self.log.failure("could not refresh a session", f))
         return session
 
@@ -661,44 +593,24 @@ class Users(Service):
         key, without refreshing them; for the socket registry.
         """
         found = {}
-        for start in range(0, len(keys), 500):
-            for row in await self.store.run_read(self._sessions, keys[start : start + 500]):
-                session, _ = self._live(row)
-                if session is not None:
-                    found[session.key] = session
+        for record in await self.accounts.sessions(keys):
+            session, _ = self._live(record)
+            if session is not None:
+                found[session.key] = session
         return found
 
-    def _live(self, row) -> tuple[Optional[Session], float]:
-        key, user_id, name, role, csrf, created, seen = row
-        expires = min(seen + self.idle, created + SESSION_MAX_AGE)
+    def _live(self, r) -> tuple[Optional[Session], float]:
+        expires = min(r.last_seen_at + self.idle, r.created_at + SESSION_MAX_AGE)
         if self.reactor.seconds() >= expires:
-            return None, seen
-        return Session(key, user_id, name, role, csrf, expires), seen
-
-    @staticmethod
-    def _sessions(trans, keys):
-        trans.execute(
-            "SELECT s.id_hash, u.id, u.name, u.role, s.csrf, s.created_at, s.last_seen_at "
-            "FROM sessions AS s JOIN users AS u ON u.id = s.user_id "
-            f"WHERE s.id_hash IN ({', '.join('?' * len(keys))})",
-            keys,
-        )
-        return trans.fetchall()
-
-    @staticmethod
-    def _touch(trans, key, now):
-        trans.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (now, key))
+            return None, r.last_seen_at
+        return Session(r.key, r.user_id, r.user, r.role, r.csrf, expires), r.last_seen_at
 
     async def close_session(self, key: str, why: str = "logged out") -> None:
         """
         End a session, and every socket it opened.
         """
-        await self.store.run_write(self._close_session, key)
+        await self.accounts.close_session(key)
         self.sockets.end_session(key, why)
-
-    @staticmethod
-    def _close_session(trans, key):
-        trans.execute("DELETE FROM sessions WHERE id_hash = ?", (key,))
 
     # -- login forms -------------------------------------------------------
 
@@ -712,21 +624,8 @@ class Users(Service):
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         now = self.reactor.seconds()
-        await self.store.run_write(self._open_login_form, _sha256(token), csrf, now, self.login_forms_max)
+        await self.accounts.open_login_form(_sha256(token), csrf, now, now - LOGIN_FORM_TTL, self.login_forms_max)
         return token, csrf
-
-    @staticmethod
-    def _open_login_form(trans, key, csrf, now, most):
-        trans.execute("DELETE FROM login_forms WHERE created_at < ?", (now - LOGIN_FORM_TTL,))
-        trans.execute("SELECT count(*) FROM login_forms")
-        excess = trans.fetchone()[0] - most + 1
-        if excess > 0:
-            trans.execute(
-                "DELETE FROM login_forms WHERE id_hash IN "
-                "(SELECT id_hash FROM login_forms ORDER BY created_at LIMIT ?)",
-                (excess,),
-            )
-        trans.execute("INSERT INTO login_forms (id_hash, csrf, created_at) VALUES (?, ?, ?)", (key, csrf, now))
 
     async def take_login_form(self, token: Optional[str]) -> Optional[str]:
         """
@@ -736,31 +635,17 @@ class Users(Service):
         """
         if not token or len(token) > 200:
             return None
-        return await self.store.run_write(self._take_login_form, _sha256(token), self.reactor.seconds() - LOGIN_FORM_TTL)
-
-    @staticmethod
-    def _take_login_form(trans, key, horizon):
-        trans.execute("SELECT csrf, created_at FROM login_forms WHERE id_hash = ?", (key,))
-        row = trans.fetchone()
-        if row is None:
-            return None
-        trans.execute("DELETE FROM login_forms WHERE id_hash = ?", (key,))
-        return row[0] if row[1] >= horizon else None
+        return await self.accounts.take_login_form(_sha256(token), self.reactor.seconds() - LOGIN_FORM_TTL)
 
     def count_login_forms(self):
-        return self.store.run_read(lambda trans: trans.execute("SELECT count(*) FROM login_forms").fetchone()[0])
+        return self.accounts.count_login_forms()
 
     # -- API tokens --------------------------------------------------------
 
     async def reload_tokens(self) -> None:
-        rows = await self.store.run_read(self._live_tokens)
-        self._tokens = {token_hash: token_id for token_id, token_hash, _ in rows}
-        self._token_names = {token_hash: name for _, token_hash, name in rows}
-
-    @staticmethod
-    def _live_tokens(trans):
-        trans.execute("SELECT id, token_hash, name FROM api_tokens WHERE revoked_at IS NULL")
-        return trans.fetchall()
+        tokens = await self.accounts.live_tokens()
+        self._tokens = {t.token_hash: t.id for t in tokens}
+        self._token_names = {t.token_hash: t.name for t in tokens}
 
     def token_name(self, given: bytes) -> Optional[str]:
         """
@@ -780,13 +665,9 @@ class Users(Service):
         now = self.reactor.seconds()
         if now - self._token_used.get(token_id, 0.0) > _TOUCH_EVERY:
             self._token_used[token_id] = now
-            d = self.store.run_write(self._token_touch, token_id, now)
+            d = self.accounts.touch_token(token_id, now)
             d.addErrback(lambda f: self.log.failure("could not note an API token's use", f))
         return True
-
-    @staticmethod
-    def _token_touch(trans, token_id, now):
-        trans.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
 
     async def create_token(self, name: str, created_by: str) -> str:
         """
@@ -797,43 +678,23 @@ class Users(Service):
         if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
             raise UserError("token_name", "give the token a name of 1 to 100 characters")
         token = "mon_" + secrets.token_urlsafe(32)
-        await self.store.run_write(
-            self._insert_token, name, hashlib.sha256(token.encode("ascii")).hexdigest(), created_by, self.reactor.seconds()
+        await self.accounts.add_token(
+            name, hashlib.sha256(token.encode("ascii")).hexdigest(), created_by, self.reactor.seconds()
         )
         await self.reload_tokens()
         self.log.info("API token {name} created by {user}", name=name, user=created_by)
         return token
 
-    @staticmethod
-    def _insert_token(trans, name, token_hash, created_by, now):
-        trans.execute(
-            "INSERT INTO api_tokens (name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?)",
-            (name, token_hash, created_by, now),
-        )
-
     async def revoke_token(self, token_id: int, by: str) -> bool:
-        revoked = await self.store.run_write(self._revoke_token, token_id, self.reactor.seconds())
+        revoked = await self.accounts.revoke_token(token_id, self.reactor.seconds())
         await self.reload_tokens()
         if revoked:
             self.log.info("API token {id} revoked by {user}", id=token_id, user=by)
         return revoked
 
-    @staticmethod
-    def _revoke_token(trans, token_id, now):
-        trans.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id))
-        return trans.rowcount > 0
-
-    def list_tokens(self):
-        return self.store.run_read(self._list_tokens)
-
-    @staticmethod
-    def _list_tokens(trans):
-        trans.execute(
-            "SELECT id, name, created_by, created_at, last_used_at, revoked_at FROM api_tokens "
-            "ORDER BY revoked_at IS NOT NULL, id DESC"
-        )
+    async def list_tokens(self) -> list[dict]:
         keys = ("id", "name", "created_by", "created_at", "last_used_at", "revoked_at")
-        return [dict(zip(keys, row)) for row in trans.fetchall()]
+        return [{k: getattr(t, k) for k in keys} for t in await self.accounts.list_tokens()]
 
 
 def add_user_sync(path: str, name: str, role: str, password: str, now: float, scrypt_n: int = SCRYPT_N) -> bool:
@@ -843,37 +704,12 @@ def add_user_sync(path: str, name: str, role: str, password: str, now: float, sc
     For the command line, before any reactor runs.  Returns whether the
     user is new.
     """
-    from monitor.store.migrations import migrate
-    from monitor.store.sqlite import owner_only_database
+    from monitor.store.sqlite_accounts import add_user_file
 
     check_name(name)
     check_role(role)
     check_new_password(password)
-    hashed = hash_password(password, n=scrypt_n)
-    owner_only_database(path)
-    connection = sqlite3.connect(path, timeout=10, isolation_level=None)
-    try:
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA foreign_keys = ON")
-        migrate(connection, path)
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            row = connection.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                connection.execute(
-                    "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-                    (name, role, hashed, now),
-                )
-            else:
-                connection.execute("UPDATE users SET role = ?, password_hash = ? WHERE id = ?", (role, hashed, row[0]))
-                connection.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-    finally:
-        connection.close()
-    return row is None
+    return add_user_file(path, name, role, hash_password(password, n=scrypt_n), now)
 
 
 def add_user_command(config, name: str, role: str, password_file: Optional[str], stdin=None, stderr=None) -> int:

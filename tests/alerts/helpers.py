@@ -21,14 +21,16 @@ from monitor.metrics import Metrics
 from monitor.model import Analysis, Post
 from monitor.store.migrations import migrate
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.sqlite_pages import PageQueries
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600)  # a whole hour
 
 
-class SyncStore:
+class SyncStore(PageQueries):
     """
     C{run_write} and C{run_read} on one SQLite connection, at once: the
-    alert SQL runs for real, without threads.
+    alert SQL and the pages' reads run for real, without threads.
     """
 
     def __init__(self, path: str = ":memory:") -> None:
@@ -189,7 +191,7 @@ def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sour
     # Every channel gets a scripted notifier unless the test gives one.
     notifiers = dict({c["name"]: ScriptedNotifier(c["name"]) for c in cfg.channels if c["kind"] != "live"},
                      **(notifiers or {}))  # fmt: skip
-    engine = AlertEngine(cfg, store=h.store, metrics=h.metrics, topics=h.topics, sources=h.sources, bus=bus,
+    engine = AlertEngine(cfg, store=SQLiteAlerts(h.store), metrics=h.metrics, topics=h.topics, sources=h.sources, bus=bus,
                          reactor=clock, notifiers=notifiers, stories=stories)
     if start:
         d = engine.startService()

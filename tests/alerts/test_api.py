@@ -26,7 +26,7 @@ class Client:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
         # The parts of a hub the API and the pages use, around this engine.
-        hub = SimpleNamespace(store=engine.store, metrics=engine.metrics, topics=engine.topics,
+        hub = SimpleNamespace(store=engine.store.store, metrics=engine.metrics, topics=engine.topics,
                               sources=engine.sources, alerts=engine)
         self.stub = StubTreq(Api(hub, TokenAuth([TOKEN])).resource())
 
@@ -210,7 +210,7 @@ def test_acknowledge_and_resolve(api):
 
 def test_backtest(api):
     """A backtest by name or with a rule not saved; times checked; source health refused."""
-    api.engine.store.add_posts([post(i, T0 + i * 600, labels=("crisis",)) for i in range(6)])
+    api.engine.store.store.add_posts([post(i, T0 + i * 600, labels=("crisis",)) for i in range(6)])
     code, body = api.call("POST", "/api/v1/backtest", {"rule": "crisis", "since": T0, "until": "2023-11-15T00:00:00Z"})
     assert code == 200 and body["posts"] == 6 and body["fired"] == 1
     (incident,) = body["incidents"]
@@ -221,7 +221,7 @@ def test_backtest(api):
                                                                 "cooldown": "5m"},
                                                        "since": T0, "until": T0 + 7200})  # fmt: skip
     assert body["fired"] == 6
-    assert api.engine.store.rows("SELECT count(*) FROM alert_incidents") == [(0,)]
+    assert api.engine.store.store.rows("SELECT count(*) FROM alert_incidents") == [(0,)]
     for payload, status, name in [
         ({"rule": "ghost", "since": T0, "until": T0 + 1}, 404, None),
         ({"rule": "crisis", "since": T0, "until": T0}, 400, "until"),

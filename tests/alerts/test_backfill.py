@@ -29,7 +29,7 @@ def test_incident_from_old_posts_is_recorded_as_backfill_and_not_notified():
     assert incident["rule"] == "crisis" and incident["posts"] == 5
     assert incident["backfill"] is True
     assert hook.calls == []
-    assert engine.store.rows("SELECT count(*) FROM alert_notifications") == [(0,)]
+    assert engine.store.store.rows("SELECT count(*) FROM alert_notifications") == [(0,)]
     # Resolving (in post time, once the clock moves on) is not sent either.
     for _ in range(100):
         clock.advance(10)
@@ -101,7 +101,7 @@ def test_backfill_survives_a_restart():
     engine.posts_stored(crisis_posts(T0, 2))
     settle(clock)
     run(engine.flush())
-    again = make_engine(clock, [CRISIS], store=engine.store)
+    again = make_engine(clock, [CRISIS], store=engine.store.store)
     (incident,) = again.detector.book.open.values()
     assert incident.backfill is True
 

@@ -93,6 +93,7 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     from monitor.pipeline import Pipeline
     from monitor.queue.memory import MemoryQueue
     from monitor.store.sqlite import SQLiteStore
+    from monitor.store.sqlite_alerts import SQLiteAlerts
     from monitor.topics import TopicSet
 
     rows = timeline(shared_data)
@@ -114,7 +115,7 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     analyzer = LocalAnalyzer(Classifier(), threads=1, reactor=reactor)
     pipeline = Pipeline(queue, topics, analyzer, store, metrics, batch_size=200, reactor=reactor)
     source = ReplaySource("crisislex", queue, store, metrics, path=str(tmp_path / "lax.jsonl"), reactor=reactor)
-    engine = AlertEngine(config, store=store, metrics=metrics, topics=topics, sources=[source], reactor=reactor)
+    engine = AlertEngine(config, store=SQLiteAlerts(store), metrics=metrics, topics=topics, sources=[source], reactor=reactor)
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip

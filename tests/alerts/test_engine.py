@@ -51,13 +51,13 @@ def test_sink_is_cheap_and_writes_incident_with_its_notification():
     clock = clock_at()
     hook = ScriptedNotifier("hook")
     engine = make_engine(clock, [CRISIS], notifiers={"hook": hook})
-    writes = engine.store.writes
+    writes = engine.store.store.writes
     engine.posts_stored([post(1, T0, labels=("crisis",), text="acme breach")])
-    assert engine.store.writes == writes and not hook.calls
+    assert engine.store.store.writes == writes and not hook.calls
     clock.advance(0)
-    (incident,) = engine.store.rows("SELECT rule, topic, state, posts FROM alert_incidents")
+    (incident,) = engine.store.store.rows("SELECT rule, topic, state, posts FROM alert_incidents")
     assert incident == ("crisis", "Acme", "open", 1)
-    assert engine.store.rows("SELECT channel, event, state FROM alert_notifications") == [("hook", "opened", "sent")]
+    assert engine.store.store.rows("SELECT channel, event, state FROM alert_notifications") == [("hook", "opened", "sent")]
     assert hook.calls[0].payload["incident"]["samples"][0]["text"] == "acme breach"
 
 
@@ -70,12 +70,12 @@ def test_one_notification_per_incident_event_not_per_post():
         engine.posts_stored([post(i, T0 + i, labels=("crisis",))])
         clock.advance(1)
     assert [n.event for n in hook.calls] == ["opened"]
-    assert engine.store.rows("SELECT posts, hits FROM alert_incidents") == [(50, 50)]
+    assert engine.store.store.rows("SELECT posts, hits FROM alert_incidents") == [(50, 50)]
     # No more posts: the engine's clock follows the wall clock, the incident resolves.
     for _ in range(80):
         clock.advance(10)
     assert [n.event for n in hook.calls] == ["opened", "resolved"]
-    (row,) = engine.store.rows("SELECT state, resolved_at - ? FROM alert_incidents", T0)
+    (row,) = engine.store.store.rows("SELECT state, resolved_at - ? FROM alert_incidents", T0)
     assert row == ("resolved", 49 + 600)
 
 
@@ -119,7 +119,7 @@ def test_escalation_notifies_unless_acknowledged():
     engine2.posts_stored([post(i, T0 + 10 + i, labels=("crisis",)) for i in range(2, 5)])
     clock2.advance(1)
     assert [n.event for n in hook2.calls] == ["opened"]
-    assert engine2.store.rows("SELECT severity, state FROM alert_incidents") == [("critical", "acknowledged")]
+    assert engine2.store.store.rows("SELECT severity, state FROM alert_incidents") == [("critical", "acknowledged")]
 
 
 def test_resolve_by_hand_and_errors():
@@ -278,7 +278,7 @@ def test_live_channel_publishes_to_the_push_hub():
     clock.advance(1)
     ((kind, payload),) = push.published
     assert kind == "alert" and payload["event"] == "opened" and payload["topic"] == "Acme"
-    assert engine.store.rows("SELECT channel, state FROM alert_notifications") == [("live", "sent")]
+    assert engine.store.store.rows("SELECT channel, state FROM alert_notifications") == [("live", "sent")]
 
 
 def test_live_channel_without_push_hub_is_skipped():
@@ -287,20 +287,20 @@ def test_live_channel_without_push_hub_is_skipped():
     engine = make_engine(clock, [CRISIS], channels=[], alerts={"live": True})
     engine.posts_stored([post(1, T0, labels=("crisis",))])
     clock.advance(1)
-    assert engine.store.rows("SELECT state FROM alert_notifications") == [("skipped",)]
+    assert engine.store.store.rows("SELECT state FROM alert_notifications") == [("skipped",)]
 
 
 def test_a_failing_store_never_reaches_the_pipeline():
     """With the store failing, posts_stored still returns at once; the incident is written when it recovers."""
     clock = clock_at()
     engine = make_engine(clock, [CRISIS])
-    engine.store.fail_writes = 4
+    engine.store.store.fail_writes = 4
     engine.posts_stored([post(1, T0, labels=("crisis",))])
     clock.advance(0)
-    assert engine.store.rows("SELECT count(*) FROM alert_incidents") == [(0,)]
+    assert engine.store.store.rows("SELECT count(*) FROM alert_incidents") == [(0,)]
     for _ in range(20):
         clock.advance(1)
-    assert engine.store.rows("SELECT count(*) FROM alert_incidents") == [(1,)]
+    assert engine.store.store.rows("SELECT count(*) FROM alert_incidents") == [(1,)]
 
 
 def test_metrics():

@@ -178,7 +178,7 @@ def test_story_rule_fires_once_for_a_fast_story_not_for_a_slow_one():
     fast = max(clusterer.stories.values(), key=lambda s: s.size)
     slow = [s for s in clusterer.stories.values() if "croissant" in s.terms]
     assert len(slow) == 1 and slow[0].size == 50 and fast.size == 80
-    rows = engine.store.rows("SELECT rule, source, state, signal, explanation FROM alert_incidents")
+    rows = engine.store.store.rows("SELECT rule, source, state, signal, explanation FROM alert_incidents")
     assert len(rows) == 1, rows
     rule, source, state, signal, explanation = rows[0]
     signal, explanation = json.loads(signal), json.loads(explanation)
@@ -212,7 +212,7 @@ def test_story_rule_needs_min_size_and_the_rate():
             clusterer.add(p)
         engine.posts_stored(batch)
         clock.advance(60)
-    assert engine.store.rows("SELECT id FROM alert_incidents") == []
+    assert engine.store.store.rows("SELECT id FROM alert_incidents") == []
     # Without a clusterer (stories off) a story rule never fires.
     assert make_engine(Clock(), [FAST]).detector.stories is None
 

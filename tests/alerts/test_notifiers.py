@@ -23,7 +23,9 @@ from monitor.alerts.notifiers.http import HTTPClient
 from monitor.alerts.notifiers.live import LiveNotifier
 from monitor.alerts.notifiers.slack import SlackNotifier, slack_message
 from monitor.alerts.notifiers.webhook import WebhookNotifier, secret_key, verify
-from monitor.alerts.outbox import Outbox, WriteQueue
+from monitor.alerts.outbox import Outbox
+from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.writes import WriteQueue
 from monitor.interfaces import INotifier
 from monitor.metrics import Metrics
 from tests.alerts.helpers import FakePush, SyncStore
@@ -219,7 +221,7 @@ async def test_outbox_waits_for_retry_after_then_delivers(reactor, http, slack):
 
     store = SyncStore()
     spec = dict(channel_defaults("slack", "slack"), url=slack.base + SLACK)
-    outbox = Outbox([(spec, SlackNotifier("slack", spec["url"], http, reactor=reactor))], WriteQueue(store, reactor),
+    outbox = Outbox([(spec, SlackNotifier("slack", spec["url"], http, reactor=reactor))], SQLiteAlerts(store), WriteQueue(reactor),
                     Metrics(), reactor)  # fmt: skip
     outbox.startService()
     slack.script(SLACK, [(429, {"Retry-After": "1"})])

@@ -6,12 +6,13 @@ restart and a failing store.
 
 from twisted.internet.task import Clock
 
-from monitor.alerts import sql
 from monitor.alerts.config import channel_defaults
 from monitor.alerts.incidents import Incident
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, Delivery, Notification
-from monitor.alerts.outbox import Outbox, WriteQueue
+from monitor.alerts.outbox import Outbox
 from monitor.metrics import Metrics
+from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.writes import WriteQueue
 from tests.alerts.helpers import T0, ScriptedNotifier, SyncStore
 
 
@@ -29,7 +30,7 @@ def setup(script=(), store=None, clock=None, channel=None, **kw):
     store = store or SyncStore()
     notifier = ScriptedNotifier("hook", script)
     disabled = []
-    outbox = Outbox([(channel or spec(), notifier)], WriteQueue(store, clock), Metrics(), clock,
+    outbox = Outbox([(channel or spec(), notifier)], SQLiteAlerts(store), WriteQueue(clock), Metrics(), clock,
                     on_disabled=lambda name, reason: disabled.append((name, reason)), **kw)  # fmt: skip
     outbox.startService()
     return clock, store, notifier, outbox, disabled
@@ -40,7 +41,7 @@ def notifications(store, clock, count=1, channel="hook"):
     incident = Incident("inc_1", "r", "keyword", "Acme", None, "warning", T0, T0, 60.0)
     out = [Notification(f"msg_{i}", "inc_1", channel, "opened", {"event": "opened", "incident": incident.to_dict()},
                         created_at=clock.seconds(), next_attempt_at=clock.seconds()) for i in range(count)]  # fmt: skip
-    store.run_write(sql.save_incidents, [sql.incident_row(incident, T0)], [sql.notification_row(n) for n in out])
+    SQLiteAlerts(store).save_incidents([incident], out, T0)
     return out
 
 
@@ -152,7 +153,7 @@ def test_pending_notifications_survive_a_restart():
     clock2.advance(T0 + 3600)
     _, _, notifier2, outbox2, _ = setup(store=store, clock=clock2)
     outbox2.stopService()
-    outbox2.restore(store.run_read(sql.load_channels).result, store.run_read(sql.load_pending).result)
+    outbox2.restore(SQLiteAlerts(store).channel_states().result, SQLiteAlerts(store).pending_notifications().result)
     outbox2.startService()
     clock2.advance(1)
     clock2.advance(1)
@@ -165,7 +166,7 @@ def test_disabled_channel_stays_disabled_unless_changed():
     clock, store, notifier, outbox, _ = setup([Delivery(DISABLE, 410, "channel_is_archived")])
     outbox.enqueue(notifications(store, clock))
     clock.advance(1)
-    states = store.run_read(sql.load_channels).result
+    states = SQLiteAlerts(store).channel_states().result
     _, _, _, same, _ = setup(store=store, clock=clock)
     same.restore(states, [])
     assert same.status()[0]["state"] == "disabled"

@@ -70,7 +70,7 @@ def test_live_and_backtest_fire_on_the_query(api):  # noqa: F811
     settle(api.clock, 10)
     (incident,) = [i for i in api.engine.detector.book.open.values() if i.rule == "refunds"]
     assert incident.hits == 2
-    api.engine.store.add_posts(posts)
+    api.engine.store.store.add_posts(posts)
     code, body = api.call("POST", "/api/v1/backtest", {"rule": "refunds", "since": T0, "until": T0 + 3600})
     assert code == 200 and body["fired"] == 1 and body["incidents"][0]["posts"] == 2
     code, body = api.call("POST", "/api/v1/rules", dict(spec, name="bad", query="refund NEAR/x acme"))
@@ -86,7 +86,7 @@ def test_rule_form_has_a_query_field(web):  # noqa: F811
     assert code == 400
     assert re.search(r'id="error-query"[^>]*>does not parse: at position 11: expected a word', body)
     assert 'value="acme AND ("' in body
-    web.engine.store.add_posts([post(1, T0 - 7200, text="acme refund never came"), post(2, T0 - 3600, text="acme ok")])
+    web.engine.store.store.add_posts([post(1, T0 - 7200, text="acme refund never came"), post(2, T0 - 3600, text="acme ok")])
     form = rule_form(name="q", query="acme refund*", cooldown="1m", action="backtest", period="24h")
     code, body, _ = web.post("/alerts/rules/save", form)
     assert code == 200 and "would have fired 1 time" in body

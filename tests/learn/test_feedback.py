@@ -17,6 +17,7 @@ from twisted.internet.task import Clock
 
 from monitor.learn.feedback import Feedback
 from monitor.model import Analysis, Post
+from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.web.api import Api, TokenAuth
 from tests.alerts.helpers import T0, SyncStore
 
@@ -38,7 +39,7 @@ class Client:
         self.store = SyncStore()
         self.store.add_posts([_post("1", "Acme charged me twice"), _post("2", "=HYPERLINK(\"x\")"),
                               _post("at://did:plc:abc/app.bsky.feed.post/3k2", "lost my bag", network="bluesky")])
-        self.feedback = Feedback(self.store, self.clock)
+        self.feedback = Feedback(SQLiteLearning(self.store), self.clock)
         self.changes = []
         self.feedback.listeners.append(lambda: self.changes.append(1))
         hub = SimpleNamespace(store=self.store, feedback=self.feedback)

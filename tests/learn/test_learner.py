@@ -18,6 +18,7 @@ from monitor.learn.learner import Learner
 from monitor.learn.metrics import summary
 from monitor.model import Analysis, Post
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_learning import SQLiteLearning
 
 TRAIN_DOMAINS = ("apparel", "electronics", "software")
 HELD_OUT = ("cars", "food", "services", "transport", "retail", "other")
@@ -58,12 +59,12 @@ async def test_learns_from_corrections_and_beats_the_rules_on_unseen_domains(sto
     train, held, tweets = data
     posts = [_post("c", e.key, e.text) for e in train] + [_post("h", e.key, e.text) for e in tweets]
     await store.store_batch(posts, {})
-    feedback = Feedback(store, reactor)
+    feedback = Feedback(SQLiteLearning(store), reactor)
     for e in train:
         await feedback.put(f"c:{e.key}", {"labels": {"complaint": e.label == "yes"}}, "tester")
     for e in tweets:
         await feedback.put(f"h:{e.key}", {"sentiment": e.label}, "tester")
-    learner = Learner(store, feedback, Classifier(), dict(SETTINGS, enabled=False), reactor=reactor)
+    learner = Learner(SQLiteLearning(store), feedback, Classifier(), dict(SETTINGS, enabled=False), reactor=reactor)
     changes = []
     learner.listeners.append(lambda: changes.append(dict(learner.versions())))
     await learner.startService()

@@ -41,7 +41,7 @@ class Browser:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
         # The parts of a hub the API and the pages use, around this engine.
-        hub = SimpleNamespace(store=engine.store, metrics=engine.metrics, topics=engine.topics,
+        hub = SimpleNamespace(store=engine.store.store, metrics=engine.metrics, topics=engine.topics,
                               sources=engine.sources, alerts=engine)
         self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
 
@@ -213,7 +213,7 @@ def test_channel_enable_button(web):
 
 def test_backtest_shows_when_the_draft_would_fire(web):
     """Backtest lists each time the unsaved draft would have fired, with counts; nothing is saved."""
-    web.engine.store.add_posts([post(i, T0 - 86400 + i * 3600, text="acme is down") for i in range(3)])
+    web.engine.store.store.add_posts([post(i, T0 - 86400 + i * 3600, text="acme is down") for i in range(3)])
     form = rule_form(name="draft", phrases="acme is down", cooldown="5m", action="backtest", period="7d")
     code, body, _ = web.post("/alerts/rules/save", form)
     assert code == 200 and 'id="backtest-results"' in body
@@ -284,7 +284,7 @@ def test_rule_form_speaks_plainly_and_offers_choices(web):
 
 def test_phrases_entered_as_the_hint_says_backtest(web):
     """Phrases one per line, as the hint says, each match in a backtest."""
-    web.engine.store.add_posts([post(1, T0 - 7200, text="the acme site is down"),
+    web.engine.store.store.add_posts([post(1, T0 - 7200, text="the acme site is down"),
                                 post(2, T0 - 3600, text="my acme refund never came")])  # fmt: skip
     form = rule_form(name="draft", phrases="site is down\nrefund", cooldown="1m", action="backtest", period="24h")
     code, body, _ = web.post("/alerts/rules/save", form)

@@ -19,6 +19,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import Clock
 
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.web.hosts import HostCheck, parse_host
 from monitor.web.users import (
     HASHES_AT_ONCE,
@@ -88,7 +89,7 @@ async def store(reactor, tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_an_old_hash_is_redone_at_the_next_login(reactor, store):
     """A user hashed at N = 2**15 logs in and is stored at the hub's cost; a wrong password changes nothing."""
-    users = Users(store, reactor, scrypt_n=2**12)
+    users = Users(SQLiteAccounts(store), reactor, scrypt_n=2**12)
     old = hash_password("a good password", n=2**15)
     await store.run_write(
         lambda t: t.execute("INSERT INTO users (name, role, password_hash, created_at) VALUES ('ann', 'viewer', ?, 0)", (old,))
@@ -136,7 +137,7 @@ async def test_login_forms_are_single_use_expire_and_are_capped(reactor, store):
     """A pre-session gives its token once, not after its hour, and anonymous GETs keep at most the cap."""
     clock = Clock()
     clock.advance(time.time())
-    users = Users(store, clock, login_forms_max=5)
+    users = Users(SQLiteAccounts(store), clock, login_forms_max=5)
     cookie, csrf = await users.open_login_form()
     assert await users.take_login_form(cookie) == csrf
     assert await users.take_login_form(cookie) is None

@@ -11,6 +11,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.web.push import PushProtocol
 from monitor.web.sessions import ISessionSocket
 from monitor.web.users import Users
@@ -44,7 +45,7 @@ async def world(reactor, tmp_path):
     clock.advance(time.time())
     clock.getThreadPool = reactor.getThreadPool
     clock.callFromThread = reactor.callFromThread
-    users = Users(store, clock, idle=600)
+    users = Users(SQLiteAccounts(store), clock, idle=600)
     users.startService()
     await users.add_user("ann", "editor", "a good password")
     await users.add_user("root", "admin", "a good password")
@@ -101,7 +102,7 @@ async def test_use_of_the_session_moves_the_expiry(reactor, world):
     socket, token = await connect(users, "ann")
     clock.advance(300)
     assert await users.session(token) is not None  # refreshes last_seen
-    await users.store.run_write(lambda t: None)  # the one writer thread has done the refresh
+    await users.accounts.store.run_write(lambda t: None)  # the one writer thread has done the refresh
     clock.advance(300)
     await users.sockets.settled()
     assert socket.ended is None
@@ -134,7 +135,7 @@ async def test_session_ended_elsewhere_is_found_by_the_periodic_check(reactor, w
     """A session deleted behind the hub's back (another hub, --add-user) ends its socket at the next check."""
     users, clock = world
     socket, _ = await connect(users, "ann")
-    await users.store.run_write(lambda t: t.execute("DELETE FROM sessions"))
+    await users.accounts.store.run_write(lambda t: t.execute("DELETE FROM sessions"))
     assert socket.ended is None
     clock.advance(users.sockets.interval)
     await users.sockets.settled()

@@ -19,6 +19,8 @@ from twisted.internet.task import Clock
 
 from monitor.config import STORIES_FIELDS
 from monitor.model import Analysis, Post
+from monitor.store.sqlite_learning import SQLiteLearning
+from monitor.store.sqlite_pages import PageQueries
 from monitor.stories import StoryClusterer, StoryService
 from monitor.web.ui import WebUI
 from tests.web.test_alert_pages import Browser as _Browser
@@ -35,7 +37,7 @@ class Topics:
         return next((t for t in self.topics if t.name == name), None)
 
 
-class Store:
+class Store(PageQueries):
     """Only what the dashboard's first page asks of a store: no posts yet."""
 
     def run_read(self, run, *args):
@@ -58,6 +60,7 @@ class Hub:
         self.stories = StoryService(StoryClusterer(), clock)
         self.topics = Topics(["Acme", "Globex"])
         self.store = Store()
+        self.learning = SQLiteLearning(self.store)
         self.learner = SimpleNamespace(active={})
         self.sources = []
 

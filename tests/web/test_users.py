@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from monitor.model import Topic
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.web.forms import topic_form, topic_values
 from monitor.web.users import (
     LoginGuard,
@@ -38,7 +39,7 @@ def test_password_hash_is_salted_scrypt():
 async def users(reactor, tmp_path):
     store = SQLiteStore(tmp_path / "m.sqlite", reactor=reactor)
     await store.startService()
-    users = Users(store, reactor, idle=3600)
+    users = Users(SQLiteAccounts(store), reactor, idle=3600)
     await users.startService()
     yield users
     users.stopService()
@@ -57,7 +58,7 @@ async def test_login_session_and_logout(users):
     assert (session.user, session.role, session.csrf) == ("ann", "editor", csrf)
     assert session.may("viewer") and session.may("editor") and not session.may("admin")
     assert await users.session(token + "x") is None
-    rows = await users.store.run_read(lambda t: t.execute("SELECT id_hash FROM sessions").fetchall())
+    rows = await users.accounts.store.run_read(lambda t: t.execute("SELECT id_hash FROM sessions").fetchall())
     assert rows and token not in rows[0][0]
     await users.close_session(session.key)
     assert await users.session(token) is None
@@ -73,7 +74,7 @@ async def test_idle_sessions_expire(reactor, tmp_path):
     clock.getThreadPool = reactor.getThreadPool
     clock.callFromThread = reactor.callFromThread
     try:
-        users = Users(store, clock, idle=60)
+        users = Users(SQLiteAccounts(store), clock, idle=60)
         await users.add_user("ann", "viewer", "a good password")
         user_id, _, _ = await users.authenticate("ann", "a good password")
         token, _ = await users.open_session(user_id)
@@ -126,7 +127,7 @@ async def test_api_tokens_are_hashed_and_revocable(users):
     token = await users.create_token("grafana", "ann")
     assert users.check_token(token.encode())
     assert not users.check_token(b"mon_guess")
-    stored = await users.store.run_read(lambda t: t.execute("SELECT token_hash FROM api_tokens").fetchall())
+    stored = await users.accounts.store.run_read(lambda t: t.execute("SELECT token_hash FROM api_tokens").fetchall())
     assert token not in stored[0][0]
     [listed] = await users.list_tokens()
     assert listed["name"] == "grafana" and listed["revoked_at"] is None

@@ -13,7 +13,6 @@ from klein import Klein
 from monitor.analysis.trending import trending_terms
 from monitor.model import iso8601
 from monitor.store import STORY_ID, StatsQuery
-from monitor.web import queries
 from monitor.web.model_line import sentiment_line
 from monitor.web.pages.base import PANEL_STORIES, RANGES, STORY_CHOICES, Area, Shell, story_brief, page, time_range
 from monitor.web.params import BadParameter, Params
@@ -26,7 +25,7 @@ class DashboardPages(Area):
 
     app = Klein()
 
-    def __init__(self, shell: Shell, store, topics, stories, learner) -> None:
+    def __init__(self, shell: Shell, store, topics, stories, learner, learning) -> None:
         super().__init__(shell)
         self.store = store
         #: The topics (L{monitor.topics.TopicSet}).
@@ -35,6 +34,8 @@ class DashboardPages(Area):
         self.stories = stories
         #: Names the learned sentiment model, if one is active.
         self.learner = learner
+        #: Counts who labelled the latest posts (L{monitor.store.interfaces.ILearningStore}).
+        self.learning = learning
 
     @app.route("/dashboard", methods=["GET"])
     @page()
@@ -55,7 +56,7 @@ class DashboardPages(Area):
             topic=topic,
             ranges=[(k, v[2]) for k, v in RANGES.items()],
             range=chosen,
-            sentiment_line=await sentiment_line(self.learner, self.store, topic or None),
+            sentiment_line=await sentiment_line(self.learner, self.learning, topic or None),
             **self._story_panel(topic or None, chosen),
         )
 
@@ -66,7 +67,7 @@ class DashboardPages(Area):
         are none.
         """
         now = self.reactor.seconds()
-        oldest = await queries.oldest_post(self.store, topic, now - RANGES["30d"][0])
+        oldest = await self.store.oldest_post(topic, now - RANGES["30d"][0])
         if oldest is None:
             return "24h"
         age = now - oldest
@@ -85,8 +86,8 @@ class DashboardPages(Area):
         span = until - since
         current = await store.stats(StatsQuery(topic=topic, since=since, until=until, bucket=bucket, top=100))
         previous = await store.stats(StatsQuery(topic=topic, since=since - span, until=since, bucket=bucket, top=100))
-        people = await queries.author_sentiment(store, topic, since, until)
-        per_topic = await queries.topic_volume(store, since, until) if topic is None else []
+        people = await store.author_sentiment(topic, since, until)
+        per_topic = await store.topic_volume(since, until) if topic is None else []
         terms = await trending_terms(store, topic, since, until, self._own_topics(topic))
         return self._json(
             request,

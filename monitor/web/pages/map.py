@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from klein import Klein
 
-from monitor.web import queries
 from monitor.web.pages.base import RANGES, Area, Shell, story_brief, page, time_range
 from monitor.web.params import Params
 
@@ -49,7 +48,7 @@ class MapPages(Area):
         since, until, _ = time_range(params, self.reactor.seconds())
         limit = params.integer("limit", 1000, 1, 5000)
         params.finish()
-        posts = await queries.geo_posts(self.store, topic, since, until, limit)
+        posts = await self.store.geo_posts(topic, since, until, limit)
         # The stories of these posts, by id, so the map's legend can name them.
         stories = {}
         for sid in {p.get("story") for p in posts} - {None}:

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from klein import Klein
 from twisted.internet.threads import deferToThreadPool
 
-from monitor.web import queries
 from monitor.web.forms import topic_form, topic_values
 from monitor.web.pages.base import Area, Shell, page
 from monitor.web.tryit import try_draft
@@ -36,9 +35,9 @@ class TopicPages(Area):
     @page()
     async def topics(self, request, session):
         form = self._form(request)
-        origins = await queries.topic_origins(self.store)
+        origins = await self.store.topic_origins()
         day = self.reactor.seconds() - 86400
-        volume = {v["topic"]: v["count"] for v in await queries.topic_volume(self.store, day, None)}
+        volume = {v["topic"]: v["count"] for v in await self.store.topic_volume(day, None)}
         rows = [
             {"topic": t, "origin": origins.get(t.name, {}).get("origin", "?"), "day": volume.get(t.name, 0)}
             for t in self.topics.topics
@@ -103,7 +102,7 @@ class TopicPages(Area):
         return self._redirect(request, "/topics?" + urlencode({"saved": topic.name}))
 
     async def _try_topic(self, topic, original: str) -> dict[str, Any]:
-        posts = await queries.recent_posts(self.store, TRY_POSTS)
+        posts = await self.store.recent_posts(TRY_POSTS)
         current = self.topics.get(original) if original else None
         return await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), try_draft, topic, current, posts)
 

@@ -1,7 +1,8 @@
 """
-The alert tables: every statement the alerts run, as interactions for
-C{store.run_write} and C{store.run_read} (they run in the store's threads,
-with bound parameters only).
+L{IAlertStore} on SQLite: every statement the alerts run (rules,
+incidents, notifications, attempts, channels, and the reads of stored
+posts for warm-up and backtests), as interactions run in the store's
+threads with bound parameters only.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import json
 import math
 from typing import Any, Optional
 
+from zope.interface import implementer
+
 from monitor.alerts.incidents import Incident
 from monitor.alerts.notifiers import Notification
-from monitor.model import iso8601
+from monitor.model import Analysis, Post, iso8601
+from monitor.store.interfaces import IAlertStore, StoredRule
+
+__all__ = ["SQLiteAlerts", "decode_cursor"]
 
 _INCIDENT_COLUMNS = (
     "id", "rule", "type", "topic", "source", "severity", "state", "clock",
@@ -159,14 +165,14 @@ def delete_rule(trans, name: str) -> bool:
 # -- reads -----------------------------------------------------------------
 
 
-def list_rules(trans) -> list[tuple[str, dict, str]]:
+def list_rules(trans) -> list[StoredRule]:
     trans.execute("SELECT name, spec, origin FROM alert_rules ORDER BY name")
     out = []
     for name, spec, origin in trans.fetchall():
         try:
-            out.append((name, json.loads(spec), origin))
+            out.append(StoredRule(name, json.loads(spec), origin))
         except ValueError:
-            out.append((name, None, origin))
+            out.append(StoredRule(name, None, origin))
     return out
 
 
@@ -374,3 +380,140 @@ def get_incident(trans, incident_id: str) -> Optional[dict[str, Any]]:
     d = _incident(row).to_dict()
     d["notifications"] = _notifications(trans, [incident_id])[incident_id]
     return d
+
+
+# -- backtests -------------------------------------------------------------
+
+_POST_COLUMNS = (
+    "p.network, p.native_id, p.source, p.author, p.text, p.created_at, p.url, p.likes, p.reposts, "
+    "p.replies, p.author_followers, p.author_verified, p.compound, p.sentiment, p.labels, p.topics, "
+    "p.received_at, p.lang, p.lat, p.lon"
+)
+
+
+def _post(row) -> Post:
+    (network, native_id, source, author, text, created_at, url, likes, reposts, replies,
+     followers, verified, compound, sentiment, labels, topics, received_at, lang, lat, lon) = row  # fmt: skip
+    analysis = None
+    if sentiment is not None:
+        analysis = Analysis(compound or 0.0, 0.0, 0.0, 0.0, sentiment, tuple(labels.split()))
+    return Post(
+        source=source, network=network, native_id=native_id, text=text, author=author,
+        created_at=created_at, url=url, likes=likes, reposts=reposts, replies=replies,
+        author_followers=followers, author_verified=bool(verified), received_at=received_at or 0.0,
+        topics=tuple(json.loads(topics)), analysis=analysis, lang=lang, lat=lat, lon=lon,
+    )  # fmt: skip
+
+
+def replay(trans, topics, since, until, warm_from, limit, run):
+    """
+    In a reader thread: C{run(topics, history, posts)} over the stored
+    posts of the period, read a thousand rows at a time.
+    """
+    chosen = topics is not None
+    if not chosen:
+        trans.execute("SELECT DISTINCT topic FROM post_topics")
+        topics = sorted(t for (t,) in trans.fetchall())
+    else:
+        topics = sorted(topics)
+    warm = None if warm_from is None else history(trans, topics, warm_from, until=since)
+    if chosen:
+        marks = ", ".join("?" * len(topics))
+        trans.execute(
+            f"SELECT {_POST_COLUMNS} FROM posts AS p WHERE p.id IN (SELECT post_id FROM post_topics "
+            f"WHERE topic IN ({marks}) AND created_at >= ? AND created_at < ?) "
+            "ORDER BY p.created_at, p.id LIMIT ?",
+            (*topics, since, until, limit),
+        )
+    else:
+        trans.execute(
+            f"SELECT {_POST_COLUMNS} FROM posts AS p WHERE p.created_at >= ? AND p.created_at < ? "
+            "ORDER BY p.created_at, p.id LIMIT ?",
+            (since, until, limit),
+        )
+
+    def posts():
+        while True:
+            rows = trans.fetchmany(1000)
+            if not rows:
+                return
+            for row in rows:
+                yield _post(row)
+
+    return run(topics, warm, posts())
+
+
+# -- the provider ----------------------------------------------------------
+
+
+@implementer(IAlertStore)
+class SQLiteAlerts:
+    """
+    @param store: the L{monitor.store.sqlite.SQLiteStore} (any object with
+        its C{run_read} and C{run_write}).
+    """
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def sync_file_rules(self, specs, now):
+        return self.store.run_write(sync_file_rules, [(spec["name"], _dumps(spec), now) for spec in specs])
+
+    def save_rule(self, name, spec, origin, now):
+        return self.store.run_write(save_rule, name, spec, origin, now)
+
+    def delete_rule(self, name):
+        return self.store.run_write(delete_rule, name)
+
+    def list_rules(self):
+        return self.store.run_read(list_rules)
+
+    def save_incidents(self, incidents, notifications, now):
+        return self.store.run_write(
+            save_incidents, [incident_row(i, now) for i in incidents], [notification_row(n) for n in notifications]
+        )
+
+    def open_incidents(self):
+        return self.store.run_read(load_open_incidents)
+
+    def incident_state(self, incident_id):
+        return self.store.run_read(incident_state, incident_id)
+
+    def query_incidents(self, filters, limit, cursor):
+        return self.store.run_read(query_incidents, filters, limit, cursor)
+
+    def get_incident(self, incident_id):
+        return self.store.run_read(get_incident, incident_id)
+
+    def pending_notifications(self):
+        return self.store.run_read(load_pending)
+
+    def record_attempt(self, notification, attempt):
+        n = notification
+        row = (n.state, n.attempts, n.next_attempt_at, n.finished_at, n.last_error, n.id)
+        tried = None
+        if attempt is not None:
+            a = attempt
+            tried = (a.notification_id, a.at, a.outcome, a.status, a.detail, a.seconds)
+        return self.store.run_write(record_attempt, row, tried)
+
+    def save_channel(self, name, fingerprint, reason, at):
+        return self.store.run_write(save_channel, name, fingerprint, reason, at)
+
+    def channel_states(self):
+        return self.store.run_read(load_channels)
+
+    def channel_counts(self):
+        return self.store.run_read(channel_counts)
+
+    def latest_post_time(self):
+        return self.store.run_read(latest_post_time)
+
+    def minute_history(self, topics, since, until=None):
+        return self.store.run_read(history, list(topics), since, until)
+
+    def recent_posts(self, since, limit):
+        return self.store.run_read(recent_posts, since, limit)
+
+    def replay(self, topics, since, until, warm_from, limit, run):
+        return self.store.run_read(replay, None if topics is None else list(topics), since, until, warm_from, limit, run)

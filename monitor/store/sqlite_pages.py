@@ -1,0 +1,169 @@
+"""
+L{IPostReads} on SQLite: the read-only SQL the pages and dashboards need
+beyond C{IStore.query_posts} and C{IStore.stats} (posts on the map,
+advocates and detractors, volume per topic, the newest posts for trying a
+draft topic, topic origins, and the text samples trending terms are
+counted from).  Mixed into L{monitor.store.sqlite.SQLiteStore}; each read
+runs in a reader thread, every value a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from monitor.model import Post, iso8601
+
+__all__ = ["PageQueries", "scope"]
+
+
+def scope(topic: Optional[str], since: Optional[float], until: Optional[float]):
+    """
+    C{(tables, time column, where, params)} selecting the posts (of
+    C{topic}) in C{[since, until)}: by post time over every post, by the
+    time the post was filed under the topic otherwise.
+    """
+    if topic is None:
+        tables, time, where, params = "posts AS p", "p.created_at", [], []
+    else:
+        tables = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
+        time, where, params = "s.created_at", ["s.topic = ?"], [topic]
+    if since is not None:
+        where.append(f"{time} >= ?")
+        params.append(float(since))
+    if until is not None:
+        where.append(f"{time} < ?")
+        params.append(float(until))
+    return tables, time, " AND ".join(where) or "1", params
+
+
+def _oldest_post(trans, topic, since):
+    tables, time, where, params = scope(topic, since, None)
+    trans.execute(f"SELECT min({time}) FROM {tables} WHERE {where}", params)
+    return trans.fetchone()[0]
+
+
+def _geo_posts(trans, topic, since, until, limit):
+    tables, time, where, params = scope(topic, since, until)
+    trans.execute(
+        "SELECT p.uid, p.source, p.author, p.text, p.created_at, p.url, p.topics, p.labels, "
+        f"p.sentiment, p.compound, p.lat, p.lon, p.story FROM {tables} "
+        f"WHERE {where} AND p.lat IS NOT NULL AND p.lon IS NOT NULL "
+        f"ORDER BY {time} DESC LIMIT ?",
+        (*params, int(limit)),
+    )
+    return [
+        {
+            "id": uid,
+            "source": source,
+            "author": author,
+            "text": text,
+            "created_at": iso8601(created),
+            "url": url,
+            "topics": sorted(json.loads(topics)),
+            "labels": labels.split(),
+            "sentiment": {"label": sentiment, "compound": compound},
+            "lat": lat,
+            "lon": lon,
+            "story": story,
+        }
+        for uid, source, author, text, created, url, topics, labels, sentiment, compound, lat, lon, story in trans.fetchall()
+    ]
+
+
+def _author_sentiment(trans, topic, since, until, min_posts, limit):
+    tables, _, where, params = scope(topic, since, until)
+    base = (
+        "SELECT p.author, count(*) AS n, avg(p.compound) AS a, max(p.author_followers) "
+        f"FROM {tables} WHERE {where} AND p.compound IS NOT NULL "
+        "GROUP BY p.author HAVING n >= ? "
+    )
+    out = {}
+    for name, condition, order in (
+        ("advocates", "AND a >= 0.05 ", "a DESC"),
+        ("detractors", "AND a <= -0.05 ", "a ASC"),
+    ):
+        trans.execute(base + condition + f"ORDER BY {order}, n DESC, p.author LIMIT ?", (*params, min_posts, limit))
+        out[name] = [
+            {"author": author, "posts": n, "average_compound": a, "followers": followers}
+            for author, n, a, followers in trans.fetchall()
+        ]
+    return out
+
+
+def _topic_volume(trans, since, until):
+    where, params = [], []
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(float(since))
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(float(until))
+    trans.execute(
+        f"SELECT topic, count(*) AS n FROM post_topics WHERE {' AND '.join(where) or '1'} "
+        "GROUP BY topic ORDER BY n DESC, topic",
+        params,
+    )
+    return [{"topic": topic, "count": n} for topic, n in trans.fetchall()]
+
+
+def _recent_posts(trans, limit):
+    trans.execute(
+        "SELECT uid, source, network, native_id, author, text, created_at, url, lang, sentiment, compound, "
+        "likes, reposts, replies, author_followers, author_verified, lat, lon "
+        "FROM posts ORDER BY id DESC LIMIT ?",
+        (int(limit),),
+    )
+    posts = []
+    for (uid, source, network, native_id, author, text, created, url, lang, sentiment, compound,
+         likes, reposts, replies, followers, verified, lat, lon) in trans.fetchall():  # fmt: skip
+        post = Post(
+            source=source, network=network, native_id=native_id, text=text, author=author,
+            created_at=created, url=url, lang=lang, likes=likes or 0, reposts=reposts or 0,
+            replies=replies or 0, author_followers=followers, author_verified=bool(verified), lat=lat, lon=lon,
+        )  # fmt: skip
+        post.extra = {"sentiment": sentiment, "compound": compound}
+        posts.append(post)
+    return posts
+
+
+def _topic_origins(trans):
+    trans.execute("SELECT name, origin, updated_at FROM topics")
+    return {name: {"origin": origin, "updated_at": updated} for name, origin, updated in trans.fetchall()}
+
+
+def _post_texts(trans, topic, periods, limit, run):
+    samples = []
+    for start, end in periods:
+        tables, time, where, params = scope(topic, start, end)
+        trans.execute(f"SELECT p.text, p.lang FROM {tables} WHERE {where} ORDER BY {time} DESC LIMIT ?",
+                      (*params, int(limit)))  # fmt: skip
+        samples.append(trans.fetchall())
+    return run(samples)
+
+
+class PageQueries:
+    """
+    The L{monitor.store.interfaces.IPostReads} methods, over C{run_read}.
+    """
+
+    def oldest_post(self, topic=None, since=None):
+        return self.run_read(_oldest_post, topic, since)
+
+    def geo_posts(self, topic=None, since=None, until=None, limit=1000):
+        return self.run_read(_geo_posts, topic, since, until, limit)
+
+    def author_sentiment(self, topic=None, since=None, until=None, min_posts=2, limit=10):
+        return self.run_read(_author_sentiment, topic, since, until, min_posts, limit)
+
+    def topic_volume(self, since=None, until=None):
+        return self.run_read(_topic_volume, since, until)
+
+    def recent_posts(self, limit=2000):
+        return self.run_read(_recent_posts, limit)
+
+    def topic_origins(self):
+        return self.run_read(_topic_origins)
+
+    def post_texts(self, topic, periods, limit, run):
+        return self.run_read(_post_texts, topic, [tuple(p) for p in periods], limit, run)

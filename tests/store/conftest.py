@@ -1,0 +1,54 @@
+"""
+The store's contract suites run over every provider in L{PROVIDERS}: each
+entry makes a L{Backend} (a started store and the providers of the narrow
+interfaces over it) and says how to stop it.  A new store kind (the
+PostgreSQL one) adds one factory here; the suites do not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest_twisted
+from twisted.internet.defer import maybeDeferred
+
+from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite_accounts import SQLiteAccounts
+from monitor.store.sqlite_alerts import SQLiteAlerts
+from monitor.store.sqlite_learning import SQLiteLearning
+
+
+@dataclass
+class Backend:
+    """
+    One store kind, started: C{store} provides L{monitor.interfaces.IStore},
+    the others the interfaces of L{monitor.store.interfaces}.  C{stop}
+    returns a Deferred (or C{None}) once everything is released.
+    """
+
+    name: str
+    store: Any
+    accounts: Any
+    alerts: Any
+    learning: Any
+    stop: Callable[[], Any]
+
+
+async def make_sqlite_backend(reactor, tmp_path) -> Backend:
+    store = SQLiteStore(tmp_path / "contract.sqlite", reactor=reactor)
+    await store.startService()
+    return Backend("sqlite", store, SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store), store.stopService)
+
+
+#: Store kind -> C{async factory(reactor, tmp_path) -> Backend}.
+PROVIDERS = {"sqlite": make_sqlite_backend}
+
+
+@pytest_twisted.async_yield_fixture(params=sorted(PROVIDERS))
+async def backend(request, reactor, tmp_path):
+    made = await PROVIDERS[request.param](reactor, tmp_path)
+    try:
+        yield made
+    finally:
+        await maybeDeferred(made.stop)
