@@ -28,7 +28,9 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
-from monitor.collect.net import USER_AGENT, Backoff, HTTPCollector, StallTimer, read_body, retry_after
+from monitor.backoff import Backoff
+from monitor.collect.framing import StallTimer
+from monitor.collect.http import USER_AGENT, HTTPCollector, read_body, retry_after
 from monitor.config import Field, at_least, register_source_kind
 from monitor.model import PROFILE_PENDING, Enriched, Post, parse_time
 

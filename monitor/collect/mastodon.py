@@ -32,7 +32,9 @@ from twisted.internet.task import deferLater
 from monitor.analysis.text import plain_text
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.bluesky import clean, url_check
-from monitor.collect.net import Backoff, BodyTooLarge, HTTPCollector, LineStream, read_body, retry_after
+from monitor.backoff import Backoff
+from monitor.collect.framing import EventDecoder, LineStream
+from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body, retry_after
 from monitor.config import STRINGS, Field, at_least, register_source_kind
 from monitor.model import Post, parse_time
 
@@ -596,33 +598,18 @@ class MastodonSource(HTTPCollector):
         (a comment, a heartbeat) came.
         """
         heard = False
-        event, data, size = None, [], 0
+        decoder = EventDecoder(
+            lambda head: self.malformed(head, f"an SSE event larger than {MAX_LINE} bytes", where), MAX_LINE)
         while True:
             line = await stream.next()
             if line is None:
                 return heard
             heard = True
-            if not line:
-                if data:
-                    d = self._dispatch(tl, event or "message", b"\n".join(data), where)
-                    if d is not None:
-                        await d
-                event, data, size = None, [], 0
-                continue
-            if line.startswith(b":"):
-                continue  # a comment: ":)" at the start, ":thump" heartbeats
-            name, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if name == b"event":
-                event = value.decode("utf-8", "replace")
-            elif name == b"data":
-                size += len(value)
-                if size > MAX_LINE:
-                    self.malformed(b"\n".join(data)[:1024], f"an SSE event larger than {MAX_LINE} bytes", where)
-                    event, data, size = None, [], 0
-                    continue
-                data.append(value)
+            event = decoder.line(line)
+            if event is not None:
+                d = self._dispatch(tl, event.event, event.data, where)
+                if d is not None:
+                    await d
 
     def _dispatch(self, tl: Timeline, event: str, data: bytes, where: str):
         if event == "update":

@@ -33,7 +33,9 @@ from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.internet.task import deferLater
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.collect.net import Backoff, BodyTooLarge, HTTPCollector, LineStream, read_body
+from monitor.backoff import Backoff
+from monitor.collect.framing import LineStream
+from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body
 from monitor.config import STRINGS, Field, at_least, http_url, non_empty, one_of, register_source_kind
 from monitor.model import Post, iso8601, parse_time
 
