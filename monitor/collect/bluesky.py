@@ -30,7 +30,7 @@ from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succ
 from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
 from monitor.backoff import Backoff
 from monitor.collect.framing import StallTimer
-from monitor.collect.http import USER_AGENT, HTTPCollector, read_body, retry_after
+from monitor.collect.http import USER_AGENT, HTTPCollector, RateLimits, read_body, retry_after
 from monitor.config import Field, at_least, register_source_kind
 from monitor.model import PROFILE_PENDING, Enriched, Post, parse_time
 
@@ -503,6 +503,7 @@ class BlueskySource(HTTPCollector):
         self.endpoint_factory = endpoint_factory
         self.events: Counter = Counter()
         self.backoff = Backoff(first=1.0, cap=60.0)
+        self.appview_limits = RateLimits(self.reactor)
         self.profiles = (
             ProfileCache(self.reactor, self._fetch_profiles, ttl=profile_ttl, on_trouble=self._profile_trouble)
             if self.appview_url
@@ -917,13 +918,7 @@ class BlueskySource(HTTPCollector):
         )
         body = await read_body(response, 1 << 20, self.reactor, timeout=_PROFILE_TIMEOUT)
         if response.code != 200:
-            wait = None
-            if response.code == 429:
-                now = self.reactor.seconds()
-                wait = retry_after(response.headers.getRawHeaders("retry-after", [None])[0], now)
-                reset = response.headers.getRawHeaders("ratelimit-reset", [None])[0]
-                if wait is None and reset is not None and reset.strip().isdigit():
-                    wait = max(1.0, float(reset) - now)
+            wait = self.appview_limits.retry_delay(response.headers) if response.code == 429 else None
             raise ProfileLookupFailed(f"AppView answered HTTP {response.code}", wait)
         try:
             views = json.loads(body)["profiles"]

@@ -34,7 +34,7 @@ from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.bluesky import clean, url_check
 from monitor.backoff import Backoff
 from monitor.collect.framing import EventDecoder, LineStream
-from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body, retry_after
+from monitor.collect.http import BodyTooLarge, HTTPCollector, RateLimits, read_body
 from monitor.config import STRINGS, Field, at_least, register_source_kind
 from monitor.model import Post, parse_time
 
@@ -252,7 +252,7 @@ class MastodonSource(HTTPCollector):
         self.events: Counter = Counter()
         self.mode = "streaming" if self.streaming else "polling"
         self.backoff = Backoff(first=2.0, cap=300.0)
-        self._reset_at: Optional[float] = None
+        self.limits = RateLimits(self.reactor)
         self._lock = DeferredLock()
         self._recent: deque[str] = deque()
         self._recent_set: set[str] = set()
@@ -444,21 +444,12 @@ class MastodonSource(HTTPCollector):
     # -- rate limits -------------------------------------------------------------------
 
     def _note_limits(self, headers) -> None:
-        remaining = headers.getRawHeaders("x-ratelimit-remaining", [None])[0]
-        reset = headers.getRawHeaders("x-ratelimit-reset", [None])[0]
-        if remaining is not None:
-            try:
-                self.rate_limit_remaining = int(float(remaining))
-            except ValueError:
-                pass
-        if reset is not None:
-            self._reset_at = _reset_time(reset)
+        window = self.limits.note(headers)
+        if window.remaining is not None:
+            self.rate_limit_remaining = window.remaining
 
     def _retry_delay(self, headers) -> float:
-        now = self.reactor.seconds()
-        wait = retry_after(headers.getRawHeaders("retry-after", [None])[0], now)
-        if wait is None and self._reset_at is not None and self._reset_at > now:
-            wait = self._reset_at - now
+        wait = self.limits.retry_delay(headers)
         if wait is None:
             wait = self.backoff.next()
         return max(1.0, wait)
@@ -468,10 +459,11 @@ class MastodonSource(HTTPCollector):
         With the allowance used up, wait for the window to reset rather
         than be refused.
         """
-        now = self.reactor.seconds()
         if self.rate_limit_remaining is not None and self.rate_limit_remaining <= 0:
-            if self._reset_at is not None and self._reset_at > now:
-                await self.wait(self._reset_at - now, RATE_LIMITED, f"{self.host}: rate limit used up")
+            wait = self.limits.wait_before()
+            if wait is not None:
+                await self.wait(wait, RATE_LIMITED, f"{self.host}: rate limit used up")
+            self.limits.forget()
             self.rate_limit_remaining = None
 
     # -- streaming -----------------------------------------------------------------------
@@ -644,22 +636,6 @@ def _error_text(body: bytes) -> str:
     except (ValueError, AttributeError, RecursionError):
         return ""
     return f" ({clean(error)[:200]})" if isinstance(error, str) else ""
-
-
-def _reset_time(value: str) -> Optional[float]:
-    """
-    X-RateLimit-Reset: an ISO 8601 time with microseconds on Mastodon;
-    unix seconds on some forks.
-    """
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parse_time(value)
-    except (ValueError, OverflowError):
-        return None
 
 
 __all__ = ["MastodonSource", "Timeline", "newest", "post_from_status"]

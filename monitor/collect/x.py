@@ -35,7 +35,7 @@ from twisted.internet.task import deferLater
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.backoff import Backoff
 from monitor.collect.framing import LineStream
-from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body
+from monitor.collect.http import BodyTooLarge, HTTPCollector, RateLimits, read_body
 from monitor.config import STRINGS, Field, at_least, http_url, non_empty, one_of, register_source_kind
 from monitor.model import Post, iso8601, parse_time
 
@@ -107,11 +107,12 @@ class Failed(Exception):
     C{query} (X refused one query) or C{payload} (unreadable answer).
     """
 
-    def __init__(self, kind: str, message: str, status: Optional[int] = None, reset: Optional[float] = None):
+    def __init__(self, kind: str, message: str, status: Optional[int] = None, wait: Optional[float] = None):
         super().__init__(message)
         self.kind = kind
         self.status = status
-        self.reset = reset
+        #: Seconds until a used-up rate-limit window resets.
+        self.wait = wait
 
 
 # --- queries -----------------------------------------------------------------------
@@ -447,7 +448,9 @@ class XSource(HTTPCollector):
         self.last_id: Optional[str] = None
         self.partial_errors = 0
         self._recent = _RecentIds(RECENT_IDS)
-        self._limits: dict[str, tuple[int, Optional[float]]] = {}
+        # A used-up window is waited out, one second past its reset, but
+        # never longer than a whole window (15 minutes) plus a minute.
+        self.limits = RateLimits(self.reactor, margin=1.0, cap=16 * 60)
         self._held: Optional[Post] = None
         # X's reconnect policy (handling-disconnections).
         self.network_backoff = Backoff(first=0.25, step=0.25, cap=16.0, jitter=0.1)
@@ -810,8 +813,7 @@ class XSource(HTTPCollector):
         if response.code == 429 or kind in ("rate-limit-exceeded", "usage-capped"):
             # The reset matters only for a used-up window; a 429 for too
             # many connections leaves the window as it was.
-            remaining, reset = self._limits.get(endpoint, (None, None))
-            raise Failed("rate", text, response.code, reset if remaining == 0 else None)
+            raise Failed("rate", text, response.code, self.limits.wait_before(endpoint))
         if response.code >= 500:
             raise Failed("server", text, response.code)
         if response.code == 400 and kind == "invalid-request" and endpoint == "search":
@@ -839,30 +841,20 @@ class XSource(HTTPCollector):
         return obj
 
     def _note_limits(self, endpoint: str, response) -> None:
-        h = response.headers
-        try:
-            remaining = int(h.getRawHeaders(b"x-rate-limit-remaining")[0])
-        except (TypeError, ValueError, IndexError):
-            return
-        try:
-            reset: Optional[float] = float(h.getRawHeaders(b"x-rate-limit-reset")[0])
-        except (TypeError, ValueError, IndexError):
-            reset = None
-        self._limits[endpoint] = (remaining, reset)
-        self.rate_limit_remaining = remaining
-        self.metrics.rate_limit_remaining.labels(self.name).set(remaining)
+        window = self.limits.note(response.headers, endpoint)
+        if window.remaining is not None:
+            self.rate_limit_remaining = window.remaining
+            self.metrics.rate_limit_remaining.labels(self.name).set(window.remaining)
 
     async def _respect_limit(self, endpoint: str) -> None:
         """
         With the window used up, wait for its reset instead of asking again.
         """
-        remaining, reset = self._limits.get(endpoint, (None, None))
-        if remaining != 0 or reset is None:
-            return
-        delay = min(reset - self.reactor.seconds() + 1, 16 * 60)
-        if delay > 0:
+        delay = self.limits.wait_before(endpoint)
+        if delay is not None:
+            reset = self.limits.windows[endpoint].reset
             await self.wait(delay, RATE_LIMITED, f"{endpoint} rate limit used up until {iso8601(reset)}")
-        self._limits.pop(endpoint, None)
+            self.limits.forget(endpoint)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -896,12 +888,10 @@ class XSource(HTTPCollector):
                 )
 
     async def _back_off(self, failure: Failed, stream: bool = False) -> None:
-        now = self.reactor.seconds()
         if failure.kind == "rate":
             delay = self.rate_backoff.next()
-            if failure.reset is not None and failure.reset > now:
-                until_reset = min(failure.reset - now + 1, 16 * 60)
-                delay = max(delay, until_reset) if stream else until_reset
+            if failure.wait is not None:
+                delay = max(delay, failure.wait) if stream else failure.wait
             await self.wait(delay, RATE_LIMITED, str(failure))
         elif failure.kind == "network":
             await self.wait(self.network_backoff.next(), BACKING_OFF, str(failure))
