@@ -30,12 +30,11 @@ from twisted.internet.defer import CancelledError, DeferredLock, FirstError, ens
 from twisted.internet.task import deferLater
 
 from monitor.analysis.text import plain_text
-from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.collect.bluesky import clean, url_check
 from monitor.backoff import Backoff
+from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED, clean
 from monitor.collect.framing import EventDecoder, LineStream
 from monitor.collect.http import BodyTooLarge, HTTPCollector, RateLimits, read_body
-from monitor.config import STRINGS, Field, at_least, register_source_kind
+from monitor.config import STRINGS, Field, at_least, register_source_kind, url_check
 from monitor.model import Post, parse_time
 
 _TIMELINE = re.compile(r"^(?:#(?P<tag>[^\s#:/?&%]+)(?P<tag_scope>:local)?|public(?P<scope>:local|:remote)?)$")
