@@ -1,12 +1,15 @@
 """
 The one retry policy: growing delays between attempts, with jitter so that
-many clients do not retry in step.  Collectors, the pipeline's store
-writes and the alert outbox all wait with it.
+many clients do not retry in step, unless the other side said how long to
+wait (C{Retry-After}).  Collectors, the pipeline's store writes, the Redis
+queue, the alert outbox and the analysis nodes' link all wait with it.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from email.utils import parsedate_to_datetime
 from typing import Callable, Optional
 
 
@@ -59,4 +62,28 @@ class Backoff:
         self.attempts = 0
 
 
-__all__ = ["Backoff"]
+def retry_after(value, now: float, cap: Optional[float] = None) -> Optional[float]:
+    """
+    Seconds to wait from a C{Retry-After} value (delta seconds or an HTTP
+    date; bytes or str), at least 0 and at most C{cap}.  C{None} if absent
+    or unreadable.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
+        return None
+    seconds = max(seconds, 0.0)
+    return seconds if cap is None else min(seconds, cap)
+
+
+__all__ = ["Backoff", "retry_after"]

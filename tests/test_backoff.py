@@ -1,8 +1,9 @@
 """
-The one retry policy: exponential or linear delays, capped, with jitter.
+The one retry policy: exponential or linear delays, capped, with jitter;
+Retry-After when the other side says.
 """
 
-from monitor.backoff import Backoff
+from monitor.backoff import Backoff, retry_after
 
 
 def test_backoff_exponential_capped_with_jitter_bounds():
@@ -28,3 +29,18 @@ def test_backoff_delay_by_attempt_is_the_same_policy():
     b = Backoff(first=2, cap=600, jitter=0.0)
     assert [Backoff(first=2, cap=600, jitter=0.0).delay(n) for n in range(12)] == [b.next() for _ in range(12)]
     assert b.delay(10_000) == 600 and b.delay(-1) == 2
+
+
+def test_retry_after():
+    """Retry-After as seconds or an HTTP date; junk gives None."""
+    assert retry_after(b"120", 0) == 120.0
+    assert retry_after("Thu, 01 Jan 2026 12:00:30 GMT", 1767268800.0) == 30.0
+    assert retry_after("soon", 0) is None and retry_after(None, 0) is None
+
+
+def test_retry_after_decimals_negatives_cap():
+    """Decimal seconds are read, a negative or past value means now, NaN is unreadable, a cap bounds it."""
+    assert retry_after("1.5", 0) == 1.5 and retry_after("-3", 0) == 0.0
+    assert retry_after("Thu, 01 Jan 2026 12:00:00 GMT", 1767268900.0) == 0.0
+    assert retry_after("nan", 0) is None
+    assert retry_after("99999", 0, cap=3600) == 3600.0 and retry_after("99999", 0) == 99999.0

@@ -1,21 +1,14 @@
 """
-What HTTP collectors share: Retry-After, bounded body reading, and the one
-reading of rate-limit headers.
+What HTTP collectors share: bounded body reading and the one reading of
+rate-limit headers.
 """
 
 from twisted.internet.defer import TimeoutError
 from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
 
-from monitor.collect.http import BodyTooLarge, RateLimits, read_body, retry_after
+from monitor.collect.http import BodyTooLarge, RateLimits, read_body
 from tests.fakes.body import FakeResponse
-
-
-def test_retry_after():
-    """Retry-After as seconds or an HTTP date; junk gives None."""
-    assert retry_after(b"120", 0) == 120.0
-    assert retry_after("Thu, 01 Jan 2026 12:00:30 GMT", 1767268800.0) == 30.0
-    assert retry_after("soon", 0) is None and retry_after(None, 0) is None
 
 
 def test_read_body_bounded_and_timed():

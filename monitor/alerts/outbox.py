@@ -34,6 +34,7 @@ from twisted.logger import Logger
 
 from monitor.alerts import sql
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, SKIPPED, Delivery, Notification
+from monitor.backoff import Backoff
 from monitor.config import parse_duration
 from monitor.model import iso8601
 from monitor.redact import channel_secrets, redact
@@ -101,7 +102,7 @@ class WriteQueue:
         try:
             while self._queue:
                 interaction, args, d = self._queue[0]
-                delay, tries = self.first, 0
+                backoff, tries = Backoff(first=self.first, cap=self.cap, jitter=0.0), 0
                 while True:
                     try:
                         result = await self.store.run_write(interaction, *args)
@@ -114,11 +115,11 @@ class WriteQueue:
                             self._queue.popleft()
                             d.errback(e)
                             break
+                        delay = backoff.next()
                         self.log.error(
                             "could not write alerts ({error}); retrying in {delay}s", error=e, delay=delay
                         )
                         await deferLater(self.reactor, delay)
-                        delay = min(delay * 2, self.cap)
                         continue
                     self._queue.popleft()
                     d.callback(result)
@@ -350,7 +351,7 @@ class Outbox(Service):
         self._kick(ch)
 
     def _backoff(self, attempts: int) -> float:
-        return min(self.retry_max, self.retry_first * 2 ** max(attempts - 1, 0))
+        return Backoff(first=self.retry_first, cap=self.retry_max, jitter=0.0).delay(attempts - 1)
 
     async def _attempt(self, ch: _Channel, n: Notification) -> None:
         started = self.reactor.seconds()

@@ -12,36 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Optional
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
 
+from monitor.backoff import retry_after
 from monitor.collect.base import Collector
 from monitor.model import parse_time
 
 #: Sent with every request: networks ask for a descriptive agent.
 USER_AGENT = "monitor/0.1 (social media monitoring daemon)"
-
-
-def retry_after(value, now: float) -> Optional[float]:
-    """
-    Seconds to wait from a C{Retry-After} value: delta seconds or an HTTP
-    date.  C{None} if absent or unreadable.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 # --- rate limits -------------------------------------------------------------------
@@ -273,5 +255,4 @@ __all__ = [
     "USER_AGENT",
     "Window",
     "read_body",
-    "retry_after",
 ]

@@ -32,8 +32,8 @@ from twisted.internet.defer import CancelledError
 
 from monitor.analysis.text import plain_text
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.backoff import Backoff
-from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body, retry_after
+from monitor.backoff import Backoff, retry_after
+from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body
 from monitor.config import STRINGS, Field, at_least, http_url, register_source_kind
 from monitor.model import Post, iso8601, parse_time
 from monitor.redact import redact, redact_url

@@ -26,12 +26,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import CancelledError, Deferred
 
-from monitor.backoff import Backoff
+from monitor.backoff import Backoff, retry_after
 from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED, clean
 from monitor.collect.bluesky.profiles import ProfileCache, ProfileLookupFailed, profile_from_view
 from monitor.collect.bluesky.records import DID, POST_COLLECTION, RKEY, MalformedEvent, post_from_commit, str_field
 from monitor.collect.framing import StallTimer
-from monitor.collect.http import USER_AGENT, HTTPCollector, RateLimits, read_body, retry_after
+from monitor.collect.http import USER_AGENT, HTTPCollector, RateLimits, read_body
 from monitor.config import Field, at_least, register_source_kind, url_check
 from monitor.model import PROFILE_PENDING, Enriched, Post
 
