@@ -31,8 +31,8 @@ from defusedxml.ElementTree import fromstring
 from twisted.internet.defer import CancelledError
 
 from monitor.analysis.text import plain_text
-from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.backoff import Backoff, retry_after
+from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body
 from monitor.config import STRINGS, Field, at_least, http_url, register_source_kind
 from monitor.model import Post, iso8601, parse_time
