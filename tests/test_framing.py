@@ -55,12 +55,18 @@ def test_line_framer_limit_is_on_the_line_not_its_crlf():
     assert lines == [b"abcd", b"abcd", b"ok"] and long == [b"abcde"]
 
 
+def open_stream(clock, on_too_long=lambda head: None, max_length=1 << 20):
+    """A LineStream (stall timeout 20 s) reading a hand-fed response body."""
+    r = FakeResponse()
+    s = LineStream(clock, 20, on_too_long, max_length)
+    r.deliverBody(s)
+    return r, s
+
+
 def test_line_stream_pauses_while_lines_wait():
     """Lines wait with the transport paused; reading them all resumes it; the end gives None."""
     clock = Clock()
-    r = FakeResponse()
-    s = LineStream(clock, 20, lambda head: None)
-    r.deliverBody(s)
+    r, s = open_stream(clock)
     s.dataReceived(b"one\r\ntwo\r\nthr")
     assert r.transport.paused
     assert s.next().result == b"one" and s.next().result == b"two"
@@ -77,9 +83,7 @@ def test_line_stream_pauses_while_lines_wait():
 def test_line_stream_stall_drops_connection():
     """Only keep-alives, then silence: after stall_timeout the stream is aborted and marked stalled."""
     clock = Clock()
-    r = FakeResponse()
-    s = LineStream(clock, 20, lambda head: None)
-    r.deliverBody(s)
+    r, s = open_stream(clock)
     d = s.next()
     for _ in range(3):
         clock.advance(15)
@@ -97,9 +101,7 @@ def test_line_stream_stall_drops_connection():
 def test_line_stream_paused_is_not_stalled():
     """While lines wait for the reader the silence is ours: no stall however long."""
     clock = Clock()
-    r = FakeResponse()
-    s = LineStream(clock, 20, lambda head: None)
-    r.deliverBody(s)
+    r, s = open_stream(clock)
     s.dataReceived(b"one\r\n")
     clock.advance(100)
     assert not r.transport.aborted and not s.stalled
@@ -114,9 +116,7 @@ def test_line_stream_paused_is_not_stalled():
 def test_line_stream_cancel_aborts():
     """Cancelling the wait for a line drops the connection; the later end is quiet."""
     clock = Clock()
-    r = FakeResponse()
-    s = LineStream(clock, 20, lambda head: None)
-    r.deliverBody(s)
+    r, s = open_stream(clock)
     d = s.next()
     d.cancel()
     d.addErrback(lambda f: None)
@@ -128,10 +128,8 @@ def test_line_stream_cancel_aborts():
 def test_line_stream_reports_long_lines_and_goes_on():
     """An over-long line goes to on_too_long with its head; the lines after it in the same read still arrive."""
     clock = Clock()
-    r = FakeResponse()
     long = []
-    s = LineStream(clock, 20, long.append, max_length=8)
-    r.deliverBody(s)
+    r, s = open_stream(clock, long.append, max_length=8)
     s.dataReceived(b"first\r\n" + b"y" * 50 + b"\r\nafter\r\n")
     assert long == [b"y" * 50] and not r.transport.aborted
     assert s.next().result == b"first" and s.next().result == b"after"

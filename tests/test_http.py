@@ -80,3 +80,48 @@ def test_rate_limits_retry_delay_after_a_refusal():
     assert limits.retry_delay(Headers({"Retry-After": ["30"], "X-RateLimit-Reset": ["1100"]})) == 30
     assert limits.retry_delay(Headers({"X-RateLimit-Reset": ["1100"]})) == 100
     assert RateLimits(clock).retry_delay(Headers({})) is None
+
+
+class Client:
+    """A treq-shaped client: every request answers with what the test set."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    def request(self, method, url, **kwargs):
+        self.calls.append((method, url, kwargs))
+        return self.answer()
+
+
+def collector(clock, answer):
+    from monitor.collect.http import HTTPCollector
+    from monitor.metrics import Metrics
+
+    c = HTTPCollector("h", queue=None, store=None, metrics=Metrics(), reactor=clock)
+    c.http = Client(answer)
+    return c
+
+
+def test_request_unbuffered_and_no_response_names_why():
+    """A request asks for an unread body; no headers within the timeout, or a refusal, is NoResponse saying which."""
+    from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+
+    from monitor.collect.http import NoResponse
+
+    clock = Clock()
+    c = collector(clock, lambda: succeed("response"))
+    assert ensureDeferred(c.request("GET", "http://h.example/", 5, headers={})).result == "response"
+    assert c.http.calls == [("GET", "http://h.example/", {"unbuffered": True, "headers": {}})]
+
+    c = collector(clock, Deferred)
+    d = ensureDeferred(c.request("GET", "http://h.example/", 5))
+    clock.advance(5)
+    f = []
+    d.addErrback(f.append)
+    assert f[0].check(NoResponse) and "TimeoutError" in str(f[0].value)
+
+    c = collector(clock, lambda: fail(ConnectionRefusedError("127.0.0.1:9")))
+    f = []
+    ensureDeferred(c.request("GET", "http://h.example/", 5)).addErrback(f.append)
+    assert f[0].check(NoResponse) and str(f[0].value).startswith("ConnectionRefusedError")

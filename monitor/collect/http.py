@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
 
@@ -205,6 +205,13 @@ def read_body(response, max_size: int, clock, timeout: Optional[float] = None) -
 # --- the collector --------------------------------------------------------------------
 
 
+class NoResponse(Exception):
+    """
+    A request that got no response: refused, reset, unresolvable, or
+    timed out waiting for the headers.  The message says which.
+    """
+
+
 class HTTPCollector(Collector):
     """
     A collector that talks HTTP.  It owns its connection pool and treq
@@ -241,6 +248,21 @@ class HTTPCollector(Collector):
         d.addErrback(lambda f: None)
         return DeferredList([d])
 
+    async def request(self, method: str, url: str, timeout: float, **kwargs):
+        """
+        One request with this collector's client; its response (the body
+        unread: C{unbuffered}, for L{read_body} or a L{LineStream}), or
+        L{NoResponse} if none came within C{timeout} seconds.
+        """
+        d = self.http.request(method, url, unbuffered=True, **kwargs)
+        d.addTimeout(timeout, self.reactor)
+        try:
+            return await d
+        except CancelledError:
+            raise
+        except Exception as e:
+            raise NoResponse(f"{type(e).__name__}: {e}") from e
+
     def headers(self, extra: Optional[dict] = None) -> dict:
         h = {"User-Agent": [USER_AGENT]}
         for k, v in (extra or {}).items():
@@ -251,6 +273,7 @@ class HTTPCollector(Collector):
 __all__ = [
     "BodyTooLarge",
     "HTTPCollector",
+    "NoResponse",
     "RateLimits",
     "USER_AGENT",
     "Window",

@@ -33,7 +33,7 @@ from twisted.internet.defer import CancelledError
 from monitor.analysis.text import plain_text
 from monitor.backoff import Backoff, retry_after
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.collect.http import BodyTooLarge, HTTPCollector, read_body
+from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, read_body
 from monitor.config import STRINGS, Field, at_least, http_url, register_source_kind
 from monitor.model import Post, iso8601, parse_time
 from monitor.redact import redact, redact_url
@@ -371,14 +371,11 @@ class RSSSource(HTTPCollector):
                 extra["If-None-Match"] = feed.etag
             if feed.modified:
                 extra["If-Modified-Since"] = feed.modified
-            d = self.http.get(url, headers=self.headers(extra), unbuffered=True, allow_redirects=False)
-            d.addTimeout(self.request_timeout, self.reactor)
             try:
-                response = await d
-            except CancelledError:
-                raise
-            except Exception as e:
-                raise FeedError(BACKING_OFF, f"{type(e).__name__}: {e}", feed.backoff.next())
+                response = await self.request("GET", url, self.request_timeout, headers=self.headers(extra),
+                                              allow_redirects=False)
+            except NoResponse as e:
+                raise FeedError(BACKING_OFF, str(e), feed.backoff.next())
             code = response.code
             if code in (301, 302, 303, 307, 308):
                 await self._drain(response)

@@ -17,7 +17,7 @@ from twisted.internet.defer import CancelledError
 
 from monitor.backoff import Backoff
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.collect.http import BodyTooLarge, HTTPCollector, RateLimits, read_body
+from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, RateLimits, read_body
 from monitor.model import iso8601
 
 #: Fields asked for, with the documented (Tweet-named) parameter names.
@@ -107,17 +107,13 @@ class XClient(HTTPCollector):
         """
         await self._respect_limit(endpoint)
         headers = self.headers({"Authorization": f"Bearer {self.bearer_token}"})
-        kwargs: dict[str, Any] = dict(params=params, headers=headers, unbuffered=True, allow_redirects=False)
+        kwargs: dict[str, Any] = dict(params=params, headers=headers, allow_redirects=False)
         if json_body is not None:
             kwargs["json"] = json_body
-        d = self.http.request(method, self.base_url + path, **kwargs)
-        d.addTimeout(self.request_timeout, self.reactor)
         try:
-            response = await d
-        except CancelledError:
-            raise
-        except Exception as e:
-            raise Failed("network", f"{type(e).__name__}: {e}")
+            response = await self.request(method, self.base_url + path, self.request_timeout, **kwargs)
+        except NoResponse as e:
+            raise Failed("network", str(e))
         self._note_limits(endpoint, response)
         if 200 <= response.code < 300:
             return response
