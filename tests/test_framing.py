@@ -63,6 +63,16 @@ def open_stream(clock, on_too_long=lambda head: None, max_length=1 << 20):
     return r, s
 
 
+def assert_stalls_after(seconds, clock, r, s, waiting):
+    """A second short of the stall timeout the stream is up; then it is dropped, stalled, and the wait ends."""
+    clock.advance(seconds - 1)
+    assert not r.transport.aborted
+    clock.advance(1)
+    assert r.transport.aborted and s.stalled
+    r.finish(ConnectionError("gone"))
+    assert waiting.result is None
+
+
 def test_line_stream_pauses_while_lines_wait():
     """Lines wait with the transport paused; reading them all resumes it; the end gives None."""
     clock = Clock()
@@ -90,12 +100,7 @@ def test_line_stream_stall_drops_connection():
         s.dataReceived(b"\r\n")
         assert d.result == b""
         d = s.next()
-    clock.advance(19)
-    assert not r.transport.aborted
-    clock.advance(1)
-    assert r.transport.aborted and s.stalled
-    r.finish(ConnectionError("gone"))
-    assert d.result is None
+    assert_stalls_after(20, clock, r, s, d)
 
 
 def test_line_stream_paused_is_not_stalled():
@@ -106,11 +111,7 @@ def test_line_stream_paused_is_not_stalled():
     clock.advance(100)
     assert not r.transport.aborted and not s.stalled
     assert s.next().result == b"one"
-    d = s.next()
-    clock.advance(20)
-    assert r.transport.aborted and s.stalled
-    r.finish(ConnectionError("gone"))
-    assert d.result is None
+    assert_stalls_after(20, clock, r, s, s.next())
 
 
 def test_line_stream_cancel_aborts():
