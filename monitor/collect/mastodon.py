@@ -33,7 +33,7 @@ from monitor.analysis.text import plain_text
 from monitor.backoff import Backoff
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED, clean
 from monitor.collect.framing import EventDecoder, LineStream
-from monitor.collect.http import BodyTooLarge, HTTPCollector, RateLimits, read_body
+from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, RateLimits, read_body
 from monitor.config import STRINGS, Field, at_least, register_source_kind, url_check
 from monitor.model import Post, parse_time
 
@@ -205,6 +205,8 @@ def post_from_status(source: str, entry: dict, instance_host: str) -> Post:
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, NoResponse):
+        return str(e)  # it names its cause
     text = str(e) or e.__class__.__name__
     return f"{e.__class__.__name__}: {text}" if e.__class__.__name__ not in text else text
 
@@ -358,8 +360,7 @@ class MastodonSource(HTTPCollector):
         while True:
             await self._respect_rate_limit()
             try:
-                response = await self.http.get(url, params=params, headers=self.headers(), timeout=REQUEST_TIMEOUT,
-                                               reactor=self.reactor, unbuffered=True)
+                response = await self.request("GET", url, REQUEST_TIMEOUT, params=params, headers=self.headers())
                 body = await read_body(response, self.max_body, self.reactor, timeout=REQUEST_TIMEOUT)
             except CancelledError:
                 raise
@@ -473,8 +474,8 @@ class MastodonSource(HTTPCollector):
         host); the instance itself if it does not say.
         """
         try:
-            response = await self.http.get(self.instance + "/api/v2/instance", headers=self.headers(),
-                                           timeout=REQUEST_TIMEOUT, reactor=self.reactor, unbuffered=True)
+            response = await self.request("GET", self.instance + "/api/v2/instance", REQUEST_TIMEOUT,
+                                          headers=self.headers())
             body = await read_body(response, 1 << 20, self.reactor, timeout=REQUEST_TIMEOUT)
             url = json.loads(body)["configuration"]["urls"]["streaming"] if response.code == 200 else None
         except CancelledError:
@@ -524,14 +525,9 @@ class MastodonSource(HTTPCollector):
         """
         where = f"{self.host} {tl.key} stream"
         try:
-            response = await self.http.get(
-                base + tl.stream_path,
-                params=list(tl.stream_params),
-                headers=self.headers({"Accept": "text/event-stream"}),
-                timeout=self.stall_timeout,
-                reactor=self.reactor,
-                unbuffered=True,
-            )
+            response = await self.request("GET", base + tl.stream_path, self.stall_timeout,
+                                          params=list(tl.stream_params),
+                                          headers=self.headers({"Accept": "text/event-stream"}))
         except CancelledError:
             raise
         except Exception as e:

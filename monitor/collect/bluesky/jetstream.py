@@ -575,14 +575,8 @@ class BlueskySource(HTTPCollector):
         AppView knows.
         """
         url = self.appview_url + "/xrpc/app.bsky.actor.getProfiles"
-        response = await self.http.get(
-            url,
-            params=[("actors", did) for did in dids],
-            headers=self.headers({"Accept": "application/json"}),
-            timeout=_PROFILE_TIMEOUT,
-            reactor=self.reactor,
-            unbuffered=True,
-        )
+        response = await self.request("GET", url, _PROFILE_TIMEOUT, params=[("actors", did) for did in dids],
+                                      headers=self.headers({"Accept": "application/json"}))
         body = await read_body(response, 1 << 20, self.reactor, timeout=_PROFILE_TIMEOUT)
         if response.code != 200:
             wait = self.appview_limits.retry_delay(response.headers) if response.code == 429 else None
