@@ -35,7 +35,6 @@ SEARCH = "/2/tweets/search/recent"
 STREAM = "/2/tweets/search/stream"
 RULES = "/2/tweets/search/stream/rules"
 
-
 #: Most bytes read from one polled response (a full page is a few 100 KB).
 MAX_BODY = 8 << 20
 
@@ -53,7 +52,6 @@ class Failed(Exception):
         self.status = status
         #: Seconds until a used-up rate-limit window resets.
         self.wait = wait
-
 
 
 def problem(body: bytes) -> tuple[str, str]:
@@ -76,7 +74,6 @@ def problem(body: bytes) -> tuple[str, str]:
     parts += [obj.get("connection_issue"), obj.get("reason")]
     message = ": ".join(dict.fromkeys(p for p in parts if isinstance(p, str) and p))
     return kind, message or body[:200].decode("utf-8", "replace")
-
 
 
 class XClient(HTTPCollector):

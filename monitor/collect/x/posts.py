@@ -18,12 +18,10 @@ _SNOWFLAKE_EPOCH_MS = 1288834974657
 _VERIFIED_TYPES = ("blue", "business", "government")
 
 
-
 class Malformed(ValueError):
     """
     A post object that cannot become a L{Post}; the message says why.
     """
-
 
 
 def newer(a: Optional[str], b: Optional[str]) -> Optional[str]:
@@ -183,7 +181,6 @@ def parse_tweet(tweet: Any, source: str, users: dict, places: dict, now: float, 
         lon=lon,
         extra=extra,
     )
-
 
 
 class RecentIds:

@@ -14,7 +14,9 @@ from monitor.collect.x.api import RULES, problem
 
 class RuleSync:
     """
-    Rule syncing, for L{monitor.collect.x.XSource} in stream mode.
+    Rule syncing, for L{monitor.collect.x.XSource} in stream mode.  Mixed
+    into the source, it reads the source's C{queries} and asks through
+    L{XClient}.
     """
 
     def _topics_changed(self) -> None:

@@ -24,9 +24,11 @@ class SearchMode:
     loop, and the paging through one query that the stream's gap filling
     uses too.  The last post of a poll is held back until the poll ends,
     so that it carries the cursor.
-    """
 
-    _held: Optional[Post] = None
+    Mixed into the source, it reads the source's C{queries},
+    C{positions}, C{max_results}, C{max_pages} and C{poll_interval}, and
+    asks through L{XClient}.
+    """
 
     async def _run_search(self) -> None:
         while True:

@@ -110,6 +110,7 @@ class XSource(StreamMode, RuleSync, SearchMode, XClient):
         self.positions: dict[str, str] = {}
         self.last_id: Optional[str] = None
         self._recent = RecentIds(RECENT_IDS)
+        #: Search: the last post read, held back to carry the cursor.
         self._held = None
 
     def status(self):

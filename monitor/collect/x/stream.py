@@ -23,7 +23,9 @@ MAX_LINE = 1 << 20
 class StreamMode:
     """
     The stream mode's loop, for L{monitor.collect.x.XSource}: sync the
-    rules, connect, fill the gap, read; reconnect when it ends.
+    rules, connect, fill the gap, read; reconnect when it ends.  Mixed
+    into the source, it keeps the source's C{last_id}, fills gaps with
+    L{SearchMode}'s paging and asks through L{XClient}.
     """
 
     async def _run_stream(self) -> None:
