@@ -127,6 +127,23 @@ def endpoint(value: str) -> Optional[str]:
     return None
 
 
+def url_check(*schemes: str, empty: bool = False) -> Callable[[Any], Optional[str]]:
+    """
+    A config check for a URL with one of C{schemes} and a host.
+    """
+    from urllib.parse import urlsplit
+
+    def check(value: Any) -> Optional[str]:
+        if empty and value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            return "must be a URL starting with " + " or ".join(f"{s}://" for s in schemes)
+        return None
+
+    return check
+
+
 def http_url(value: Any) -> Optional[str]:
     """
     Check an http(s) URL, or each of a list of them.

@@ -22,6 +22,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, 
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from monitor.backoff import Backoff
 from monitor.bus import ENRICHED, STORED, EventBus
 from monitor.interfaces import IAnnotator, ISink
 from monitor.model import PROFILE_PENDING, Enriched, Rejected
@@ -215,13 +216,14 @@ class Pipeline(Service):
             self.bus.publish(ENRICHED, posts)
 
     async def _store(self, posts: list, cursors: dict, rejected: list, collected: Counter, updates=()) -> list:
-        delay = _RETRY_FIRST
+        backoff = Backoff(first=_RETRY_FIRST, cap=_RETRY_CAP, jitter=0.0)
         while True:
             started = self.reactor.seconds()
             try:
                 inserted = await self.store.store_batch(posts, cursors, rejected, collected, updates)
             except Exception as e:
                 self.metrics.store_errors.inc()
+                delay = backoff.next()
                 self.log.error(
                     "could not store {count} posts ({error}); retrying in {delay}s",
                     count=len(posts),
@@ -229,7 +231,6 @@ class Pipeline(Service):
                     delay=delay,
                 )
                 await deferLater(self.reactor, delay)
-                delay = min(delay * 2, _RETRY_CAP)
                 continue
             now = self.reactor.seconds()
             self.metrics.store_seconds.observe(now - started)

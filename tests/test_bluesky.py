@@ -13,13 +13,7 @@ from twisted.test import iosim
 from zope.interface.verify import verifyObject
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
-from monitor.collect.bluesky import (
-    BlueskySource,
-    ProfileCache,
-    ProfileLookupFailed,
-    post_from_commit,
-    read_facets,
-)
+from monitor.collect.bluesky import BlueskySource, ProfileLookupFailed, post_from_commit, read_facets
 from monitor.config import ConfigError, parse_config
 from monitor.interfaces import ISource
 from monitor.metrics import Metrics
@@ -479,50 +473,6 @@ def test_profile_wait_zero_never_waits_and_the_profile_follows():
     w.fake.post(ALICE, "3k2", "second")
     w.settle()
     assert [p.author_followers for p in w.take()] == [3]
-
-
-def test_profile_cache_batches_of_25_and_ttl():
-    """Lookups go out 25 actors at a time, at most two calls at once, and are cached for the TTL."""
-    clock = Clock()
-    calls = []
-
-    def fetch(dids):
-        calls.append((dids, Deferred()))
-        return calls[-1][1]
-
-    cache = ProfileCache(clock, fetch, ttl=60)
-    dids = [f"did:plc:{i:04d}" for i in range(80)]
-    results = [cache.want(d) for d in dids]
-    assert [len(c[0]) for c in calls] == [25, 25]
-    calls[0][1].callback({d: {"handle": d} for d in calls[0][0]})
-    assert [len(c[0]) for c in calls] == [25, 25, 25]
-    for _, d in calls[1:]:
-        d.callback({})
-    clock.advance(0.05)
-    assert [len(c[0]) for c in calls] == [25, 25, 25, 5]
-    calls[3][1].callback({})
-    assert all(r.called for r in results) and results[0].result == {"handle": dids[0]} and results[30].result is None
-    assert cache.get(dids[0]) == (True, {"handle": dids[0]})
-    clock.advance(61)
-    assert cache.get(dids[0]) == (False, None)
-
-
-def test_profile_cache_backs_off_after_errors():
-    """After a 429 the cache stops asking for as long as told; everyone waiting gets no profile at once."""
-    clock = Clock()
-    troubles = []
-    calls = []
-    cache = ProfileCache(clock, lambda dids: calls.append(dids) or fail(ProfileLookupFailed("HTTP 429", 30.0)),
-                         on_trouble=troubles.append)
-    d = cache.want("did:plc:a")
-    clock.advance(0.05)
-    assert d.result is None and len(calls) == 1 and "30s" in troubles[0]
-    assert cache.want("did:plc:b").result is None and len(calls) == 1
-    clock.advance(31)
-    cache.fetch = lambda dids: calls.append(dids) or succeed({})
-    cache.want("did:plc:b")
-    clock.advance(0.05)
-    assert len(calls) == 2 and troubles[-1] is None
 
 
 def test_appview_trouble_does_not_hold_posts():

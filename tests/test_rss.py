@@ -336,7 +336,7 @@ def test_network_error_backs_off_per_feed():
     class Refusing:
         calls = 0
 
-        def get(self, *a, **kw):
+        def request(self, *a, **kw):
             Refusing.calls += 1
             return fail(ConnectionRefusedError("127.0.0.1:9"))
 

@@ -12,7 +12,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.collect.net import Backoff
+from monitor.backoff import Backoff
 from monitor.collect.x import XSource, parse_tweet, problem, queries_for, topic_query
 from monitor.metrics import Metrics
 from monitor.model import Topic

@@ -32,6 +32,7 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensur
 from twisted.logger import Logger
 
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, SKIPPED, Delivery, Notification
+from monitor.backoff import Backoff
 from monitor.config import parse_duration
 from monitor.model import iso8601
 from monitor.redact import channel_secrets, redact
@@ -284,7 +285,7 @@ class Outbox(Service):
         self._kick(ch)
 
     def _backoff(self, attempts: int) -> float:
-        return min(self.retry_max, self.retry_first * 2 ** max(attempts - 1, 0))
+        return Backoff(first=self.retry_first, cap=self.retry_max, jitter=0.0).delay(attempts - 1)
 
     async def _attempt(self, ch: _Channel, n: Notification) -> None:
         started = self.reactor.seconds()

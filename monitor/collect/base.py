@@ -30,6 +30,14 @@ FINISHED = "finished"
 STOPPED = "stopped"
 
 
+def clean(text: str) -> str:
+    """
+    A string any store can keep: JSON allows lone surrogates and NUL,
+    UTF-8 and SQLite do not.
+    """
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 @implementer(ISource)
 class Collector(Service):
     """

@@ -30,10 +30,11 @@ from twisted.internet.defer import CancelledError, DeferredLock, FirstError, ens
 from twisted.internet.task import deferLater
 
 from monitor.analysis.text import plain_text
-from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
-from monitor.collect.bluesky import clean, url_check
-from monitor.collect.net import Backoff, BodyTooLarge, HTTPCollector, LineStream, read_body, retry_after
-from monitor.config import STRINGS, Field, at_least, register_source_kind
+from monitor.backoff import Backoff
+from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED, clean
+from monitor.collect.framing import EventDecoder, LineStream
+from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, RateLimits, read_body
+from monitor.config import STRINGS, Field, at_least, register_source_kind, url_check
 from monitor.model import Post, parse_time
 
 _TIMELINE = re.compile(r"^(?:#(?P<tag>[^\s#:/?&%]+)(?P<tag_scope>:local)?|public(?P<scope>:local|:remote)?)$")
@@ -204,6 +205,8 @@ def post_from_status(source: str, entry: dict, instance_host: str) -> Post:
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, NoResponse):
+        return str(e)  # it names its cause
     text = str(e) or e.__class__.__name__
     return f"{e.__class__.__name__}: {text}" if e.__class__.__name__ not in text else text
 
@@ -250,7 +253,7 @@ class MastodonSource(HTTPCollector):
         self.events: Counter = Counter()
         self.mode = "streaming" if self.streaming else "polling"
         self.backoff = Backoff(first=2.0, cap=300.0)
-        self._reset_at: Optional[float] = None
+        self.limits = RateLimits(self.reactor)
         self._lock = DeferredLock()
         self._recent: deque[str] = deque()
         self._recent_set: set[str] = set()
@@ -357,8 +360,7 @@ class MastodonSource(HTTPCollector):
         while True:
             await self._respect_rate_limit()
             try:
-                response = await self.http.get(url, params=params, headers=self.headers(), timeout=REQUEST_TIMEOUT,
-                                               reactor=self.reactor, unbuffered=True)
+                response = await self.request("GET", url, REQUEST_TIMEOUT, params=params, headers=self.headers())
                 body = await read_body(response, self.max_body, self.reactor, timeout=REQUEST_TIMEOUT)
             except CancelledError:
                 raise
@@ -442,21 +444,12 @@ class MastodonSource(HTTPCollector):
     # -- rate limits -------------------------------------------------------------------
 
     def _note_limits(self, headers) -> None:
-        remaining = headers.getRawHeaders("x-ratelimit-remaining", [None])[0]
-        reset = headers.getRawHeaders("x-ratelimit-reset", [None])[0]
-        if remaining is not None:
-            try:
-                self.rate_limit_remaining = int(float(remaining))
-            except ValueError:
-                pass
-        if reset is not None:
-            self._reset_at = _reset_time(reset)
+        window = self.limits.note(headers)
+        if window.remaining is not None:
+            self.rate_limit_remaining = window.remaining
 
     def _retry_delay(self, headers) -> float:
-        now = self.reactor.seconds()
-        wait = retry_after(headers.getRawHeaders("retry-after", [None])[0], now)
-        if wait is None and self._reset_at is not None and self._reset_at > now:
-            wait = self._reset_at - now
+        wait = self.limits.retry_delay(headers)
         if wait is None:
             wait = self.backoff.next()
         return max(1.0, wait)
@@ -466,10 +459,11 @@ class MastodonSource(HTTPCollector):
         With the allowance used up, wait for the window to reset rather
         than be refused.
         """
-        now = self.reactor.seconds()
         if self.rate_limit_remaining is not None and self.rate_limit_remaining <= 0:
-            if self._reset_at is not None and self._reset_at > now:
-                await self.wait(self._reset_at - now, RATE_LIMITED, f"{self.host}: rate limit used up")
+            wait = self.limits.wait_before()
+            if wait is not None:
+                await self.wait(wait, RATE_LIMITED, f"{self.host}: rate limit used up")
+            self.limits.forget()
             self.rate_limit_remaining = None
 
     # -- streaming -----------------------------------------------------------------------
@@ -480,8 +474,8 @@ class MastodonSource(HTTPCollector):
         host); the instance itself if it does not say.
         """
         try:
-            response = await self.http.get(self.instance + "/api/v2/instance", headers=self.headers(),
-                                           timeout=REQUEST_TIMEOUT, reactor=self.reactor, unbuffered=True)
+            response = await self.request("GET", self.instance + "/api/v2/instance", REQUEST_TIMEOUT,
+                                          headers=self.headers())
             body = await read_body(response, 1 << 20, self.reactor, timeout=REQUEST_TIMEOUT)
             url = json.loads(body)["configuration"]["urls"]["streaming"] if response.code == 200 else None
         except CancelledError:
@@ -531,14 +525,9 @@ class MastodonSource(HTTPCollector):
         """
         where = f"{self.host} {tl.key} stream"
         try:
-            response = await self.http.get(
-                base + tl.stream_path,
-                params=list(tl.stream_params),
-                headers=self.headers({"Accept": "text/event-stream"}),
-                timeout=self.stall_timeout,
-                reactor=self.reactor,
-                unbuffered=True,
-            )
+            response = await self.request("GET", base + tl.stream_path, self.stall_timeout,
+                                          params=list(tl.stream_params),
+                                          headers=self.headers({"Accept": "text/event-stream"}))
         except CancelledError:
             raise
         except Exception as e:
@@ -596,33 +585,18 @@ class MastodonSource(HTTPCollector):
         (a comment, a heartbeat) came.
         """
         heard = False
-        event, data, size = None, [], 0
+        decoder = EventDecoder(
+            lambda head: self.malformed(head, f"an SSE event larger than {MAX_LINE} bytes", where), MAX_LINE)
         while True:
             line = await stream.next()
             if line is None:
                 return heard
             heard = True
-            if not line:
-                if data:
-                    d = self._dispatch(tl, event or "message", b"\n".join(data), where)
-                    if d is not None:
-                        await d
-                event, data, size = None, [], 0
-                continue
-            if line.startswith(b":"):
-                continue  # a comment: ":)" at the start, ":thump" heartbeats
-            name, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if name == b"event":
-                event = value.decode("utf-8", "replace")
-            elif name == b"data":
-                size += len(value)
-                if size > MAX_LINE:
-                    self.malformed(b"\n".join(data)[:1024], f"an SSE event larger than {MAX_LINE} bytes", where)
-                    event, data, size = None, [], 0
-                    continue
-                data.append(value)
+            event = decoder.line(line)
+            if event is not None:
+                d = self._dispatch(tl, event.event, event.data, where)
+                if d is not None:
+                    await d
 
     def _dispatch(self, tl: Timeline, event: str, data: bytes, where: str):
         if event == "update":
@@ -657,22 +631,6 @@ def _error_text(body: bytes) -> str:
     except (ValueError, AttributeError, RecursionError):
         return ""
     return f" ({clean(error)[:200]})" if isinstance(error, str) else ""
-
-
-def _reset_time(value: str) -> Optional[float]:
-    """
-    X-RateLimit-Reset: an ISO 8601 time with microseconds on Mastodon;
-    unix seconds on some forks.
-    """
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parse_time(value)
-    except (ValueError, OverflowError):
-        return None
 
 
 __all__ = ["MastodonSource", "Timeline", "newest", "post_from_status"]

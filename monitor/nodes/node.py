@@ -17,7 +17,7 @@ import secrets
 import socket
 from typing import Any, Callable, Optional
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
@@ -26,6 +26,7 @@ from twisted.protocols import amp
 
 from monitor.analysis import Classifier, versions as analysis_versions
 from monitor.analysis.process import from_row, to_learned_row
+from monitor.backoff import Backoff
 from monitor.learn.apply import ModelSet, applied
 from monitor.learn.linear import ModelFormatError
 from monitor.nodes import wire
@@ -202,7 +203,8 @@ class AnalysisNode(MultiService):
         self.models = ModelSet({})
         self.failures = 0
         self.registrations = 0
-        self._policy = retry_policy or backoffPolicy(initialDelay=1.0, maxDelay=60.0)
+        # ClientService's retryPolicy shape: the delay for a failure count.
+        self._policy = retry_policy or Backoff(first=1.0, cap=60.0, factor=1.5).delay
         self.client = ClientService(
             hub,
             _NodeFactory(self),

@@ -31,6 +31,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from monitor.backoff import Backoff
 from monitor.interfaces import IQueue
 from monitor.model import Enriched, Post, Rejected
 from monitor.redact import redact_url
@@ -176,7 +177,7 @@ class RedisQueue(Service):
         self._group.addErrback(lambda f: self.log.failure("could not create the consumer group", f))
 
     async def _ensure_group(self) -> None:
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=_RETRY_CAP, jitter=0.0)
         while self.running:
             try:
                 await self._commands.execute_command("XGROUP", "CREATE", self.stream, self.group, "0", "MKSTREAM")
@@ -186,10 +187,10 @@ class RedisQueue(Service):
                     return
                 raise
             except txredisapi.ConnectionError as e:
+                delay = backoff.next()
                 self.log.warn("cannot reach Redis at {url} ({error}); retrying in {delay}s",
                               url=self._safe_url(), error=e, delay=delay)
                 await deferLater(self.reactor, delay)
-                delay = min(delay * 2, _RETRY_CAP)
 
     def stopService(self):
         super().stopService()
@@ -240,7 +241,7 @@ class RedisQueue(Service):
                 if d in self._putters:
                     self._putters.remove(d)
         field, value = _encode(post)
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=_RETRY_CAP, jitter=0.0)
         while True:
             try:
                 await self._commands.execute_command("XADD", self.stream, "*", field, value)
@@ -249,15 +250,15 @@ class RedisQueue(Service):
             except txredisapi.ConnectionError as e:
                 if not self.running:
                     raise
+                delay = backoff.next()
                 self.log.warn("could not add a post to Redis ({error}); retrying in {delay}s", error=e, delay=delay)
                 await deferLater(self.reactor, delay)
-                delay = min(delay * 2, _RETRY_CAP)
 
     def get(self, max_items: int) -> Deferred:
         return ensureDeferred(self._get(max_items))
 
     async def _get(self, max_items: int) -> list:
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=_RETRY_CAP, jitter=0.0)
         while True:
             if not self.running or self._reader is None:
                 raise CancelledError()
@@ -271,9 +272,9 @@ class RedisQueue(Service):
                 if "NOGROUP" in str(e):
                     await self._ensure_group()
                     continue
+                delay = backoff.next()
                 self.log.warn("could not read from Redis ({error}); retrying in {delay}s", error=e, delay=delay)
                 await deferLater(self.reactor, delay)
-                delay = min(delay * 2, _RETRY_CAP)
                 continue
             if batch:
                 return batch

@@ -11,6 +11,8 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succ
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from monitor.backoff import Backoff
+
 __all__ = ["WriteQueue"]
 
 
@@ -59,7 +61,7 @@ class WriteQueue:
         try:
             while self._queue:
                 write, args, d = self._queue[0]
-                delay, tries = self.first, 0
+                backoff, tries = Backoff(first=self.first, cap=self.cap, jitter=0.0), 0
                 while True:
                     try:
                         result = await maybeDeferred(write, *args)
@@ -70,9 +72,9 @@ class WriteQueue:
                             self._queue.popleft()
                             d.errback(e)
                             break
+                        delay = backoff.next()
                         self.log.error("could not write to the store ({error}); retrying in {delay}s", error=e, delay=delay)
                         await deferLater(self.reactor, delay)
-                        delay = min(delay * 2, self.cap)
                         continue
                     self._queue.popleft()
                     d.callback(result)

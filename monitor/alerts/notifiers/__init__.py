@@ -10,8 +10,9 @@ or raises for a delivery problem.  The outbox decides what happens next.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Optional
+
+from monitor.backoff import retry_after as parse_retry_after
 
 __all__ = [
     "DISABLE",
@@ -83,23 +84,9 @@ class Delivery:
 def retry_after(value: Optional[bytes | str], now: float) -> Optional[float]:
     """
     Seconds to wait from a C{Retry-After} header (seconds or an HTTP date),
-    capped; C{None} if absent or unreadable.
+    capped at C{MAX_RETRY_AFTER}; C{None} if absent or unreadable.
     """
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return parse_retry_after(value, now, MAX_RETRY_AFTER)
 
 
 _EVENT_WORDS = {"opened": "New incident", "escalated": "Escalated", "resolved": "Resolved", "test": "Test"}

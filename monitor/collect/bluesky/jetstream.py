@@ -19,38 +19,24 @@ for at most that long instead.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, OrderedDict, deque
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred
 
-from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
-from monitor.collect.net import USER_AGENT, Backoff, HTTPCollector, StallTimer, read_body, retry_after
-from monitor.config import Field, at_least, register_source_kind
-from monitor.model import PROFILE_PENDING, Enriched, Post, parse_time
+from monitor.backoff import Backoff, retry_after
+from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED, clean
+from monitor.collect.bluesky.profiles import ProfileCache, ProfileLookupFailed, profile_from_view
+from monitor.collect.bluesky.records import DID, POST_COLLECTION, RKEY, MalformedEvent, post_from_commit, str_field
+from monitor.collect.framing import StallTimer
+from monitor.collect.http import USER_AGENT, HTTPCollector, RateLimits, read_body
+from monitor.config import Field, at_least, register_source_kind, url_check
+from monitor.model import PROFILE_PENDING, Enriched, Post
 
 DEFAULT_URL = "wss://jetstream2.us-east.bsky.network/subscribe"
 DEFAULT_APPVIEW = "https://public.api.bsky.app"
-POST_COLLECTION = "app.bsky.feed.post"
-
-
-def url_check(*schemes: str, empty: bool = False) -> Callable[[Any], Optional[str]]:
-    """
-    A config check for a URL with one of C{schemes} and a host.
-    """
-
-    def check(value: Any) -> Optional[str]:
-        if empty and value == "":
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            return "must be a URL starting with " + " or ".join(f"{s}://" for s in schemes)
-        return None
-
-    return check
 
 
 register_source_kind(
@@ -70,11 +56,6 @@ register_source_kind(
     },
 )
 
-#: What atproto allows in a DID and a record key; anything else in a frame
-#: is a broken frame, not an id to store.
-_DID = re.compile(r"^did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}$")
-_RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
-
 #: Posts waiting for profiles at most; beyond this the socket is paused.
 MAX_HELD = 2000
 #: Authors whose posts went out before their profile, remembered at most,
@@ -82,318 +63,6 @@ MAX_HELD = 2000
 MAX_LATE, MAX_LATE_POSTS = 20_000, 100
 #: Seconds between two looks for posts whose profile wait is over, at most.
 _PROFILE_TIMEOUT = 10.0
-
-
-class MalformedEvent(ValueError):
-    """
-    A frame that is not a Jetstream event we can read; C{reason} says why.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def clean(text: str) -> str:
-    """
-    A string any store can keep: JSON allows lone surrogates and NUL,
-    UTF-8 and SQLite do not.
-    """
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-
-
-def _str(d: dict, key: str, where: str) -> str:
-    value = d.get(key)
-    if not isinstance(value, str):
-        raise MalformedEvent(f"{where}{key}: must be a string, not {type(value).__name__}")
-    return value
-
-
-def read_facets(text: str, facets: Any) -> tuple[str, dict[str, list]]:
-    """
-    The text with shortened links written out in full, and the hashtags,
-    mentions and links the facets mark.  Facet offsets count UTF-8 bytes,
-    not characters: an emoji before a link moves it by four.  A facet with
-    impossible offsets is skipped, never fatal (clients write bad ones).
-    """
-    raw = text.encode("utf-8")
-    found: dict[str, list] = {"hashtags": [], "mentions": [], "links": []}
-    replacements: list[tuple[int, int, bytes]] = []
-    if not isinstance(facets, list):
-        return text, found
-    for facet in facets:
-        if not isinstance(facet, dict):
-            continue
-        index, features = facet.get("index"), facet.get("features")
-        span = start = end = None
-        if isinstance(index, dict):
-            start, end = index.get("byteStart"), index.get("byteEnd")
-            if type(start) is int and type(end) is int and 0 <= start < end <= len(raw):
-                try:
-                    span = raw[start:end].decode("utf-8")
-                except UnicodeDecodeError:
-                    span = None  # offsets inside a character
-        for feature in features if isinstance(features, list) else ():
-            if not isinstance(feature, dict):
-                continue
-            kind = feature.get("$type")
-            if kind == "app.bsky.richtext.facet#tag" and isinstance(feature.get("tag"), str):
-                tag = clean(feature["tag"]).lstrip("#")
-                if tag and tag not in found["hashtags"]:
-                    found["hashtags"].append(tag)
-            elif kind == "app.bsky.richtext.facet#mention" and isinstance(feature.get("did"), str):
-                handle = span[1:] if span and span.startswith("@") else None
-                found["mentions"].append({"did": clean(feature["did"]), "handle": handle and clean(handle)})
-            elif kind == "app.bsky.richtext.facet#link" and isinstance(feature.get("uri"), str):
-                uri = clean(feature["uri"])
-                if uri not in found["links"]:
-                    found["links"].append(uri)
-                # Clients show "acme.example/sta..." for a long link; the
-                # whole address is what people search for.  Display text
-                # that is not a form of the address ("click here") stays.
-                core = span.rstrip(".…") if span else ""
-                if core and span != uri and (uri.split("://", 1)[-1].startswith(core) or uri.startswith(core)):
-                    replacements.append((start, end, uri.encode("utf-8")))
-    if replacements:
-        replacements.sort()
-        out, at = [], 0
-        for start, end, new in replacements:
-            if start < at:
-                continue  # overlapping facets: keep the first
-            out += [raw[at:start], new]
-            at = end
-        out.append(raw[at:])
-        text = b"".join(out).decode("utf-8")
-    return text, found
-
-
-def post_from_commit(source: str, did: str, time_us: int, commit: dict) -> Post:
-    """
-    The post a Jetstream C{create} commit of an C{app.bsky.feed.post}
-    carries.  Raises L{MalformedEvent} for a record we cannot read.
-    """
-    rkey = commit["rkey"]
-    record = commit.get("record")
-    if not isinstance(record, dict):
-        raise MalformedEvent("commit.record: must be an object")
-    text = clean(_str(record, "text", "commit.record."))
-    received = time_us / 1e6
-    try:
-        created = parse_time(record.get("createdAt"))
-    except (ValueError, TypeError, OverflowError):
-        created = received
-    # createdAt is the client's word; one from the future is not believed.
-    if created > received + 300:
-        created = received
-    text, found = read_facets(text, record.get("facets"))
-    tags = record.get("tags")
-    for tag in tags if isinstance(tags, list) else ():
-        if isinstance(tag, str) and tag.lstrip("#") and clean(tag.lstrip("#")) not in found["hashtags"]:
-            found["hashtags"].append(clean(tag.lstrip("#")))
-    langs = record.get("langs")
-    lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
-    extra: dict[str, Any] = {"did": did, **found}
-    reply = record.get("reply")
-    if isinstance(reply, dict) and isinstance(reply.get("parent"), dict):
-        parent = reply["parent"].get("uri")
-        if isinstance(parent, str):
-            extra["reply_to"] = clean(parent)
-    embed = record.get("embed")
-    if isinstance(embed, dict) and isinstance(embed.get("external"), dict):
-        uri = embed["external"].get("uri")
-        if isinstance(uri, str) and clean(uri) not in found["links"]:
-            found["links"].append(clean(uri))
-    return Post(
-        source=source,
-        network="bluesky",
-        native_id=f"at://{did}/{POST_COLLECTION}/{rkey}",
-        text=text,
-        author=did,
-        created_at=created,
-        url=f"https://bsky.app/profile/{did}/post/{rkey}",
-        lang=clean(lang)[:35] if lang else None,
-        extra=extra,
-    )
-
-
-class ProfileLookupFailed(Exception):
-    """
-    The AppView did not answer a profile lookup; C{wait} is how long it
-    asked us to stay away, if it said.
-    """
-
-    def __init__(self, message: str, wait: Optional[float] = None) -> None:
-        super().__init__(message)
-        self.wait = wait
-
-
-class ProfileCache:
-    """
-    Author profiles, looked up C{batch} at a time (the AppView takes at most
-    25 actors a call) and kept for C{ttl} seconds.  A lookup never fails its
-    caller: a profile that cannot be had is C{None}.  After an error the
-    cache stops asking for a while (backing off) instead of hammering a
-    struggling AppView, and the queue of names to look up is bounded, so a
-    slow AppView costs followers, never memory.
-    """
-
-    def __init__(
-        self,
-        clock,
-        fetch: Callable[[list[str]], Deferred],
-        ttl: float = 3600.0,
-        batch: int = 25,
-        delay: float = 0.05,
-        max_inflight: int = 2,
-        max_queue: int = 500,
-        max_entries: int = 100_000,
-        on_trouble: Callable[[Optional[str]], None] = lambda why: None,
-    ) -> None:
-        self.clock = clock
-        self.fetch = fetch
-        self.ttl, self.batch, self.delay = ttl, batch, delay
-        self.max_inflight, self.max_queue, self.max_entries = max_inflight, max_queue, max_entries
-        self.on_trouble = on_trouble
-        self.backoff = Backoff(first=5.0, cap=300.0)
-        self.lookups = 0
-        self.failures = 0
-        self._cache: OrderedDict[str, tuple[float, Optional[dict]]] = OrderedDict()
-        self._waiting: dict[str, list[Deferred]] = {}
-        self._queue: list[str] = []
-        self._inflight: set[Deferred] = set()
-        self._timer = None
-        self._quiet_until = 0.0
-        self._troubled = False
-
-    def get(self, did: str) -> tuple[bool, Optional[dict]]:
-        """
-        C{(True, profile)} if C{did} is cached (a profile, or C{None} for
-        an actor the AppView does not know), else C{(False, None)}.
-        """
-        entry = self._cache.get(did)
-        if entry is None:
-            return False, None
-        if entry[0] <= self.clock.seconds():
-            del self._cache[did]
-            return False, None
-        self._cache.move_to_end(did)
-        return True, entry[1]
-
-    def pending(self, did: str) -> bool:
-        """
-        Whether a lookup of C{did} is queued or under way.
-        """
-        return did in self._waiting
-
-    def want(self, did: str) -> Deferred:
-        """
-        The profile of C{did}, from the cache or the next batch; fires with
-        C{None} when it cannot be had.
-        """
-        found, profile = self.get(did)
-        if found:
-            return succeed(profile)
-        waiters = self._waiting.get(did)
-        if waiters is None:
-            if self.clock.seconds() < self._quiet_until or len(self._queue) >= self.max_queue:
-                return succeed(None)
-            waiters = self._waiting[did] = []
-            self._queue.append(did)
-        d = Deferred()
-        waiters.append(d)
-        self._schedule()
-        return d
-
-    def _schedule(self) -> None:
-        if not self._queue or len(self._inflight) >= self.max_inflight:
-            return
-        if len(self._queue) >= self.batch:
-            self._flush()
-        elif self._timer is None:
-            # Wait a moment so that one call carries many actors.
-            self._timer = self.clock.callLater(self.delay, self._flush)
-
-    def _flush(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        while self._queue and len(self._inflight) < self.max_inflight:
-            dids, self._queue = self._queue[: self.batch], self._queue[self.batch :]
-            self.lookups += 1
-            d = maybeDeferred(self.fetch, dids)
-            self._inflight.add(d)
-            d.addCallbacks(self._got, self._failed, callbackArgs=(dids,), errbackArgs=(dids,))
-            d.addBoth(self._finished, d)
-
-    def _finished(self, _, d: Deferred) -> None:
-        self._inflight.discard(d)
-        self._schedule()
-
-    def _got(self, profiles: dict, dids: list[str]) -> None:
-        self.backoff.reset()
-        if self._troubled:
-            self._troubled = False
-            self.on_trouble(None)
-        expires = self.clock.seconds() + self.ttl
-        for did in dids:
-            profile = profiles.get(did)
-            self._cache[did] = (expires, profile)
-            self._cache.move_to_end(did)
-            self._answer(did, profile)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
-
-    def _failed(self, failure, dids: list[str]) -> None:
-        if failure.check(CancelledError):
-            for did in dids:
-                self._answer(did, None)
-            return
-        self.failures += 1
-        wait = getattr(failure.value, "wait", None)
-        if wait is None:
-            wait = self.backoff.next()
-        self._quiet_until = max(self._quiet_until, self.clock.seconds() + wait)
-        if not self._troubled:
-            self._troubled = True
-            self.on_trouble(f"profile lookups failed ({failure.getErrorMessage()}); pausing them for {wait:.0f}s")
-        # Nobody waits through a pause: what is queued gets no profile.
-        for did in dids + self._queue:
-            self._answer(did, None)
-        self._queue = []
-
-    def _answer(self, did: str, profile: Optional[dict]) -> None:
-        for d in self._waiting.pop(did, ()):
-            d.callback(profile)
-
-    def stop(self) -> None:
-        """
-        Give up every lookup (at the service's stop).
-        """
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        for d in list(self._inflight):
-            d.cancel()
-        for did in list(self._waiting):
-            self._answer(did, None)
-        self._queue = []
-
-
-def profile_from_view(view: Any) -> Optional[tuple[str, dict]]:
-    """
-    C{(did, profile)} from an AppView C{profileView}, keeping only what a
-    post needs; C{None} if it has no DID.
-    """
-    if not isinstance(view, dict) or not isinstance(view.get("did"), str):
-        return None
-    handle = view.get("handle")
-    followers = view.get("followersCount")
-    verification = view.get("verification")
-    return view["did"], {
-        "handle": clean(handle) if isinstance(handle, str) and handle != "handle.invalid" else None,
-        "followers": followers if type(followers) is int and followers >= 0 else None,
-        "verified": isinstance(verification, dict) and verification.get("verifiedStatus") == "valid",
-    }
 
 
 class _Held:
@@ -501,6 +170,7 @@ class BlueskySource(HTTPCollector):
         self.endpoint_factory = endpoint_factory
         self.events: Counter = Counter()
         self.backoff = Backoff(first=1.0, cap=60.0)
+        self.appview_limits = RateLimits(self.reactor)
         self.profiles = (
             ProfileCache(self.reactor, self._fetch_profiles, ttl=profile_ttl, on_trouble=self._profile_trouble)
             if self.appview_url
@@ -765,7 +435,7 @@ class BlueskySource(HTTPCollector):
         if not isinstance(event, dict):
             raise MalformedEvent("not a JSON object")
         did, time_us, kind = event.get("did"), event.get("time_us"), event.get("kind")
-        if not isinstance(did, str) or not _DID.match(did):
+        if not isinstance(did, str) or not DID.match(did):
             raise MalformedEvent(f"did: not a DID: {str(did)[:80]!r}")
         if type(time_us) is not int or time_us < 0:
             raise MalformedEvent(f"time_us: must be a non-negative integer, not {str(time_us)[:40]!r}")
@@ -792,17 +462,17 @@ class BlueskySource(HTTPCollector):
     def _commit(self, did: str, time_us: int, commit: Any) -> Optional[Post]:
         if not isinstance(commit, dict):
             raise MalformedEvent("commit: must be an object")
-        operation = _str(commit, "operation", "commit.")
-        collection = _str(commit, "collection", "commit.")
-        rkey = _str(commit, "rkey", "commit.")
-        rev = _str(commit, "rev", "commit.")
+        operation = str_field(commit, "operation", "commit.")
+        collection = str_field(commit, "collection", "commit.")
+        rkey = str_field(commit, "rkey", "commit.")
+        rev = str_field(commit, "rev", "commit.")
         if collection != POST_COLLECTION:
             self.events["other_collection"] += 1
             return None
         if operation != "create":
             self.events[operation if operation in ("update", "delete") else "other"] += 1
             return None
-        if not _RKEY.match(rkey):
+        if not RKEY.match(rkey):
             raise MalformedEvent(f"commit.rkey: not a record key: {rkey[:80]!r}")
         key = (did, collection, rkey, rev)
         if key in self._seen:
@@ -905,23 +575,11 @@ class BlueskySource(HTTPCollector):
         AppView knows.
         """
         url = self.appview_url + "/xrpc/app.bsky.actor.getProfiles"
-        response = await self.http.get(
-            url,
-            params=[("actors", did) for did in dids],
-            headers=self.headers({"Accept": "application/json"}),
-            timeout=_PROFILE_TIMEOUT,
-            reactor=self.reactor,
-            unbuffered=True,
-        )
+        response = await self.request("GET", url, _PROFILE_TIMEOUT, params=[("actors", did) for did in dids],
+                                      headers=self.headers({"Accept": "application/json"}))
         body = await read_body(response, 1 << 20, self.reactor, timeout=_PROFILE_TIMEOUT)
         if response.code != 200:
-            wait = None
-            if response.code == 429:
-                now = self.reactor.seconds()
-                wait = retry_after(response.headers.getRawHeaders("retry-after", [None])[0], now)
-                reset = response.headers.getRawHeaders("ratelimit-reset", [None])[0]
-                if wait is None and reset is not None and reset.strip().isdigit():
-                    wait = max(1.0, float(reset) - now)
+            wait = self.appview_limits.retry_delay(response.headers) if response.code == 429 else None
             raise ProfileLookupFailed(f"AppView answered HTTP {response.code}", wait)
         try:
             views = json.loads(body)["profiles"]
@@ -960,4 +618,4 @@ class BlueskySource(HTTPCollector):
         return d
 
 
-__all__ = ["BlueskySource", "ProfileCache", "post_from_commit", "read_facets"]
+__all__ = ["DEFAULT_APPVIEW", "DEFAULT_URL", "BlueskySource"]
