@@ -97,7 +97,9 @@ class RedisServer:
 
 
 def _postgres_bin() -> str | None:
-    for where in POSTGRES_DIRS:
+    import glob
+
+    for where in (*POSTGRES_DIRS, *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)):
         if os.access(os.path.join(where, "postgres"), os.X_OK) and os.access(os.path.join(where, "initdb"), os.X_OK):
             return where
     return None

@@ -666,7 +666,9 @@ class PostgreSQLStore(Service):
             "posts": list(unique.values()),
             "cursors": dict(cursors or {}),
             "letters": letters,
-            "counts": [(source, n, bad) for source, (n, bad) in counts.items()],
+            # In one order on every hub, so two hubs' batches wait for each
+            # other rather than deadlock (a deadlock would be retried).
+            "counts": [(source, n, bad) for source, (n, bad) in sorted(counts.items())],
             "authors": _merge_updates(updates),
         }
         return self._run(True, self._store_batch, batch, self._reactor.seconds)
