@@ -127,8 +127,8 @@ async def test_a_batch_retried_after_its_commit_is_applied_once(postgres_dsn, re
             "counts": [("x", 2, 0)],
             "authors": [],
         }
-        first = await store._run(True, store._store_batch, batch, reactor.seconds)
-        again = await store._run(True, store._store_batch, batch, reactor.seconds)
+        first = await store._run(True, store._store_batch, batch, reactor.seconds, store._in_thread)
+        again = await store._run(True, store._store_batch, batch, reactor.seconds, store._in_thread)
         assert first == again == 2
         assert await store.source_counters("x") == {"posts": 2, "malformed": 0}
     finally:
