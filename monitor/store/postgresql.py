@@ -487,30 +487,26 @@ class PostgreSQLStore(Service):
     async def _migrate(self) -> tuple[list[int], int]:
         connection = await self._acquire()
         try:
-            applied = []
-            await connection.runOperation("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            latest = len(MIGRATIONS)
-            current = 0
-            for version in range(1, latest + 1):
-                step = await connection.runInteraction(_interaction(self._migration), version)
-                current = step[1]
-                if step[0]:
+            applied, current = [], 0
+            for version in range(1, len(MIGRATIONS) + 1):
+                done, current = await connection.runInteraction(_interaction(self._migration), version)
+                if done:
                     applied.append(version)
-            if not latest:
-                current = await connection.runInteraction(_interaction(self._version))
             return applied, current
         finally:
             self._release(connection)
 
     @staticmethod
-    async def _version(cursor) -> int:
-        await cursor.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-        return int(cursor.fetchone()[0])
-
-    @classmethod
-    async def _migration(cls, cursor, version: int) -> tuple[bool, int]:
+    async def _migration(cursor, version: int) -> tuple[bool, int]:
+        """
+        Apply step C{version} unless the database has it, in one
+        transaction under an advisory lock: hubs starting together on a
+        new database apply each step once.
+        """
         await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        current = await cls._version(cursor)
+        await cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        await cursor.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        current = int(cursor.fetchone()[0])
         if current > len(MIGRATIONS):
             raise SchemaVersionError(
                 f"database has schema version {current} but this monitor knows PostgreSQL "

@@ -47,6 +47,21 @@ async def test_migrates_an_empty_database(postgres_dsn, reactor):
 
 
 @pytest_twisted.ensureDeferred
+async def test_hubs_starting_together_migrate_once(postgres_dsn, reactor):
+    """Three stores starting at once on a new database all open it; the schema is applied once."""
+    from twisted.internet.defer import gatherResults
+
+    stores = [PostgreSQLStore(postgres_dsn, pool_size=1, reactor=reactor) for _ in range(3)]
+    await gatherResults([s.startService() for s in stores])
+    try:
+        await stores[0].store_batch([make_post(1)], {})
+        assert [await s.count_posts() for s in stores] == [1, 1, 1]
+    finally:
+        await gatherResults([s.stopService() for s in stores])
+    assert sql(postgres_dsn, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_refuses_a_newer_database(postgres_dsn, reactor):
     """A schema version from a newer monitor is refused, not guessed at."""
     store = PostgreSQLStore(postgres_dsn, reactor=reactor)
