@@ -63,13 +63,16 @@ vendor:
 	@$(PYTHON) -m monitor.web.vendor
 
 # What the tests and the vendor step need from Debian: Chromium (driven by
-# Playwright; never a downloaded browser), npm, and redis-server (the
-# tests start throwaway servers of their own).  Quick when all are there.
+# Playwright; never a downloaded browser), npm, redis-server and the
+# PostgreSQL server (the tests start throwaway servers of their own, as the
+# postgres user when run as root).  Quick when all are there.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-dejavu-core"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || [ -x /usr/local/bin/postgres ] || \
+	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update && \

@@ -11,6 +11,11 @@ hub and its workers, from the moment it answers) is steadier than posts/s on a
 shared machine.
 
     python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
+                             [--store sqlite|postgresql|both] [--dsn DSN]
+
+With --store postgresql the hub keeps its posts in PostgreSQL (--dsn, an
+empty database; without it, a throwaway server from tests/servers.py);
+--store both runs SQLite and then PostgreSQL on the same posts.
 """
 
 from __future__ import annotations
@@ -145,7 +150,24 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT) -> dict:
+def posts_in(dsn: str) -> list[tuple]:
+    import psycopg2
+
+    db = psycopg2.connect(dsn)
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('posts') IS NOT NULL")
+            if not cursor.fetchone()[0]:
+                return []
+            cursor.execute("SELECT received_at, stored_at FROM posts")
+            return cursor.fetchall()
+    finally:
+        db.close()
+
+
+def run(
+    n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT, dsn: str = ""
+) -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
     posts per second.  The hub runs the code in hub_root (another checkout,
@@ -159,6 +181,7 @@ def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: 
         (tmp / "bench.toml").write_text(f"""
 [store]
 path = "bench.sqlite"
+{f'kind = "postgresql"{chr(10)}dsn = "${{MONITOR_DSN}}"' if dsn else ""}
 [queue]
 size = 10000
 [analysis]
@@ -173,7 +196,9 @@ path = "posts.jsonl"
 speed = {1 if rate else 0}
 """ + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
                     for b in BRANDS))
-        env = dict(os.environ, PYTHONPATH=str(hub_root), MONITOR_API_TOKEN=TOKEN)
+        env = dict(os.environ, PYTHONPATH=str(hub_root), MONITOR_API_TOKEN=TOKEN, MONITOR_DSN=dsn)
+        if dsn and posts_in(dsn):
+            raise SystemExit("--dsn: the database already holds posts; give an empty one")
         proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
              "--logfile", str(tmp / "twistd.log"), "monitor", "--config", str(tmp / "bench.toml")],
@@ -199,8 +224,11 @@ speed = {1 if rate else 0}
             proc.wait(30)
         if stored + unmatched < n:
             raise SystemExit(f"only {stored} + {unmatched} unmatched of {n} posts; see {tmp}/twistd.log")
-        db = sqlite3.connect(tmp / "bench.sqlite")
-        rows = db.execute("SELECT received_at, stored_at FROM posts").fetchall()
+        if dsn:
+            rows = posts_in(dsn)
+        else:
+            db = sqlite3.connect(tmp / "bench.sqlite")
+            rows = db.execute("SELECT received_at, stored_at FROM posts").fetchall()
     first = min(r[0] for r in rows)
     last = max(r[1] for r in rows)
     latencies = [r[1] - r[0] for r in rows]
@@ -208,6 +236,7 @@ speed = {1 if rate else 0}
     vader = raw_vader(bodies)
     fast = fast_vader(bodies)
     return {
+        "store": "postgresql" if dsn else "sqlite",
         "posts": n,
         "offered_rate": rate or "flat out",
         "analysis_workers": workers,
@@ -236,12 +265,37 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--hub-root", type=pathlib.Path, default=ROOT,
                         help="run the hub from this source tree (e.g. an older commit, git archive'd)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql", "both"), default="sqlite",
+                        help="where the hub keeps posts; both: SQLite, then PostgreSQL, same posts")
+    parser.add_argument("--dsn", default="", help="postgresql: an empty database (default: a throwaway server)")
     args = parser.parse_args()
-    result = run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve())
-    for k, v in result.items():
-        print(f"{k:24} {v}")
+    stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
+    server = None
+    results = []
+    try:
+        for store in stores:
+            dsn = ""
+            if store == "postgresql":
+                dsn = args.dsn
+                if not dsn:
+                    from tests.servers import PostgresServer
+
+                    server = server or PostgresServer().start()
+                    dsn = server.dsn(server.create_database())
+            results.append(run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), dsn))
+    finally:
+        if server is not None:
+            server.close()
+    for result in results:
+        for k, v in result.items():
+            print(f"{k:24} {v}")
+        print()
+    if len(results) == 2:
+        ratio = results[1]["pipeline_posts_per_s"] / results[0]["pipeline_posts_per_s"]
+        print(f"{'postgresql/sqlite':24} {ratio:.2f}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        out = results[0] if len(results) == 1 else results
+        pathlib.Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -163,9 +163,33 @@ def http_url(value: Any) -> Optional[str]:
 #: A list of strings, for Field.type.
 STRINGS = list[str]
 
+def postgresql_dsn(value: str) -> Optional[str]:
+    """
+    Check a libpq connection string (C{postgresql://...} or C{key=value
+    ...}) without connecting; the message never repeats it (it may hold a
+    password).
+    """
+    if not value:
+        return None
+    import psycopg2.extensions
+
+    try:
+        psycopg2.extensions.parse_dsn(value)
+    except psycopg2.ProgrammingError:
+        return (
+            "is not a PostgreSQL connection string: use a URI such as "
+            "postgresql://user:pass@host:5432/db or key=value pairs (host=... dbname=...)"
+        )
+    return None
+
+
 STORE_FIELDS = {
-    "kind": Field(str, "sqlite", one_of("sqlite"), "Only C{sqlite} for now."),
+    "kind": Field(str, "sqlite", one_of("sqlite", "postgresql"), "Where posts are kept."),
+    # With kind = "postgresql" too: accounts, alerts and learning stay here.
     "path": Field(str, "var/monitor.sqlite", non_empty),
+    # Usually "${MONITOR_DSN}", so the password is not in the file.
+    "dsn": Field(str, "", postgresql_dsn),
+    "pool_size": Field(int, 4, between(1, 100)),
 }
 ANALYSIS_FIELDS = {
     "threads": Field(int, 1, at_least(1)),
@@ -664,6 +688,9 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
     problem = secret_problem(sections["nodes"], c.environ)
     if problem:
         c.problem(*problem)
+    store = sections["store"]
+    if store.get("kind") == "postgresql" and "dsn" in store and not store["dsn"]:
+        c.problem("store.dsn", 'is required with kind = "postgresql" (e.g. dsn = "${MONITOR_DSN}")')
 
     if c.problems:
         raise ConfigError(path, c.problems)

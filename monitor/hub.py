@@ -8,6 +8,8 @@ import os
 import secrets
 import sqlite3
 
+import psycopg2
+
 from twisted.application.service import IService, Service
 from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.internet.error import CannotListenError
@@ -78,6 +80,22 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
+def make_store(config: Config, reactor):
+    """
+    The hub's store from C{[store]}: the SQLite file; or, with C{kind =
+    "postgresql"}, posts in PostgreSQL and what has no PostgreSQL provider
+    yet in the file (L{monitor.store.split}).
+    """
+    sqlite = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
+    if config.store.get("kind", "sqlite") != "postgresql":
+        return sqlite
+    from monitor.store.postgresql import PostgreSQLStore
+    from monitor.store.split import SplitStore
+
+    posts = PostgreSQLStore(config.store["dsn"], pool_size=config.store.get("pool_size", 4), reactor=reactor)
+    return SplitStore(posts, sqlite)
+
+
 class _TopicSeed(Service):
     """
     Load the file's topics into the store once the store is open.
@@ -109,7 +127,7 @@ class Hub(OrderedMultiService):
         # What happened, for whoever listens (monitor.bus): stored posts to
         # the alerts and the browsers, incidents to the browsers.
         self.bus = EventBus()
-        self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
+        self.store = make_store(config, reactor)
         # The store's other areas, each behind its own interface
         # (monitor.store.interfaces), handed to the parts that use them.
         self.accounts = SQLiteAccounts(self.store)
@@ -233,27 +251,51 @@ class Hub(OrderedMultiService):
     def _check_store(self) -> None:
         """
         Open the SQLite file once before anything starts, so a path that
-        cannot work is one line and a non-zero exit, not a failed start.
+        cannot work is one line and a non-zero exit, not a failed start
+        (with kind = "postgresql" too: accounts, alerts and learning are
+        kept there).
         """
-        if self.config.store.get("kind", "sqlite") != "sqlite":
-            return
         path = self.config.resolve(self.config.store["path"])
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             sqlite3.connect(path).close()
         except (OSError, sqlite3.Error) as e:
             _give_up(ConfigProblem(self.config.path, "store.path", f"cannot open the store {path}: {_reason(e)}"))
+        if self.config.store.get("kind", "sqlite") == "postgresql":
+            # Blocking, like the check above: the reactor is not running yet.
+            try:
+                psycopg2.connect(self.config.store["dsn"], connect_timeout=10).close()
+            except psycopg2.Error as e:
+                _give_up(ConfigProblem(self.config.path, "store.dsn", self._cannot_use_postgresql(e)))
+
+    def _cannot_use_postgresql(self, e: Exception) -> str:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"cannot use PostgreSQL at {self.store.posts.where}: {reason}"
 
     async def _start(self) -> None:
         """
         Start the children in order, turning the problems a user fixes in
         the configuration into one line; then say where the hub is.
         """
+        if self.config.store.get("kind", "sqlite") == "postgresql":
+            from monitor.store.split import NOT_YET
+
+            log.warn(
+                "posts are kept in PostgreSQL ({where}); accounts, alerts and learning stay in {path}, "
+                "and these do not see PostgreSQL's posts yet: {missing}",
+                where=self.store.posts.where,
+                path=self.store.path,
+                missing="; ".join(NOT_YET),
+            )
         for child in list(self):
             try:
                 await maybeDeferred(child.startService)
             except CannotListenError as e:
                 raise ConfigProblem(self.config.path, "nodes.endpoint", _cannot_listen(e)) from None
+            except psycopg2.Error as e:
+                if child is not self.store:
+                    raise
+                raise ConfigProblem(self.config.path, "store.dsn", self._cannot_use_postgresql(e)) from None
             except (OSError, sqlite3.Error) as e:
                 if child is not self.store:
                     raise

@@ -17,6 +17,13 @@ import pytest
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
+#: Where Debian's postgresql-15 (or a build in /usr/local) keeps the server.
+POSTGRES_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin")
+
+#: initdb and postgres refuse to run as root; as root, the tests run them as
+#: this user (Debian's postgresql package creates it), else as nobody.
+POSTGRES_USERS = ("postgres", "nobody")
+
 
 def _missing(program: str, package: str):
     message = f"{program} is missing: run `make system-deps` (apt-get install {package})"
@@ -83,6 +90,153 @@ class RedisServer:
         """One command through redis-cli, for what a test checks from outside."""
         out = subprocess.run(["redis-cli", "-s", self.socket, *args], capture_output=True, check=True, timeout=10)
         return out.stdout.decode().strip()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _postgres_bin() -> str | None:
+    import glob
+
+    for where in (*POSTGRES_DIRS, *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)):
+        if os.access(os.path.join(where, "postgres"), os.X_OK) and os.access(os.path.join(where, "initdb"), os.X_OK):
+            return where
+    return None
+
+
+def _unprivileged() -> tuple[int, int, str] | None:
+    """The uid, gid and name to run the server as, or C{None} to run as we are."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in POSTGRES_USERS:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid, name
+    raise RuntimeError(f"running as root and none of the users {POSTGRES_USERS} exists to run PostgreSQL as")
+
+
+class PostgresServer:
+    """
+    A throwaway PostgreSQL cluster: C{initdb} into a temporary directory,
+    C{postgres} listening on a Unix socket there only (no TCP), trust
+    authentication for the one role C{monitor}, fsync off (a test's data
+    need not survive the machine).  As root it runs as an unprivileged user
+    (L{POSTGRES_USERS}), which owns the directory.
+
+    A test gets a database of its own with L{create_database}, a copy of
+    C{template_monitor}: cheap (a file copy) compared with a new cluster.
+    """
+
+    role = "monitor"
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        if self.bin is None:
+            _missing("postgres", "postgresql")
+        self.user = _unprivileged()
+        self.dir = tempfile.mkdtemp(prefix="monitor-postgres-")
+        self.data = os.path.join(self.dir, "data")
+        self.proc = None
+        self._databases = 0
+        if self.user is not None:
+            os.chown(self.dir, self.user[0], self.user[1])
+        self._run(
+            [os.path.join(self.bin, "initdb"), "-D", self.data, "-U", self.role, "--auth=trust",
+             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"],
+            timeout=120,
+        )  # fmt: skip
+
+    def _demote(self):
+        if self.user is None:
+            return None
+        uid, gid, _ = self.user
+
+        def demote():
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+
+        return demote
+
+    def _run(self, argv, timeout: float = 30.0) -> str:
+        done = subprocess.run(argv, capture_output=True, preexec_fn=self._demote(), timeout=timeout, cwd=self.dir)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed:\n" + (done.stdout + done.stderr).decode(errors="replace"))
+        return done.stdout.decode()
+
+    @property
+    def socket_dir(self) -> str:
+        return self.dir
+
+    def dsn(self, database: str = "postgres") -> str:
+        """A libpq URI for C{database} over the Unix socket."""
+        from urllib.parse import quote
+
+        return f"postgresql://{self.role}@/{database}?host={quote(self.dir, safe='')}"
+
+    def start(self, timeout: float = 30.0) -> "PostgresServer":
+        self.proc = subprocess.Popen(
+            [os.path.join(self.bin, "postgres"), "-D", self.data, "-k", self.dir,
+             "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=60", "-c", "shared_buffers=32MB"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=self._demote(), cwd=self.dir,
+        )  # fmt: skip
+        ready = threading.Event()
+        lines: list[bytes] = []
+
+        def read(stdout=self.proc.stdout):
+            for line in stdout:
+                if len(lines) < 200:
+                    lines.append(line)
+                if b"ready to accept connections" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("postgres did not start:\n" + b"".join(lines).decode(errors="replace"))
+        return self
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """One statement through psql, for what a test checks from outside."""
+        return self._run(
+            [os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-h", self.dir, "-U", self.role, "-d", database, "-c", sql]
+        ).strip()  # fmt: skip
+
+    def create_database(self, template: str = "template1") -> str:
+        """A new, empty database (a copy of C{template}); returns its name."""
+        self._databases += 1
+        name = f"test_{os.getpid()}_{self._databases}"
+        self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster: what a crash does (its backends exit too)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        """A fast shutdown: connected clients are disconnected."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
 
     def close(self) -> None:
         self.stop()

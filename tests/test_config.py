@@ -47,7 +47,7 @@ def write(tmp_path, text):
 def test_issue_example_loads(tmp_path):
     """The documented example configuration is valid and keeps every value."""
     c = load_config(write(tmp_path, ISSUE_EXAMPLE))
-    assert c.store == {"kind": "sqlite", "path": "var/monitor.sqlite"}
+    assert c.store == {"kind": "sqlite", "path": "var/monitor.sqlite", "dsn": "", "pool_size": 4}
     assert c.web["endpoint"] == "tcp:8080:interface=127.0.0.1"
     assert c.sources == [{"kind": "replay", "name": "archive", "path": "posts.jsonl", "speed": 0.0,
                           "network": None, "follow": False}]
@@ -87,7 +87,7 @@ terms = "acme"
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
     problems = e.value.problems
-    assert "store.pathh (line 3): unknown key (allowed here: kind, path)" in problems
+    assert "store.pathh (line 3): unknown key (allowed here: dsn, kind, path, pool_size)" in problems
     assert "queue.size (line 6): must be a whole number, not 'big'" in problems
     assert "sources[0].path (line 8): is required" in problems
     assert "sources[0].speed (line 11): must be at least 0" in problems

@@ -18,6 +18,10 @@ from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.store.sqlite_alerts import SQLiteAlerts
 from monitor.store.sqlite_learning import SQLiteLearning
 
+# The throwaway PostgreSQL server and a fresh database per test, for every
+# store test that asks for them.
+from tests.store.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
+
 
 @dataclass
 class Backend:
