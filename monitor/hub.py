@@ -17,6 +17,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
 from monitor.analysis.process import ProcessAnalyzer
+from monitor.cluster import make_cluster
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem, parse_duration
 from monitor.lag import ReactorLag
@@ -104,6 +105,9 @@ class Hub(OrderedMultiService):
         self.metrics = Metrics()
         self.store = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
+        # The other hubs (on a Redis queue) or none: who runs which collector
+        # and the alerts, who is alive, what the others stored.
+        self.cluster = make_cluster(config, reactor)
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.store, reactor)
         a = config.analysis
@@ -165,13 +169,16 @@ class Hub(OrderedMultiService):
         # pipeline puts posts in their stories before the store, so the
         # alerts see each post's story.
         self.alerts = AlertEngine(
-            self, config, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None
+            self, config, reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None, lead=False
         )
         self.pipeline.add_sink(self.alerts)
+        self.pipeline.add_sink(self.cluster)
+        self.cluster.add_listener(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, reactor)  # pages, /api, /ws and /static on one port
         self.web.setName("web")
+        self.cluster.add_listener(self.web.push)
 
         children = (
             ReactorLag(reactor, self.metrics.reactor_stall),
@@ -179,11 +186,15 @@ class Hub(OrderedMultiService):
             # A queue with connections of its own (Redis) stops after the
             # pipeline has finished with what it read.
             *([self.queue] if IService.providedBy(self.queue) else []),
+            self.cluster,
             _TopicSeed(self.topics, config.topics),
             self.learner,
             self.seed,
             self.rescorer,
             self.alerts,
+            # Evaluates the rules here: alone always, else while this hub
+            # holds the alerts lease.
+            self.cluster.leased("alerts", self.alerts.evaluation),
             # Loads the saved stories before the pipeline starts, and saves
             # them after it has drained.
             self.stories,
@@ -195,7 +206,8 @@ class Hub(OrderedMultiService):
         for child in children:
             child.setServiceParent(self)
         for source in self.sources:
-            source.setServiceParent(self)
+            # Each collector runs on one hub at a time (alone: here).
+            self.cluster.leased(f"collector:{source.name}", source).setServiceParent(self)
 
     def privilegedStartService(self):
         """

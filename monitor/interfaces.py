@@ -273,3 +273,9 @@ class ICluster(Interface):
         """
         A Deferred dict: lease name to the name of the hub that holds it.
         """
+
+    def holder_of(lease):
+        """
+        The name of the hub that holds C{lease} as last seen (C{None}: none
+        known), without waiting: for pages and the live status.
+        """

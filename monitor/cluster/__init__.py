@@ -135,6 +135,9 @@ class SoloCluster(Service):
     def holders(self) -> Deferred:
         return succeed({name: self.hub_name for name in self._leases})
 
+    def holder_of(self, lease: str) -> Optional[str]:
+        return self.hub_name if lease in self._leases else None
+
 
 @implementer(ICluster, ISink)
 class RedisCluster(MultiService):
@@ -161,6 +164,7 @@ class RedisCluster(MultiService):
         self.prefix = prefix
         self._beats = _Beats(name, reactor)
         self._leased: dict[str, LeasedService] = {}
+        self._known: dict[str, str] = {}
         self._loop: Optional[LoopingCall] = None
         self.feed = StoredFeed(self.redis, where, f"{prefix}:stored", name, reactor)
         self.feed.setServiceParent(self)
@@ -231,6 +235,11 @@ class RedisCluster(MultiService):
             ).addTimeout(self.ttl / 3, self.reactor)
         except Exception as e:
             self.log.warn("could not write this hub's heartbeat: {error}", error=e)
+            return
+        try:
+            self._known = await self._holders()
+        except Exception as e:
+            self.log.warn("could not read the other hubs' heartbeats: {error}", error=e)
 
     def hubs(self) -> Deferred:
         """The live hubs' heartbeats, by name; C{this} marks this one."""
@@ -262,6 +271,18 @@ class RedisCluster(MultiService):
     def holders(self) -> Deferred:
         """Which hub holds each lease, from the live hubs' heartbeats."""
         return ensureDeferred(self._holders())
+
+    def holder_of(self, lease: str) -> Optional[str]:
+        """
+        Which hub holds C{lease}, as of the last heartbeat (this hub's own
+        leases as of now); C{None}: none known.
+        """
+        if lease in self._leased:
+            if self._leased[lease].holding:
+                return self.hub_name
+            holder = self._known.get(lease)
+            return None if holder == self.hub_name else holder
+        return self._known.get(lease)
 
     async def _holders(self) -> dict[str, str]:
         out = {}
