@@ -245,12 +245,16 @@ class RedisCluster(MultiService):
         """The live hubs' heartbeats, by name; C{this} marks this one."""
         return ensureDeferred(self._hubs())
 
+    def _ask(self, *command) -> Deferred:
+        """A command that gives up (TimeoutError) rather than wait for a Redis that is away."""
+        return self.redis.execute_command(*command).addTimeout(max(1.0, self.ttl / 3), self.reactor)
+
     async def _hubs(self) -> list[dict[str, Any]]:
-        names = await self.redis.execute_command("ZRANGE", f"{self.prefix}:hubs", "0", "-1")
+        names = await self._ask("ZRANGE", f"{self.prefix}:hubs", "0", "-1")
         names = list(names or [])
         if not names:
             return []
-        bodies = await self.redis.execute_command("MGET", *[self._key(n) for n in names])
+        bodies = await self._ask("MGET", *[self._key(n) for n in names])
         out, gone = [], []
         for name, body in zip(names, bodies or []):
             if body is None:
@@ -264,7 +268,7 @@ class RedisCluster(MultiService):
             out.append(beat)
         if gone:
             # Heartbeats that expired: hubs that died.
-            await self.redis.execute_command("ZREM", f"{self.prefix}:hubs", *gone)
+            await self._ask("ZREM", f"{self.prefix}:hubs", *gone)
         out.sort(key=lambda b: b.get("name", ""))
         return out
 

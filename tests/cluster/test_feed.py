@@ -218,3 +218,24 @@ def test_unreadable_and_own_messages_are_ignored():
     assert got == []
     feed.on_message(encode_batch("hub-b", [make_post(1)]))
     assert [p.native_id for p in got] == ["1"] and got[0].analysis.sentiment == "negative"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hubs_list_gives_up_on_an_absent_redis(reactor, tmp_path, prefix):
+    """With Redis away, hubs() fails within a bounded time (the API answers 503) instead of hanging."""
+    from twisted.internet.defer import TimeoutError
+
+    away = RedisCluster({"path": str(tmp_path / "no.sock"), "db": 0, "password": None}, "hub-a", reactor, ttl=1.5,
+                        prefix=prefix)
+    away.startService()
+    try:
+        started = reactor.seconds()
+        try:
+            await away.hubs()
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("hubs() answered without Redis")
+        assert reactor.seconds() - started < 3
+    finally:
+        await away.stopService()
