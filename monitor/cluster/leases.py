@@ -225,7 +225,7 @@ class LeasedService(Service):
 
     async def _release(self) -> None:
         try:
-            await self.lease.release().addTimeout(self.every, self.reactor)
+            await self.lease.release().addTimeout(min(self.every, 2.0), self.reactor)
         except Exception as e:
             # It expires by itself within its ttl.
             self.log.warn("could not give the lease {lease} up: {error}", lease=self.label, error=e)
@@ -239,6 +239,9 @@ class LeasedService(Service):
 
     async def _stop(self) -> None:
         if self._tick_d is not None and not self._tick_d.called:
+            # Not waited for: a stop must not wait on a Redis that is away.
+            # A lease taken meanwhile unknown to us expires by itself.
+            self._tick_d.cancel()
             try:
                 await self._tick_d
             except Exception:

@@ -214,3 +214,21 @@ async def test_a_collector_moves_to_the_surviving_hub_and_resumes(reactor, redis
         leased["a"].holding = False  # frozen: its own stop must not give B's lease up
         sources["a"].stopService()
         await leased["a"].stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_does_not_wait_for_an_absent_redis(reactor, redis, prefix):
+    """Stopping while Redis answers nothing stops the service at once and gives up on the release in bounded time."""
+    lease = Lease(redis, f"{prefix}:lease:x", "hub-a", ttl=30)
+    service = Recorded()
+    leased = LeasedService(lease, service, reactor)
+    leased.startService()
+    await eventually(reactor, lambda: leased.holding)
+    lease.redis = Unreachable()
+    leased.tick()  # a renewal under way, hanging
+    started = reactor.seconds()
+    await leased.stopService()
+    assert service.events == ["start", "stop"]
+    assert reactor.seconds() - started < 3  # the release's bound (2 s), not the renewal's (10 s)
+    lease.redis = redis
+    await lease.release()
