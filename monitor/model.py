@@ -166,6 +166,17 @@ class Post:
         d["analysis"] = self.analysis.to_dict() if self.analysis else None
         return d
 
+    def to_api(self) -> dict[str, Any]:
+        """This post as the API, the exports and the live channel show it (L{api_post})."""
+        a = self.analysis
+        return api_post(
+            self.uid, self.source, self.network, self.native_id, self.author, self.text, self.created_at, self.url,
+            self.lang, sorted(set(self.topics)), list(a.labels) if a else [],
+            a.compound if a else None, a.pos if a else None, a.neu if a else None, a.neg if a else None,
+            a.sentiment if a else None, a.by if a else None, self.likes, self.reposts, self.replies,
+            self.author_followers, self.author_verified, self.lat, self.lon, self.story,
+        )  # fmt: skip
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Post":
         kw = dict(d)
@@ -184,6 +195,38 @@ def iso8601(ts: float) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+def api_post(uid, source, network, native_id, author, text, created_at, url, lang, topics, labels, compound, pos,
+             neu, neg, sentiment, by, likes, reposts, replies, followers, verified, lat, lon, story) -> dict[str, Any]:  # fmt: skip
+    """
+    The one shape of a post in the API (README.rst, "Post format"), whether
+    it comes from a L{Post} in memory (L{Post.to_api}) or a stored row.
+    C{topics} sorted, C{labels} a list; C{by} who set the sentiment
+    (C{vader}, C{model:...}), C{None} when unscored.
+    """
+    return {
+        "id": uid,
+        "source": source,
+        "network": network,
+        "native_id": native_id,
+        "author": author,
+        "text": text,
+        "created_at": iso8601(created_at),
+        "url": url,
+        "lang": lang,
+        "topics": topics,
+        "labels": labels,
+        "sentiment": {"compound": compound, "pos": pos, "neu": neu, "neg": neg, "label": sentiment, "by": by},
+        "likes": likes,
+        "reposts": reposts,
+        "replies": replies,
+        "author_followers": followers,
+        "author_verified": bool(verified),
+        "lat": lat,
+        "lon": lon,
+        "story": story,
+    }
 
 
 def parse_time(value: str) -> float:

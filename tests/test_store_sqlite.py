@@ -876,3 +876,25 @@ async def test_source_counters_are_all_time_and_move_with_the_batch(path, reacto
         assert await store.count_posts() == 3
     finally:
         await store.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stored_post_reads_back_as_the_live_channel_sent_it(store):
+    """
+    One shape of a post (L{monitor.model.api_post}): what the live channel
+    sends from the post in memory is what the API reads from the store.
+    """
+    posts = [
+        make_post(1, "acme <b>refund</b> now", compound=-0.4, sentiment="negative", labels=("complaint",),
+                  topics=("globex", "acme"), url="https://x.test/1", lang="en", likes=3, reposts=2, replies=1,
+                  author_followers=1200, author_verified=True, lat=51.5, lon=-0.12),
+        make_post(2, "not scored yet", analysed=False),
+    ]  # fmt: skip
+    posts[0].story = "s1"
+    await store.store_batch(posts, {})
+    stored = {p["id"]: p for p in await all_pages(store)}
+    for post in posts:
+        assert stored[post.uid] == post.to_api()
+    assert stored["demo:1"]["sentiment"] == {"compound": -0.4, "pos": 0.0, "neu": 0.6, "neg": 0.4,
+                                             "label": "negative", "by": "vader"}  # fmt: skip
+    assert stored["demo:1"]["topics"] == ["acme", "globex"]

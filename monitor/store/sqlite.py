@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.interfaces import IStore
-from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
+from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, api_post, iso8601
 from monitor.service import InFlight
 from monitor.query import QueryError, StoredPost, matches, parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
@@ -368,36 +368,11 @@ def _post_dict(row) -> dict[str, Any]:
     (uid, source, network, native_id, author, text, created_at, url, lang,
      topics, labels, compound, pos, neu, neg, sentiment, likes, reposts,
      replies, followers, verified, lat, lon, by, story, _) = row  # fmt: skip
-    return {
-        "id": uid,
-        "source": source,
-        "network": network,
-        "native_id": native_id,
-        "author": author,
-        "text": text,
-        "created_at": iso8601(created_at),
-        "url": url,
-        "lang": lang,
-        "topics": sorted(json.loads(topics)),
-        "labels": labels.split(),
-        "sentiment": {
-            "compound": compound,
-            "pos": pos,
-            "neu": neu,
-            "neg": neg,
-            "label": sentiment,
-            # Posts stored before sentiment.by existed had VADER's rule.
-            "by": by or ("vader" if compound is not None else None),
-        },
-        "likes": likes,
-        "reposts": reposts,
-        "replies": replies,
-        "author_followers": followers,
-        "author_verified": bool(verified),
-        "lat": lat,
-        "lon": lon,
-        "story": story,
-    }
+    # Posts stored before sentiment.by existed had VADER's rule.
+    by = by or ("vader" if compound is not None else None)
+    return api_post(uid, source, network, native_id, author, text, created_at, url, lang, sorted(json.loads(topics)),
+                    labels.split(), compound, pos, neu, neg, sentiment, by, likes, reposts, replies, followers,
+                    verified, lat, lon, story)  # fmt: skip
 
 
 def _post_rows(posts: list[Post], first_id: int, now: float):

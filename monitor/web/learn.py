@@ -16,7 +16,7 @@ __all__ = ["correct", "curve_points", "models_view"]
 CURVE_WIDTH, CURVE_HEIGHT, CURVE_PAD = 320, 120, 24
 
 
-async def correct(hub, request, user: str) -> dict[str, Any]:
+async def correct(feedback, request, user: str) -> dict[str, Any]:
     """
     One correction from the UI: C{{"post_id": ..., "sentiment": ...,
     "labels": {...}}}, or C{{"post_id": ..., "undo": true}} to forget the
@@ -31,8 +31,8 @@ async def correct(hub, request, user: str) -> dict[str, Any]:
     if body.pop("undo", False) is True:
         if body:
             raise BadParameter(sorted(body)[0], "undo takes no other field")
-        return {"undone": await hub.feedback.delete(post_id), "post_id": post_id}
-    found = await hub.feedback.put(post_id, body, user)
+        return {"undone": await feedback.delete(post_id), "post_id": post_id}
+    found = await feedback.put(post_id, body, user)
     if found is None:
         raise BadParameter("post_id", "no such post is stored")
     return {"feedback": found}

@@ -19,14 +19,14 @@ __all__ = ["LATEST", "sentiment_line"]
 LATEST = 5000
 
 
-async def sentiment_line(hub, topic: Optional[str]) -> dict[str, Any]:
+async def sentiment_line(learner, store, topic: Optional[str]) -> dict[str, Any]:
     """
     C{model} (version, C{macro_f1}, C{baseline_macro_f1}, C{examples}) or
     C{None}, and C{counts}: the latest posts (of C{topic}) by whose answer
     their sentiment is (C{model}, C{vader}, C{unscored}).
     """
-    model = hub.learner.active.get((SENTIMENT, ENGLISH))
-    counts = await hub.store.run_read(_counts, topic)
+    model = learner.active.get((SENTIMENT, ENGLISH))
+    counts = await store.run_read(_counts, topic)
     out: dict[str, Any] = {"model": None, "counts": counts, "latest": sum(counts.values())}
     if model is not None:
         e = model.evaluation

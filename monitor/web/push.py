@@ -95,35 +95,7 @@ def post_json(post) -> dict[str, Any]:
     """
     A stored L{monitor.model.Post} in the shape the API returns for posts.
     """
-    a = post.analysis
-    return {
-        "id": post.uid,
-        "source": post.source,
-        "network": post.network,
-        "native_id": post.native_id,
-        "author": post.author,
-        "text": post.text,
-        "created_at": iso8601(post.created_at),
-        "url": post.url,
-        "lang": post.lang,
-        "topics": sorted(set(post.topics)),
-        "labels": list(a.labels) if a else [],
-        "sentiment": {
-            "compound": a.compound if a else None,
-            "pos": a.pos if a else None,
-            "neu": a.neu if a else None,
-            "neg": a.neg if a else None,
-            "label": a.sentiment if a else None,
-        },
-        "likes": post.likes,
-        "reposts": post.reposts,
-        "replies": post.replies,
-        "author_followers": post.author_followers,
-        "author_verified": bool(post.author_verified),
-        "lat": post.lat,
-        "lon": post.lon,
-        "story": post.story,
-    }
+    return post.to_api()
 
 
 def _encode(kind: str, data: Any) -> bytes:

@@ -216,7 +216,7 @@ class WebService(OrderedMultiService):
         auth = getattr(hub.api, "auth", None)
         if auth is not None and hasattr(auth, "stored"):
             auth.stored = self.users
-        self.ui = WebUI(
+        self.ui = WebUI.of_hub(
             hub,
             self.users,
             self.push,

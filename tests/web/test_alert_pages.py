@@ -41,7 +41,7 @@ class Browser:
         self.engine, self.clock = engine, clock
         hub = engine.hub
         hub.alerts = engine
-        self.stub = StubTreq(WebUI(hub, FakeUsers(), push=None, reactor=clock).resource())
+        self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
 
     def call(self, method, path, role="editor", form=None, csrf=True):
         headers = {"Cookie": f"{SESSION_COOKIE}={role}-token"}

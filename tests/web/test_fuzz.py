@@ -269,7 +269,7 @@ def _pattern(rule):
 
 def ui_routes():
     routes = []
-    for rule in WebUI.app.url_map.iter_rules():
+    for rule in WebUI.routes():
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             routes.append((method, rule.rule))
     return sorted(set(routes))

@@ -5,7 +5,10 @@ The small functions the pages lean on for safety and for the trending lists.
 import pytest
 
 from monitor.web.site import content_security_policy, tile_origin
-from monitor.web.ui import _csv_cell, _link, _safe_next, _table, trending
+from monitor.web.pages.base import _link, safe_next
+from monitor.web.pages.dashboard import trending
+from monitor.web.pages.posts import _csv_cell
+from monitor.web.pages.sources import _table
 
 
 @pytest.mark.parametrize("target,expected", [
@@ -19,7 +22,7 @@ from monitor.web.ui import _csv_cell, _link, _safe_next, _table, trending
 ])
 def test_after_login_only_local_paths(target, expected):
     """The login page's next= never sends anyone to another site."""
-    assert _safe_next(target) == expected
+    assert safe_next(target) == expected
 
 
 @pytest.mark.parametrize("url,expected", [

@@ -65,7 +65,7 @@ class Hub:
 class Pages(_Browser):
     def __init__(self, hub, clock):
         self.clock = clock
-        self.stub = StubTreq(WebUI(hub, FakeUsers(), push=None, reactor=clock).resource())
+        self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
 
 
 n = 0
