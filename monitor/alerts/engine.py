@@ -256,7 +256,7 @@ class AlertEngine(Service):
         self.detector.set_rules(list(self.rules.values()))
         self._failing_since.clear()
         self._update_open_gauge()
-        self.log.info("alerts: another hub evaluates the rules now")
+        self.log.info("alerts: this hub no longer evaluates the rules (stopping, or another hub leads)")
 
     def stopService(self):
         """
