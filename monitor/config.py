@@ -256,12 +256,6 @@ WEB_FIELDS = {
     "scrypt_n": Field(int, 2**17, scrypt_cost),
     "hosts": Field(STRINGS, None, web_hosts),
 }
-HUB_FIELDS = {
-    "shutdown_timeout": Field(float, 8.0, at_least(0.1)),
-    # This hub among several (its consumer name in the Redis queue); empty:
-    # the host name and process id.
-    "name": Field(str, ""),
-}
 TOPIC_FIELDS = {
     "name": Field(str, check=non_empty),
     "terms": Field(STRINGS, []),
@@ -333,6 +327,19 @@ def redis_url(value: str) -> Optional[str]:
     return None
 
 
+HUB_FIELDS = {
+    "shutdown_timeout": Field(float, 8.0, at_least(0.1)),
+    # This hub among several (its consumer name in the Redis queue); empty:
+    # the host name and process id.
+    "name": Field(str, ""),
+    # With [queue] kind = "redis" (monitor.cluster): how long a collector's
+    # or the alerts' lease, and a hub's heartbeat, last without renewal
+    # (renewed every third of it): a dead hub's collectors move within it.
+    "lease": Field(DURATION, "15s", duration),
+    # The prefix of the cluster's Redis keys and channel: hubs on one Redis
+    # with the same name are one cluster.
+    "cluster": Field(str, "monitor", non_empty),
+}
 QUEUE_FIELDS = {
     "kind": Field(str, "memory", one_of("memory", "redis")),
     "size": Field(int, 10000, at_least(1)),

@@ -20,6 +20,7 @@ from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
 from monitor.bus import EventBus
 from monitor.analysis.process import ProcessAnalyzer
+from monitor.cluster import make_cluster
 from monitor.collect import make_source
 from monitor.config import Config, ConfigProblem, parse_duration
 from monitor.lag import ReactorLag
@@ -134,6 +135,9 @@ class Hub(OrderedMultiService):
         self.alert_store = SQLiteAlerts(self.store)
         self.learning = SQLiteLearning(self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
+        # The other hubs (on a Redis queue) or none: who runs which collector
+        # and the alerts, who is alive, what the others stored.
+        self.cluster = make_cluster(config, reactor)
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.learning, reactor)
         a = config.analysis
@@ -198,13 +202,16 @@ class Hub(OrderedMultiService):
         self.alerts = AlertEngine(
             config, store=self.alert_store, metrics=self.metrics, topics=self.topics, sources=self.sources,
             bus=self.bus,
-            reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None,
+            reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None, lead=False,
         )
         self.pipeline.add_sink(self.alerts)
+        self.pipeline.add_sink(self.cluster)
+        self.cluster.add_listener(self.alerts)
         token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
         self.api = Api(self, TokenAuth([token]))
         self.web = WebService(self, self.accounts, reactor)  # pages, /api, /ws and /static on one port
         self.web.setName("web")
+        self.cluster.add_listener(self.web.push)
 
         children = (
             ReactorLag(reactor, self.metrics.reactor_stall),
@@ -212,11 +219,15 @@ class Hub(OrderedMultiService):
             # A queue with connections of its own (Redis) stops after the
             # pipeline has finished with what it read.
             *([self.queue] if IService.providedBy(self.queue) else []),
+            self.cluster,
             _TopicSeed(self.topics, config.topics),
             self.learner,
             self.seed,
             self.rescorer,
             self.alerts,
+            # Evaluates the rules here: alone always, else while this hub
+            # holds the alerts lease.
+            self.cluster.leased("alerts", self.alerts.evaluation),
             # Loads the saved stories before the pipeline starts, and saves
             # them after it has drained.
             self.stories,
@@ -228,7 +239,8 @@ class Hub(OrderedMultiService):
         for child in children:
             child.setServiceParent(self)
         for source in self.sources:
-            source.setServiceParent(self)
+            # Each collector runs on one hub at a time (alone: here).
+            self.cluster.leased(f"collector:{source.name}", source).setServiceParent(self)
 
     def privilegedStartService(self):
         """

@@ -241,3 +241,43 @@ class INotifier(Interface):
         skipped.  Delivery problems are outcomes, never errors; the
         Deferred may be cancelled when the attempt takes too long.
         """
+
+
+class ICluster(Interface):
+    """
+    The hubs that work as one (L{monitor.cluster}): alone with the memory
+    queue, several on a Redis queue.  Also an L{ISink} of the pipeline, for
+    what this hub stored.
+    """
+
+    solo = Attribute("True when this hub is alone (every leased service simply runs).")
+    hub_name = Attribute("This hub's name among the others ([hub] name).")
+
+    def leased(name, service):
+        """
+        The service to run in C{service}'s place: one that runs it only
+        while this hub holds the lease C{name} (alone: C{service} itself).
+        """
+
+    def add_listener(sink):
+        """
+        Give the L{ISink} C{sink} every batch of posts stored by another hub.
+        """
+
+    def hubs():
+        """
+        A Deferred list of the live hubs' heartbeats (dicts with C{name},
+        C{host}, C{pid}, C{started}, C{last_seen}, C{leases},
+        C{posts_per_second}, C{this}).
+        """
+
+    def holders():
+        """
+        A Deferred dict: lease name to the name of the hub that holds it.
+        """
+
+    def holder_of(lease):
+        """
+        The name of the hub that holds C{lease} as last seen (C{None}: none
+        known), without waiting: for pages and the live status.
+        """

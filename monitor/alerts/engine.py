@@ -15,6 +15,13 @@ At start it takes back what a previous run left: the rules (edited ones
 kept), open incidents, each topic's recent per-minute history from the
 stored posts (so a restart needs no new warm-up and does not reset
 baselines) and undelivered notifications.
+
+Among several hubs the rules are evaluated once for all: the engine of
+every hub keeps the rules (for the API and the pages), but only the one
+that leads (it holds the C{alerts} lease, L{monitor.cluster}) watches the
+posts, opens incidents and delivers notifications; it sees the posts the
+other hubs stored through the cluster's feed.  L{AlertEngine.evaluation}
+is the service that makes an engine lead while it runs.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from monitor.interfaces import ISink
 from monitor.model import iso8601, parse_time
 from monitor.store.writes import WriteQueue
 
-__all__ = ["AlertEngine", "AlertError", "make_notifier"]
+__all__ = ["AlertEngine", "AlertError", "Evaluation", "make_notifier"]
 
 #: Seconds without a post after which the detector's clock follows the
 #: wall clock.
@@ -133,14 +140,18 @@ class AlertEngine(Service):
     @param stories: the story clusterer (L{monitor.stories.StoryClusterer})
         that C{story} rules watch and incident explanations name; C{None}
         when stories are off (story rules then never fire).
+    @param lead: whether the engine leads from its start (alone); C{False}
+        when L{evaluation} is run by a lease.
     @ivar rules: the rules in force, by name.
+    @ivar leading: whether this engine evaluates the rules now.
     """
 
     name = "alerts"
     log = Logger()
 
     def __init__(self, config, *, store, metrics, topics, sources=(), bus=None, reactor=None,
-                 notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER, stories=None):  # fmt: skip
+                 notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER, stories=None,
+                 lead: bool = True):  # fmt: skip
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -157,9 +168,11 @@ class AlertEngine(Service):
         self.notify_backfill = bool(self.settings.get("notify_backfill", False))
         self.rules: dict[str, Rule] = {}
         self.stories = stories
-        self.detector = Detector(
-            [], samples=self.settings["samples"], stories=stories, exclude=excluded_words(config.topics)
-        )
+        self._exclude = excluded_words(config.topics)
+        self.detector = self._new_detector()
+        self.lead_at_start = lead
+        self.leading = False
+        self.evaluation = Evaluation(self)
         self.writer = WriteQueue(reactor)
         self.http = HTTPClient(reactor)
         notifiers = notifiers or {}
@@ -187,6 +200,9 @@ class AlertEngine(Service):
         self._quiet_time: Optional[float] = None
         self._quiet_wall: float = 0.0
 
+    def _new_detector(self) -> Detector:
+        return Detector([], samples=self.settings["samples"], stories=self.stories, exclude=self._exclude)
+
     # -- service ---------------------------------------------------------
 
     def startService(self):
@@ -199,6 +215,21 @@ class AlertEngine(Service):
         if removed:
             self.log.info("rules removed from the file: {names}", names=", ".join(removed))
         await self._load_rules()
+        if self.lead_at_start:
+            await self.lead(reload=False)
+
+    async def lead(self, reload: bool = True) -> None:
+        """
+        Start evaluating: take back the open incidents, the history and the
+        undelivered notifications from the store (another hub may have led
+        until now), then watch the posts and run the timer.
+        """
+        if self.leading or not self.running:
+            return
+        self.leading = True
+        now = self._quiet_wall = self.reactor.seconds()
+        if reload:
+            await self._load_rules()
         self.detector.book.load(await self.store.open_incidents())
         await self._warm()
         self._quiet_time = self.detector.now
@@ -222,6 +253,30 @@ class AlertEngine(Service):
             open=len(self.detector.book.open),
             pending=len(pending),
         )
+
+    async def follow(self) -> None:
+        """
+        Stop evaluating (another hub leads now): stop the timer and the
+        deliveries, write what changed, and forget the incidents, which
+        the next leader takes back from the store.
+        """
+        if not self.leading:
+            return
+        self.leading = False
+        if self._loop.running:
+            self._loop.stop()
+        try:
+            await self.flush()
+            await self.writer.barrier()
+        except Exception:
+            self.log.failure("could not write the last alert changes")
+        self.outbox.stopService()
+        self.outbox.forget()
+        self.detector = self._new_detector()
+        self.detector.set_rules(list(self.rules.values()))
+        self._failing_since.clear()
+        self._update_open_gauge()
+        self.log.info("alerts: this hub no longer evaluates the rules (stopping, or another hub leads)")
 
     def stopService(self):
         """
@@ -277,7 +332,7 @@ class AlertEngine(Service):
         """
         Count and check a stored batch; never blocks, never waits.
         """
-        if not self.running:
+        if not self.running or not self.leading:
             return
         wall = self.reactor.seconds()
         self.detector.observe(posts, wall)
@@ -289,7 +344,7 @@ class AlertEngine(Service):
         Stored posts whose author's profile came late: follower rules see
         them now.
         """
-        if not self.running:
+        if not self.running or not self.leading:
             return
         self.detector.enriched(posts, self.reactor.seconds())
         self._schedule_flush()
@@ -597,6 +652,8 @@ class AlertEngine(Service):
 
     async def _by_hand(self, incident_id: str, action, by: str) -> dict[str, Any]:
         incident = self.detector.book.by_id(incident_id)
+        if incident is None and not self.leading:
+            raise AlertError([f"incident {incident_id}: another hub evaluates the alerts; ask it there"], status=409)
         if incident is None:
             state = await self.store.incident_state(incident_id)
             if state is None:
@@ -649,7 +706,29 @@ class AlertEngine(Service):
         A summary for health pages.
         """
         return {
+            "leading": self.leading,
             "clock": iso8601(self.detector.now) if self.detector.now is not None else None,
             "open_incidents": len(self.detector.book.open),
             "channels": {s["name"]: s["state"] for s in self.outbox.status()},
         }
+
+
+class Evaluation(Service):
+    """
+    The evaluation of the rules, as a service: the engine leads while it
+    runs.  Among several hubs it is run by the C{alerts} lease, so exactly
+    one hub evaluates.
+    """
+
+    name = "alert evaluation"
+
+    def __init__(self, engine: AlertEngine) -> None:
+        self.engine = engine
+
+    def startService(self):
+        super().startService()
+        return ensureDeferred(self.engine.lead())
+
+    def stopService(self):
+        super().stopService()
+        return ensureDeferred(self.engine.follow())

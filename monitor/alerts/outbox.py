@@ -188,6 +188,16 @@ class Outbox(Service):
         for ch in self.channels.values():
             self._pending_gauge(ch)
 
+    def forget(self) -> None:
+        """
+        Drop what is queued in memory (stopped first): it stays pending in
+        the store, for the hub that delivers next to take back.
+        """
+        for ch in self.channels.values():
+            ch.queue.clear()
+            ch.busy = False
+            self._pending_gauge(ch)
+
     def enqueue(self, notifications: list[Notification]) -> None:
         """
         Deliver notifications already written to the store.

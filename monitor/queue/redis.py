@@ -36,7 +36,7 @@ from monitor.interfaces import IQueue
 from monitor.model import Enriched, Post, Rejected
 from monitor.redact import redact_url
 
-__all__ = ["RedisQueue", "parse_redis_url", "default_consumer"]
+__all__ = ["RedisQueue", "parse_redis_url", "default_consumer", "redis_connection"]
 
 #: Seconds a blocking read waits at Redis before asking again (so that a
 #: stop never waits long, and claims are looked for regularly).
@@ -76,6 +76,18 @@ def parse_redis_url(url: str) -> dict[str, Any]:
             raise ValueError(f"db must be a number, not {db!r}")
         return {"path": parts.path, "db": int(db), "password": password}
     raise ValueError(f"must start with redis:// or unix://, not {url!r}")
+
+
+def redis_connection(where: dict[str, Any]):
+    """
+    A lazy, reconnecting txredisapi connection to C{where} (from
+    L{parse_redis_url}): commands wait while Redis is away.
+    """
+    options = {"dbid": where["db"], "password": where["password"], "reconnect": True, "convertNumbers": False,
+               "charset": "utf-8"}
+    if "path" in where:
+        return txredisapi.lazyUnixConnection(where["path"], **options)
+    return txredisapi.lazyConnection(where["host"], where["port"], **options)
 
 
 def _encode(item) -> tuple[str, str]:
@@ -153,12 +165,7 @@ class RedisQueue(Service):
     # -- service ---------------------------------------------------------------
 
     def _connect(self):
-        w = self._where
-        options = {"dbid": w["db"], "password": w["password"], "reconnect": True, "convertNumbers": False,
-                   "charset": "utf-8"}
-        if "path" in w:
-            return txredisapi.lazyUnixConnection(w["path"], **options)
-        return txredisapi.lazyConnection(w["host"], w["port"], **options)
+        return redis_connection(self._where)
 
     def startService(self):
         super().startService()

@@ -362,6 +362,17 @@ class Api:
         params.finish()
         return {"nodes": self.hub.nodes.status()}
 
+    @app.route("/api/v1/hubs", methods=["GET"])
+    @api_route
+    async def hubs(self, request, params: Params):
+        """The hubs of the cluster, from their heartbeats (monitor.cluster)."""
+        params.finish()
+        try:
+            hubs = await self.hub.cluster.hubs()
+        except Exception as e:
+            raise ApiError(503, f"cannot reach Redis for the hubs' heartbeats: {e}")
+        return {"hubs": hubs}
+
     @app.route("/api/v1/dead-letters", methods=["GET"])
     @api_route
     async def dead_letters(self, request, params: Params):

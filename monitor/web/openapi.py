@@ -238,6 +238,29 @@ def openapi(version: str = "1") -> dict[str, Any]:
         }},
         "/api/v1/sources": {"get": {"summary": "The state of each collector", "responses": _answer("sources")}},
         "/api/v1/nodes": {"get": {"summary": "The analysis nodes", "responses": _answer("nodes")}},
+        "/api/v1/hubs": {
+            "get": {
+                "summary": "The live hubs of the cluster (this one alone with the memory queue)",
+                "description": "Each hub's heartbeat: name, host, pid, when it started, when it was last seen, "
+                "the leases it holds (collector:NAME, alerts) and the posts it stored per second.",
+                "responses": dict(_answer("hubs", {
+                    "type": "object", "required": ["hubs"],
+                    "properties": {"hubs": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["name", "host", "pid", "started", "last_seen", "leases", "posts_per_second",
+                                     "this"],
+                        "properties": {
+                            "name": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+                            "started": {"type": "string"}, "last_seen": {"type": "string"},
+                            "leases": {"type": "array", "items": {"type": "string"}},
+                            "posts_per_second": {"type": "number"},
+                            "this": {"type": "boolean", "description": "the hub that answered"},
+                        },
+                    }}},
+                }), **{"503": {"description": "Redis cannot be reached",
+                               "content": {"application/json": {"schema": _ERROR}}}}),
+            }
+        },
         "/api/v1/dead-letters": {"get": {
             "summary": "Payloads a collector could not read, newest first",
             "parameters": [_text("source"), _limit(100, 1000)],

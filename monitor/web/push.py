@@ -462,6 +462,9 @@ class PushHub(Service):
     @ivar sessions: the L{monitor.web.sessions.SessionRegistry} that ends
         a client with its session.
     @ivar per_user: most clients of one user at once.
+    @ivar runs_on: C{runs_on(source name)}: the hub that runs a collector
+        (L{monitor.cluster}), shown with its state as C{hub}; C{None}:
+        this hub alone.
     @ivar max_message: longest message a client may send; a longer one
         ends its connection (1009).
     @ivar message_rate: messages per second a client may send after a
@@ -491,8 +494,10 @@ class PushHub(Service):
         sessions=None,
         per_user: int = PER_USER,
         timer=time.perf_counter,
+        runs_on=None,
     ) -> None:
         self.reactor = reactor
+        self.runs_on = runs_on
         self.users = users
         self.sessions = sessions
         self.per_user = per_user
@@ -755,7 +760,10 @@ class PushHub(Service):
         sources = []
         for source in self.sources:
             try:
-                sources.append(source.status())
+                status = source.status()
+                if self.runs_on is not None:
+                    status["hub"] = self.runs_on(source.name)
+                sources.append(status)
             except Exception:
                 self.log.failure("status() of source {name} failed", name=getattr(source, "name", "?"))
         queued = self.queue.size() if self.queue is not None else None

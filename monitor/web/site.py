@@ -209,6 +209,7 @@ class WebService(OrderedMultiService):
             max_message=web.get("ws_max_message", 16384),
             message_rate=web.get("ws_message_rate", 2.0),
             message_burst=web.get("ws_message_burst", 20),
+            runs_on=_runs_on(getattr(hub, "cluster", None)),
         )
         hub.pipeline.add_sink(self.push)
         hub.bus.subscribe(ALERT, lambda message: self.push.publish("alert", message))
@@ -285,6 +286,13 @@ class WebService(OrderedMultiService):
                 path=self.setup.path,
             )
         self.log.info("monitor is running: the web UI and the API are at {url}", url=url)
+
+
+def _runs_on(cluster):
+    """Which hub runs a collector, by its name, from the cluster's leases."""
+    if cluster is None:
+        return None
+    return lambda source: cluster.holder_of(f"collector:{source}")
 
 
 class _Lazy:

@@ -339,10 +339,12 @@ def test_roles(hub, browser):
 
 
 def test_sources_page(hub, admin):
-    """The sources page lists each collector's state and copes without analysis nodes."""
+    """The sources page lists each collector's state and hub, and copes without analysis nodes."""
     page = admin
     page.goto(hub.base + "/sources")
     expect(page.locator("#sources-table tr[data-source=inbox]")).to_contain_text("replay")
+    # Alone, this hub runs every collector: its name (host:pid by default).
+    expect(page.locator("#sources-table tr[data-source=inbox] [data-field=hub]")).to_contain_text(":")
     expect(page.locator("#nodes")).to_contain_text("No analysis node")
     wait_live(page)
     expect(page.locator("#sources-table tr[data-source=inbox] [data-field=posts]")).not_to_have_text("0", timeout=10000)

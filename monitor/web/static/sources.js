@@ -20,6 +20,7 @@
     var shown = s.note ? "waiting" : String(s.state);
     var state = cell(row, "state", shown);
     if (state) state.className = "state state-" + shown.replace(/ /g, "-");
+    cell(row, "hub", s.hub || "");
     cell(row, "posts", M.num(s.posts));
     cell(row, "posts_per_minute", s.posts_per_minute === undefined ? "" : M.num(s.posts_per_minute));
     cell(row, "malformed", M.num(s.malformed));

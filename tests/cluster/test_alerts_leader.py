@@ -1,0 +1,83 @@
+"""
+The alert rules evaluated once for the cluster: two hubs' engines (each on
+its own store and a Clock), the C{alerts} lease on a real redis-server.
+Only the leader opens incidents and sends notifications, for the posts
+every hub stored (the feed brings the others'); when it stops, the other
+hub leads.
+"""
+
+import pytest_twisted
+
+from monitor.cluster import RedisCluster
+from monitor.queue.redis import parse_redis_url
+from tests.alerts.helpers import T0, ScriptedNotifier, make_engine, post
+from tests.alerts.test_engine import CRISIS, clock_at
+from tests.cluster.test_leases import eventually
+
+WAIT = 5.0
+
+
+def engine(clock):
+    hook = ScriptedNotifier("hook")
+    e = make_engine(clock, [CRISIS], notifiers={"hook": hook}, start=False)
+    e.lead_at_start = False  # as the hub builds it: the lease decides
+    d = e.startService()
+    assert d.called
+    return e, hook
+
+
+def incidents(e):
+    return e.store.rows("SELECT rule, topic, state FROM alert_incidents")
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_the_leader_evaluates_and_it_sees_every_hubs_posts(reactor, redis_server, prefix):
+    """A crisis post stored by the follower makes one incident and one notification, on the leader."""
+    where = parse_redis_url(redis_server.url)
+    clusters, engines, hooks, clocks, leases = {}, {}, {}, {}, {}
+    for name in ("a", "b"):
+        clocks[name] = clock_at()
+        engines[name], hooks[name] = engine(clocks[name])
+        clusters[name] = RedisCluster(where, f"hub-{name}", reactor, ttl=0.6, prefix=prefix)
+        clusters[name].add_listener(engines[name])
+        leases[name] = clusters[name].leased("alerts", engines[name].evaluation)
+        clusters[name].startService()
+    a, b = engines["a"], engines["b"]
+    try:
+        for c in clusters.values():
+            await c.feed.when_subscribed().addTimeout(WAIT, reactor)
+        leases["a"].startService()
+        await eventually(reactor, lambda: a.leading)
+        leases["b"].startService()
+        assert not b.leading and b.rules  # the follower knows the rules, for the API
+        assert b.status()["leading"] is False and a.status()["leading"] is True
+
+        # Hub B stores a crisis post: its pipeline's sinks, then the feed.
+        crisis = [post(1, T0, labels=("crisis",), text="acme breach")]
+        b.posts_stored(crisis)
+        clusters["b"].posts_stored(crisis)
+        await eventually(reactor, lambda: clusters["a"].feed.received == 1)
+        for clock in clocks.values():
+            clock.advance(0)
+        assert incidents(a) == [("crisis", "Acme", "open")]
+        assert incidents(b) == []
+        assert [n.event for n in hooks["a"].calls] == ["opened"] and hooks["b"].calls == []
+
+        # The leader stops (a clean stop gives the lease up): B leads now.
+        await leases["a"].stopService()
+        assert not a.leading and not a.detector.book.open
+        await eventually(reactor, lambda: b.leading, seconds=2.0)
+        again = [post(2, T0 + 5, labels=("crisis",), text="acme breach again")]
+        a.posts_stored(again)  # A still stores (no lease needed for that), and tells B
+        clusters["a"].posts_stored(again)
+        await eventually(reactor, lambda: clusters["b"].feed.received == 1)
+        for clock in clocks.values():
+            clock.advance(0)
+        assert incidents(b) == [("crisis", "Acme", "open")]
+        assert [n.event for n in hooks["b"].calls] == ["opened"]
+        assert [n.event for n in hooks["a"].calls] == ["opened"]  # nothing more from A
+    finally:
+        for name in ("a", "b"):
+            await leases[name].stopService()
+            await clusters[name].stopService()
+            engines[name].stopService()
