@@ -27,7 +27,7 @@ def engine(clock):
 
 
 def incidents(e):
-    return e.store.rows("SELECT rule, topic, state FROM alert_incidents")
+    return e.store.store.rows("SELECT rule, topic, state FROM alert_incidents")
 
 
 @pytest_twisted.ensureDeferred
