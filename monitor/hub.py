@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
-
 import psycopg2
 
 from twisted.application.service import IService, Service
@@ -35,7 +33,7 @@ from monitor.queue import make_queue
 from monitor.stories import StoryClusterer, StoryService
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
-from monitor.store.sqlite import SQLiteStore
+from monitor.store.sqlite import OPEN_ERRORS, SQLiteStore, check_openable
 from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.store.sqlite_alerts import SQLiteAlerts
 from monitor.store.sqlite_learning import SQLiteLearning
@@ -269,9 +267,8 @@ class Hub(OrderedMultiService):
         """
         path = self.config.resolve(self.config.store["path"])
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            sqlite3.connect(path).close()
-        except (OSError, sqlite3.Error) as e:
+            check_openable(path)
+        except OPEN_ERRORS as e:
             _give_up(ConfigProblem(self.config.path, "store.path", f"cannot open the store {path}: {_reason(e)}"))
         if self.config.store.get("kind", "sqlite") == "postgresql":
             # Blocking, like the check above: the reactor is not running yet.
@@ -308,7 +305,7 @@ class Hub(OrderedMultiService):
                 if child is not self.store:
                     raise
                 raise ConfigProblem(self.config.path, "store.dsn", self._cannot_use_postgresql(e)) from None
-            except (OSError, sqlite3.Error) as e:
+            except OPEN_ERRORS as e:
                 if child is not self.store:
                     raise
                 where = self.config.store["path"]

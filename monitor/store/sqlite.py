@@ -52,6 +52,20 @@ _CHUNK = 500
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
+#: What opening a database file that cannot work raises.
+OPEN_ERRORS = (OSError, sqlite3.Error)
+
+
+def check_openable(path: str) -> None:
+    """
+    Open the database file once (making its directory), so that a path
+    that cannot work fails before anything starts; raises one of
+    L{OPEN_ERRORS}.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sqlite3.connect(path).close()
+
+
 def owner_only_database(path: str) -> list[str]:
     """
     Make the database at C{path} readable by its owner only (it holds
