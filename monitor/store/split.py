@@ -16,7 +16,7 @@ start and docs/configuration.rst says it.
 from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import gatherResults, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from zope.interface import implementer
 
 from monitor.interfaces import IStore
@@ -67,9 +67,10 @@ class SplitStore(MultiService):
         return d
 
     def ready(self):
-        return gatherResults([self.rest.ready(), self.posts.ready()], consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        """Fires when both are open; fails as the first that failed to start."""
+        d = self.rest.ready()
+        d.addCallback(lambda _: self.posts.ready())
+        return d
 
     # -- the posts seam, in PostgreSQL ----------------------------------------
 
