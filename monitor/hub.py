@@ -29,7 +29,7 @@ from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
 from monitor.queue import make_queue
-from monitor.stories import StoryClusterer, StoryService
+from monitor.stories import StoryClusterer, StoryService, features
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import SQLiteStore
@@ -115,9 +115,14 @@ class Hub(OrderedMultiService):
         )
         # The hub's own analyzers, in the order the node pool falls back on
         # them: worker processes ([analysis] workers >= 1), then threads.
-        self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor)]
+        # With stories on, they work out each post's story features too
+        # (what depends on the post alone), so that the reactor only
+        # assigns posts to stories.
+        s = config.stories
+        story_features = features if s["enabled"] else None
+        self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor, features=story_features)]
         if a.get("workers", 0) >= 1:
-            self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor))
+            self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor, features=story_features))
         # Remote analysis nodes while any are connected, else the above.
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
         # Models learned from people's corrections, applied after the built-in
@@ -132,7 +137,6 @@ class Hub(OrderedMultiService):
         self.rescorer = Rescorer(self.store, self.learner, reactor)
         # Stories: every matched post put in a cluster by its words, links and
         # place before it is stored; the clusterer's state kept in the store.
-        s = config.stories
         self.story_clusterer = StoryClusterer(
             threshold=s["threshold"],
             half_life=parse_duration(s["half_life"]),

@@ -38,12 +38,12 @@ import re
 import unicodedata
 import zlib
 from array import array
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, OrderedDict, _count_elements, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from heapq import nlargest
 from itertools import repeat
-from operator import eq, itemgetter, mul
+from operator import add as _plus, eq, itemgetter, mul
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
@@ -58,7 +58,7 @@ from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
 
-__all__ = ["Story", "StoryClusterer", "StoryService"]
+__all__ = ["Story", "StoryClusterer", "StoryService", "features"]
 
 _LINK = re.compile(r"https?://([^\s/?#]+)([^\s?#]*)", re.IGNORECASE)
 #: A link, with its query: links count whole (see L{_links}), not by words.
@@ -127,11 +127,6 @@ SNAPSHOT_DF = 50_000
 SNAPSHOT_VERSION = 1
 
 
-def _count(counts: dict, keys) -> None:
-    for k in keys:
-        counts[k] = counts.get(k, 0) + 1
-
-
 def _most_common(counts: dict, n: int) -> list:
     """
     C{Counter.most_common} for a plain dict: ties in insertion order.
@@ -151,6 +146,46 @@ def _links(text: str) -> list[str]:
             host = host[4:]
         out.append(host + path.rstrip("/.,)!?"))
     return out
+
+
+_STOP: dict[Optional[str], frozenset[str]] = {}
+
+
+def _stop(lang: Optional[str]) -> frozenset[str]:
+    """
+    A language's stop words, bare or as hashtags and handles.
+    """
+    skip = _STOP.get(lang)
+    if skip is None:
+        bare = stop_words(lang)
+        skip = _STOP[lang] = frozenset(bare | {"#" + w for w in bare} | {"@" + w for w in bare})
+    return skip
+
+
+def features(text: str, lang: Optional[str]) -> tuple:
+    """
+    What the clusterer needs of a post that depends on the post alone, so
+    that it can be worked out where the post is analysed (a thread, a
+    worker process) rather than on the reactor: C{(words, links,
+    signature, keys)}, the words it is compared by (folded, three letters
+    or more, links and numbers and its language's stop words left out, in
+    order), its links (L{_links}), and its near-duplicate signature and
+    LSH keys (L{_NearDuplicates}; C{None} for a post too short to call a
+    copy).  Plain lists of strings and ints, cheap to pickle.
+    """
+    folded = _fold(text)
+    if "://" in folded:
+        folded = _LINK_TEXT.sub(" ", folded)
+    tokens = _TOKEN.findall(folded)
+    skip = _stop(lang)
+    words = [w for w in tokens if w not in skip and not w.isdigit()]
+    sig = _NearDuplicates.signature(tokens)
+    return (words, _links(text) if "://" in text else [], sig, _NearDuplicates.keys(sig) if sig is not None else None)
+
+
+#: Word -> its CRC-32, the hash of a word in a signature (bounded: cleared
+#: when full).
+_HASHES: dict[str, int] = {}
 
 
 class _NearDuplicates:
@@ -176,21 +211,22 @@ class _NearDuplicates:
 
     def __init__(self, least: float) -> None:
         self.least = least
-        self._hashes: dict[str, int] = {}
         #: entry number -> (story id, signature), oldest first.
         self.entries: dict[int, tuple[str, array]] = {}
         self._bands: dict[int, int] = {}
         self._serial = 0
 
-    def signature(self, tokens: list[str]) -> Optional[list[int]]:
+    @classmethod
+    def signature(cls, tokens: list[str]) -> Optional[list[int]]:
         """
         The post's signature: per bin the least hash of a word pair falling
-        in it, C{EMPTY} for none.
+        in it, C{EMPTY} for none.  Depends on C{tokens} alone, so it may be
+        computed anywhere (see L{features}).
         """
         words = [w for w in tokens if w[0] != "@"]
-        if len(words) <= self.LEAST_PAIRS:
+        if len(words) <= cls.LEAST_PAIRS:
             return None
-        cache = self._hashes
+        cache = _HASHES
         hs = list(map(cache.get, words))
         if None in hs:
             if len(cache) > 200_000:
@@ -200,21 +236,21 @@ class _NearDuplicates:
                     hs[i] = cache[w] = zlib.crc32(w.lstrip("#").encode())
         # hash() of a tuple of ints is the same in every process (only str
         # and bytes hashes are salted), so signatures survive a restart.
-        k, empty = self.K, self.EMPTY
-        bins = [empty] * k
-        for x in map(hash, zip(hs, hs[1:])):
-            b, v = x % k, (x // k) & 0xFFFF
-            if bins[b] == empty or v < bins[b]:
-                bins[b] = v
-        return bins
+        # Per bin the least value, all in C: sorted from the greatest
+        # (bin, value) down, a dict keeps each bin's last, so least, value.
+        k = cls.K
+        xs = list(map(hash, zip(hs, hs[1:])))
+        least = dict(sorted(zip(map(k.__rmod__, xs), map((0xFFFF).__and__, map(k.__rfloordiv__, xs))), reverse=True))
+        return list(map(least.get, range(k), repeat(cls.EMPTY)))
 
-    def keys(self, sig) -> list[int]:
+    @classmethod
+    def keys(cls, sig) -> list[int]:
         """
         The LSH keys of a signature: one per band of C{ROWS} bins that are
         not all empty.
         """
-        blank = self._blank
-        keys = map(hash, zip(self._bands_numbers, sig[0::3], sig[1::3], sig[2::3]))
+        blank = cls._blank
+        keys = map(hash, zip(cls._bands_numbers, sig[0::3], sig[1::3], sig[2::3]))
         return [key for key in keys if key not in blank]
 
     def resemblance(self, a, b) -> float:
@@ -379,7 +415,9 @@ class StoryClusterer:
         self.geo_weight = geo_weight
         self.max_stories = max_stories
         self.exclude = frozenset(exclude)
-        self._skips: dict[Optional[str], frozenset[str]] = {}
+        #: The topics' words, bare or as hashtags and handles: left out of
+        #: every post (on top of its language's stop words, see L{features}).
+        self._excluded = frozenset(self.exclude | {"#" + w for w in self.exclude} | {"@" + w for w in self.exclude})
         self.stories: dict[str, Story] = {}
         self.df: Counter = Counter()
         self.documents = 0
@@ -394,75 +432,48 @@ class StoryClusterer:
 
     # -- vectors ---------------------------------------------------------
 
-    def _skip(self, lang: Optional[str]) -> frozenset[str]:
-        """
-        The words left out of posts in C{lang}: its stop words and the
-        topics' words, bare or as hashtags and handles.
-        """
-        skip = self._skips.get(lang)
-        if skip is None:
-            bare = stop_words(lang) | self.exclude
-            skip = self._skips[lang] = bare | {"#" + w for w in bare} | {"@" + w for w in bare}
-        return skip
-
-    def _words(self, text: str, lang: Optional[str]) -> list[str]:
-        """
-        The words a post is compared by: one pass of one expression over the
-        folded text, links (with their query) skipped, and numbers.
-        """
-        return self._tokens(text, lang)[0]
-
-    def _tokens(self, text: str, lang: Optional[str]) -> tuple[list[str], list[str]]:
-        """
-        The words a post is compared by (see L{_words}), and all its words
-        of three letters or more, for near-duplicates.
-        """
-        skip = self._skip(lang)
-        folded = _fold(text)
-        if "://" in folded:
-            folded = _LINK_TEXT.sub(" ", folded)
-        tokens = _TOKEN.findall(folded)
-        return [w for w in tokens if w not in skip and not w.isdigit()], tokens
-
     def _vector(self, words: list[str]) -> dict[str, float]:
-        tf = dict.fromkeys(words, 1)
-        if len(tf) < len(words):
-            tf = {}
-            for w in words:
-                tf[w] = tf.get(w, 0) + 1
+        """
+        The post's TF-IDF vector, of unit length, its C{POST_TERMS}
+        weightiest words at most; counts the words' document frequencies.
+        (The counting in C: C{_count_elements} is what C{Counter.update}
+        runs.)
+        """
+        tf: dict[str, int] = {}
+        _count_elements(tf, words)
         df = self.df
-        get = df.get
+        _count_elements(df, tf)
         idf = math.log(self.documents + 2) + 1
         log = math.log
-        vec = {}
-        sumsq = 0.0
-        for w, c in tf.items():
-            d = get(w, 0) + 1
-            df[w] = d
-            v = idf - log(d + 1)
-            if c > 1:
-                v *= 1 + log(c)
-            vec[w] = v
-            sumsq += v * v
+        vec = dict(zip(tf, [idf - log(d + 1) for d in map(df.__getitem__, tf)]))
+        if len(tf) < len(words):
+            for w, c in tf.items():
+                if c > 1:
+                    vec[w] *= 1 + log(c)
         if len(vec) > POST_TERMS:
             vec = dict(sorted(vec.items(), key=lambda kv: -kv[1])[:POST_TERMS])
-            sumsq = sum(v * v for v in vec.values())
-        scale = 1 / (math.sqrt(sumsq) or 1.0)
-        return {w: v * scale for w, v in vec.items()}
+        values = list(vec.values())
+        scale = 1 / (math.sqrt(sum(map(mul, values, values))) or 1.0)
+        return dict(zip(vec, map(scale.__mul__, values)))
 
     # -- assignment --------------------------------------------------------
 
     def add(self, post) -> Optional[str]:
         """
         Put C{post} in a story; returns the story's id (C{None} for a post
-        with no words to go by).
+        with no words to go by).  The post's L{features} are taken from its
+        analysis when the analysis stage worked them out, else worked out
+        here.
         """
         t = float(post.created_at)
         if t > self.now:
             self.now = t
-        text = post.text
-        words, tokens = self._tokens(text, post.lang)
-        links = _links(text) if "://" in text else ()
+        a = post.analysis
+        f = getattr(a, "features", None) if a is not None else None
+        words, links, sig, keys = f if f is not None else features(post.text, post.lang)
+        excluded = self._excluded
+        if excluded:
+            words = [w for w in words if w not in excluded]
         if not words and not links:
             return None
         self.documents += 1
@@ -470,9 +481,8 @@ class StoryClusterer:
         if len(self.df) > 200_000:
             self._prune_df()
         copies = self.near_duplicates
-        sig = copies.signature(tokens) if copies is not None else None
-        if sig is not None:
-            keys = copies.keys(sig)
+        if copies is None:
+            sig = None
         story = (
             (self._by_link(links) if links else None)
             or (self._copied(copies.find(sig, keys), post) if sig is not None else None)
@@ -583,25 +593,24 @@ class StoryClusterer:
                 story.first_seen = t
         if story.boost > 1e100:
             self._rescale(story)
-        c, boost, sumsq, index, serial = story.centroid, story.boost, story.sumsq, self._index, story.serial
-        for w, v in vec.items():
-            old = c.get(w)
-            if old is None:
-                new = v * boost
+        # The new weights and the new sum of squares in C: |c + b*v|^2 =
+        # |c|^2 + 2b(c.v) + b^2|v|^2, the dot product one pass of map().
+        c, boost = story.centroid, story.boost
+        keys, values = list(vec), list(vec.values())
+        olds = list(map(c.get, keys, repeat(0.0)))
+        scaled = list(map(boost.__mul__, values))
+        story.sumsq += 2 * sum(map(mul, olds, scaled)) + sum(map(mul, scaled, scaled))
+        fresh = [w for w in keys if w not in c]
+        c.update(zip(keys, map(_plus, olds, scaled)))
+        if fresh:
+            index, serial = self._index, story.serial
+            for w in fresh:
                 index[w].add(serial)
-            else:
-                new = old + v * boost
-                sumsq -= old * old
-            c[w] = new
-            sumsq += new * new
-        story.sumsq = sumsq
         if len(c) >= 2 * CENTROID_TERMS:
             self._trim(story)
         story.size += 1
         terms = story.terms
-        get = terms.get
-        for w in vec:
-            terms[w] = get(w, 0) + 1
+        _count_elements(terms, keys)
         if len(terms) > 300:
             story.terms = dict(_most_common(terms, 150))
         a = post.analysis
@@ -609,10 +618,10 @@ class StoryClusterer:
             counts = story.sentiment
             counts[a.sentiment] = counts.get(a.sentiment, 0) + 1
             if a.labels:
-                _count(story.labels, a.labels)
+                _count_elements(story.labels, a.labels)
         counts = story.sources
         counts[post.source] = counts.get(post.source, 0) + 1
-        _count(story.topics, post.topics)
+        _count_elements(story.topics, post.topics)
         if links:
             self._add_links(story, links)
         if post.lat is not None and post.lon is not None:
