@@ -236,12 +236,14 @@ class _NearDuplicates:
                     hs[i] = cache[w] = zlib.crc32(w.lstrip("#").encode())
         # hash() of a tuple of ints is the same in every process (only str
         # and bytes hashes are salted), so signatures survive a restart.
-        # Per bin the least value, all in C: sorted from the greatest
-        # (bin, value) down, a dict keeps each bin's last, so least, value.
-        k = cls.K
-        xs = list(map(hash, zip(hs, hs[1:])))
-        least = dict(sorted(zip(map(k.__rmod__, xs), map((0xFFFF).__and__, map(k.__rfloordiv__, xs))), reverse=True))
-        return list(map(least.get, range(k), repeat(cls.EMPTY)))
+        # (A plain loop: maps of int methods and a sort cost twice as much.)
+        k, empty = cls.K, cls.EMPTY
+        bins = [empty] * k
+        for x in map(hash, zip(hs, hs[1:])):
+            b, v = x % k, (x // k) & 0xFFFF
+            if bins[b] == empty or v < bins[b]:
+                bins[b] = v
+        return bins
 
     @classmethod
     def keys(cls, sig) -> list[int]:
@@ -267,9 +269,13 @@ class _NearDuplicates:
         The story of the most resembling earlier post, if it resembles
         enough (ties: the latest post).
         """
+        found = set(map(self._bands.get, keys))
+        found.discard(None)
+        if not found:
+            return None
         best, best_r = None, self.least
         entries = self.entries
-        for n in sorted(set(map(self._bands.get, keys, repeat(0))), reverse=True):
+        for n in sorted(found, reverse=True):
             entry = entries.get(n)
             if entry is not None:
                 r = self.resemblance(sig, entry[1])
@@ -432,29 +438,32 @@ class StoryClusterer:
 
     # -- vectors ---------------------------------------------------------
 
-    def _vector(self, words: list[str]) -> dict[str, float]:
+    def _vector(self, words: list[str]) -> tuple[list[str], list[float]]:
         """
         The post's TF-IDF vector, of unit length, its C{POST_TERMS}
-        weightiest words at most; counts the words' document frequencies.
-        (The counting in C: C{_count_elements} is what C{Counter.update}
-        runs.)
+        weightiest words at most, as its words and their weights; counts
+        the words' document frequencies.  (Counting in C: C{_count_elements}
+        is what C{Counter.update} runs.)
         """
         tf: dict[str, int] = {}
         _count_elements(tf, words)
         df = self.df
         _count_elements(df, tf)
-        idf = math.log(self.documents + 2) + 1
         log = math.log
-        vec = dict(zip(tf, [idf - log(d + 1) for d in map(df.__getitem__, tf)]))
-        if len(tf) < len(words):
-            for w, c in tf.items():
+        idf = log(self.documents + 2) + 1
+        keys = list(tf)
+        values = [idf - log(d + 1) for d in map(df.__getitem__, keys)]
+        if len(keys) < len(words):
+            for i, c in enumerate(tf.values()):
                 if c > 1:
-                    vec[w] *= 1 + log(c)
-        if len(vec) > POST_TERMS:
-            vec = dict(sorted(vec.items(), key=lambda kv: -kv[1])[:POST_TERMS])
-        values = list(vec.values())
+                    values[i] *= 1 + log(c)
+        if len(keys) > POST_TERMS:
+            # The weightiest first, ties in the words' order (sorts are
+            # stable, in reverse too).
+            top = sorted(range(len(keys)), key=values.__getitem__, reverse=True)[:POST_TERMS]
+            keys, values = [keys[i] for i in top], [values[i] for i in top]
         scale = 1 / (math.sqrt(sum(map(mul, values, values))) or 1.0)
-        return dict(zip(vec, map(scale.__mul__, values)))
+        return keys, [v * scale for v in values]
 
     # -- assignment --------------------------------------------------------
 
@@ -470,35 +479,34 @@ class StoryClusterer:
             self.now = t
         a = post.analysis
         f = getattr(a, "features", None) if a is not None else None
-        words, links, sig, keys = f if f is not None else features(post.text, post.lang)
+        words, links, sig, lsh = f if f is not None else features(post.text, post.lang)
         excluded = self._excluded
         if excluded:
             words = [w for w in words if w not in excluded]
         if not words and not links:
             return None
         self.documents += 1
-        vec = self._vector(words)
+        keys, values = self._vector(words)
         if len(self.df) > 200_000:
             self._prune_df()
         copies = self.near_duplicates
         if copies is None:
             sig = None
-        story = (
-            (self._by_link(links) if links else None)
-            or (self._copied(copies.find(sig, keys), post) if sig is not None else None)
-            or self._nearest(vec, post)
-        )
+        story = self._by_link(links) if links else None
+        if story is None and sig is not None:
+            sid = copies.find(sig, lsh)
+            if sid is not None:
+                story = self._copied(sid, post)
         if story is None:
-            if len(self.stories) >= self.max_stories:
-                self._forget_lightest()
-            self._serial += 1
-            story = Story(self._new_id(self._serial), first_seen=t, last_seen=t, serial=self._serial)
-            self.stories[story.id] = story
-            self._by_serial[story.serial] = story
-        self._join(story, post, vec, links, t)
+            story = self._nearest(keys, values, post)
+        if story is None:
+            sid = self._start(post, keys, values, links, t)
+        else:
+            self._join(story, post, keys, values, links, t)
+            sid = story.id
         if sig is not None:
-            copies.add(sig, keys, story.id)
-        return story.id
+            copies.add(sig, lsh, sid)
+        return sid
 
     def _by_link(self, links) -> Optional[Story]:
         for link in links:
@@ -521,21 +529,19 @@ class StoryClusterer:
     def _decay(self, story: Story) -> float:
         return 0.5 ** (max(0.0, self.now - story.last_seen) / self.half_life)
 
-    def _nearest(self, vec: dict[str, float], post) -> Optional[Story]:
+    def _nearest(self, keys: list[str], values: list[float], post) -> Optional[Story]:
         # The post's weightiest words find the candidates; a word in the
         # centroids of very many stories tells them apart from none.
-        lookup = vec if len(vec) <= LOOKUP_TERMS else sorted(vec, key=vec.get, reverse=True)[:LOOKUP_TERMS]
-        index = self._index
-        found = []
-        for w in lookup:
-            sids = index.get(w)
-            if sids and len(sids) <= CROWDED:
-                found.append(sids)
+        if len(keys) <= LOOKUP_TERMS:
+            lookup = keys
+        else:
+            lookup = [keys[i] for i in sorted(range(len(keys)), key=values.__getitem__, reverse=True)[:LOOKUP_TERMS]]
+        found = [sids for sids in map(self._index.get, lookup) if sids and len(sids) <= CROWDED]
         if not found:
             return None
         # A story sharing one common word is rarely the one; with few words
         # one is all there is.  (Set operations: no counting in Python.)
-        if len(vec) > 3:
+        if len(keys) > 3:
             seen, twice = set(found[0]), set()
             for sids in found[1:]:
                 twice |= seen & sids
@@ -550,13 +556,13 @@ class StoryClusterer:
             # Those sharing the most words; ties to the oldest story, not to
             # the order the index's sets happen to iterate in (so that a
             # restored clusterer chooses the same): sorts are stable.
-            shared = Counter()
+            shared: dict[int, int] = {}
             for sids in found:
-                shared.update(twice & sids)
+                _count_elements(shared, twice & sids)
             candidates.sort(key=shared.__getitem__, reverse=True)
             del candidates[CANDIDATES:]
         best, best_sim, by_serial = None, self.threshold, self._by_serial
-        keys, values, zeros = list(vec), list(vec.values()), repeat(0.0)
+        zeros = repeat(0.0)
         placed = self.geo_weight and post.lat is not None and post.lon is not None
         sqrt = math.sqrt
         for serial in candidates:
@@ -571,7 +577,41 @@ class StoryClusterer:
                 best, best_sim = story, sim
         return best
 
-    def _join(self, story: Story, post, vec, links, t: float) -> None:
+    def _start(self, post, keys: list[str], values: list[float], links, t: float) -> str:
+        """
+        A new story of C{post} alone: what L{_join} makes of an empty story,
+        built at once.
+        """
+        if len(self.stories) >= self.max_stories:
+            self._forget_lightest()
+        self._serial = serial = self._serial + 1
+        a = post.analysis
+        sentiment: dict = {}
+        labels: dict = {}
+        if a is not None:
+            sentiment[a.sentiment] = 1
+            _count_elements(labels, a.labels)
+        topics: dict = {}
+        _count_elements(topics, post.topics)
+        placed = post.lat is not None and post.lon is not None
+        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
+        story = Story(
+            id=self._new_id(serial), first_seen=t, last_seen=t, centroid=dict(zip(keys, values)),
+            sumsq=sum(map(mul, values, values)), weight=1.0, size=1, terms=dict.fromkeys(keys, 1),
+            sentiment=sentiment, labels=labels, sources={post.source: 1}, topics=topics, placed=int(placed),
+            lat_sum=post.lat if placed else 0.0, lon_sum=post.lon if placed else 0.0, minutes={int(t // 60): 1},
+            samples=[(reach, post.uid, post.author, post.text[:280], post.source, t, post.url)], serial=serial,
+        )
+        self.stories[story.id] = story
+        self._by_serial[serial] = story
+        index = self._index
+        for w in keys:
+            index[w].add(serial)
+        if links:
+            self._add_links(story, links)
+        return story.id
+
+    def _join(self, story: Story, post, keys: list[str], values: list[float], links, t: float) -> None:
         # The centroid is kept multiplied by story.boost, which grows as the
         # story decays, so that a post adds its vector instead of every
         # weight being multiplied by the decay (cosine ignores the scale).
@@ -596,9 +636,8 @@ class StoryClusterer:
         # The new weights and the new sum of squares in C: |c + b*v|^2 =
         # |c|^2 + 2b(c.v) + b^2|v|^2, the dot product one pass of map().
         c, boost = story.centroid, story.boost
-        keys, values = list(vec), list(vec.values())
         olds = list(map(c.get, keys, repeat(0.0)))
-        scaled = list(map(boost.__mul__, values))
+        scaled = [v * boost for v in values]
         story.sumsq += 2 * sum(map(mul, olds, scaled)) + sum(map(mul, scaled, scaled))
         fresh = [w for w in keys if w not in c]
         c.update(zip(keys, map(_plus, olds, scaled)))
@@ -606,8 +645,8 @@ class StoryClusterer:
             index, serial = self._index, story.serial
             for w in fresh:
                 index[w].add(serial)
-        if len(c) >= 2 * CENTROID_TERMS:
-            self._trim(story)
+            if len(c) >= 2 * CENTROID_TERMS:
+                self._trim(story)
         story.size += 1
         terms = story.terms
         _count_elements(terms, keys)
@@ -634,8 +673,8 @@ class StoryClusterer:
         if len(minutes) > MINUTES:
             for k in sorted(minutes)[:-MINUTES]:
                 del minutes[k]
-        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
         samples = story.samples
+        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
         # Kept by reach; the earlier of two equally reaching posts stays.
         if len(samples) < SAMPLES or reach > samples[-1][0]:
             samples.append((reach, post.uid, post.author, post.text[:280], post.source, t, post.url))
