@@ -124,7 +124,8 @@ class Hub(OrderedMultiService):
         if a.get("workers", 0) >= 1:
             self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor, features=story_features))
         # Remote analysis nodes while any are connected, else the above.
-        self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
+        self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor,
+                                        features=story_features)
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
         self.learner = Learner(self.store, self.feedback, classifier, config.learning, reactor=reactor)

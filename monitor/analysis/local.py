@@ -18,7 +18,7 @@ from monitor.analysis.classify import Classifier
 from monitor.interfaces import IAnalyzer
 from monitor.service import InFlight
 
-__all__ = ["AnalyzerNotRunning", "LocalAnalyzer", "analyze_with_features"]
+__all__ = ["AnalyzerNotRunning", "LocalAnalyzer", "analyze_with_features", "with_features"]
 
 
 class AnalyzerNotRunning(RuntimeError):
@@ -130,7 +130,14 @@ def analyze_with_features(texts: Sequence[str], langs: Sequence[Optional[str]], 
     L{analyze_texts}, each analysis carrying the C{features} of its text
     (see L{LocalAnalyzer}).
     """
-    analyses = analyze_texts(texts, classifier)
+    return with_features(analyze_texts(texts, classifier), texts, langs, features)
+
+
+def with_features(analyses: list, texts: Sequence[str], langs: Sequence[Optional[str]],
+                  features: Callable[[str, Optional[str]], tuple]) -> list:  # fmt: skip
+    """
+    C{analyses}, each given the C{features} of its text.
+    """
     for a, text, lang in zip(analyses, texts, langs):
         a.features = features(text, lang)
     return analyses
