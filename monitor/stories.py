@@ -20,10 +20,14 @@ stay flat however long the hub runs.
 
 This is leader clustering with decay (the family of DenStream/DBSTREAM's
 micro-clusters), chosen because it decides the number of stories by itself
-and costs one pass over a post's words; it runs on the event loop, so every
-step of L{StoryClusterer.add} is kept to a few C-level calls (its cost
-beside VADER's, and how well it separates stories on labelled posts, are
-in C{bench/README.md} and C{tests/test_stories.py}).
+and costs one pass over a post's words.  What depends on the post alone
+(its folded words, links, near-duplicate signature and LSH keys:
+L{features}) is worked out where the post is analysed (the analysis
+thread, worker processes, or the thread pool for posts a remote node
+analysed) and rides on its analysis; the rest runs on the event loop, so
+every step of L{StoryClusterer.add} is kept to a few C-level calls (its
+cost beside VADER's, split so, and how well it separates stories on
+labelled posts, are in C{bench/README.md} and C{tests/test_stories.py}).
 
 L{StoryClusterer.snapshot} and L{StoryClusterer.restore} carry the whole
 state through a restart as plain JSON data; L{StoryClusterer.list} (by size
