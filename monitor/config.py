@@ -332,10 +332,9 @@ LEARNING_FIELDS = {
 }
 
 STORIES_FIELDS = {
-    # On by default: the per-post features are worked out where posts are
-    # analysed, the event loop only assigns posts to stories (its cost
-    # beside VADER's in bench/README.md, bench/stories.py).
-    "enabled": Field(bool, True),
+    # Off by default: clustering runs on the hub's event loop and costs
+    # about 2x VADER per post (bench/stories.py).
+    "enabled": Field(bool, False),
     "threshold": Field(float, 0.3, between(0.01, 1.0)),
     "half_life": Field(DURATION, "1h", duration),
     "fade_after": Field(DURATION, "6h", duration),
