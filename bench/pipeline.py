@@ -10,7 +10,7 @@ and the hub's own scorer (FastVader) on the same texts.  CPU per post (the
 hub and its workers, from the moment it answers) is steadier than posts/s on a
 shared machine.
 
-    python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
+    python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR] [--stories on|off]
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT) -> dict:
+def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT,
+        stories: str = "") -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
     posts per second.  The hub runs the code in hub_root (another checkout,
@@ -164,6 +165,7 @@ size = 10000
 [analysis]
 batch_size = {batch_size}
 {f"workers = {workers}" if workers else ""}
+{f"[stories]{chr(10)}enabled = {'true' if stories == 'on' else 'false'}" if stories else ""}
 [web]
 endpoint = "tcp:{port}:interface=127.0.0.1"
 [[sources]]
@@ -234,10 +236,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="pace the replay at this many posts/s (0: flat out)")
     parser.add_argument("--workers", type=int, default=0, help="[analysis] workers: 0 threads, N processes")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--stories", choices=("on", "off"), help="[stories] enabled (default: the hub's default)")
     parser.add_argument("--hub-root", type=pathlib.Path, default=ROOT,
                         help="run the hub from this source tree (e.g. an older commit, git archive'd)")
     args = parser.parse_args()
-    result = run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve())
+    result = run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), args.stories)
     for k, v in result.items():
         print(f"{k:24} {v}")
     if args.json:

@@ -6,7 +6,11 @@ the 3,449 complaint tweets of ten domains, clustered by
 monitor.stories.StoryClusterer; purity and normalised mutual information
 against the labels (the event, or the complaint's domain), the cost per
 post against vaderSentiment's polarity_scores on the same texts in the same
-run, and the Python heap the clusterer holds (tracemalloc).
+run, and the Python heap the clusterer holds (tracemalloc).  The cost is
+split as the hub spends it: the posts' features (monitor.stories.features,
+worked out where posts are analysed, off the reactor) and the clusterer's
+assignment of posts that carry them (on the reactor); "alone" is the
+clusterer working the features out itself, as an older one did.
 
     python bench/stories.py [--threshold 0.3] [--repeat 5]
 
