@@ -366,3 +366,30 @@ def test_a_post_keeps_its_features_when_learned_models_answer_again():
     a = Analysis(0.1, 0.2, 0.8, 0.0, "positive", (), features=features(text, "de"))
     b = apply_models(a, text, "de", {})
     assert b is not a and (b.sentiment, b.by) == (None, "unscored") and b.features == a.features
+
+
+def test_the_copies_remembered_are_the_latest_and_bounded_through_a_restore(monkeypatch):
+    """
+    The near-duplicates remember the last POSTS posts, oldest forgotten
+    first, also after a restore; a copy of a forgotten post finds nothing,
+    a copy of a remembered one finds its story.
+    """
+    from monitor.stories import _NearDuplicates, features
+
+    monkeypatch.setattr(_NearDuplicates, "POSTS", 50)
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(4000)]
+    texts = [" ".join(rng.sample(words, 10)) for _ in range(130)]
+    clusterer = StoryClusterer(threshold=0.99)
+    ids = [clusterer.add(post(i, text)) for i, text in enumerate(texts[:70])]
+    restored = StoryClusterer(threshold=0.99)
+    restored.restore(json.loads(json.dumps(clusterer.snapshot())))
+    ids += [restored.add(post(i, text)) for i, text in enumerate(texts[70:], 70)]
+    entries = restored.near_duplicates.entries
+    assert list(entries) == list(range(81, 131)) and [sid for sid, _ in entries.values()] == ids[80:]
+
+    def copied(text):
+        _, _, sig, keys = features(text, None)
+        return restored.near_duplicates.find(sig, keys)
+
+    assert copied(texts[10]) is None and copied(texts[120]) == ids[120]
