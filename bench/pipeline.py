@@ -11,7 +11,7 @@ hub and its workers, from the moment it answers) is steadier than posts/s on a
 shared machine.
 
     python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
-                             [--store sqlite|postgresql|both] [--dsn DSN]
+                             [--store sqlite|postgresql|both] [--dsn DSN] [--stories on|off]
 
 With --store postgresql the hub keeps its posts in PostgreSQL (--dsn, an
 empty database; without it, a throwaway server from tests/servers.py);
@@ -166,7 +166,8 @@ def posts_in(dsn: str) -> list[tuple]:
 
 
 def run(
-    n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT, dsn: str = ""
+    n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT, dsn: str = "",
+    stories: str = "",
 ) -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
@@ -187,6 +188,7 @@ size = 10000
 [analysis]
 batch_size = {batch_size}
 {f"workers = {workers}" if workers else ""}
+{f"[stories]{chr(10)}enabled = {'true' if stories == 'on' else 'false'}" if stories else ""}
 [web]
 endpoint = "tcp:{port}:interface=127.0.0.1"
 [[sources]]
@@ -263,6 +265,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="pace the replay at this many posts/s (0: flat out)")
     parser.add_argument("--workers", type=int, default=0, help="[analysis] workers: 0 threads, N processes")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--stories", choices=("on", "off"), help="[stories] enabled (default: the hub's default)")
     parser.add_argument("--hub-root", type=pathlib.Path, default=ROOT,
                         help="run the hub from this source tree (e.g. an older commit, git archive'd)")
     parser.add_argument("--store", choices=("sqlite", "postgresql", "both"), default="sqlite",
@@ -282,7 +285,8 @@ def main() -> None:
 
                     server = server or PostgresServer().start()
                     dsn = server.dsn(server.create_database())
-            results.append(run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), dsn))
+            results.append(run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), dsn,
+                               args.stories))
     finally:
         if server is not None:
             server.close()

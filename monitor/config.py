@@ -380,8 +380,8 @@ LEARNING_FIELDS = {
 }
 
 STORIES_FIELDS = {
-    # Off by default: clustering runs on the hub's event loop and costs
-    # about 2x VADER per post (bench/stories.py).
+    # Off by default: it costs about 2x VADER per post, 1.5x of it on the
+    # hub's event loop (bench/stories.py, bench/README.md).
     "enabled": Field(bool, False),
     "threshold": Field(float, 0.3, between(0.01, 1.0)),
     "half_life": Field(DURATION, "1h", duration),

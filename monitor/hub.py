@@ -30,7 +30,7 @@ from monitor.metrics import Metrics
 from monitor.nodes.pool import NodePool
 from monitor.pipeline import Pipeline
 from monitor.queue import make_queue
-from monitor.stories import StoryClusterer, StoryService
+from monitor.stories import StoryClusterer, StoryService, features
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
 from monitor.store.sqlite import OPEN_ERRORS, SQLiteStore, check_openable
@@ -146,11 +146,17 @@ class Hub(OrderedMultiService):
         )
         # The hub's own analyzers, in the order the node pool falls back on
         # them: worker processes ([analysis] workers >= 1), then threads.
-        self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor)]
+        # With stories on, they work out each post's story features too
+        # (what depends on the post alone), so that the reactor only
+        # assigns posts to stories.
+        s = config.stories
+        story_features = features if s["enabled"] else None
+        self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor, features=story_features)]
         if a.get("workers", 0) >= 1:
-            self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor))
+            self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor, features=story_features))
         # Remote analysis nodes while any are connected, else the above.
-        self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor)
+        self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor,
+                                        features=story_features)
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
         self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor)
@@ -163,7 +169,6 @@ class Hub(OrderedMultiService):
         self.rescorer = Rescorer(self.learning, self.learner, reactor)
         # Stories: every matched post put in a cluster by its words, links and
         # place before it is stored; the clusterer's state kept in the store.
-        s = config.stories
         self.story_clusterer = StoryClusterer(
             threshold=s["threshold"],
             half_life=parse_duration(s["half_life"]),

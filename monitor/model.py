@@ -38,6 +38,10 @@ class Analysis:
     #: Whose answer C{sentiment} is: C{"vader"}, C{"model:VERSION"}, or
     #: C{"unscored"} (a language no active model knows; C{sentiment} None).
     by: str = "vader"
+    #: The post's story features (L{monitor.stories.features}) when the
+    #: analysis stage worked them out, so the reactor need not; never
+    #: stored or sent (not in L{to_dict}), not part of equality.
+    features: Optional[tuple] = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,10 +20,14 @@ stay flat however long the hub runs.
 
 This is leader clustering with decay (the family of DenStream/DBSTREAM's
 micro-clusters), chosen because it decides the number of stories by itself
-and costs one pass over a post's words; it runs on the event loop, so every
-step of L{StoryClusterer.add} is kept to a few C-level calls (its cost
-beside VADER's, and how well it separates stories on labelled posts, are
-in C{bench/README.md} and C{tests/test_stories.py}).
+and costs one pass over a post's words.  What depends on the post alone
+(its folded words, links, near-duplicate signature and LSH keys:
+L{features}) is worked out where the post is analysed (the analysis
+thread, worker processes, or the thread pool for posts a remote node
+analysed) and rides on its analysis; the rest runs on the event loop, so
+every step of L{StoryClusterer.add} is kept to a few C-level calls (its
+cost beside VADER's, split so, and how well it separates stories on
+labelled posts, are in C{bench/README.md} and C{tests/test_stories.py}).
 
 L{StoryClusterer.snapshot} and L{StoryClusterer.restore} carry the whole
 state through a restart as plain JSON data; L{StoryClusterer.list} (by size
@@ -38,12 +42,12 @@ import re
 import unicodedata
 import zlib
 from array import array
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, OrderedDict, _count_elements, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from heapq import nlargest
 from itertools import repeat
-from operator import eq, itemgetter, mul
+from operator import add as _plus, eq, itemgetter, mul
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
@@ -58,7 +62,7 @@ from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
 
-__all__ = ["Story", "StoryClusterer", "StoryService"]
+__all__ = ["Story", "StoryClusterer", "StoryService", "features"]
 
 _LINK = re.compile(r"https?://([^\s/?#]+)([^\s?#]*)", re.IGNORECASE)
 #: A link, with its query: links count whole (see L{_links}), not by words.
@@ -127,11 +131,6 @@ SNAPSHOT_DF = 50_000
 SNAPSHOT_VERSION = 1
 
 
-def _count(counts: dict, keys) -> None:
-    for k in keys:
-        counts[k] = counts.get(k, 0) + 1
-
-
 def _most_common(counts: dict, n: int) -> list:
     """
     C{Counter.most_common} for a plain dict: ties in insertion order.
@@ -151,6 +150,46 @@ def _links(text: str) -> list[str]:
             host = host[4:]
         out.append(host + path.rstrip("/.,)!?"))
     return out
+
+
+_STOP: dict[Optional[str], frozenset[str]] = {}
+
+
+def _stop(lang: Optional[str]) -> frozenset[str]:
+    """
+    A language's stop words, bare or as hashtags and handles.
+    """
+    skip = _STOP.get(lang)
+    if skip is None:
+        bare = stop_words(lang)
+        skip = _STOP[lang] = frozenset(bare | {"#" + w for w in bare} | {"@" + w for w in bare})
+    return skip
+
+
+def features(text: str, lang: Optional[str]) -> tuple:
+    """
+    What the clusterer needs of a post that depends on the post alone, so
+    that it can be worked out where the post is analysed (a thread, a
+    worker process) rather than on the reactor: C{(words, links,
+    signature, keys)}, the words it is compared by (folded, three letters
+    or more, links and numbers and its language's stop words left out, in
+    order), its links (L{_links}), and its near-duplicate signature and
+    LSH keys (L{_NearDuplicates}; C{None} for a post too short to call a
+    copy).  Plain lists of strings and ints, cheap to pickle.
+    """
+    folded = _fold(text)
+    if "://" in folded:
+        folded = _LINK_TEXT.sub(" ", folded)
+    tokens = _TOKEN.findall(folded)
+    skip = _stop(lang)
+    words = [w for w in tokens if w not in skip and not w.isdigit()]
+    sig = _NearDuplicates.signature(tokens)
+    return (words, _links(text) if "://" in text else [], sig, _NearDuplicates.keys(sig) if sig is not None else None)
+
+
+#: Word -> its CRC-32, the hash of a word in a signature (bounded: cleared
+#: when full).
+_HASHES: dict[str, int] = {}
 
 
 class _NearDuplicates:
@@ -176,21 +215,22 @@ class _NearDuplicates:
 
     def __init__(self, least: float) -> None:
         self.least = least
-        self._hashes: dict[str, int] = {}
         #: entry number -> (story id, signature), oldest first.
         self.entries: dict[int, tuple[str, array]] = {}
         self._bands: dict[int, int] = {}
         self._serial = 0
 
-    def signature(self, tokens: list[str]) -> Optional[list[int]]:
+    @classmethod
+    def signature(cls, tokens: list[str]) -> Optional[list[int]]:
         """
         The post's signature: per bin the least hash of a word pair falling
-        in it, C{EMPTY} for none.
+        in it, C{EMPTY} for none.  Depends on C{tokens} alone, so it may be
+        computed anywhere (see L{features}).
         """
         words = [w for w in tokens if w[0] != "@"]
-        if len(words) <= self.LEAST_PAIRS:
+        if len(words) <= cls.LEAST_PAIRS:
             return None
-        cache = self._hashes
+        cache = _HASHES
         hs = list(map(cache.get, words))
         if None in hs:
             if len(cache) > 200_000:
@@ -200,7 +240,8 @@ class _NearDuplicates:
                     hs[i] = cache[w] = zlib.crc32(w.lstrip("#").encode())
         # hash() of a tuple of ints is the same in every process (only str
         # and bytes hashes are salted), so signatures survive a restart.
-        k, empty = self.K, self.EMPTY
+        # (A plain loop: maps of int methods and a sort cost twice as much.)
+        k, empty = cls.K, cls.EMPTY
         bins = [empty] * k
         for x in map(hash, zip(hs, hs[1:])):
             b, v = x % k, (x // k) & 0xFFFF
@@ -208,13 +249,14 @@ class _NearDuplicates:
                 bins[b] = v
         return bins
 
-    def keys(self, sig) -> list[int]:
+    @classmethod
+    def keys(cls, sig) -> list[int]:
         """
         The LSH keys of a signature: one per band of C{ROWS} bins that are
         not all empty.
         """
-        blank = self._blank
-        keys = map(hash, zip(self._bands_numbers, sig[0::3], sig[1::3], sig[2::3]))
+        blank = cls._blank
+        keys = map(hash, zip(cls._bands_numbers, sig[0::3], sig[1::3], sig[2::3]))
         return [key for key in keys if key not in blank]
 
     def resemblance(self, a, b) -> float:
@@ -231,9 +273,13 @@ class _NearDuplicates:
         The story of the most resembling earlier post, if it resembles
         enough (ties: the latest post).
         """
+        found = set(map(self._bands.get, keys))
+        found.discard(None)
+        if not found:
+            return None
         best, best_r = None, self.least
         entries = self.entries
-        for n in sorted(set(map(self._bands.get, keys, repeat(0))), reverse=True):
+        for n in sorted(found, reverse=True):
             entry = entries.get(n)
             if entry is not None:
                 r = self.resemblance(sig, entry[1])
@@ -247,8 +293,11 @@ class _NearDuplicates:
         self._bands.update(zip(keys, repeat(self._serial)))
         if len(self.entries) > self.POSTS:
             # Keys left pointing at forgotten posts find nothing; every
-            # post with such a key is older still, so forgotten too.
-            del self.entries[next(iter(self.entries))]
+            # post with such a key is older still, so forgotten too.  The
+            # oldest by its number: next(iter()) would walk past every
+            # entry deleted before it (microseconds per post).
+            if self.entries.pop(self._serial - self.POSTS, None) is None:
+                del self.entries[next(iter(self.entries))]
             if len(self._bands) > 2 * self.BANDS * self.POSTS:
                 self._reindex()
 
@@ -379,7 +428,9 @@ class StoryClusterer:
         self.geo_weight = geo_weight
         self.max_stories = max_stories
         self.exclude = frozenset(exclude)
-        self._skips: dict[Optional[str], frozenset[str]] = {}
+        #: The topics' words, bare or as hashtags and handles: left out of
+        #: every post (on top of its language's stop words, see L{features}).
+        self._excluded = frozenset(self.exclude | {"#" + w for w in self.exclude} | {"@" + w for w in self.exclude})
         self.stories: dict[str, Story] = {}
         self.df: Counter = Counter()
         self.documents = 0
@@ -394,101 +445,75 @@ class StoryClusterer:
 
     # -- vectors ---------------------------------------------------------
 
-    def _skip(self, lang: Optional[str]) -> frozenset[str]:
+    def _vector(self, words: list[str]) -> tuple[list[str], list[float]]:
         """
-        The words left out of posts in C{lang}: its stop words and the
-        topics' words, bare or as hashtags and handles.
+        The post's TF-IDF vector, of unit length, its C{POST_TERMS}
+        weightiest words at most, as its words and their weights; counts
+        the words' document frequencies.  (Counting in C: C{_count_elements}
+        is what C{Counter.update} runs.)
         """
-        skip = self._skips.get(lang)
-        if skip is None:
-            bare = stop_words(lang) | self.exclude
-            skip = self._skips[lang] = bare | {"#" + w for w in bare} | {"@" + w for w in bare}
-        return skip
-
-    def _words(self, text: str, lang: Optional[str]) -> list[str]:
-        """
-        The words a post is compared by: one pass of one expression over the
-        folded text, links (with their query) skipped, and numbers.
-        """
-        return self._tokens(text, lang)[0]
-
-    def _tokens(self, text: str, lang: Optional[str]) -> tuple[list[str], list[str]]:
-        """
-        The words a post is compared by (see L{_words}), and all its words
-        of three letters or more, for near-duplicates.
-        """
-        skip = self._skip(lang)
-        folded = _fold(text)
-        if "://" in folded:
-            folded = _LINK_TEXT.sub(" ", folded)
-        tokens = _TOKEN.findall(folded)
-        return [w for w in tokens if w not in skip and not w.isdigit()], tokens
-
-    def _vector(self, words: list[str]) -> dict[str, float]:
-        tf = dict.fromkeys(words, 1)
-        if len(tf) < len(words):
-            tf = {}
-            for w in words:
-                tf[w] = tf.get(w, 0) + 1
+        tf: dict[str, int] = {}
+        _count_elements(tf, words)
         df = self.df
-        get = df.get
-        idf = math.log(self.documents + 2) + 1
+        _count_elements(df, tf)
         log = math.log
-        vec = {}
-        sumsq = 0.0
-        for w, c in tf.items():
-            d = get(w, 0) + 1
-            df[w] = d
-            v = idf - log(d + 1)
-            if c > 1:
-                v *= 1 + log(c)
-            vec[w] = v
-            sumsq += v * v
-        if len(vec) > POST_TERMS:
-            vec = dict(sorted(vec.items(), key=lambda kv: -kv[1])[:POST_TERMS])
-            sumsq = sum(v * v for v in vec.values())
-        scale = 1 / (math.sqrt(sumsq) or 1.0)
-        return {w: v * scale for w, v in vec.items()}
+        idf = log(self.documents + 2) + 1
+        keys = list(tf)
+        values = [idf - log(d + 1) for d in map(df.__getitem__, keys)]
+        if len(keys) < len(words):
+            for i, c in enumerate(tf.values()):
+                if c > 1:
+                    values[i] *= 1 + log(c)
+        if len(keys) > POST_TERMS:
+            # The weightiest first, ties in the words' order (sorts are
+            # stable, in reverse too).
+            top = sorted(range(len(keys)), key=values.__getitem__, reverse=True)[:POST_TERMS]
+            keys, values = [keys[i] for i in top], [values[i] for i in top]
+        scale = 1 / (math.sqrt(sum(map(mul, values, values))) or 1.0)
+        return keys, [v * scale for v in values]
 
     # -- assignment --------------------------------------------------------
 
     def add(self, post) -> Optional[str]:
         """
         Put C{post} in a story; returns the story's id (C{None} for a post
-        with no words to go by).
+        with no words to go by).  The post's L{features} are taken from its
+        analysis when the analysis stage worked them out, else worked out
+        here.
         """
         t = float(post.created_at)
         if t > self.now:
             self.now = t
-        text = post.text
-        words, tokens = self._tokens(text, post.lang)
-        links = _links(text) if "://" in text else ()
+        a = post.analysis
+        f = getattr(a, "features", None) if a is not None else None
+        words, links, sig, lsh = f if f is not None else features(post.text, post.lang)
+        excluded = self._excluded
+        if excluded:
+            words = [w for w in words if w not in excluded]
         if not words and not links:
             return None
         self.documents += 1
-        vec = self._vector(words)
+        keys, values = self._vector(words)
         if len(self.df) > 200_000:
             self._prune_df()
         copies = self.near_duplicates
-        sig = copies.signature(tokens) if copies is not None else None
-        if sig is not None:
-            keys = copies.keys(sig)
-        story = (
-            (self._by_link(links) if links else None)
-            or (self._copied(copies.find(sig, keys), post) if sig is not None else None)
-            or self._nearest(vec, post)
-        )
+        if copies is None:
+            sig = None
+        story = self._by_link(links) if links else None
+        if story is None and sig is not None:
+            sid = copies.find(sig, lsh)
+            if sid is not None:
+                story = self._copied(sid, post)
         if story is None:
-            if len(self.stories) >= self.max_stories:
-                self._forget_lightest()
-            self._serial += 1
-            story = Story(self._new_id(self._serial), first_seen=t, last_seen=t, serial=self._serial)
-            self.stories[story.id] = story
-            self._by_serial[story.serial] = story
-        self._join(story, post, vec, links, t)
+            story = self._nearest(keys, values, post)
+        if story is None:
+            sid = self._start(post, keys, values, links, t)
+        else:
+            self._join(story, post, keys, values, links, t)
+            sid = story.id
         if sig is not None:
-            copies.add(sig, keys, story.id)
-        return story.id
+            copies.add(sig, lsh, sid)
+        return sid
 
     def _by_link(self, links) -> Optional[Story]:
         for link in links:
@@ -511,21 +536,19 @@ class StoryClusterer:
     def _decay(self, story: Story) -> float:
         return 0.5 ** (max(0.0, self.now - story.last_seen) / self.half_life)
 
-    def _nearest(self, vec: dict[str, float], post) -> Optional[Story]:
+    def _nearest(self, keys: list[str], values: list[float], post) -> Optional[Story]:
         # The post's weightiest words find the candidates; a word in the
         # centroids of very many stories tells them apart from none.
-        lookup = vec if len(vec) <= LOOKUP_TERMS else sorted(vec, key=vec.get, reverse=True)[:LOOKUP_TERMS]
-        index = self._index
-        found = []
-        for w in lookup:
-            sids = index.get(w)
-            if sids and len(sids) <= CROWDED:
-                found.append(sids)
+        if len(keys) <= LOOKUP_TERMS:
+            lookup = keys
+        else:
+            lookup = [keys[i] for i in sorted(range(len(keys)), key=values.__getitem__, reverse=True)[:LOOKUP_TERMS]]
+        found = [sids for sids in map(self._index.get, lookup) if sids and len(sids) <= CROWDED]
         if not found:
             return None
         # A story sharing one common word is rarely the one; with few words
         # one is all there is.  (Set operations: no counting in Python.)
-        if len(vec) > 3:
+        if len(keys) > 3:
             seen, twice = set(found[0]), set()
             for sids in found[1:]:
                 twice |= seen & sids
@@ -540,13 +563,13 @@ class StoryClusterer:
             # Those sharing the most words; ties to the oldest story, not to
             # the order the index's sets happen to iterate in (so that a
             # restored clusterer chooses the same): sorts are stable.
-            shared = Counter()
+            shared: dict[int, int] = {}
             for sids in found:
-                shared.update(twice & sids)
+                _count_elements(shared, twice & sids)
             candidates.sort(key=shared.__getitem__, reverse=True)
             del candidates[CANDIDATES:]
         best, best_sim, by_serial = None, self.threshold, self._by_serial
-        keys, values, zeros = list(vec), list(vec.values()), repeat(0.0)
+        zeros = repeat(0.0)
         placed = self.geo_weight and post.lat is not None and post.lon is not None
         sqrt = math.sqrt
         for serial in candidates:
@@ -561,7 +584,41 @@ class StoryClusterer:
                 best, best_sim = story, sim
         return best
 
-    def _join(self, story: Story, post, vec, links, t: float) -> None:
+    def _start(self, post, keys: list[str], values: list[float], links, t: float) -> str:
+        """
+        A new story of C{post} alone: what L{_join} makes of an empty story,
+        built at once.
+        """
+        if len(self.stories) >= self.max_stories:
+            self._forget_lightest()
+        self._serial = serial = self._serial + 1
+        a = post.analysis
+        sentiment: dict = {}
+        labels: dict = {}
+        if a is not None:
+            sentiment[a.sentiment] = 1
+            _count_elements(labels, a.labels)
+        topics: dict = {}
+        _count_elements(topics, post.topics)
+        placed = post.lat is not None and post.lon is not None
+        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
+        story = Story(
+            id=self._new_id(serial), first_seen=t, last_seen=t, centroid=dict(zip(keys, values)),
+            sumsq=sum(map(mul, values, values)), weight=1.0, size=1, terms=dict.fromkeys(keys, 1),
+            sentiment=sentiment, labels=labels, sources={post.source: 1}, topics=topics, placed=int(placed),
+            lat_sum=post.lat if placed else 0.0, lon_sum=post.lon if placed else 0.0, minutes={int(t // 60): 1},
+            samples=[(reach, post.uid, post.author, post.text[:280], post.source, t, post.url)], serial=serial,
+        )
+        self.stories[story.id] = story
+        self._by_serial[serial] = story
+        index = self._index
+        for w in keys:
+            index[w].add(serial)
+        if links:
+            self._add_links(story, links)
+        return story.id
+
+    def _join(self, story: Story, post, keys: list[str], values: list[float], links, t: float) -> None:
         # The centroid is kept multiplied by story.boost, which grows as the
         # story decays, so that a post adds its vector instead of every
         # weight being multiplied by the decay (cosine ignores the scale).
@@ -583,25 +640,23 @@ class StoryClusterer:
                 story.first_seen = t
         if story.boost > 1e100:
             self._rescale(story)
-        c, boost, sumsq, index, serial = story.centroid, story.boost, story.sumsq, self._index, story.serial
-        for w, v in vec.items():
-            old = c.get(w)
-            if old is None:
-                new = v * boost
+        # The new weights and the new sum of squares in C: |c + b*v|^2 =
+        # |c|^2 + 2b(c.v) + b^2|v|^2, the dot product one pass of map().
+        c, boost = story.centroid, story.boost
+        olds = list(map(c.get, keys, repeat(0.0)))
+        scaled = [v * boost for v in values]
+        story.sumsq += 2 * sum(map(mul, olds, scaled)) + sum(map(mul, scaled, scaled))
+        fresh = [w for w in keys if w not in c]
+        c.update(zip(keys, map(_plus, olds, scaled)))
+        if fresh:
+            index, serial = self._index, story.serial
+            for w in fresh:
                 index[w].add(serial)
-            else:
-                new = old + v * boost
-                sumsq -= old * old
-            c[w] = new
-            sumsq += new * new
-        story.sumsq = sumsq
-        if len(c) >= 2 * CENTROID_TERMS:
-            self._trim(story)
+            if len(c) >= 2 * CENTROID_TERMS:
+                self._trim(story)
         story.size += 1
         terms = story.terms
-        get = terms.get
-        for w in vec:
-            terms[w] = get(w, 0) + 1
+        _count_elements(terms, keys)
         if len(terms) > 300:
             story.terms = dict(_most_common(terms, 150))
         a = post.analysis
@@ -609,10 +664,10 @@ class StoryClusterer:
             counts = story.sentiment
             counts[a.sentiment] = counts.get(a.sentiment, 0) + 1
             if a.labels:
-                _count(story.labels, a.labels)
+                _count_elements(story.labels, a.labels)
         counts = story.sources
         counts[post.source] = counts.get(post.source, 0) + 1
-        _count(story.topics, post.topics)
+        _count_elements(story.topics, post.topics)
         if links:
             self._add_links(story, links)
         if post.lat is not None and post.lon is not None:
@@ -625,8 +680,8 @@ class StoryClusterer:
         if len(minutes) > MINUTES:
             for k in sorted(minutes)[:-MINUTES]:
                 del minutes[k]
-        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
         samples = story.samples
+        reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
         # Kept by reach; the earlier of two equally reaching posts stays.
         if len(samples) < SAMPLES or reach > samples[-1][0]:
             samples.append((reach, post.uid, post.author, post.text[:280], post.source, t, post.url))

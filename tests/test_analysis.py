@@ -697,3 +697,37 @@ def test_stop_waits_for_batches_in_flight(reactor, monkeypatch):
     results = yield batch
     assert len(results) == len(TEXTS)
     assert not any(t.is_alive() for t in pool.threads)
+
+
+@pytest_twisted.inlineCallbacks
+def test_local_analyzer_works_out_story_features_in_its_pool(reactor, monkeypatch):
+    """
+    With story features on, each analysis carries its post's features
+    (worked out in the analysis thread, by the post's language) and equals
+    the plain analysis; without, none is worked out.
+    """
+    from monitor.stories import features
+
+    threads = []
+
+    def recording(text, lang):
+        threads.append(threading.get_ident())
+        return features(text, lang)
+
+    posts = make_posts(TEXTS)
+    posts[0].lang = "de"
+    with_features = LocalAnalyzer(Classifier(), reactor=reactor, features=recording)
+    without = LocalAnalyzer(Classifier(), reactor=reactor)
+    with_features.startService()
+    without.startService()
+    try:
+        got = yield with_features.analyze(posts).addTimeout(30, reactor)
+        plain = yield without.analyze(posts).addTimeout(30, reactor)
+    finally:
+        yield with_features.stopService()
+        yield without.stopService()
+    assert got == plain == analyze_texts(TEXTS, Classifier())
+    assert [a.features for a in got] == [features(p.text, p.lang) for p in posts]
+    assert all(a.features is None for a in plain)
+    assert len(threads) == len(TEXTS) and threading.get_ident() not in threads
+    assert "features" not in got[0].to_dict()

@@ -200,3 +200,23 @@ def test_synchronous_failures_do_not_lose_chunks():
         while alive.calls:
             alive.answer()
     assert result_of(d) == analyze_texts(texts_of(500), Classifier())
+
+
+def test_posts_a_node_analysed_get_their_story_features_here():
+    """Nodes send no story features: with stories on, the pool works them out for what a node answered."""
+    from monitor.stories import features
+
+    node = FakeNode("n", capacity=1)
+    clock = Clock()
+    pool = NodePool([RecordingLocal()], Classifier(), Metrics(), reactor=clock, features=features)
+    pool.startService()
+    pool.add_node(node)
+    texts = texts_of(150)
+    batch = posts(texts)
+    batch[1].lang = "en"
+    d = pool.analyze(batch)
+    while node.calls:
+        node.answer()
+    results = result_of(d)
+    assert results == analyze_texts(texts, Classifier())
+    assert [a.features for a in results] == [features(p.text, p.lang) for p in batch]

@@ -137,3 +137,22 @@ async def test_stop_waits_for_batches_then_ends_the_workers(reactor, ground_trut
     failures = []
     analyzer.analyze(posts(["late"])).addErrback(failures.append)
     assert failures[0].check(AnalyzerNotRunning)
+
+
+@pytest_twisted.ensureDeferred
+async def test_workers_work_out_story_features_too(reactor, ground_truth_texts):
+    """With story features on, the workers send each text's features with its scores; the analyses are unchanged."""
+    from monitor.stories import features
+
+    texts = ground_truth_texts[:300]
+    batch = posts(texts)
+    for p in batch[::2]:
+        p.lang = "en"
+    analyzer = ProcessAnalyzer(CUSTOM, 2, reactor=reactor, features=features)
+    analyzer.startService()
+    try:
+        results = await within(analyzer.analyze(batch), reactor)
+    finally:
+        await within(analyzer.stopService(), reactor)
+    assert results == analyze_texts(texts, CUSTOM)
+    assert [a.features for a in results] == [features(p.text, p.lang) for p in batch]

@@ -325,3 +325,71 @@ def test_a_post_joining_a_story_silent_for_a_thousand_half_lives_keeps_its_story
     assert c.get(first)["size"] == 2
     again = c.add(post(3600 * 1100 + 60, "river flood again and again"))
     assert again == first
+
+
+def test_features_worked_out_in_the_analysis_stage_give_the_same_stories(shared_data):
+    """
+    Posts whose analysis carries their features (worked out where they were
+    analysed, pickled across a process) go into exactly the stories of
+    posts the clusterer works out itself, topic words left out either way.
+    """
+    import pickle
+
+    from monitor.stories import features
+
+    rows = labelled(shared_data)[:1500]
+    rows = [(f"RT @u{i}: {rows[i - 3][0]}", None) if i % 9 == 8 else row for i, row in enumerate(rows)]
+    plain = [post(i, text + (f" https://news.example/a/{i % 30}" if i % 5 == 0 else "")) for i, (text, _) in enumerate(rows)]
+    carried = [post(i, p.text) for i, p in enumerate(plain)]
+    for p in carried:
+        p.analysis.features = pickle.loads(pickle.dumps(features(p.text, p.lang)))
+    exclude = ("lax", "acme")
+    here, there = StoryClusterer(exclude=exclude), StoryClusterer(exclude=exclude)
+    expected = [here.add(p) for p in plain]
+    got = [there.add(p) for p in carried]
+    assert got == expected and len(set(got)) > 100
+    assert there.list(limit=30) == here.list(limit=30)
+    assert "lax" not in {t for s in there.list(limit=30) for t in s["terms"]}
+    # What travels is plain data: words, links, the signature and its keys.
+    words, links, sig, keys = features("RT @x: Acme checkout outage again https://status.acme.example/1/", None)
+    assert words == ["acme", "checkout", "outage"] and links == ["status.acme.example/1"]
+    assert len(sig) == 24 and all(isinstance(k, int) for k in keys)
+    assert features("too short", None)[2:] == (None, None)
+
+
+def test_a_post_keeps_its_features_when_learned_models_answer_again():
+    """An analysis the learned models change (here: a language no model knows, so unscored) keeps its story features."""
+    from monitor.learn.apply import apply_models
+    from monitor.stories import features
+
+    text = "acme checkout outage again for everyone today"
+    a = Analysis(0.1, 0.2, 0.8, 0.0, "positive", (), features=features(text, "de"))
+    b = apply_models(a, text, "de", {})
+    assert b is not a and (b.sentiment, b.by) == (None, "unscored") and b.features == a.features
+
+
+def test_the_copies_remembered_are_the_latest_and_bounded_through_a_restore(monkeypatch):
+    """
+    The near-duplicates remember the last POSTS posts, oldest forgotten
+    first, also after a restore; a copy of a forgotten post finds nothing,
+    a copy of a remembered one finds its story.
+    """
+    from monitor.stories import _NearDuplicates, features
+
+    monkeypatch.setattr(_NearDuplicates, "POSTS", 50)
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(4000)]
+    texts = [" ".join(rng.sample(words, 10)) for _ in range(130)]
+    clusterer = StoryClusterer(threshold=0.99)
+    ids = [clusterer.add(post(i, text)) for i, text in enumerate(texts[:70])]
+    restored = StoryClusterer(threshold=0.99)
+    restored.restore(json.loads(json.dumps(clusterer.snapshot())))
+    ids += [restored.add(post(i, text)) for i, text in enumerate(texts[70:], 70)]
+    entries = restored.near_duplicates.entries
+    assert list(entries) == list(range(81, 131)) and [sid for sid, _ in entries.values()] == ids[80:]
+
+    def copied(text):
+        _, _, sig, keys = features(text, None)
+        return restored.near_duplicates.find(sig, keys)
+
+    assert copied(texts[10]) is None and copied(texts[120]) == ids[120]

@@ -4,7 +4,7 @@ Analysis in a thread pool of the hub's own process.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from zope.interface import implementer
 
@@ -18,7 +18,7 @@ from monitor.analysis.classify import Classifier
 from monitor.interfaces import IAnalyzer
 from monitor.service import InFlight
 
-__all__ = ["AnalyzerNotRunning", "LocalAnalyzer"]
+__all__ = ["AnalyzerNotRunning", "LocalAnalyzer", "analyze_with_features", "with_features"]
 
 
 class AnalyzerNotRunning(RuntimeError):
@@ -43,6 +43,12 @@ class LocalAnalyzer(Service):
     any other time it fails with L{AnalyzerNotRunning} instead of starting
     a pool behind the service's back, because a pool nobody stops keeps
     the process from exiting.
+
+    @param features: C{(text, lang) -> tuple}, what the stories need of
+        each post that depends on the post alone
+        (L{monitor.stories.features}), worked out in the same thread job
+        and carried on each analysis (L{monitor.model.Analysis.features}),
+        so that the reactor does not; C{None} (stories off): not at all.
     """
 
     name = "analysis"
@@ -52,12 +58,14 @@ class LocalAnalyzer(Service):
         classifier: Classifier,
         threads: int = 1,
         reactor: Optional[object] = None,
+        features: Optional[Callable[[str, Optional[str]], tuple]] = None,
     ):
         if threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads!r}")
         self.classifier = classifier
         self.threads = threads
         self._reactor = reactor
+        self.features = features
         self._pool: Optional[ThreadPool] = None
         self._in_flight = InFlight()
 
@@ -108,11 +116,28 @@ class LocalAnalyzer(Service):
         texts = [post.text for post in posts]
         if not texts:
             return defer.succeed([])
-        d = deferToThreadPool(
-            self._get_reactor(),
-            self._pool,
-            analyze_texts,
-            texts,
-            self.classifier,
-        )
+        if self.features is None:
+            d = deferToThreadPool(self._get_reactor(), self._pool, analyze_texts, texts, self.classifier)
+        else:
+            d = deferToThreadPool(self._get_reactor(), self._pool, analyze_with_features, texts,
+                                  [post.lang for post in posts], self.classifier, self.features)  # fmt: skip
         return self._in_flight.track(d)
+
+
+def analyze_with_features(texts: Sequence[str], langs: Sequence[Optional[str]], classifier: Classifier,
+                          features: Callable[[str, Optional[str]], tuple]) -> list:  # fmt: skip
+    """
+    L{analyze_texts}, each analysis carrying the C{features} of its text
+    (see L{LocalAnalyzer}).
+    """
+    return with_features(analyze_texts(texts, classifier), texts, langs, features)
+
+
+def with_features(analyses: list, texts: Sequence[str], langs: Sequence[Optional[str]],
+                  features: Callable[[str, Optional[str]], tuple]) -> list:  # fmt: skip
+    """
+    C{analyses}, each given the C{features} of its text.
+    """
+    for a, text, lang in zip(analyses, texts, langs):
+        a.features = features(text, lang)
+    return analyses

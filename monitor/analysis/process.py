@@ -22,7 +22,7 @@ import time
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -37,7 +37,7 @@ from monitor.interfaces import IAnalyzer
 from monitor.service import InFlight
 from monitor.model import LABELS, SENTIMENTS, Analysis
 
-__all__ = ["ProcessAnalyzer", "WorkersFailed", "from_row", "score_texts", "to_learned_row", "to_row"]
+__all__ = ["ProcessAnalyzer", "WorkersFailed", "from_row", "score_texts", "score_with_features", "to_learned_row", "to_row"]
 
 #: A batch is split over several workers only in parts of at least this
 #: many texts: below that, the cost of a round trip to a worker dominates.
@@ -157,11 +157,25 @@ def score_texts(texts: list[str]) -> list[tuple]:
     return [to_row(a) for a in analyze_texts(texts, _worker_classifier)]
 
 
+def score_with_features(score: Callable, texts: list[str], langs: list[Optional[str]], features: Callable) -> list:
+    """
+    Run in a worker: C{score(texts)} (L{score_texts}), each row paired with
+    the C{features} of its text (both module-level functions, so that they
+    pickle by name).
+    """
+    return list(zip(score(texts), map(features, texts, langs)))
+
+
 def _warm() -> int:
     return os.getpid()
 
 
 # --- in the reactor's process ---------------------------------------------
+
+
+def _with_features(a: Analysis, features: tuple) -> Analysis:
+    a.features = features
+    return a
 
 
 def _start_method() -> str:
@@ -184,6 +198,9 @@ class ProcessAnalyzer(Service):
 
     @cvar score_function: what a worker runs on a list of texts; a
         module-level function, so that it pickles by name.
+    @param features: as L{monitor.analysis.local.LocalAnalyzer}'s (and a
+        module-level function too): worked out in the workers with the
+        scores.
     """
 
     name = "analysis-processes"
@@ -197,6 +214,7 @@ class ProcessAnalyzer(Service):
         reactor: Optional[Any] = None,
         start_method: Optional[str] = None,
         stop_timeout: float = STOP_TIMEOUT,
+        features: Optional[Callable[[str, Optional[str]], tuple]] = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers!r}")
@@ -207,6 +225,7 @@ class ProcessAnalyzer(Service):
         self.reactor = reactor
         self.start_method = start_method or _start_method()
         self.stop_timeout = stop_timeout
+        self.features = features
         self._classifier_dict = classifier.to_dict()
         self._executor: Optional[ProcessPoolExecutor] = None
         self._in_flight = InFlight()
@@ -282,14 +301,20 @@ class ProcessAnalyzer(Service):
         """
         Analyse C{posts}.  Fires with one L{Analysis} per post, in order.
         """
-        d = self.score([post.text for post in posts])
-        d.addCallback(lambda rows: [from_row(row) for row in rows])
+        texts = [post.text for post in posts]
+        if self.features is None:
+            d = self.score(texts)
+            d.addCallback(lambda rows: [from_row(row) for row in rows])
+            return d
+        d = self.score(texts, [post.lang for post in posts])
+        d.addCallback(lambda pairs: [_with_features(from_row(row), f) for row, f in pairs])
         return d
 
-    def score(self, texts: list[str]) -> defer.Deferred:
+    def score(self, texts: list[str], langs: Optional[list] = None) -> defer.Deferred:
         """
         Score C{texts}.  Fires with one row (L{to_row}) per text, in order:
-        the plain data an analysis node sends back to the hub.
+        the plain data an analysis node sends back to the hub; with the
+        texts' C{langs}, one C{(row, features)} pair per text instead.
         """
         if self._executor is None:
             return defer.fail(AnalyzerNotRunning("score() called while not running"))
@@ -297,26 +322,30 @@ class ProcessAnalyzer(Service):
             return defer.succeed([])
         parts = max(1, min(self.workers, len(texts) // MIN_PART))
         size = -(-len(texts) // parts)
-        ds = [self._part(texts[i : i + size]) for i in range(0, len(texts), size)]
+        ds = [self._part(texts[i : i + size], langs=langs[i : i + size] if langs is not None else None)
+              for i in range(0, len(texts), size)]  # fmt: skip
         d = defer.gatherResults(ds, consumeErrors=True)
         d.addCallback(lambda results: [row for rows in results for row in rows])
         d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
         return self._in_flight.track(d)
 
-    def _part(self, texts: list[str], retried: bool = False) -> defer.Deferred:
+    def _part(self, texts: list[str], retried: bool = False, langs: Optional[list] = None) -> defer.Deferred:
         executor = self._executor
         if executor is None:
             return defer.fail(AnalyzerNotRunning("the analyzer stopped"))
         try:
-            future = executor.submit(self.score_function, texts)
+            if langs is None:
+                future = executor.submit(self.score_function, texts)
+            else:
+                future = executor.submit(score_with_features, self.score_function, texts, langs, self.features)
         except BrokenProcessPool:
             d = defer.fail()
         else:
             d = self._deferred(future)
-        d.addErrback(self._retry, executor, texts, retried)
+        d.addErrback(self._retry, executor, texts, retried, langs)
         return d
 
-    def _retry(self, failure: Failure, executor, texts: list[str], retried: bool):
+    def _retry(self, failure: Failure, executor, texts: list[str], retried: bool, langs: Optional[list] = None):
         failure.trap(BrokenProcessPool)
         if retried:
             raise WorkersFailed(f"analysis workers died twice on a part of {len(texts)} texts")
@@ -329,7 +358,7 @@ class ProcessAnalyzer(Service):
             )
             executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
-        return self._part(texts, retried=True)
+        return self._part(texts, retried=True, langs=langs)
 
     def _deferred(self, future) -> defer.Deferred:
         """

@@ -54,7 +54,7 @@ def apply_models(a: Analysis, text: str, lang: Optional[str], models: Mapping[tu
         labels = tuple(sorted(chosen, key=lambda n: (_ORDER.get(n, len(_ORDER)), n)))
     if (sentiment, by, labels) == (a.sentiment, a.by, a.labels):
         return a
-    return Analysis(a.compound, a.pos, a.neu, a.neg, sentiment, labels, by)
+    return Analysis(a.compound, a.pos, a.neu, a.neg, sentiment, labels, by, a.features)
 
 
 def apply_texts(analyses, texts, langs, models) -> list[Analysis]:

@@ -22,7 +22,7 @@ from collections import OrderedDict, deque
 from typing import Any, Optional, Sequence
 
 from twisted.application.service import Service
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from monitor.analysis import Classifier, versions as analysis_versions
-from monitor.analysis.local import AnalyzerNotRunning
+from monitor.analysis.local import AnalyzerNotRunning, with_features
 from monitor.analysis.process import from_row
 from monitor.interfaces import IAnalysisNode, IAnalyzer
 from monitor.learn.apply import ModelSet, applied
@@ -361,6 +361,11 @@ class NodePool(Service):
     @ivar endpoint: a Twisted server endpoint description to listen on
         for nodes, or C{None} for none.
     @ivar timeout: seconds a node has to answer one call.
+    @ivar features: the stories' per-post features
+        (L{monitor.stories.features}) or C{None}: nodes do not send them,
+        so they are worked out for the posts a node analysed in the
+        reactor's thread pool, off the event loop (the hub's own analyzers
+        work them out themselves).
     """
 
     name = "nodes"
@@ -368,9 +373,10 @@ class NodePool(Service):
 
     def __init__(self, local: Sequence[IAnalyzer], classifier: Classifier, metrics, endpoint: Optional[str] = None,
                  secret: Optional[bytes] = None, timeout: float = 10.0, reactor: Optional[Any] = None,
-                 versions: Optional[dict] = None) -> None:
+                 versions: Optional[dict] = None, features=None) -> None:
         if reactor is None:
             from twisted.internet import reactor
+        self.features = features
         if endpoint and not secret:
             raise ValueError("a node listener needs a secret")
         self.local = list(local)
@@ -397,7 +403,7 @@ class NodePool(Service):
 
     @classmethod
     def from_config(cls, nodes: dict, local: Sequence[IAnalyzer], classifier: Classifier, metrics,
-                    reactor=None) -> "NodePool":
+                    reactor=None, features=None) -> "NodePool":
         """
         The pool of the C{[nodes]} section; reads the secret (file or
         C{MONITOR_NODE_SECRET}) only when there is a listener.
@@ -405,7 +411,7 @@ class NodePool(Service):
         endpoint = nodes.get("endpoint")
         secret = read_secret(nodes.get("secret_file")) if endpoint else None
         return cls(local, classifier, metrics, endpoint=endpoint, secret=secret,
-                   timeout=nodes.get("timeout", 10.0), reactor=reactor)
+                   timeout=nodes.get("timeout", 10.0), reactor=reactor, features=features)
 
     # -- lifecycle --
 
@@ -704,9 +710,24 @@ class NodePool(Service):
             raise ValueError(f"the node answered {len(rows) if isinstance(rows, list) else rows!r} results "
                              f"for {len(chunk.texts)} texts")
         if slot.supports_models:
-            return [from_row(row, models.labels) for row in rows]
-        # A node that does not apply the models (an older one): here.
-        return self._apply_here([from_row(row) for row in rows], chunk.posts, models)
+            analyses = [from_row(row, models.labels) for row in rows]
+        else:
+            # A node that does not apply the models (an older one): here.
+            analyses = self._apply_here([from_row(row) for row in rows], chunk.posts, models)
+        return self._with_features(analyses, chunk.posts) if self.features is not None else analyses
+
+    def _with_features(self, analyses, posts: list):
+        """
+        C{analyses} (or a Deferred of them) once each carries its post's
+        story features, worked out in the reactor's thread pool (at once
+        on a reactor without one, as in tests on a Clock).
+        """
+        if isinstance(analyses, defer.Deferred):
+            return analyses.addCallback(self._with_features, posts)
+        args = (analyses, [p.text for p in posts], [p.lang for p in posts], self.features)
+        if not hasattr(self.reactor, "getThreadPool"):
+            return with_features(*args)
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), with_features, *args)
 
     def _done(self, analyses: list, chunk: _Chunk, slot: _Slot, started: float) -> None:
         now = self.clock.seconds()
