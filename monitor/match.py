@@ -190,14 +190,17 @@ def _anchors(t: Term) -> Optional[tuple[list[str], bool]]:
 
 
 #: Replaced by one space in the padded text: runs of separators, and a C{#}
-#: or C{@} glued after a word (C{info@acme.com}), which marks nothing.
-_SEPARATORS = re.compile(r"[^\w#@]+|(?<=\w)[#@]+")
+#: or C{@} glued after a word (C{info@acme.com}), which marks nothing.  Only
+#: the first: in C{acme@@anonymous} the second C{@} follows no word
+#: character, so it marks the handle C{@anonymous}, as L{monitor.words.TOKEN}
+#: reads it.
+_SEPARATORS = re.compile(r"[^\w#@]+|(?<=\w)[#@]")
 
 
 #: For ASCII text: every byte that is not a word character, C{#} or C{@}
 #: becomes a space.
 _ASCII_SEPARATORS = bytes(c if c < 128 and (chr(c).isalnum() or chr(c) in "_#@") else 32 for c in range(256))
-_GLUED = re.compile(r"(?<=\w)[#@]+")
+_GLUED = re.compile(r"(?<=\w)[#@]")
 
 
 def _pad(normalized: str) -> str:
