@@ -1,0 +1,356 @@
+"""
+The SQLite side of the rollups (L{monitor.store.rollups}): the tables, the
+upserts that apply a L{Delta} in the writer's transaction, the back-fill,
+and the queries that sum rollup rows with the posts of a range's partial
+minutes.
+
+Every value is a bound parameter; only fixed table and column names are
+composed.  The partial minutes' own counts reach SQLite as one JSON
+parameter read with C{json_each}, so that a top list is ranked over rollups
+and edges together in one statement.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Optional
+
+from monitor.model import LABELS
+from monitor.store.rollups import EVERY, TRENDING, Delta, Facts, Tally, cover
+
+__all__ = [
+    "FACTS", "TABLES", "apply", "authors", "backfill", "edge_tally", "facts", "label_counts", "pieces_sql", "ranked",
+    "rewrite", "scope_counts",
+]  # fmt: skip
+
+#: The rollup tables (migration C{_V11_ROLLUPS}).  Keys lead with scope,
+#: span and start, so that a range of buckets is one index range.
+TABLES = """
+CREATE TABLE rollup_volume (
+    scope TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    sentiment TEXT NOT NULL,
+    posts INTEGER NOT NULL,
+    scored INTEGER NOT NULL,
+    compound REAL NOT NULL,
+    likes INTEGER NOT NULL,
+    reposts INTEGER NOT NULL,
+    replies INTEGER NOT NULL,
+    PRIMARY KEY (scope, span, start, source, sentiment)
+) WITHOUT ROWID;
+CREATE TABLE rollup_labels (
+    scope TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    posts INTEGER NOT NULL,
+    PRIMARY KEY (scope, span, start, label)
+) WITHOUT ROWID;
+CREATE TABLE rollup_authors (
+    scope TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    posts INTEGER NOT NULL,
+    scored INTEGER NOT NULL,
+    compound REAL NOT NULL,
+    followers INTEGER,
+    PRIMARY KEY (scope, span, start, author)
+) WITHOUT ROWID;
+CREATE TABLE rollup_tags (
+    scope TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    posts INTEGER NOT NULL,
+    PRIMARY KEY (scope, span, start, tag)
+) WITHOUT ROWID;
+CREATE TABLE rollup_terms (
+    scope TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    term TEXT NOT NULL,
+    shown TEXT,
+    posts INTEGER NOT NULL,
+    PRIMARY KEY (scope, kind, span, start, term)
+) WITHOUT ROWID;
+"""
+
+#: The columns of posts AS p that L{facts} reads, in its order.
+FACTS = (
+    "p.created_at, p.topics, p.source, p.sentiment, p.compound, p.likes, p.reposts, p.replies, "
+    "p.labels, p.author, p.author_followers, p.text, p.lang"
+)
+
+
+def facts(row) -> Facts:
+    created, topics, source, sentiment, compound, likes, reposts, replies, labels, author, followers, text, lang = row
+    return Facts(
+        float(created), tuple(sorted(set(json.loads(topics)))), source, sentiment, compound, likes or 0,
+        reposts or 0, replies or 0, tuple(labels.split()), author, followers, text, lang,
+    )  # fmt: skip
+
+
+_UPSERT_VOLUME = (
+    "INSERT INTO rollup_volume (scope, span, start, source, sentiment, posts, scored, compound, likes, reposts, "
+    "replies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, span, start, source, sentiment) DO UPDATE "
+    "SET posts = posts + excluded.posts, scored = scored + excluded.scored, compound = compound + excluded.compound, "
+    "likes = likes + excluded.likes, reposts = reposts + excluded.reposts, replies = replies + excluded.replies"
+)
+_UPSERT_LABEL = (
+    "INSERT INTO rollup_labels (scope, span, start, label, posts) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, span, start, label) DO UPDATE SET posts = posts + excluded.posts"
+)
+_UPSERT_AUTHOR = (
+    "INSERT INTO rollup_authors (scope, span, start, author, posts, scored, compound, followers) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, span, start, author) DO UPDATE SET "
+    "posts = posts + excluded.posts, scored = scored + excluded.scored, compound = compound + excluded.compound, "
+    "followers = CASE WHEN excluded.followers IS NULL THEN followers "
+    "WHEN followers IS NULL OR excluded.followers > followers THEN excluded.followers ELSE followers END"
+)
+_UPSERT_TAG = (
+    "INSERT INTO rollup_tags (scope, span, start, tag, posts) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, span, start, tag) DO UPDATE SET posts = posts + excluded.posts"
+)
+_UPSERT_TERM = (
+    "INSERT INTO rollup_terms (scope, kind, span, start, term, shown, posts) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, kind, span, start, term) DO UPDATE SET posts = posts + excluded.posts"
+)
+_EMPTY = (
+    "DELETE FROM rollup_volume WHERE posts <= 0",
+    "DELETE FROM rollup_labels WHERE posts <= 0",
+    "DELETE FROM rollup_authors WHERE posts <= 0",
+    "DELETE FROM rollup_tags WHERE posts <= 0",
+    "DELETE FROM rollup_terms WHERE posts <= 0",
+)
+
+
+def apply(trans, delta: Delta) -> None:
+    """
+    Add C{delta} to the rollup tables, in the caller's transaction.
+    """
+    if not delta:
+        return
+    trans.executemany(_UPSERT_VOLUME, [(*key, *row) for key, row in delta.volume.items() if any(row)])
+    trans.executemany(_UPSERT_LABEL, [(*key, n) for key, n in delta.labels.items() if n])
+    trans.executemany(_UPSERT_AUTHOR, [(*key, *row) for key, row in delta.authors.items() if any(row[:3]) or row[3] is not None])
+    if delta.tags:
+        trans.executemany(_UPSERT_TAG, [(*key, n) for key, n in delta.tags.items() if n])
+    if delta.terms:
+        shown = delta.shown
+        trans.executemany(
+            _UPSERT_TERM,
+            [(s, k, span, start, term, shown.get(term) if k == TRENDING else None, n)
+             for (s, k, span, start, term), n in delta.terms.items() if n],
+        )  # fmt: skip
+    if delta.removed:
+        for statement in _EMPTY:
+            trans.execute(statement)
+    for scope, span, start, author in delta.shrunk:
+        # A post left this row: its largest follower count may have too.
+        if scope == EVERY:
+            source, where, params = "posts AS p", "", ()
+        else:
+            source = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
+            where, params = " AND s.topic = ?", (scope,)
+        trans.execute(
+            "UPDATE rollup_authors SET followers = (SELECT max(p.author_followers) FROM "
+            f"{source} WHERE p.author = ? AND p.created_at >= ? AND p.created_at < ?{where}) "
+            "WHERE scope = ? AND span = ? AND start = ? AND author = ?",
+            (author, start, start + span, *params, scope, span, start, author),
+        )
+
+
+def rewrite(trans, column: str, keys: list, statement: str, rows: Iterable[tuple]) -> None:
+    """
+    Run C{statement} over C{rows} (an C{UPDATE posts ... WHERE column = ?}
+    that keeps the text) and move the changed posts' counts in the rollups
+    from what they were to what they are, in the same transaction.
+
+    @param column: C{"id"} or C{"uid"}, the posts' key in C{keys}.
+    """
+    assert column in ("id", "uid")
+    before = _facts_of(trans, column, keys)
+    trans.executemany(statement, rows)
+    after = _facts_of(trans, column, keys)
+    delta = Delta()
+    for key, old in before.items():
+        new = after.get(key)
+        if new != old:
+            delta.add(old, -1, words=False)
+            if new is not None:
+                delta.add(new, 1, words=False)
+    apply(trans, delta)
+
+
+def _facts_of(trans, column: str, keys: list) -> dict:
+    found = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        trans.execute(
+            f"SELECT p.{column}, {FACTS} FROM posts AS p WHERE p.{column} IN ({', '.join('?' * len(chunk))})", chunk
+        )
+        for key, *row in trans.fetchall():
+            found[key] = facts(row)
+    return found
+
+
+def backfill(connection, chunk: int = 5000) -> int:
+    """
+    Count every stored post into empty rollup tables, in the caller's
+    transaction; returns the posts counted.
+    """
+    last, done = 0, 0
+    while True:
+        rows = connection.execute(
+            f"SELECT p.id, {FACTS} FROM posts AS p WHERE p.id > ? ORDER BY p.id LIMIT ?", (last, chunk)
+        ).fetchall()
+        if not rows:
+            return done
+        delta = Delta()
+        for row_id, *row in rows:
+            delta.add(facts(row))
+        apply(connection, delta)
+        last = rows[-1][0]
+        done += len(rows)
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def pieces_sql(table: str, columns: str, scope: str, pieces, extra: str = "", extra_params=()) -> tuple[str, list]:
+    """
+    C{SELECT columns FROM table} over the rollup buckets of C{pieces}
+    (L{cover}) in C{scope}, as one C{UNION ALL}; C{None} when there are
+    none.
+    """
+    parts, params = [], []
+    for span, lo, hi in pieces:
+        where, values = ["scope = ?", "span = ?"], [scope, span]
+        if lo is not None:
+            where.append("start >= ?")
+            values.append(lo)
+        if hi is not None:
+            where.append("start < ?")
+            values.append(hi)
+        parts.append(f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}{extra}")
+        params += values + list(extra_params)
+    return (" UNION ALL ".join(parts), params) if parts else (None, [])
+
+
+def edge_tally(trans, topic: Optional[str], edges, bucket: Optional[int] = None, words: bool = True) -> Tally:
+    """
+    The posts of C{topic} (or all) in the partial minutes C{edges}, counted.
+    """
+    tally = Tally(bucket)
+    for lo, hi in edges:
+        if topic is None:
+            sql = f"SELECT {FACTS} FROM posts AS p WHERE p.created_at >= ? AND p.created_at < ?"
+            params: tuple = (lo, hi)
+        else:
+            sql = (
+                f"SELECT {FACTS} FROM post_topics AS s JOIN posts AS p ON p.id = s.post_id "
+                "WHERE s.topic = ? AND s.created_at >= ? AND s.created_at < ?"
+            )
+            params = (topic, lo, hi)
+        for row in trans.execute(sql, params).fetchall():
+            tally.add(facts(row), words)
+    return tally
+
+
+def ranked(trans, union: Optional[str], params: list, key: str, edge: dict, order: str, limit: Optional[int],
+           having: str = "", having_params=()) -> list:
+    """
+    C{key, sum(posts)} over the rollup rows of C{union} and the edge counts
+    C{edge} (key to posts), highest first (C{order} breaks ties).
+    """
+    parts = [union] if union else []
+    if edge:
+        parts.append("SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS posts FROM json_each(?)")
+        params = [*params, json.dumps([[k, n] for k, n in edge.items()])]
+    if not parts:
+        return []
+    sql = f"SELECT k, sum(posts) AS n FROM ({' UNION ALL '.join(parts)}) GROUP BY k {having} ORDER BY {order}"
+    params = [*params, *having_params]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return trans.execute(sql, params).fetchall()
+
+
+def authors(trans, scope: str, pieces, tally: Tally, having: str, order: str, limit: int, having_params=()) -> list:
+    """
+    C{(author, posts, followers, scored, compound)} summed over rollups and
+    edges, filtered by C{having} and ranked by C{order}.
+    """
+    union, params = pieces_sql("rollup_authors", "author AS k, posts, followers, scored, compound", scope, pieces)
+    parts = [union] if union else []
+    if tally.authors:
+        parts.append(
+            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+            "json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?)"
+        )
+        params.append(json.dumps([[a, n, f, s, c] for a, (n, s, c, f) in tally.authors.items()]))
+    if not parts:
+        return []
+    trans.execute(
+        "SELECT k, sum(posts) AS n, max(followers) AS followers, sum(scored) AS scored, total(compound) AS compound "
+        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY k {having} ORDER BY {order} LIMIT ?",
+        (*params, *having_params, limit),
+    )
+    return trans.fetchall()
+
+
+def scope_counts(trans, scopes: list, since, until) -> dict:
+    """
+    How many posts each scope (topic) has in C{[since, until)}; every scope
+    but L{EVERY} when C{scopes} is C{None}.
+    """
+    pieces, edges = cover(since, until)
+    counts: dict = {}
+    for span, lo, hi in pieces:
+        where, params = ["span = ?"], [span]
+        if scopes is None:
+            where.append("scope != ?")
+            params.append(EVERY)
+        else:
+            where.append(f"scope IN ({', '.join('?' * len(scopes))})")
+            params += scopes
+        if lo is not None:
+            where.append("start >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("start < ?")
+            params.append(hi)
+        for scope, n in trans.execute(
+            f"SELECT scope, sum(posts) FROM rollup_volume WHERE {' AND '.join(where)} GROUP BY scope", params
+        ).fetchall():
+            counts[scope] = counts.get(scope, 0) + n
+    for lo, hi in edges:
+        where, params = ["created_at >= ?", "created_at < ?"], [lo, hi]
+        if scopes is not None:
+            where.append(f"topic IN ({', '.join('?' * len(scopes))})")
+            params += scopes
+        for scope, n in trans.execute(
+            f"SELECT topic, count(*) FROM post_topics WHERE {' AND '.join(where)} GROUP BY topic", params
+        ).fetchall():
+            counts[scope] = counts.get(scope, 0) + n
+    return {scope: n for scope, n in counts.items() if n}
+
+
+def label_counts(trans, scope: str, pieces, tally: Tally) -> dict:
+    union, params = pieces_sql("rollup_labels", "label, posts", scope, pieces)
+    counts = dict.fromkeys(LABELS, 0)
+    if union:
+        for label, n in trans.execute(f"SELECT label, sum(posts) FROM ({union}) GROUP BY label", params).fetchall():
+            if label in counts:
+                counts[label] += n
+    for label, n in tally.labels.items():
+        if label in counts:
+            counts[label] += n
+    return counts
+
