@@ -32,9 +32,6 @@ from monitor.words import normalize
 
 __all__ = ["candidates", "excluded_words", "g2", "rank", "stop_words", "top", "trending_terms"]
 
-#: How many of the newest posts of each period are read: enough for the
-#: shares to be steady, and about 0.3 s of reading on one core.
-SAMPLE = 5_000
 #: Fewest posts in the range that use a term for it to be shown.
 MIN_COUNT = 3
 #: Least G² for a rise to count as one: 3.84 is chance at 1 in 20 (one
@@ -186,18 +183,6 @@ def rank(now: Counter, posts_now: int, before: Counter, posts_before: int, shown
     ]  # fmt: skip
 
 
-def _count(rows, exclude: frozenset, shown: dict) -> tuple[Counter, int]:
-    counts: Counter[str] = Counter()
-    posts = 0
-    for text, lang in rows:
-        posts += 1
-        terms = candidates(text, lang, exclude)
-        for folded, form in terms.items():
-            shown.setdefault(folded, form)
-        counts.update(terms.keys())
-    return counts, posts
-
-
 def top(now: Counter, shown: dict, limit: int = 10) -> list[dict]:
     """The words (not phrases) most posts use, most first."""
     words = sorted((item for item in now.items() if " " not in item[0]), key=lambda item: (-item[1], item[0]))
@@ -209,22 +194,23 @@ def trending_terms(store, topic: Optional[str], since: float, until: float, topi
     Fires with C{{"trending": [...], "top": [...]}}: the rising terms of
     C{topic} (or of all posts) in C{[since, until)} against the period of
     the same length before (L{rank}), and its most used words (L{top}), the
-    C{topics}' own words left out.
+    C{topics}' own words left out.  Counted over every post of both periods,
+    from the store's rollups (L{monitor.store.rollups}).
     """
-    from monitor.web.queries import _scope
+    from monitor.store.sqlite_rollups import trending_counts
 
     exclude = excluded_words(topics)
 
-    def read(trans, start, end):
-        tables, time, where, params = _scope(topic, start, end)
-        trans.execute(f"SELECT p.text, p.lang FROM {tables} WHERE {where} ORDER BY {time} DESC LIMIT ?",
-                      (*params, SAMPLE))  # fmt: skip
-        return trans.fetchall()
+    def kept(counts: dict) -> Counter:
+        return Counter({t: n for t, n in counts.items() if not any(w in exclude for w in t.split())})
 
     def run(trans):
-        shown: dict[str, str] = {}
-        now, posts_now = _count(read(trans, since, until), exclude, shown)
-        before, posts_before = _count(read(trans, since - (until - since), since), exclude, shown)
-        return {"trending": rank(now, posts_now, before, posts_before, shown, limit), "top": top(now, shown, limit)}
+        found, shown, posts_now = trending_counts(trans, topic, since, until, least=MIN_COUNT)
+        now = kept(found)
+        words, forms, _ = trending_counts(trans, topic, since, until, words=True, limit=limit + len(exclude))
+        shown.update({t: f for t, f in forms.items() if t not in shown})
+        before, _, posts_before = trending_counts(trans, topic, since - (until - since), since, only=set(now))
+        return {"trending": rank(now, posts_now, Counter(before), posts_before, shown, limit),
+                "top": top(kept(words), shown, limit)}  # fmt: skip
 
     return store.run_read(run)

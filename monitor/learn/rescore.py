@@ -110,7 +110,7 @@ class Rescorer(Service):
             before = {r[0]: (r[3], r[4], r[5]) for r in rows}
             changed = [u for u in updates if before[u[3]] != (u[0], u[1], u[2])]
             if changed:
-                await self.store.run_write(self._write, changed)
+                await self.store.update_scores(changed)
             last = rows[-1][0]
             self.status["done"] += len(rows)
             self.status["changed"] += len(changed)
@@ -122,7 +122,3 @@ class Rescorer(Service):
         trans.execute("SELECT id, text, lang, sentiment, sentiment_by, labels FROM posts WHERE id > ? AND compound IS NOT NULL "
                       "ORDER BY id LIMIT ?", (last, BATCH))  # fmt: skip
         return trans.fetchall()
-
-    @staticmethod
-    def _write(trans, changed):
-        trans.executemany("UPDATE posts SET sentiment = ?, sentiment_by = ?, labels = ? WHERE id = ?", changed)

@@ -90,6 +90,8 @@ _UPDATE_AUTHOR = (
     "author_verified = ? WHERE uid = ?"
 )
 
+_UPDATE_SCORES = "UPDATE posts SET sentiment = ?, sentiment_by = ?, labels = ? WHERE id = ?"
+
 _INSERT_POST = (
     f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_POST_COLUMNS))})"
@@ -625,6 +627,20 @@ class SQLiteStore(Service):
             )
         return inserted
 
+    def update_scores(self, changes) -> Deferred:
+        """
+        Write re-scored posts' C{(sentiment, sentiment_by, labels, id)}
+        (labels as stored, space-delimited) and move their counts in the
+        rollups, in one transaction.
+        """
+        changes = list(changes)
+        return self._run(True, self._update_scores, changes)
+
+    @staticmethod
+    def _update_scores(trans, changes) -> None:
+        trans.execute("BEGIN IMMEDIATE")
+        sqlite_rollups.rewrite(trans, "id", [row[3] for row in changes], _UPDATE_SCORES, changes)
+
     # -- story state ---------------------------------------------------------
 
     def story_state(self) -> Deferred:
@@ -897,9 +913,9 @@ class SQLiteStore(Service):
             "term", dict(tally.terms), "n DESC, k", top,
         )  # fmt: skip
         by_followers = sqlite_rollups.authors(
-            trans, scope, pieces, tally, "HAVING followers IS NOT NULL", "followers DESC, n DESC, k", top
+            trans, scope, pieces, tally, "HAVING max(followers) IS NOT NULL", "max(followers) DESC, sum(posts) DESC, k", top
         )
-        by_posts = sqlite_rollups.authors(trans, scope, pieces, tally, "", "n DESC, followers DESC, k", top)
+        by_posts = sqlite_rollups.authors(trans, scope, pieces, tally, "", "sum(posts) DESC, max(followers) DESC, k", top)
 
         return {
             "topic": query.topic,

@@ -20,7 +20,7 @@ from monitor.store.rollups import EVERY, TRENDING, Delta, Facts, Tally, cover
 
 __all__ = [
     "FACTS", "TABLES", "apply", "authors", "backfill", "edge_tally", "facts", "label_counts", "pieces_sql", "ranked",
-    "rewrite", "scope_counts",
+    "post_count", "rewrite", "scope_counts", "trending_counts",
 ]  # fmt: skip
 
 #: The rollup tables (migration C{_V11_ROLLUPS}).  Keys lead with scope,
@@ -354,3 +354,54 @@ def label_counts(trans, scope: str, pieces, tally: Tally) -> dict:
             counts[label] += n
     return counts
 
+
+
+def post_count(trans, topic: Optional[str], pieces, tally: Tally) -> int:
+    """How many posts of C{topic} (or all) the pieces and the edges hold."""
+    union, params = pieces_sql("rollup_volume", "posts", EVERY if topic is None else topic, pieces)
+    rolled = trans.execute(f"SELECT total(posts) FROM ({union})", params).fetchone()[0] if union else 0
+    return int(rolled) + tally.count
+
+
+def trending_counts(trans, topic: Optional[str], since, until, least: int = 1, only=None, words=False,
+                    limit: Optional[int] = None):
+    """
+    The trending candidates (L{monitor.analysis.trending.candidates}) of
+    the posts of C{topic} (or all) in C{[since, until)}: C{(counts, shown,
+    posts)}, the terms used by at least C{least} posts (only those of
+    C{only} if given; only words, no phrases, with C{words}), at most
+    C{limit} of them, most used first.
+    """
+    pieces, edges = cover(since, until)
+    tally = edge_tally(trans, topic, edges)
+    extra, extra_params = " AND kind = ?", [TRENDING]
+    if only is not None:
+        extra += " AND term IN (SELECT value FROM json_each(?))"
+        extra_params.append(json.dumps(sorted(only)))
+    if words:
+        extra += " AND instr(term, ' ') = 0"
+    union, params = pieces_sql("rollup_terms", "term AS k, posts, shown", EVERY if topic is None else topic, pieces,
+                               extra, extra_params)  # fmt: skip
+    parts = [union] if union else []
+    edge = {k: n for k, n in tally.candidates.items() if (only is None or k in only) and not (words and " " in k)}
+    if edge:
+        parts.append(
+            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
+            "FROM json_each(?)"
+        )
+        params.append(json.dumps([[k, n, tally.shown.get(k)] for k, n in edge.items()]))
+    counts, shown = {}, {}
+    if parts:
+        sql = (
+            f"SELECT k, sum(posts) AS n, min(shown) FROM ({' UNION ALL '.join(parts)}) GROUP BY k "
+            "HAVING sum(posts) >= ? ORDER BY sum(posts) DESC, k"
+        )
+        params.append(least)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        for term, n, form in trans.execute(sql, params).fetchall():
+            counts[term] = n
+            if form:
+                shown[term] = form
+    return counts, shown, post_count(trans, topic, pieces, tally)

@@ -13,6 +13,8 @@ import json
 from typing import Optional
 
 from monitor.model import Post, iso8601
+from monitor.store import sqlite_rollups
+from monitor.store.rollups import EVERY, cover
 
 __all__ = ["author_sentiment", "geo_posts", "oldest_post", "recent_posts", "topic_origins", "topic_volume"]
 
@@ -83,25 +85,27 @@ def geo_posts(store, topic=None, since=None, until=None, limit=1000):
 def author_sentiment(store, topic=None, since=None, until=None, min_posts=2, limit=10):
     """
     Advocates (most positive on average) and detractors (most negative) among
-    authors with at least C{min_posts} posts in range.
+    authors with at least C{min_posts} scored posts in range, from the
+    rollups (L{monitor.store.rollups}).
     """
 
     def run(trans):
-        tables, _, where, params = _scope(topic, since, until)
-        base = (
-            "SELECT p.author, count(*) AS n, avg(p.compound) AS a, max(p.author_followers) "
-            f"FROM {tables} WHERE {where} AND p.compound IS NOT NULL "
-            "GROUP BY p.author HAVING n >= ? "
-        )
+        scope = EVERY if topic is None else topic
+        pieces, edges = cover(since, until)
+        tally = sqlite_rollups.edge_tally(trans, topic, edges, words=False)
+        average = "(total(compound) / sum(scored))"
         out = {}
         for name, condition, order in (
-            ("advocates", "AND a >= 0.05 ", "a DESC"),
-            ("detractors", "AND a <= -0.05 ", "a ASC"),
+            ("advocates", f"AND {average} >= 0.05", f"{average} DESC"),
+            ("detractors", f"AND {average} <= -0.05", f"{average} ASC"),
         ):
-            trans.execute(base + condition + f"ORDER BY {order}, n DESC, p.author LIMIT ?", (*params, min_posts, limit))
+            rows = sqlite_rollups.authors(
+                trans, scope, pieces, tally, f"HAVING sum(scored) >= ? {condition}", f"{order}, sum(scored) DESC, k", limit,
+                (min_posts,),
+            )  # fmt: skip
             out[name] = [
-                {"author": author, "posts": n, "average_compound": a, "followers": followers}
-                for author, n, a, followers in trans.fetchall()
+                {"author": author, "posts": scored, "average_compound": compound / scored, "followers": followers}
+                for author, _, followers, scored, compound in rows
             ]
         return out
 
@@ -110,23 +114,14 @@ def author_sentiment(store, topic=None, since=None, until=None, min_posts=2, lim
 
 def topic_volume(store, since=None, until=None):
     """
-    Posts per topic in range: the share of voice across every topic.
+    Posts per topic in range: the share of voice across every topic, from
+    the rollups.
     """
 
     def run(trans):
-        where, params = [], []
-        if since is not None:
-            where.append("created_at >= ?")
-            params.append(float(since))
-        if until is not None:
-            where.append("created_at < ?")
-            params.append(float(until))
-        trans.execute(
-            f"SELECT topic, count(*) AS n FROM post_topics WHERE {' AND '.join(where) or '1'} "
-            "GROUP BY topic ORDER BY n DESC, topic",
-            params,
-        )
-        return [{"topic": topic, "count": n} for topic, n in trans.fetchall()]
+        counts = sqlite_rollups.scope_counts(trans, None, since, until)
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return [{"topic": topic, "count": n} for topic, n in ranked]
 
     return store.run_read(run)
 
