@@ -952,7 +952,7 @@ class SQLiteStore(Service):
             whole = f"CAST({where.time} / ? AS INTEGER)"
             key = f"{whole} - ({where.time} < {whole} * ?)"
             rows = trans.execute(
-                f"SELECT {key} * ? AS k, coalesce(p.sentiment, ''), count(*) FROM {where.tables} "
+                f"SELECT ({key}) * ? AS k, coalesce(p.sentiment, ''), count(*) FROM {where.tables} "
                 f"WHERE {where.condition} GROUP BY k, p.sentiment",
                 (bucket, bucket, bucket, bucket, *where.params),
             ).fetchall()

@@ -291,8 +291,9 @@ def authors(trans, scope: str, pieces, tally: Tally, having: str, order: str, li
     parts = [union] if union else []
     if tally.authors:
         parts.append(
-            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
-            "json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?)"
+            "SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS posts, "
+            "json_extract(value, '$[2]') AS followers, json_extract(value, '$[3]') AS scored, "
+            "json_extract(value, '$[4]') AS compound FROM json_each(?)"
         )
         params.append(json.dumps([[a, n, f, s, c] for a, (n, s, c, f) in tally.authors.items()]))
     if not parts:
@@ -386,8 +387,8 @@ def trending_counts(trans, topic: Optional[str], since, until, least: int = 1, o
     edge = {k: n for k, n in tally.candidates.items() if (only is None or k in only) and not (words and " " in k)}
     if edge:
         parts.append(
-            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
-            "FROM json_each(?)"
+            "SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS posts, "
+            "json_extract(value, '$[2]') AS shown FROM json_each(?)"
         )
         params.append(json.dumps([[k, n, tally.shown.get(k)] for k, n in edge.items()]))
     counts, shown = {}, {}
