@@ -11,6 +11,11 @@ hub and its workers, from the moment it answers) is steadier than posts/s on a
 shared machine.
 
     python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
+                             [--poll-stats SECONDS]
+
+With C{--poll-stats}, a dashboard's worth of readers asks C{/api/v1/stats}
+for the last 24 hours every SECONDS during the run (the dashboard asks the
+same of the store twice per refresh), and its answer times are reported.
 """
 
 from __future__ import annotations
@@ -145,7 +150,30 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT) -> dict:
+def poll_stats(port: int, every: float, stop, times: list) -> None:
+    """
+    Until C{stop} is set: ask for 24 hours' stats every C{every} seconds,
+    as a dashboard left open does, recording each answer's time.  The day
+    is the replay's own (its posts are written from 1.7e9 on), its edges
+    inside minutes.
+    """
+    while not stop.wait(every):
+        since = 1.7e9 + 0.5
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/stats?since={since}&until={since + 86400}&bucket=1800&top=100",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+        except OSError:
+            continue
+        times.append(time.perf_counter() - started)
+
+
+def run(n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT,
+        poll: float = 0.0) -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
     posts per second.  The hub runs the code in hub_root (another checkout,
@@ -179,6 +207,11 @@ speed = {1 if rate else 0}
              "--logfile", str(tmp / "twistd.log"), "monitor", "--config", str(tmp / "bench.toml")],
             cwd=tmp, env=env,
         )
+        import threading
+
+        stop, polls = threading.Event(), []
+        if poll:
+            threading.Thread(target=poll_stats, args=(port, poll, stop, polls), daemon=True).start()
         try:
             deadline = time.monotonic() + 600
             settled = None
@@ -195,6 +228,7 @@ speed = {1 if rate else 0}
             cpu = cpu_seconds([proc.pid]) - (cpu_started or 0.0)
             rss = peak_rss_mib(proc.pid)
         finally:
+            stop.set()
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         if stored + unmatched < n:
@@ -224,6 +258,9 @@ speed = {1 if rate else 0}
         "ratio": round(pipeline / vader, 2),
         "fast_vader_posts_per_s": round(fast),
         "fast_vader_ratio_to_raw": round(fast / vader, 2),
+        "stats_polls": len(polls),
+        "stats_p50_ms": round(percentile(polls, 0.5) * 1000, 1) if polls else None,
+        "stats_p99_ms": round(percentile(polls, 0.99) * 1000, 1) if polls else None,
     }
 
 
@@ -236,8 +273,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--hub-root", type=pathlib.Path, default=ROOT,
                         help="run the hub from this source tree (e.g. an older commit, git archive'd)")
+    parser.add_argument("--poll-stats", type=float, default=0.0,
+                        help="ask /api/v1/stats for the last 24 h every this many seconds during the run")
     args = parser.parse_args()
-    result = run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve())
+    result = run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), args.poll_stats)
     for k, v in result.items():
         print(f"{k:24} {v}")
     if args.json:

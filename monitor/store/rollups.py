@@ -108,6 +108,7 @@ class Delta:
         self.shrunk: set[tuple] = set()
         #: Whether some row lost posts (and may now be empty).
         self.removed = False
+        self._wide = False
 
     def __bool__(self) -> bool:
         return bool(self.volume)
@@ -118,6 +119,7 @@ class Delta:
         with C{words} false, leave the text-derived rows (tags and terms)
         alone, for changes that keep the text.
         """
+        assert not self._wide, "add() after widen()"
         if sign < 0:
             self.removed = True
         scored = 0 if facts.compound is None else sign
@@ -129,39 +131,87 @@ class Delta:
             tags, words_, cands = post_words(facts.text, facts.lang)
             for folded, form in cands.items():
                 self.shown.setdefault(folded, form)
-        volume, authors, labels = self.volume, self.authors, self.labels
-        for span in SPANS:
-            start = floor(facts.created_at, span)
-            for scope in facts.scopes:
-                row = volume.get((scope, span, start, facts.source, sentiment))
-                if row is None:
-                    row = volume[(scope, span, start, facts.source, sentiment)] = [0, 0, 0.0, 0, 0, 0]
-                row[0] += sign
-                row[1] += scored
-                row[2] += compound
-                row[3] += likes
-                row[4] += reposts
-                row[5] += replies
-                for label in facts.labels:
-                    labels[(scope, span, start, label)] += sign
-                key = (scope, span, start, facts.author)
-                row = authors.get(key)
-                if row is None:
-                    row = authors[key] = [0, 0, 0.0, None]
-                row[0] += sign
-                row[1] += scored
-                row[2] += compound
-                if sign > 0 and followers is not None and (row[3] is None or followers > row[3]):
-                    row[3] = followers
-                elif sign < 0 and followers is not None:
-                    self.shrunk.add(key)
-                if words:
-                    for tag in tags:
-                        self.tags[(scope, span, start, tag)] += sign
-                    for term in words_:
-                        self.terms[(scope, TERMS, span, start, term)] += sign
-                    for term in cands:
-                        self.terms[(scope, TRENDING, span, start, term)] += sign
+        volume, authors, labels, tags_, terms_ = self.volume, self.authors, self.labels, self.tags, self.terms
+        # Minutes only here; widen() sums them into hours and days, once per
+        # distinct minute row rather than once per post.
+        span = SPANS[0]
+        start = floor(facts.created_at, span)
+        for scope in facts.scopes:
+            key = (scope, span, start, facts.source, sentiment)
+            row = volume.get(key)
+            if row is None:
+                row = volume[key] = [0, 0, 0.0, 0, 0, 0]
+            row[0] += sign
+            row[1] += scored
+            row[2] += compound
+            row[3] += likes
+            row[4] += reposts
+            row[5] += replies
+            for label in facts.labels:
+                labels[(scope, span, start, label)] += sign
+            key = (scope, span, start, facts.author)
+            row = authors.get(key)
+            if row is None:
+                row = authors[key] = [0, 0, 0.0, None]
+            row[0] += sign
+            row[1] += scored
+            row[2] += compound
+            if sign > 0 and followers is not None and (row[3] is None or followers > row[3]):
+                row[3] = followers
+            elif sign < 0 and followers is not None:
+                self.shrunk.add(key)
+            if words:
+                for tag in tags:
+                    tags_[(scope, span, start, tag)] += sign
+                for term in words_:
+                    terms_[(scope, TERMS, span, start, term)] += sign
+                for term in cands:
+                    terms_[(scope, TRENDING, span, start, term)] += sign
+
+    def widen(self) -> "Delta":
+        """
+        Add every minute row's change to its hour and day rows too; the
+        provider calls this once, before writing.
+        """
+        if self._wide:
+            return self
+        self._wide = True
+        minute = SPANS[0]
+        for span in SPANS[1:]:
+            for (scope, _, start, *rest), row in list(self.volume.items()):
+                if _ != minute:
+                    continue
+                key = (scope, span, floor(start, span), *rest)
+                wide = self.volume.get(key)
+                if wide is None:
+                    self.volume[key] = list(row)
+                else:
+                    for i, v in enumerate(row):
+                        wide[i] += v
+            for (scope, _, start, author), row in list(self.authors.items()):
+                if _ != minute:
+                    continue
+                key = (scope, span, floor(start, span), author)
+                wide = self.authors.get(key)
+                if wide is None:
+                    self.authors[key] = list(row)
+                else:
+                    wide[0] += row[0]
+                    wide[1] += row[1]
+                    wide[2] += row[2]
+                    if row[3] is not None and (wide[3] is None or row[3] > wide[3]):
+                        wide[3] = row[3]
+            for counter in (self.labels, self.tags):
+                for (scope, _, start, name), n in list(counter.items()):
+                    if _ == minute:
+                        counter[(scope, span, floor(start, span), name)] += n
+            for (scope, kind, _, start, term), n in list(self.terms.items()):
+                if _ == minute:
+                    self.terms[(scope, kind, span, floor(start, span), term)] += n
+        for scope, _, start, author in list(self.shrunk):
+            for span in SPANS[1:]:
+                self.shrunk.add((scope, span, floor(start, span), author))
+        return self
 
 
 def cover(since: Optional[float], until: Optional[float], spans: Iterable[int] = SPANS):

@@ -134,6 +134,7 @@ def apply(trans, delta: Delta) -> None:
     """
     if not delta:
         return
+    delta.widen()
     trans.executemany(_UPSERT_VOLUME, [(*key, *row) for key, row in delta.volume.items() if any(row)])
     trans.executemany(_UPSERT_LABEL, [(*key, n) for key, n in delta.labels.items() if n])
     trans.executemany(_UPSERT_AUTHOR, [(*key, *row) for key, row in delta.authors.items() if any(row[:3]) or row[3] is not None])
