@@ -51,8 +51,11 @@ def texts() -> list[str]:
     return out
 
 
-def generate(path: str, n: int, batch: int = 2000) -> float:
-    """Write n posts through the store's writer transaction; returns posts/s."""
+def generate(path: str, n: int, batch: int = 500, spread: float = WEEK) -> float:
+    """
+    Write n posts, evenly over C{spread} seconds before L{END}, through the
+    store's writer transaction in batches of C{batch}; returns posts/s.
+    """
     rng = random.Random(1)
     bodies = texts()
     authors = [f"author{i}" for i in range(50_000)]
@@ -61,7 +64,7 @@ def generate(path: str, n: int, batch: int = 2000) -> float:
     _configure(db, read_only=False)
     migrate(db, path, MIGRATIONS)
     started = time.perf_counter()
-    step = WEEK / n
+    step = spread / n
     for first in range(0, n, batch):
         count = min(batch, n - first)
         chosen = rng.choices(authors, weights, k=count)
@@ -74,7 +77,7 @@ def generate(path: str, n: int, batch: int = 2000) -> float:
             labels = tuple(label for label in LABELS if rng.random() < 0.1)
             posts.append(Post(
                 source=("x", "mastodon", "bluesky")[i % 3], network="bench", native_id=str(i),
-                text=f"{brand.title()} {rng.choice(bodies)}", author=chosen[j], created_at=END - WEEK + i * step,
+                text=f"{brand.title()} {rng.choice(bodies)}", author=chosen[j], created_at=END - spread + i * step,
                 topics=(brand,), analysis=Analysis(compound, max(compound, 0), 1 - abs(compound), max(-compound, 0),
                                                    sentiment, labels),
                 likes=rng.randrange(20), reposts=rng.randrange(5), replies=rng.randrange(3),

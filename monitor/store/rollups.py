@@ -83,8 +83,10 @@ def post_words(text: str, lang: Optional[str]):
 
 class Delta:
     """
-    Changes to rollup rows, summed by key before they reach the database:
-    a batch of posts in the same minute is one upsert per row.
+    Changes to the minute rows of the rollups, summed by key before they
+    reach the database: a batch of posts in the same minute is one row per
+    key.  The provider adds each minute row's change to the hour and day
+    rows that hold it too.
 
     @ivar volume: (scope, span, start, source, sentiment or "") to
         [posts, scored, compound sum, likes, reposts, replies].
@@ -94,8 +96,9 @@ class Delta:
     @ivar tags: (scope, span, start, tag) to posts.
     @ivar terms: (scope, kind, span, start, term) to posts.
     @ivar shown: a trending term's folded form to the form shown.
-    @ivar shrunk: author rows a post left that had a follower count: their
-        maximum may have fallen and is recomputed by the provider.
+    @ivar shrunk: author minute rows a post left that had a follower count:
+        their maximum (and their hour's and day's) may have fallen and is
+        recomputed by the provider.
     """
 
     def __init__(self) -> None:
@@ -108,7 +111,6 @@ class Delta:
         self.shrunk: set[tuple] = set()
         #: Whether some row lost posts (and may now be empty).
         self.removed = False
-        self._wide = False
 
     def __bool__(self) -> bool:
         return bool(self.volume)
@@ -119,7 +121,6 @@ class Delta:
         with C{words} false, leave the text-derived rows (tags and terms)
         alone, for changes that keep the text.
         """
-        assert not self._wide, "add() after widen()"
         if sign < 0:
             self.removed = True
         scored = 0 if facts.compound is None else sign
@@ -132,8 +133,9 @@ class Delta:
             for folded, form in cands.items():
                 self.shown.setdefault(folded, form)
         volume, authors, labels, tags_, terms_ = self.volume, self.authors, self.labels, self.tags, self.terms
-        # Minutes only here; widen() sums them into hours and days, once per
-        # distinct minute row rather than once per post.
+        # Minute rows only: the provider sums them into hours and days (a
+        # bucket of each span in SPANS holding the minute), once per row of
+        # the batch rather than once per post.
         span = SPANS[0]
         start = floor(facts.created_at, span)
         for scope in facts.scopes:
@@ -167,51 +169,6 @@ class Delta:
                     terms_[(scope, TERMS, span, start, term)] += sign
                 for term in cands:
                     terms_[(scope, TRENDING, span, start, term)] += sign
-
-    def widen(self) -> "Delta":
-        """
-        Add every minute row's change to its hour and day rows too; the
-        provider calls this once, before writing.
-        """
-        if self._wide:
-            return self
-        self._wide = True
-        minute = SPANS[0]
-        for span in SPANS[1:]:
-            for (scope, _, start, *rest), row in list(self.volume.items()):
-                if _ != minute:
-                    continue
-                key = (scope, span, floor(start, span), *rest)
-                wide = self.volume.get(key)
-                if wide is None:
-                    self.volume[key] = list(row)
-                else:
-                    for i, v in enumerate(row):
-                        wide[i] += v
-            for (scope, _, start, author), row in list(self.authors.items()):
-                if _ != minute:
-                    continue
-                key = (scope, span, floor(start, span), author)
-                wide = self.authors.get(key)
-                if wide is None:
-                    self.authors[key] = list(row)
-                else:
-                    wide[0] += row[0]
-                    wide[1] += row[1]
-                    wide[2] += row[2]
-                    if row[3] is not None and (wide[3] is None or row[3] > wide[3]):
-                        wide[3] = row[3]
-            for counter in (self.labels, self.tags):
-                for (scope, _, start, name), n in list(counter.items()):
-                    if _ == minute:
-                        counter[(scope, span, floor(start, span), name)] += n
-            for (scope, kind, _, start, term), n in list(self.terms.items()):
-                if _ == minute:
-                    self.terms[(scope, kind, span, floor(start, span), term)] += n
-        for scope, _, start, author in list(self.shrunk):
-            for span in SPANS[1:]:
-                self.shrunk.add((scope, span, floor(start, span), author))
-        return self
 
 
 def cover(since: Optional[float], until: Optional[float], spans: Iterable[int] = SPANS):

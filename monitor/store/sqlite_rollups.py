@@ -16,7 +16,7 @@ import json
 from typing import Iterable, Optional
 
 from monitor.model import LABELS
-from monitor.store.rollups import EVERY, TRENDING, Delta, Facts, Tally, cover
+from monitor.store.rollups import EVERY, SPANS, TRENDING, Delta, Facts, Tally, cover, floor
 
 __all__ = [
     "FACTS", "TABLES", "apply", "authors", "backfill", "edge_tally", "facts", "label_counts", "pieces_sql", "ranked",
@@ -94,31 +94,53 @@ def facts(row) -> Facts:
     )  # fmt: skip
 
 
-_UPSERT_VOLUME = (
-    "INSERT INTO rollup_volume (scope, span, start, source, sentiment, posts, scored, compound, likes, reposts, "
-    "replies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, span, start, source, sentiment) DO UPDATE "
-    "SET posts = posts + excluded.posts, scored = scored + excluded.scored, compound = compound + excluded.compound, "
-    "likes = likes + excluded.likes, reposts = reposts + excluded.reposts, replies = replies + excluded.replies"
-)
-_UPSERT_LABEL = (
-    "INSERT INTO rollup_labels (scope, span, start, label, posts) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (scope, span, start, label) DO UPDATE SET posts = posts + excluded.posts"
-)
-_UPSERT_AUTHOR = (
-    "INSERT INTO rollup_authors (scope, span, start, author, posts, scored, compound, followers) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, span, start, author) DO UPDATE SET "
-    "posts = posts + excluded.posts, scored = scored + excluded.scored, compound = compound + excluded.compound, "
-    "followers = CASE WHEN excluded.followers IS NULL THEN followers "
-    "WHEN followers IS NULL OR excluded.followers > followers THEN excluded.followers ELSE followers END"
-)
-_UPSERT_TAG = (
-    "INSERT INTO rollup_tags (scope, span, start, tag, posts) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (scope, span, start, tag) DO UPDATE SET posts = posts + excluded.posts"
-)
-_UPSERT_TERM = (
-    "INSERT INTO rollup_terms (scope, kind, span, start, term, shown, posts) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (scope, kind, span, start, term) DO UPDATE SET posts = posts + excluded.posts"
-)
+#: Each rollup table: its key columns after (scope, span, start), the
+#: columns a change adds to, and the one kept as a maximum (or first seen).
+_SHAPES = {
+    "volume": ("rollup_volume", ("source", "sentiment"), ("posts", "scored", "compound", "likes", "reposts", "replies"), None),
+    "labels": ("rollup_labels", ("label",), ("posts",), None),
+    "authors": ("rollup_authors", ("author",), ("posts", "scored", "compound"), "followers"),
+    "tags": ("rollup_tags", ("tag",), ("posts",), None),
+    "terms": ("rollup_terms", ("kind", "term"), ("posts",), "shown"),
+}
+
+
+def _statements(name: str):
+    """
+    The scratch table of one rollup table's minute changes, and per span the
+    upsert that sums them into that span's rows.
+    """
+    table, keys, sums, extra = _SHAPES[name]
+    columns = [*keys, *sums, *([extra] if extra else [])]
+    scratch = f"temp.rollup_delta_{name}"
+    create = f"CREATE TEMP TABLE IF NOT EXISTS rollup_delta_{name} (scope, start, {', '.join(columns)})"
+    insert = f"INSERT INTO {scratch} VALUES ({', '.join('?' * (len(columns) + 2))})"
+    sets = [f"{c} = {c} + excluded.{c}" for c in sums]
+    if extra == "followers":
+        picked = "max(followers)"
+        sets.append(
+            "followers = CASE WHEN excluded.followers IS NULL THEN followers "
+            "WHEN followers IS NULL OR excluded.followers > followers THEN excluded.followers ELSE followers END"
+        )
+    elif extra == "shown":
+        picked = "min(shown)"
+        sets.append("shown = coalesce(shown, excluded.shown)")
+    upserts = []
+    for span in SPANS:
+        # span is one of our own constants; every value is bound.
+        start = f"start - ((start % {int(span)}) + {int(span)}) % {int(span)}"
+        upserts.append(
+            f"INSERT INTO {table} (scope, span, start, {', '.join(columns)}) "
+            f"SELECT scope, {int(span)}, {start} AS bucket, {', '.join(keys)}, "
+            f"{', '.join(f'sum({c})' for c in sums)}{', ' + picked if extra else ''} "
+            f"FROM {scratch} WHERE true GROUP BY scope, bucket, {', '.join(keys)} "
+            f"ON CONFLICT DO UPDATE SET {', '.join(sets)}"
+        )
+    return create, insert, upserts, f"DELETE FROM {scratch}"
+
+
+_SQL = {name: _statements(name) for name in _SHAPES}
+
 _EMPTY = (
     "DELETE FROM rollup_volume WHERE posts <= 0",
     "DELETE FROM rollup_labels WHERE posts <= 0",
@@ -130,39 +152,50 @@ _EMPTY = (
 
 def apply(trans, delta: Delta) -> None:
     """
-    Add C{delta} to the rollup tables, in the caller's transaction.
+    Add C{delta} (minute rows) to the rollup tables, in the caller's
+    transaction: the minute rows go to scratch tables, and one statement
+    per table and span sums them into that span's rows, so that hours and
+    days cost SQLite a group-by, not Python a row each.
     """
     if not delta:
         return
-    delta.widen()
-    trans.executemany(_UPSERT_VOLUME, [(*key, *row) for key, row in delta.volume.items() if any(row)])
-    trans.executemany(_UPSERT_LABEL, [(*key, n) for key, n in delta.labels.items() if n])
-    trans.executemany(_UPSERT_AUTHOR, [(*key, *row) for key, row in delta.authors.items() if any(row[:3]) or row[3] is not None])
-    if delta.tags:
-        trans.executemany(_UPSERT_TAG, [(*key, n) for key, n in delta.tags.items() if n])
-    if delta.terms:
-        shown = delta.shown
-        trans.executemany(
-            _UPSERT_TERM,
-            [(s, k, span, start, term, shown.get(term) if k == TRENDING else None, n)
-             for (s, k, span, start, term), n in delta.terms.items() if n],
-        )  # fmt: skip
+    shown = delta.shown
+    rows = {
+        "volume": [(s, start, source, sentiment, *row) for (s, _, start, source, sentiment), row in delta.volume.items() if any(row)],
+        "labels": [(s, start, label, n) for (s, _, start, label), n in delta.labels.items() if n],
+        "authors": [(s, start, author, *row) for (s, _, start, author), row in delta.authors.items()
+                    if any(row[:3]) or row[3] is not None],
+        "tags": [(s, start, tag, n) for (s, _, start, tag), n in delta.tags.items() if n],
+        "terms": [(s, start, kind, term, n, shown.get(term) if kind == TRENDING else None)
+                  for (s, kind, _, start, term), n in delta.terms.items() if n],
+    }  # fmt: skip
+    for name, values in rows.items():
+        if not values:
+            continue
+        create, insert, upserts, clear = _SQL[name]
+        trans.execute(create)
+        trans.executemany(insert, values)
+        for upsert in upserts:
+            trans.execute(upsert)
+        trans.execute(clear)
     if delta.removed:
         for statement in _EMPTY:
             trans.execute(statement)
-    for scope, span, start, author in delta.shrunk:
-        # A post left this row: its largest follower count may have too.
+    for scope, _, minute, author in delta.shrunk:
+        # A post left these rows: their largest follower count may have too.
         if scope == EVERY:
             source, where, params = "posts AS p", "", ()
         else:
             source = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
             where, params = " AND s.topic = ?", (scope,)
-        trans.execute(
-            "UPDATE rollup_authors SET followers = (SELECT max(p.author_followers) FROM "
-            f"{source} WHERE p.author = ? AND p.created_at >= ? AND p.created_at < ?{where}) "
-            "WHERE scope = ? AND span = ? AND start = ? AND author = ?",
-            (author, start, start + span, *params, scope, span, start, author),
-        )
+        for span in SPANS:
+            start = floor(minute, span)
+            trans.execute(
+                "UPDATE rollup_authors SET followers = (SELECT max(p.author_followers) FROM "
+                f"{source} WHERE p.author = ? AND p.created_at >= ? AND p.created_at < ?{where}) "
+                "WHERE scope = ? AND span = ? AND start = ? AND author = ?",
+                (author, start, start + span, *params, scope, span, start, author),
+            )
 
 
 def rewrite(trans, column: str, keys: list, statement: str, rows: Iterable[tuple]) -> None:
