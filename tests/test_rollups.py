@@ -22,7 +22,7 @@ import pytest_twisted
 from monitor.analysis.trending import MIN_COUNT, candidates, excluded_words, rank, top, trending_terms
 from monitor.model import LABELS, SENTIMENTS, Analysis, Enriched, Post, Topic, iso8601
 from monitor.store import StatsQuery
-from monitor.store.rollups import EVERY, SPANS, cover
+from monitor.store.rollups import cover
 from monitor.store.sqlite import SQLiteStore, hashtags, terms
 from monitor.web import queries
 
@@ -315,7 +315,7 @@ async def test_trending_terms_equal_brute_force(store, path):
         topic = rng.choice((None, "acme"))
 
         def count(lo, hi):
-            counts, shown, n = Counter(), {}, 0
+            counts, n = Counter(), 0
             for p in posts:
                 if lo <= p["created_at"] < hi and (topic is None or topic in p["topics"]):
                     n += 1

@@ -31,16 +31,12 @@ from typing import Iterable, Optional
 from monitor.analysis.trending import candidates
 from monitor.store.text import hashtags, terms
 
-__all__ = ["EVERY", "SPANS", "TERMS", "TRENDING", "Delta", "Facts", "Tally", "cover", "floor", "volume_spans"]
+__all__ = ["EVERY", "SPANS", "Delta", "Facts", "Tally", "cover", "floor", "volume_spans"]
 
 #: Bucket widths kept, in seconds, smallest first: minute, hour, day.
 SPANS = (60, 3600, 86400)
 #: The scope of every post (topics have non-empty names).
 EVERY = ""
-#: Kinds of term rows: the words of L{monitor.store.text.terms} (the stats'
-#: C{top_terms}) and the words and phrases of
-#: L{monitor.analysis.trending.candidates} (trending terms).
-TERMS, TRENDING = 0, 1
 
 
 def floor(t: float, span: int) -> int:
@@ -94,7 +90,11 @@ class Delta:
     @ivar authors: (scope, span, start, author) to
         [posts, scored, compound sum, most followers or None].
     @ivar tags: (scope, span, start, tag) to posts.
-    @ivar terms: (scope, kind, span, start, term) to posts.
+    @ivar terms: (scope, span, start, term) to [posts that use it among
+        their L{monitor.store.text.terms} (the stats' C{top_terms}), posts
+        that use it among their L{monitor.analysis.trending.candidates}
+        (trending terms: words and two-word phrases)]; one row serves both,
+        since most words are both.
     @ivar shown: a trending term's folded form to the form shown.
     @ivar shrunk: author minute rows a post left that had a follower count:
         their maximum (and their hour's and day's) may have fallen and is
@@ -106,7 +106,7 @@ class Delta:
         self.labels: Counter = Counter()
         self.authors: dict[tuple, list] = {}
         self.tags: Counter = Counter()
-        self.terms: Counter = Counter()
+        self.terms: dict[tuple, list] = {}
         self.shown: dict[str, str] = {}
         self.shrunk: set[tuple] = set()
         #: Whether some row lost posts (and may now be empty).
@@ -166,9 +166,15 @@ class Delta:
                 for tag in tags:
                     tags_[(scope, span, start, tag)] += sign
                 for term in words_:
-                    terms_[(scope, TERMS, span, start, term)] += sign
+                    row = terms_.get((scope, span, start, term))
+                    if row is None:
+                        row = terms_[(scope, span, start, term)] = [0, 0]
+                    row[0] += sign
                 for term in cands:
-                    terms_[(scope, TRENDING, span, start, term)] += sign
+                    row = terms_.get((scope, span, start, term))
+                    if row is None:
+                        row = terms_[(scope, span, start, term)] = [0, 0]
+                    row[1] += sign
 
 
 def cover(since: Optional[float], until: Optional[float], spans: Iterable[int] = SPANS):

@@ -35,7 +35,7 @@ from monitor.query import QueryError, StoredPost, matches, parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
 from monitor.store import sqlite_rollups
-from monitor.store.rollups import EVERY, TERMS, Delta, Facts, cover, volume_spans
+from monitor.store.rollups import EVERY, Delta, Facts, cover, volume_spans
 from monitor.store.text import hashtags, terms
 
 __all__ = ["SQLiteStore", "fts_query", "hashtags", "owner_only_database", "terms"]
@@ -909,7 +909,7 @@ class SQLiteStore(Service):
             dict(tally.tags), "n DESC, k", top,
         )  # fmt: skip
         top_terms = sqlite_rollups.ranked(
-            trans, *sqlite_rollups.pieces_sql("rollup_terms", "term AS k, posts", scope, pieces, " AND kind = ?", (TERMS,)),
+            trans, *sqlite_rollups.pieces_sql("rollup_terms", "term AS k, terms AS posts", scope, pieces, " AND terms > 0"),
             "term", dict(tally.terms), "n DESC, k", top,
         )  # fmt: skip
         by_followers = sqlite_rollups.authors(

@@ -16,7 +16,7 @@ import json
 from typing import Iterable, Optional
 
 from monitor.model import LABELS
-from monitor.store.rollups import EVERY, SPANS, TRENDING, Delta, Facts, Tally, cover, floor
+from monitor.store.rollups import EVERY, SPANS, Delta, Facts, Tally, cover, floor
 
 __all__ = [
     "FACTS", "TABLES", "apply", "authors", "backfill", "edge_tally", "facts", "label_counts", "pieces_sql", "ranked",
@@ -69,13 +69,15 @@ CREATE TABLE rollup_tags (
 ) WITHOUT ROWID;
 CREATE TABLE rollup_terms (
     scope TEXT NOT NULL,
-    kind INTEGER NOT NULL,
     span INTEGER NOT NULL,
     start INTEGER NOT NULL,
     term TEXT NOT NULL,
+    -- posts using it among their stats terms, and among their trending
+    -- candidates (words and phrases); shown: a trending term's first form.
+    terms INTEGER NOT NULL,
+    trending INTEGER NOT NULL,
     shown TEXT,
-    posts INTEGER NOT NULL,
-    PRIMARY KEY (scope, kind, span, start, term)
+    PRIMARY KEY (scope, span, start, term)
 ) WITHOUT ROWID;
 """
 
@@ -101,7 +103,7 @@ _SHAPES = {
     "labels": ("rollup_labels", ("label",), ("posts",), None),
     "authors": ("rollup_authors", ("author",), ("posts", "scored", "compound"), "followers"),
     "tags": ("rollup_tags", ("tag",), ("posts",), None),
-    "terms": ("rollup_terms", ("kind", "term"), ("posts",), "shown"),
+    "terms": ("rollup_terms", ("term",), ("terms", "trending"), "shown"),
 }
 
 
@@ -146,7 +148,7 @@ _EMPTY = (
     "DELETE FROM rollup_labels WHERE posts <= 0",
     "DELETE FROM rollup_authors WHERE posts <= 0",
     "DELETE FROM rollup_tags WHERE posts <= 0",
-    "DELETE FROM rollup_terms WHERE posts <= 0",
+    "DELETE FROM rollup_terms WHERE terms <= 0 AND trending <= 0",
 )
 
 
@@ -166,8 +168,8 @@ def apply(trans, delta: Delta) -> None:
         "authors": [(s, start, author, *row) for (s, _, start, author), row in delta.authors.items()
                     if any(row[:3]) or row[3] is not None],
         "tags": [(s, start, tag, n) for (s, _, start, tag), n in delta.tags.items() if n],
-        "terms": [(s, start, kind, term, n, shown.get(term) if kind == TRENDING else None)
-                  for (s, kind, _, start, term), n in delta.terms.items() if n],
+        "terms": [(s, start, term, n, t, shown.get(term) if t > 0 else None)
+                  for (s, _, start, term), (n, t) in delta.terms.items() if n or t],
     }  # fmt: skip
     for name, values in rows.items():
         if not values:
@@ -409,13 +411,13 @@ def trending_counts(trans, topic: Optional[str], since, until, least: int = 1, o
     """
     pieces, edges = cover(since, until)
     tally = edge_tally(trans, topic, edges)
-    extra, extra_params = " AND kind = ?", [TRENDING]
+    extra, extra_params = " AND trending > 0", []
     if only is not None:
         extra += " AND term IN (SELECT value FROM json_each(?))"
         extra_params.append(json.dumps(sorted(only)))
     if words:
         extra += " AND instr(term, ' ') = 0"
-    union, params = pieces_sql("rollup_terms", "term AS k, posts, shown", EVERY if topic is None else topic, pieces,
+    union, params = pieces_sql("rollup_terms", "term AS k, trending AS posts, shown", EVERY if topic is None else topic, pieces,
                                extra, extra_params)  # fmt: skip
     parts = [union] if union else []
     edge = {k: n for k, n in tally.candidates.items() if (only is None or k in only) and not (words and " " in k)}
