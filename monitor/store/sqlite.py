@@ -912,10 +912,7 @@ class SQLiteStore(Service):
             trans, *sqlite_rollups.pieces_sql("rollup_terms", "term AS k, terms AS posts", scope, pieces, " AND terms > 0"),
             "term", dict(tally.terms), "n DESC, k", top,
         )  # fmt: skip
-        by_followers = sqlite_rollups.authors(
-            trans, scope, pieces, tally, "HAVING max(followers) IS NOT NULL", "max(followers) DESC, sum(posts) DESC, k", top
-        )
-        by_posts = sqlite_rollups.authors(trans, scope, pieces, tally, "", "sum(posts) DESC, max(followers) DESC, k", top)
+        by_followers, by_posts = sqlite_rollups.top_authors(trans, scope, pieces, tally, top)
 
         return {
             "topic": query.topic,

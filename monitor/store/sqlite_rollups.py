@@ -12,6 +12,7 @@ and edges together in one statement.
 
 from __future__ import annotations
 
+import heapq
 import json
 from typing import Iterable, Optional
 
@@ -20,7 +21,7 @@ from monitor.store.rollups import EVERY, SPANS, Delta, Facts, Tally, cover, floo
 
 __all__ = [
     "FACTS", "TABLES", "apply", "authors", "backfill", "edge_tally", "facts", "label_counts", "pieces_sql", "ranked",
-    "post_count", "rewrite", "scope_counts", "trending_counts",
+    "post_count", "rewrite", "scope_counts", "top_authors", "trending_counts",
 ]  # fmt: skip
 
 #: The rollup tables (migration C{_V11_ROLLUPS}).  Keys lead with scope,
@@ -321,7 +322,8 @@ def ranked(trans, union: Optional[str], params: list, key: str, edge: dict, orde
 def authors(trans, scope: str, pieces, tally: Tally, having: str, order: str, limit: int, having_params=()) -> list:
     """
     C{(author, posts, followers, scored, compound)} summed over rollups and
-    edges, filtered by C{having} and ranked by C{order}.
+    edges, filtered by C{having} and ranked by C{order} (all of them, in no
+    order, when C{limit} is C{None}).
     """
     union, params = pieces_sql("rollup_authors", "author AS k, posts, followers, scored, compound", scope, pieces)
     parts = [union] if union else []
@@ -334,12 +336,27 @@ def authors(trans, scope: str, pieces, tally: Tally, having: str, order: str, li
         params.append(json.dumps([[a, n, f, s, c] for a, (n, s, c, f) in tally.authors.items()]))
     if not parts:
         return []
-    trans.execute(
+    sql = (
         "SELECT k, sum(posts) AS n, max(followers) AS followers, sum(scored) AS scored, total(compound) AS compound "
-        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY k {having} ORDER BY {order} LIMIT ?",
-        (*params, *having_params, limit),
+        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY k {having}"
     )
+    params = [*params, *having_params]
+    if limit is not None:
+        sql += f" ORDER BY {order} LIMIT ?"
+        params.append(limit)
+    trans.execute(sql, params)
     return trans.fetchall()
+
+
+def top_authors(trans, scope: str, pieces, tally: Tally, limit: int) -> tuple[list, list]:
+    """
+    The C{limit} authors with the most followers and the C{limit} with the
+    most posts, as L{authors} rows, from one pass over the author rows.
+    """
+    rows = authors(trans, scope, pieces, tally, "", "", None)
+    by_followers = heapq.nsmallest(limit, (r for r in rows if r[2] is not None), key=lambda r: (-r[2], -r[1], r[0]))
+    by_posts = heapq.nsmallest(limit, rows, key=lambda r: (-r[1], -(r[2] if r[2] is not None else -1), r[0]))
+    return by_followers, by_posts
 
 
 def scope_counts(trans, scopes: list, since, until) -> dict:
