@@ -12,6 +12,11 @@ shared machine.
 
     python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
                              [--store sqlite|postgresql|both] [--dsn DSN] [--stories on|off]
+                             [--poll-stats SECONDS]
+
+With --poll-stats, a dashboard's worth of readers asks /api/v1/stats for
+the last 24 hours every SECONDS during the run (the dashboard asks the same
+of the store twice per refresh), and its answer times are reported.
 
 With --store postgresql the hub keeps its posts in PostgreSQL (--dsn, an
 empty database; without it, a throwaway server from tests/servers.py);
@@ -165,9 +170,31 @@ def posts_in(dsn: str) -> list[tuple]:
         db.close()
 
 
+def poll_stats(port: int, every: float, stop, times: list) -> None:
+    """
+    Until C{stop} is set: ask for 24 hours' stats every C{every} seconds,
+    as a dashboard left open does, recording each answer's time.  The day
+    is the replay's own (its posts are written from 1.7e9 on), its edges
+    inside minutes.
+    """
+    while not stop.wait(every):
+        since = 1.7e9 + 0.5
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/stats?since={since}&until={since + 86400}&bucket=1800&top=100",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+        except OSError:
+            continue
+        times.append(time.perf_counter() - started)
+
+
 def run(
     n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT, dsn: str = "",
-    stories: str = "",
+    stories: str = "", poll: float = 0.0,
 ) -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
@@ -206,6 +233,11 @@ speed = {1 if rate else 0}
              "--logfile", str(tmp / "twistd.log"), "monitor", "--config", str(tmp / "bench.toml")],
             cwd=tmp, env=env,
         )
+        import threading
+
+        stop, polls = threading.Event(), []
+        if poll:
+            threading.Thread(target=poll_stats, args=(port, poll, stop, polls), daemon=True).start()
         try:
             deadline = time.monotonic() + 600
             settled = None
@@ -222,6 +254,7 @@ speed = {1 if rate else 0}
             cpu = cpu_seconds([proc.pid]) - (cpu_started or 0.0)
             rss = peak_rss_mib(proc.pid)
         finally:
+            stop.set()
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         if stored + unmatched < n:
@@ -255,6 +288,9 @@ speed = {1 if rate else 0}
         "ratio": round(pipeline / vader, 2),
         "fast_vader_posts_per_s": round(fast),
         "fast_vader_ratio_to_raw": round(fast / vader, 2),
+        "stats_polls": len(polls),
+        "stats_p50_ms": round(percentile(polls, 0.5) * 1000, 1) if polls else None,
+        "stats_p99_ms": round(percentile(polls, 0.99) * 1000, 1) if polls else None,
     }
 
 
@@ -270,6 +306,8 @@ def main() -> None:
                         help="run the hub from this source tree (e.g. an older commit, git archive'd)")
     parser.add_argument("--store", choices=("sqlite", "postgresql", "both"), default="sqlite",
                         help="where the hub keeps posts; both: SQLite, then PostgreSQL, same posts")
+    parser.add_argument("--poll-stats", type=float, default=0.0,
+                        help="ask /api/v1/stats for the last 24 h every this many seconds during the run")
     parser.add_argument("--dsn", default="", help="postgresql: an empty database (default: a throwaway server)")
     args = parser.parse_args()
     stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
@@ -286,7 +324,7 @@ def main() -> None:
                     server = server or PostgresServer().start()
                     dsn = server.dsn(server.create_database())
             results.append(run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), dsn,
-                               args.stories))
+                               args.stories, args.poll_stats))
     finally:
         if server is not None:
             server.close()

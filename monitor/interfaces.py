@@ -166,6 +166,13 @@ class IStore(IService):
         Deferred firing with the stats dict of the API.
         """
 
+    def update_scores(changes):
+        """
+        Write re-scored posts' C{(sentiment, sentiment_by, labels, id)} and
+        keep the statistics' rollups in step, in one transaction.  Returns
+        a Deferred.
+        """
+
     def story_state():
         """
         Returns a Deferred firing with the stories' state saved last by

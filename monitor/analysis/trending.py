@@ -27,14 +27,12 @@ from functools import lru_cache
 from typing import Iterable, Optional
 
 from stop_words import LANGUAGE_MAPPING, get_stop_words
+from twisted.internet.defer import ensureDeferred
 
 from monitor.words import normalize
 
 __all__ = ["candidates", "excluded_words", "g2", "rank", "stop_words", "top", "trending_terms"]
 
-#: How many of the newest posts of each period are read: enough for the
-#: shares to be steady, and about 0.3 s of reading on one core.
-SAMPLE = 5_000
 #: Fewest posts in the range that use a term for it to be shown.
 MIN_COUNT = 3
 #: Least G² for a rise to count as one: 3.84 is chance at 1 in 20 (one
@@ -186,18 +184,6 @@ def rank(now: Counter, posts_now: int, before: Counter, posts_before: int, shown
     ]  # fmt: skip
 
 
-def _count(rows, exclude: frozenset, shown: dict) -> tuple[Counter, int]:
-    counts: Counter[str] = Counter()
-    posts = 0
-    for text, lang in rows:
-        posts += 1
-        terms = candidates(text, lang, exclude)
-        for folded, form in terms.items():
-            shown.setdefault(folded, form)
-        counts.update(terms.keys())
-    return counts, posts
-
-
 def top(now: Counter, shown: dict, limit: int = 10) -> list[dict]:
     """The words (not phrases) most posts use, most first."""
     words = sorted((item for item in now.items() if " " not in item[0]), key=lambda item: (-item[1], item[0]))
@@ -209,15 +195,22 @@ def trending_terms(store, topic: Optional[str], since: float, until: float, topi
     Fires with C{{"trending": [...], "top": [...]}}: the rising terms of
     C{topic} (or of all posts) in C{[since, until)} against the period of
     the same length before (L{rank}), and its most used words (L{top}), the
-    C{topics}' own words left out.  Counted off the reactor, on the
-    samples C{store} (an L{monitor.store.interfaces.IPostReads}) reads.
+    C{topics}' own words left out.  Counted over every post of both periods,
+    from the store's rollups (L{monitor.store.interfaces.IPostReads.term_counts}).
     """
+    return ensureDeferred(_trending_terms(store, topic, since, until, topics, limit))
+
+
+async def _trending_terms(store, topic, since, until, topics, limit) -> dict:
     exclude = excluded_words(topics)
 
-    def run(samples):
-        shown: dict[str, str] = {}
-        now, posts_now = _count(samples[0], exclude, shown)
-        before, posts_before = _count(samples[1], exclude, shown)
-        return {"trending": rank(now, posts_now, before, posts_before, shown, limit), "top": top(now, shown, limit)}
+    def kept(counts: dict) -> Counter:
+        return Counter({t: n for t, n in counts.items() if not any(w in exclude for w in t.split())})
 
-    return store.post_texts(topic, [(since, until), (since - (until - since), since)], SAMPLE, run)
+    found, shown, posts_now = await store.term_counts(topic, since, until, least=MIN_COUNT)
+    now = kept(found)
+    words, forms, _ = await store.term_counts(topic, since, until, words=True, limit=limit + len(exclude))
+    shown.update({t: f for t, f in forms.items() if t not in shown})
+    before, _, posts_before = await store.term_counts(topic, since - (until - since), since, only=set(now))
+    return {"trending": rank(now, posts_now, Counter(before), posts_before, shown, limit),
+            "top": top(kept(words), shown, limit)}  # fmt: skip

@@ -466,9 +466,11 @@ class IPostReads(Interface):
     def topic_origins():
         """C{{name: {"origin", "updated_at"}}} of the stored topics."""
 
-    def post_texts(topic, periods, limit, run):
+    def term_counts(topic, since, until, words=False, least=1, limit=None, only=None):
         """
-        Fire with C{run(samples)}, called off the reactor: per
-        C{(since, until)} of C{periods}, the C{(text, lang)} of at most
-        C{limit} of its newest posts.
+        Fire with C{(counts, forms, posts)} for C{topic}'s posts (every post
+        for C{None}) in C{[since, until)}: how many posts use each term
+        (words and phrases; only words with C{words}), at least C{least},
+        the C{limit} most used, or only those in C{only}; the form each is
+        shown in; and how many posts there are.  Exact, over every post.
         """

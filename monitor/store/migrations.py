@@ -1,7 +1,8 @@
 """
 Versioned schema of the SQLite store.
 
-C{MIGRATIONS[n]} takes a database from version C{n} to C{n + 1}; the version a
+C{MIGRATIONS[n]} takes a database from version C{n} to C{n + 1} (a script,
+or a function of the connection for a step that needs Python); the version a
 database has reached is kept in C{PRAGMA user_version}.  Migrations are only
 ever appended: a released script is never edited, so every database, however
 old, reaches the same schema by the same steps.
@@ -321,11 +322,26 @@ _V10_INCIDENT_EXPLANATION = """
 ALTER TABLE alert_incidents ADD COLUMN explanation TEXT NOT NULL DEFAULT '{}';
 """
 
+
+def _V11_ROLLUPS(connection) -> None:
+    """
+    Rollups of the stored posts for the statistics (L{monitor.store.rollups}):
+    the tables, then every stored post counted into them.  A step in
+    Python, since the terms of a text are counted in Python.
+    """
+    from monitor.store import sqlite_rollups
+
+    for statement in split_statements(sqlite_rollups.TABLES):
+        connection.execute(statement)
+    sqlite_rollups.backfill(connection)
+
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple = (
     _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS, _V8_LOGIN_FORMS,
     _V9_STORIES,
     _V10_INCIDENT_EXPLANATION,
+    _V11_ROLLUPS,
 )
 
 
@@ -378,8 +394,12 @@ def migrate(connection, path: str = "", migrations=MIGRATIONS) -> list[int]:
             if user_version(connection) >= version:
                 connection.rollback()
                 continue
-            for statement in split_statements(migrations[version - 1]):
-                connection.execute(statement)
+            step = migrations[version - 1]
+            if callable(step):
+                step(connection)
+            else:
+                for statement in split_statements(step):
+                    connection.execute(statement)
             # PRAGMA takes no parameters; version is an int of our own.
             connection.execute(f"PRAGMA user_version = {int(version)}")
             connection.commit()

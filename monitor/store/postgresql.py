@@ -760,6 +760,20 @@ class PostgreSQLStore(Service):
         """How many posts are stored."""
         return self._run(False, self._one, "SELECT count(*) FROM posts", ())
 
+    def update_scores(self, changes) -> Deferred:
+        """
+        Write re-scored posts' C{(sentiment, sentiment_by, labels, id)}
+        (labels space-delimited) in one transaction.  The statistics are
+        counted from the posts here, so nothing else moves.
+        """
+        rows = [(sentiment, by, f" {labels} " if labels else "", row_id) for sentiment, by, labels, row_id in changes]
+        return self._run(True, self._update_scores, rows)
+
+    @staticmethod
+    async def _update_scores(cursor, rows) -> None:
+        for row in rows:
+            await cursor.execute("UPDATE posts SET sentiment = %s, sentiment_by = %s, labels = %s WHERE id = %s", row)
+
     # -- story state -------------------------------------------------------
 
     def story_state(self) -> Deferred:

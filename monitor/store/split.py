@@ -98,6 +98,9 @@ class SplitStore(MultiService):
     def count_posts(self):
         return self.posts.count_posts()
 
+    def update_scores(self, changes):
+        return self.posts.update_scores(changes)
+
     def stats(self, query):
         return self.posts.stats(query)
 

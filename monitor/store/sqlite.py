@@ -35,15 +35,15 @@ from monitor.query import QueryError, StoredPost, matches, parse as parse_query
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
 from monitor.store.interfaces import IPostReads
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
+from monitor.store import sqlite_rollups
+from monitor.store.rollups import EVERY, Delta, Facts, cover, volume_spans
+from monitor.store.text import hashtags, terms
 from monitor.store.sqlite_pages import PageQueries
 
 __all__ = ["SQLiteStore", "fts_query", "hashtags", "owner_only_database", "terms"]
 
 #: How long a connection waits for a lock held by another process.
 BUSY_TIMEOUT_MS = 5000
-
-#: How many of the newest posts in range C{top_terms} reads.
-TERMS_SAMPLE = 20_000
 
 #: Most values bound in one C{IN (...)} list.
 _CHUNK = 500
@@ -106,6 +106,8 @@ _UPDATE_AUTHOR = (
     "author_verified = ? WHERE uid = ?"
 )
 
+_UPDATE_SCORES = "UPDATE posts SET sentiment = ?, sentiment_by = ?, labels = ? WHERE id = ?"
+
 _INSERT_POST = (
     f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_POST_COLUMNS))})"
@@ -126,57 +128,10 @@ _SELECT_POST = (
     "p.author_followers, p.author_verified, p.lat, p.lon, p.sentiment_by, p.story, p.id"
 )
 
-# Not preceded by a word character, '&' (HTML entity) or '/' (URL fragment),
-# and not all digits ("we're #1").
-_HASHTAG = re.compile(r"(?<![\w&/])#(\w*[^\W\d]\w*)")
-_URL = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S+", re.IGNORECASE)
-_HANDLE_OR_TAG = re.compile(r"[@#]\w+(?:[.@-]\w+)*")
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 _FTS_PART = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _SEARCHABLE = re.compile(r"[^\W_]")
 # FTS5 ends a query string at NUL; no control character is searchable.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-_STOPWORDS = frozenset(
-    """
-    a about above across after afterwards again against all almost alone
-    along already also although always am among amongst an and another any
-    anybody anyhow anyone anything anyway anywhere are aren't around as at
-    back be became because become becomes been before beforehand behind being
-    below beside besides between beyond both but by can can't cannot could
-    couldn't did didn't do does doesn't doing don't done down during each
-    either else elsewhere enough etc even ever every everybody everyone
-    everything everywhere except few for from further get gets getting got
-    gotten had hadn't has hasn't have haven't having he he'd he'll he's hence
-    her here here's hers herself him himself his how how's however i i'd i'll
-    i'm i've if in inside instead into is isn't it it's its itself just let
-    let's like made make makes many may maybe me might mine more most mostly
-    much must mustn't my myself near need needs neither never nevertheless
-    next no nobody none nor not nothing now nowhere of off often oh ok okay
-    on once one ones only onto or other others otherwise ought our ours
-    ourselves out over own per perhaps please put quite rather really same
-    say says said see seem seemed seems shall shan't she she'd she'll she's
-    should shouldn't since so some somebody somehow someone something
-    sometime sometimes somewhere still such than that that's the their theirs
-    them themselves then there there's thereby therefore these they they'd
-    they'll they're they've thing things this those though through
-    throughout thru thus till to together too toward towards under until up
-    upon us very via was wasn't way we we'd we'll we're we've well were
-    weren't what what's whatever when when's whenever where where's whereas
-    wherever whether which while who who's whoever whole whom whose why why's
-    will with within without won't would wouldn't yeah yes yet you you'd
-    you'll you're you've your yours yourself yourselves
-    amp rt http https www com lol omg gonna wanna gotta
-    los las del una por para con que como pero más mas sus esta este esto
-    muy sin sobre también tambien fue ser son hay porque cuando todo
-    les des une pour avec dans sur pas qui que est sont mais ont aux plus
-    par cette ces ses leur nous vous elle ils été etre être
-    der die das und ist nicht mit den dem ein eine einer für auf sich
-    auch als von sie wir ihr aber oder wie noch nur bei aus zum zur
-    não nao uma com para por mais mas como você voce isso este esta
-    che non per una con del della sono come anche più piu
-    """.split()
-)
 
 
 def _marks(count: int) -> str:
@@ -186,30 +141,6 @@ def _marks(count: int) -> str:
 def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def hashtags(text: str) -> set[str]:
-    """
-    The hashtags of a text, lower-case and without C{#}; a C{#} inside a
-    URL is not one.
-    """
-    return {tag.lower() for tag in _HASHTAG.findall(_URL.sub(" ", text or ""))}
-
-
-def terms(text: str) -> set[str]:
-    """
-    The distinct words of 3+ letters in a text that say something: not
-    stopwords, and not part of a URL, @handle or #hashtag.
-    """
-    text = _HANDLE_OR_TAG.sub(" ", _URL.sub(" ", text or "")).lower()
-    found = set()
-    for word in _WORD.findall(text):
-        word = word.replace("’", "'")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if len(word) >= 3 and word not in _STOPWORDS:
-            found.add(word)
-    return found
 
 
 def fts_query(text: str) -> Optional[str]:
@@ -428,6 +359,25 @@ def _post_rows(posts: list[Post], first_id: int, now: float):
         topic_rows.extend((row_id, topic, created_at) for topic in topics)
         tag_rows.extend((row_id, tag, created_at) for tag in hashtags(post.text))
     return rows, topic_rows, tag_rows
+
+
+_COLUMN = {name: i for i, name in enumerate(_POST_COLUMNS)}
+
+
+def _delta(rows) -> Delta:
+    """
+    What new post rows (L{_post_rows}) add to the rollups.
+    """
+    delta = Delta()
+    c = _COLUMN
+    for row in rows:
+        delta.add(
+            Facts(row[c["created_at"]], tuple(json.loads(row[c["topics"]])), row[c["source"]],
+                  row[c["sentiment"]], row[c["compound"]], row[c["likes"]], row[c["reposts"]],
+                  row[c["replies"]], tuple(row[c["labels"]].split()), row[c["author"]],
+                  row[c["author_followers"]], row[c["text"]], row[c["lang"]])
+        )  # fmt: skip
+    return delta
 
 
 def _configure(connection, read_only: bool) -> None:
@@ -655,16 +605,32 @@ class SQLiteStore(PageQueries, Service):
                 trans.executemany(_INSERT_TOPIC, topic_rows)
             if tag_rows:
                 trans.executemany(_INSERT_TAG, tag_rows)
+            # Only the rows really inserted count, in the same transaction.
+            sqlite_rollups.apply(trans, _delta(rows))
         if authors:
             # After the inserts: a profile follows its posts in the queue,
             # sometimes in the same batch.
-            trans.executemany(_UPDATE_AUTHOR, authors)
+            sqlite_rollups.rewrite(trans, "uid", [row[-1] for row in authors], _UPDATE_AUTHOR, authors)
         if cursors:
             trans.executemany(
                 _UPSERT_CURSOR,
                 [(source, cursor, now) for source, cursor in cursors.items()],
             )
         return [post.uid for post in fresh]
+
+    def update_scores(self, changes) -> Deferred:
+        """
+        Write re-scored posts' C{(sentiment, sentiment_by, labels, id)}
+        (labels as stored, space-delimited) and move their counts in the
+        rollups, in one transaction.
+        """
+        changes = list(changes)
+        return self._run(True, self._update_scores, changes)
+
+    @staticmethod
+    def _update_scores(trans, changes) -> None:
+        trans.execute("BEGIN IMMEDIATE")
+        sqlite_rollups.rewrite(trans, "id", [row[3] for row in changes], _UPDATE_SCORES, changes)
 
     # -- story state ---------------------------------------------------------
 
@@ -904,62 +870,40 @@ class SQLiteStore(PageQueries, Service):
     @classmethod
     def _stats(cls, trans, query: StatsQuery) -> dict[str, Any]:
         # One read transaction: every number below comes from one snapshot.
+        # Whole minutes, hours and days come from the rollups, the partial
+        # minutes at the range's edges from their posts (monitor.store.rollups).
         trans.execute("BEGIN")
-        scope = _Scope(query.topic, query.since, query.until)
-        where, params = scope.condition, scope.params
+        scope = EVERY if query.topic is None else query.topic
         bucket, top = query.bucket, query.top
+        pieces, edges = cover(query.since, query.until)
+        tally = sqlite_rollups.edge_tally(trans, query.topic, edges, bucket)
 
-        label_sums = ", ".join("sum(instr(p.labels, ?) > 0)" for _ in LABELS)
-        trans.execute(
-            "SELECT count(*), sum(p.sentiment = ?), sum(p.sentiment = ?), "
-            "sum(p.sentiment = ?), avg(p.compound), total(p.likes), "
-            f"total(p.reposts), total(p.replies), {label_sums} "
-            f"FROM {scope.tables} WHERE {where}",
-            (*SENTIMENTS, *(f" {label} " for label in LABELS), *params),
+        union, params = sqlite_rollups.pieces_sql(
+            "rollup_volume", "sentiment, posts, scored, compound, likes, reposts, replies", scope, pieces
         )
-        count, positive, neutral, negative, average, likes, reposts, replies, *labels = (
-            trans.fetchone()
-        )
-        sentiment_counts = dict(zip(SENTIMENTS, (positive, neutral, negative)))
+        sentiments = dict(tally.sentiments)
+        scored, compound = tally.scored, tally.compound
+        likes, reposts, replies = tally.likes, tally.reposts, tally.replies
+        if union:
+            for name, n, s, c, lk, rp, rl in trans.execute(
+                f"SELECT sentiment, sum(posts), sum(scored), total(compound), sum(likes), sum(reposts), "
+                f"sum(replies) FROM ({union}) GROUP BY sentiment",
+                params,
+            ).fetchall():
+                sentiments[name] = sentiments.get(name, 0) + n
+                scored, compound = scored + s, compound + c
+                likes, reposts, replies = likes + lk, reposts + rp, replies + rl
+        count = sum(sentiments.values())
 
-        # floor(t / bucket) without the optional math functions.
-        whole = f"CAST({scope.time} / ? AS INTEGER)"
-        key = f"{whole} - ({scope.time} < {whole} * ?)"
-        trans.execute(
-            f"SELECT {key} AS k, count(*), sum(p.sentiment = ?), "
-            f"sum(p.sentiment = ?), sum(p.sentiment = ?) "
-            f"FROM {scope.tables} WHERE {where} GROUP BY k ORDER BY k",
-            (bucket, bucket, bucket, *SENTIMENTS, *params),
-        )
-        volume = [
-            {
-                "start": iso8601(k * bucket),
-                "count": n,
-                **dict(zip(SENTIMENTS, (pos or 0, neu or 0, neg or 0))),
-            }
-            for k, n, pos, neu, neg in trans.fetchall()
-        ]
-
-        authors = (
-            "SELECT p.author, max(p.author_followers) AS followers, "
-            "count(*) AS n, avg(p.compound) "
-            f"FROM {scope.tables} WHERE {where} GROUP BY p.author "
-        )
-        trans.execute(
-            authors + "HAVING followers IS NOT NULL "
-            "ORDER BY followers DESC, n DESC, p.author LIMIT ?",
-            (*params, top),
-        )
-        by_followers = cls._authors(trans.fetchall())
-        trans.execute(
-            authors + "ORDER BY n DESC, followers DESC, p.author LIMIT ?",
-            (*params, top),
-        )
-        by_posts = cls._authors(trans.fetchall())
-
-        top_hashtags = cls._top_hashtags(trans, query)
-        top_terms = cls._top_terms(trans, scope, top)
-        share = cls._share_of_voice(trans, query)
+        top_hashtags = sqlite_rollups.ranked(
+            trans, *sqlite_rollups.pieces_sql("rollup_tags", "tag AS k, posts", scope, pieces), "tag",
+            dict(tally.tags), "n DESC, k", top,
+        )  # fmt: skip
+        top_terms = sqlite_rollups.ranked(
+            trans, *sqlite_rollups.pieces_sql("rollup_terms", "term AS k, terms AS posts", scope, pieces, " AND terms > 0"),
+            "term", dict(tally.terms), "n DESC, k", top,
+        )  # fmt: skip
+        by_followers, by_posts = sqlite_rollups.top_authors(trans, scope, pieces, tally, top)
 
         return {
             "topic": query.topic,
@@ -968,62 +912,66 @@ class SQLiteStore(PageQueries, Service):
             "bucket": bucket,
             "count": count,
             "sentiment": {
-                **{name: n or 0 for name, n in sentiment_counts.items()},
-                "average_compound": average,
+                **{name: sentiments.get(name, 0) for name in SENTIMENTS},
+                "average_compound": compound / scored if scored else None,
             },
-            "labels": {label: n or 0 for label, n in zip(LABELS, labels)},
-            "engagement": {
-                "likes": int(likes),
-                "reposts": int(reposts),
-                "replies": int(replies),
-            },
-            "volume": volume,
-            "top_authors": {"by_followers": by_followers, "by_posts": by_posts},
-            "top_hashtags": top_hashtags,
-            "top_terms": top_terms,
-            "share_of_voice": share,
+            "labels": sqlite_rollups.label_counts(trans, scope, pieces, tally),
+            "engagement": {"likes": int(likes), "reposts": int(reposts), "replies": int(replies)},
+            "volume": cls._volume(trans, query, scope, tally),
+            "top_authors": {"by_followers": cls._authors(by_followers), "by_posts": cls._authors(by_posts)},
+            "top_hashtags": [{"tag": tag, "count": n} for tag, n in top_hashtags],
+            "top_terms": [{"term": term, "count": n} for term, n in top_terms],
+            "share_of_voice": cls._share_of_voice(trans, query),
         }
+
+    @staticmethod
+    def _volume(trans, query: StatsQuery, scope: str, tally) -> list[dict]:
+        """
+        Posts per bucket by sentiment: sums of the rollup buckets that
+        divide C{bucket}, plus the partial minutes; a bucket that is not a
+        whole number of minutes is counted from the posts.
+        """
+        bucket = query.bucket
+        spans = volume_spans(bucket)
+        counts: dict[int, dict] = {}
+        if not spans:
+            where = _Scope(query.topic, query.since, query.until)
+            # floor(t / bucket) without the optional math functions.
+            whole = f"CAST({where.time} / ? AS INTEGER)"
+            key = f"{whole} - ({where.time} < {whole} * ?)"
+            rows = trans.execute(
+                f"SELECT ({key}) * ? AS k, coalesce(p.sentiment, ''), count(*) FROM {where.tables} "
+                f"WHERE {where.condition} GROUP BY k, p.sentiment",
+                (bucket, bucket, bucket, bucket, *where.params),
+            ).fetchall()
+        else:
+            pieces, _ = cover(query.since, query.until, spans)
+            union, params = sqlite_rollups.pieces_sql(
+                "rollup_volume", "start - ((start % ?) + ?) % ? AS k, sentiment, posts", scope, pieces
+            )
+            rows = []
+            if union:
+                # The bucket width is bound once per piece, ahead of its own values.
+                params = []
+                for span, lo, hi in pieces:
+                    params += [bucket, bucket, bucket, scope, span] + [v for v in (lo, hi) if v is not None]
+                rows = trans.execute(f"SELECT k, sentiment, sum(posts) FROM ({union}) GROUP BY k, sentiment", params).fetchall()
+            for start, by in tally.volume.items():
+                rows += [(start, name, n) for name, n in by.items()]
+        for start, name, n in rows:
+            counts.setdefault(int(start), {}).setdefault(name, 0)
+            counts[int(start)][name] += n
+        return [
+            {"start": iso8601(start), "count": sum(by.values()), **{name: by.get(name, 0) for name in SENTIMENTS}}
+            for start, by in sorted(counts.items())
+        ]
 
     @staticmethod
     def _authors(rows) -> list[dict]:
         return [
-            {"author": author, "followers": followers, "posts": n, "average_compound": average}
-            for author, followers, n, average in rows
+            {"author": author, "followers": followers, "posts": n, "average_compound": compound / scored if scored else None}
+            for author, n, followers, scored, compound in rows
         ]
-
-    @staticmethod
-    def _top_hashtags(trans, query: StatsQuery) -> list[dict]:
-        if query.topic is None:
-            tables = "post_tags AS g"
-            where, params = _time_range("g.created_at", query.since, query.until)
-        else:
-            tables = "post_topics AS s JOIN post_tags AS g ON g.post_id = s.post_id"
-            where, params = _time_range("s.created_at", query.since, query.until)
-            where, params = ["s.topic = ?", *where], [query.topic, *params]
-        trans.execute(
-            f"SELECT g.tag, count(*) AS n FROM {tables} "
-            f"WHERE {' AND '.join(where) or '1'} "
-            "GROUP BY g.tag ORDER BY n DESC, g.tag LIMIT ?",
-            (*params, query.top),
-        )
-        return [{"tag": tag, "count": n} for tag, n in trans.fetchall()]
-
-    @staticmethod
-    def _top_terms(trans, scope: _Scope, top: int) -> list[dict]:
-        """
-        Count, over the newest L{TERMS_SAMPLE} posts in range, how many posts
-        use each term: a post repeating a word counts once.
-        """
-        trans.execute(
-            f"SELECT p.text FROM {scope.tables} WHERE {scope.condition} "
-            f"ORDER BY {scope.time} DESC LIMIT ?",
-            (*scope.params, TERMS_SAMPLE),
-        )
-        counts: Counter[str] = Counter()
-        for (text,) in trans.fetchall():
-            counts.update(terms(text))
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return [{"term": term, "count": n} for term, n in ranked[:top]]
 
     @staticmethod
     def _share_of_voice(trans, query: StatsQuery) -> Optional[dict]:
@@ -1041,15 +989,8 @@ class SQLiteStore(PageQueries, Service):
             return None
         members = sorted(name for name, g in specs.items() if g == group)
         counts = dict.fromkeys(members, 0)
-        where, params = _time_range("created_at", query.since, query.until)
         for chunk in _chunks(members):
-            trans.execute(
-                "SELECT topic, count(*) FROM post_topics "
-                f"WHERE {' AND '.join([f'topic IN ({_marks(len(chunk))})', *where])} "
-                "GROUP BY topic",
-                (*chunk, *params),
-            )
-            counts.update(dict(trans.fetchall()))
+            counts.update(sqlite_rollups.scope_counts(trans, chunk, query.since, query.until))
         total = sum(counts.values())
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         return {

@@ -224,10 +224,6 @@ def scored_posts(trans, after, limit):
     return trans.fetchall()
 
 
-def rescore(trans, changes):
-    trans.executemany("UPDATE posts SET sentiment = ?, sentiment_by = ?, labels = ? WHERE id = ?", changes)
-
-
 def count_posts(trans) -> int:
     trans.execute("SELECT count(*) FROM posts")
     return trans.fetchone()[0]
@@ -298,4 +294,5 @@ class SQLiteLearning:
         return self.store.run_read(scored_posts, after, limit)
 
     def rescore(self, changes):
-        return self.store.run_write(rescore, list(changes))
+        # The posts store writes them: it keeps the statistics' rollups in step.
+        return self.store.update_scores(list(changes))

@@ -13,6 +13,8 @@ import json
 from typing import Optional
 
 from monitor.model import Post, iso8601
+from monitor.store import sqlite_rollups
+from monitor.store.rollups import EVERY, cover
 
 __all__ = ["PageQueries", "scope"]
 
@@ -72,39 +74,30 @@ def _geo_posts(trans, topic, since, until, limit):
 
 
 def _author_sentiment(trans, topic, since, until, min_posts, limit):
-    tables, _, where, params = scope(topic, since, until)
-    base = (
-        "SELECT p.author, count(*) AS n, avg(p.compound) AS a, max(p.author_followers) "
-        f"FROM {tables} WHERE {where} AND p.compound IS NOT NULL "
-        "GROUP BY p.author HAVING n >= ? "
-    )
+    scope_key = EVERY if topic is None else topic
+    pieces, edges = cover(since, until)
+    tally = sqlite_rollups.edge_tally(trans, topic, edges, words=False)
+    average = "(total(compound) / sum(scored))"
     out = {}
     for name, condition, order in (
-        ("advocates", "AND a >= 0.05 ", "a DESC"),
-        ("detractors", "AND a <= -0.05 ", "a ASC"),
+        ("advocates", f"AND {average} >= 0.05", f"{average} DESC"),
+        ("detractors", f"AND {average} <= -0.05", f"{average} ASC"),
     ):
-        trans.execute(base + condition + f"ORDER BY {order}, n DESC, p.author LIMIT ?", (*params, min_posts, limit))
+        rows = sqlite_rollups.authors(
+            trans, scope_key, pieces, tally, f"HAVING sum(scored) >= ? {condition}", f"{order}, sum(scored) DESC, k", limit,
+            (min_posts,),
+        )  # fmt: skip
         out[name] = [
-            {"author": author, "posts": n, "average_compound": a, "followers": followers}
-            for author, n, a, followers in trans.fetchall()
+            {"author": author, "posts": scored, "average_compound": compound / scored, "followers": followers}
+            for author, _, followers, scored, compound in rows
         ]
     return out
 
 
 def _topic_volume(trans, since, until):
-    where, params = [], []
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(float(since))
-    if until is not None:
-        where.append("created_at < ?")
-        params.append(float(until))
-    trans.execute(
-        f"SELECT topic, count(*) AS n FROM post_topics WHERE {' AND '.join(where) or '1'} "
-        "GROUP BY topic ORDER BY n DESC, topic",
-        params,
-    )
-    return [{"topic": topic, "count": n} for topic, n in trans.fetchall()]
+    counts = sqlite_rollups.scope_counts(trans, None, since, until)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{"topic": topic, "count": n} for topic, n in ranked]
 
 
 def _recent_posts(trans, limit):
@@ -132,16 +125,6 @@ def _topic_origins(trans):
     return {name: {"origin": origin, "updated_at": updated} for name, origin, updated in trans.fetchall()}
 
 
-def _post_texts(trans, topic, periods, limit, run):
-    samples = []
-    for start, end in periods:
-        tables, time, where, params = scope(topic, start, end)
-        trans.execute(f"SELECT p.text, p.lang FROM {tables} WHERE {where} ORDER BY {time} DESC LIMIT ?",
-                      (*params, int(limit)))  # fmt: skip
-        samples.append(trans.fetchall())
-    return run(samples)
-
-
 class PageQueries:
     """
     The L{monitor.store.interfaces.IPostReads} methods, over C{run_read}.
@@ -165,5 +148,9 @@ class PageQueries:
     def topic_origins(self):
         return self.run_read(_topic_origins)
 
-    def post_texts(self, topic, periods, limit, run):
-        return self.run_read(_post_texts, topic, [tuple(p) for p in periods], limit, run)
+    def term_counts(self, topic, since, until, **options):
+        """
+        The terms of C{topic}'s posts in C{[since, until)}, from the rollups
+        (L{monitor.store.sqlite_rollups.trending_counts}).
+        """
+        return self.run_read(sqlite_rollups.trending_counts, topic, since, until, **options)

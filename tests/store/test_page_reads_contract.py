@@ -6,7 +6,6 @@ C{conftest.PROVIDERS}).
 
 from __future__ import annotations
 
-import threading
 
 import pytest_twisted
 from zope.interface.verify import verifyObject
@@ -87,20 +86,17 @@ async def test_topic_origins(backend):
 
 
 @pytest_twisted.ensureDeferred
-async def test_post_texts_per_period_off_the_reactor(backend):
-    """Each period's newest texts, at most the limit, handed to run in a thread other than the reactor's."""
+async def test_term_counts_count_every_post_of_the_range(backend):
+    """How many posts use each term, exact over the range (edges inside minutes too), per topic or all."""
     store = backend.store
-    await store.store_batch([_post(n, T0 + n * 10, text=f"text {n}") for n in range(10)]
-                            + [_post(50, T0 + 5, ("Globex",), text="other")], {})  # fmt: skip
-    threads = []
-
-    def run(samples):
-        threads.append(threading.current_thread() is threading.main_thread())
-        return samples
-
-    now, before = await store.post_texts("Acme", [(T0 + 50, T0 + 100), (T0, T0 + 50)], 3, run)
-    assert threads == [False]
-    assert [text for text, _ in now] == ["text 9", "text 8", "text 7"]
-    assert [text for text, _ in before] == ["text 4", "text 3", "text 2"] and before[0][1] == "en"
-    (everything,) = await store.post_texts(None, [(T0, T0 + 10)], 10, run)
-    assert sorted(text for text, _ in everything) == ["other", "text 0"]
+    await store.store_batch([_post(n, T0 + n * 10, text=f"refund delayed again {'outage' if n % 2 else 'billing'}")
+                             for n in range(10)]
+                            + [_post(50, T0 + 5, ("Globex",), text="refund outage")], {})  # fmt: skip
+    counts, forms, posts = await store.term_counts("Acme", T0, T0 + 100)
+    assert posts == 10 and counts["refund"] == 10 and counts["outage"] == 5 and counts["billing"] == 5
+    assert forms["refund"] == "refund"
+    counts, _, posts = await store.term_counts(None, T0, T0 + 100, words=True)
+    assert posts == 11 and counts["refund"] == 11 and counts["outage"] == 6
+    assert all(" " not in term for term in counts)
+    counts, _, posts = await store.term_counts("Acme", T0 + 45, T0 + 75, only={"outage", "billing"})
+    assert posts == 3 and counts == {"outage": 2, "billing": 1}

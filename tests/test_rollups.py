@@ -1,0 +1,335 @@
+"""
+The statistics' rollups (L{monitor.store.rollups}) against a brute-force
+count over the stored posts themselves, on real tweets (../shared/data):
+random ranges whose edges fall inside minutes, every bucket width the
+dashboard uses and one that is not a whole minute, after duplicates,
+re-scoring, late author profiles and a back-fill of an older database.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+from monitor.analysis.trending import MIN_COUNT, candidates, excluded_words, rank, top, trending_terms
+from monitor.model import LABELS, SENTIMENTS, Analysis, Enriched, Post, Topic, iso8601
+from monitor.store import StatsQuery
+from monitor.store.rollups import cover
+from monitor.store.sqlite import SQLiteStore, hashtags, terms
+from monitor.web import queries
+
+pytestmark = pytest.mark.timeout(300)
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+COMPLAINTS = DATA / "complaints" / "complaints-data.csv"
+VADER = DATA / "vader_icwsm2014" / "tweets_GroundTruth.txt"
+
+#: Midnight UTC, so that days, hours and minutes all start on it.
+DAY0 = 1_700_006_400.0
+SPREAD = 3 * 86400
+
+
+def real_texts() -> list[tuple[str, float]]:
+    """(text, human mean rating -4..4 or complaint 1/0 scaled) of the real tweets."""
+    out = []
+    with open(COMPLAINTS, encoding="utf-8", newline="") as f:
+        out += [(text, 1.0 if flag == "1" else 0.0) for _, text, flag, _ in csv.reader(f)]
+    with open(VADER, encoding="utf-8", newline="") as f:
+        for line in f.read().splitlines():
+            _, mean, text = line.split("\t", 2)
+            out.append((text, float(mean) / 4))
+    return out
+
+
+def make_posts(count: int, seed: int) -> list[Post]:
+    rng = random.Random(seed)
+    texts = real_texts()
+    authors = [f"user{i}" for i in range(60)] + ["Zoë", "ünïcode"]
+    posts = []
+    for i in range(count):
+        text, score = rng.choice(texts)
+        compound = max(-1.0, min(1.0, score + rng.uniform(-0.2, 0.2)))
+        sentiment = "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
+        labels = tuple(label for label in LABELS if rng.random() < 0.15)
+        analysis = None if rng.random() < 0.05 else Analysis(compound, max(compound, 0), 1 - abs(compound),
+                                                               max(-compound, 0), sentiment, labels)  # fmt: skip
+        # Clustered times: most posts fall in a few busy hours, some far apart.
+        if rng.random() < 0.6:
+            created = DAY0 + rng.choice((3.2, 27.9, 50.5)) * 3600 + rng.uniform(0, 1800)
+        else:
+            created = DAY0 + rng.uniform(-3600, SPREAD)
+        posts.append(Post(
+            source=rng.choice(("x", "mastodon", "bluesky")), network="demo", native_id=f"{seed}-{i}", text=text,
+            author=rng.choice(authors), created_at=created,
+            topics=tuple(t for t in ("acme", "globex", "initech") if rng.random() < 0.45),
+            analysis=analysis, likes=rng.randrange(0, 30), reposts=rng.randrange(0, 5), replies=rng.randrange(0, 3),
+            author_followers=None if rng.random() < 0.2 else rng.randrange(0, 100_000), lang="en",
+        ))  # fmt: skip
+    return posts
+
+
+def stored_posts(path) -> list[dict]:
+    """Every stored post, read behind the store's back."""
+    db = sqlite3.connect(path)
+    rows = db.execute(
+        "SELECT created_at, topics, source, sentiment, compound, likes, reposts, replies, labels, author, "
+        "author_followers, text, lang, uid FROM posts"
+    ).fetchall()
+    db.close()
+    keys = ("created_at", "topics", "source", "sentiment", "compound", "likes", "reposts", "replies", "labels",
+            "author", "followers", "text", "lang", "uid")  # fmt: skip
+    posts = [dict(zip(keys, row)) for row in rows]
+    for p in posts:
+        p["topics"] = json.loads(p["topics"])
+        p["labels"] = p["labels"].split()
+    return posts
+
+
+def brute_stats(posts, topic, since, until, bucket, top_n) -> dict:
+    """What the stats of a range are, counted post by post."""
+    chosen = [p for p in posts if (topic is None or topic in p["topics"])
+              and (since is None or p["created_at"] >= since) and (until is None or p["created_at"] < until)]  # fmt: skip
+    sentiments = Counter(p["sentiment"] for p in chosen)
+    scored = [p["compound"] for p in chosen if p["compound"] is not None]
+    volume: dict = {}
+    for p in chosen:
+        start = math.floor(p["created_at"] / bucket) * bucket
+        volume.setdefault(start, Counter())[p["sentiment"]] += 1
+    authors: dict = {}
+    for p in chosen:
+        a = authors.setdefault(p["author"], {"posts": 0, "followers": None, "scores": []})
+        a["posts"] += 1
+        if p["followers"] is not None:
+            a["followers"] = max(a["followers"] or p["followers"], p["followers"])
+        if p["compound"] is not None:
+            a["scores"].append(p["compound"])
+
+    def author(name):
+        a = authors[name]
+        return {"author": name, "followers": a["followers"], "posts": a["posts"],
+                "average_compound": sum(a["scores"]) / len(a["scores"]) if a["scores"] else None}  # fmt: skip
+
+    by_followers = sorted((n for n in authors if authors[n]["followers"] is not None),
+                          key=lambda n: (-authors[n]["followers"], -authors[n]["posts"], n))  # fmt: skip
+    by_posts = sorted(authors, key=lambda n: (-authors[n]["posts"],
+                                              -(authors[n]["followers"] if authors[n]["followers"] is not None else -1), n))  # fmt: skip
+    tags = Counter(t for p in chosen for t in hashtags(p["text"]))
+    words = Counter(t for p in chosen for t in terms(p["text"]))
+    return {
+        "topic": topic,
+        "since": iso8601(since) if since is not None else None,
+        "until": iso8601(until) if until is not None else None,
+        "bucket": bucket,
+        "count": len(chosen),
+        "sentiment": {**{s: sentiments[s] for s in SENTIMENTS},
+                      "average_compound": sum(scored) / len(scored) if scored else None},  # fmt: skip
+        "labels": {label: sum(label in p["labels"] for p in chosen) for label in LABELS},
+        "engagement": {k: sum(p[k] for p in chosen) for k in ("likes", "reposts", "replies")},
+        "volume": [{"start": iso8601(k), "count": sum(c.values()), **{s: c[s] for s in SENTIMENTS}}
+                   for k, c in sorted(volume.items())],  # fmt: skip
+        "top_authors": {"by_followers": [author(n) for n in by_followers[:top_n]],
+                        "by_posts": [author(n) for n in by_posts[:top_n]]},  # fmt: skip
+        "top_hashtags": [{"tag": t, "count": n} for t, n in sorted(tags.items(), key=lambda i: (-i[1], i[0]))[:top_n]],
+        "top_terms": [{"term": t, "count": n} for t, n in sorted(words.items(), key=lambda i: (-i[1], i[0]))[:top_n]],
+    }
+
+
+def close(actual, expected):
+    """Equal, floats to 1e-9 (sums are added in another order)."""
+    if isinstance(expected, float) and actual is not None:
+        return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and actual.keys() == expected.keys() and all(
+            close(actual[k], expected[k]) for k in expected
+        )
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(actual) == len(expected) and all(map(close, actual, expected))
+    return actual == expected
+
+
+async def assert_like_brute_force(store, path, rng, rounds):
+    posts = stored_posts(path)
+    for _ in range(rounds):
+        topic = rng.choice((None, "acme", "globex", "initech", "nobody"))
+        since = DAY0 + rng.uniform(-7200, SPREAD) if rng.random() < 0.9 else None
+        length = rng.choice((rng.uniform(1, 120), rng.uniform(60, 7200), rng.uniform(3600, 2 * 86400)))
+        until = (since if since is not None else DAY0) + length if rng.random() < 0.9 else None
+        if since is not None and until is not None and rng.random() < 0.2:
+            since = math.floor(since / 60) * 60  # on a minute boundary too
+        bucket = rng.choice((15, 60, 300, 1800, 3600, 3 * 3600, 86400, 7 * 86400))
+        top_n = rng.choice((1, 3, 10, 50))
+        got = await store.stats(StatsQuery(topic=topic, since=since, until=until, bucket=bucket, top=top_n))
+        got.pop("share_of_voice")
+        want = brute_stats(posts, topic, since, until, bucket, top_n)
+        assert close(got, want), (topic, since, until, bucket, top_n, json.dumps(got)[:3000], json.dumps(want)[:3000])
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "monitor.sqlite"
+
+
+@pytest_twisted.async_yield_fixture
+async def store(path, reactor):
+    service = SQLiteStore(path, reactor=reactor)
+    await service.startService()
+    yield service
+    await service.stopService()
+
+
+def test_cover_splits_ranges_into_whole_buckets_and_partial_minutes():
+    """Days in the middle, hours and minutes towards the edges, the partial minutes left for the posts."""
+    pieces, edges = cover(DAY0 - 90.5, DAY0 + 86400 + 3600 + 61.25)
+    assert edges == [(DAY0 - 90.5, DAY0 - 60), (DAY0 + 86400 + 3660, DAY0 + 86400 + 3661.25)]
+    assert pieces == [(86400, DAY0, DAY0 + 86400), (60, DAY0 - 60, DAY0),
+                      (3600, DAY0 + 86400, DAY0 + 86400 + 3600), (60, DAY0 + 86400 + 3600, DAY0 + 86400 + 3660)]  # fmt: skip
+    assert cover(DAY0 + 1, DAY0 + 2) == ([], [(DAY0 + 1, DAY0 + 2)])
+    assert cover(DAY0 + 2, DAY0 + 1) == ([], [])
+    assert cover(None, None) == ([(86400, None, None)], [])
+    assert cover(None, DAY0 + 120, spans=(60,)) == ([(60, None, DAY0 + 120)], [])
+    pieces, edges = cover(DAY0 + 30, None)
+    assert edges == [(DAY0 + 30, DAY0 + 60)]
+    assert pieces[0] == (86400, DAY0 + 86400, None)
+    # Every second of a range is in exactly one piece or edge.
+    rng = random.Random(7)
+    for _ in range(200):
+        lo = DAY0 + rng.uniform(-86400, 86400)
+        hi = lo + rng.uniform(0, 3 * 86400)
+        pieces, edges = cover(lo, hi)
+        covered = sorted([(a, b) for a, b in edges] + [(a, b) for _, a, b in pieces])
+        assert covered[0][0] == lo and covered[-1][1] == hi
+        assert all(x[1] == y[0] for x, y in zip(covered, covered[1:]))
+        assert all(a % span == 0 and b % span == 0 for span, a, b in pieces)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stats_equal_a_brute_force_count_on_real_posts(store, path):
+    """Random topics, ranges (edges inside minutes), buckets and top sizes: the rollups say what the posts say."""
+    posts = make_posts(3000, seed=1)
+    for start in range(0, len(posts), 400):
+        await store.store_batch(posts[start : start + 400], {})
+    # The same posts again, some in a batch with new ones: each counts once.
+    again = make_posts(3100, seed=1)
+    assert await store.store_batch(again[2500:], {}) == 100
+    assert await store.store_batch(again[:10] + again[:10], {}) == 0
+    await assert_like_brute_force(store, path, random.Random(2), 60)
+
+
+@pytest_twisted.ensureDeferred
+async def test_rescoring_and_late_profiles_move_the_counts(store, path):
+    """Sentiment and labels rewritten, authors renamed and followers lowered: still the brute-force answer."""
+    posts = make_posts(1500, seed=3)
+    await store.store_batch(posts, {})
+    rng = random.Random(4)
+    db = sqlite3.connect(path)
+    ids = [row[0] for row in db.execute("SELECT id FROM posts ORDER BY random() LIMIT 400")]
+    db.close()
+    changes = [(rng.choice(SENTIMENTS), "model", " question " if rng.random() < 0.5 else "", i) for i in ids]
+    await store.update_scores(changes)
+    chosen = rng.sample(posts, 200)
+    updates = [Enriched("x", [p.uid], rng.choice((None, "renamed", p.author)), rng.choice((None, 0, 5))) for p in chosen]
+    await store.store_batch([], {}, updates=updates)
+    await assert_like_brute_force(store, path, random.Random(5), 40)
+
+
+@pytest_twisted.ensureDeferred
+async def test_migration_backfills_an_older_database(path, reactor):
+    """A database from before the rollups gets them from its posts on start, answering as the posts do."""
+    store = SQLiteStore(path, reactor=reactor)
+    await store.startService()
+    await store.store_batch(make_posts(1200, seed=6), {})
+    await store.stopService()
+    db = sqlite3.connect(path)
+    for table in ("rollup_volume", "rollup_labels", "rollup_authors", "rollup_tags", "rollup_terms"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("PRAGMA user_version = 10")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path, reactor=reactor)
+    await store.startService()
+    try:
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 11
+        assert db.execute("SELECT sum(posts) FROM rollup_volume WHERE scope = '' AND span = 60").fetchone()[0] == 1200
+        db.close()
+        await assert_like_brute_force(store, path, random.Random(8), 25)
+    finally:
+        await store.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_share_of_voice_and_dashboard_queries_equal_brute_force(store, path):
+    """Topic volume, share of voice and advocates/detractors over rollups and partial minutes."""
+    await store.store_batch(make_posts(2000, seed=9), {})
+    await store.sync_file_topics([Topic(n, terms=(n,), group="g") for n in ("acme", "globex", "initech")])
+    posts = stored_posts(path)
+    rng = random.Random(10)
+    for _ in range(15):
+        since = DAY0 + rng.uniform(-3600, SPREAD / 2)
+        until = since + rng.uniform(30, 86400)
+        inside = [p for p in posts if since <= p["created_at"] < until]
+        per_topic = Counter(t for p in inside for t in p["topics"])
+        assert await queries.topic_volume(store, since, until) == [
+            {"topic": t, "count": n} for t, n in sorted(per_topic.items(), key=lambda i: (-i[1], i[0]))
+        ]
+        stats = await store.stats(StatsQuery(topic="acme", since=since, until=until))
+        total = sum(per_topic.values())
+        assert [(t["topic"], t["count"]) for t in stats["share_of_voice"]["topics"]] == sorted(
+            per_topic.items(), key=lambda i: (-i[1], i[0])
+        ) or total == 0
+        topic = rng.choice((None, "globex"))
+        people = await queries.author_sentiment(store, topic, since, until)
+        scores: dict = {}
+        for p in inside:
+            if (topic is None or topic in p["topics"]) and p["compound"] is not None:
+                scores.setdefault(p["author"], []).append(p["compound"])
+        average = {a: sum(s) / len(s) for a, s in scores.items() if len(s) >= 2}
+        advocates = sorted((a for a in average if average[a] >= 0.05), key=lambda a: (-average[a], -len(scores[a]), a))
+        detractors = sorted((a for a in average if average[a] <= -0.05), key=lambda a: (average[a], -len(scores[a]), a))
+        assert [a["author"] for a in people["advocates"]] == advocates[:10]
+        assert [a["author"] for a in people["detractors"]] == detractors[:10]
+        for row in people["advocates"] + people["detractors"]:
+            assert row["posts"] == len(scores[row["author"]])
+            assert math.isclose(row["average_compound"], average[row["author"]], abs_tol=1e-9)
+
+
+@pytest_twisted.ensureDeferred
+async def test_trending_terms_equal_brute_force(store, path):
+    """Rising terms and top words over every post of both periods, the topic's own words left out."""
+    await store.store_batch(make_posts(2500, seed=11), {})
+    posts = stored_posts(path)
+    own = [Topic("acme", terms=("acme", "service"))]
+    exclude = excluded_words(own)
+    rng = random.Random(12)
+    for _ in range(8):
+        since = DAY0 + rng.uniform(0, SPREAD - 7200)
+        until = since + rng.uniform(600, 6 * 3600)
+        topic = rng.choice((None, "acme"))
+
+        def count(lo, hi):
+            counts, n = Counter(), 0
+            for p in posts:
+                if lo <= p["created_at"] < hi and (topic is None or topic in p["topics"]):
+                    n += 1
+                    found = candidates(p["text"], p["lang"], exclude)
+                    counts.update(found.keys())
+            return counts, n
+
+        now, posts_now = count(since, until)
+        before, posts_before = count(since - (until - since), since)
+        got = await trending_terms(store, topic, since, until, own)
+        want_trending = rank(Counter({t: n for t, n in now.items() if n >= MIN_COUNT}), posts_now, before,
+                             posts_before, {}, 10)  # fmt: skip
+        assert [(r["count"], r["previous"], r["score"]) for r in got["trending"]] == [
+            (r["count"], r["previous"], r["score"]) for r in want_trending
+        ]
+        want_top = top(now, {}, 10)
+        assert [r["count"] for r in got["top"]] == [r["count"] for r in want_top]
