@@ -24,7 +24,6 @@ from monitor.model import LABELS, SENTIMENTS, Analysis, Enriched, Post, Topic, i
 from monitor.store import StatsQuery
 from monitor.store.rollups import cover
 from monitor.store.sqlite import SQLiteStore, hashtags, terms
-from monitor.web import queries
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -218,8 +217,8 @@ async def test_stats_equal_a_brute_force_count_on_real_posts(store, path):
         await store.store_batch(posts[start : start + 400], {})
     # The same posts again, some in a batch with new ones: each counts once.
     again = make_posts(3100, seed=1)
-    assert await store.store_batch(again[2500:], {}) == 100
-    assert await store.store_batch(again[:10] + again[:10], {}) == 0
+    assert len(await store.store_batch(again[2500:], {})) == 100
+    assert await store.store_batch(again[:10] + again[:10], {}) == []
     await assert_like_brute_force(store, path, random.Random(2), 60)
 
 
@@ -277,7 +276,7 @@ async def test_share_of_voice_and_dashboard_queries_equal_brute_force(store, pat
         until = since + rng.uniform(30, 86400)
         inside = [p for p in posts if since <= p["created_at"] < until]
         per_topic = Counter(t for p in inside for t in p["topics"])
-        assert await queries.topic_volume(store, since, until) == [
+        assert await store.topic_volume(since, until) == [
             {"topic": t, "count": n} for t, n in sorted(per_topic.items(), key=lambda i: (-i[1], i[0]))
         ]
         stats = await store.stats(StatsQuery(topic="acme", since=since, until=until))
@@ -286,7 +285,7 @@ async def test_share_of_voice_and_dashboard_queries_equal_brute_force(store, pat
             per_topic.items(), key=lambda i: (-i[1], i[0])
         ) or total == 0
         topic = rng.choice((None, "globex"))
-        people = await queries.author_sentiment(store, topic, since, until)
+        people = await store.author_sentiment(topic, since, until)
         scores: dict = {}
         for p in inside:
             if (topic is None or topic in p["topics"]) and p["compound"] is not None:

@@ -52,7 +52,6 @@ from monitor.store.sqlite import (
     _SEARCHABLE,
     _CONTROL,
     _SELECT_POST,
-    TERMS_SAMPLE,
     _check_count,
     _check_range,
     _decode_cursor,
@@ -68,6 +67,11 @@ from monitor.store.sqlite import (
 )
 
 __all__ = ["PostgreSQLStore", "MIGRATIONS", "search_tokens", "tsquery", "tsvector"]
+
+#: The stats' top terms are counted over the newest this many posts in range
+#: (the SQLite store counts them exactly from its rollups; this store has
+#: none yet).
+TERMS_SAMPLE = 20_000
 
 #: How many rows one multi-row INSERT carries.
 _ROWS_PER_INSERT = 500

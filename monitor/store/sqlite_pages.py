@@ -148,9 +148,9 @@ class PageQueries:
     def topic_origins(self):
         return self.run_read(_topic_origins)
 
-    def term_counts(self, topic, since, until, **options):
+    def term_counts(self, topic, since, until, words=False, least=1, limit=None, only=None):
         """
         The terms of C{topic}'s posts in C{[since, until)}, from the rollups
         (L{monitor.store.sqlite_rollups.trending_counts}).
         """
-        return self.run_read(sqlite_rollups.trending_counts, topic, since, until, **options)
+        return self.run_read(sqlite_rollups.trending_counts, topic, since, until, least, only, words, limit)
