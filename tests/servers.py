@@ -33,7 +33,39 @@ def _missing(program: str, package: str):
     pytest.skip(message)
 
 
-class RedisServer:
+class _Server:
+    """
+    A server process of ours in C{self.dir}: killed as a crash would, stopped
+    with C{STOP_SIGNAL} (and killed after C{STOP_WAIT} seconds), removed.
+    """
+
+    proc = None
+    dir = ""
+    STOP_SIGNAL, STOP_WAIT = signal.SIGTERM, 10
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash does (a postmaster's backends exit too)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(self.STOP_SIGNAL)
+            try:
+                self.proc.wait(self.STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer(_Server):
     """
     C{redis-server} with append-only persistence (fsync on every write), so
     that a kill and a restart lose nothing that was acknowledged.
@@ -70,30 +102,10 @@ class RedisServer:
             raise RuntimeError("redis-server did not start:\n" + b"".join(lines).decode(errors="replace"))
         return self
 
-    def kill(self) -> None:
-        """SIGKILL: what a crash does."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
-
     def cli(self, *args: str) -> str:
         """One command through redis-cli, for what a test checks from outside."""
         out = subprocess.run(["redis-cli", "-s", self.socket, *args], capture_output=True, check=True, timeout=10)
         return out.stdout.decode().strip()
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _postgres_bin() -> str | None:
@@ -120,7 +132,7 @@ def _unprivileged() -> tuple[int, int, str] | None:
     raise RuntimeError(f"running as root and none of the users {POSTGRES_USERS} exists to run PostgreSQL as")
 
 
-class PostgresServer:
+class PostgresServer(_Server):
     """
     A throwaway PostgreSQL cluster: C{initdb} into a temporary directory,
     C{postgres} listening on a Unix socket there only (no TCP), trust
@@ -133,6 +145,8 @@ class PostgresServer:
     """
 
     role = "monitor"
+    # A fast shutdown: connected clients are disconnected.
+    STOP_SIGNAL, STOP_WAIT = signal.SIGINT, 20
 
     def __init__(self) -> None:
         self.bin = _postgres_bin()
@@ -220,24 +234,3 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster: what a crash does (its backends exit too)."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self) -> None:
-        """A fast shutdown: connected clients are disconnected."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)

@@ -52,6 +52,8 @@ from monitor.store.sqlite import (
     _SEARCHABLE,
     _CONTROL,
     _SELECT_POST,
+    _Scope as _SQLiteScope,
+    _time_range as _sqlite_time_range,
     _check_count,
     _check_range,
     _decode_cursor,
@@ -291,44 +293,14 @@ def _lost(failure_or_error) -> bool:
     )
 
 
-class _Scope:
-    """
-    The posts of one topic (or all posts) in a time range, as a FROM clause,
-    WHERE conditions and their parameters (as L{monitor.store.sqlite._Scope},
-    in PostgreSQL's placeholders).
-    """
+class _Scope(_SQLiteScope):
+    """The SQLite store's scope of posts, in PostgreSQL's placeholders."""
 
-    def __init__(self, topic, since, until):
-        if topic is None:
-            self.tables = "posts AS p"
-            self.time, self.id = "p.created_at", "p.id"
-            self.where, self.params = [], []
-        else:
-            self.tables = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
-            self.time, self.id = "s.created_at", "s.post_id"
-            self.where, self.params = ["s.topic = %s"], [topic]
-        where, params = _time_range(self.time, since, until)
-        self.where += where
-        self.params += params
-
-    def add(self, condition: str, *params) -> None:
-        self.where.append(condition)
-        self.params.extend(params)
-
-    @property
-    def condition(self) -> str:
-        return " AND ".join(self.where) or "true"
+    MARK, TRUE = "%s", "true"
 
 
 def _time_range(column: str, since, until) -> tuple[list[str], list[float]]:
-    where, params = [], []
-    if since is not None:
-        where.append(f"{column} >= %s")
-        params.append(float(since))
-    if until is not None:
-        where.append(f"{column} < %s")
-        params.append(float(until))
-    return where, params
+    return _sqlite_time_range(column, since, until, "%s")
 
 
 def _post_rows(posts: list[Post], now: float) -> list[tuple]:

@@ -214,13 +214,14 @@ def _check_count(name: str, value, highest: int) -> int:
     return value
 
 
-def _time_range(column: str, since, until) -> tuple[list[str], list[float]]:
+def _time_range(column: str, since, until, mark: str = "?") -> tuple[list[str], list[float]]:
+    """C{column} in C{[since, until)}, with C{mark} as the placeholder (PostgreSQL's is C{%s})."""
     where, params = [], []
     if since is not None:
-        where.append(f"{column} >= ?")
+        where.append(f"{column} >= {mark}")
         params.append(float(since))
     if until is not None:
-        where.append(f"{column} < ?")
+        where.append(f"{column} < {mark}")
         params.append(float(until))
     return where, params
 
@@ -233,6 +234,9 @@ class _Scope:
     both.
     """
 
+    #: The placeholder, and the condition that holds for every row.
+    MARK, TRUE = "?", "1"
+
     def __init__(self, topic, since, until):
         if topic is None:
             self.tables = "posts AS p"
@@ -241,8 +245,8 @@ class _Scope:
         else:
             self.tables = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
             self.time, self.id = "s.created_at", "s.post_id"
-            self.where, self.params = ["s.topic = ?"], [topic]
-        where, params = _time_range(self.time, since, until)
+            self.where, self.params = [f"s.topic = {self.MARK}"], [topic]
+        where, params = _time_range(self.time, since, until, self.MARK)
         self.where += where
         self.params += params
 
@@ -252,7 +256,7 @@ class _Scope:
 
     @property
     def condition(self) -> str:
-        return " AND ".join(self.where) or "1"
+        return " AND ".join(self.where) or self.TRUE
 
 
 def _search(trans, sql: str, params) -> None:
