@@ -22,7 +22,7 @@ from monitor.query import Doc, QueryError, evaluate
 from monitor.words import _UNKNOWN_LANGUAGES, language_key
 
 from .test_match import topic_strategy
-from .test_vader import shared_texts
+from tests.analysis.test_vader import shared_texts
 
 ETC = pathlib.Path(__file__).resolve().parent.parent / "etc"
 

@@ -15,7 +15,7 @@ from monitor.model import iso8601
 
 from tests.fakes.jetstream import FakeJetstream
 from tests.fakes.mastodon import FakeMastodon
-from tests.test_bluesky_mastodon_hub import CONFIG
+from tests.collect.test_bluesky_mastodon_hub import CONFIG
 from tests.test_twistd import Hub
 
 LINK = "https://status.acme.example/incidents/2026-42"

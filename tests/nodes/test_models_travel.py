@@ -21,7 +21,7 @@ from monitor.nodes import wire
 from monitor.nodes.node import NodeProtocol
 from monitor.nodes.pool import HubProtocol
 from tests.nodes.helpers import FakeNode
-from tests.test_nodes_protocol import CUSTOM, Setup, result_of
+from tests.nodes.test_protocol import CUSTOM, Setup, result_of
 
 TEXTS = [
     "Acme charged me twice and support keeps closing my ticket",

@@ -15,7 +15,7 @@ from twisted.internet.threads import deferToThread
 from monitor.model import Rejected
 from monitor.store.migrations import SchemaVersionError
 from monitor.store.postgresql import MIGRATIONS, PostgreSQLStore, search_tokens, tsquery, tsvector
-from tests.test_store_sqlite import make_post
+from tests.store.test_sqlite import make_post
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -25,7 +25,7 @@ from monitor.query import matches, parse
 from monitor.store import MAX_LIMIT, PostQuery, StatsQuery
 from monitor.store.postgresql import PostgreSQLStore
 from monitor.store.sqlite import SQLiteStore
-from tests.test_store_sqlite import T0, all_pages, ids, make_post
+from tests.store.test_sqlite import T0, all_pages, ids, make_post
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -309,7 +309,7 @@ async def test_phrases_and_prefixes(posts_store):
     assert await ids(posts_store, q='"once" OR nothing') == []
 
 
-# -- moved from tests/test_store_sqlite.py (provider-neutral) -------------
+# -- moved from tests/store/test_sqlite.py (provider-neutral) -------------
 
 
 @pytest_twisted.ensureDeferred

@@ -14,7 +14,7 @@ from monitor.store import PostQuery
 from monitor.store.postgresql import PostgreSQLStore
 from monitor.store.split import SplitStore
 from monitor.store.sqlite import SQLiteStore
-from tests.test_store_sqlite import make_post
+from tests.store.test_sqlite import make_post
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ import time
 from playwright.sync_api import expect
 
 from monitor.analysis.trending import stop_words
-from tests.test_trending import COMPLAINTS
+from tests.analysis.test_trending import COMPLAINTS
 from tests.web.test_ui_polish import shoot
 
 

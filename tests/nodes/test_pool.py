@@ -17,7 +17,7 @@ from monitor.interfaces import IAnalysisNode, IAnalyzer
 from monitor.metrics import Metrics
 from monitor.nodes.pool import HEARTBEAT, MAX_NODE_ATTEMPTS, AMPNode, NodePool, chunked
 from tests.nodes.helpers import FakeNode, LogCapture, RecordingLocal, posts
-from tests.test_nodes_protocol import result_of, texts_of
+from tests.nodes.test_protocol import result_of, texts_of
 
 
 def make(*nodes, local=None, timeout=10.0):

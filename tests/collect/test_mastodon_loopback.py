@@ -12,7 +12,7 @@ from monitor.collect.mastodon import MastodonSource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.mastodon import FakeMastodon
-from tests.test_bluesky_loopback import wait_until
+from tests.collect.test_bluesky_loopback import wait_until
 from tests.fakes.store import CursorStore
 
 TAG = '<a href="https://m.test/tags/acme" class="mention hashtag" rel="tag">#<span>acme</span></a>'

@@ -26,7 +26,7 @@ from monitor.analysis.classify import (
 )
 from monitor.collect.demo_content import TEMPLATES
 
-from .test_vader import FAST, shared_texts
+from tests.analysis.test_vader import FAST, shared_texts
 
 DEFAULT = Classifier()
 COMPOUNDS = (-0.9, -0.3, 0.0, 0.6)

@@ -318,7 +318,7 @@ def test_orjson_and_json_agree(data):
 
 
 def shared_lines(data_dir):
-    from .test_vader import shared_texts
+    from tests.analysis.test_vader import shared_texts
 
     for n, text in enumerate(shared_texts(data_dir)):
         yield format_post(Post(source="r", network="x", native_id=str(n), text=text, author=f"a{n}",

@@ -16,7 +16,7 @@ from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.rss import FakeFeeds
 from tests.fakes.store import CursorStore
-from tests.test_x_loopback import TIMEOUT, take, when_state
+from tests.collect.test_x_loopback import TIMEOUT, take, when_state
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from monitor.analysis.vader import (
 )
 from monitor.collect.demo_content import TEMPLATES, DemoContent
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 REFERENCE = vs.SentimentIntensityAnalyzer()
 FAST = FastVader(REFERENCE, cache_size=0)

@@ -14,7 +14,6 @@ import math
 import random
 import sqlite3
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -24,10 +23,11 @@ from monitor.model import LABELS, SENTIMENTS, Analysis, Enriched, Post, Topic, i
 from monitor.store import StatsQuery
 from monitor.store.rollups import cover
 from monitor.store.sqlite import SQLiteStore, hashtags, terms
+from tests.conftest import SHARED
 
 pytestmark = pytest.mark.timeout(300)
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED / "data"
 COMPLAINTS = DATA / "complaints" / "complaints-data.csv"
 VADER = DATA / "vader_icwsm2014" / "tweets_GroundTruth.txt"
 

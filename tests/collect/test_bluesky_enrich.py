@@ -13,7 +13,7 @@ from monitor.alerts.detector import Detector
 from monitor.alerts.rules import Rule
 from monitor.model import Analysis, Enriched, Post
 from tests.stack import running
-from tests.test_bluesky_loopback import wait_until
+from tests.collect.test_bluesky_loopback import wait_until
 
 ALICE = "did:plc:alice000000000000000000"
 BOB = "did:plc:bob00000000000000000000"
