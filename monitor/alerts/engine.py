@@ -46,7 +46,7 @@ from monitor.alerts.notifiers.http import HTTPClient
 from monitor.alerts.outbox import Outbox, new_notification_id
 from monitor.alerts.rules import Rule, severity_rank
 from monitor.analysis.trending import excluded_words
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.interfaces import ISink
 from monitor.model import iso8601, parse_time
 from monitor.store.writes import WriteQueue

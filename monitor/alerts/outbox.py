@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, SKIPPED, Delivery, Notification
 from monitor.backoff import Backoff
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.model import iso8601
 from monitor.redact import channel_secrets, redact
 from monitor.store.interfaces import DeliveryAttempt

@@ -24,7 +24,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.learn.linear import LABEL_CLASSES, SENTIMENT, LinearModel
 from monitor.model import SENTIMENTS
 
