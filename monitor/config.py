@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from monitor.alerts.config import CHANNEL_COMMON, CHANNEL_KINDS, RULE_COMMON, RULE_FIELDS, check_alerts
 from monitor.collect.kinds import SOURCE_COMMON, SOURCE_KINDS as _KINDS
 from monitor.fields import (
     DURATION,
@@ -41,6 +42,7 @@ from monitor.query import QueryError, parse as parse_query
 __all__ = [
     "DURATION",
     "MISSING",
+    "SCHEMA",
     "SECTIONS",
     "SOURCE_COMMON",
     "SOURCE_KINDS",
@@ -50,10 +52,12 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "Field",
+    "Section",
     "LiteralChecker",
     "at_least",
     "between",
     "check_topic_spec",
+    "defaults",
     "duration",
     "endpoint",
     "http_url",
@@ -289,17 +293,59 @@ STORIES_FIELDS = {
     "max_stories": Field(int, 2000, at_least(10)),
 }
 
-SECTIONS = {
-    "hub": HUB_FIELDS,
-    "store": STORE_FIELDS,
-    "queue": QUEUE_FIELDS,
-    "analysis": ANALYSIS_FIELDS,
-    "nodes": NODES_FIELDS,
-    "web": WEB_FIELDS,
-    "alerts": ALERTS_FIELDS,
-    "learning": LEARNING_FIELDS,
-    "stories": STORIES_FIELDS,
+@dataclass(frozen=True)
+class Section:
+    """
+    One part of the file: a table (C{[web]}) or an array of tables
+    (C{[[sources]]}).  C{fields} are the keys of the table, or the keys
+    every table of the array has; an array whose tables differ by a key
+    (C{kind_key}: C{kind} or C{type}) has each kind's own keys in C{kinds}.
+    """
+
+    name: str
+    fields: dict[str, Field]
+    array: bool = False
+    kind_key: str = ""
+    kinds: dict[str, dict[str, Field]] = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, Any]:
+        """
+        The table with every key that has a default at it.
+        """
+        return {k: f.default for k, f in self.fields.items() if not f.required}
+
+
+#: The whole configuration file, section by section: the one place each
+#: key, its type and its default are written.
+SCHEMA: dict[str, Section] = {
+    s.name: s
+    for s in (
+        Section("hub", HUB_FIELDS),
+        Section("store", STORE_FIELDS),
+        Section("queue", QUEUE_FIELDS),
+        Section("analysis", ANALYSIS_FIELDS),
+        Section("nodes", NODES_FIELDS),
+        Section("web", WEB_FIELDS),
+        Section("alerts", ALERTS_FIELDS),
+        Section("learning", LEARNING_FIELDS),
+        Section("stories", STORIES_FIELDS),
+        Section("sources", SOURCE_COMMON, array=True, kind_key="kind", kinds=SOURCE_KINDS),
+        Section("topics", TOPIC_FIELDS, array=True),
+        Section("rules", RULE_COMMON, array=True, kind_key="type", kinds=RULE_FIELDS),
+        Section("channels", CHANNEL_COMMON, array=True, kind_key="kind", kinds=CHANNEL_KINDS),
+    )
 }
+
+#: The plain tables, by name, with their keys.
+SECTIONS: dict[str, dict[str, Field]] = {name: s.fields for name, s in SCHEMA.items() if not s.array}
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """
+    The table C{[name]} with every key at its default, as a file without
+    it gives.
+    """
+    return SCHEMA[name].defaults()
 
 
 # --- the result ----------------------------------------------------------------
@@ -310,22 +356,30 @@ class Config:
     """
     A validated configuration: plain dicts of checked values per section,
     sources as dicts (with C{kind} and C{name}), topics as L{Topic}s.
+
+    Every key of a section is there, at its default if the file left it
+    out (a section built by hand is completed from L{SCHEMA}), so readers
+    index it (C{config.web["ws_queue"]}) and never write a default again.
     """
 
     path: str
-    hub: dict[str, Any]
-    store: dict[str, Any]
-    queue: dict[str, Any]
-    analysis: dict[str, Any]
-    web: dict[str, Any]
+    hub: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] = field(default_factory=dict)
+    queue: dict[str, Any] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
+    web: dict[str, Any] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
-    nodes: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in NODES_FIELDS.items()})
+    nodes: dict[str, Any] = field(default_factory=dict)
     topics: list[Topic] = field(default_factory=list)
-    alerts: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in ALERTS_FIELDS.items()})
-    learning: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in LEARNING_FIELDS.items()})
-    stories: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in STORIES_FIELDS.items()})
+    alerts: dict[str, Any] = field(default_factory=dict)
+    learning: dict[str, Any] = field(default_factory=dict)
+    stories: dict[str, Any] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     channels: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in SECTIONS:
+            setattr(self, name, dict(defaults(name), **getattr(self, name)))
 
     def resolve(self, path: str) -> str:
         """
@@ -399,7 +453,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
     Validate already-parsed TOML data.
     """
     c = Checker(text, os.environ if environ is None else environ)
-    allowed = set(SECTIONS) | {"sources", "topics", "rules", "channels"}
+    allowed = set(SCHEMA)
     for name in data:
         if name not in allowed:
             c.problem(name, "unknown section (allowed: " + ", ".join(sorted(allowed)) + ")")
@@ -427,9 +481,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
         c.unique(key, checked, topic_names, "topic")
         topics.append(Topic.from_dict(checked))
 
-    # Alert rules and channels: their keys live with the alerts.
-    from monitor.alerts.config import check_alerts
-
+    # Alert rules and channels: their checks live with the alerts.
     rules, channels = check_alerts(c, data, topic_names, names, sections["alerts"].get("live") is True)
 
     from monitor.nodes.secret import secret_problem

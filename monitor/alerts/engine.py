@@ -164,8 +164,8 @@ class AlertEngine(Service):
         self.file_rules = list(config.rules)
         self.channel_specs = {c["name"]: c for c in config.channels}
         self.idle_after = idle_after
-        self.backfill_age = parse_duration(self.settings.get("backfill_age", "1h"))
-        self.notify_backfill = bool(self.settings.get("notify_backfill", False))
+        self.backfill_age = parse_duration(self.settings["backfill_age"])
+        self.notify_backfill = bool(self.settings["notify_backfill"])
         self.rules: dict[str, Rule] = {}
         self.stories = stories
         self._exclude = excluded_words(config.topics)
