@@ -1,6 +1,9 @@
 """
 The configuration file: one TOML document, validated as a whole before the
-reactor starts.
+reactor starts.  This module is its schema: L{SCHEMA} declares every
+section once, with each key's type, default and check (the keys of a
+source kind come from L{monitor.collect.kinds}, those of rules and channels
+from L{monitor.alerts.config}), and a checked L{Config} has every key.
 
 Every problem is collected and reported at once, each naming its key (and the
 line it is on), because a user fixing a config file one error per restart is
