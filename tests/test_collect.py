@@ -212,6 +212,12 @@ def test_source_kinds_table_matches_the_collectors():
         assert cls.kind == kind
         params = inspect.signature(cls.__init__).parameters
         assert set(entry.fields) <= set(params), (kind, set(entry.fields) - set(params))
+        # A collector built by hand behaves as one built from a file that
+        # leaves the key out (an empty tuple stands for an empty list).
+        for key, field in entry.fields.items():
+            default = params[key].default
+            if default is not inspect.Parameter.empty and not field.required:
+                assert default == field.default or (default == () and field.default == []), (kind, key)
     # Built from the table: a checked replay source, with its defaults.
     cfg = parse_config({"sources": [{"kind": "replay", "name": "r", "path": "p.jsonl"}]})
     clock = Clock()
