@@ -130,3 +130,13 @@ def test_configuration_imports_no_collector(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=ROOT.parent)
     assert out.stdout.strip() == "['monitor.collect', 'monitor.collect.kinds']"
+
+
+def test_the_schema_rests_on_fields_alone():
+    # What the schema, the source kinds and the alerts' keys share imports
+    # nothing of the monitor, and the kinds table nothing but it: so none
+    # of them can close a circle through a collector.
+    graph = _graph(module_level_only=False)
+    assert graph["monitor.fields"] == set()
+    assert graph["monitor.collect.kinds"] == {"monitor.fields"}
+    assert not any(m.startswith("monitor.collect.") and m != "monitor.collect.kinds" for m in graph["monitor.config"])
