@@ -527,7 +527,7 @@ class AlertEngine(Service):
         rule = self.rules.get(incident.rule) if incident.type != "channel_health" else CHANNEL_RULE
         out = []
         for name, spec in self.channel_specs.items():
-            if not spec.get("enabled", True):
+            if not spec["enabled"]:
                 continue
             if spec["rules"] and incident.rule not in spec["rules"]:
                 continue
