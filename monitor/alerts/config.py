@@ -1,7 +1,8 @@
 """
 The configuration of alerts: C{[[rules]]} and C{[[channels]]} tables,
-checked with the loader's L{Field} machinery so that every problem names
-its key and line.  The same checks validate rules sent to the API.
+checked with the L{Field} machinery of L{monitor.fields} so that every
+problem names its key and line.  The same checks validate rules sent to
+the API.
 """
 
 from __future__ import annotations
