@@ -1,6 +1,9 @@
 """
 The configuration file: one TOML document, validated as a whole before the
-reactor starts.
+reactor starts.  This module is its schema: L{SCHEMA} declares every
+section once, with each key's type, default and check (the keys of a
+source kind come from L{monitor.collect.kinds}, those of rules and channels
+from L{monitor.alerts.config}), and a checked L{Config} has every key.
 
 Every problem is collected and reported at once, each naming its key (and the
 line it is on), because a user fixing a config file one error per restart is
@@ -13,13 +16,61 @@ literal C{${}), so secrets need not be written into the file.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
+from monitor.alerts.config import CHANNEL_COMMON, CHANNEL_KINDS, RULE_COMMON, RULE_FIELDS, check_alerts
+from monitor.collect.kinds import SOURCE_COMMON, SOURCE_KINDS as _KINDS
+from monitor.fields import (
+    DURATION,
+    MISSING,
+    STRINGS,
+    Checker,
+    Field,
+    LiteralChecker,
+    at_least,
+    between,
+    duration,
+    endpoint,
+    http_url,
+    non_empty,
+    one_of,
+    parse_duration,
+    url_check,
+)
 from monitor.model import Topic
 from monitor.query import QueryError, parse as parse_query
+
+__all__ = [
+    "DURATION",
+    "MISSING",
+    "SCHEMA",
+    "SECTIONS",
+    "SOURCE_COMMON",
+    "SOURCE_KINDS",
+    "STRINGS",
+    "Checker",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "Field",
+    "Section",
+    "LiteralChecker",
+    "at_least",
+    "between",
+    "check_topic_spec",
+    "defaults",
+    "duration",
+    "endpoint",
+    "http_url",
+    "load_config",
+    "non_empty",
+    "one_of",
+    "parse_config",
+    "parse_duration",
+    "url_check",
+]
 
 
 class ConfigError(Exception):
@@ -59,109 +110,6 @@ class ConfigProblem(Exception):
         example = f", e.g. {self.suggestion}" if self.suggestion else ""
         return f"{self.message}; change [{section}] {name} in {self.path}{example}"
 
-
-# --- field specifications ---------------------------------------------------
-
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Field:
-    """
-    One allowed key: its type, its default (absent means required) and an
-    optional check returning a problem or C{None}.
-    """
-
-    type: Any
-    default: Any = _MISSING
-    check: Optional[Callable[[Any], Optional[str]]] = None
-    doc: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is _MISSING
-
-
-def one_of(*choices: str) -> Callable[[Any], Optional[str]]:
-    def check(value: Any) -> Optional[str]:
-        if value not in choices:
-            return "must be one of " + ", ".join(repr(c) for c in choices)
-        return None
-
-    return check
-
-
-def at_least(low: float) -> Callable[[Any], Optional[str]]:
-    def check(value: Any) -> Optional[str]:
-        if value < low:
-            return f"must be at least {low}"
-        return None
-
-    return check
-
-
-def between(low: float, high: float) -> Callable[[Any], Optional[str]]:
-    def check(value: Any) -> Optional[str]:
-        if not low <= value <= high:
-            return f"must be between {low} and {high}"
-        return None
-
-    return check
-
-
-def non_empty(value: Any) -> Optional[str]:
-    return "must not be empty" if not value else None
-
-
-def endpoint(value: str) -> Optional[str]:
-    """
-    Check a server endpoint description without listening on it.
-    """
-    from twisted.internet import endpoints
-    from twisted.internet.testing import MemoryReactor
-
-    try:
-        endpoints.serverFromString(MemoryReactor(), value)
-    except Exception as e:  # endpoint parsers raise many kinds of error
-        return f"is not a valid Twisted endpoint description ({e})"
-    return None
-
-
-def url_check(*schemes: str, empty: bool = False) -> Callable[[Any], Optional[str]]:
-    """
-    A config check for a URL with one of C{schemes} and a host.
-    """
-    from urllib.parse import urlsplit
-
-    def check(value: Any) -> Optional[str]:
-        if empty and value == "":
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            return "must be a URL starting with " + " or ".join(f"{s}://" for s in schemes)
-        return None
-
-    return check
-
-
-def http_url(value: Any) -> Optional[str]:
-    """
-    Check an http(s) URL, or each of a list of them.
-    """
-    from urllib.parse import urlsplit
-
-    for url in value if isinstance(value, list) else [value]:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"must be an http or https URL, not {url!r}"
-    return None
-
-
-#: A list of strings, for Field.type.
-STRINGS = list[str]
 
 def postgresql_dsn(value: str) -> Optional[str]:
     """
@@ -267,54 +215,12 @@ TOPIC_FIELDS = {
     "group": Field(str, None),
     "query": Field(str, ""),
 }
-SOURCE_COMMON = {
-    "kind": Field(str),
-    "name": Field(str, check=non_empty),
-}
 
-#: Per source kind, its own keys.  Collector modules add theirs with
-#: L{register_source_kind}.
-SOURCE_KINDS: dict[str, dict[str, Field]] = {}
-#: Per source kind, an optional check of the whole table (keys that depend
-#: on each other), giving (key, problem) pairs.
-SOURCE_CHECKS: dict[str, Callable[[dict], list[tuple[str, str]]]] = {}
-
-
-def register_source_kind(kind: str, fields: dict[str, Field], check=None) -> None:
-    SOURCE_KINDS[kind] = fields
-    if check is not None:
-        SOURCE_CHECKS[kind] = check
-
-
-#: A span of time, for Field.type: seconds as a number, or a string with a
-#: unit ("90s", "5m", "2h", "1d").  Read it with L{parse_duration}.
-DURATION = "duration"
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> float:
-    """
-    Seconds in a L{DURATION} value.  Raises C{ValueError} if it is none.
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and _DURATION.fullmatch(value):
-        number, unit = _DURATION.fullmatch(value).groups()
-        seconds = float(number) * _UNITS[unit]
-    else:
-        raise ValueError(f"not a duration: {value!r}")
-    if not 0 < seconds < 10 * 365 * 86400:
-        raise ValueError(f"not a duration: {value!r}")
-    return seconds
-
-
-def duration(value: Any) -> Optional[str]:
-    try:
-        parse_duration(value)
-    except ValueError:
-        return f'must be a duration: seconds, or a string such as "90s", "5m", "2h", "1d" (not {value!r})'
-    return None
+#: Per source kind, its own keys (the kinds are listed in
+#: L{monitor.collect.kinds}).
+SOURCE_KINDS: dict[str, dict[str, Field]] = {kind: k.fields for kind, k in _KINDS.items()}
+#: Per source kind with one, its check of the whole table.
+SOURCE_CHECKS = {kind: k.check for kind, k in _KINDS.items() if k.check is not None}
 
 
 def redis_url(value: str) -> Optional[str]:
@@ -390,17 +296,59 @@ STORIES_FIELDS = {
     "max_stories": Field(int, 2000, at_least(10)),
 }
 
-SECTIONS = {
-    "hub": HUB_FIELDS,
-    "store": STORE_FIELDS,
-    "queue": QUEUE_FIELDS,
-    "analysis": ANALYSIS_FIELDS,
-    "nodes": NODES_FIELDS,
-    "web": WEB_FIELDS,
-    "alerts": ALERTS_FIELDS,
-    "learning": LEARNING_FIELDS,
-    "stories": STORIES_FIELDS,
+@dataclass(frozen=True)
+class Section:
+    """
+    One part of the file: a table (C{[web]}) or an array of tables
+    (C{[[sources]]}).  C{fields} are the keys of the table, or the keys
+    every table of the array has; an array whose tables differ by a key
+    (C{kind_key}: C{kind} or C{type}) has each kind's own keys in C{kinds}.
+    """
+
+    name: str
+    fields: dict[str, Field]
+    array: bool = False
+    kind_key: str = ""
+    kinds: dict[str, dict[str, Field]] = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, Any]:
+        """
+        The table with every key that has a default at it.
+        """
+        return {k: f.default for k, f in self.fields.items() if not f.required}
+
+
+#: The whole configuration file, section by section: the one place each
+#: key, its type and its default are written.
+SCHEMA: dict[str, Section] = {
+    s.name: s
+    for s in (
+        Section("hub", HUB_FIELDS),
+        Section("store", STORE_FIELDS),
+        Section("queue", QUEUE_FIELDS),
+        Section("analysis", ANALYSIS_FIELDS),
+        Section("nodes", NODES_FIELDS),
+        Section("web", WEB_FIELDS),
+        Section("alerts", ALERTS_FIELDS),
+        Section("learning", LEARNING_FIELDS),
+        Section("stories", STORIES_FIELDS),
+        Section("sources", SOURCE_COMMON, array=True, kind_key="kind", kinds=SOURCE_KINDS),
+        Section("topics", TOPIC_FIELDS, array=True),
+        Section("rules", RULE_COMMON, array=True, kind_key="type", kinds=RULE_FIELDS),
+        Section("channels", CHANNEL_COMMON, array=True, kind_key="kind", kinds=CHANNEL_KINDS),
+    )
 }
+
+#: The plain tables, by name, with their keys.
+SECTIONS: dict[str, dict[str, Field]] = {name: s.fields for name, s in SCHEMA.items() if not s.array}
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """
+    The table C{[name]} with every key at its default, as a file without
+    it gives.
+    """
+    return SCHEMA[name].defaults()
 
 
 # --- the result ----------------------------------------------------------------
@@ -411,22 +359,30 @@ class Config:
     """
     A validated configuration: plain dicts of checked values per section,
     sources as dicts (with C{kind} and C{name}), topics as L{Topic}s.
+
+    Every key of a section is there, at its default if the file left it
+    out (a section built by hand is completed from L{SCHEMA}), so readers
+    index it (C{config.web["ws_queue"]}) and never write a default again.
     """
 
     path: str
-    hub: dict[str, Any]
-    store: dict[str, Any]
-    queue: dict[str, Any]
-    analysis: dict[str, Any]
-    web: dict[str, Any]
+    hub: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] = field(default_factory=dict)
+    queue: dict[str, Any] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
+    web: dict[str, Any] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
-    nodes: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in NODES_FIELDS.items()})
+    nodes: dict[str, Any] = field(default_factory=dict)
     topics: list[Topic] = field(default_factory=list)
-    alerts: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in ALERTS_FIELDS.items()})
-    learning: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in LEARNING_FIELDS.items()})
-    stories: dict[str, Any] = field(default_factory=lambda: {k: f.default for k, f in STORIES_FIELDS.items()})
+    alerts: dict[str, Any] = field(default_factory=dict)
+    learning: dict[str, Any] = field(default_factory=dict)
+    stories: dict[str, Any] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     channels: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in SECTIONS:
+            setattr(self, name, dict(defaults(name), **getattr(self, name)))
 
     def resolve(self, path: str) -> str:
         """
@@ -438,56 +394,7 @@ class Config:
 
 # --- loading -----------------------------------------------------------------------
 
-_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _expand(value: str, environ) -> tuple[str, list[str]]:
-    """
-    Substitute C{${NAME}} references; return the text and the missing names.
-    """
-    missing: list[str] = []
-
-    def sub(m: re.Match) -> str:
-        if m.group(1):
-            return "${" + m.group(2) + "}"
-        if m.group(2) not in environ:
-            missing.append(m.group(2))
-            return ""
-        return environ[m.group(2)]
-
-    return _ENV.sub(sub, value), missing
-
-
-def _line_index(text: str) -> dict[str, int]:
-    """
-    Map dotted key paths (C{sources[1].speed}) to line numbers, for error
-    messages.  Approximate: plain tables and arrays of tables only.
-    """
-    index: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    prefix = ""
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        m = re.match(r"^\[\[\s*([\w.-]+)\s*\]\]", line)
-        if m:
-            name = m.group(1)
-            counts[name] = counts.get(name, -1) + 1
-            prefix = f"{name}[{counts[name]}]"
-            index.setdefault(prefix, n)
-            continue
-        m = re.match(r"^\[\s*([\w.-]+)\s*\]", line)
-        if m:
-            prefix = m.group(1)
-            index.setdefault(prefix, n)
-            continue
-        m = re.match(r'^([\w-]+|"[^"]*")\s*=', line)
-        if m:
-            key = m.group(1).strip('"')
-            index.setdefault(f"{prefix}.{key}" if prefix else key, n)
-    return index
-
-
-def _check_topic(c: "_Checker", key: str, table: Any, source_names: set) -> Optional[dict]:
+def _check_topic(c: Checker, key: str, table: Any, source_names: set) -> Optional[dict]:
     """
     The checked keys of one topic table (problems reported on C{c}), or
     C{None} if its keys are wrong.
@@ -514,11 +421,9 @@ def check_topic_spec(spec: Any, source_names: set) -> tuple[Optional[Topic], lis
     the topic and no problems, or C{None} and every problem, each naming
     its key (C{topic.query: at position 17: expected ...}).
     """
-    from monitor.alerts.config import _LiteralChecker
-
     if not isinstance(spec, dict):
         return None, ["topic: must be a JSON object"]
-    c = _LiteralChecker("", {})
+    c = LiteralChecker()
     spec = {k: v for k, v in spec.items() if v is not None}
     checked = _check_topic(c, "topic", spec, source_names)
     if checked is None or c.problems:
@@ -526,117 +431,11 @@ def check_topic_spec(spec: Any, source_names: set) -> tuple[Optional[Topic], lis
     return Topic.from_dict(checked), []
 
 
-class _Checker:
-    def __init__(self, text: str, environ) -> None:
-        self.lines = _line_index(text)
-        self.problems: list[str] = []
-        self.environ = environ
-
-    def where(self, key: str) -> str:
-        probe = key
-        while probe:
-            if probe in self.lines:
-                return f" (line {self.lines[probe]})"
-            probe = probe.rpartition(".")[0]
-        return ""
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{key}{self.where(key)}: {message}")
-
-    def value(self, key: str, spec: Field, value: Any) -> Any:
-        expected = spec.type
-        if expected is STRINGS:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                self.problem(key, "must be a list of strings")
-                return _MISSING
-            value = [self.expand(key, v) for v in value]
-        elif expected is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.problem(key, f"must be a number, not {value!r}")
-                return _MISSING
-            value = float(value)
-        elif expected is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.problem(key, f"must be a whole number, not {value!r}")
-                return _MISSING
-        elif expected is bool:
-            if not isinstance(value, bool):
-                self.problem(key, f"must be true or false, not {value!r}")
-                return _MISSING
-        elif expected is str:
-            if not isinstance(value, str):
-                self.problem(key, f"must be a string, not {value!r}")
-                return _MISSING
-            value = self.expand(key, value)
-        if spec.check is not None:
-            message = spec.check(value)
-            if message:
-                self.problem(key, message)
-                return _MISSING
-        return value
-
-    def expand(self, key: str, value: str) -> str:
-        out, missing = _expand(value, self.environ)
-        for name in missing:
-            self.problem(key, f"environment variable {name} is not set")
-        return out
-
-    def array(self, name: str, data: dict) -> list[tuple[str, dict]]:
-        """
-        The tables of an array of tables (C{[[name]]}), each with its key
-        for messages; anything else in the array is a problem.
-        """
-        raw = data.get(name, [])
-        if not isinstance(raw, list):
-            self.problem(name, f"must be an array of tables ([[{name}]])")
-            return []
-        out = []
-        for i, table in enumerate(raw):
-            if isinstance(table, dict):
-                out.append((f"{name}[{i}]", table))
-            else:
-                self.problem(f"{name}[{i}]", "must be a table")
-        return out
-
-    def unique(self, key: str, checked: dict, seen: set, what: str) -> None:
-        """
-        Check that C{checked["name"]} was not used before in C{seen}.
-        """
-        name = checked.get("name")
-        if name in seen:
-            self.problem(f"{key}.name", f"duplicate {what} name {name!r}")
-        seen.add(name)
-
-    def table(self, key: str, specs: dict[str, Field], table: Any) -> dict[str, Any]:
-        if not isinstance(table, dict):
-            self.problem(key, "must be a table")
-            return {}
-        out: dict[str, Any] = {}
-        for name in table:
-            if name not in specs:
-                allowed = ", ".join(sorted(specs))
-                self.problem(f"{key}.{name}", f"unknown key (allowed here: {allowed})")
-        for name, spec in specs.items():
-            full = f"{key}.{name}"
-            if name in table:
-                v = self.value(full, spec, table[name])
-                if v is not _MISSING:
-                    out[name] = v
-            elif spec.required:
-                self.problem(full, "is required")
-            else:
-                out[name] = spec.default
-        return out
-
-
 def load_config(path: str, environ=None) -> Config:
     """
     Read and validate the configuration file at C{path}.  Raises
     L{ConfigError} listing every problem.
     """
-    # Collectors register their kinds on import.
-    import monitor.collect  # noqa: F401
-
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -656,8 +455,8 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
     """
     Validate already-parsed TOML data.
     """
-    c = _Checker(text, os.environ if environ is None else environ)
-    allowed = set(SECTIONS) | {"sources", "topics", "rules", "channels"}
+    c = Checker(text, os.environ if environ is None else environ)
+    allowed = set(SCHEMA)
     for name in data:
         if name not in allowed:
             c.problem(name, "unknown section (allowed: " + ", ".join(sorted(allowed)) + ")")
@@ -671,7 +470,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
             c.problem(f"{key}.kind", "must be one of " + ", ".join(repr(k) for k in sorted(SOURCE_KINDS)))
             continue
         checked = c.table(key, dict(SOURCE_COMMON, **SOURCE_KINDS[kind]), s)
-        for name, message in SOURCE_CHECKS[kind](checked) if kind in SOURCE_CHECKS else ():
+        for name, message in _KINDS[kind].check(checked) if _KINDS[kind].check else ():
             c.problem(f"{key}.{name}", message)
         c.unique(key, checked, names, "source")
         sources.append(checked)
@@ -685,10 +484,8 @@ def parse_config(data: dict[str, Any], path: str = "<config>", text: str = "", e
         c.unique(key, checked, topic_names, "topic")
         topics.append(Topic.from_dict(checked))
 
-    # Alert rules and channels: their keys live with the alerts.
-    from monitor.alerts.config import check_alerts
-
-    rules, channels = check_alerts(c, data, topic_names, names)
+    # Alert rules and channels: their checks live with the alerts.
+    rules, channels = check_alerts(c, data, topic_names, names, sections["alerts"].get("live") is True)
 
     from monitor.nodes.secret import secret_problem
 

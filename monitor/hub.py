@@ -86,12 +86,12 @@ def make_store(config: Config, reactor):
     yet in the file (L{monitor.store.split}).
     """
     sqlite = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
-    if config.store.get("kind", "sqlite") != "postgresql":
+    if config.store["kind"] != "postgresql":
         return sqlite
     from monitor.store.postgresql import PostgreSQLStore
     from monitor.store.split import SplitStore
 
-    posts = PostgreSQLStore(config.store["dsn"], pool_size=config.store.get("pool_size", 4), reactor=reactor)
+    posts = PostgreSQLStore(config.store["dsn"], pool_size=config.store["pool_size"], reactor=reactor)
     return SplitStore(posts, sqlite)
 
 
@@ -152,7 +152,7 @@ class Hub(OrderedMultiService):
         s = config.stories
         story_features = features if s["enabled"] else None
         self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor, features=story_features)]
-        if a.get("workers", 0) >= 1:
+        if a["workers"] >= 1:
             self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor, features=story_features))
         # Remote analysis nodes while any are connected, else the above.
         self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor,
@@ -275,7 +275,7 @@ class Hub(OrderedMultiService):
             check_openable(path)
         except OPEN_ERRORS as e:
             _give_up(ConfigProblem(self.config.path, "store.path", f"cannot open the store {path}: {_reason(e)}"))
-        if self.config.store.get("kind", "sqlite") == "postgresql":
+        if self.config.store["kind"] == "postgresql":
             # Blocking, like the check above: the reactor is not running yet.
             try:
                 psycopg2.connect(self.config.store["dsn"], connect_timeout=10).close()
@@ -291,7 +291,7 @@ class Hub(OrderedMultiService):
         Start the children in order, turning the problems a user fixes in
         the configuration into one line; then say where the hub is.
         """
-        if self.config.store.get("kind", "sqlite") == "postgresql":
+        if self.config.store["kind"] == "postgresql":
             from monitor.store.split import NOT_YET
 
             log.warn(

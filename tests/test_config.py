@@ -201,3 +201,35 @@ query = "outage NEAR/3 down"
     assert e.value.problems == [
         "topics[0].query (line 3): at position 17: expected a ) to close the ( at position 10, found the end of the query"
     ]
+
+
+def test_sections_are_complete_and_defaults_written_once():
+    """
+    A file without a section gives every key of it at its default, and a
+    Config built by hand is completed from the same schema, so no reader
+    needs a default of its own.
+    """
+    from monitor.config import SCHEMA, SECTIONS, Config, defaults
+
+    cfg = parse_config({})
+    for name, fields in SECTIONS.items():
+        assert getattr(cfg, name) == defaults(name)
+        assert set(defaults(name)) == {k for k, f in fields.items() if not f.required}
+    assert cfg.web["ws_queue"] == 1000 and cfg.store["kind"] == "sqlite" and cfg.alerts["live"] is True
+    built = Config(path="x", web={"ws_queue": 50})
+    assert built.web["ws_queue"] == 50 and built.web["ws_interval"] == 0.25
+    assert built.learning == defaults("learning")
+    # Every part of the file is in the schema, and nothing else is allowed.
+    assert set(SCHEMA) == set(SECTIONS) | {"sources", "topics", "rules", "channels"}
+    with pytest.raises(ConfigError) as e:
+        parse_config({"webb": {}})
+    assert "webb: unknown section (allowed: " + ", ".join(sorted(SCHEMA)) + ")" in e.value.problems
+
+
+def test_checked_values_fill_the_sections(tmp_path):
+    # What the file gives replaces the default; the rest stay.
+    path = tmp_path / "m.toml"
+    path.write_text('[web]\nws_queue = 50\n[learning]\nfolds = 3\n')
+    cfg = load_config(str(path))
+    assert cfg.web["ws_queue"] == 50 and cfg.web["max_body"] == 16 * 1024
+    assert cfg.learning["folds"] == 3 and cfg.learning["min_examples"] == 20

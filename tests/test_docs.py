@@ -83,21 +83,19 @@ def _code_scopes():
     {(parent title, title): the keys the loader accepts there}, covering
     every section, source kind, rule type and channel kind.
     """
-    import monitor.collect  # noqa: F401 -- collectors register their kinds
-    from monitor.alerts.config import CHANNEL_COMMON, CHANNEL_KINDS, RULE_COMMON, RULE_FIELDS
-    from monitor.config import SECTIONS, SOURCE_COMMON, SOURCE_KINDS, TOPIC_FIELDS
+    from monitor.config import SCHEMA
 
-    scopes = {(None, f"[{name}]"): set(fields) for name, fields in SECTIONS.items()}
-    scopes[(None, "[[topics]]")] = set(TOPIC_FIELDS)
-    for array, common, kinds, word in (
-        ("[[sources]]", SOURCE_COMMON, SOURCE_KINDS, "kind"),
-        ("[[rules]]", RULE_COMMON, RULE_FIELDS, "type"),
-        ("[[channels]]", CHANNEL_COMMON, CHANNEL_KINDS, "kind"),
-    ):
+    scopes = {}
+    for name, section in SCHEMA.items():
+        title = f"[[{name}]]" if section.array else f"[{name}]"
+        if not section.kinds:
+            scopes[(None, title)] = set(section.fields)
+            continue
         # A key every kind has may be documented once, with the common keys.
-        scopes[(None, array)] = set(common) | set.intersection(*(set(f) for f in kinds.values()))
-        for kind, fields in kinds.items():
-            scopes[(array, f'{word} = "{kind}"')] = set(fields) | set(common)
+        common = set(section.fields)
+        scopes[(None, title)] = common | set.intersection(*(set(f) for f in section.kinds.values()))
+        for kind, fields in section.kinds.items():
+            scopes[(title, f'{section.kind_key} = "{kind}"')] = set(fields) | common
     return scopes
 
 

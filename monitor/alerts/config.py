@@ -1,7 +1,8 @@
 """
 The configuration of alerts: C{[[rules]]} and C{[[channels]]} tables,
-checked with the loader's L{Field} machinery so that every problem names
-its key and line.  The same checks validate rules sent to the API.
+checked with the L{Field} machinery of L{monitor.fields} so that every
+problem names its key and line.  The same checks validate rules sent to
+the API.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import re
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
-from monitor.config import (
+from monitor.fields import (
     DURATION,
     STRINGS,
     Field,
-    _Checker,
+    Checker,
+    LiteralChecker,
     at_least,
     duration,
     non_empty,
@@ -220,7 +222,7 @@ def channel_defaults(kind: str, name: str) -> dict[str, Any]:
     return out
 
 
-def _check_rule_table(c: _Checker, key: str, table: dict) -> Optional[dict]:
+def _check_rule_table(c: Checker, key: str, table: dict) -> Optional[dict]:
     """
     The keys of one rule table and the checks between them; the checked
     spec (maybe with problems reported), or C{None} if its keys are wrong.
@@ -260,7 +262,7 @@ def _check_rule_table(c: _Checker, key: str, table: dict) -> Optional[dict]:
     return checked
 
 
-def _check_names(c: _Checker, key: str, names: Iterable[str], known: Optional[set], what: str) -> None:
+def _check_names(c: Checker, key: str, names: Iterable[str], known: Optional[set], what: str) -> None:
     if known is None:
         return
     for name in names:
@@ -268,11 +270,12 @@ def _check_names(c: _Checker, key: str, names: Iterable[str], known: Optional[se
             c.problem(key, f"names no configured {what}: {name!r}")
 
 
-def check_alerts(c: _Checker, data: dict, topic_names: set, source_names: set) -> tuple[list, list]:
+def check_alerts(c: Checker, data: dict, topic_names: set, source_names: set, live: bool) -> tuple[list, list]:
     """
     Check the C{[[rules]]} and C{[[channels]]} of a configuration; returns
     the checked rule specs and channel tables (with the implicit C{live}
-    channel when C{[alerts] live} is on and no live channel is listed).
+    channel when C{live} (C{[alerts] live}) is on and no live channel is
+    listed).
     """
     channels, channel_keys = [], []
     channel_names: set[str] = set()
@@ -295,8 +298,7 @@ def check_alerts(c: _Checker, data: dict, topic_names: set, source_names: set) -
             checked["rate_limit"] = DEFAULT_RATE[kind]
         channels.append(checked)
         channel_keys.append((key, checked))
-    live = (data.get("alerts") or {}).get("live", True) if isinstance(data.get("alerts"), dict) else True
-    if live is True and not any(ch["kind"] == "live" for ch in channels) and "live" not in channel_names:
+    if live and not any(ch["kind"] == "live" for ch in channels) and "live" not in channel_names:
         channels.append(channel_defaults("live", "live"))
         channel_names.add("live")
 
@@ -320,16 +322,6 @@ def check_alerts(c: _Checker, data: dict, topic_names: set, source_names: set) -
     return rules, channels
 
 
-class _LiteralChecker(_Checker):
-    """
-    Checks for specs that come from the API: C{${NAME}} is text there, never
-    an environment variable (that would read the hub's secrets out).
-    """
-
-    def expand(self, key: str, value: str) -> str:
-        return value
-
-
 def check_rule_spec(
     spec: Any,
     topic_names: Optional[set] = None,
@@ -342,7 +334,7 @@ def check_rule_spec(
     the rule and no problems, or C{None} and every problem, each naming its
     key.  A C{None} set of names is not checked.
     """
-    c = _LiteralChecker("", {})
+    c = LiteralChecker()
     if not isinstance(spec, dict):
         return None, ["rule: must be a JSON object"]
     # null means "not given" (JSON has it, TOML does not), so a rule read

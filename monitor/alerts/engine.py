@@ -46,7 +46,7 @@ from monitor.alerts.notifiers.http import HTTPClient
 from monitor.alerts.outbox import Outbox, new_notification_id
 from monitor.alerts.rules import Rule, severity_rank
 from monitor.analysis.trending import excluded_words
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.interfaces import ISink
 from monitor.model import iso8601, parse_time
 from monitor.store.writes import WriteQueue
@@ -164,8 +164,8 @@ class AlertEngine(Service):
         self.file_rules = list(config.rules)
         self.channel_specs = {c["name"]: c for c in config.channels}
         self.idle_after = idle_after
-        self.backfill_age = parse_duration(self.settings.get("backfill_age", "1h"))
-        self.notify_backfill = bool(self.settings.get("notify_backfill", False))
+        self.backfill_age = parse_duration(self.settings["backfill_age"])
+        self.notify_backfill = bool(self.settings["notify_backfill"])
         self.rules: dict[str, Rule] = {}
         self.stories = stories
         self._exclude = excluded_words(config.topics)
@@ -527,7 +527,7 @@ class AlertEngine(Service):
         rule = self.rules.get(incident.rule) if incident.type != "channel_health" else CHANNEL_RULE
         out = []
         for name, spec in self.channel_specs.items():
-            if not spec.get("enabled", True):
+            if not spec["enabled"]:
                 continue
             if spec["rules"] and incident.rule not in spec["rules"]:
                 continue

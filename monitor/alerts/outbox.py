@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from monitor.alerts.notifiers import DISABLE, FAILED, RETRY, SENT, SKIPPED, Delivery, Notification
 from monitor.backoff import Backoff
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.model import iso8601
 from monitor.redact import channel_secrets, redact
 from monitor.store.interfaces import DeliveryAttempt
@@ -221,7 +221,7 @@ class Outbox(Service):
         now = self.reactor.seconds()
         out = []
         for ch in self.channels.values():
-            if not ch.spec.get("enabled", True):
+            if not ch.spec["enabled"]:
                 state = "off"
             elif ch.disabled_reason:
                 state = "disabled"
@@ -236,7 +236,7 @@ class Outbox(Service):
                     "name": ch.name,
                     "kind": ch.kind,
                     "state": state,
-                    "enabled": ch.disabled_reason is None and bool(ch.spec.get("enabled", True)),
+                    "enabled": ch.disabled_reason is None and bool(ch.spec["enabled"]),
                     "disabled_reason": ch.disabled_reason,
                     "disabled_at": iso8601(ch.disabled_at) if ch.disabled_at else None,
                     "pending": len(ch.queue),
@@ -270,7 +270,7 @@ class Outbox(Service):
     # -- delivery --------------------------------------------------------
 
     def _kick(self, ch: _Channel) -> None:
-        if not self.running or ch.busy or ch.disabled_reason or not ch.queue or not ch.spec.get("enabled", True):
+        if not self.running or ch.busy or ch.disabled_reason or not ch.queue or not ch.spec["enabled"]:
             return
         if ch.timer is not None and ch.timer.active():
             ch.timer.cancel()

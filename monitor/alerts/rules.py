@@ -39,7 +39,7 @@ from typing import Any, Optional
 
 from monitor.analysis.classify import compile_words, normalize
 from monitor.analysis.text import plain_text
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.query import QueryError, matches as query_matches, parse as parse_query
 
 __all__ = [

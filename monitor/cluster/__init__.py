@@ -303,7 +303,7 @@ def make_cluster(config, reactor):
     The cluster a configuration makes: on a Redis queue, hubs sharing its
     Redis; else this hub alone.
     """
-    from monitor.config import parse_duration
+    from monitor.fields import parse_duration
     from monitor.queue.redis import default_consumer, parse_redis_url
 
     hub = config.hub

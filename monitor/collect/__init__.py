@@ -1,23 +1,29 @@
 """
-The collectors: one service per configured source.  Importing this package
-registers every source kind with the configuration loader.
+The collectors: one service per configured source.  The source kinds, with
+their keys and classes, are listed in L{monitor.collect.kinds}; importing
+this package imports no collector (L{make_source} imports the one it
+builds).
 """
 
-from monitor.collect.bluesky import BlueskySource
-from monitor.collect.demo import DemoSource
-from monitor.collect.mastodon import MastodonSource
-from monitor.collect.replay import ReplaySource
-from monitor.collect.rss import RSSSource
-from monitor.collect.x import XSource
+from monitor.collect.kinds import SOURCE_KINDS
 
-SOURCE_CLASSES = {
-    "bluesky": BlueskySource,
-    "demo": DemoSource,
-    "mastodon": MastodonSource,
-    "replay": ReplaySource,
-    "rss": RSSSource,
-    "x": XSource,
+#: The collector classes, by the names this package has always exported.
+_CLASSES = {
+    "BlueskySource": "bluesky",
+    "DemoSource": "demo",
+    "MastodonSource": "mastodon",
+    "ReplaySource": "replay",
+    "RSSSource": "rss",
+    "XSource": "x",
 }
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        return SOURCE_KINDS[_CLASSES[name]].load()
+    if name == "SOURCE_CLASSES":
+        return {kind: k.load() for kind, k in SOURCE_KINDS.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_source(spec: dict, queue, store, metrics, topics, reactor, topic_set=None):
@@ -30,7 +36,7 @@ def make_source(spec: dict, queue, store, metrics, topics, reactor, topic_set=No
     if spec["kind"] == "x":
         # Live topics where the hub has them, so edits reach X's queries.
         options["topics"] = topic_set if topic_set is not None else topics
-    cls = SOURCE_CLASSES[spec["kind"]]
+    cls = SOURCE_KINDS[spec["kind"]].load()
     return cls(spec["name"], queue, store, metrics, reactor=reactor, **options)
 
 

@@ -11,17 +11,7 @@ from twisted.internet.task import deferLater
 
 from monitor.collect.base import CONNECTED, Collector
 from monitor.collect.demo_content import DemoContent
-from monitor.config import STRINGS, Field, at_least, register_source_kind
 
-register_source_kind(
-    "demo",
-    {
-        "rate": Field(float, 2.0, at_least(0.01), doc="Posts per second outside bursts."),
-        "burst_every": Field(float, 900.0, at_least(1), doc="Mean seconds between bursts."),
-        "seed": Field(int, None, doc="Fix the random sequence."),
-        "brands": Field(STRINGS, None, doc="Names to talk about; defaults to the topic names."),
-    },
-)
 
 #: Seconds between two batches of generated posts.
 TICK = 0.2

@@ -20,7 +20,6 @@ as the status it boosts (once; the booster is kept in C{extra}).
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -34,38 +33,11 @@ from monitor.backoff import Backoff
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED, clean
 from monitor.collect.framing import EventDecoder, LineStream
 from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, RateLimits, read_body
-from monitor.config import STRINGS, Field, at_least, register_source_kind, url_check
+from monitor.collect.kinds import MASTODON_TIMELINE as _TIMELINE
 from monitor.model import Post, parse_time
 
-_TIMELINE = re.compile(r"^(?:#(?P<tag>[^\s#:/?&%]+)(?P<tag_scope>:local)?|public(?P<scope>:local|:remote)?)$")
 
 
-def _check_timelines(value: Any) -> Optional[str]:
-    if not value:
-        return 'must name at least one timeline ("#tag", "#tag:local", "public", "public:local", "public:remote")'
-    for t in value:
-        if not _TIMELINE.match(t):
-            return f'{t!r} is not a timeline: use "#tag", "#tag:local", "public", "public:local" or "public:remote"'
-    return None
-
-
-def _check_limit(value: Any) -> Optional[str]:
-    return None if 1 <= value <= 40 else "must be from 1 to 40"
-
-
-register_source_kind(
-    "mastodon",
-    {
-        "instance": Field(str, check=url_check("https", "http"), doc="The instance's base URL."),
-        "timelines": Field(STRINGS, check=_check_timelines, doc="Timelines to follow."),
-        "token": Field(str, "", doc="A user access token (read:statuses): streaming."),
-        "streaming": Field(bool, True, doc="With a token, stream instead of polling."),
-        "streaming_url": Field(str, "", url_check("https", "http", empty=True), doc="Default: asked."),
-        "poll_interval": Field(float, 30.0, at_least(1), doc="Seconds between polls once caught up."),
-        "limit": Field(int, 40, _check_limit, doc="Statuses per page (Mastodon allows 40)."),
-        "stall_timeout": Field(float, 45.0, at_least(1), doc="Seconds of stream silence before reconnecting."),
-    },
-)
 
 #: The largest polled page accepted, in bytes (40 statuses are far smaller).
 MAX_BODY = 8 << 20

@@ -12,17 +12,7 @@ from twisted.internet.task import deferLater
 
 from monitor.collect.base import CONNECTED, FAILING, FINISHED, IDLE, Collector
 from monitor.collect.jsonl import MAX_LINE, MalformedPayload, parse_post
-from monitor.config import Field, at_least, non_empty, register_source_kind
 
-register_source_kind(
-    "replay",
-    {
-        "path": Field(str, check=non_empty, doc="The JSON Lines file."),
-        "speed": Field(float, 0.0, at_least(0), doc="0: flat out; 1: real time; N: N times faster."),
-        "network": Field(str, None, doc="The uid namespace; defaults to the source name."),
-        "follow": Field(bool, False, doc="At the end, wait for lines appended later."),
-    },
-)
 
 #: Lines read between two visits to the reactor, so a flat-out replay
 #: never holds the reactor for long.

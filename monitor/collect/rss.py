@@ -38,28 +38,10 @@ from monitor.analysis.text import plain_text
 from monitor.backoff import Backoff, retry_after
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, read_body
-from monitor.config import STRINGS, Field, at_least, http_url, register_source_kind
 from monitor.model import Post, iso8601, parse_time
 from monitor.redact import redact, redact_url
 
 
-def _check(table: dict) -> list[tuple[str, str]]:
-    if not table.get("feeds") and not table.get("url"):
-        return [("feeds", "give the feeds to poll: feeds = [URLs] or url = URL")]
-    return []
-
-
-register_source_kind(
-    "rss",
-    {
-        "feeds": Field(STRINGS, [], http_url, "The feed URLs."),
-        "url": Field(str, None, http_url, "One feed URL (instead of, or as well as, feeds)."),
-        "poll_interval": Field(float, 300.0, at_least(1), "Seconds between two requests for one feed."),
-        "request_timeout": Field(float, 30.0, at_least(1), "Seconds a response may take."),
-        "max_bytes": Field(int, 10 << 20, at_least(1024), "The largest feed document read."),
-    },
-    check=_check,
-)
 
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, */*;q=0.5"
 ATOM = "{http://www.w3.org/2005/Atom}"

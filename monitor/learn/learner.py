@@ -24,7 +24,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from monitor.config import parse_duration
+from monitor.fields import parse_duration
 from monitor.learn.linear import LABEL_CLASSES, SENTIMENT, LinearModel
 from monitor.model import SENTIMENTS
 
@@ -190,13 +190,13 @@ class Learner(Service):
         """
         Corrections changed: look again after C{delay} seconds.
         """
-        if not self.running or not self.settings.get("enabled", True):
+        if not self.running or not self.settings["enabled"]:
             return
         if self._running is not None:
             self._again = True
             return
         if self._pending is None or not self._pending.active():
-            self._pending = self.reactor.callLater(parse_duration(self.settings.get("delay", 30.0)), self._look)
+            self._pending = self.reactor.callLater(parse_duration(self.settings["delay"]), self._look)
 
     def _look(self) -> None:
         self._pending = None
@@ -215,9 +215,9 @@ class Learner(Service):
         The models to train now: enough examples of two classes or more,
         and either none trained yet or C{retrain_after} new corrections.
         """
-        least = self.settings.get("min_examples", 20)
-        per_class = self.settings.get("min_per_class", 3)
-        retrain = self.settings.get("retrain_after", 10)
+        least = self.settings["min_examples"]
+        per_class = self.settings["min_per_class"]
+        retrain = self.settings["retrain_after"]
         latest = await self.learning.latest_versions()
         out = []
         for key in self._names(rows):
@@ -271,7 +271,7 @@ class Learner(Service):
         self.log.info("training {count} learned models: {versions}", count=len(jobs), versions=[j["version"] for j in jobs])
         try:
             plain = [{k: r[k] for k in ("uid", "sentiment", "labels", "text", "lang")} for r in rows]
-            models = await self._in_worker(train_jobs, self.classifier.to_dict(), plain, jobs, self.settings.get("folds", 5))
+            models = await self._in_worker(train_jobs, self.classifier.to_dict(), plain, jobs, self.settings["folds"])
         finally:
             self.training.difference_update(keys)
         self.runs += 1
@@ -305,7 +305,7 @@ class Learner(Service):
 
         key = (model.name, model.language)
         held = await self.learning.is_held(*key)
-        activate = self.settings.get("auto_activate", True) and better(model.evaluation) and not held
+        activate = self.settings["auto_activate"] and better(model.evaluation) and not held
         await self.learning.add_model(model, through, activate, self.reactor.seconds())
         e = model.evaluation
         self.log.info(
@@ -397,7 +397,7 @@ class Learner(Service):
             "version": shown["version"] if shown else None,
             "examples": total,
             "examples_per_class": per,
-            "min_examples": self.settings.get("min_examples", 20),
+            "min_examples": self.settings["min_examples"],
             "held": bool(versions and versions[-1].get("held")),
             "evaluation": evaluation,
             "trained_at": shown["created_at"] if shown else None,

@@ -408,10 +408,10 @@ class NodePool(Service):
         The pool of the C{[nodes]} section; reads the secret (file or
         C{MONITOR_NODE_SECRET}) only when there is a listener.
         """
-        endpoint = nodes.get("endpoint")
-        secret = read_secret(nodes.get("secret_file")) if endpoint else None
+        endpoint = nodes["endpoint"]
+        secret = read_secret(nodes["secret_file"]) if endpoint else None
         return cls(local, classifier, metrics, endpoint=endpoint, secret=secret,
-                   timeout=nodes.get("timeout", 10.0), reactor=reactor, features=features)
+                   timeout=nodes["timeout"], reactor=reactor, features=features)
 
     # -- lifecycle --
 

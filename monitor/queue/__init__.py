@@ -14,7 +14,7 @@ def make_queue(config: dict, reactor, hub_name: str = ""):
     if config["kind"] == "memory":
         return MemoryQueue(config["size"], reactor=reactor)
     if config["kind"] == "redis":
-        from monitor.config import parse_duration
+        from monitor.fields import parse_duration
         from monitor.queue.redis import RedisQueue
 
         return RedisQueue(

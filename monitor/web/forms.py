@@ -218,7 +218,7 @@ def rule_fields() -> list[dict]:
     widget, from the same table that validates rules.
     """
     from monitor.alerts.config import RULE_FIELDS
-    from monitor.config import DURATION
+    from monitor.fields import DURATION
 
     fields: dict[str, dict] = {}
     for rule_type, keys in RULE_FIELDS.items():

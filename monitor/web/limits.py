@@ -24,13 +24,17 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel, parse_qs
 from twisted.web.server import Request, Site
 
+from monitor.config import defaults
+
 __all__ = ["EDIT_ROUTES", "BodyPolicy", "Limit", "LimitedSite", "body_fields", "body_policy"]
 
-#: Defaults of the C{[web]} keys that set the limits.
-DEFAULT_MAX_BODY = 16 * 1024
-DEFAULT_MAX_FIELDS = 100
-DEFAULT_MAX_EDIT_BODY = 1024 * 1024
-DEFAULT_MAX_EDIT_FIELDS = 2000
+#: Defaults of the C{[web]} keys that set the limits (written in
+#: L{monitor.config}).
+_WEB = defaults("web")
+DEFAULT_MAX_BODY = _WEB["max_body"]
+DEFAULT_MAX_FIELDS = _WEB["max_fields"]
+DEFAULT_MAX_EDIT_BODY = _WEB["max_edit_body"]
+DEFAULT_MAX_EDIT_FIELDS = _WEB["max_edit_fields"]
 
 #: Routes that take more than the default: the topic and rule forms (a
 #: topic may have 500 terms of 200 characters in each of three fields, a
@@ -88,8 +92,8 @@ def body_policy(web: dict) -> BodyPolicy:
     The policy the C{[web]} keys C{max_body}, C{max_fields},
     C{max_edit_body} and C{max_edit_fields} describe.
     """
-    default = Limit(web.get("max_body", DEFAULT_MAX_BODY), web.get("max_fields", DEFAULT_MAX_FIELDS))
-    edit = Limit(web.get("max_edit_body", DEFAULT_MAX_EDIT_BODY), web.get("max_edit_fields", DEFAULT_MAX_EDIT_FIELDS))
+    default = Limit(web["max_body"], web["max_fields"])
+    edit = Limit(web["max_edit_body"], web["max_edit_fields"])
     return BodyPolicy(default, [(method, path, edit) for method, path in EDIT_ROUTES])
 
 

@@ -61,7 +61,7 @@ def _json_body(schema: dict, required: bool = True) -> dict:
 def _rule_schema() -> dict:
     from monitor.alerts.config import RULE_COMMON, RULE_FIELDS
     from monitor.alerts.rules import RULE_TYPES
-    from monitor.config import DURATION, STRINGS
+    from monitor.fields import DURATION, STRINGS
 
     kinds = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
              STRINGS: {"type": "array", "items": {"type": "string"}},

@@ -28,7 +28,7 @@ from monitor.web.limits import LimitedSite, body_policy
 from monitor.web.push import PushHub
 from monitor.web.setup import SetupLink, setup_token_path
 from monitor.web.ui import WebUI
-from monitor.web.users import SCRYPT_N, Users
+from monitor.web.users import Users
 
 __all__ = ["Root", "StaticFiles", "WebService", "STATIC", "content_security_policy"]
 
@@ -190,25 +190,25 @@ class WebService(OrderedMultiService):
         web = hub.config.web
         self.endpoint = web["endpoint"]
         self.users = Users(
-            accounts, reactor, idle=web.get("session_hours", 12) * 3600, scrypt_n=web.get("scrypt_n", SCRYPT_N)
+            accounts, reactor, idle=web["session_hours"] * 3600, scrypt_n=web["scrypt_n"]
         )
         self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
         self.push = PushHub(
             reactor,
             users=self.users,
             sessions=self.users.sockets,
-            per_user=web.get("ws_per_user", 16),
+            per_user=web["ws_per_user"],
             sources=hub.sources,
             nodes=_Lazy(hub, "nodes"),
             queue=hub.queue,
             metrics=hub.metrics,
-            queue_limit=web.get("ws_queue", 1000),
-            interval=web.get("ws_interval", 0.25),
-            stall_timeout=web.get("ws_stall_timeout", 30.0),
-            ping_interval=web.get("ws_ping_interval", 20.0),
-            max_message=web.get("ws_max_message", 16384),
-            message_rate=web.get("ws_message_rate", 2.0),
-            message_burst=web.get("ws_message_burst", 20),
+            queue_limit=web["ws_queue"],
+            interval=web["ws_interval"],
+            stall_timeout=web["ws_stall_timeout"],
+            ping_interval=web["ws_ping_interval"],
+            max_message=web["ws_max_message"],
+            message_rate=web["ws_message_rate"],
+            message_burst=web["ws_message_burst"],
             runs_on=_runs_on(getattr(hub, "cluster", None)),
         )
         hub.pipeline.add_sink(self.push)
@@ -221,17 +221,17 @@ class WebService(OrderedMultiService):
             self.users,
             self.push,
             reactor,
-            tile_url=web.get("tile_url", ""),
-            tile_attribution=web.get("tile_attribution", ""),
-            cookie_secure=web.get("cookie_secure", False),
+            tile_url=web["tile_url"],
+            tile_attribution=web["tile_attribution"],
+            cookie_secure=web["cookie_secure"],
             setup=self.setup,
         )
         static = StaticFiles(FilePath(STATIC).path)
         self.root = Root(
-            self.ui.resource(), hub.api.resource(), self.push.resource, static, web.get("tile_url", ""),
-            HostCheck(web.get("hosts") or ()),
+            self.ui.resource(), hub.api.resource(), self.push.resource, static, web["tile_url"],
+            HostCheck(web["hosts"] or ()),
         )  # fmt: skip
-        self.site = HubSite(self.root, body_policy(web), access_log=web.get("access_log", ""))
+        self.site = HubSite(self.root, body_policy(web), access_log=web["access_log"])
         self.site.displayTracebacks = False
         self.port = strports.service(web["endpoint"], self.site, reactor=reactor)
         self.port.setName("port")

@@ -29,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from monitor.config import defaults
 from monitor.store.interfaces import Duplicate, LastAdmin, NoSuchUser
 from monitor.web.sessions import SessionRegistry
 
@@ -52,10 +53,11 @@ __all__ = [
 ROLES = ("viewer", "editor", "admin")
 
 #: scrypt cost, OWASP's minimum (2023): 2**17 * 8 * 128 bytes = 128 MiB and
-#: about 0.4 s per hash.  C{[web] scrypt_n} may change N; every hash keeps
+#: about 0.4 s per hash.  C{[web] scrypt_n} (whose default is N) may change
+#: N; every hash keeps
 #: its own parameters, so changing them never breaks a stored hash, and a
 #: hash made with other parameters is redone at its next successful login.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = defaults("web")["scrypt_n"], 8, 1
 #: The largest N a stored hash may ask for (1 GiB at r = 8).
 _SCRYPT_MOST_N = 2**20
 #: Password hashes computed at once in one hub, across all logins, and
@@ -738,9 +740,9 @@ def add_user_command(config, name: str, role: str, password_file: Optional[str],
             if getpass.getpass("Again: ") != password:
                 raise UserError("password", "the two passwords differ")
         check_new_password(password)
-        if config.store.get("kind", "sqlite") != "sqlite":
+        if config.store["kind"] != "sqlite":
             raise UserError("store", "--add-user works on the sqlite store only")
-        scrypt_n = config.web.get("scrypt_n", SCRYPT_N)
+        scrypt_n = config.web["scrypt_n"]
         created = add_user_sync(config.resolve(config.store["path"]), name, role, password, time.time(), scrypt_n)
     except UserError as e:
         print(f"monitor: cannot add user: {e.field}: {e.message}", file=stderr)

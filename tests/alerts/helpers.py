@@ -12,7 +12,6 @@ from types import SimpleNamespace
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-import monitor.collect  # noqa: F401 (registers the source kinds)
 from monitor.alerts.notifiers import SENT, Delivery
 from monitor.bus import ALERT, EventBus
 from monitor.config import parse_config

@@ -192,3 +192,34 @@ def test_demo_generates_at_rate_and_stamps_now():
     assert all("acme" in p.text.lower() or "globex" in p.text.lower() for p in posts)
     assert len({p.uid for p in posts}) == len(posts)
     source.stopService()
+
+
+def test_source_kinds_table_matches_the_collectors():
+    """
+    Each kind in monitor.collect.kinds names a collector class of that kind
+    that takes every one of the kind's keys, so what the loader accepts the
+    collector can be built with.
+    """
+    import inspect
+
+    from monitor.collect import make_source
+    from monitor.collect.kinds import SOURCE_KINDS
+    from monitor.config import parse_config
+
+    assert set(SOURCE_KINDS) == {"bluesky", "demo", "mastodon", "replay", "rss", "x"}
+    for kind, entry in SOURCE_KINDS.items():
+        cls = entry.load()
+        assert cls.kind == kind
+        params = inspect.signature(cls.__init__).parameters
+        assert set(entry.fields) <= set(params), (kind, set(entry.fields) - set(params))
+        # A collector built by hand behaves as one built from a file that
+        # leaves the key out (an empty tuple stands for an empty list).
+        for key, field in entry.fields.items():
+            default = params[key].default
+            if default is not inspect.Parameter.empty and not field.required:
+                assert default == field.default or (default == () and field.default == []), (kind, key)
+    # Built from the table: a checked replay source, with its defaults.
+    cfg = parse_config({"sources": [{"kind": "replay", "name": "r", "path": "p.jsonl"}]})
+    clock = Clock()
+    source = make_source(cfg.sources[0], MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), [], clock)
+    assert isinstance(source, ReplaySource) and source.name == "r"

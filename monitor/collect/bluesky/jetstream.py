@@ -32,29 +32,14 @@ from monitor.collect.bluesky.profiles import ProfileCache, ProfileLookupFailed, 
 from monitor.collect.bluesky.records import DID, POST_COLLECTION, RKEY, MalformedEvent, post_from_commit, str_field
 from monitor.collect.framing import StallTimer
 from monitor.collect.http import USER_AGENT, HTTPCollector, RateLimits, read_body
-from monitor.config import Field, at_least, register_source_kind, url_check
+from monitor.collect.kinds import BLUESKY_APPVIEW, BLUESKY_URL
 from monitor.model import PROFILE_PENDING, Enriched, Post
 
-DEFAULT_URL = "wss://jetstream2.us-east.bsky.network/subscribe"
-DEFAULT_APPVIEW = "https://public.api.bsky.app"
+#: The defaults of C{url} and C{appview_url} (L{monitor.collect.kinds}).
+DEFAULT_URL = BLUESKY_URL
+DEFAULT_APPVIEW = BLUESKY_APPVIEW
 
 
-register_source_kind(
-    "bluesky",
-    {
-        "url": Field(str, DEFAULT_URL, url_check("wss", "ws"), doc="The Jetstream subscribe URL."),
-        "appview_url": Field(
-            str, DEFAULT_APPVIEW, url_check("https", "http", empty=True), doc="Profiles; empty: none."
-        ),
-        "stall_timeout": Field(float, 30.0, at_least(1), doc="Seconds without a byte before reconnecting."),
-        "rewind": Field(float, 5.0, at_least(0), doc="Seconds replayed before the last event on resume."),
-        "profile_wait": Field(
-            float, 0.0, at_least(0), doc="Most seconds a post waits for its profile; 0: none (it follows)."
-        ),
-        "profile_ttl": Field(float, 3600.0, at_least(0), doc="Seconds a profile is cached."),
-        "max_message": Field(int, 1 << 20, at_least(4096), doc="Largest frame accepted, in bytes."),
-    },
-)
 
 #: Posts waiting for profiles at most; beyond this the socket is paused.
 MAX_HELD = 2000

@@ -29,33 +29,8 @@ from monitor.collect.x.queries import MAX_QUERY, queries_for
 from monitor.collect.x.rules import RuleSync
 from monitor.collect.x.search import SearchMode
 from monitor.collect.x.stream import StreamMode
-from monitor.config import STRINGS, Field, at_least, http_url, non_empty, one_of, register_source_kind
 
 
-def _between(low: int, high: int):
-    def check(value):
-        return None if low <= value <= high else f"must be from {low} to {high}"
-
-    return check
-
-
-register_source_kind(
-    "x",
-    {
-        "bearer_token": Field(str, check=non_empty, doc='The app-only token; write "${X_BEARER_TOKEN}".'),
-        "base_url": Field(str, "https://api.x.com", http_url, "Another host: a proxy or a test server."),
-        "mode": Field(str, "search", one_of("search", "stream")),
-        "queries": Field(STRINGS, [], doc="Search queries or stream rules; default: built from the topics."),
-        "poll_interval": Field(float, 60.0, at_least(1), "Seconds between two searches (search mode)."),
-        "max_results": Field(int, 100, _between(10, 100), "Posts per page."),
-        "max_pages": Field(int, 5, at_least(1), "Pages read for a query never searched before."),
-        "exclude_retweets": Field(bool, True, doc="Add -is:retweet to queries built from topics."),
-        "stall_timeout": Field(float, 30.0, at_least(1), "Seconds without a byte before the stream is dead."),
-        "recover": Field(bool, True, doc="Fill stream gaps from recent search."),
-        "backfill_minutes": Field(int, 0, _between(0, 5), "Ask the stream to resend after a reconnect."),
-        "request_timeout": Field(float, 30.0, at_least(1), "Seconds to wait for a response."),
-    },
-)
 
 
 #: Ids remembered to drop duplicates (a page boundary shifting, a gap
