@@ -44,10 +44,12 @@ offline: install vendor
 test: system-deps install vendor lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Pyflakes' checks and the banned module-level reactor import
-# (pyproject.toml's [tool.ruff]); make test runs it first.
+# Pyflakes' checks, the banned module-level reactor import and the code's
+# format (pyproject.toml's [tool.ruff]; `ruff format` applies it); make test
+# runs it first.
 lint: install
 	$(BIN)/ruff check monitor tests bench twisted docs
+	$(BIN)/ruff format --check monitor tests bench twisted docs
 
 # The manual (docs/*.rst) as HTML in build/docs/; warnings are errors.
 docs: install

@@ -31,7 +31,9 @@ def main() -> None:
         p.analysis = Analysis(0.1, 0.1, 0.8, 0.1, "neutral", ())
         detector.observe([p])
     size, peak = tracemalloc.get_traced_memory()
-    print(f"{args.posts} posts, {args.topics} topics: detector heap {size / 2**20:.1f} MiB (peak {peak / 2**20:.1f} MiB)")
+    print(
+        f"{args.posts} posts, {args.topics} topics: detector heap {size / 2**20:.1f} MiB (peak {peak / 2**20:.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

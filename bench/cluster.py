@@ -56,8 +56,14 @@ class Arrivals:
 
 
 def post(n):
-    p = Post(source="bench", network="bench", native_id=str(n), text=f"acme is down again, post {n} " * 3,
-             author=f"user{n % 50}", created_at=1.7e9 + n)
+    p = Post(
+        source="bench",
+        network="bench",
+        native_id=str(n),
+        text=f"acme is down again, post {n} " * 3,
+        author=f"user{n % 50}",
+        created_at=1.7e9 + n,
+    )
     p.topics = ("Acme",)
     p.analysis = Analysis(-0.5, 0.0, 0.6, 0.4, "negative", ("complaint",))
     return p
@@ -88,8 +94,10 @@ async def main(reactor, args):
                 await task.deferLater(reactor, 0.001)
         await arrivals.until(total)
         elapsed = time.perf_counter() - started
-        print(f"channel: {total} posts in batches of {args.size}: {total / elapsed:,.0f} posts/s "
-              f"({a.feed.dropped} dropped)")
+        print(
+            f"channel: {total} posts in batches of {args.size}: {total / elapsed:,.0f} posts/s "
+            f"({a.feed.dropped} dropped)"
+        )
         latencies = []
         for i in range(args.batches):
             sent = time.perf_counter()
@@ -97,8 +105,10 @@ async def main(reactor, args):
             await arrivals.until(total + i + 1)
             latencies.append((arrivals.times[-1] - sent) * 1000)
         latencies.sort()
-        print(f"one post, hub A's sink to hub B's listener: p50 {statistics.median(latencies):.2f} ms, "
-              f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.2f} ms")
+        print(
+            f"one post, hub A's sink to hub B's listener: p50 {statistics.median(latencies):.2f} ms, "
+            f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.2f} ms"
+        )
 
         service_a, service_b = Running(), Running()
         leased_a, leased_b = a.leased("collector:x", service_a), b.leased("collector:x", service_b)
@@ -111,8 +121,10 @@ async def main(reactor, args):
         last = leased_a._confirmed_at
         while not service_b.running:
             await task.deferLater(reactor, 0.005)
-        print(f"lease ttl {args.ttl}s: the other hub ran the collector {reactor.seconds() - last:.2f}s after the "
-              f"holder's last renewal (bound: ttl + ttl/3 = {args.ttl * 4 / 3:.2f}s)")
+        print(
+            f"lease ttl {args.ttl}s: the other hub ran the collector {reactor.seconds() - last:.2f}s after the "
+            f"holder's last renewal (bound: ttl + ttl/3 = {args.ttl * 4 / 3:.2f}s)"
+        )
         await leased_b.stopService()
         leased_a.holding = False
     finally:

@@ -143,7 +143,7 @@ def main() -> None:
             cells.append(f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})" if values else "-")
         print(f"{name:<8}" + "".join(f"{c:>24}" for c in cells))
     stops = [r["clean_stop"] for runs in figures.values() for r in runs]
-    print(f"clean stops after Ctrl-C (\"Server Shut Down.\" logged): {sum(stops)} of {len(stops)}")
+    print(f'clean stops after Ctrl-C ("Server Shut Down." logged): {sum(stops)} of {len(stops)}')
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=2)

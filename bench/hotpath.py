@@ -56,23 +56,36 @@ def texts(n: int) -> list[str]:
     real = [r.split("\t", 2)[2] for r in rows]
     rng = random.Random(7)
     demo = DemoContent(BRANDS, rng)
-    return [f"{rng.choice(BRANDS)} {real[i % len(real)]}" if i % 3 else demo.make_post(1.7e9 + i, "bench").text
-            for i in range(n)]
+    return [
+        f"{rng.choice(BRANDS)} {real[i % len(real)]}" if i % 3 else demo.make_post(1.7e9 + i, "bench").text
+        for i in range(n)
+    ]
 
 
 def replay_lines(bodies: list[str]) -> list[bytes]:
     """The replay lines C{bench/pipeline.py} writes for these texts."""
     return [
-        format_post(Post(source="bench", network="bench", native_id=str(i), text=text, author=f"user{i % 997}",
-                         created_at=1.7e9 + i, author_followers=(i * 7919) % 100000, likes=i % 13))
+        format_post(
+            Post(
+                source="bench",
+                network="bench",
+                native_id=str(i),
+                text=text,
+                author=f"user{i % 997}",
+                created_at=1.7e9 + i,
+                author_followers=(i * 7919) % 100000,
+                likes=i % 13,
+            )
+        )
         for i, text in enumerate(bodies)
     ]
 
 
 def module_at(revision: str, path: str, name: str) -> types.ModuleType:
     """The module at C{path} as it is at git C{revision}, imported as C{name}."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{path}"], check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
     module = types.ModuleType(name)
     module.__file__ = f"{revision}:{path}"
     sys.modules[name] = module
@@ -156,8 +169,10 @@ def main() -> None:
     for name, r in results.items():
         b, a = statistics.median(r["before"]), statistics.median(r["after"])
         summary[name] = {"before_us": b, "after_us": a, "before_rounds": r["before"], "after_rounds": r["after"]}
-        print(f"| {name} | {b:.1f} ({min(r['before']):.1f}-{max(r['before']):.1f}) "
-              f"| {a:.1f} ({min(r['after']):.1f}-{max(r['after']):.1f}) | {a / b:.2f} |")
+        print(
+            f"| {name} | {b:.1f} ({min(r['before']):.1f}-{max(r['before']):.1f}) "
+            f"| {a:.1f} ({min(r['after']):.1f}-{max(r['after']):.1f}) | {a / b:.2f} |"
+        )
     print("\nbuilding (on a topic or word list change, not per post), ms, median of 5:")
     import monitor.analysis.classify as classify_now
     import monitor.match as match_now

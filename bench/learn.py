@@ -75,13 +75,18 @@ def main(argv=None) -> None:
     cost_one = best(args.repeat, lambda: [apply_models(a, x, None, one) for a, x in zip(analyses, texts)])
     cost_both = best(args.repeat, lambda: [apply_models(a, x, None, both) for a, x in zip(analyses, texts)])
     n = len(texts)
-    print(f"{n} posts, best of {args.repeat}; two models trained on 1,000 posts each in {trained:.1f} s "
-          f"({len(sentiment.weights):,} and {len(complaint.weights):,} features, "
-          f"{len(sentiment.to_json()) // 1024:,} and {len(complaint.to_json()) // 1024:,} KiB as JSON)")
+    print(
+        f"{n} posts, best of {args.repeat}; two models trained on 1,000 posts each in {trained:.1f} s "
+        f"({len(sentiment.weights):,} and {len(complaint.weights):,} features, "
+        f"{len(sentiment.to_json()) // 1024:,} and {len(complaint.to_json()) // 1024:,} KiB as JSON)"
+    )
     print("| what | µs per post | posts/s, one core | against the built-in |")
     print("|---|---|---|---|")
-    for name, seconds in (("built-in: VADER + label rules", builtin), ("+ one active model (complaint)", cost_one),
-                          ("+ two active models (sentiment, complaint)", cost_both)):
+    for name, seconds in (
+        ("built-in: VADER + label rules", builtin),
+        ("+ one active model (complaint)", cost_one),
+        ("+ two active models (sentiment, complaint)", cost_both),
+    ):
         print(f"| {name} | {1e6 * seconds / n:.1f} | {n / seconds:,.0f} | {seconds / builtin:.2f}× |")
 
 

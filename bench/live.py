@@ -130,8 +130,9 @@ def run(args) -> dict:
         hub.start()
         cookie = hub.login()
         host = f"127.0.0.1:{hub.port}"
-        factory = WebSocketClientFactory(f"ws://{host}/ws", origin=hub.base,
-                                         headers={"Cookie": f"monitor_session={cookie}"}, reactor=reactor)
+        factory = WebSocketClientFactory(
+            f"ws://{host}/ws", origin=hub.base, headers={"Cookie": f"monitor_session={cookie}"}, reactor=reactor
+        )
         factory.protocol = Client
         factory.setProtocolOptions(autoPingInterval=0, utf8validateIncoming=False)
         await TCP4ClientEndpoint(reactor, "127.0.0.1", hub.port).connect(factory)
@@ -163,8 +164,12 @@ def run(args) -> dict:
             "posts_emitted": len(sent),
             "posts_received": len(lat),
             "rate_per_second": round(len(sent) / state["paced_seconds"], 1),
-            "latency_ms": {"p50": round(percentile(lat, 0.5), 2), "p90": round(percentile(lat, 0.9), 2),
-                           "p99": round(percentile(lat, 0.99), 2), "max": round(max(lat), 2)},
+            "latency_ms": {
+                "p50": round(percentile(lat, 0.5), 2),
+                "p90": round(percentile(lat, 0.9), 2),
+                "p99": round(percentile(lat, 0.99), 2),
+                "max": round(max(lat), 2),
+            },
             "frames": state["frames"],
         }
 
@@ -197,8 +202,11 @@ def run(args) -> dict:
         }
         sampler.stop()
         text = __import__("urllib.request").request.urlopen(hub.base + "/metrics", timeout=30).read().decode()
-        stored = sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
-                     if line.startswith("monitor_posts_stored_total{"))
+        stored = sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("monitor_posts_stored_total{")
+        )
         state["stored"] = stored
         reactor.stop()
 

@@ -43,7 +43,12 @@ def term_topics(Topic, n: int, words: list[str], rnd: random.Random) -> list:
     return [
         Topic(
             name=f"t{i}",
-            terms=(f"brand{i}", f"@brand{i}support", f'"{rnd.choice(words)} {rnd.choice(words)}"', f"#{rnd.choice(words)}"),
+            terms=(
+                f"brand{i}",
+                f"@brand{i}support",
+                f'"{rnd.choice(words)} {rnd.choice(words)}"',
+                f"#{rnd.choice(words)}",
+            ),
             variants=(f"brnd{i}",),
             fuzzy=i % 20 == 0,
             exclude=("giveaway",),
@@ -72,7 +77,9 @@ def posts(Post, all_texts: list[str], n_topics: int, rnd: random.Random) -> list
     for i, text in enumerate(all_texts):
         if i % 2:
             text = f"{text} brand{rnd.randrange(n_topics)}"
-        out.append(Post(source="bench", network="bench", native_id=str(i), text=text, author="a", created_at=0.0, lang="en"))
+        out.append(
+            Post(source="bench", network="bench", native_id=str(i), text=text, author="a", created_at=0.0, lang="en")
+        )
     return out
 
 

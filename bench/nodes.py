@@ -55,9 +55,20 @@ def free_port() -> int:
 
 def twistd(tmp: pathlib.Path, log: str, args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-         "--logfile", str(tmp / log), *args],
-        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "--nodaemon",
+            "--pidfile=",
+            "--logfile",
+            str(tmp / log),
+            *args,
+        ],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -101,13 +112,24 @@ def replay(n_nodes: int, bodies: list[str], batch_size: int) -> dict:
         tmp = pathlib.Path(tmp)
         with open(tmp / "posts.new", "wb") as f:
             for i, text in enumerate(bodies):
-                f.write(format_post(Post(source="bench", network="bench", native_id=str(i), text=text,
-                                         author=f"user{i % 997}", created_at=1.7e9 + i)))
+                f.write(
+                    format_post(
+                        Post(
+                            source="bench",
+                            network="bench",
+                            native_id=str(i),
+                            text=text,
+                            author=f"user{i % 997}",
+                            created_at=1.7e9 + i,
+                        )
+                    )
+                )
         secret = tmp / "secret"
         secret.write_text(SECRET)
         os.chmod(secret, 0o600)
         port, node_port = free_port(), free_port()
-        (tmp / "bench.toml").write_text(f"""
+        (tmp / "bench.toml").write_text(
+            f"""
 [store]
 path = "bench.sqlite"
 [analysis]
@@ -122,18 +144,37 @@ kind = "replay"
 name = "bench"
 path = "posts.jsonl"
 follow = true
-""" + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\n' for b in BRANDS))
+"""
+            + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\n' for b in BRANDS)
+        )
         env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
         env.pop("MONITOR_NODE_SECRET", None)
         hub = twistd(tmp, "hub.log", ["monitor", "--config", "bench.toml"], env)
         nodes = [
-            twistd(tmp, f"node{i}.log", ["monitor-node", "--hub", f"tcp:127.0.0.1:{node_port}", "--secret-file",
-                                         str(secret), "--workers", "1", "--name", f"node{i}"], env)
+            twistd(
+                tmp,
+                f"node{i}.log",
+                [
+                    "monitor-node",
+                    "--hub",
+                    f"tcp:127.0.0.1:{node_port}",
+                    "--secret-file",
+                    str(secret),
+                    "--workers",
+                    "1",
+                    "--name",
+                    f"node{i}",
+                ],
+                env,
+            )
             for i in range(n_nodes)
         ]
         try:
-            wait_for(lambda: len([x for x in get(port, "/api/v1/nodes")["nodes"]
-                                  if x["state"] == "connected"]) == n_nodes, 60, "the nodes to register")
+            wait_for(
+                lambda: len([x for x in get(port, "/api/v1/nodes")["nodes"] if x["state"] == "connected"]) == n_nodes,
+                60,
+                "the nodes to register",
+            )
             time.sleep(1.0)  # let the nodes' workers finish starting
             hub_cpu, node_cpu = cpu_seconds([hub.pid]), cpu_seconds([p.pid for p in nodes])
             os.rename(tmp / "posts.new", tmp / "posts.jsonl")
@@ -192,8 +233,14 @@ def canned_node(port: int) -> None:
 
     from monitor.nodes.node import AnalysisNode
 
-    node = AnalysisNode(clientFromString(reactor, f"tcp:127.0.0.1:{port}"), SECRET.encode(), 4,
-                        name="canned", reactor=reactor, analyzer_factory=Canned)
+    node = AnalysisNode(
+        clientFromString(reactor, f"tcp:127.0.0.1:{port}"),
+        SECRET.encode(),
+        4,
+        name="canned",
+        reactor=reactor,
+        analyzer_factory=Canned,
+    )
     node.startService()
     reactor.addSystemEventTrigger("before", "shutdown", node.stopService)
     reactor.run()
@@ -215,19 +262,33 @@ def direct(bodies: list[str], batch_size: int, canned: bool) -> dict:
     from monitor.model import Post
     from monitor.nodes.pool import NodePool
 
-    posts = [Post(source="b", network="b", native_id=str(i), text=t, author="a", created_at=0.0)
-             for i, t in enumerate(bodies)]
+    posts = [
+        Post(source="b", network="b", native_id=str(i), text=t, author="a", created_at=0.0)
+        for i, t in enumerate(bodies)
+    ]
     port = free_port()
-    pool = NodePool([], Classifier(), Metrics(), endpoint=f"tcp:{port}:interface=127.0.0.1",
-                    secret=SECRET.encode(), reactor=reactor)
+    pool = NodePool(
+        [], Classifier(), Metrics(), endpoint=f"tcp:{port}:interface=127.0.0.1", secret=SECRET.encode(), reactor=reactor
+    )
     result = {}
     env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_NODE_SECRET=SECRET)
     if canned:
         command = [sys.executable, __file__, "--canned-node", str(port)]
     else:
-        command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon",
-                   "--pidfile=", "--logfile", os.devnull, "monitor-node", "--hub", f"tcp:127.0.0.1:{port}",
-                   "--workers", "1"]
+        command = [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "--nodaemon",
+            "--pidfile=",
+            "--logfile",
+            os.devnull,
+            "monitor-node",
+            "--hub",
+            f"tcp:127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ]
 
     async def main():
         await pool.startService()
@@ -243,9 +304,9 @@ def direct(bodies: list[str], batch_size: int, canned: bool) -> dict:
             main0, workers0 = cpu_seconds_of([proc]), cpu_seconds_of(workers)
             cpu, wall = time.process_time(), time.perf_counter()
             sem = defer.DeferredSemaphore(2)
-            await defer.gatherResults([
-                sem.run(pool.analyze, posts[i : i + batch_size]) for i in range(0, len(posts), batch_size)
-            ])
+            await defer.gatherResults(
+                [sem.run(pool.analyze, posts[i : i + batch_size]) for i in range(0, len(posts), batch_size)]
+            )
             n = len(posts)
             result["hub_cpu_us_per_post"] = round((time.process_time() - cpu) / n * 1e6, 2)
             result["posts_per_s"] = round(n / (time.perf_counter() - wall))
@@ -284,8 +345,13 @@ def in_child(n: int, batch_size: int, kind: str) -> dict:
     One direct measurement in a child process: a reactor runs only once per
     process.
     """
-    out = subprocess.run([sys.executable, __file__, "--direct", kind, str(n), str(batch_size)],
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--direct", kind, str(n), str(batch_size)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -307,8 +373,12 @@ def main() -> None:
         return
     bodies = texts(args.posts)
     vader = raw_vader(bodies)
-    out = {"posts": args.posts, "raw_vader_posts_per_s": round(vader),
-           "raw_vader_us_per_post": round(1e6 / vader, 1), "runs": []}
+    out = {
+        "posts": args.posts,
+        "raw_vader_posts_per_s": round(vader),
+        "raw_vader_us_per_post": round(1e6 / vader, 1),
+        "runs": [],
+    }
     print(f"raw VADER, one core: {out['raw_vader_posts_per_s']} posts/s ({out['raw_vader_us_per_post']} us/post)")
     for n in args.nodes:
         r = replay(n, bodies, args.batch_size)
@@ -318,12 +388,16 @@ def main() -> None:
     canned = in_child(args.posts, args.batch_size, "canned")
     out["hub_dispatch_cpu_us_per_post"] = canned["hub_cpu_us_per_post"]
     out["dispatch_share_of_raw_vader"] = round(canned["hub_cpu_us_per_post"] / out["raw_vader_us_per_post"], 3)
-    print(f"hub's cost per dispatched post: {canned['hub_cpu_us_per_post']} us CPU "
-          f"({out['dispatch_share_of_raw_vader'] * 100:.1f}% of raw VADER per post)")
+    print(
+        f"hub's cost per dispatched post: {canned['hub_cpu_us_per_post']} us CPU "
+        f"({out['dispatch_share_of_raw_vader'] * 100:.1f}% of raw VADER per post)"
+    )
     out["one_node_direct"] = alone = in_child(args.posts, args.batch_size, "real")
-    print(f"one node (1 worker) fed directly: {alone['posts_per_s']} posts/s; hub "
-          f"{alone['hub_cpu_us_per_post']} us, node main {alone['node_main_cpu_us_per_post']} us, node worker "
-          f"{alone['node_workers_cpu_us_per_post']} us CPU per post")
+    print(
+        f"one node (1 worker) fed directly: {alone['posts_per_s']} posts/s; hub "
+        f"{alone['hub_cpu_us_per_post']} us, node main {alone['node_main_cpu_us_per_post']} us, node worker "
+        f"{alone['node_workers_cpu_us_per_post']} us CPU per post"
+    )
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

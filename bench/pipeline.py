@@ -75,8 +75,16 @@ def write_replay(path: pathlib.Path, bodies: list[str], rate: float) -> None:
 
     with open(path, "wb") as f:
         for i, text in enumerate(bodies):
-            p = Post(source="bench", network="bench", native_id=str(i), text=text, author=f"user{i % 997}",
-                     created_at=1.7e9 + i / rate, author_followers=(i * 7919) % 100000, likes=i % 13)
+            p = Post(
+                source="bench",
+                network="bench",
+                native_id=str(i),
+                text=text,
+                author=f"user{i % 997}",
+                created_at=1.7e9 + i / rate,
+                author_followers=(i * 7919) % 100000,
+                likes=i % 13,
+            )
             f.write(format_post(p))
 
 
@@ -193,8 +201,14 @@ def poll_stats(port: int, every: float, stop, times: list) -> None:
 
 
 def run(
-    n: int, batch_size: int, rate: float = 0.0, workers: int = 0, hub_root: pathlib.Path = ROOT, dsn: str = "",
-    stories: str = "", poll: float = 0.0,
+    n: int,
+    batch_size: int,
+    rate: float = 0.0,
+    workers: int = 0,
+    hub_root: pathlib.Path = ROOT,
+    dsn: str = "",
+    stories: str = "",
+    poll: float = 0.0,
 ) -> dict:
     """
     Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
@@ -206,7 +220,8 @@ def run(
         tmp = pathlib.Path(tmp)
         write_replay(tmp / "posts.jsonl", bodies, rate or 1.0)
         port = free_port()
-        (tmp / "bench.toml").write_text(f"""
+        (tmp / "bench.toml").write_text(
+            f"""
 [store]
 path = "bench.sqlite"
 {f'kind = "postgresql"{chr(10)}dsn = "${{MONITOR_DSN}}"' if dsn else ""}
@@ -223,15 +238,30 @@ kind = "replay"
 name = "bench"
 path = "posts.jsonl"
 speed = {1 if rate else 0}
-""" + "".join(f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
-                    for b in BRANDS))
+"""
+            + "".join(
+                f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
+                for b in BRANDS
+            )
+        )
         env = dict(os.environ, PYTHONPATH=str(hub_root), MONITOR_API_TOKEN=TOKEN, MONITOR_DSN=dsn)
         if dsn and posts_in(dsn):
             raise SystemExit("--dsn: the database already holds posts; give an empty one")
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-             "--logfile", str(tmp / "twistd.log"), "monitor", "--config", str(tmp / "bench.toml")],
-            cwd=tmp, env=env,
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "--nodaemon",
+                "--pidfile=",
+                "--logfile",
+                str(tmp / "twistd.log"),
+                "monitor",
+                "--config",
+                str(tmp / "bench.toml"),
+            ],
+            cwd=tmp,
+            env=env,
         )
         import threading
 
@@ -302,12 +332,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="[analysis] workers: 0 threads, N processes")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--stories", choices=("on", "off"), help="[stories] enabled (default: the hub's default)")
-    parser.add_argument("--hub-root", type=pathlib.Path, default=ROOT,
-                        help="run the hub from this source tree (e.g. an older commit, git archive'd)")
-    parser.add_argument("--store", choices=("sqlite", "postgresql", "both"), default="sqlite",
-                        help="where the hub keeps posts; both: SQLite, then PostgreSQL, same posts")
-    parser.add_argument("--poll-stats", type=float, default=0.0,
-                        help="ask /api/v1/stats for the last 24 h every this many seconds during the run")
+    parser.add_argument(
+        "--hub-root",
+        type=pathlib.Path,
+        default=ROOT,
+        help="run the hub from this source tree (e.g. an older commit, git archive'd)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql", "both"),
+        default="sqlite",
+        help="where the hub keeps posts; both: SQLite, then PostgreSQL, same posts",
+    )
+    parser.add_argument(
+        "--poll-stats",
+        type=float,
+        default=0.0,
+        help="ask /api/v1/stats for the last 24 h every this many seconds during the run",
+    )
     parser.add_argument("--dsn", default="", help="postgresql: an empty database (default: a throwaway server)")
     args = parser.parse_args()
     stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
@@ -323,8 +365,18 @@ def main() -> None:
 
                     server = server or PostgresServer().start()
                     dsn = server.dsn(server.create_database())
-            results.append(run(args.posts, args.batch_size, args.rate, args.workers, args.hub_root.resolve(), dsn,
-                               args.stories, args.poll_stats))
+            results.append(
+                run(
+                    args.posts,
+                    args.batch_size,
+                    args.rate,
+                    args.workers,
+                    args.hub_root.resolve(),
+                    dsn,
+                    args.stories,
+                    args.poll_stats,
+                )
+            )
     finally:
         if server is not None:
             server.close()

@@ -30,7 +30,7 @@ from monitor.model import Post  # noqa: E402
 from monitor.store import QUERY_SCAN, PostQuery  # noqa: E402
 from monitor.store.sqlite import SQLiteStore  # noqa: E402
 
-RARE = '(sad OR hate*) NEAR/2 (day OR work*) -giveaway'
+RARE = "(sad OR hate*) NEAR/2 (day OR work*) -giveaway"
 OFTEN = "(good OR love* OR day) -giveaway"
 
 

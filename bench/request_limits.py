@@ -104,7 +104,10 @@ def main() -> None:
     results: list = []
     try:
         for _ in range(args.rounds):
-            threads = [threading.Thread(target=attack, args=(port, p, results)) for p in ("/login", "/healthz", "/no/such/page")]
+            threads = [
+                threading.Thread(target=attack, args=(port, p, results))
+                for p in ("/login", "/healthz", "/no/such/page")
+            ]
             for t in threads:
                 t.start()
             for t in threads:

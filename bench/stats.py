@@ -115,7 +115,6 @@ def sizes(path: str) -> dict:
 def measure(path: str, calls: int, results: dict) -> dict:
     from twisted.internet import defer, task
 
-
     async def main(reactor):
         store = SQLiteStore(path, reactor=reactor)
         await store.startService()

@@ -44,8 +44,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PASSWORD = "bench password 1"
-WORDS = ("acme globex outage refund great love slow support cloud launch price down fast broken thanks "
-         "waiting app update login server customer service billing").split()
+WORDS = (
+    "acme globex outage refund great love slow support cloud launch price down fast broken thanks "
+    "waiting app update login server customer service billing"
+).split()
 
 
 def twistd(*args):
@@ -64,7 +66,9 @@ class Hub:
         self.config = os.path.join(directory, "monitor.toml")
         self.inbox = os.path.join(directory, "inbox.jsonl")
         with open(self.config, "w", encoding="utf-8") as f:
-            f.write(config or f"""
+            f.write(
+                config
+                or f"""
 [store]
 path = "monitor.sqlite"
 [web]
@@ -85,7 +89,8 @@ group = "vendors"
 name = "Globex"
 terms = ["globex"]
 group = "vendors"
-""")
+"""
+            )
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN="bench-token")
         self.log = open(os.path.join(directory, "twistd.log"), "wb")
 
@@ -93,10 +98,20 @@ group = "vendors"
         pw = os.path.join(self.dir, "pw")
         with open(pw, "w") as f:
             f.write(PASSWORD + "\n")
-        subprocess.run(twistd("monitor", "-c", self.config, "--add-user", "bench", "--role", "viewer",
-                              "--password-file", pw), cwd=self.dir, env=self.env, check=True, capture_output=True)
-        self.proc = subprocess.Popen(twistd("--logfile", "-", "monitor", "-c", self.config), cwd=self.dir,
-                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.run(
+            twistd("monitor", "-c", self.config, "--add-user", "bench", "--role", "viewer", "--password-file", pw),
+            cwd=self.dir,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        self.proc = subprocess.Popen(
+            twistd("--logfile", "-", "monitor", "-c", self.config),
+            cwd=self.dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         ready = threading.Event()
         found = {}
 
@@ -193,10 +208,13 @@ def run(args) -> dict:
         """Completes the handshake, then never reads again."""
 
         def connectionMade(self):
-            self.transport.write((
-                f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: {origin}\r\nCookie: monitor_session={cookie}\r\n\r\n").encode())
+            self.transport.write(
+                (
+                    f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Origin: {origin}\r\nCookie: monitor_session={cookie}\r\n\r\n"
+                ).encode()
+            )
             self.buffer = b""
 
         def dataReceived(self, data):
@@ -205,12 +223,15 @@ def run(args) -> dict:
                 # subscribe (a masked text frame), then stop reading for good
                 payload = json.dumps({"type": "subscribe", "kinds": ["post", "stats", "source"]}).encode()
                 mask = os.urandom(4)
-                frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                frame = (
+                    bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                )
                 self.transport.write(frame)
                 self.transport.pauseProducing()
 
-    factory = WebSocketClientFactory(f"ws://{host}/ws", origin=origin, headers={"Cookie": f"monitor_session={cookie}"},
-                                     reactor=reactor)
+    factory = WebSocketClientFactory(
+        f"ws://{host}/ws", origin=origin, headers={"Cookie": f"monitor_session={cookie}"}, reactor=reactor
+    )
     factory.protocol = Reader
     factory.readers = []
     factory.setProtocolOptions(autoPingInterval=0, utf8validateIncoming=False)
@@ -225,8 +246,20 @@ def run(args) -> dict:
             for _ in range(n):
                 i = state["written"]
                 text = " ".join(rng.choice(WORDS) for _ in range(70)) + (" acme" if i % 2 else " globex")
-                f.write(json.dumps({"id": i, "text": text, "author": f"u{i % 500}", "created_at": now,
-                                    "likes": i % 7, "lat": (i % 120) - 60.0, "lon": (i % 300) - 150.0}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": i,
+                            "text": text,
+                            "author": f"u{i % 500}",
+                            "created_at": now,
+                            "likes": i % 7,
+                            "lat": (i % 120) - 60.0,
+                            "lon": (i % 300) - 150.0,
+                        }
+                    )
+                    + "\n"
+                )
                 state["written"] += 1
 
     def sample():
@@ -245,8 +278,17 @@ def run(args) -> dict:
         old = time.time() - 3 * 86400
         with open(hub.inbox, "a", encoding="utf-8") as f:
             for i in range(args.warmup):
-                f.write(json.dumps({"id": f"w{i}", "text": f"acme warm up {i}", "author": f"w{i % 500}",
-                                    "created_at": old + i * 0.01}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": f"w{i}",
+                            "text": f"acme warm up {i}",
+                            "author": f"w{i % 500}",
+                            "created_at": old + i * 0.01,
+                        }
+                    )
+                    + "\n"
+                )
         from twisted.internet.task import deferLater
 
         started = time.monotonic()
@@ -321,7 +363,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=110_000, help="posts stored before measuring (0: none)")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--stall-timeout", type=float, default=20.0)
-    parser.add_argument("--no-stalled", dest="stalled", action="store_false", help="leave out the client that never reads")
+    parser.add_argument(
+        "--no-stalled", dest="stalled", action="store_false", help="leave out the client that never reads"
+    )
     parser.add_argument("--json", default=str(ROOT / "bench" / "out" / "ws_load.json"))
     args = parser.parse_args()
     result = run(args)

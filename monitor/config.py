@@ -147,6 +147,8 @@ ANALYSIS_FIELDS = {
     "complaint_words": Field(STRINGS, None),
     "purchase_intent_words": Field(STRINGS, None),
 }
+
+
 def tile_url(value: str) -> Optional[str]:
     """
     Check a map tile URL template: empty (no tiles), or http(s) with
@@ -177,7 +179,7 @@ def web_hosts(value: list) -> Optional[str]:
 
     for entry in value:
         if entry != "*" and parse_host(entry) is None:
-            return f"{entry!r} is not a host name or address with an optional :port, or \"*\""
+            return f'{entry!r} is not a host name or address with an optional :port, or "*"'
     return None
 
 
@@ -296,6 +298,7 @@ STORIES_FIELDS = {
     "max_stories": Field(int, 2000, at_least(10)),
 }
 
+
 @dataclass(frozen=True)
 class Section:
     """
@@ -393,6 +396,7 @@ class Config:
 
 
 # --- loading -----------------------------------------------------------------------
+
 
 def _check_topic(c: Checker, key: str, table: Any, source_names: set) -> Optional[dict]:
     """

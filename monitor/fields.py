@@ -308,8 +308,6 @@ class Checker:
         return out
 
 
-
-
 class LiteralChecker(Checker):
     """
     Checks for specs that come from the API: C{${NAME}} is text there, never

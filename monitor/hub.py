@@ -151,12 +151,17 @@ class Hub(OrderedMultiService):
         # assigns posts to stories.
         s = config.stories
         story_features = features if s["enabled"] else None
-        self.local_analyzers = [LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor, features=story_features)]
+        self.local_analyzers = [
+            LocalAnalyzer(classifier, threads=a["threads"], reactor=reactor, features=story_features)
+        ]
         if a["workers"] >= 1:
-            self.local_analyzers.insert(0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor, features=story_features))
+            self.local_analyzers.insert(
+                0, ProcessAnalyzer(classifier, a["workers"], reactor=reactor, features=story_features)
+            )
         # Remote analysis nodes while any are connected, else the above.
-        self.nodes = NodePool.from_config(config.nodes, self.local_analyzers, classifier, self.metrics, reactor,
-                                        features=story_features)
+        self.nodes = NodePool.from_config(
+            config.nodes, self.local_analyzers, classifier, self.metrics, reactor, features=story_features
+        )
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
         self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor)
@@ -203,9 +208,15 @@ class Hub(OrderedMultiService):
         # pipeline puts posts in their stories before the store, so the
         # alerts see each post's story.
         self.alerts = AlertEngine(
-            config, store=self.alert_store, metrics=self.metrics, topics=self.topics, sources=self.sources,
+            config,
+            store=self.alert_store,
+            metrics=self.metrics,
+            topics=self.topics,
+            sources=self.sources,
             bus=self.bus,
-            reactor=reactor, stories=self.stories.clusterer if s["enabled"] else None, lead=False,
+            reactor=reactor,
+            stories=self.stories.clusterer if s["enabled"] else None,
+            lead=False,
         )
         self.pipeline.add_sink(self.alerts)
         self.pipeline.add_sink(self.cluster)
@@ -314,7 +325,9 @@ class Hub(OrderedMultiService):
                 if child is not self.store:
                     raise
                 where = self.config.store["path"]
-                raise ConfigProblem(self.config.path, "store.path", f"cannot open the store {where}: {_reason(e)}") from None
+                raise ConfigProblem(
+                    self.config.path, "store.path", f"cannot open the store {where}: {_reason(e)}"
+                ) from None
         await self.web.announce()
 
     def stopService(self):

@@ -29,7 +29,9 @@ class ReactorLag(Service):
 
     name = "reactor-lag"
 
-    def __init__(self, reactor, histogram=None, interval: float = 0.02, wall=time.monotonic, cpu=time.thread_time) -> None:
+    def __init__(
+        self, reactor, histogram=None, interval: float = 0.02, wall=time.monotonic, cpu=time.thread_time
+    ) -> None:
         self.reactor = reactor
         self.histogram = histogram
         self.interval = interval

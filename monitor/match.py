@@ -322,7 +322,9 @@ class Matcher:
         in language C{lang} from source C{source}.  Separate from L{match} so
         that the topic editor can try topics on pasted text.
         """
-        return self.match(Post(source=source, network="", native_id="", text=text or "", author="", created_at=0.0, lang=lang))
+        return self.match(
+            Post(source=source, network="", native_id="", text=text or "", author="", created_at=0.0, lang=lang)
+        )
 
     def explain(self, post) -> tuple[tuple[str, ...], set[int]]:
         """

@@ -17,18 +17,14 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.collected = Counter(
-            "monitor_posts_collected", "Posts received from a source.", ["source"], registry=r
-        )
+        self.collected = Counter("monitor_posts_collected", "Posts received from a source.", ["source"], registry=r)
         self.malformed = Counter(
             "monitor_posts_malformed", "Payloads from a source that could not be read.", ["source"], registry=r
         )
         self.unmatched = Counter(
             "monitor_posts_unmatched", "Posts dropped because they match no topic.", ["source"], registry=r
         )
-        self.stored = Counter(
-            "monitor_posts_stored", "Matched posts committed to the store.", ["source"], registry=r
-        )
+        self.stored = Counter("monitor_posts_stored", "Matched posts committed to the store.", ["source"], registry=r)
         self.duplicates = Counter(
             "monitor_posts_duplicate", "Committed posts the store already had (not written twice).", registry=r
         )
@@ -66,8 +62,11 @@ class Metrics:
             "monitor_node_errors", "Batches a node failed, timed out or lost (each sent again).", ["node"], registry=r
         )
         self.node_seconds = Histogram(
-            "monitor_node_batch_seconds", "Round trip of one batch to a node.", ["node"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "monitor_node_batch_seconds",
+            "Round trip of one batch to a node.",
+            ["node"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.analysed_locally = Counter(
             "monitor_posts_analysed_locally", "Posts the hub analysed itself (no node, or a node failed).", registry=r

@@ -194,11 +194,7 @@ def iso8601(ts: float) -> str:
     """
     Format unix seconds as the ISO 8601 UTC form the API uses.
     """
-    return (
-        datetime.fromtimestamp(ts, tz=timezone.utc)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def api_post(uid, source, network, native_id, author, text, created_at, url, lang, topics, labels, compound, pos,

@@ -50,7 +50,16 @@ class Pipeline(Service):
     log = Logger()
 
     def __init__(
-        self, queue, topics, analyzer, store, metrics, batch_size=500, max_inflight=2, reactor=None, annotators=(),
+        self,
+        queue,
+        topics,
+        analyzer,
+        store,
+        metrics,
+        batch_size=500,
+        max_inflight=2,
+        reactor=None,
+        annotators=(),
         bus: Optional[EventBus] = None,
     ):
         if reactor is None:

@@ -44,8 +44,21 @@ from monitor.words import (
 )
 
 __all__ = [
-    "And", "Doc", "Field", "Near", "Not", "Or", "QueryError", "StoredPost", "Term",
-    "highlights", "matches", "parse", "reasons", "term", "triggers",
+    "And",
+    "Doc",
+    "Field",
+    "Near",
+    "Not",
+    "Or",
+    "QueryError",
+    "StoredPost",
+    "Term",
+    "highlights",
+    "matches",
+    "parse",
+    "reasons",
+    "term",
+    "triggers",
 ]
 
 #: The longest query accepted (characters); longer ones are refused.
@@ -232,7 +245,7 @@ class _Lexeme:
         self.kind, self.value, self.offset, self.end = kind, value, offset, end
 
 
-_STOP = set(" \t\r\n()\"\u201c\u201d\u201e")
+_STOP = set(' \t\r\n()"\u201c\u201d\u201e')
 
 
 def _lex(query: str) -> list[_Lexeme]:
@@ -433,7 +446,7 @@ class _Parser:
         if lexeme.kind == "field":
             self.take()
             return lexeme.value
-        self.fail("a word, \"phrase\", #hashtag, @handle, field filter or (")
+        self.fail('a word, "phrase", #hashtag, @handle, field filter or (')
 
     def enter(self, lexeme: _Lexeme) -> None:
         self.depth += 1
@@ -451,7 +464,7 @@ def parse(query: str) -> Node:
     if len(query) > MAX_QUERY:
         raise QueryError(query, MAX_QUERY, f"at most {MAX_QUERY} characters")
     if not query.strip():
-        raise QueryError(query, len(query), "a word, \"phrase\", #hashtag, @handle, field filter or (")
+        raise QueryError(query, len(query), 'a word, "phrase", #hashtag, @handle, field filter or (')
     return _Parser(query).parse()
 
 
@@ -465,7 +478,18 @@ class Doc:
     once per post.
     """
 
-    __slots__ = ("post", "normalized", "fuzzy", "_present", "_detectable", "_exact", "_words", "_sigils", "_index", "_cache")
+    __slots__ = (
+        "post",
+        "normalized",
+        "fuzzy",
+        "_present",
+        "_detectable",
+        "_exact",
+        "_words",
+        "_sigils",
+        "_index",
+        "_cache",
+    )
 
     def __init__(self, post, normalized=None, present=(), detectable=frozenset(), exact=frozenset()) -> None:
         self.post = post
@@ -590,7 +614,9 @@ def _field_holds(f: Field, post) -> bool:
         if v is None:
             return False
         op, n = f.op, f.value
-        return v >= n if op == ">=" else v > n if op == ">" else v <= n if op == "<=" else v < n if op == "<" else v == n
+        return (
+            v >= n if op == ">=" else v > n if op == ">" else v <= n if op == "<=" else v < n if op == "<" else v == n
+        )
     if name == "author":
         author = normalize((post.author or "").lstrip("@"))
         return bool(f.value.fullmatch(author)) if f.op == "~" else author == f.value
@@ -730,8 +756,20 @@ class StoredPost:
     so a store can evaluate a query without building whole posts.
     """
 
-    __slots__ = ("text", "author", "lang", "source", "likes", "reposts", "replies",
-                 "author_followers", "author_verified", "lat", "lon", "extra")
+    __slots__ = (
+        "text",
+        "author",
+        "lang",
+        "source",
+        "likes",
+        "reposts",
+        "replies",
+        "author_followers",
+        "author_verified",
+        "lat",
+        "lon",
+        "extra",
+    )
 
     def __init__(self, text, author, lang, source, likes, reposts, replies, followers, verified, lat, lon) -> None:
         self.text, self.author, self.lang, self.source = text, author, lang, source

@@ -398,7 +398,8 @@ class Story:
             "sparkline": self.sparkline(now),
             "sources": dict(self.sources),
             "centroid": {"lat": round(self.lat_sum / self.placed, 4), "lon": round(self.lon_sum / self.placed, 4)}
-            if self.placed else None,  # fmt: skip
+            if self.placed
+            else None,  # fmt: skip
             "links": list(self.links[:5]),
             "posts": [_sample_dict(s) for s in self.samples],
         }
@@ -603,11 +604,24 @@ class StoryClusterer:
         placed = post.lat is not None and post.lon is not None
         reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
         story = Story(
-            id=self._new_id(serial), first_seen=t, last_seen=t, centroid=dict(zip(keys, values)),
-            sumsq=sum(map(mul, values, values)), weight=1.0, size=1, terms=dict.fromkeys(keys, 1),
-            sentiment=sentiment, labels=labels, sources={post.source: 1}, topics=topics, placed=int(placed),
-            lat_sum=post.lat if placed else 0.0, lon_sum=post.lon if placed else 0.0, minutes={int(t // 60): 1},
-            samples=[(reach, post.uid, post.author, post.text[:280], post.source, t, post.url)], serial=serial,
+            id=self._new_id(serial),
+            first_seen=t,
+            last_seen=t,
+            centroid=dict(zip(keys, values)),
+            sumsq=sum(map(mul, values, values)),
+            weight=1.0,
+            size=1,
+            terms=dict.fromkeys(keys, 1),
+            sentiment=sentiment,
+            labels=labels,
+            sources={post.source: 1},
+            topics=topics,
+            placed=int(placed),
+            lat_sum=post.lat if placed else 0.0,
+            lon_sum=post.lon if placed else 0.0,
+            minutes={int(t // 60): 1},
+            samples=[(reach, post.uid, post.author, post.text[:280], post.source, t, post.url)],
+            serial=serial,
         )
         self.stories[story.id] = story
         self._by_serial[serial] = story
@@ -735,7 +749,9 @@ class StoryClusterer:
                 del self._link_index[link]
 
     def _forget_lightest(self) -> None:
-        lightest = sorted(self.stories.values(), key=lambda s: s.weight * self._decay(s))[: max(1, self.max_stories // 10)]
+        lightest = sorted(self.stories.values(), key=lambda s: s.weight * self._decay(s))[
+            : max(1, self.max_stories // 10)
+        ]
         for story in lightest:
             self._forget(story)
 

@@ -39,8 +39,13 @@ class Options(usage.Options):
         ["config", "c", "etc/monitor.toml", "The configuration file (TOML)."],
         ["add-user", None, None, "Create a web UI user (or reset its password and role) in the store, then exit."],
         ["role", None, "viewer", "The role for --add-user: viewer, editor or admin."],
-        ["password-file", None, None, "Read the --add-user password from this file's first line (- for stdin); "
-         "without it the password is asked for."],
+        [
+            "password-file",
+            None,
+            None,
+            "Read the --add-user password from this file's first line (- for stdin); "
+            "without it the password is asked for.",
+        ],
     ]
 
     def postOptions(self):

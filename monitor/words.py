@@ -52,11 +52,9 @@ def normalize(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).casefold()
     folded = unicodedata.normalize("NFKD", folded)
     category = unicodedata.category
-    return "".join(
-        c
-        for c in folded
-        if c == _ZERO_WIDTH_SPACE or category(c) not in _DROPPED_CATEGORIES
-    ).translate(_APOSTROPHES)
+    return "".join(c for c in folded if c == _ZERO_WIDTH_SPACE or category(c) not in _DROPPED_CATEGORIES).translate(
+        _APOSTROPHES
+    )
 
 
 class _Token(NamedTuple):
@@ -107,12 +105,7 @@ def within_one_edit(a: str, b: str) -> bool:
     if la == lb:
         if a[i + 1 :] == b[i + 1 :]:
             return True
-        return (
-            i + 1 < la
-            and a[i] == b[i + 1]
-            and a[i + 1] == b[i]
-            and a[i + 2 :] == b[i + 2 :]
-        )
+        return i + 1 < la and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
     if la > lb:
         return a[i + 1 :] == b[i:]
     return a[i:] == b[i + 1 :]

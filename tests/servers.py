@@ -233,4 +233,3 @@ class PostgresServer(_Server):
 
     def drop_database(self, name: str) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-

@@ -49,14 +49,22 @@ def test_issue_example_loads(tmp_path):
     c = load_config(write(tmp_path, ISSUE_EXAMPLE))
     assert c.store == {"kind": "sqlite", "path": "var/monitor.sqlite", "dsn": "", "pool_size": 4}
     assert c.web["endpoint"] == "tcp:8080:interface=127.0.0.1"
-    assert c.sources == [{"kind": "replay", "name": "archive", "path": "posts.jsonl", "speed": 0.0,
-                          "network": None, "follow": False}]
+    assert c.sources == [
+        {"kind": "replay", "name": "archive", "path": "posts.jsonl", "speed": 0.0, "network": None, "follow": False}
+    ]
     (t,) = c.topics
     assert t.name == "Acme"
     assert t.terms == ("acme", "@acmesupport", "#acme", '"acme cloud"')
     assert t.fuzzy is True and t.languages == ("en",) and t.group == "cloud vendors"
-    assert c.queue == {"kind": "memory", "size": 10000, "url": "redis://127.0.0.1:6379/0", "stream": "monitor:posts",
-                       "group": "monitor", "max_length": 100000, "claim_after": "30s"}
+    assert c.queue == {
+        "kind": "memory",
+        "size": 10000,
+        "url": "redis://127.0.0.1:6379/0",
+        "stream": "monitor:posts",
+        "group": "monitor",
+        "max_length": 100000,
+        "claim_after": "30s",
+    }
 
 
 @pytest.mark.parametrize("name", ["monitor.toml", "demo.toml"])
@@ -229,7 +237,7 @@ def test_sections_are_complete_and_defaults_written_once():
 def test_checked_values_fill_the_sections(tmp_path):
     # What the file gives replaces the default; the rest stay.
     path = tmp_path / "m.toml"
-    path.write_text('[web]\nws_queue = 50\n[learning]\nfolds = 3\n')
+    path.write_text("[web]\nws_queue = 50\n[learning]\nfolds = 3\n")
     cfg = load_config(str(path))
     assert cfg.web["ws_queue"] == 50 and cfg.web["max_body"] == 16 * 1024
     assert cfg.learning["folds"] == 3 and cfg.learning["min_examples"] == 20

@@ -174,7 +174,11 @@ def run_twistd(tmp_path, config, env=None):
     environ["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         twistd("--logfile", "-", "monitor", "--config", str(path)),
-        cwd=str(tmp_path), env=environ, capture_output=True, text=True, timeout=60,
+        cwd=str(tmp_path),
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -189,7 +193,7 @@ def test_busy_port_is_one_line_naming_the_key(tmp_path):
     assert result.returncode != 0, out
     (line,) = [line for line in out.splitlines() if "cannot listen" in line]
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in line
-    assert f"change [web] endpoint in {tmp_path / 'monitor.toml'}, e.g. endpoint = \"tcp:" in line
+    assert f'change [web] endpoint in {tmp_path / "monitor.toml"}, e.g. endpoint = "tcp:' in line
     assert "Traceback" not in out
 
 
@@ -201,7 +205,10 @@ def test_unusable_file_is_one_line_naming_the_key(tmp_path, key, says):
     """A store or token file under a plain file (so it cannot be made): one line naming the key, no traceback."""
     (tmp_path / "plain").write_text("not a directory")
     if key == "[store] path":
-        config, env = CONFIG.replace('path = "monitor.sqlite"', 'path = "plain/monitor.sqlite"'), {"MONITOR_API_TOKEN": TOKEN}
+        config, env = (
+            CONFIG.replace('path = "monitor.sqlite"', 'path = "plain/monitor.sqlite"'),
+            {"MONITOR_API_TOKEN": TOKEN},
+        )
     else:
         config, env = CONFIG.replace("[web]\n", '[web]\ntoken_file = "plain/api-token"\n'), {"MONITOR_API_TOKEN": ""}
     result = run_twistd(tmp_path, config, env)
@@ -233,7 +240,10 @@ def test_make_run_console_and_ctrl_c(tmp_path):
     (tmp_path / "monitor.toml").write_text(config, encoding="utf-8")
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "run", f"CONFIG={tmp_path / 'monitor.toml'}"],
-        cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     lines, started = [], threading.Event()
 

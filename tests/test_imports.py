@@ -127,8 +127,7 @@ def test_configuration_imports_no_collector(tmp_path):
         "assert config.sources[0]['poll_interval'] == 300.0\n"
         "print(sorted(m for m in sys.modules if m.startswith('monitor.collect')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         cwd=ROOT.parent)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     assert out.stdout.strip() == "['monitor.collect', 'monitor.collect.kinds']"
 
 

@@ -100,9 +100,7 @@ def test_word_matches_whole_word(text):
     assert matches(ACME, text)
 
 
-@pytest.mark.parametrize(
-    "text", ["acmeville", "superacme", "acme_cloud", "acme2", "acm e"]
-)
+@pytest.mark.parametrize("text", ["acmeville", "superacme", "acme_cloud", "acme2", "acm e"])
 def test_word_does_not_match_inside_other_words(text):
     """A word term does not match as part of a longer token."""
     assert not matches(ACME, text)
@@ -193,9 +191,7 @@ def test_handle_term_with_domain():
 # phrases
 
 
-@pytest.mark.parametrize(
-    "term", ['"acme cloud"', "acme cloud", "\u201cAcme Cloud\u201d"]
-)
+@pytest.mark.parametrize("term", ['"acme cloud"', "acme cloud", "\u201cAcme Cloud\u201d"])
 @pytest.mark.parametrize(
     "text",
     [
@@ -509,9 +505,7 @@ def osa_distance(a, b):
     for i in range(1, len(a) + 1):
         for j in range(1, len(b) + 1):
             cost = a[i - 1] != b[j - 1]
-            d[i][j] = min(
-                d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost
-            )
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
             swapped = a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]
             if i > 1 and j > 1 and swapped:
                 d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
@@ -551,17 +545,15 @@ WORDS = (
 )
 SEPARATORS = (" ", "  ", "#", "@", ". ", "-", "'", "\n", ", #", " @", "!")
 
-texts = st.lists(
-    st.tuples(st.sampled_from(SEPARATORS), st.sampled_from(WORDS)), max_size=12
-).map(lambda parts: "".join(s + w for s, w in parts))
+texts = st.lists(st.tuples(st.sampled_from(SEPARATORS), st.sampled_from(WORDS)), max_size=12).map(
+    lambda parts: "".join(s + w for s, w in parts)
+)
 
 topic_strategy = st.builds(
     Topic,
     name=st.sampled_from("abcdef"),
     terms=st.lists(st.sampled_from(TERMS), max_size=3).map(tuple),
-    exclude=st.lists(
-        st.sampled_from(("down", "acme cloud", "#cloud")), max_size=1
-    ).map(tuple),
+    exclude=st.lists(st.sampled_from(("down", "acme cloud", "#cloud")), max_size=1).map(tuple),
     fuzzy=st.booleans(),
 )
 
@@ -611,9 +603,7 @@ def reference_match(topics, text):
     for topic in topics:
         if any(found(t, False) for t in topic.exclude):
             continue
-        if any(found(t, topic.fuzzy) for t in topic.terms) or any(
-            found(t, False) for t in topic.variants
-        ):
+        if any(found(t, topic.fuzzy) for t in topic.terms) or any(found(t, False) for t in topic.variants):
             if topic.name not in names:
                 names.append(topic.name)
     return tuple(names)
@@ -696,7 +686,5 @@ def test_scale_500_topics_2000_posts():
     assert matcher.match(post(f"{word0} careers page", source="x")) == ()
     french = post(f"{word0} {names[1]}", lang="fr", source="x")
     assert matcher.match(french) == ("topic1",)
-    assert matcher.match(post(f"{names[11]} and {names[12]}", source="y")) == (
-        "topic12",
-    )
+    assert matcher.match(post(f"{names[11]} and {names[12]}", source="y")) == ("topic12",)
     assert matcher.match(post("no topics in this one at all")) == ()

@@ -14,9 +14,22 @@ from tests.conftest import ROOT
 def test_wheel_has_plugin_and_no_twisted_init(tmp_path):
     """The built wheel holds twisted/plugins/monitor_plugins.py, the package, and no twisted __init__."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(ROOT)],
-        check=True, capture_output=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     (wheel,) = tmp_path.glob("monitor-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -28,11 +41,20 @@ def test_wheel_has_plugin_and_no_twisted_init(tmp_path):
 
 def test_twistd_lists_plugin_from_checkout(tmp_path):
     """With the checkout on the path, twistd's plugin discovery finds monitor and still finds web."""
-    code = ("from twisted.plugin import getPlugins\n"
-            "from twisted.application.service import IServiceMaker\n"
-            "print(sorted(p.tapname for p in getPlugins(IServiceMaker)))")
-    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                         cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120).stdout
+    code = (
+        "from twisted.plugin import getPlugins\n"
+        "from twisted.application.service import IServiceMaker\n"
+        "print(sorted(p.tapname for p in getPlugins(IServiceMaker)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     assert "'monitor'" in out and "'web'" in out
 
 
@@ -54,8 +76,9 @@ def _imported_modules(paths):
                 else:
                     continue
                 for name in names:
-                    found.setdefault(name.split(".")[0] if not name.startswith("zope.") else "zope",
-                                     str(path.relative_to(ROOT)))
+                    found.setdefault(
+                        name.split(".")[0] if not name.startswith("zope.") else "zope", str(path.relative_to(ROOT))
+                    )
     return found
 
 
@@ -68,8 +91,11 @@ def _declared():
     parser.read(ROOT / "setup.cfg")
 
     def names(text):
-        return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", line.strip()).group(0)).lower()
-                for line in text.splitlines() if line.strip() and not line.strip().startswith("#")}
+        return {
+            re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", line.strip()).group(0)).lower()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        }
 
     return names(parser["options"]["install_requires"]), names(parser["options.extras_require"]["test"])
 
@@ -89,8 +115,10 @@ def test_every_import_is_declared():
     # The benches run as scripts and import their neighbours.
     local = {"monitor", "tests", "bench"} | {path.stem for path in (ROOT / "bench").glob("*.py")}
     problems = []
-    for paths, allowed in (([ROOT / "monitor", ROOT / "twisted"], runtime),
-                           ([ROOT / "tests", ROOT / "bench", ROOT / "docs"], runtime | test)):
+    for paths, allowed in (
+        ([ROOT / "monitor", ROOT / "twisted"], runtime),
+        ([ROOT / "tests", ROOT / "bench", ROOT / "docs"], runtime | test),
+    ):
         for module, where in sorted(_imported_modules(paths).items()):
             if module in sys.stdlib_module_names or module in local or module == "__future__":
                 continue

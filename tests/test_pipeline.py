@@ -17,8 +17,9 @@ from monitor.queue.memory import MemoryQueue
 
 
 def post(i, text="acme is great", source="s"):
-    return Post(source=source, network=source, native_id=str(i), text=text, author="a", created_at=1000.0 + i,
-                cursor=str(i))
+    return Post(
+        source=source, network=source, native_id=str(i), text=text, author="a", created_at=1000.0 + i, cursor=str(i)
+    )
 
 
 class Topics:
@@ -84,7 +85,7 @@ def test_unmatched_posts_dropped_but_cursor_advances():
     q.put(post(1))
     q.put(post(2, text="nothing relevant"))
     clock.advance(0)
-    (posts, _), = analyzer.calls
+    ((posts, _),) = analyzer.calls
     assert [x.uid for x in posts] == ["s:1"]
     assert posts[0].topics == ("Acme",)
     analyzer.finish(0)

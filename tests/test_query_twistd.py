@@ -49,12 +49,16 @@ def near(ws, left, right, n):
 #: The queries above, written again as plain predicates over (words, row).
 PREDICATES = {
     "Refunds": lambda ws, r: any(map(starts("refund", "cancel"), ws)) and "order" not in ws,
-    "Delays": lambda ws, r: r["domain"] == "transport"
-    and near(ws, starts("delay", "late"), starts("train", "flight", "bus"), 4),
-    "Service": lambda ws, r: any(ws[i : i + 2] == ["customer", "service"] for i in range(len(ws)))
-    and not any(w.startswith("thank") or w == "great" for w in ws),
-    "Orders": lambda ws, r: "order" in ws
-    and ("never" in ws or "still" in ws or any(map(starts("late"), ws)) or r["likes"] >= 150),
+    "Delays": lambda ws, r: (
+        r["domain"] == "transport" and near(ws, starts("delay", "late"), starts("train", "flight", "bus"), 4)
+    ),
+    "Service": lambda ws, r: (
+        any(ws[i : i + 2] == ["customer", "service"] for i in range(len(ws)))
+        and not any(w.startswith("thank") or w == "great" for w in ws)
+    ),
+    "Orders": lambda ws, r: (
+        "order" in ws and ("never" in ws or "still" in ws or any(map(starts("late"), ws)) or r["likes"] >= 150)
+    ),
 }
 
 
@@ -111,6 +115,7 @@ async def test_query_topics_store_exactly_what_their_queries_match(reactor, tmp_
     hub = Hub(reactor, tmp_path, config())
     hub.start()
     try:
+
         async def finished():
             code, body = await hub.get("/healthz", token=None)
             if code != 200 or json.loads(body)["sources"].get("archive") != "finished":

@@ -122,9 +122,12 @@ async def replaying_hub(reactor, tmp_path, shared_data, more_config=""):
     with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
         for i, (text, _) in enumerate(rows):
             f.write(json.dumps({"id": i, "text": text, "author": f"u{i}", "created_at": 1.7e9 + i}) + "\n")
-    config = "[stories]\nenabled = true\n" + CONFIG.split("[[topics]]")[0] + (
-        '[[topics]]\nname = "Everything"\nquery = "the OR a OR lax OR to OR i OR is OR my"\n'
-    ) + more_config
+    config = (
+        "[stories]\nenabled = true\n"
+        + CONFIG.split("[[topics]]")[0]
+        + ('[[topics]]\nname = "Everything"\nquery = "the OR a OR lax OR to OR i OR is OR my"\n')
+        + more_config
+    )
     hub = Hub(reactor, tmp_path, config)
     hub.start()
 
@@ -275,7 +278,9 @@ def test_sparkline_rising_get_and_terms_of():
     for minute in (68, 69):
         clusterer.add(_at(next(n), "lighthouse keeper retires after decades", minute))
     by_size = clusterer.list(limit=10)
-    steady, volcano, concert = (next(s for s in by_size if word in s["terms"]) for word in ("harbour", "volcano", "stadium"))
+    steady, volcano, concert = (
+        next(s for s in by_size if word in s["terms"]) for word in ("harbour", "volcano", "stadium")
+    )
     assert by_size[0] == steady and steady["size"] == 70
     assert [s["id"] for s in clusterer.list(order="rising")] == [volcano["id"], concert["id"]]
     assert clusterer.rising(limit=1) == [clusterer.get(volcano["id"])]
@@ -296,7 +301,14 @@ def test_folding_agrees_with_the_matcher():
     from monitor.stories import _fold
     from monitor.words import normalize
 
-    for text in ["Crème BRÛLÉE ⅻ", "ﬁne Straße", "zero\u200bwidth", "acmeʼs café", "İstanbul ǅ", "naïve 東京 😀 e\u0301"]:
+    for text in [
+        "Crème BRÛLÉE ⅻ",
+        "ﬁne Straße",
+        "zero\u200bwidth",
+        "acmeʼs café",
+        "İstanbul ǅ",
+        "naïve 東京 😀 e\u0301",
+    ]:
         assert _fold(text) == normalize(text)
 
 
@@ -339,7 +351,9 @@ def test_features_worked_out_in_the_analysis_stage_give_the_same_stories(shared_
 
     rows = labelled(shared_data)[:1500]
     rows = [(f"RT @u{i}: {rows[i - 3][0]}", None) if i % 9 == 8 else row for i, row in enumerate(rows)]
-    plain = [post(i, text + (f" https://news.example/a/{i % 30}" if i % 5 == 0 else "")) for i, (text, _) in enumerate(rows)]
+    plain = [
+        post(i, text + (f" https://news.example/a/{i % 30}" if i % 5 == 0 else "")) for i, (text, _) in enumerate(rows)
+    ]
     carried = [post(i, p.text) for i, p in enumerate(plain)]
     for p in carried:
         p.analysis.features = pickle.loads(pickle.dumps(features(p.text, p.lang)))

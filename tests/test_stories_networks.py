@@ -114,9 +114,12 @@ async def test_stories_off_leave_every_post_without_one(reactor, tmp_path):
     hub = Hub(reactor, tmp_path, "[stories]\nenabled = false\n" + REPLAY)
     hub.start()
     try:
+
         async def finished():
             code, body = await hub.get("/healthz", token=None)
-            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+            return (
+                code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+            )
 
         await hub.wait_until(finished)
         code, body = await hub.get("/api/v1/posts")

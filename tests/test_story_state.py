@@ -166,7 +166,9 @@ async def test_a_state_that_cannot_be_loaded_starts_empty(path, reactor):
     """A saved state the clusterer refuses is logged; the hub starts with no stories and clusters on."""
     hub = Hub(path, reactor)
     await hub.start()
-    await hub.store.save_story_state(json.dumps({"version": 1, "clusterer": {"stories": [["not", "a", "story"]]}, "recent": []}))
+    await hub.store.save_story_state(
+        json.dumps({"version": 1, "clusterer": {"stories": [["not", "a", "story"]]}, "recent": []})
+    )
     await hub.pipeline.stopService()
     await hub.store.stopService()
     logged = []

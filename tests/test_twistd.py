@@ -23,10 +23,12 @@ from tests.conftest import ROOT
 
 TOKEN = "test-token-0123456789"
 
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
 
 def ground_truth(shared_data, n):
     path = shared_data / "vader_icwsm2014" / "tweets_GroundTruth.txt"
@@ -35,6 +37,7 @@ def ground_truth(shared_data, n):
         ident, mean, text = line.split("\t", 2)
         rows.append((ident, float(mean), text))
     return rows[:n]
+
 
 class Hub:
     """A twistd hub process and an HTTP client for its API."""
@@ -53,9 +56,22 @@ class Hub:
     def start(self):
         env = dict(os.environ, PYTHONPATH=str(ROOT), MONITOR_API_TOKEN=TOKEN)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "--nodaemon", "--pidfile=", "--logfile", str(self.log), "monitor", "--config", str(self.config)],
-            cwd=str(self.tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "--nodaemon",
+                "--pidfile=",
+                "--logfile",
+                str(self.log),
+                "monitor",
+                "--config",
+                str(self.config),
+            ],
+            cwd=str(self.tmp_path),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
 
     async def get(self, path, token=TOKEN):
@@ -92,6 +108,7 @@ class Hub:
         self.proc.kill()
         raise AssertionError("hub did not exit within 10 s of SIGTERM:\n" + self.output())
 
+
 CONFIG = """
 [store]
 path = "monitor.sqlite"
@@ -111,6 +128,7 @@ terms = ["globex"]
 group = "vendors"
 """
 
+
 @pytest_twisted.ensureDeferred
 async def test_hub_end_to_end(reactor, tmp_path, shared_data):
     """Posts replayed into a real hub come out of the API with VADER's exact scores, once, across a restart."""
@@ -118,17 +136,28 @@ async def test_hub_end_to_end(reactor, tmp_path, shared_data):
     lines = []
     for i, (ident, mean, text) in enumerate(rows):
         brand = "Acme" if i % 4 else "Globex"
-        lines.append(json.dumps({"id": ident, "text": f"{brand}: {text}", "author": f"user{i % 37}",
-                                 "created_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
-                                 "author_followers": i * 10}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": ident,
+                    "text": f"{brand}: {text}",
+                    "author": f"user{i % 37}",
+                    "created_at": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
+                    "author_followers": i * 10,
+                }
+            )
+        )
     lines.insert(7, '{"id": "broken", "text": 42}')
     lines.insert(20, "not json at all")
-    lines.append(json.dumps({"id": "x1", "text": "nothing to see here", "author": "z", "created_at": "2026-01-02T00:00:00Z"}))
+    lines.append(
+        json.dumps({"id": "x1", "text": "nothing to see here", "author": "z", "created_at": "2026-01-02T00:00:00Z"})
+    )
     (tmp_path / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     hub = Hub(reactor, tmp_path, CONFIG)
     hub.start()
     try:
+
         async def all_stored():
             code, body = await hub.get("/api/v1/stats")
             return code == 200 and json.loads(body)["count"] == 400 and json.loads(body)
@@ -189,10 +218,13 @@ async def test_hub_end_to_end(reactor, tmp_path, shared_data):
     # Append more posts and restart: only the new ones are read and stored.
     with open(tmp_path / "posts.jsonl", "a", encoding="utf-8") as f:
         for i in range(5):
-            f.write(json.dumps({"id": f"new{i}", "text": "acme again", "author": "n",
-                                "created_at": "2026-01-03T00:00:00Z"}) + "\n")
+            f.write(
+                json.dumps({"id": f"new{i}", "text": "acme again", "author": "n", "created_at": "2026-01-03T00:00:00Z"})
+                + "\n"
+            )
     hub.start()
     try:
+
         async def finished():
             code, body = await hub.get("/healthz", token=None)
             return code == 200 and json.loads(body)["sources"]["archive"] == "finished"
@@ -205,21 +237,38 @@ async def test_hub_end_to_end(reactor, tmp_path, shared_data):
     finally:
         assert await hub.stop(), hub.output()
 
-@pytest.mark.parametrize("text,expected", [
-    ('[store]\npathh = "x"\n', "store.pathh (line 2): unknown key"),
-    ('[web]\nendpoint = "nonsense:1"\n', "web.endpoint (line 2)"),
-])
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('[store]\npathh = "x"\n', "store.pathh (line 2): unknown key"),
+        ('[web]\nendpoint = "nonsense:1"\n', "web.endpoint (line 2)"),
+    ],
+)
 def test_bad_config_refused_before_start(tmp_path, text, expected):
     """twistd monitor with a bad file exits non-zero naming the key, without starting."""
     config = tmp_path / "bad.toml"
     config.write_text(text)
     result = subprocess.run(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-         "monitor", "--config", str(config)],
-        cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "--nodaemon",
+            "--pidfile=",
+            "monitor",
+            "--config",
+            str(config),
+        ],
+        cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
+
 
 @pytest_twisted.ensureDeferred
 async def test_sigterm_mid_replay_loses_nothing(reactor, tmp_path):
@@ -229,8 +278,12 @@ async def test_sigterm_mid_replay_loses_nothing(reactor, tmp_path):
     n = 30000
     with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(json.dumps({"id": i, "text": f"acme is great number {i}", "author": f"u{i % 50}",
-                                "created_at": 1.7e9 + i}) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": i, "text": f"acme is great number {i}", "author": f"u{i % 50}", "created_at": 1.7e9 + i}
+                )
+                + "\n"
+            )
     hub = Hub(reactor, tmp_path, CONFIG.replace("[web]", "[queue]\nsize = 5000\n[web]"))
     hub.start()
 
@@ -254,10 +307,12 @@ async def test_sigterm_mid_replay_loses_nothing(reactor, tmp_path):
 
     hub.start()
     try:
+
         async def finished():
             code, body = await hub.get("/healthz", token=None)
-            return code == 200 and json.loads(body)["sources"]["archive"] == "finished" \
-                and json.loads(body)["queue"] == 0
+            return (
+                code == 200 and json.loads(body)["sources"]["archive"] == "finished" and json.loads(body)["queue"] == 0
+            )
 
         await hub.wait_until(finished, seconds=60)
 

@@ -134,9 +134,7 @@ class Detector:
         for rule in self._rules_for(topic)[1]:
             key = (rule.name, topic)
             if key not in self.sums:
-                self.sums[key] = WindowSums(
-                    rule.window // BUCKET, rule.baseline // BUCKET, minute(self.now), history
-                )
+                self.sums[key] = WindowSums(rule.window // BUCKET, rule.baseline // BUCKET, minute(self.now), history)
 
     # -- start -----------------------------------------------------------
 
@@ -218,9 +216,7 @@ class Detector:
                     recent = self.recent[topic] = deque(maxlen=RECENT)
                 recent.append(post)
                 for rule in window_rules:
-                    if (rule.name, topic, None) in self.book.open and (
-                        rule.type == "volume_spike" or negative
-                    ):
+                    if (rule.name, topic, None) in self.book.open and (rule.type == "volume_spike" or negative):
                         self.book.attach(rule, topic, post)
                 story = getattr(post, "story", None)
                 if story is not None and self._story_rules:

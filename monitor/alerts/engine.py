@@ -463,7 +463,9 @@ class AlertEngine(Service):
                     rule=change.incident.rule,
                     subject=change.incident.topic or change.incident.source or "all topics",
                     severity=change.snapshot["severity"],
-                    backfill=", backfill: not notified" if change.incident.backfill and not self.notify_backfill else "",
+                    backfill=", backfill: not notified"
+                    if change.incident.backfill and not self.notify_backfill
+                    else "",
                 )
             if change.event in NOTIFY_EVENTS and (self.notify_backfill or not change.incident.backfill):
                 notifications += self._route(change, now)
@@ -636,7 +638,9 @@ class AlertEngine(Service):
         if rule.type == "source_health":
             raise AlertError(["rule.type: source_health rules cannot be backtested (collector states are not stored)"])
         if rule.type == "story":
-            raise AlertError(["rule.type: story rules cannot be backtested (stories are not stored with their history)"])
+            raise AlertError(
+                ["rule.type: story rules cannot be backtested (stories are not stored with their history)"]
+            )
         rule = Rule(dict(rule.spec, enabled=True), rule.origin)
         return await run_backtest(self.store, rule, since, until)
 

@@ -236,7 +236,9 @@ class IncidentBook:
                 clock=clock,
             )
             self.open[key] = incident
-            self._add(incident, rule, time, posts, count if open_count is None else open_count, value, signal, explanation)
+            self._add(
+                incident, rule, time, posts, count if open_count is None else open_count, value, signal, explanation
+            )
             self._event("opened", incident)
             self._escalate(incident, rule)
             return incident

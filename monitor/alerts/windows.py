@@ -201,11 +201,7 @@ class WindowSums:
         """
         w, p = self.window, self.baseline
         while self.boundary < to:
-            if (
-                self.count == 0
-                and self.base_count == 0
-                and (history.last is None or history.last < self.boundary)
-            ):
+            if self.count == 0 and self.base_count == 0 and (history.last is None or history.last < self.boundary):
                 self.boundary = to
                 return
             b = self.boundary

@@ -83,9 +83,7 @@ def sentiment_label(compound: float) -> str:
     return NEUTRAL
 
 
-def analyze_texts(
-    texts: Sequence[str], classifier: Classifier
-) -> list[Analysis]:
+def analyze_texts(texts: Sequence[str], classifier: Classifier) -> list[Analysis]:
     """
     Score and label each text.  Pure and CPU-bound: call it off the reactor
     thread.

@@ -82,9 +82,7 @@ class LocalAnalyzer(Service):
         # not when the first post arrives.
         scorer()
         super().startService()
-        self._pool = ThreadPool(
-            minthreads=1, maxthreads=self.threads, name="analysis"
-        )
+        self._pool = ThreadPool(minthreads=1, maxthreads=self.threads, name="analysis")
         self._pool.start()
 
     def stopService(self) -> defer.Deferred:
@@ -110,9 +108,7 @@ class LocalAnalyzer(Service):
         L{monitor.model.Analysis} per post, in order.
         """
         if self._pool is None:
-            return defer.fail(
-                AnalyzerNotRunning("analyze() called while not running")
-            )
+            return defer.fail(AnalyzerNotRunning("analyze() called while not running"))
         texts = [post.text for post in posts]
         if not texts:
             return defer.succeed([])

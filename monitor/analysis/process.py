@@ -37,7 +37,15 @@ from monitor.interfaces import IAnalyzer
 from monitor.service import InFlight
 from monitor.model import LABELS, SENTIMENTS, Analysis
 
-__all__ = ["ProcessAnalyzer", "WorkersFailed", "from_row", "score_texts", "score_with_features", "to_learned_row", "to_row"]
+__all__ = [
+    "ProcessAnalyzer",
+    "WorkersFailed",
+    "from_row",
+    "score_texts",
+    "score_with_features",
+    "to_learned_row",
+    "to_row",
+]
 
 #: A batch is split over several workers only in parts of at least this
 #: many texts: below that, the cost of a round trip to a worker dominates.
@@ -266,8 +274,11 @@ class ProcessAnalyzer(Service):
             return defer.succeed(None)
         d = self._in_flight.idle()
         d.addTimeout(self.stop_timeout, self.reactor)
-        d.addErrback(lambda f: self.log.warn("stopping the analysis workers with {count} batches in progress",
-                                             count=self._in_flight.count))
+        d.addErrback(
+            lambda f: self.log.warn(
+                "stopping the analysis workers with {count} batches in progress", count=self._in_flight.count
+            )
+        )
         d.addCallback(lambda _: self._shutdown(executor))
         return d
 

@@ -73,9 +73,7 @@ _TAG_RE = re.compile(
 
 # Only entities closed by a semicolon: html.unescape alone would also decode
 # legacy forms such as "&not" and "&reg" and turn "me&notyou" into "me¬you".
-_ENTITY_RE = re.compile(
-    r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);"
-)
+_ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 
 
 def _drop_comments(s: str) -> str:

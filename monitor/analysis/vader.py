@@ -233,9 +233,7 @@ class FastVader:
                     valence = valence + 0.0
                 w2 = lower[i - 2]
                 w1 = lower[i - 1]
-                if (w3 == "never" and (w2 == "so" or w2 == "this")) or (
-                    w1 == "so" or w1 == "this"
-                ):
+                if (w3 == "never" and (w2 == "so" or w2 == "this")) or (w1 == "so" or w1 == "this"):
                     valence = valence * 1.25
                 elif w3 == "without" and (w2 == "doubt" or w1 == "doubt"):
                     pass
@@ -517,7 +515,11 @@ def checked_scorer(reference=None, candidate=None, log: Optional[Logger] = None)
             "the fast VADER scorer differs from vaderSentiment on {count} of {total}"
             " check texts (first {text!r}: {got} instead of {expected});"
             " scoring with vaderSentiment",
-            count=len(wrong), total=len(SELF_CHECK_TEXTS), text=text, got=got, expected=expected,
+            count=len(wrong),
+            total=len(SELF_CHECK_TEXTS),
+            text=text,
+            got=got,
+            expected=expected,
         )
         return reference
     return candidate

@@ -91,8 +91,9 @@ class _SubscriberFactory(txredisapi.SubscriberFactory):
         if conn.connected and not self.disconnectCalled:
             d = conn.subscribe(self.feed.channel)
             d.addCallback(lambda _: self.feed._now_subscribed())
-            d.addErrback(lambda f: self.feed.log.failure("could not subscribe to {channel}", f,
-                                                         channel=self.feed.channel))
+            d.addErrback(
+                lambda f: self.feed.log.failure("could not subscribe to {channel}", f, channel=self.feed.channel)
+            )
 
 
 @implementer(ISink)

@@ -40,5 +40,13 @@ def make_source(spec: dict, queue, store, metrics, topics, reactor, topic_set=No
     return cls(spec["name"], queue, store, metrics, reactor=reactor, **options)
 
 
-__all__ = ["BlueskySource", "DemoSource", "MastodonSource", "ReplaySource", "RSSSource", "SOURCE_CLASSES", "XSource",
-           "make_source"]
+__all__ = [
+    "BlueskySource",
+    "DemoSource",
+    "MastodonSource",
+    "ReplaySource",
+    "RSSSource",
+    "SOURCE_CLASSES",
+    "XSource",
+    "make_source",
+]

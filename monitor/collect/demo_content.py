@@ -111,8 +111,7 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
     },
 }
 LANGUAGES = {"en": 88, "de": 5, "fr": 4, "es": 3}
-KINDS = {"praise": 20, "complaint": 18, "mention": 16, "question": 14,
-         "news": 12, "purchase_intent": 10, "crisis": 4}
+KINDS = {"praise": 20, "complaint": 18, "mention": 16, "question": 14, "news": 12, "purchase_intent": 10, "crisis": 4}
 OUTAGE_KINDS = {"outage": 55, "crisis": 20, "complaint": 20, "official": 5}
 OUTAGE = [
     "is {brand} down for anyone?",
@@ -141,14 +140,37 @@ EMOJI = {
 }
 PRODUCTS = ["app", "router", "headphones", "subscription", "smart speaker", "laptop"]
 # name, lat, lon
-CITIES = [("London", 51.507, -0.128), ("Berlin", 52.520, 13.405),
-          ("Paris", 48.857, 2.352), ("Madrid", 40.417, -3.704),
-          ("New York", 40.713, -74.006), ("Chicago", 41.878, -87.630),
-          ("Toronto", 43.653, -79.383), ("Sydney", -33.869, 151.209)]
-FIRST = ["maria", "jon", "aisha", "li", "tom", "sofia", "raj", "emma", "lukas",
-         "chloe", "diego", "nina", "sam", "yuki", "omar", "lea", "kofi", "ana"]
-LAST = ["smith", "k", "muller", "dupont", "garcia", "chen", "okafor", "ross",
-        "novak", "silva", "tanaka", "b"]
+CITIES = [
+    ("London", 51.507, -0.128),
+    ("Berlin", 52.520, 13.405),
+    ("Paris", 48.857, 2.352),
+    ("Madrid", 40.417, -3.704),
+    ("New York", 40.713, -74.006),
+    ("Chicago", 41.878, -87.630),
+    ("Toronto", 43.653, -79.383),
+    ("Sydney", -33.869, 151.209),
+]
+FIRST = [
+    "maria",
+    "jon",
+    "aisha",
+    "li",
+    "tom",
+    "sofia",
+    "raj",
+    "emma",
+    "lukas",
+    "chloe",
+    "diego",
+    "nina",
+    "sam",
+    "yuki",
+    "omar",
+    "lea",
+    "kofi",
+    "ana",
+]
+LAST = ["smith", "k", "muller", "dupont", "garcia", "chen", "okafor", "ross", "novak", "silva", "tanaka", "b"]
 
 
 def _slug(brand: str) -> str:
@@ -189,9 +211,14 @@ class DemoContent:
     A stream of synthetic posts about C{brands}, with bursts.
     """
 
-    def __init__(self, brands: Sequence[str], rng: random.Random,
-                 base_rate: float = 2.0, burst_every: Optional[float] = 900.0,
-                 authors: int = 400) -> None:
+    def __init__(
+        self,
+        brands: Sequence[str],
+        rng: random.Random,
+        base_rate: float = 2.0,
+        burst_every: Optional[float] = 900.0,
+        authors: int = 400,
+    ) -> None:
         if not brands or not all(_slug(b) for b in brands):
             raise ValueError("brands must be non-empty names with letters or digits")
         self.brands = list(brands)
@@ -213,8 +240,7 @@ class DemoContent:
         while len(names) < count:
             first, last = rng.choice(FIRST), rng.choice(LAST)
             style = rng.randrange(4)
-            name = [f"{first}{last}", f"{first}_{last[0]}",
-                    f"{first}{rng.randrange(100)}", f"the{first}{last}"][style]
+            name = [f"{first}{last}", f"{first}_{last[0]}", f"{first}{rng.randrange(100)}", f"the{first}{last}"][style]
             if name in names:
                 continue
             if len(names) < max(3, count // 50):
@@ -252,9 +278,16 @@ class DemoContent:
         text = ""
         if kind == "viral":
             text = self._fill(rng, rng.choice(TEMPLATES["en"]["complaint"]), brand)
-        return _Burst(kind, brand, start, start + duration,
-                      10.0 if kind == "outage" else 4.0,
-                      rng.randrange(len(self._authors)), text, slot)
+        return _Burst(
+            kind,
+            brand,
+            start,
+            start + duration,
+            10.0 if kind == "outage" else 4.0,
+            rng.randrange(len(self._authors)),
+            text,
+            slot,
+        )
 
     def current_burst(self, now: float) -> Optional[dict[str, Any]]:
         """
@@ -263,8 +296,7 @@ class DemoContent:
         b = self._burst_at(now)
         if b is None:
             return None
-        return {"kind": b.kind, "brand": b.brand,
-                "started_at": b.started_at, "ends_at": b.ends_at}
+        return {"kind": b.kind, "brand": b.brand, "started_at": b.started_at, "ends_at": b.ends_at}
 
     def rate(self, now: float) -> float:
         """
@@ -277,10 +309,17 @@ class DemoContent:
         others = [b for b in self.brands if b != brand] or [brand]
         s = _slug(brand)
         return template.format(
-            brand=brand, handle=f"@{s}support", official=f"@{s}", tag=f"#{s}",
-            downtag=f"#{s}down", other=rng.choice(others), n=rng.randint(2, 90),
-            product=rng.choice(PRODUCTS), city=rng.choice(CITIES)[0],
-            link=f"https://news.demo.invalid/{s}/{rng.randrange(10**6)}")
+            brand=brand,
+            handle=f"@{s}support",
+            official=f"@{s}",
+            tag=f"#{s}",
+            downtag=f"#{s}down",
+            other=rng.choice(others),
+            n=rng.randint(2, 90),
+            product=rng.choice(PRODUCTS),
+            city=rng.choice(CITIES)[0],
+            link=f"https://news.demo.invalid/{s}/{rng.randrange(10**6)}",
+        )
 
     def make_post(self, now: float, source: str) -> Post:
         """
@@ -314,8 +353,11 @@ class DemoContent:
             text, boost = burst.viral_text, 40.0
         elif kind == "viral":
             text = rng.choice(VIRAL_QUOTES).format(
-                author=self._authors[burst.viral_author][0], text=burst.viral_text,
-                brand=brand, handle=f"@{_slug(brand)}support")
+                author=self._authors[burst.viral_author][0],
+                text=burst.viral_text,
+                brand=brand,
+                handle=f"@{_slug(brand)}support",
+            )
         else:
             text = self._fill(rng, rng.choice(TEMPLATES[lang][kind]), brand)
         if kind in EMOJI and rng.random() < 0.3:
@@ -329,11 +371,21 @@ class DemoContent:
             _, lat, lon = rng.choice(CITIES)
             lat, lon = lat + rng.uniform(-0.05, 0.05), lon + rng.uniform(-0.05, 0.05)
         return Post(
-            source=source, network=source, native_id=native_id, text=text,
-            author=name, created_at=now - rng.uniform(0, 3),
-            url=f"https://demo.invalid/{name}/{native_id}", lang=lang,
-            likes=likes, reposts=int(likes * rng.random() * 0.3),
+            source=source,
+            network=source,
+            native_id=native_id,
+            text=text,
+            author=name,
+            created_at=now - rng.uniform(0, 3),
+            url=f"https://demo.invalid/{name}/{native_id}",
+            lang=lang,
+            likes=likes,
+            reposts=int(likes * rng.random() * 0.3),
             replies=int(likes * rng.random() * 0.15),
-            author_followers=followers, author_verified=verified,
-            lat=lat, lon=lon, received_at=now,
-            extra={"demo_kind": kind, "burst": burst.kind if burst else None})
+            author_followers=followers,
+            author_verified=verified,
+            lat=lat,
+            lon=lon,
+            received_at=now,
+            extra={"demo_kind": kind, "burst": burst.kind if burst else None},
+        )

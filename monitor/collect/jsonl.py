@@ -125,9 +125,7 @@ def _created_at(d: dict) -> float:
         try:
             ts = parse_time(value)
         except (ValueError, OverflowError):
-            raise MalformedPayload(
-                f"created_at: not an ISO 8601 timestamp: {_show(value)}"
-            ) from None
+            raise MalformedPayload(f"created_at: not an ISO 8601 timestamp: {_show(value)}") from None
     else:
         raise MalformedPayload("created_at: must be an ISO 8601 string or unix seconds")
     # Everything downstream formats it as a date again; make sure it can.
@@ -195,7 +193,7 @@ def _decode(line: bytes) -> dict:
         raise TypeError(f"line must be bytes, not {type(line).__name__}")
     line = bytes(line)
     if line.startswith(_BOM):
-        line = line[len(_BOM):]
+        line = line[len(_BOM) :]
     if line.endswith(b"\n"):
         line = line[:-1]
     if line.endswith(b"\r"):

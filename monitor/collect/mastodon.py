@@ -37,8 +37,6 @@ from monitor.collect.kinds import MASTODON_TIMELINE as _TIMELINE
 from monitor.model import Post, parse_time
 
 
-
-
 #: The largest polled page accepted, in bytes (40 statuses are far smaller).
 MAX_BODY = 8 << 20
 #: The longest SSE line, in bytes: one status, HTML and all.
@@ -280,8 +278,9 @@ class MastodonSource(HTTPCollector):
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
         except ValueError:
-            self.log.warn("source {source}: ignoring unreadable saved cursor {cursor!r}", source=self.name,
-                          cursor=saved[:200])
+            self.log.warn(
+                "source {source}: ignoring unreadable saved cursor {cursor!r}", source=self.name, cursor=saved[:200]
+            )
             return {}
         keys = {tl.key for tl in self.timelines}
         return {k: v for k, v in doc.items() if k in keys and isinstance(v, str)}
@@ -307,8 +306,11 @@ class MastodonSource(HTTPCollector):
                 if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
                     entries.append(entry)
                 else:
-                    self.malformed(json.dumps(entry).encode("utf-8")[:65536], "a timeline entry without an id",
-                                   f"{self.host} {tl.key}")
+                    self.malformed(
+                        json.dumps(entry).encode("utf-8")[:65536],
+                        "a timeline entry without an id",
+                        f"{self.host} {tl.key}",
+                    )
             entries.sort(key=lambda e: _id_key(e["id"]))
             for entry in entries:
                 d = self._take(tl, entry, from_stream=False)
@@ -319,8 +321,12 @@ class MastodonSource(HTTPCollector):
             if self.positions.get(tl.key) == before:
                 # A full page and no step forward: the server ignores
                 # min_id.  Asking again would only spin.
-                self.log.warn("source {source}: {host} sent a full page of {timeline} without newer statuses",
-                              source=self.name, host=self.host, timeline=tl.key)
+                self.log.warn(
+                    "source {source}: {host} sent a full page of {timeline} without newer statuses",
+                    source=self.name,
+                    host=self.host,
+                    timeline=tl.key,
+                )
                 return
 
     async def _page(self, tl: Timeline, min_id: Optional[str]) -> list:
@@ -368,8 +374,11 @@ class MastodonSource(HTTPCollector):
                 self.set_state(CONNECTED)
                 return []
             elif code in (401, 403):
-                await self.wait(max(60.0, self.backoff.next()), FAILING,
-                                why + " (this instance wants an access token for this timeline: set token)")
+                await self.wait(
+                    max(60.0, self.backoff.next()),
+                    FAILING,
+                    why + " (this instance wants an access token for this timeline: set token)",
+                )
             else:
                 await self.wait(self.backoff.next(), BACKING_OFF, why)
 
@@ -446,20 +455,30 @@ class MastodonSource(HTTPCollector):
         host); the instance itself if it does not say.
         """
         try:
-            response = await self.request("GET", self.instance + "/api/v2/instance", REQUEST_TIMEOUT,
-                                          headers=self.headers())
+            response = await self.request(
+                "GET", self.instance + "/api/v2/instance", REQUEST_TIMEOUT, headers=self.headers()
+            )
             body = await read_body(response, 1 << 20, self.reactor, timeout=REQUEST_TIMEOUT)
             url = json.loads(body)["configuration"]["urls"]["streaming"] if response.code == 200 else None
         except CancelledError:
             raise
         except Exception as e:
-            self.log.info("source {source}: could not ask {host} for its streaming URL ({error}); using the instance",
-                          source=self.name, host=self.host, error=_describe(e))
+            self.log.info(
+                "source {source}: could not ask {host} for its streaming URL ({error}); using the instance",
+                source=self.name,
+                host=self.host,
+                error=_describe(e),
+            )
             return self.instance
         if not isinstance(url, str) or not url.startswith(("wss://", "ws://", "https://", "http://")):
             return self.instance
-        return ("https://" + url[6:] if url.startswith("wss://") else "http://" + url[5:] if url.startswith("ws://")
-                else url).rstrip("/")
+        return (
+            "https://" + url[6:]
+            if url.startswith("wss://")
+            else "http://" + url[5:]
+            if url.startswith("ws://")
+            else url
+        ).rstrip("/")
 
     async def _follow(self, tl: Timeline, base: str) -> None:
         """
@@ -471,8 +490,9 @@ class MastodonSource(HTTPCollector):
             outcome, why, wait, heard = await self._stream_once(tl, base)
             self._streams[tl.key] = "reconnecting"
             if outcome == "refused":
-                self.log.warn("source {source}: {why}; polling {timeline} instead", source=self.name, why=why,
-                              timeline=tl.key)
+                self.log.warn(
+                    "source {source}: {why}; polling {timeline} instead", source=self.name, why=why, timeline=tl.key
+                )
                 self.events["streaming_refused"] += 1
                 self.last_error = why
                 break
@@ -497,9 +517,13 @@ class MastodonSource(HTTPCollector):
         """
         where = f"{self.host} {tl.key} stream"
         try:
-            response = await self.request("GET", base + tl.stream_path, self.stall_timeout,
-                                          params=list(tl.stream_params),
-                                          headers=self.headers({"Accept": "text/event-stream"}))
+            response = await self.request(
+                "GET",
+                base + tl.stream_path,
+                self.stall_timeout,
+                params=list(tl.stream_params),
+                headers=self.headers({"Accept": "text/event-stream"}),
+            )
         except CancelledError:
             raise
         except Exception as e:
@@ -519,9 +543,12 @@ class MastodonSource(HTTPCollector):
                 return "refused", f"streaming refused ({why})", None, False
             return "retry", why, None, False
 
-        stream = LineStream(self.reactor, self.stall_timeout,
-                            lambda head: self.malformed(head, f"an SSE line longer than {MAX_LINE} bytes", where),
-                            max_length=MAX_LINE)
+        stream = LineStream(
+            self.reactor,
+            self.stall_timeout,
+            lambda head: self.malformed(head, f"an SSE line longer than {MAX_LINE} bytes", where),
+            max_length=MAX_LINE,
+        )
         response.deliverBody(stream)
         self._streams[tl.key] = "connected"
         self.set_state(CONNECTED)
@@ -558,7 +585,8 @@ class MastodonSource(HTTPCollector):
         """
         heard = False
         decoder = EventDecoder(
-            lambda head: self.malformed(head, f"an SSE event larger than {MAX_LINE} bytes", where), MAX_LINE)
+            lambda head: self.malformed(head, f"an SSE event larger than {MAX_LINE} bytes", where), MAX_LINE
+        )
         while True:
             line = await stream.next()
             if line is None:

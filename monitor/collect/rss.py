@@ -42,7 +42,6 @@ from monitor.model import Post, iso8601, parse_time
 from monitor.redact import redact, redact_url
 
 
-
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, */*;q=0.5"
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
@@ -263,8 +262,19 @@ class RSSSource(HTTPCollector):
     kind = "rss"
     network = "rss"
 
-    def __init__(self, name, queue, store, metrics, feeds=(), url=None, poll_interval=300.0, request_timeout=30.0,
-                 max_bytes=10 << 20, reactor=None):
+    def __init__(
+        self,
+        name,
+        queue,
+        store,
+        metrics,
+        feeds=(),
+        url=None,
+        poll_interval=300.0,
+        request_timeout=30.0,
+        max_bytes=10 << 20,
+        reactor=None,
+    ):
         super().__init__(name, queue, store, metrics, reactor=reactor)
         urls = list(dict.fromkeys([*(feeds or ()), *([url] if url else [])]))
         self.poll_interval = poll_interval
@@ -358,8 +368,9 @@ class RSSSource(HTTPCollector):
             if feed.modified:
                 extra["If-Modified-Since"] = feed.modified
             try:
-                response = await self.request("GET", url, self.request_timeout, headers=self.headers(extra),
-                                              allow_redirects=False)
+                response = await self.request(
+                    "GET", url, self.request_timeout, headers=self.headers(extra), allow_redirects=False
+                )
             except NoResponse as e:
                 raise FeedError(BACKING_OFF, str(e), feed.backoff.next())
             code = response.code
@@ -387,13 +398,17 @@ class RSSSource(HTTPCollector):
                 await self._drain(response)
                 feed.gone, feed.state = True, FAILING
                 feed.last_error = self.last_error = f"{feed.key}: gone (HTTP 410); no longer polled"
-                self.log.warn("source {source}: feed {feed} is gone (HTTP 410); it is no longer polled",
-                              source=self.name, feed=redact_url(feed.key))
+                self.log.warn(
+                    "source {source}: feed {feed} is gone (HTTP 410); it is no longer polled",
+                    source=self.name,
+                    feed=redact_url(feed.key),
+                )
                 return None, []
             if code in (429, 503):
                 await self._drain(response)
-                wait = retry_after((response.headers.getRawHeaders(b"retry-after") or [None])[0],
-                                   self.reactor.seconds())
+                wait = retry_after(
+                    (response.headers.getRawHeaders(b"retry-after") or [None])[0], self.reactor.seconds()
+                )
                 if wait is None:
                     wait = feed.backoff.next()
                 else:

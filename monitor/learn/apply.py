@@ -27,7 +27,9 @@ __all__ = ["ModelSet", "apply_models", "apply_texts", "applied"]
 _ORDER = {label: i for i, label in enumerate(LABELS)}
 
 
-def apply_models(a: Analysis, text: str, lang: Optional[str], models: Mapping[tuple[str, str], LinearModel]) -> Analysis:
+def apply_models(
+    a: Analysis, text: str, lang: Optional[str], models: Mapping[tuple[str, str], LinearModel]
+) -> Analysis:
     """
     C{a} (the built-in analysis of C{text}) as the active C{models} answer
     it.  Pure: the hub and an analysis node give the same answer.
@@ -83,7 +85,9 @@ class ModelSet:
 
     def __init__(self, active: Mapping[tuple[str, str], LinearModel]) -> None:
         self.active = dict(active)
-        self.versions = {(n if lang == ENGLISH else f"{n}:{lang}"): m.version for (n, lang), m in sorted(self.active.items())}
+        self.versions = {
+            (n if lang == ENGLISH else f"{n}:{lang}"): m.version for (n, lang), m in sorted(self.active.items())
+        }
         digest = hashlib.sha256()
         for key in sorted(self.active):
             digest.update(self.active[key].sha256.encode("ascii"))

@@ -83,8 +83,9 @@ def vader_ground_truth(path: pathlib.Path) -> list[tuple[float, Example]]:
         out.append(
             (
                 float(mean),
-                Example(key=key, text=text, vader=vader_scores(a), label=human_sentiment(float(mean)), baseline=a.sentiment),
+                Example(
+                    key=key, text=text, vader=vader_scores(a), label=human_sentiment(float(mean)), baseline=a.sentiment
+                ),
             )
         )
     return out
-

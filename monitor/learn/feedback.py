@@ -61,7 +61,10 @@ def check_feedback(body: Any) -> tuple[Optional[str], bool, dict[str, Optional[b
         raise BadParameter("labels", f"at most {MAX_LABELS} labels at once")
     for name, value in labels.items():
         if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
-            raise BadParameter(f"labels.{str(name)[:40]}", "a label name is a lower-case letter, then letters, digits or _ (40 at most)")
+            raise BadParameter(
+                f"labels.{str(name)[:40]}",
+                "a label name is a lower-case letter, then letters, digits or _ (40 at most)",
+            )
         if value is not None and not isinstance(value, bool):
             raise BadParameter(f"labels.{name}", "must be true, false or null")
     return sentiment, given, labels
@@ -105,8 +108,19 @@ def feedback_csv(rows: list[dict[str, Any]], header: bool = True) -> bytes:
     for r in rows:
         yes = " ".join(sorted(k for k, v in r["labels"].items() if v))
         no = " ".join(sorted(k for k, v in r["labels"].items() if not v))
-        cells = [r["post_id"], r["sentiment"] or "", yes, no, r["by"], r["created_at"], r["updated_at"], r["text"] or ""]
-        writer.writerow([("'" + c) if isinstance(c, str) and c[:1] in ("=", "+", "-", "@", "\t", "\r") else c for c in cells])
+        cells = [
+            r["post_id"],
+            r["sentiment"] or "",
+            yes,
+            no,
+            r["by"],
+            r["created_at"],
+            r["updated_at"],
+            r["text"] or "",
+        ]
+        writer.writerow(
+            [("'" + c) if isinstance(c, str) and c[:1] in ("=", "+", "-", "@", "\t", "\r") else c for c in cells]
+        )
     return out.getvalue().encode("utf-8")
 
 

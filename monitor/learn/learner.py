@@ -268,7 +268,9 @@ class Learner(Service):
             version = f"{name}-{n}" if language == ENGLISH else f"{name}-{language}-{n}"
             jobs.append({"name": name, "language": language, "version": version})
         self.training.update(keys)
-        self.log.info("training {count} learned models: {versions}", count=len(jobs), versions=[j["version"] for j in jobs])
+        self.log.info(
+            "training {count} learned models: {versions}", count=len(jobs), versions=[j["version"] for j in jobs]
+        )
         try:
             plain = [{k: r[k] for k in ("uid", "sentiment", "labels", "text", "lang")} for r in rows]
             models = await self._in_worker(train_jobs, self.classifier.to_dict(), plain, jobs, self.settings["folds"])
@@ -317,7 +319,9 @@ class Learner(Service):
 
     # -- admin ---------------------------------------------------------------
 
-    async def set_active(self, name: str, language: str, on: bool, by: str, version: Optional[str] = None) -> Optional[dict]:
+    async def set_active(
+        self, name: str, language: str, on: bool, by: str, version: Optional[str] = None
+    ) -> Optional[dict]:
         """
         An admin's word: activate a model's latest version (or C{version})
         whatever its figures, or switch the model off until activated again.
@@ -364,7 +368,9 @@ class Learner(Service):
         keys.update(dict.fromkeys(stored))
         if (SENTIMENT, ENGLISH) not in keys:
             keys[(SENTIMENT, ENGLISH)] = None
-        return [self._describe(key, rows, stored.get(key, [])) for key in sorted(keys, key=lambda k: (k[0] != SENTIMENT, k))]
+        return [
+            self._describe(key, rows, stored.get(key, [])) for key in sorted(keys, key=lambda k: (k[0] != SENTIMENT, k))
+        ]
 
     async def model(self, name: str, language: str = ENGLISH) -> Optional[dict]:
         for m in await self.models():
@@ -402,6 +408,13 @@ class Learner(Service):
             "evaluation": evaluation,
             "trained_at": shown["created_at"] if shown else None,
             "activated_by": shown.get("activated_by") if shown else None,
-            "curve": [{"version": v["version"], "examples": v["examples"], "macro_f1": v["evaluation"].get("macro_f1"),
-                       "baseline_macro_f1": v["evaluation"].get("baseline_macro_f1")} for v in versions],  # fmt: skip
+            "curve": [
+                {
+                    "version": v["version"],
+                    "examples": v["examples"],
+                    "macro_f1": v["evaluation"].get("macro_f1"),
+                    "baseline_macro_f1": v["evaluation"].get("baseline_macro_f1"),
+                }
+                for v in versions
+            ],  # fmt: skip
         }

@@ -170,4 +170,3 @@ class LinearModel:
         except ValueError as e:
             raise ModelFormatError(f"not JSON: {e}") from None
         return cls.from_dict(d)
-

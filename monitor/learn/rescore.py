@@ -74,7 +74,11 @@ class Rescorer(Service):
         self._stopping = False
         self.status = {"state": "running", "done": 0, "total": 0, "changed": 0, "models": self.learner.versions(),
                        "started_at": self.reactor.seconds(), "finished_at": None, "by": by, "error": None}  # fmt: skip
-        self.log.info("{by} started re-scoring the stored posts with {models}", by=by, models=self.status["models"] or "VADER only")
+        self.log.info(
+            "{by} started re-scoring the stored posts with {models}",
+            by=by,
+            models=self.status["models"] or "VADER only",
+        )
         from twisted.internet.defer import ensureDeferred
 
         self._job = ensureDeferred(self._run(dict(self.learner.active)))
@@ -117,4 +121,6 @@ class Rescorer(Service):
             self.status["done"] += len(rows)
             self.status["changed"] += len(changed)
         self.status.update(state="stopped" if self._stopping else "done", finished_at=self.reactor.seconds())
-        self.log.info("re-scored {done} stored posts, {changed} changed", done=self.status["done"], changed=self.status["changed"])
+        self.log.info(
+            "re-scored {done} stored posts, {changed} changed", done=self.status["done"], changed=self.status["changed"]
+        )

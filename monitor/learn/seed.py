@@ -106,9 +106,15 @@ def read_seed(path: Path) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
-                if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("text"), str):
+                if (
+                    not isinstance(row, dict)
+                    or not isinstance(row.get("id"), str)
+                    or not isinstance(row.get("text"), str)
+                ):
                     raise ValueError("needs a string id and text")
-                sentiment, _, labels = check_feedback({"sentiment": row.get("sentiment"), "labels": row.get("labels") or {}})
+                sentiment, _, labels = check_feedback(
+                    {"sentiment": row.get("sentiment"), "labels": row.get("labels") or {}}
+                )
             except Exception as e:
                 raise ValueError(f"{path}:{n}: {e}") from None
             out.append({"id": row["id"], "text": row["text"], "lang": row.get("lang"), "sentiment": sentiment,
@@ -139,7 +145,9 @@ class SeedCorrections(Service):
             return
         # In the background: the hub's first start does not wait for it.
         d = ensureDeferred(self.load())
-        d.addErrback(lambda f: self.log.failure("could not load the seed corrections from {path}", f, path=str(self.path)))
+        d.addErrback(
+            lambda f: self.log.failure("could not load the seed corrections from {path}", f, path=str(self.path))
+        )
 
     async def load(self) -> int:
         """

@@ -102,8 +102,11 @@ class NodeProtocol(amp.AMP):
                 raise wire.StaleModels(f"this node holds the models {held.tag or 'none'!r}, not {models!r}")
             if langs is None:
                 langs = [None] * len(texts)
-            if not isinstance(langs, list) or len(langs) != len(texts) or \
-                    not all(lang is None or (isinstance(lang, str) and len(lang) <= 35) for lang in langs):
+            if (
+                not isinstance(langs, list)
+                or len(langs) != len(texts)
+                or not all(lang is None or (isinstance(lang, str) and len(lang) <= 35) for lang in langs)
+            ):
                 raise wire.AnalysisFailed("langs must be a list of language tags, one per text")
         d = defer.maybeDeferred(self.node.analyzer.score, texts)
         if models is not None:
@@ -275,7 +278,9 @@ class AnalysisNode(MultiService):
             self.failures += 1
             self.log.error(
                 "handshake with the hub at {hub} failed: {kind}: {error}; retrying later",
-                hub=self.hub, kind=type(e).__name__, error=e,
+                hub=self.hub,
+                kind=type(e).__name__,
+                error=e,
             )
             if protocol.transport is not None:  # None once the connection is gone
                 protocol.transport.loseConnection()
@@ -285,7 +290,10 @@ class AnalysisNode(MultiService):
         protocol.registered(answer["heartbeat"])
         self.log.info(
             "registered with the hub at {hub} as {name}: {workers} workers, {capacity} batches at once",
-            hub=self.hub, name=self.node_name, workers=self.workers, capacity=self.capacity,
+            hub=self.hub,
+            name=self.node_name,
+            workers=self.workers,
+            capacity=self.capacity,
         )
 
     def _use_classifier(self, lists: dict) -> None:

@@ -77,8 +77,18 @@ class AMPNode:
     A registered node reached over its AMP connection.
     """
 
-    def __init__(self, protocol: "HubProtocol", name: str, workers: int, capacity: int, versions: dict,
-                 address: str, digest: str, supports_models: bool = False, models_tag: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        protocol: "HubProtocol",
+        name: str,
+        workers: int,
+        capacity: int,
+        versions: dict,
+        address: str,
+        digest: str,
+        supports_models: bool = False,
+        models_tag: Optional[str] = None,
+    ) -> None:
         self.protocol = protocol
         self.name = name
         self.workers = workers
@@ -149,8 +159,7 @@ class HubProtocol(amp.AMP):
             self._received += len(data)
             if self._received > PRE_AUTH_BYTES:
                 if not self._closing:
-                    self._refuse("oversized", "sent more than {limit} bytes before the handshake",
-                                 limit=PRE_AUTH_BYTES)
+                    self._refuse("oversized", "sent more than {limit} bytes before the handshake", limit=PRE_AUTH_BYTES)
                 return
         super().dataReceived(data)
 
@@ -169,8 +178,9 @@ class HubProtocol(amp.AMP):
         if self._closing or self._hub_nonce is not None:
             raise wire.Refused("unexpected Hello")
         if version != wire.PROTOCOL_VERSION:
-            self._refuse("version", "it speaks protocol {theirs}, the hub {ours}",
-                         theirs=version, ours=wire.PROTOCOL_VERSION)
+            self._refuse(
+                "version", "it speaks protocol {theirs}, the hub {ours}", theirs=version, ours=wire.PROTOCOL_VERSION
+            )
             raise wire.VersionMismatch(f"the hub speaks protocol version {wire.PROTOCOL_VERSION}, not {version}")
         if len(nonce) != wire.NONCE_BYTES:
             self._refuse("protocol", "its nonce is {size} bytes", size=len(nonce))
@@ -180,8 +190,16 @@ class HubProtocol(amp.AMP):
         return {"version": wire.PROTOCOL_VERSION, "nonce": self._hub_nonce}
 
     @wire.Register.responder
-    def register(self, name: str, proof: bytes, workers: int, capacity: int, analyzers: list, versions: Any,
-                 models: Optional[str] = None) -> dict:
+    def register(
+        self,
+        name: str,
+        proof: bytes,
+        workers: int,
+        capacity: int,
+        analyzers: list,
+        versions: Any,
+        models: Optional[str] = None,
+    ) -> dict:
         if self._closing or self._hub_nonce is None or self.node is not None:
             raise wire.Refused("Register must follow one Hello")
         expected = wire.proof(self.pool.secret, b"node", self._hub_nonce, self._node_nonce)
@@ -190,8 +208,9 @@ class HubProtocol(amp.AMP):
             raise wire.AuthenticationFailed("the proof does not match the hub's secret")
         if versions != self.pool.versions:
             differ = self.pool.version_difference(versions)
-            self._refuse("version", "node {name!r} would score differently ({differ})", name=name[:MAX_NAME],
-                         differ=differ)
+            self._refuse(
+                "version", "node {name!r} would score differently ({differ})", name=name[:MAX_NAME], differ=differ
+            )
             raise wire.VersionMismatch(f"the hub's analysis differs: {differ}")
         missing = [a for a in wire.ANALYZERS if a not in analyzers]
         problem = None
@@ -207,8 +226,17 @@ class HubProtocol(amp.AMP):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.node = AMPNode(self, name, workers, capacity, versions, self._address(), self.pool.digest,
-                            supports_models=wire.MODELS in analyzers, models_tag=models)
+        self.node = AMPNode(
+            self,
+            name,
+            workers,
+            capacity,
+            versions,
+            self._address(),
+            self.pool.digest,
+            supports_models=wire.MODELS in analyzers,
+            models_tag=models,
+        )
         # Join once this answer is on the wire: work must not overtake it.
         self.pool.clock.callLater(0, self.pool._joined, self.node)
         return {
@@ -223,8 +251,11 @@ class HubProtocol(amp.AMP):
             self._timer = None
         self.pool._connections.discard(self)
         if self.node is None and self._hub_nonce is not None and not self._closing:
-            self.log.warn("an analysis node from {address} left during the handshake ({reason})",
-                          address=self._address(), reason=reason.getErrorMessage())
+            self.log.warn(
+                "an analysis node from {address} left during the handshake ({reason})",
+                address=self._address(),
+                reason=reason.getErrorMessage(),
+            )
         # Leave the pool before AMP fails the calls in flight, so that
         # they are not sent straight back to this node.
         if self.node is not None:
@@ -371,9 +402,18 @@ class NodePool(Service):
     name = "nodes"
     log = Logger()
 
-    def __init__(self, local: Sequence[IAnalyzer], classifier: Classifier, metrics, endpoint: Optional[str] = None,
-                 secret: Optional[bytes] = None, timeout: float = 10.0, reactor: Optional[Any] = None,
-                 versions: Optional[dict] = None, features=None) -> None:
+    def __init__(
+        self,
+        local: Sequence[IAnalyzer],
+        classifier: Classifier,
+        metrics,
+        endpoint: Optional[str] = None,
+        secret: Optional[bytes] = None,
+        timeout: float = 10.0,
+        reactor: Optional[Any] = None,
+        versions: Optional[dict] = None,
+        features=None,
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.features = features
@@ -402,16 +442,25 @@ class NodePool(Service):
         self._heartbeat: Optional[LoopingCall] = None
 
     @classmethod
-    def from_config(cls, nodes: dict, local: Sequence[IAnalyzer], classifier: Classifier, metrics,
-                    reactor=None, features=None) -> "NodePool":
+    def from_config(
+        cls, nodes: dict, local: Sequence[IAnalyzer], classifier: Classifier, metrics, reactor=None, features=None
+    ) -> "NodePool":
         """
         The pool of the C{[nodes]} section; reads the secret (file or
         C{MONITOR_NODE_SECRET}) only when there is a listener.
         """
         endpoint = nodes["endpoint"]
         secret = read_secret(nodes["secret_file"]) if endpoint else None
-        return cls(local, classifier, metrics, endpoint=endpoint, secret=secret,
-                   timeout=nodes["timeout"], reactor=reactor, features=features)
+        return cls(
+            local,
+            classifier,
+            metrics,
+            endpoint=endpoint,
+            secret=secret,
+            timeout=nodes["timeout"],
+            reactor=reactor,
+            features=features,
+        )
 
     # -- lifecycle --
 
@@ -474,15 +523,21 @@ class NodePool(Service):
             return
         old = self._slots.get(node.name)
         if old is not None:
-            self.log.warn("node {name} connected again from {address}; dropping its old connection",
-                          name=node.name, address=node.address)
+            self.log.warn(
+                "node {name} connected again from {address}; dropping its old connection",
+                name=node.name,
+                address=node.address,
+            )
             self._drop(old, "replaced by a new connection")
         slot = self._slots[node.name] = _Slot(node, self.clock.seconds())
         self.metrics.nodes_connected.set(len(self._slots))
         self.metrics.node_in_flight.labels(node.name).set(0)
         self.log.info(
             "analysis node {name} joined from {address}: {workers} workers, {capacity} batches at once",
-            name=node.name, address=node.address, workers=node.workers, capacity=node.capacity,
+            name=node.name,
+            address=node.address,
+            workers=node.workers,
+            capacity=node.capacity,
         )
         if not self._current(slot):
             self._send_models(slot)
@@ -499,8 +554,11 @@ class NodePool(Service):
         if models.tag == self.models.tag:
             return
         self.models = models
-        self.log.info("active learned models {versions}; sending them to {count} analysis nodes",
-                      versions=models.versions, count=sum(1 for s in self._slots.values() if s.supports_models))
+        self.log.info(
+            "active learned models {versions}; sending them to {count} analysis nodes",
+            versions=models.versions,
+            count=sum(1 for s in self._slots.values() if s.supports_models),
+        )
         for slot in list(self._slots.values()):
             if not self._current(slot):
                 self._send_models(slot)
@@ -529,8 +587,9 @@ class NodePool(Service):
         if tag != self.models.tag:
             self._send_models(slot)  # the set changed meanwhile
             return
-        self.log.info("analysis node {name} holds the learned models {versions}", name=slot.name,
-                      versions=self.models.versions)
+        self.log.info(
+            "analysis node {name} holds the learned models {versions}", name=slot.name, versions=self.models.versions
+        )
         self._dispatch()
 
     def _models_failed(self, failure: Failure, slot: _Slot, models: ModelSet) -> None:
@@ -539,8 +598,12 @@ class NodePool(Service):
             return
         slot.errors += 1
         slot.last_error = f"could not take the learned models: {failure.getErrorMessage()}"
-        self.log.warn("analysis node {name} could not take the learned models {versions} ({error}); dropping it",
-                      name=slot.name, versions=models.versions, error=failure.getErrorMessage())
+        self.log.warn(
+            "analysis node {name} could not take the learned models {versions} ({error}); dropping it",
+            name=slot.name,
+            versions=models.versions,
+            error=failure.getErrorMessage(),
+        )
         self._drop(slot, "could not take the learned models")
 
     def _left(self, node: IAnalysisNode, reason: Failure) -> None:
@@ -553,8 +616,12 @@ class NodePool(Service):
         while len(self._departed) > MAX_DEPARTED:
             self._departed.popitem(last=False)
         self.metrics.nodes_connected.set(len(self._slots))
-        self.log.info("analysis node {name} left ({reason}); {count} batches in flight go elsewhere",
-                      name=node.name, reason=reason.getErrorMessage(), count=slot.in_flight)
+        self.log.info(
+            "analysis node {name} left ({reason}); {count} batches in flight go elsewhere",
+            name=node.name,
+            reason=reason.getErrorMessage(),
+            count=slot.in_flight,
+        )
 
     def _drop(self, slot: _Slot, why: str) -> None:
         """
@@ -580,8 +647,11 @@ class NodePool(Service):
         if not isinstance(theirs, dict):
             return "no versions given"
         keys = sorted(set(theirs) | set(self.versions))
-        return ", ".join(f"{k}: {theirs.get(k)!r} on the node, {self.versions.get(k)!r} here"
-                         for k in keys if theirs.get(k) != self.versions.get(k))
+        return ", ".join(
+            f"{k}: {theirs.get(k)!r} on the node, {self.versions.get(k)!r} here"
+            for k in keys
+            if theirs.get(k) != self.versions.get(k)
+        )
 
     def _ping_idle(self) -> None:
         now = self.clock.seconds()
@@ -600,8 +670,11 @@ class NodePool(Service):
             return
         slot.errors += 1
         slot.last_error = f"no answer to a ping: {failure.getErrorMessage()}"
-        self.log.warn("analysis node {name} did not answer a ping ({error}); dropping it",
-                      name=slot.name, error=failure.getErrorMessage())
+        self.log.warn(
+            "analysis node {name} did not answer a ping ({error}); dropping it",
+            name=slot.name,
+            error=failure.getErrorMessage(),
+        )
         self._drop(slot, "no answer to a ping")
 
     # -- analysis --
@@ -641,8 +714,11 @@ class NodePool(Service):
             except Exception:
                 if i + 1 == len(self.local):
                     raise
-                self.log.failure("the hub's analyzer {name} failed on {count} posts; trying the next one",
-                                 name=getattr(analyzer, "name", analyzer), count=len(posts))
+                self.log.failure(
+                    "the hub's analyzer {name} failed on {count} posts; trying the next one",
+                    name=getattr(analyzer, "name", analyzer),
+                    count=len(posts),
+                )
         raise AnalyzerNotRunning("the hub has no analyzer of its own")
 
     def _dispatch(self) -> None:
@@ -707,8 +783,10 @@ class NodePool(Service):
 
     def _decode(self, rows: Any, chunk: _Chunk, slot: _Slot, models: ModelSet):
         if not isinstance(rows, list) or len(rows) != len(chunk.texts):
-            raise ValueError(f"the node answered {len(rows) if isinstance(rows, list) else rows!r} results "
-                             f"for {len(chunk.texts)} texts")
+            raise ValueError(
+                f"the node answered {len(rows) if isinstance(rows, list) else rows!r} results "
+                f"for {len(chunk.texts)} texts"
+            )
         if slot.supports_models:
             analyses = [from_row(row, models.labels) for row in rows]
         else:
@@ -748,8 +826,10 @@ class NodePool(Service):
         timed_out = failure.check(defer.TimeoutError) is not None
         self.log.warn(
             "analysis node {name} {what} a batch of {count} posts ({error}); sending it elsewhere",
-            name=slot.name, what="did not answer in time for" if timed_out else "failed",
-            count=len(chunk.texts), error=slot.last_error,
+            name=slot.name,
+            what="did not answer in time for" if timed_out else "failed",
+            count=len(chunk.texts),
+            error=slot.last_error,
         )
         if slot.disconnected_at is None:
             if timed_out:

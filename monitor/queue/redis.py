@@ -83,8 +83,13 @@ def redis_connection(where: dict[str, Any]):
     A lazy, reconnecting txredisapi connection to C{where} (from
     L{parse_redis_url}): commands wait while Redis is away.
     """
-    options = {"dbid": where["db"], "password": where["password"], "reconnect": True, "convertNumbers": False,
-               "charset": "utf-8"}
+    options = {
+        "dbid": where["db"],
+        "password": where["password"],
+        "reconnect": True,
+        "convertNumbers": False,
+        "charset": "utf-8",
+    }
     if "path" in where:
         return txredisapi.lazyUnixConnection(where["path"], **options)
     return txredisapi.lazyConnection(where["host"], where["port"], **options)
@@ -195,8 +200,12 @@ class RedisQueue(Service):
                 raise
             except txredisapi.ConnectionError as e:
                 delay = backoff.next()
-                self.log.warn("cannot reach Redis at {url} ({error}); retrying in {delay}s",
-                              url=self._safe_url(), error=e, delay=delay)
+                self.log.warn(
+                    "cannot reach Redis at {url} ({error}); retrying in {delay}s",
+                    url=self._safe_url(),
+                    error=e,
+                    delay=delay,
+                )
                 await deferLater(self.reactor, delay)
 
     def stopService(self):
@@ -304,8 +313,14 @@ class RedisQueue(Service):
         now = self.reactor.seconds()
         if now >= self._next_claim:
             reply = await self._reader.execute_command(
-                "XAUTOCLAIM", self.stream, self.group, self.consumer, str(int(self.claim_after * 1000)),
-                self._claim_cursor, "COUNT", str(max_items),
+                "XAUTOCLAIM",
+                self.stream,
+                self.group,
+                self.consumer,
+                str(int(self.claim_after * 1000)),
+                self._claim_cursor,
+                "COUNT",
+                str(max_items),
             )
             cursor, claimed = reply[0], reply[1]
             self._claim_cursor = cursor
@@ -317,8 +332,17 @@ class RedisQueue(Service):
                 self.log.info("took over {count} posts another hub had read and not finished", count=len(claimed))
                 return self._posts(claimed)
         reply = await self._reader.execute_command(
-            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", str(max_items),
-            "BLOCK", str(int(self.block * 1000)), "STREAMS", self.stream, ">",
+            "XREADGROUP",
+            "GROUP",
+            self.group,
+            self.consumer,
+            "COUNT",
+            str(max_items),
+            "BLOCK",
+            str(int(self.block * 1000)),
+            "STREAMS",
+            self.stream,
+            ">",
         )
         return self._posts(_entries(reply))
 

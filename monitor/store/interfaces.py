@@ -434,7 +434,6 @@ class ILearningStore(Interface):
         """Write C{(sentiment, sentiment_by, labels, id)} rewrites."""
 
 
-
 class IPostReads(Interface):
     """
     What the pages and dashboards read from the stored posts beyond

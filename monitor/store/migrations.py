@@ -338,7 +338,14 @@ def _V11_ROLLUPS(connection) -> None:
 
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
 MIGRATIONS: tuple = (
-    _V1, _V2_WEB_USERS, _V3_ALERTS, _V4_BACKFILL, _V5_FEEDBACK, _V6_SOURCE_COUNTERS, _V7_MODELS, _V8_LOGIN_FORMS,
+    _V1,
+    _V2_WEB_USERS,
+    _V3_ALERTS,
+    _V4_BACKFILL,
+    _V5_FEEDBACK,
+    _V6_SOURCE_COUNTERS,
+    _V7_MODELS,
+    _V8_LOGIN_FORMS,
     _V9_STORIES,
     _V10_INCIDENT_EXPLANATION,
     _V11_ROLLUPS,

@@ -331,7 +331,9 @@ def _insert_posts(cursor, chunks: list[list[Post]], now: float) -> list[bytes]:
     """One multi-row INSERT of new posts per chunk, returning their ids."""
     head = f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) VALUES ".encode()
     return [
-        head + _values(cursor, _POST_VALUES, _post_rows(chunk, now)) + b" ON CONFLICT (uid) DO NOTHING RETURNING id, uid"
+        head
+        + _values(cursor, _POST_VALUES, _post_rows(chunk, now))
+        + b" ON CONFLICT (uid) DO NOTHING RETURNING id, uid"
         for chunk in chunks
     ]
 
@@ -1058,8 +1060,7 @@ class PostgreSQLStore(Service):
         counts = dict.fromkeys(members, 0)
         where, params = _time_range("created_at", query.since, query.until)
         await cursor.execute(
-            f"SELECT topic, count(*) FROM post_topics WHERE {' AND '.join(['topic = ANY(%s)', *where])} "
-            "GROUP BY topic",
+            f"SELECT topic, count(*) FROM post_topics WHERE {' AND '.join(['topic = ANY(%s)', *where])} GROUP BY topic",
             (members, *params),
         )
         counts.update(dict(cursor.fetchall()))

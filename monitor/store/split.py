@@ -129,4 +129,3 @@ class SplitStore(MultiService):
 
     def run_write(self, interaction, *args):
         return self.rest.run_write(interaction, *args)
-

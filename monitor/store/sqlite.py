@@ -108,10 +108,7 @@ _UPDATE_AUTHOR = (
 
 _UPDATE_SCORES = "UPDATE posts SET sentiment = ?, sentiment_by = ?, labels = ? WHERE id = ?"
 
-_INSERT_POST = (
-    f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_POST_COLUMNS))})"
-)
+_INSERT_POST = f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) VALUES ({', '.join('?' * len(_POST_COLUMNS))})"
 _INSERT_TOPIC = "INSERT INTO post_topics (post_id, topic, created_at) VALUES (?, ?, ?)"
 _INSERT_TAG = "INSERT INTO post_tags (post_id, tag, created_at) VALUES (?, ?, ?)"
 _UPSERT_CURSOR = (
@@ -201,9 +198,7 @@ def _check_range(query) -> None:
     for name in ("since", "until"):
         value = getattr(query, name)
         if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
         ):
             raise ValueError(f"{name}: not a time in unix seconds: {value!r}")
 
@@ -808,9 +803,7 @@ class SQLiteStore(PageQueries, Service):
             scope.add("p.source = ?", query.source)
         if query.sentiment is not None:
             if query.sentiment not in SENTIMENTS:
-                raise ValueError(
-                    f"sentiment: must be one of {', '.join(SENTIMENTS)}: {query.sentiment!r}"
-                )
+                raise ValueError(f"sentiment: must be one of {', '.join(SENTIMENTS)}: {query.sentiment!r}")
             scope.add("p.sentiment = ?", query.sentiment)
         if query.label is not None:
             if query.label not in LABELS:
@@ -959,7 +952,9 @@ class SQLiteStore(PageQueries, Service):
                 params = []
                 for span, lo, hi in pieces:
                     params += [bucket, bucket, bucket, scope, span] + [v for v in (lo, hi) if v is not None]
-                rows = trans.execute(f"SELECT k, sentiment, sum(posts) FROM ({union}) GROUP BY k, sentiment", params).fetchall()
+                rows = trans.execute(
+                    f"SELECT k, sentiment, sum(posts) FROM ({union}) GROUP BY k, sentiment", params
+                ).fetchall()
             for start, by in tally.volume.items():
                 rows += [(start, name, n) for name, n in by.items()]
         for start, name, n in rows:
@@ -973,7 +968,12 @@ class SQLiteStore(PageQueries, Service):
     @staticmethod
     def _authors(rows) -> list[dict]:
         return [
-            {"author": author, "followers": followers, "posts": n, "average_compound": compound / scored if scored else None}
+            {
+                "author": author,
+                "followers": followers,
+                "posts": n,
+                "average_compound": compound / scored if scored else None,
+            }
             for author, n, followers, scored, compound in rows
         ]
 
@@ -1000,8 +1000,7 @@ class SQLiteStore(PageQueries, Service):
         return {
             "group": group,
             "topics": [
-                {"topic": name, "count": n, "share": n / total if total else 0}
-                for name, n in ranked[: query.top]
+                {"topic": name, "count": n, "share": n / total if total else 0} for name, n in ranked[: query.top]
             ],
         }
 

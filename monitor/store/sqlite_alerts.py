@@ -516,4 +516,6 @@ class SQLiteAlerts:
         return self.store.run_read(recent_posts, since, limit)
 
     def replay(self, topics, since, until, warm_from, limit, run):
-        return self.store.run_read(replay, None if topics is None else list(topics), since, until, warm_from, limit, run)
+        return self.store.run_read(
+            replay, None if topics is None else list(topics), since, until, warm_from, limit, run
+        )

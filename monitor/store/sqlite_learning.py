@@ -96,7 +96,8 @@ def correction_page(trans, limit, after, by, label):
         where.append("json_extract(f.labels, ?) IS NOT NULL")
         params.append(f'$."{label}"')
     trans.execute(
-        _CORRECTION + ", p.text FROM post_feedback f LEFT JOIN posts p ON p.uid = f.post_uid"
+        _CORRECTION
+        + ", p.text FROM post_feedback f LEFT JOIN posts p ON p.uid = f.post_uid"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY f.updated_at DESC, f.post_uid DESC LIMIT ?",
         (*params, limit + 1),

@@ -100,7 +100,12 @@ def facts(row) -> Facts:
 #: Each rollup table: its key columns after (scope, span, start), the
 #: columns a change adds to, and the one kept as a maximum (or first seen).
 _SHAPES = {
-    "volume": ("rollup_volume", ("source", "sentiment"), ("posts", "scored", "compound", "likes", "reposts", "replies"), None),
+    "volume": (
+        "rollup_volume",
+        ("source", "sentiment"),
+        ("posts", "scored", "compound", "likes", "reposts", "replies"),
+        None,
+    ),
     "labels": ("rollup_labels", ("label",), ("posts",), None),
     "authors": ("rollup_authors", ("author",), ("posts", "scored", "compound"), "followers"),
     "tags": ("rollup_tags", ("tag",), ("posts",), None),
@@ -299,8 +304,17 @@ def edge_tally(trans, topic: Optional[str], edges, bucket: Optional[int] = None,
     return tally
 
 
-def ranked(trans, union: Optional[str], params: list, key: str, edge: dict, order: str, limit: Optional[int],
-           having: str = "", having_params=()) -> list:
+def ranked(
+    trans,
+    union: Optional[str],
+    params: list,
+    key: str,
+    edge: dict,
+    order: str,
+    limit: Optional[int],
+    having: str = "",
+    having_params=(),
+) -> list:
     """
     C{key, sum(posts)} over the rollup rows of C{union} and the edge counts
     C{edge} (key to posts), highest first (C{order} breaks ties).
@@ -409,7 +423,6 @@ def label_counts(trans, scope: str, pieces, tally: Tally) -> dict:
     return counts
 
 
-
 def post_count(trans, topic: Optional[str], pieces, tally: Tally) -> int:
     """How many posts of C{topic} (or all) the pieces and the edges hold."""
     union, params = pieces_sql("rollup_volume", "posts", EVERY if topic is None else topic, pieces)
@@ -417,8 +430,9 @@ def post_count(trans, topic: Optional[str], pieces, tally: Tally) -> int:
     return int(rolled) + tally.count
 
 
-def trending_counts(trans, topic: Optional[str], since, until, least: int = 1, only=None, words=False,
-                    limit: Optional[int] = None):
+def trending_counts(
+    trans, topic: Optional[str], since, until, least: int = 1, only=None, words=False, limit: Optional[int] = None
+):
     """
     The trending candidates (L{monitor.analysis.trending.candidates}) of
     the posts of C{topic} (or all) in C{[since, until)}: C{(counts, shown,

@@ -73,7 +73,9 @@ class WriteQueue:
                             d.errback(e)
                             break
                         delay = backoff.next()
-                        self.log.error("could not write to the store ({error}); retrying in {delay}s", error=e, delay=delay)
+                        self.log.error(
+                            "could not write to the store ({error}); retrying in {delay}s", error=e, delay=delay
+                        )
                         await deferLater(self.reactor, delay)
                         continue
                     self._queue.popleft()

@@ -246,7 +246,9 @@ class Api:
             raise BadParameter("version", "must be a version string such as sentiment-3")
         found = await self.hub.learner.set_active(name, language, on, self.auth.who(request), version)
         if found is None:
-            raise ApiError(404, f"no trained model {name!r} ({language})" + (f" of version {version!r}" if version else ""))
+            raise ApiError(
+                404, f"no trained model {name!r} ({language})" + (f" of version {version!r}" if version else "")
+            )
         return {"model": found}
 
     @app.route("/api/v1/rescore", methods=["GET"])
@@ -302,7 +304,9 @@ class Api:
         body = json_body(request)
         if isinstance(body, dict):
             if body.setdefault("name", name) != name:
-                raise ApiError(400, "the topic is not valid", problems=[f"topic.name: must be the name in the address, {name!r}"])
+                raise ApiError(
+                    400, "the topic is not valid", problems=[f"topic.name: must be the name in the address, {name!r}"]
+                )
         topic, problems = check_topic_spec(body, {s.name for s in getattr(self.hub, "sources", ())})
         if topic is None:
             raise ApiError(400, "the topic is not valid", problems=problems)

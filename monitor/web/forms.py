@@ -12,7 +12,16 @@ from monitor.match import tokenize
 from monitor.model import Topic
 from monitor.query import QueryError, parse as parse_query
 
-__all__ = ["BACKTEST_PERIODS", "TOPIC_FIELDS", "rule_fields", "rule_form", "rule_problems", "rule_values", "topic_form", "topic_values"]
+__all__ = [
+    "BACKTEST_PERIODS",
+    "TOPIC_FIELDS",
+    "rule_fields",
+    "rule_form",
+    "rule_problems",
+    "rule_values",
+    "topic_form",
+    "topic_values",
+]
 
 TOPIC_FIELDS = ("name", "terms", "variants", "exclude", "languages", "sources", "group", "fuzzy", "query")
 
@@ -36,7 +45,17 @@ def topic_values(topic: Optional[Topic]) -> dict[str, object]:
     The form's field values for an existing topic (or an empty form).
     """
     if topic is None:
-        return {"name": "", "terms": "", "variants": "", "exclude": "", "languages": "", "sources": [], "group": "", "fuzzy": False, "query": ""}
+        return {
+            "name": "",
+            "terms": "",
+            "variants": "",
+            "exclude": "",
+            "languages": "",
+            "sources": [],
+            "group": "",
+            "fuzzy": False,
+            "query": "",
+        }
     return {
         "name": topic.name,
         "terms": "\n".join(topic.terms),
@@ -164,7 +183,11 @@ def query_problem(error: QueryError) -> str:
 # -- alert rules ------------------------------------------------------------------
 
 #: Periods a draft rule can be backtested over: name -> (seconds, label).
-BACKTEST_PERIODS = {"24h": (86400, "Last 24 hours"), "7d": (7 * 86400, "Last 7 days"), "30d": (30 * 86400, "Last 30 days")}
+BACKTEST_PERIODS = {
+    "24h": (86400, "Last 24 hours"),
+    "7d": (7 * 86400, "Last 7 days"),
+    "30d": (30 * 86400, "Last 30 days"),
+}
 
 #: Keys every rule has, in the form's order (name, type and topics apart).
 _RULE_COMMON = ("severity", "escalate_at", "channels", "cooldown")
@@ -226,10 +249,15 @@ def rule_fields() -> list[dict]:
             if key in _RULE_COMMON:
                 continue
             label, hint = _RULE_TEXT.get(key, (key.replace("_", " ").capitalize(), ""))
-            entry = fields.setdefault(key, {"name": key, "label": label, "types": [], "defaults": {}, "hints": {}, "kind": None})
+            entry = fields.setdefault(
+                key, {"name": key, "label": label, "types": [], "defaults": {}, "hints": {}, "kind": None}
+            )
             entry["types"].append(rule_type)
             entry["kind"] = "duration" if field.type == DURATION else getattr(field.type, "__name__", "list")
-            entry["widget"] = _RULE_CHOICES.get(key) or {"bool": "check", "list": "lines" if key == "phrases" else "checks"}.get(entry["kind"], "text")
+            entry["widget"] = _RULE_CHOICES.get(key) or {
+                "bool": "check",
+                "list": "lines" if key == "phrases" else "checks",
+            }.get(entry["kind"], "text")
             if not field.required and field.default not in (None, []):
                 entry["defaults"][rule_type] = field.default
             if entry["widget"] == "check":

@@ -69,7 +69,9 @@ def _rule_schema() -> dict:
     properties: dict[str, Any] = {}
     for fields in (RULE_COMMON, *RULE_FIELDS.values()):
         for key, field in fields.items():
-            properties.setdefault(key, dict(kinds.get(field.type, {}), **({"description": field.doc} if field.doc else {})))
+            properties.setdefault(
+                key, dict(kinds.get(field.type, {}), **({"description": field.doc} if field.doc else {}))
+            )
     properties["type"] = {"type": "string", "enum": list(RULE_TYPES)}
     properties["origin"] = {"type": "string", "description": "ignored when sent"}
     properties["open_incidents"] = {"type": "integer", "description": "ignored when sent"}
@@ -115,7 +117,11 @@ def _incident_schema() -> dict:
 def _topic_schema() -> dict:
     from monitor.config import STRINGS, TOPIC_FIELDS
 
-    kinds = {str: {"type": "string"}, bool: {"type": "boolean"}, STRINGS: {"type": "array", "items": {"type": "string"}}}
+    kinds = {
+        str: {"type": "string"},
+        bool: {"type": "boolean"},
+        STRINGS: {"type": "array", "items": {"type": "string"}},
+    }
     properties = {key: dict(kinds[field.type]) for key, field in TOPIC_FIELDS.items()}
     properties["query"]["description"] = "a topic query (AND, OR, NOT, NEAR/n, wildcards, field filters)"
     return {"type": "object", "properties": properties}
@@ -180,62 +186,110 @@ def openapi(version: str = "1") -> dict[str, Any]:
     by = _json_body({"type": "object", "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 100}}},
                     required=False)  # fmt: skip
     paths: dict[str, dict] = {
-        "/healthz": {"get": {"summary": "Liveness: queue depth and each source's state (no token)",
-                             "security": [], "responses": _answer("ok", errors=())}},
-        "/metrics": {"get": {"summary": "Prometheus metrics (no token)", "security": [],
-                             "responses": {"200": {"description": "text format 0.0.4",
-                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: queue depth and each source's state (no token)",
+                "security": [],
+                "responses": _answer("ok", errors=()),
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (no token)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "text format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/api/v1/openapi.json": {"get": {"summary": "This description", "responses": _answer("OpenAPI 3.1")}},
-        "/api/v1/posts": {"get": {
-            "summary": "Posts, newest first, one page at a time",
-            "parameters": [
-                _text("topic"), _text("source"),
-                _query("sentiment", {"type": "string", "enum": list(SENTIMENTS)}),
-                _query("label", {"type": "string", "enum": list(LABELS)}),
-                _text("q", "full-text search: words ANDed, \"quoted phrases\", prefix*"),
-                _text("query", "a topic query (AND, OR, NOT, NEAR/n, wildcards, fields such as likes:>=100), "
-                               f"evaluated on the newest {QUERY_SCAN:,} posts the other filters select per page; "
-                               "one that does not parse is a 400 with its position and what was expected"),
-                _query("story", {"type": "string", "pattern": f"^{STORY_ID.pattern}$"},
-                       "only this story's posts (a story's `id`; every post has its `story`)"),
-                _query("since", _TIME, "inclusive"), _query("until", _TIME, "exclusive"),
-                _limit(50, MAX_LIMIT), _text("cursor", "the `next` of the previous page"),
-            ],
-            "responses": _answer("a page of posts", {"type": "object", "required": ["posts", "next"],
-                                                      "properties": {"posts": {"type": "array", "items": _OBJECT},
-                                                                     "next": {"type": ["string", "null"]}}}),
-        }},
+        "/api/v1/posts": {
+            "get": {
+                "summary": "Posts, newest first, one page at a time",
+                "parameters": [
+                    _text("topic"),
+                    _text("source"),
+                    _query("sentiment", {"type": "string", "enum": list(SENTIMENTS)}),
+                    _query("label", {"type": "string", "enum": list(LABELS)}),
+                    _text("q", 'full-text search: words ANDed, "quoted phrases", prefix*'),
+                    _text(
+                        "query",
+                        "a topic query (AND, OR, NOT, NEAR/n, wildcards, fields such as likes:>=100), "
+                        f"evaluated on the newest {QUERY_SCAN:,} posts the other filters select per page; "
+                        "one that does not parse is a 400 with its position and what was expected",
+                    ),
+                    _query(
+                        "story",
+                        {"type": "string", "pattern": f"^{STORY_ID.pattern}$"},
+                        "only this story's posts (a story's `id`; every post has its `story`)",
+                    ),
+                    _query("since", _TIME, "inclusive"),
+                    _query("until", _TIME, "exclusive"),
+                    _limit(50, MAX_LIMIT),
+                    _text("cursor", "the `next` of the previous page"),
+                ],
+                "responses": _answer(
+                    "a page of posts",
+                    {
+                        "type": "object",
+                        "required": ["posts", "next"],
+                        "properties": {
+                            "posts": {"type": "array", "items": _OBJECT},
+                            "next": {"type": ["string", "null"]},
+                        },
+                    },
+                ),
+            }
+        },
         **_feedback_paths(),
         "/api/v1/topics": {"get": {"summary": "The tracked topics", "responses": _answer("topics")}},
         "/api/v1/topics/{name}": {
             "parameters": [_path("name")],
             "get": {"summary": "One topic", "responses": _answer("the topic", errors=("401", "404"))},
-            "put": {"summary": "Create or replace a topic (checked like [[topics]]; a bad query is a problem "
-                               "naming topic.query with its position and what was expected)",
-                    "requestBody": _json_body({"$ref": "#/components/schemas/Topic"}),
-                    "responses": _answer("the topic", errors=("400", "401", "413"))},
-            "delete": {"summary": "Delete a topic (its stored posts keep its name)",
-                       "responses": _answer("deleted", errors=("401", "404"))},
+            "put": {
+                "summary": "Create or replace a topic (checked like [[topics]]; a bad query is a problem "
+                "naming topic.query with its position and what was expected)",
+                "requestBody": _json_body({"$ref": "#/components/schemas/Topic"}),
+                "responses": _answer("the topic", errors=("400", "401", "413")),
+            },
+            "delete": {
+                "summary": "Delete a topic (its stored posts keep its name)",
+                "responses": _answer("deleted", errors=("401", "404")),
+            },
         },
-        "/api/v1/stats": {"get": {
-            "summary": "Volume, sentiment, labels, engagement, top authors, hashtags and terms",
-            "parameters": [
-                _text("topic"), _query("since", _TIME), _query("until", _TIME),
-                _query("bucket", {"type": "string", "pattern": "^[0-9]{1,7}[smhd]?$"}, "seconds, or 5m, 1h, 1d"),
-                _query("top", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}),
-            ],
-            "responses": _answer("statistics"),
-        }},
-        "/api/v1/stories": {"get": {
-            "summary": "Stories: posts clustered by their words, shared links and place, largest or rising first",
-            "parameters": [
-                _text("topic"), _query("since", _TIME), _query("until", _TIME),
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}),
-                _query("order", {"type": "string", "enum": list(STORY_ORDERS), "default": "size"},
-                       "size: largest first; rising: growing fastest against its own past first"),
-            ],
-            "responses": _answer("stories"),
-        }},
+        "/api/v1/stats": {
+            "get": {
+                "summary": "Volume, sentiment, labels, engagement, top authors, hashtags and terms",
+                "parameters": [
+                    _text("topic"),
+                    _query("since", _TIME),
+                    _query("until", _TIME),
+                    _query("bucket", {"type": "string", "pattern": "^[0-9]{1,7}[smhd]?$"}, "seconds, or 5m, 1h, 1d"),
+                    _query("top", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}),
+                ],
+                "responses": _answer("statistics"),
+            }
+        },
+        "/api/v1/stories": {
+            "get": {
+                "summary": "Stories: posts clustered by their words, shared links and place, largest or rising first",
+                "parameters": [
+                    _text("topic"),
+                    _query("since", _TIME),
+                    _query("until", _TIME),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}),
+                    _query(
+                        "order",
+                        {"type": "string", "enum": list(STORY_ORDERS), "default": "size"},
+                        "size: largest first; rising: growing fastest against its own past first",
+                    ),
+                ],
+                "responses": _answer("stories"),
+            }
+        },
         "/api/v1/sources": {"get": {"summary": "The state of each collector", "responses": _answer("sources")}},
         "/api/v1/nodes": {"get": {"summary": "The analysis nodes", "responses": _answer("nodes")}},
         "/api/v1/hubs": {
@@ -243,78 +297,161 @@ def openapi(version: str = "1") -> dict[str, Any]:
                 "summary": "The live hubs of the cluster (this one alone with the memory queue)",
                 "description": "Each hub's heartbeat: name, host, pid, when it started, when it was last seen, "
                 "the leases it holds (collector:NAME, alerts) and the posts it stored per second.",
-                "responses": dict(_answer("hubs", {
-                    "type": "object", "required": ["hubs"],
-                    "properties": {"hubs": {"type": "array", "items": {
-                        "type": "object",
-                        "required": ["name", "host", "pid", "started", "last_seen", "leases", "posts_per_second",
-                                     "this"],
-                        "properties": {
-                            "name": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
-                            "started": {"type": "string"}, "last_seen": {"type": "string"},
-                            "leases": {"type": "array", "items": {"type": "string"}},
-                            "posts_per_second": {"type": "number"},
-                            "this": {"type": "boolean", "description": "the hub that answered"},
+                "responses": dict(
+                    _answer(
+                        "hubs",
+                        {
+                            "type": "object",
+                            "required": ["hubs"],
+                            "properties": {
+                                "hubs": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": [
+                                            "name",
+                                            "host",
+                                            "pid",
+                                            "started",
+                                            "last_seen",
+                                            "leases",
+                                            "posts_per_second",
+                                            "this",
+                                        ],
+                                        "properties": {
+                                            "name": {"type": "string"},
+                                            "host": {"type": "string"},
+                                            "pid": {"type": "integer"},
+                                            "started": {"type": "string"},
+                                            "last_seen": {"type": "string"},
+                                            "leases": {"type": "array", "items": {"type": "string"}},
+                                            "posts_per_second": {"type": "number"},
+                                            "this": {"type": "boolean", "description": "the hub that answered"},
+                                        },
+                                    },
+                                }
+                            },
                         },
-                    }}},
-                }), **{"503": {"description": "Redis cannot be reached",
-                               "content": {"application/json": {"schema": _ERROR}}}}),
+                    ),
+                    **{
+                        "503": {
+                            "description": "Redis cannot be reached",
+                            "content": {"application/json": {"schema": _ERROR}},
+                        }
+                    },
+                ),
             }
         },
-        "/api/v1/dead-letters": {"get": {
-            "summary": "Payloads a collector could not read, newest first",
-            "parameters": [_text("source"), _limit(100, 1000)],
-            "responses": _answer("dead letters"),
-        }},
+        "/api/v1/dead-letters": {
+            "get": {
+                "summary": "Payloads a collector could not read, newest first",
+                "parameters": [_text("source"), _limit(100, 1000)],
+                "responses": _answer("dead letters"),
+            }
+        },
         "/api/v1/rules": {
             "get": {"summary": "Every alert rule", "responses": _answer("rules")},
-            "post": {"summary": "Create a rule", "requestBody": _json_body(rule_ref),
-                     "responses": _answer("the rule", errors=("400", "401", "409", "413"))},
+            "post": {
+                "summary": "Create a rule",
+                "requestBody": _json_body(rule_ref),
+                "responses": _answer("the rule", errors=("400", "401", "409", "413")),
+            },
         },
         "/api/v1/rules/{name}": {
             "parameters": [_path("name")],
             "get": {"summary": "One rule", "responses": _answer("the rule", errors=("401", "404"))},
-            "put": {"summary": "Replace a rule", "requestBody": _json_body(rule_ref),
-                    "responses": _answer("the rule", errors=("400", "401", "404", "413"))},
-            "delete": {"summary": "Delete a rule (its open incidents are resolved)",
-                       "responses": _answer("deleted", errors=("401", "404"))},
+            "put": {
+                "summary": "Replace a rule",
+                "requestBody": _json_body(rule_ref),
+                "responses": _answer("the rule", errors=("400", "401", "404", "413")),
+            },
+            "delete": {
+                "summary": "Delete a rule (its open incidents are resolved)",
+                "responses": _answer("deleted", errors=("401", "404")),
+            },
         },
-        "/api/v1/rules/{name}/enable": {"parameters": [_path("name")], "post": {
-            "summary": "Switch a rule on", "responses": _answer("the rule", errors=("401", "404"))}},
-        "/api/v1/rules/{name}/disable": {"parameters": [_path("name")], "post": {
-            "summary": "Switch a rule off", "responses": _answer("the rule", errors=("401", "404"))}},
-        "/api/v1/backtest": {"post": {
-            "summary": "Run a rule over stored posts of a period (at most 31 days)",
-            "requestBody": _json_body({"type": "object", "required": ["rule", "since", "until"],
-                                       "properties": {"rule": {"oneOf": [{"type": "string"}, rule_ref]},
-                                                      "since": {"type": ["string", "number"]},
-                                                      "until": {"type": ["string", "number"]}}}),  # fmt: skip
-            "responses": _answer("what the rule would have done", errors=("400", "401", "404", "413")),
-        }},
-        "/api/v1/incidents": {"get": {
-            "summary": "Incidents, newest opened first",
-            "parameters": [
-                _query("state", {"type": "string", "enum": ["open", "acknowledged", "resolved", "active"]}),
-                _text("rule"), _text("topic"), _text("source"),
-                _query("severity", {"type": "string", "enum": _SEVERITIES}),
-                _query("since", _TIME, "on opened_at"), _query("until", _TIME),
-                _limit(50, MAX_LIMIT), _text("cursor"),
-            ],
-            "responses": _answer("a page of incidents", {"type": "object", "properties": {
-                "incidents": {"type": "array", "items": incident_ref}, "next": {"type": ["string", "null"]}}}),
-        }},
-        "/api/v1/incidents/{incident_id}": {"parameters": [_path("incident_id")], "get": {
-            "summary": "One incident with its notifications and explanation",
-            "responses": _answer("the incident", one_incident, errors=("401", "404"))}},
-        "/api/v1/incidents/{incident_id}/acknowledge": {"parameters": [_path("incident_id")], "post": {
-            "summary": "Acknowledge an incident", "requestBody": by,
-            "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409"))}},
-        "/api/v1/incidents/{incident_id}/resolve": {"parameters": [_path("incident_id")], "post": {
-            "summary": "Resolve an incident", "requestBody": by,
-            "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409"))}},
+        "/api/v1/rules/{name}/enable": {
+            "parameters": [_path("name")],
+            "post": {"summary": "Switch a rule on", "responses": _answer("the rule", errors=("401", "404"))},
+        },
+        "/api/v1/rules/{name}/disable": {
+            "parameters": [_path("name")],
+            "post": {"summary": "Switch a rule off", "responses": _answer("the rule", errors=("401", "404"))},
+        },
+        "/api/v1/backtest": {
+            "post": {
+                "summary": "Run a rule over stored posts of a period (at most 31 days)",
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["rule", "since", "until"],
+                        "properties": {
+                            "rule": {"oneOf": [{"type": "string"}, rule_ref]},
+                            "since": {"type": ["string", "number"]},
+                            "until": {"type": ["string", "number"]},
+                        },
+                    }
+                ),  # fmt: skip
+                "responses": _answer("what the rule would have done", errors=("400", "401", "404", "413")),
+            }
+        },
+        "/api/v1/incidents": {
+            "get": {
+                "summary": "Incidents, newest opened first",
+                "parameters": [
+                    _query("state", {"type": "string", "enum": ["open", "acknowledged", "resolved", "active"]}),
+                    _text("rule"),
+                    _text("topic"),
+                    _text("source"),
+                    _query("severity", {"type": "string", "enum": _SEVERITIES}),
+                    _query("since", _TIME, "on opened_at"),
+                    _query("until", _TIME),
+                    _limit(50, MAX_LIMIT),
+                    _text("cursor"),
+                ],
+                "responses": _answer(
+                    "a page of incidents",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "incidents": {"type": "array", "items": incident_ref},
+                            "next": {"type": ["string", "null"]},
+                        },
+                    },
+                ),
+            }
+        },
+        "/api/v1/incidents/{incident_id}": {
+            "parameters": [_path("incident_id")],
+            "get": {
+                "summary": "One incident with its notifications and explanation",
+                "responses": _answer("the incident", one_incident, errors=("401", "404")),
+            },
+        },
+        "/api/v1/incidents/{incident_id}/acknowledge": {
+            "parameters": [_path("incident_id")],
+            "post": {
+                "summary": "Acknowledge an incident",
+                "requestBody": by,
+                "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409")),
+            },
+        },
+        "/api/v1/incidents/{incident_id}/resolve": {
+            "parameters": [_path("incident_id")],
+            "post": {
+                "summary": "Resolve an incident",
+                "requestBody": by,
+                "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409")),
+            },
+        },
         "/api/v1/channels": {"get": {"summary": "Each notification channel's state", "responses": _answer("channels")}},
-        "/api/v1/channels/{name}/enable": {"parameters": [_path("name")], "post": {
-            "summary": "Use a channel its receiver disabled again", "responses": _answer("done", errors=("401", "404"))}},
+        "/api/v1/channels/{name}/enable": {
+            "parameters": [_path("name")],
+            "post": {
+                "summary": "Use a channel its receiver disabled again",
+                "responses": _answer("done", errors=("401", "404")),
+            },
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -330,9 +467,15 @@ def openapi(version: str = "1") -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"],
-                          "properties": {"error": {"type": "string"}, "parameter": {"type": "string"},
-                                         "problems": {"type": "array", "items": {"type": "string"}}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "parameter": {"type": "string"},
+                        "problems": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
                 "Rule": _rule_schema(),
                 "Topic": _topic_schema(),
                 "Incident": _incident_schema(),

@@ -801,6 +801,4 @@ class _PushMetrics:
         self.disconnects = Counter(
             "monitor_ws_disconnects", "Live clients disconnected by the hub.", ["reason"], registry=registry
         )
-        self.refused = Counter(
-            "monitor_ws_refused", "WebSocket handshakes refused.", ["reason"], registry=registry
-        )
+        self.refused = Counter("monitor_ws_refused", "WebSocket handshakes refused.", ["reason"], registry=registry)

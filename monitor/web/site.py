@@ -189,9 +189,7 @@ class WebService(OrderedMultiService):
         reactor = self.reactor
         web = hub.config.web
         self.endpoint = web["endpoint"]
-        self.users = Users(
-            accounts, reactor, idle=web["session_hours"] * 3600, scrypt_n=web["scrypt_n"]
-        )
+        self.users = Users(accounts, reactor, idle=web["session_hours"] * 3600, scrypt_n=web["scrypt_n"])
         self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
         self.push = PushHub(
             reactor,

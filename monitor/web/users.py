@@ -113,7 +113,13 @@ def hash_password(password: str, salt: Optional[bytes] = None, n: int = SCRYPT_N
     """
     salt = secrets.token_bytes(16) if salt is None else salt
     digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, maxmem=_maxmem(n, SCRYPT_R, SCRYPT_P), dklen=32
+        password.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=_maxmem(n, SCRYPT_R, SCRYPT_P),
+        dklen=32,
     )
     return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 

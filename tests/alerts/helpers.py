@@ -67,15 +67,43 @@ class SyncStore(PageQueries):
         return self.db.execute(sql, params).fetchall()
 
 
-def post(n, t, topic="Acme", text="acme is fine", sentiment="neutral", labels=(), followers=None,
-         verified=False, likes=0, reposts=0, replies=0, url=None, received_at=None, author=None, lat=None, lon=None,
-         source="s"):
+def post(
+    n,
+    t,
+    topic="Acme",
+    text="acme is fine",
+    sentiment="neutral",
+    labels=(),
+    followers=None,
+    verified=False,
+    likes=0,
+    reposts=0,
+    replies=0,
+    url=None,
+    received_at=None,
+    author=None,
+    lat=None,
+    lon=None,
+    source="s",
+):
     """A stored, analysed post."""
     compound = {"negative": -0.6, "positive": 0.6}.get(sentiment, 0.0)
     return Post(
-        source=source, network=source, native_id=str(n), text=text, author=author or f"user{n % 7}", lat=lat, lon=lon,
-        created_at=float(t), url=url, likes=likes, reposts=reposts, replies=replies,
-        author_followers=followers, author_verified=verified, received_at=received_at or float(t),
+        source=source,
+        network=source,
+        native_id=str(n),
+        text=text,
+        author=author or f"user{n % 7}",
+        lat=lat,
+        lon=lon,
+        created_at=float(t),
+        url=url,
+        likes=likes,
+        reposts=reposts,
+        replies=replies,
+        author_followers=followers,
+        author_verified=verified,
+        received_at=received_at or float(t),
         topics=(topic,) if isinstance(topic, str) else tuple(topic),
         analysis=Analysis(compound, 0.0, 1.0, 0.0, sentiment, tuple(labels)),
     )
@@ -172,16 +200,32 @@ def settle(clock, seconds=5, step=0.5):
         clock.advance(step)
 
 
-def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sources=(), alerts=None,
-                topics=("Acme", "Globex"), push=None, start=True, stories=None):
+def make_engine(
+    clock,
+    rules=(),
+    channels=None,
+    notifiers=None,
+    store=None,
+    sources=(),
+    alerts=None,
+    topics=("Acme", "Globex"),
+    push=None,
+    start=True,
+    stories=None,
+):
     """An engine on a Clock and a synchronous store, started."""
     from monitor.alerts.engine import AlertEngine
 
     if channels is None:
         channels = [{"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}]
     alerts = dict({"live": False, "evaluate_every": 10}, **(alerts or {}))
-    cfg = config(rules, channels, topics=topics, alerts=alerts,
-                 sources=[{"kind": "replay", "name": s.name, "path": "x"} for s in sources])
+    cfg = config(
+        rules,
+        channels,
+        topics=topics,
+        alerts=alerts,
+        sources=[{"kind": "replay", "name": s.name, "path": "x"} for s in sources],
+    )
     h = hub(store, topics, sources, push)
     bus = EventBus()
     if push is not None:
@@ -190,8 +234,17 @@ def make_engine(clock, rules=(), channels=None, notifiers=None, store=None, sour
     # Every channel gets a scripted notifier unless the test gives one.
     notifiers = dict({c["name"]: ScriptedNotifier(c["name"]) for c in cfg.channels if c["kind"] != "live"},
                      **(notifiers or {}))  # fmt: skip
-    engine = AlertEngine(cfg, store=SQLiteAlerts(h.store), metrics=h.metrics, topics=h.topics, sources=h.sources, bus=bus,
-                         reactor=clock, notifiers=notifiers, stories=stories)
+    engine = AlertEngine(
+        cfg,
+        store=SQLiteAlerts(h.store),
+        metrics=h.metrics,
+        topics=h.topics,
+        sources=h.sources,
+        bus=bus,
+        reactor=clock,
+        notifiers=notifiers,
+        stories=stories,
+    )
     if start:
         d = engine.startService()
         assert d.called, "the engine should start at once on a synchronous store"

@@ -26,8 +26,13 @@ class Client:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
         # The parts of a hub the API and the pages use, around this engine.
-        hub = SimpleNamespace(store=engine.store.store, metrics=engine.metrics, topics=engine.topics,
-                              sources=engine.sources, alerts=engine)
+        hub = SimpleNamespace(
+            store=engine.store.store,
+            metrics=engine.metrics,
+            topics=engine.topics,
+            sources=engine.sources,
+            alerts=engine,
+        )
         self.stub = StubTreq(Api(hub, TokenAuth([TOKEN])).resource())
 
     def call(self, method, path, body=None, token=TOKEN, raw=None):
@@ -105,7 +110,10 @@ def test_rule_mistakes(api):
                                         "warmup, window)"]  # fmt: skip
     code, body = api.call("POST", "/api/v1/rules", {"name": "x", "type": "volume_spike", "window": "90s",
                                                     "topics": ["Nope"]})  # fmt: skip
-    assert sorted(body["problems"]) == ["rule.topics: names no configured topic: 'Nope'", "rule.window: must be whole minutes"]
+    assert sorted(body["problems"]) == [
+        "rule.topics: names no configured topic: 'Nope'",
+        "rule.window: must be whole minutes",
+    ]
     code, body = api.call("POST", "/api/v1/rules", dict(CRISIS))
     assert code == 409
     code, body = api.call("PUT", "/api/v1/rules/ghost", {"type": "keyword", "labels": ["crisis"]})
@@ -196,7 +204,9 @@ def test_acknowledge_and_resolve(api):
     """Acknowledge then resolve by hand, saying who; resolving again is a conflict."""
     incident_id = open_incident(api)
     code, body = api.call("POST", f"/api/v1/incidents/{incident_id}/acknowledge", {"by": "alice"})
-    assert code == 200 and body["incident"]["state"] == "acknowledged" and body["incident"]["acknowledged_by"] == "alice"
+    assert (
+        code == 200 and body["incident"]["state"] == "acknowledged" and body["incident"]["acknowledged_by"] == "alice"
+    )
     code, body = api.call("POST", f"/api/v1/incidents/{incident_id}/resolve")
     assert code == 200 and body["incident"]["state"] == "resolved" and body["incident"]["resolved_by"] == "api"
     settle(api.clock)

@@ -127,14 +127,17 @@ def test_problems_name_key_and_line(tmp_path, extra, expected):
 
 def test_every_problem_at_once(tmp_path):
     """Several bad rules give several problems in one report."""
-    text = GOOD + '\n[[rules]]\nname = "a"\ntype = "keyword"\n\n[[rules]]\nname = "b"\ntype = "volume_spike"\nfactor = 0.5\n'
+    text = (
+        GOOD
+        + '\n[[rules]]\nname = "a"\ntype = "keyword"\n\n[[rules]]\nname = "b"\ntype = "volume_spike"\nfactor = 0.5\n'
+    )
     found = problems(tmp_path, text, {"SLACK_URL": "https://h/s", "SMTP_PASSWORD": "p"})
     assert len(found) == 2
 
 
 def test_live_channel_can_be_turned_off(tmp_path):
     """[alerts] live = false adds no live channel."""
-    config = load(tmp_path, '[alerts]\nlive = false\n')
+    config = load(tmp_path, "[alerts]\nlive = false\n")
     assert config.channels == [] and config.rules == []
 
 
@@ -156,6 +159,12 @@ def test_api_specs_are_checked_the_same_way():
     rule, found = check_rule_spec({"name": "k", "type": "volume_spike", "topics": ["Nope"], "window": 5},
                                   topic_names={"Acme"})  # fmt: skip
     assert rule is None
-    assert found == ["rule.window: must be whole minutes", ] or "rule.topics: names no configured topic: 'Nope'" in found
+    assert (
+        found
+        == [
+            "rule.window: must be whole minutes",
+        ]
+        or "rule.topics: names no configured topic: 'Nope'" in found
+    )
     rule, found = check_rule_spec(["not", "an", "object"])
     assert found == ["rule: must be a JSON object"]

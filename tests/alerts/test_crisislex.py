@@ -115,7 +115,9 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     analyzer = LocalAnalyzer(Classifier(), threads=1, reactor=reactor)
     pipeline = Pipeline(queue, topics, analyzer, store, metrics, batch_size=200, reactor=reactor)
     source = ReplaySource("crisislex", queue, store, metrics, path=str(tmp_path / "lax.jsonl"), reactor=reactor)
-    engine = AlertEngine(config, store=SQLiteAlerts(store), metrics=metrics, topics=topics, sources=[source], reactor=reactor)
+    engine = AlertEngine(
+        config, store=SQLiteAlerts(store), metrics=metrics, topics=topics, sources=[source], reactor=reactor
+    )
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip
@@ -137,8 +139,18 @@ async def test_replayed_flat_out_through_the_pipeline(reactor, tmp_path, shared_
     # It says why, at its peak: the event's words rose, in the timeline's own posts.
     why = spike["explanation"]
     terms = {w for t in why["terms"] for w in t["term"].split()}
-    assert terms & {"shots", "shooting", "shooter", "shot", "gunfire", "fired", "custody", "suspect", "tsa",
-                     "checkpoint"}, why["terms"]
+    assert terms & {
+        "shots",
+        "shooting",
+        "shooter",
+        "shot",
+        "gunfire",
+        "fired",
+        "custody",
+        "suspect",
+        "tsa",
+        "checkpoint",
+    }, why["terms"]
     assert not terms & {"lax", "airport"}
     assert why["sources"][0]["source"] == "crisislex" and len(why["top_posts"]) == 3
     # The keyword rule grouped the shooting tweets and escalated once.

@@ -57,7 +57,9 @@ def test_sink_is_cheap_and_writes_incident_with_its_notification():
     clock.advance(0)
     (incident,) = engine.store.store.rows("SELECT rule, topic, state, posts FROM alert_incidents")
     assert incident == ("crisis", "Acme", "open", 1)
-    assert engine.store.store.rows("SELECT channel, event, state FROM alert_notifications") == [("hook", "opened", "sent")]
+    assert engine.store.store.rows("SELECT channel, event, state FROM alert_notifications") == [
+        ("hook", "opened", "sent")
+    ]
     assert hook.calls[0].payload["incident"]["samples"][0]["text"] == "acme breach"
 
 
@@ -256,7 +258,9 @@ def test_backtest_shows_when_a_rule_would_have_fired():
     store = SyncStore()
     clock = clock_at()
     engine = make_engine(clock, [], store=store)
-    posts = steady(T0, 180, 2) + steady(T0 + 180 * 60, 20, 30, first=10_000) + steady(T0 + 200 * 60, 60, 2, first=50_000)
+    posts = (
+        steady(T0, 180, 2) + steady(T0 + 180 * 60, 20, 30, first=10_000) + steady(T0 + 200 * 60, 60, 2, first=50_000)
+    )
     store.add_posts(posts)
     report = run(engine.backtest({"name": "try", "type": "volume_spike", "min_count": 20, "enabled": False},
                                  T0 + 60 * 60, T0 + 260 * 60))  # fmt: skip

@@ -29,8 +29,22 @@ from monitor.stories import StoryClusterer
 from tests.alerts.helpers import T0, ScriptedNotifier, SyncStore, make_engine, post
 from tests.alerts.test_crisislex import KEYWORDS, SURGE, timeline
 
-EVENT_WORDS = {"shooting", "shooter", "shot", "shots", "fired", "gunfire", "gunman", "tsa", "terminal", "suspect",
-               "killed", "officer", "custody", "checkpoint"}
+EVENT_WORDS = {
+    "shooting",
+    "shooter",
+    "shot",
+    "shots",
+    "fired",
+    "gunfire",
+    "gunman",
+    "tsa",
+    "terminal",
+    "suspect",
+    "killed",
+    "officer",
+    "custody",
+    "checkpoint",
+}
 
 
 def complaints(shared_data):
@@ -195,7 +209,9 @@ def test_story_rule_fires_once_for_a_fast_story_not_for_a_slow_one():
     name = ", ".join(opened["explanation"]["stories"][0]["terms"])
     assert explanation_lines(opened)[0].startswith(f"Why: story '{name}' ({fast.id}) rose from 0 to ")
     assert headline(hook.calls[0].payload) == "New incident [warning]: fast-growing story on Acme (rule fast-story)"
-    assert summary_lines(hook.calls[0].payload)[0].startswith(f"story {fast.id} ({', '.join(opened['signal']['terms'])}): ")
+    assert summary_lines(hook.calls[0].payload)[0].startswith(
+        f"story {fast.id} ({', '.join(opened['signal']['terms'])}): "
+    )
 
 
 def test_story_rule_needs_min_size_and_the_rate():

@@ -347,7 +347,9 @@ async def test_email_over_starttls_with_login(reactor, smtp_server):
     assert result.outcome == SENT, result
     # The test server keeps one copy per recipient.
     ((user, body), (user2, body2)) = smtp_server["messages"]
-    assert user == user2 == b"monitor" and body == body2 and smtp_server["tls_at_auth"] and all(smtp_server["tls_at_auth"])
+    assert (
+        user == user2 == b"monitor" and body == body2 and smtp_server["tls_at_auth"] and all(smtp_server["tls_at_auth"])
+    )
     assert sorted(smtp_server["to"]) == ["brand@example.com", "ops@example.com"]
     text = body.decode()
     unfolded = text.replace("\n ", " ")

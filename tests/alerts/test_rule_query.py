@@ -52,8 +52,10 @@ def test_other_post_rules_need_the_query_too():
 def test_a_bad_query_names_the_key_with_its_position():
     """A rule whose query does not parse is refused at rule.query, with the position and what was expected."""
     _, problems = check_rule_spec({"name": "r", "type": "keyword", "query": "acme AND (refund"}, {"Acme"}, set())
-    assert problems == ["rule.query: does not parse: at position 17: expected a ) to close the ( at position 10, "
-                        "found the end of the query"]
+    assert problems == [
+        "rule.query: does not parse: at position 17: expected a ) to close the ( at position 10, "
+        "found the end of the query"
+    ]
     _, problems = check_rule_spec({"name": "r", "type": "volume_spike", "query": "acme"}, {"Acme"}, set())
     assert [p for p in problems if p.startswith("rule.query: unknown key")]
 
@@ -64,8 +66,12 @@ def test_live_and_backtest_fire_on_the_query(api):  # noqa: F811
     code, body = api.call("POST", "/api/v1/rules", spec)
     assert code in (200, 201), body
     assert api.engine.get_rule("refunds").spec["query"] == "refund* -giveaway"
-    posts = [post(1, T0 + 1, text="acme refund please"), post(2, T0 + 2, text="acme refund giveaway"),
-             post(3, T0 + 3, text="acme is fine"), post(4, T0 + 4, text="refunds take weeks")]
+    posts = [
+        post(1, T0 + 1, text="acme refund please"),
+        post(2, T0 + 2, text="acme refund giveaway"),
+        post(3, T0 + 3, text="acme is fine"),
+        post(4, T0 + 4, text="refunds take weeks"),
+    ]
     api.engine.posts_stored(posts)
     settle(api.clock, 10)
     (incident,) = [i for i in api.engine.detector.book.open.values() if i.rule == "refunds"]
@@ -75,7 +81,8 @@ def test_live_and_backtest_fire_on_the_query(api):  # noqa: F811
     assert code == 200 and body["fired"] == 1 and body["incidents"][0]["posts"] == 2
     code, body = api.call("POST", "/api/v1/rules", dict(spec, name="bad", query="refund NEAR/x acme"))
     assert code == 400 and body["problems"] == [
-        "rule.query: does not parse: at position 13: expected a whole number of words, found 'x acme'"]
+        "rule.query: does not parse: at position 13: expected a whole number of words, found 'x acme'"
+    ]
 
 
 def test_rule_form_has_a_query_field(web):  # noqa: F811
@@ -86,7 +93,9 @@ def test_rule_form_has_a_query_field(web):  # noqa: F811
     assert code == 400
     assert re.search(r'id="error-query"[^>]*>does not parse: at position 11: expected a word', body)
     assert 'value="acme AND ("' in body
-    web.engine.store.store.add_posts([post(1, T0 - 7200, text="acme refund never came"), post(2, T0 - 3600, text="acme ok")])
+    web.engine.store.store.add_posts(
+        [post(1, T0 - 7200, text="acme refund never came"), post(2, T0 - 3600, text="acme ok")]
+    )
     form = rule_form(name="q", query="acme refund*", cooldown="1m", action="backtest", period="24h")
     code, body, _ = web.post("/alerts/rules/save", form)
     assert code == 200 and "would have fired 1 time" in body

@@ -114,11 +114,7 @@ def test_ground_truth_plain_rows_score_as_raw_vader(ground_truth):
 def test_ground_truth_only_decoded_emoticons_change_scores(ground_truth):
     """Decoding changes scores only where "&lt;3" or "&gt;" hid an emoticon."""
     results = _analyzed(ground_truth)
-    changed = [
-        text
-        for (_, _, text), result in zip(ground_truth, results)
-        if scores(result) != vader(text)
-    ]
+    changed = [text for (_, _, text), result in zip(ground_truth, results) if scores(result) != vader(text)]
     assert len(changed) == DECODED_ROWS_THAT_SCORE_DIFFERENTLY
     assert all("&lt;" in t or "&gt;" in t for t in changed)
 
@@ -257,9 +253,32 @@ def test_plain_text_undoes_html_escape(text):
 
 
 _VADER_TOKENS = [
-    "good", "bad", "not", "very", "but", "kind", "of", "least", "no",
-    "GREAT", "never", "so", ":)", ":(", "<3", "!", "?", "!!!", "lol",
-    "😀", "😡", "💔", "acme", "the", "isn't", "SUCKS",
+    "good",
+    "bad",
+    "not",
+    "very",
+    "but",
+    "kind",
+    "of",
+    "least",
+    "no",
+    "GREAT",
+    "never",
+    "so",
+    ":)",
+    ":(",
+    "<3",
+    "!",
+    "?",
+    "!!!",
+    "lol",
+    "😀",
+    "😡",
+    "💔",
+    "acme",
+    "the",
+    "isn't",
+    "SUCKS",
 ]
 _GAPS = [" ", "  ", "\n", "\t", "\r\n", "\u00a0", "\u2003", ""]
 
@@ -478,9 +497,7 @@ def test_custom_words_replace_defaults():
 
 def test_custom_hashtag_and_wildcard_entries():
     """A # entry matches hashtags ending in it; * stands for one word."""
-    classifier = Classifier(
-        crisis_words=["#fire", "is * offline"], exceptions=[]
-    )
+    classifier = Classifier(crisis_words=["#fire", "is * offline"], exceptions=[])
     assert "crisis" in classifier.labels("see #AcmeFire now", 0.0)
     assert "crisis" in classifier.labels("is acme offline", 0.0)
     assert "crisis" not in classifier.labels("is acme very offline", 0.0)
@@ -604,10 +621,7 @@ def failure_of(d):
 
 def test_importing_local_does_not_install_a_reactor():
     """monitor.analysis.local leaves the global reactor alone at import."""
-    code = (
-        "import sys, monitor.analysis.local; "
-        "sys.exit('twisted.internet.reactor' in sys.modules)"
-    )
+    code = "import sys, monitor.analysis.local; sys.exit('twisted.internet.reactor' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

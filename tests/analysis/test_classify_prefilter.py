@@ -58,8 +58,14 @@ def test_shared_texts_label_the_same(shared_data):
 
 def test_every_list_entry_and_template():
     """Each entry of each default list, alone, in a sentence, shouted, and each demo template."""
-    entries = (DEFAULT_CRISIS_WORDS + DEFAULT_COMPLAINT_WORDS + DEFAULT_PURCHASE_INTENT_WORDS
-               + DEFAULT_QUESTION_OPENERS + DEFAULT_COMPLAINT_TARGETS + DEFAULT_EXCEPTIONS)
+    entries = (
+        DEFAULT_CRISIS_WORDS
+        + DEFAULT_COMPLAINT_WORDS
+        + DEFAULT_PURCHASE_INTENT_WORDS
+        + DEFAULT_QUESTION_OPENERS
+        + DEFAULT_COMPLAINT_TARGETS
+        + DEFAULT_EXCEPTIONS
+    )
     texts = []
     for e in entries:
         filled = e.replace("*", "acme").replace("'", "")
@@ -77,16 +83,37 @@ def test_spellings_are_what_the_regex_matches():
         pattern = re.compile(re.escape(word).replace("'", "'?"))
         assert all(pattern.fullmatch(s) for s in _spellings(word))
         parts = word.split("'")
-        every = {"".join(p + k for p, k in zip(parts, keep + ("",))) for keep in product(("'", ""), repeat=len(parts) - 1)}
+        every = {
+            "".join(p + k for p, k in zip(parts, keep + ("",))) for keep in product(("'", ""), repeat=len(parts) - 1)
+        }
         assert sorted(_spellings(word)) == sorted(every)
 
 
 def test_openers_sentences_and_mentions():
     """Openers after leading @mentions, after a sentence's end, and not mid-sentence or after a link."""
-    c = Classifier([], [], [], question_openers=["how do", "* there", "#help"], complaint_targets=[], exceptions=["calm down"])
-    for text in ["how do I", "@a @b how do I", "Fine. How do I", "fine.  how do i", "well how do i", "x https://u how do",
-                 "https://u how do", "@a https://u how do", "ok! is there", "@a is there", "#help me", "x #help", "x. #help",
-                 "calm down. how do", "how calm down do", "@calm down how do", ".how do", "@a. how do"]:
+    c = Classifier(
+        [], [], [], question_openers=["how do", "* there", "#help"], complaint_targets=[], exceptions=["calm down"]
+    )
+    for text in [
+        "how do I",
+        "@a @b how do I",
+        "Fine. How do I",
+        "fine.  how do i",
+        "well how do i",
+        "x https://u how do",
+        "https://u how do",
+        "@a https://u how do",
+        "ok! is there",
+        "@a is there",
+        "#help me",
+        "x #help",
+        "x. #help",
+        "calm down. how do",
+        "how calm down do",
+        "@calm down how do",
+        ".how do",
+        "@a. how do",
+    ]:
         assert_same_labels(c, [text])
 
 
@@ -103,15 +130,89 @@ def test_blanked_exceptions_can_make_a_match():
 
 
 _entry_word = st.sampled_from(
-    ["down", "is", "app", "piraté", "PIRATE", "don't", "doesnt", "doesn’t", "rip-off", "*", "#down", "#fail",
-     "calm", "recall", "i", "it's", "hack", "what's", "Ölfeld", "東京", "best", "#", "##down", "down?", ".", "'"]
+    [
+        "down",
+        "is",
+        "app",
+        "piraté",
+        "PIRATE",
+        "don't",
+        "doesnt",
+        "doesn’t",
+        "rip-off",
+        "*",
+        "#down",
+        "#fail",
+        "calm",
+        "recall",
+        "i",
+        "it's",
+        "hack",
+        "what's",
+        "Ölfeld",
+        "東京",
+        "best",
+        "#",
+        "##down",
+        "down?",
+        ".",
+        "'",
+    ]
 )
 _entry = st.lists(_entry_word, min_size=1, max_size=3).map(" ".join).filter(lambda e: e.strip("* "))
 _filler = st.sampled_from(
-    ["down", "is", "the", "app", "pirate", "piraté", "dont", "don't", "doesn’t", "rip", "off", "rip-off", "#AcmeDown",
-     "#fail", "calm", "recall", "I", "its", "it's", "hack", "whats", "what's", "ölfeld", "oelfeld", "東京", "best",
-     "?", "!", ".", "@acme", "https://x.example/down", "www.down.example", "\n", "  ", "acme", "lost",
-     "#", "##down", "_down", "down_", "x.#down", "'", "|", "is.", "down?", "@acme:", "downdown", "#downdown", "i'", "2down"]
+    [
+        "down",
+        "is",
+        "the",
+        "app",
+        "pirate",
+        "piraté",
+        "dont",
+        "don't",
+        "doesn’t",
+        "rip",
+        "off",
+        "rip-off",
+        "#AcmeDown",
+        "#fail",
+        "calm",
+        "recall",
+        "I",
+        "its",
+        "it's",
+        "hack",
+        "whats",
+        "what's",
+        "ölfeld",
+        "oelfeld",
+        "東京",
+        "best",
+        "?",
+        "!",
+        ".",
+        "@acme",
+        "https://x.example/down",
+        "www.down.example",
+        "\n",
+        "  ",
+        "acme",
+        "lost",
+        "#",
+        "##down",
+        "_down",
+        "down_",
+        "x.#down",
+        "'",
+        "|",
+        "is.",
+        "down?",
+        "@acme:",
+        "downdown",
+        "#downdown",
+        "i'",
+        "2down",
+    ]
 )
 
 
@@ -124,8 +225,9 @@ _filler = st.sampled_from(
 )
 def test_generated_lists_and_posts(words, exceptions, text, compound):
     """Word lists and posts built from the same pieces (case, accents, apostrophes, *, #, links)."""
-    classifier = Classifier(words, words[::-1], words[1:], question_openers=words[:2],
-                            complaint_targets=words[-1:], exceptions=exceptions)
+    classifier = Classifier(
+        words, words[::-1], words[1:], question_openers=words[:2], complaint_targets=words[-1:], exceptions=exceptions
+    )
     assert classifier.labels(text, compound) == classifier.labels_by_every_regex(text, compound)
 
 
@@ -158,7 +260,9 @@ def test_pure_python_automaton_labels_the_same(shared_data):
 
     with mock.patch.object(automaton, "Automaton", automaton.PurePython):
         pure = Classifier()
-    assert isinstance(pure._lists.by_word, automaton.PurePython) and isinstance(pure._lists.by_pair, automaton.PurePython)
+    assert isinstance(pure._lists.by_word, automaton.PurePython) and isinstance(
+        pure._lists.by_pair, automaton.PurePython
+    )
     for text in shared_texts(shared_data)[::3]:
         for compound in COMPOUNDS:
             assert pure.labels(text, compound) == DEFAULT.labels_by_every_regex(text, compound), text

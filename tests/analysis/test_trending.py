@@ -93,7 +93,9 @@ def test_the_topics_own_words_are_left_out_and_phrases_carry_the_rise():
 
 def test_stop_words_in_the_posts_language():
     """Each post is read with its own language's stop words; a tagged region and an unknown tag work."""
-    spanish = candidates("El servicio de Acme está caído otra vez y nadie responde", "es-MX", excluded_words([Topic("Acme", ("acme",))]))
+    spanish = candidates(
+        "El servicio de Acme está caído otra vez y nadie responde", "es-MX", excluded_words([Topic("Acme", ("acme",))])
+    )
     assert {"servicio", "caido", "responde"} <= set(spanish)
     assert not {"el", "de", "esta", "otra", "vez", "nadie", "acme"} & set(spanish)
     german = candidates("Der Server ist schon wieder nicht erreichbar", "de")

@@ -232,13 +232,75 @@ _RULE_WORDS = sorted(
     | set(vs.BOOSTER_DICT)
     | {w for k in vs.SPECIAL_CASES for w in k.split()}
     | {w for k in vs.SENTIMENT_LADEN_IDIOMS for w in k.split()}
-    | {"but", "least", "at", "very", "kind", "of", "sort", "no", "or", "nor", "never", "so", "this",
-       "without", "doubt", "n't", "not", "isn't"}
+    | {
+        "but",
+        "least",
+        "at",
+        "very",
+        "kind",
+        "of",
+        "sort",
+        "no",
+        "or",
+        "nor",
+        "never",
+        "so",
+        "this",
+        "without",
+        "doubt",
+        "n't",
+        "not",
+        "isn't",
+    }
 )
-_FOREIGN = ["ΟΔΟΣ", "οδος", "Σ", "İstanbul", "ıi", "東京", "最高", "سعيد", "Привет", "ЛЮБОВЬ", "ǅemal",
-            "ϒ", "ß", "ﬁne", "K", "😀" * 3, "\u0301", "a\u0308"]
-_PUNCT = ["!", "?", "!!", "??", "!?", "?!?!", ".", "...", ",", ":", ";", "'", '"', "(", ")", "-", "*", "#",
-          "@", ":)", ":(", ":D", "<3", "!!!!!!", "?????", "'s"]
+_FOREIGN = [
+    "ΟΔΟΣ",
+    "οδος",
+    "Σ",
+    "İstanbul",
+    "ıi",
+    "東京",
+    "最高",
+    "سعيد",
+    "Привет",
+    "ЛЮБОВЬ",
+    "ǅemal",
+    "ϒ",
+    "ß",
+    "ﬁne",
+    "K",
+    "😀" * 3,
+    "\u0301",
+    "a\u0308",
+]
+_PUNCT = [
+    "!",
+    "?",
+    "!!",
+    "??",
+    "!?",
+    "?!?!",
+    ".",
+    "...",
+    ",",
+    ":",
+    ";",
+    "'",
+    '"',
+    "(",
+    ")",
+    "-",
+    "*",
+    "#",
+    "@",
+    ":)",
+    ":(",
+    ":D",
+    "<3",
+    "!!!!!!",
+    "?????",
+    "'s",
+]
 
 
 def _case(word):
@@ -254,7 +316,7 @@ _word = st.one_of(
     st.text(min_size=1, max_size=6),
 )
 _token = st.tuples(
-    st.sampled_from(["", "", "", "'", "(", "\"", "#", "@"]),
+    st.sampled_from(["", "", "", "'", "(", '"', "#", "@"]),
     _word,
     st.sampled_from(["", "", "", "!", "?", ".", ",", "!!", "?!", "...", "'"]),
 ).map("".join)
@@ -292,8 +354,32 @@ def test_generated_emoji_runs(text):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["good", "bad", "great", "no", "not", "very", "but", "kind", "of", "least",
-                                 "NEVER", "SO", "GOOD", "BAD", "😀", "😡", ":)"]), max_size=60).map(" ".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "good",
+                "bad",
+                "great",
+                "no",
+                "not",
+                "very",
+                "but",
+                "kind",
+                "of",
+                "least",
+                "NEVER",
+                "SO",
+                "GOOD",
+                "BAD",
+                "😀",
+                "😡",
+                ":)",
+            ]
+        ),
+        max_size=60,
+    ).map(" ".join)
+)
 def test_generated_but_and_shouting(text):
     """Dense rule words: repeated scores around "but", ALL-CAPS mixed in."""
     assert_same(text)
@@ -432,8 +518,12 @@ def test_over_long_post_is_cut_the_same_everywhere():
     text = head + "x" * (MAX_ANALYZED_CHARS - len(head)) + " wonderful amazing love" * 1000
     (a,) = analyze_texts([text], Classifier())
     expected = REFERENCE.polarity_scores(text[:MAX_ANALYZED_CHARS])
-    assert (a.neg, a.neu, a.pos, a.compound) == (expected["neg"], expected["neu"], expected["pos"],
-                                                 expected["compound"])
+    assert (a.neg, a.neu, a.pos, a.compound) == (
+        expected["neg"],
+        expected["neu"],
+        expected["pos"],
+        expected["compound"],
+    )
     assert a.compound < 0
 
 
@@ -470,8 +560,12 @@ def test_analyzer_checks_the_scorer_when_it_starts(monkeypatch):
     try:
         service.startService()
         assert isinstance(analysis._scorer, vs.SentimentIntensityAnalyzer)
-        assert any(e.get("log_level") is not None and e["log_level"].name == "error"
-                   and "differs from vaderSentiment" in e.get("log_format", "") for e in events)
+        assert any(
+            e.get("log_level") is not None
+            and e["log_level"].name == "error"
+            and "differs from vaderSentiment" in e.get("log_format", "")
+            for e in events
+        )
     finally:
         globalLogPublisher.removeObserver(events.append)
         service.stopService()

@@ -31,8 +31,9 @@ def cluster(redis_server, name, reactor, prefix, ttl=3.0):
 
 async def live_hub(reactor, cluster):
     """A hub's live channel on a real port, fed by its pipeline and by the cluster."""
-    push = PushHub(reactor, users=Users(), queue_limit=50, interval=0.01, stall_timeout=1.0, status_interval=0,
-                   ping_interval=0)
+    push = PushHub(
+        reactor, users=Users(), queue_limit=50, interval=0.01, stall_timeout=1.0, status_interval=0, ping_interval=0
+    )
     cluster.add_listener(push)
     root = Resource()
     root.putChild(b"ws", push.resource)
@@ -225,8 +226,9 @@ async def test_the_hubs_list_gives_up_on_an_absent_redis(reactor, tmp_path, pref
     """With Redis away, hubs() fails within a bounded time (the API answers 503) instead of hanging."""
     from twisted.internet.defer import TimeoutError
 
-    away = RedisCluster({"path": str(tmp_path / "no.sock"), "db": 0, "password": None}, "hub-a", reactor, ttl=1.5,
-                        prefix=prefix)
+    away = RedisCluster(
+        {"path": str(tmp_path / "no.sock"), "db": 0, "password": None}, "hub-a", reactor, ttl=1.5, prefix=prefix
+    )
     away.startService()
     try:
         started = reactor.seconds()

@@ -45,6 +45,7 @@ async def test_two_hubs_list_each_other_and_the_survivor_takes_over(reactor, tmp
         hubs[name] = Hub(reactor, tmp_path / name, cluster_config(redis_server.url, name, prefix, replay))
         hubs[name].start()
     try:
+
         async def both_listed():
             a, b = await hubs_of(hubs["hub-a"]), await hubs_of(hubs["hub-b"])
             names = [[h["name"] for h in x] for x in (a, b)]
@@ -97,6 +98,7 @@ async def test_alone_the_hub_lists_itself_holding_everything(reactor, tmp_path):
     hub = Hub(reactor, tmp_path, CONFIG.replace("[web]", '[hub]\nname = "solo"\n[web]'))
     hub.start()
     try:
+
         async def listed():
             return await hubs_of(hub)
 

@@ -114,8 +114,16 @@ class World:
         self.queue = MemoryQueue(size, reactor=self.clock)
         self.store = CursorStore(cursor)
         kw.setdefault("appview_url", "https://appview.test" if appview else "")
-        self.source = BlueskySource("bsky", self.queue, self.store, Metrics(), url="wss://jetstream.test/subscribe",
-                                    reactor=self.clock, endpoint_factory=self.net.endpoint, **kw)
+        self.source = BlueskySource(
+            "bsky",
+            self.queue,
+            self.store,
+            Metrics(),
+            url="wss://jetstream.test/subscribe",
+            reactor=self.clock,
+            endpoint_factory=self.net.endpoint,
+            **kw,
+        )
 
     def start(self):
         _worlds.append(self)
@@ -159,20 +167,43 @@ def test_creates_become_posts_everything_else_is_counted():
     """Only create commits of posts become posts; updates, deletes, identity and account events are counted."""
     w = World().start()
     w.fake.identity(ALICE, "alice.example.com")
-    e1 = w.fake.post(ALICE, "3kaaa", "Is acme down? 🙃", langs=["pt-BR", "en"],
-                     created_at="2026-01-01T00:00:00.000Z")
-    w.fake.add({"did": ALICE, "kind": "commit", "commit": {"rev": "r2", "operation": "update",
-                "collection": "app.bsky.feed.post", "rkey": "3kaaa", "record": {"text": "edited"}}})
+    e1 = w.fake.post(ALICE, "3kaaa", "Is acme down? 🙃", langs=["pt-BR", "en"], created_at="2026-01-01T00:00:00.000Z")
+    w.fake.add(
+        {
+            "did": ALICE,
+            "kind": "commit",
+            "commit": {
+                "rev": "r2",
+                "operation": "update",
+                "collection": "app.bsky.feed.post",
+                "rkey": "3kaaa",
+                "record": {"text": "edited"},
+            },
+        }
+    )
     w.fake.delete(ALICE, "3kaaa")
     w.fake.account(BOB)
-    w.fake.add({"did": BOB, "kind": "commit", "commit": {"rev": "r3", "operation": "create",
-                "collection": "app.bsky.feed.like", "rkey": "3klike", "record": {}}})
+    w.fake.add(
+        {
+            "did": BOB,
+            "kind": "commit",
+            "commit": {
+                "rev": "r3",
+                "operation": "create",
+                "collection": "app.bsky.feed.like",
+                "rkey": "3klike",
+                "record": {},
+            },
+        }
+    )
     w.fake.add({"did": BOB, "kind": "future-kind", "future": {}})
     e2 = w.fake.post(BOB, "3kbbb", "plain")
     w.settle()
     posts = w.take()
-    assert [p.uid for p in posts] == [f"bluesky:at://{ALICE}/app.bsky.feed.post/3kaaa",
-                                      f"bluesky:at://{BOB}/app.bsky.feed.post/3kbbb"]
+    assert [p.uid for p in posts] == [
+        f"bluesky:at://{ALICE}/app.bsky.feed.post/3kaaa",
+        f"bluesky:at://{BOB}/app.bsky.feed.post/3kbbb",
+    ]
     p = posts[0]
     assert (p.network, p.native_id, p.source) == ("bluesky", f"at://{ALICE}/app.bsky.feed.post/3kaaa", "bsky")
     assert p.url == f"https://bsky.app/profile/{ALICE}/post/3kaaa"
@@ -193,12 +224,20 @@ def test_facet_byte_offsets_with_emoji_before_them():
         mention_facet(text, "acme.example", "did:plc:acme"),
         link_facet(text, "acme.example/status/12...", "https://acme.example/status/1234"),
         tag_facet(text, "AcmeDown"),
-        {"index": {"byteStart": 1, "byteEnd": 3}, "features": [  # inside the first emoji: skipped
-            {"$type": "app.bsky.richtext.facet#link", "uri": "https://evil.example/"}]},
+        {
+            "index": {"byteStart": 1, "byteEnd": 3},
+            "features": [  # inside the first emoji: skipped
+                {"$type": "app.bsky.richtext.facet#link", "uri": "https://evil.example/"}
+            ],
+        },
         {"index": {"byteStart": 5, "byteEnd": 999}, "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "x"}]},
         "junk",
-        {"index": {"byteStart": 0, "byteEnd": 4}, "features": [  # "click here"-style: text kept
-            {"$type": "app.bsky.richtext.facet#link", "uri": "https://other.example/"}]},
+        {
+            "index": {"byteStart": 0, "byteEnd": 4},
+            "features": [  # "click here"-style: text kept
+                {"$type": "app.bsky.richtext.facet#link", "uri": "https://other.example/"}
+            ],
+        },
     ]
     # A character-offset reader would start the mention 6 bytes early.
     assert text.index("@acme") != len(text[: text.index("@acme")].encode())
@@ -211,10 +250,16 @@ def test_facet_byte_offsets_with_emoji_before_them():
 
 def test_post_from_commit_fields():
     """Hidden tags, reply parent, embedded link and a lying createdAt are handled."""
-    commit = {"rkey": "3kx", "record": {
-        "text": "hi", "createdAt": "2099-01-01T00:00:00Z", "tags": ["#launch", "launch", 7],
-        "reply": {"root": {"uri": "at://r"}, "parent": {"uri": "at://p"}},
-        "embed": {"$type": "app.bsky.embed.external", "external": {"uri": "https://news.example/a"}}}}
+    commit = {
+        "rkey": "3kx",
+        "record": {
+            "text": "hi",
+            "createdAt": "2099-01-01T00:00:00Z",
+            "tags": ["#launch", "launch", 7],
+            "reply": {"root": {"uri": "at://r"}, "parent": {"uri": "at://p"}},
+            "embed": {"$type": "app.bsky.embed.external", "external": {"uri": "https://news.example/a"}},
+        },
+    }
     post = post_from_commit("s", ALICE, T0, commit)
     assert post.created_at == T0 / 1e6  # a post from the future is dated when the relay saw it
     assert post.extra["hashtags"] == ["launch"] and post.extra["reply_to"] == "at://p"
@@ -273,9 +318,20 @@ def test_malformed_frames_are_dead_letters_and_the_stream_goes_on():
         json.dumps({"did": ALICE, "time_us": "soon", "kind": "commit"}).encode(),
         json.dumps({"did": "not-a-did", "time_us": T0, "kind": "commit"}).encode(),
         json.dumps({"did": ALICE, "time_us": T0, "kind": "commit", "commit": {"operation": "create"}}).encode(),
-        json.dumps({"did": ALICE, "time_us": T0, "kind": "commit", "commit": {
-            "rev": "r", "operation": "create", "collection": "app.bsky.feed.post", "rkey": "3k",
-            "record": {"text": 42}}}).encode(),
+        json.dumps(
+            {
+                "did": ALICE,
+                "time_us": T0,
+                "kind": "commit",
+                "commit": {
+                    "rev": "r",
+                    "operation": "create",
+                    "collection": "app.bsky.feed.post",
+                    "rkey": "3k",
+                    "record": {"text": 42},
+                },
+            }
+        ).encode(),
         b"\xff\xfe not utf-8",
     ]
     w.fake.post(ALICE, "3k1", "before")
@@ -461,8 +517,9 @@ def test_profile_wait_zero_never_waits_and_the_profile_follows():
     """The default (profile_wait = 0): a post goes out at once; its profile follows it, then serves the next posts."""
     w = World(appview=True).start()
     assert w.source.profile_wait == 0
-    w.source.profiles.fetch = lambda dids: succeed({d: {"handle": "h.example", "followers": 3, "verified": False}
-                                                    for d in dids})
+    w.source.profiles.fetch = lambda dids: succeed(
+        {d: {"handle": "h.example", "followers": 3, "verified": False} for d in dids}
+    )
     w.fake.post(ALICE, "3k1", "first")
     w.settle()
     (first,) = w.take()
@@ -499,8 +556,9 @@ def test_config_defaults_and_checks():
     assert spec["url"] == "wss://jetstream2.us-east.bsky.network/subscribe"
     assert spec["appview_url"] == "https://public.api.bsky.app" and spec["profile_wait"] == 0.0
     with pytest.raises(ConfigError) as e:
-        parse_config({"sources": [{"kind": "bluesky", "name": "b", "url": "https://x", "appview_url": "ftp://y",
-                                   "rewind": -1}]})
+        parse_config(
+            {"sources": [{"kind": "bluesky", "name": "b", "url": "https://x", "appview_url": "ftp://y", "rewind": -1}]}
+        )
     text = str(e.value)
     assert "sources[0].url" in text and "sources[0].appview_url" in text and "sources[0].rewind" in text
     parse_config({"sources": [{"kind": "bluesky", "name": "b", "appview_url": ""}]})

@@ -4,7 +4,6 @@ up is queued, stored and counted at once; the profile follows it through the
 queue and the store, and the rules that need followers see the post then.
 """
 
-
 import pytest_twisted
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import deferLater
@@ -63,9 +62,19 @@ async def test_post_stored_at_once_then_profile_attached_and_influencer_fires_on
     topics = TopicSet(store)
     analyzer = LocalAnalyzer(Classifier(), threads=1, reactor=reactor)
     pipeline = Pipeline(queue, topics, analyzer, store, metrics, batch_size=50, reactor=reactor)
-    source = BlueskySource("bsky", queue, store, metrics, url=spec["url"], appview_url=spec["appview_url"],
-                           profile_wait=spec["profile_wait"], reactor=reactor)
-    engine = AlertEngine(config, store=SQLiteAlerts(store), metrics=metrics, topics=topics, sources=[source], reactor=reactor)
+    source = BlueskySource(
+        "bsky",
+        queue,
+        store,
+        metrics,
+        url=spec["url"],
+        appview_url=spec["appview_url"],
+        profile_wait=spec["profile_wait"],
+        reactor=reactor,
+    )
+    engine = AlertEngine(
+        config, store=SQLiteAlerts(store), metrics=metrics, topics=topics, sources=[source], reactor=reactor
+    )
     pipeline.add_sink(engine)
     steps = [(store, True), lambda: topics.seed(config.topics), (engine, True), (analyzer, False),
              (pipeline, False), (source, False)]  # fmt: skip
@@ -149,8 +158,10 @@ async def test_store_applies_a_late_profile_after_the_posts_of_its_batch(reactor
     try:
         post, other = _post("p1"), _post("p2")
         other.author_followers = 9
-        both = [Enriched("bsky", [post.uid], "alice.example.com", 70, True),
-                Enriched("bsky", [other.uid], None, None, False)]
+        both = [
+            Enriched("bsky", [post.uid], "alice.example.com", 70, True),
+            Enriched("bsky", [other.uid], None, None, False),
+        ]
         assert len(await store.store_batch([post, other], {"bsky": "5"}, [], None, both)) == 2
         assert await store.run_read(_author, post.uid) == ("alice.example.com", 70, 1)
         assert await store.run_read(_author, other.uid) == ("did:plc:x", 9, 0)

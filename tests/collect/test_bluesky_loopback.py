@@ -120,8 +120,15 @@ async def test_server_that_does_not_exist(reactor):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    source = BlueskySource("bsky", MemoryQueue(10, reactor=reactor), CursorStore(), Metrics(),
-                           url=f"ws://127.0.0.1:{port}/subscribe", appview_url="", reactor=reactor)
+    source = BlueskySource(
+        "bsky",
+        MemoryQueue(10, reactor=reactor),
+        CursorStore(),
+        Metrics(),
+        url=f"ws://127.0.0.1:{port}/subscribe",
+        appview_url="",
+        reactor=reactor,
+    )
     source.startService()
     try:
         await wait_until(reactor, lambda: source.state == BACKING_OFF)

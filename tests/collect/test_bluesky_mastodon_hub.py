@@ -52,8 +52,7 @@ async def test_hub_collects_from_both_networks_across_a_restart(reactor, tmp_pat
     mastodon = FakeMastodon(reactor)
     jport = reactor.listenTCP(0, jetstream.site(), interface="127.0.0.1")
     mport = reactor.listenTCP(0, mastodon.site(), interface="127.0.0.1")
-    text = (CONFIG.replace("JETSTREAM", str(jport.getHost().port))
-            .replace("MASTODON", str(mport.getHost().port)))
+    text = CONFIG.replace("JETSTREAM", str(jport.getHost().port)).replace("MASTODON", str(mport.getHost().port))
     hub = Hub(reactor, tmp_path, text)
     counter = iter(range(10_000))
 
@@ -77,6 +76,7 @@ async def test_hub_collects_from_both_networks_across_a_restart(reactor, tmp_pat
 
     hub.start()
     try:
+
         async def both_connected():
             s = await sources()
             return s["bluesky"]["state"] == "connected" and s["mastodon"]["state"] == "connected"

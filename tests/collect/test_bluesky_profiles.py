@@ -40,8 +40,11 @@ def test_profile_cache_backs_off_after_errors():
     clock = Clock()
     troubles = []
     calls = []
-    cache = ProfileCache(clock, lambda dids: calls.append(dids) or fail(ProfileLookupFailed("HTTP 429", 30.0)),
-                         on_trouble=troubles.append)
+    cache = ProfileCache(
+        clock,
+        lambda dids: calls.append(dids) or fail(ProfileLookupFailed("HTTP 429", 30.0)),
+        on_trouble=troubles.append,
+    )
     d = cache.want("did:plc:a")
     clock.advance(0.05)
     assert d.result is None and len(calls) == 1 and "30s" in troubles[0]
@@ -57,8 +60,9 @@ def test_profile_cache_queue_is_bounded_and_stop_answers_everyone():
     """With the queue full a new look-up gets no profile at once; stop gives every waiter None and cancels calls."""
     clock = Clock()
     calls = []
-    cache = ProfileCache(clock, lambda dids: calls.append(Deferred()) or calls[-1], batch=2, max_inflight=1,
-                         max_queue=2)
+    cache = ProfileCache(
+        clock, lambda dids: calls.append(Deferred()) or calls[-1], batch=2, max_inflight=1, max_queue=2
+    )
     first = [cache.want(f"did:plc:{i}") for i in range(2)]
     assert len(calls) == 1  # a full batch goes at once
     queued = [cache.want(f"did:plc:q{i}") for i in range(2)]
@@ -69,8 +73,15 @@ def test_profile_cache_queue_is_bounded_and_stop_answers_everyone():
 
 def test_profile_from_view_keeps_what_a_post_needs():
     """Handle (not handle.invalid), a sane follower count and blue-check verification; no DID means no profile."""
-    did, profile = profile_from_view({"did": "did:plc:a", "handle": "a.example", "followersCount": 12,
-                                      "verification": {"verifiedStatus": "valid"}, "description": "ignored"})
+    did, profile = profile_from_view(
+        {
+            "did": "did:plc:a",
+            "handle": "a.example",
+            "followersCount": 12,
+            "verification": {"verifiedStatus": "valid"},
+            "description": "ignored",
+        }
+    )
     assert did == "did:plc:a" and profile == {"handle": "a.example", "followers": 12, "verified": True}
     _, odd = profile_from_view({"did": "did:plc:b", "handle": "handle.invalid", "followersCount": -1})
     assert odd == {"handle": None, "followers": None, "verified": False}

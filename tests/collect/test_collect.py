@@ -18,8 +18,10 @@ from monitor.model import Post, Rejected
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.store import CursorStore
 
+
 def line(i, created="2026-01-01T00:00:00Z", text=None):
     return json.dumps({"id": i, "text": text or f"acme post {i}", "author": "a", "created_at": created}) + "\n"
+
 
 def drain(clock, queue, n=10000):
     """Take everything the queue holds (letting the collector refill it)."""
@@ -36,6 +38,7 @@ def drain(clock, queue, n=10000):
         out.extend(got)
     return out
 
+
 def replay(tmp_path, lines, store=None, size=10000, **kw):
     path = tmp_path / "posts.jsonl"
     path.write_text("".join(lines), encoding="utf-8")
@@ -45,11 +48,13 @@ def replay(tmp_path, lines, store=None, size=10000, **kw):
     source = ReplaySource("r", queue, store, Metrics(), str(path), reactor=clock, **kw)
     return clock, queue, store, source, path
 
+
 def test_provides_isource(tmp_path):
     """Both collectors provide ISource."""
     clock, queue, store, source, _ = replay(tmp_path, [])
     verifyObject(ISource, source)
     verifyObject(ISource, DemoSource("d", queue, store, Metrics(), ["Acme"], reactor=clock))
+
 
 def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):
     """A flat-out replay emits every good post with its position; bad lines become dead letters."""
@@ -60,7 +65,7 @@ def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):
     posts = [p for p in items if isinstance(p, Post)]
     assert [p.native_id for p in posts] == ["1", "2", "4"]
     offsets = [int(p.cursor.split(":")[0]) for p in posts]
-    assert offsets == [len("".join(lines[:i + 1]).encode()) for i in (0, 3, 5)]
+    assert offsets == [len("".join(lines[: i + 1]).encode()) for i in (0, 3, 5)]
     assert [p.cursor.split(":")[1] for p in posts] == ["1", "4", "6"]
     # Bad lines go through the queue, in order, each with the position after it.
     rejected = [r for r in items if isinstance(r, Rejected)]
@@ -74,6 +79,7 @@ def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):
     status = source.status()
     assert status["posts"] == 3 and status["malformed"] == 2 and status["state"] == "finished"
 
+
 def test_resumes_from_saved_position(tmp_path):
     """With a saved position, only the lines after it are read, and line numbers go on."""
     lines = [line(i) for i in range(5)]
@@ -84,11 +90,13 @@ def test_resumes_from_saved_position(tmp_path):
     assert [p.native_id for p in posts] == ["3", "4"]
     assert posts[-1].cursor.endswith(":5")
 
+
 def test_shorter_file_read_from_start(tmp_path):
     """A saved position beyond the end (the file was replaced) restarts at the beginning."""
     clock, queue, store, source, _ = replay(tmp_path, [line(1)], store=CursorStore("99999:40"))
     source.startService()
     assert [p.native_id for p in drain(clock, queue)] == ["1"]
+
 
 def test_speed_keeps_original_spacing(tmp_path):
     """speed=1 emits posts at their created_at spacing; speed=10 ten times faster."""
@@ -105,6 +113,7 @@ def test_speed_keeps_original_spacing(tmp_path):
         clock.advance(2 * step)
         assert [p.native_id for p in drain(clock, queue)] == ["2", "3"]
 
+
 def test_backpressure_waits_for_room(tmp_path):
     """With a full queue the replay stops reading until room is made."""
     lines = [line(i) for i in range(10)]
@@ -118,6 +127,7 @@ def test_backpressure_waits_for_room(tmp_path):
     clock.advance(0)
     assert [p.native_id for p in got] == ["0", "1"]
     assert queue.size() == 3
+
 
 def test_follow_reads_appended_lines_whole(tmp_path):
     """follow=true waits at the end, then reads lines appended later, never half a line."""
@@ -138,6 +148,7 @@ def test_follow_reads_appended_lines_whole(tmp_path):
     clock.advance(0.25)
     assert [p.native_id for p in drain(clock, queue)] == ["3"]
 
+
 def test_overlong_line_skipped(tmp_path):
     """A line over the limit is a dead letter (its start kept) and the next line is read."""
     long_line = '{"id": 1, "text": "' + "a" * (MAX_LINE + 10) + '"}\n'
@@ -146,6 +157,7 @@ def test_overlong_line_skipped(tmp_path):
     rejected, post = drain(clock, queue)
     assert post.native_id == "2" and rejected.cursor == f"{len(long_line.encode())}:1"
     assert "too long" in rejected.error and rejected.context.endswith(":1") and len(rejected.raw) == 1024
+
 
 def test_missing_file(tmp_path):
     """A missing file is failing for a plain replay, idle (waiting) for a followed one, and read once it appears."""
@@ -166,6 +178,7 @@ def test_missing_file(tmp_path):
     got = drain(clock, queue)
     assert sorted(p.source for p in got) == ["a", "b"]
 
+
 def test_stop_cancels_waiting_put(tmp_path):
     """Stopping a collector blocked on a full queue withdraws its waiting post."""
     clock, queue, store, source, _ = replay(tmp_path, [line(i) for i in range(5)], size=1)
@@ -175,13 +188,15 @@ def test_stop_cancels_waiting_put(tmp_path):
     source.stopService()
     assert queue.waiting_puts() == 0 and queue.size() == 1
 
+
 def test_demo_generates_at_rate_and_stamps_now():
     """The demo source emits about rate posts per second, stamped with the clock's time, about the brands."""
     clock = Clock()
     clock.advance(1.7e9)
     queue = MemoryQueue(100000, reactor=clock)
-    source = DemoSource("d", queue, CursorStore(), Metrics(), ["Acme", "Globex"], rate=5.0, burst_every=1e9,
-                        seed=3, reactor=clock)
+    source = DemoSource(
+        "d", queue, CursorStore(), Metrics(), ["Acme", "Globex"], rate=5.0, burst_every=1e9, seed=3, reactor=clock
+    )
     source.startService()
     for _ in range(600):
         clock.advance(0.1)

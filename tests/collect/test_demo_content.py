@@ -70,15 +70,13 @@ def test_every_template_names_its_brand():
 
 def test_brand_terms():
     """brand_terms lists the name, handles and hashtags posts use."""
-    assert brand_terms("Acme Corp") == (
-        "Acme Corp", "@acmecorp", "@acmecorpsupport", "#acmecorp", "#acmecorpdown")
+    assert brand_terms("Acme Corp") == ("Acme Corp", "@acmecorp", "@acmecorpsupport", "#acmecorp", "#acmecorpdown")
 
 
 def test_mix_of_kinds(posts):
     """Over 2,000 posts every kind of content shows up."""
     kinds = Counter(p.extra["demo_kind"] for p in posts)
-    for kind in ("complaint", "question", "purchase_intent", "praise", "news",
-                 "mention", "crisis"):
+    for kind in ("complaint", "question", "purchase_intent", "praise", "news", "mention", "crisis"):
         assert kinds[kind] >= 20, kinds
     texts = [p.text.lower() for p in posts]
     crisis = re.compile(r"outage|breach|hacked|lawsuit|recall|down\b|panne|cayó")
@@ -88,8 +86,7 @@ def test_mix_of_kinds(posts):
     assert any("not bad at all" in t for t in texts)
     assert any("isn't great" in t for t in texts)
     assert any("https://news.demo.invalid/" in t for t in texts)
-    assert any(b.lower() in t and o.lower() in t
-               for t in texts for b in BRANDS for o in BRANDS if b != o)
+    assert any(b.lower() in t and o.lower() in t for t in texts for b in BRANDS for o in BRANDS if b != o)
     emoji = sum(any(ord(c) > 0x2600 for c in t) for t in texts)
     assert 100 <= emoji <= 1000
 
@@ -178,8 +175,9 @@ def test_bursts_over_six_hours():
 def test_outage_content():
     """During an outage most posts are negative posts about the brand that is down."""
     demo = content(5)
-    now = next(START + t for t in range(0, SIX_HOURS, 10)
-               if (demo.current_burst(START + t) or {}).get("kind") == "outage")
+    now = next(
+        START + t for t in range(0, SIX_HOURS, 10) if (demo.current_burst(START + t) or {}).get("kind") == "outage"
+    )
     burst = demo.current_burst(now)
     posts = stream(demo, 200, start=now, step=0.1)
     about = [p for p in posts if burst["brand"].lower() in p.text.lower()]
@@ -192,8 +190,9 @@ def test_outage_content():
 def test_viral_complaint():
     """A viral burst sends one complaint once, then reposts with growing engagement."""
     demo = content(5)
-    now = next(START + t for t in range(0, SIX_HOURS, 10)
-               if (demo.current_burst(START + t) or {}).get("kind") == "viral")
+    now = next(
+        START + t for t in range(0, SIX_HOURS, 10) if (demo.current_burst(START + t) or {}).get("kind") == "viral"
+    )
     burst = demo.current_burst(now)
     length = burst["ends_at"] - now
     early = stream(demo, 300, start=now, step=length / 3000)

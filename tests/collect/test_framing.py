@@ -153,9 +153,12 @@ def sse(text: bytes, max_size: int = 1 << 20):
 
 def test_sse_events_types_and_multi_line_data():
     """event names the type (default message); several data lines join with LF; a blank line dispatches."""
-    events, _, _ = sse(b"event: update\ndata: {\"a\":\ndata: 1}\n\ndata: plain\n\nevent: delete\ndata: 11\n\n")
-    assert events == [ServerSentEvent("update", b'{"a":\n1}'), ServerSentEvent("message", b"plain"),
-                      ServerSentEvent("delete", b"11")]
+    events, _, _ = sse(b'event: update\ndata: {"a":\ndata: 1}\n\ndata: plain\n\nevent: delete\ndata: 11\n\n')
+    assert events == [
+        ServerSentEvent("update", b'{"a":\n1}'),
+        ServerSentEvent("message", b"plain"),
+        ServerSentEvent("delete", b"11"),
+    ]
 
 
 def test_sse_comments_and_crlf_and_no_space():
@@ -179,6 +182,7 @@ def test_sse_event_without_data_is_not_dispatched():
 
 def test_sse_oversize_event_reported_and_dropped():
     """An event whose data outgrows the limit is reported with its head and dropped whole; the next one reads."""
-    events, too_large, _ = sse(b"event: update\ndata: 0123\ndata: 456789\ndata: tail\n\nevent: update\ndata: ok\n\n",
-                               max_size=8)
+    events, too_large, _ = sse(
+        b"event: update\ndata: 0123\ndata: 456789\ndata: tail\n\nevent: update\ndata: ok\n\n", max_size=8
+    )
     assert too_large == [b"0123"] and events == [ServerSentEvent("update", b"ok")]

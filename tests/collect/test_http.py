@@ -46,8 +46,9 @@ def test_rate_limits_read_every_spelling():
     limits = RateLimits(clock)
     x = limits.note(Headers({"x-rate-limit-remaining": ["0"], "x-rate-limit-reset": ["1767268860"]}), "search")
     assert (x.remaining, x.reset) == (0, 1767268860.0)
-    m = limits.note(Headers({"X-RateLimit-Remaining": ["299.0"],
-                             "X-RateLimit-Reset": ["2026-01-01T12:05:00.000000Z"]}), "mastodon")
+    m = limits.note(
+        Headers({"X-RateLimit-Remaining": ["299.0"], "X-RateLimit-Reset": ["2026-01-01T12:05:00.000000Z"]}), "mastodon"
+    )
     assert (m.remaining, m.reset) == (299, 1767268800.0 + 300)
     b = limits.note(Headers({"RateLimit-Remaining": ["7"], "RateLimit-Reset": ["1767268900"]}), "bluesky")
     assert (b.remaining, b.reset) == (7, 1767268900.0)

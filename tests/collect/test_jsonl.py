@@ -29,8 +29,20 @@ FULL = {
     "lon": -0.12,
 }
 MINIMAL = {"id": 7, "text": "", "author": "x", "created_at": 1714566600}
-REPLAY_FIELDS = ("native_id", "text", "author", "url", "lang", "likes", "reposts",
-                 "replies", "author_followers", "author_verified", "lat", "lon")
+REPLAY_FIELDS = (
+    "native_id",
+    "text",
+    "author",
+    "url",
+    "lang",
+    "likes",
+    "reposts",
+    "replies",
+    "author_followers",
+    "author_verified",
+    "lat",
+    "lon",
+)
 
 
 def line(d, **changes):
@@ -54,11 +66,23 @@ def test_all_fields():
     """A line with every field fills every replay field of the post."""
     post = parse(line(FULL))
     assert post == Post(
-        source="replay", network="x", native_id="1780000000000000001",
-        text=FULL["text"], author="maria_k", created_at=parse_time(FULL["created_at"]),
-        url=FULL["url"], lang="en", likes=12, reposts=3, replies=1,
-        author_followers=5400, author_verified=True, lat=51.5, lon=-0.12,
-        received_at=1000.5)
+        source="replay",
+        network="x",
+        native_id="1780000000000000001",
+        text=FULL["text"],
+        author="maria_k",
+        created_at=parse_time(FULL["created_at"]),
+        url=FULL["url"],
+        lang="en",
+        likes=12,
+        reposts=3,
+        replies=1,
+        author_followers=5400,
+        author_verified=True,
+        lat=51.5,
+        lon=-0.12,
+        received_at=1000.5,
+    )
     assert post.cursor is None
     assert post.uid == "x:1780000000000000001"
 
@@ -75,8 +99,10 @@ def test_minimal_fields():
 
 def test_null_optional_fields_are_missing():
     """An optional field that is null reads as if it were absent."""
-    nulls = {k: None for k in ("lang", "url", "likes", "reposts", "replies",
-                               "author_followers", "author_verified", "lat", "lon")}
+    nulls = {
+        k: None
+        for k in ("lang", "url", "likes", "reposts", "replies", "author_followers", "author_verified", "lat", "lon")
+    }
     post = parse(json.dumps({**MINIMAL, **nulls}).encode())
     assert post == parse(line(MINIMAL))
 
@@ -88,24 +114,30 @@ def test_unknown_fields_ignored():
     assert post.source == "replay"
 
 
-@pytest.mark.parametrize("data", [
-    b"\xef\xbb\xbf" + line(MINIMAL),
-    line(MINIMAL).rstrip(b"\n") + b"\r\n",
-    line(MINIMAL).rstrip(b"\n"),
-    b"  " + line(MINIMAL),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xef\xbb\xbf" + line(MINIMAL),
+        line(MINIMAL).rstrip(b"\n") + b"\r\n",
+        line(MINIMAL).rstrip(b"\n"),
+        b"  " + line(MINIMAL),
+    ],
+)
 def test_bom_and_line_endings(data):
     """A byte order mark, CRLF, no line ending or leading blanks are fine."""
     assert parse(data).native_id == "7"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("2024-05-01T12:30:00Z", 1714566600.0),
-    ("2024-05-01T14:30:00+02:00", 1714566600.0),
-    ("2024-05-01T12:30:00", 1714566600.0),
-    (1714566600, 1714566600.0),
-    (1714566600.5, 1714566600.5),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2024-05-01T12:30:00Z", 1714566600.0),
+        ("2024-05-01T14:30:00+02:00", 1714566600.0),
+        ("2024-05-01T12:30:00", 1714566600.0),
+        (1714566600, 1714566600.0),
+        (1714566600.5, 1714566600.5),
+    ],
+)
 def test_created_at_forms(value, expected):
     """created_at is ISO 8601 (zoneless means UTC) or unix seconds."""
     assert parse(line(MINIMAL, created_at=value)).created_at == expected
@@ -129,14 +161,12 @@ MALFORMED = [
     (line(MINIMAL, text=None), "text: required"),
     (line(MINIMAL, text=5), "text: must be a string"),
     (line(MINIMAL, text="a\x00b"), "text: contains a NUL"),
-    (b'{"id":1,"text":"\\ud800","author":"x","created_at":1}',
-     "text: contains an unpaired surrogate"),
+    (b'{"id":1,"text":"\\ud800","author":"x","created_at":1}', "text: contains an unpaired surrogate"),
     (line(MINIMAL, author=None), "author: required"),
     (line(MINIMAL, author=""), "author: must not be empty"),
     (line(MINIMAL, author=42), "author: must be a string"),
     (line(MINIMAL, created_at=None), "created_at: required"),
-    (line(MINIMAL, created_at="yesterday"),
-     "created_at: not an ISO 8601 timestamp: 'yesterday'"),
+    (line(MINIMAL, created_at="yesterday"), "created_at: not an ISO 8601 timestamp: 'yesterday'"),
     (line(MINIMAL, created_at=True), "created_at: must be"),
     (line(MINIMAL, created_at={"t": 1}), "created_at: must be"),
     (line(MINIMAL, created_at=1e300), "created_at: out of range"),
@@ -154,7 +184,7 @@ MALFORMED = [
     (line(MINIMAL, likes="5"), "likes: must be a non-negative integer"),
     (line(MINIMAL, reposts=-3), "reposts: must be a non-negative integer"),
     (line(MINIMAL, replies=[]), "replies: must be a non-negative integer"),
-    (line(MINIMAL, replies=2 ** 64), "replies: too large"),
+    (line(MINIMAL, replies=2**64), "replies: too large"),
     (line(MINIMAL, author_followers=-1), "author_followers: must be a non-negative integer"),
     (line(MINIMAL, author_verified="yes"), "author_verified: must be true or false"),
     (line(MINIMAL, author_verified=1), "author_verified: must be true or false"),
@@ -222,30 +252,47 @@ def test_round_trip_full():
 def test_format_post_leaves_out_none():
     """Fields that are None are not written at all."""
     decoded = json.loads(format_post(parse(line(MINIMAL))))
-    assert set(decoded) == {"id", "text", "author", "created_at", "likes",
-                            "reposts", "replies", "author_verified"}
+    assert set(decoded) == {"id", "text", "author", "created_at", "likes", "reposts", "replies", "author_verified"}
     assert decoded["created_at"] == "2024-05-01T12:30:00.000Z"
 
 
 text_st = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
-counts = st.integers(min_value=0, max_value=2 ** 63 - 1)
+counts = st.integers(min_value=0, max_value=2**63 - 1)
 coordinates = st.one_of(
     st.none(),
     st.tuples(st.floats(-90, 90, allow_nan=False), st.floats(-180, 180, allow_nan=False)),
 )
 posts = st.builds(
-    lambda native_id, text, author, millis, lang, url, likes, reposts, replies,
-    followers, verified, coords: Post(
-        source="replay", network="x", native_id=native_id, text=text, author=author,
-        created_at=millis / 1000, lang=lang, url=url, likes=likes, reposts=reposts,
-        replies=replies, author_followers=followers, author_verified=verified,
-        lat=coords[0] if coords else None, lon=coords[1] if coords else None,
-        received_at=1000.5),
-    text_st.filter(str.strip), text_st, text_st.filter(str.strip),
+    lambda native_id, text, author, millis, lang, url, likes, reposts, replies, followers, verified, coords: Post(
+        source="replay",
+        network="x",
+        native_id=native_id,
+        text=text,
+        author=author,
+        created_at=millis / 1000,
+        lang=lang,
+        url=url,
+        likes=likes,
+        reposts=reposts,
+        replies=replies,
+        author_followers=followers,
+        author_verified=verified,
+        lat=coords[0] if coords else None,
+        lon=coords[1] if coords else None,
+        received_at=1000.5,
+    ),
+    text_st.filter(str.strip),
+    text_st,
+    text_st.filter(str.strip),
     st.integers(min_value=0, max_value=253402300799000),
     st.none() | text_st,
     st.none() | st.builds("https://example.com/{}".format, st.integers(0)),
-    counts, counts, counts, st.none() | counts, st.booleans(), coordinates,
+    counts,
+    counts,
+    counts,
+    st.none() | counts,
+    st.booleans(),
+    coordinates,
 )
 
 
@@ -261,8 +308,21 @@ json_values = st.recursive(
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),
     max_leaves=20,
 )
-FIELDS = ["id", "text", "author", "created_at", "lang", "url", "likes", "reposts",
-          "replies", "author_followers", "author_verified", "lat", "lon"]
+FIELDS = [
+    "id",
+    "text",
+    "author",
+    "created_at",
+    "lang",
+    "url",
+    "likes",
+    "reposts",
+    "replies",
+    "author_followers",
+    "author_verified",
+    "lat",
+    "lon",
+]
 
 
 def outcome(data):
@@ -292,26 +352,29 @@ def check(data):
         format_post(result)
 
 
-@pytest.mark.parametrize("data", [
-    b'{"id": 123456789012345678901234567890, "text": "", "author": "a", "created_at": 0}',
-    b'{"id": 1, "text": 18446744073709551616, "author": "a", "created_at": 0}',
-    b'{"id": 1, "text": "", "author": "a", "created_at": 0, "likes": 18446744073709551615}',
-    b'{"id": 1, "text": "", "author": "a", "created_at": 0, "likes": 1e19}',
-    b'{"id": 1, "text": "", "author": "a", "created_at": -9223372036854775809}',
-    b'{"id": 1, "text": "", "author": "a", "created_at": 1e400}',
-    b'{"id": 1, "text": "\\ud800", "author": "a", "created_at": 0}',
-    b'{"id": 1, "text": "\xed\xa0\x80", "author": "a", "created_at": 0}',
-    b'{"id": 1, "text": "tab\there", "author": "a", "created_at": 0}',
-    b'{"id": 1, "text": "\\u0000", "author": "a", "created_at": 0}',
-    b'{"id": 1, "text": "x", "author": "a", "created_at": NaN}',
-    b'{"id": 1, "id": 2, "text": "x", "author": "a", "created_at": 0}',
-    b'\x0c{"id": 1, "text": "x", "author": "a", "created_at": 0}',
-    b'\xe3\x80\x80',
-    b'[' * 3000 + b']' * 3000,
-    b'{"a": ' * 1100 + b'1' + b'}' * 1100,
-    b'[]',
-    b'"text"',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id": 123456789012345678901234567890, "text": "", "author": "a", "created_at": 0}',
+        b'{"id": 1, "text": 18446744073709551616, "author": "a", "created_at": 0}',
+        b'{"id": 1, "text": "", "author": "a", "created_at": 0, "likes": 18446744073709551615}',
+        b'{"id": 1, "text": "", "author": "a", "created_at": 0, "likes": 1e19}',
+        b'{"id": 1, "text": "", "author": "a", "created_at": -9223372036854775809}',
+        b'{"id": 1, "text": "", "author": "a", "created_at": 1e400}',
+        b'{"id": 1, "text": "\\ud800", "author": "a", "created_at": 0}',
+        b'{"id": 1, "text": "\xed\xa0\x80", "author": "a", "created_at": 0}',
+        b'{"id": 1, "text": "tab\there", "author": "a", "created_at": 0}',
+        b'{"id": 1, "text": "\\u0000", "author": "a", "created_at": 0}',
+        b'{"id": 1, "text": "x", "author": "a", "created_at": NaN}',
+        b'{"id": 1, "id": 2, "text": "x", "author": "a", "created_at": 0}',
+        b'\x0c{"id": 1, "text": "x", "author": "a", "created_at": 0}',
+        b"\xe3\x80\x80",
+        b"[" * 3000 + b"]" * 3000,
+        b'{"a": ' * 1100 + b"1" + b"}" * 1100,
+        b"[]",
+        b'"text"',
+    ],
+)
 def test_orjson_and_json_agree(data):
     """Lines orjson reads differently or refuses get json's post or json's reason."""
     check(data)
@@ -321,8 +384,19 @@ def shared_lines(data_dir):
     from tests.analysis.test_vader import shared_texts
 
     for n, text in enumerate(shared_texts(data_dir)):
-        yield format_post(Post(source="r", network="x", native_id=str(n), text=text, author=f"a{n}",
-                               created_at=1.7e9 + n, lat=n % 90 / 1.7, lon=-n % 180 / 3.1, likes=n))
+        yield format_post(
+            Post(
+                source="r",
+                network="x",
+                native_id=str(n),
+                text=text,
+                author=f"a{n}",
+                created_at=1.7e9 + n,
+                lat=n % 90 / 1.7,
+                lon=-n % 180 / 3.1,
+                likes=n,
+            )
+        )
 
 
 def test_shared_texts_parse_the_same(shared_data):
@@ -336,8 +410,10 @@ def test_shared_texts_parse_the_same(shared_data):
 @given(st.from_regex(r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][-+]?[0-9]{1,3})?", fullmatch=True))
 def test_number_literals_read_alike(number):
     """A number literal decodes to the same int or float as json reads it."""
-    check(b'{"id": 1, "text": "", "author": "a", "created_at": 0, "lat": %s, "lon": %s, "likes": %s}'
-          % (number.encode(), number.encode(), number.encode()))
+    check(
+        b'{"id": 1, "text": "", "author": "a", "created_at": 0, "lat": %s, "lon": %s, "likes": %s}'
+        % (number.encode(), number.encode(), number.encode())
+    )
 
 
 @settings(max_examples=300)
@@ -362,10 +438,17 @@ def test_fuzz_post_shaped(d):
 
 
 @settings(max_examples=300)
-@given(st.fixed_dictionaries(
-    {"id": st.integers() | st.text(), "text": st.text(), "author": st.text(),
-     "created_at": st.text() | st.floats() | st.integers()},
-    optional={k: json_values for k in FIELDS[4:]}))
+@given(
+    st.fixed_dictionaries(
+        {
+            "id": st.integers() | st.text(),
+            "text": st.text(),
+            "author": st.text(),
+            "created_at": st.text() | st.floats() | st.integers(),
+        },
+        optional={k: json_values for k in FIELDS[4:]},
+    )
+)
 def test_fuzz_nearly_valid(d):
     """Objects with every required key, of roughly the right type, parse or fail cleanly."""
     check(json.dumps(d).encode("utf-8"))

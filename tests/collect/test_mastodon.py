@@ -39,16 +39,26 @@ def stop_worlds():
 class World:
     """A fake instance, a collector talking to it through StubTreq, and the queue it fills."""
 
-    def __init__(self, timelines=("#acme",), cursor=None, size=10000, token="", fake_token=None,
-                 domain="mastodon.test", **kw):
+    def __init__(
+        self, timelines=("#acme",), cursor=None, size=10000, token="", fake_token=None, domain="mastodon.test", **kw
+    ):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.fake = FakeMastodon(self.clock, domain=domain, token=fake_token)
         self.stub = StubTreq(self.fake.resource())
         self.queue = MemoryQueue(size, reactor=self.clock)
         self.store = CursorStore(cursor)
-        self.source = MastodonSource("masto", self.queue, self.store, Metrics(), f"https://{domain}",
-                                     list(timelines), token=token, reactor=self.clock, **kw)
+        self.source = MastodonSource(
+            "masto",
+            self.queue,
+            self.store,
+            Metrics(),
+            f"https://{domain}",
+            list(timelines),
+            token=token,
+            reactor=self.clock,
+            **kw,
+        )
         self.source.http_client = self.stub
         self.posts = []
 
@@ -94,10 +104,17 @@ def test_timelines_map_to_rest_and_streaming_paths():
     """Each timeline spelling maps to its REST path and parameters and its stream."""
     t = Timeline.parse("#acme:local")
     assert (t.rest_path, t.params, t.stream_path, t.stream_params) == (
-        "/api/v1/timelines/tag/acme", (("local", "true"),), "/api/v1/streaming/hashtag/local", (("tag", "acme"),))
+        "/api/v1/timelines/tag/acme",
+        (("local", "true"),),
+        "/api/v1/streaming/hashtag/local",
+        (("tag", "acme"),),
+    )
     t = Timeline.parse("public:remote")
     assert (t.rest_path, t.params, t.stream_path) == (
-        "/api/v1/timelines/public", (("remote", "true"),), "/api/v1/streaming/public/remote")
+        "/api/v1/timelines/public",
+        (("remote", "true"),),
+        "/api/v1/streaming/public/remote",
+    )
     assert Timeline.parse("#café").rest_path == "/api/v1/timelines/tag/caf%C3%A9"
     assert newest("99", "100") == "100" and newest(None, "5") == "5"
 
@@ -125,7 +142,8 @@ def test_server_ignoring_min_id_does_not_spin():
     w = World(limit=2, poll_interval=30.0)
     render = w.fake.render_timeline
     w.fake.render_timeline = lambda request, path, args, auth: render(
-        request, path, {k: v for k, v in args.items() if k != "min_id"}, auth)
+        request, path, {k: v for k, v in args.items() if k != "min_id"}, auth
+    )
     statuses = acme(w.fake, 3)
     w.start()
     assert len(w.fake.requests) == 2 and len(w.take()) == 2
@@ -137,9 +155,15 @@ def test_server_ignoring_min_id_does_not_spin():
 def test_status_becomes_a_plain_text_post():
     """HTML becomes plain text (entities, emoji), a content warning leads, and counts and author are kept."""
     w = World()
-    s = w.fake.status(f"<p>Is {TAG} down?<br>AT&amp;T too &lt;3 😩</p><p>second</p>", tags=["acme"],
-                      spoiler_text="Acme rant", language="de", favourites_count=9, reblogs_count=5,
-                      replies_count=2)
+    s = w.fake.status(
+        f"<p>Is {TAG} down?<br>AT&amp;T too &lt;3 😩</p><p>second</p>",
+        tags=["acme"],
+        spoiler_text="Acme rant",
+        language="de",
+        favourites_count=9,
+        reblogs_count=5,
+        replies_count=2,
+    )
     r = w.fake.status(f"<p>{TAG} remote</p>", tags=["acme"], acct="carol", local=False, language=None, url=None)
     w.start()
     a, b = w.take()
@@ -198,12 +222,15 @@ def test_restart_resumes_from_saved_positions():
     """A saved JSON cursor is used as min_id per timeline; a broken one is ignored."""
     w = World(timelines=("#acme", "public:local"))
     statuses = acme(w.fake, 4)
-    w.source.store = CursorStore(json.dumps({"#acme": statuses[1]["id"], "public:local": statuses[2]["id"],
-                                             "gone": "1"}))
+    w.source.store = CursorStore(
+        json.dumps({"#acme": statuses[1]["id"], "public:local": statuses[2]["id"], "gone": "1"})
+    )
     w.start()
     got = w.take()
-    assert w.paths() == [("/api/v1/timelines/tag/acme", statuses[1]["id"]),
-                         ("/api/v1/timelines/public", statuses[2]["id"])]
+    assert w.paths() == [
+        ("/api/v1/timelines/tag/acme", statuses[1]["id"]),
+        ("/api/v1/timelines/public", statuses[2]["id"]),
+    ]
     assert [p.native_id for p in got] == [s["uri"] for s in statuses[2:]]
     assert MastodonSource._load(w.source, "{not json") == {}
 
@@ -420,13 +447,28 @@ def test_stop_cancels_everything():
 
 def test_config_keys_and_checks():
     """A mastodon source needs an instance URL and timelines; bad spellings are named."""
-    config = parse_config({"sources": [{"kind": "mastodon", "name": "m", "instance": "https://mastodon.social",
-                                        "timelines": ["#acme", "public:local"]}]})
+    config = parse_config(
+        {
+            "sources": [
+                {
+                    "kind": "mastodon",
+                    "name": "m",
+                    "instance": "https://mastodon.social",
+                    "timelines": ["#acme", "public:local"],
+                }
+            ]
+        }
+    )
     (spec,) = config.sources
     assert spec["token"] == "" and spec["limit"] == 40 and spec["streaming"] is True
     with pytest.raises(ConfigError) as e:
-        parse_config({"sources": [{"kind": "mastodon", "name": "m", "instance": "mastodon.social",
-                                   "timelines": ["acme"], "limit": 80}]})
+        parse_config(
+            {
+                "sources": [
+                    {"kind": "mastodon", "name": "m", "instance": "mastodon.social", "timelines": ["acme"], "limit": 80}
+                ]
+            }
+        )
     text = str(e.value)
     assert "sources[0].instance" in text and "'acme' is not a timeline" in text and "sources[0].limit" in text
     with pytest.raises(ConfigError, match="at least one timeline"):
@@ -438,7 +480,11 @@ def test_post_from_status_refuses_what_it_cannot_read():
     from monitor.collect.mastodon import MalformedStatus
 
     base = FakeMastodon(Clock()).public(FakeMastodon(Clock()).status("<p>x</p>"))
-    for change, field in (({"uri": None}, "uri"), ({"account": {}}, "account.acct"),
-                          ({"created_at": "nope"}, "created_at"), ({"content": 5}, "content")):
+    for change, field in (
+        ({"uri": None}, "uri"),
+        ({"account": {}}, "account.acct"),
+        ({"created_at": "nope"}, "created_at"),
+        ({"content": 5}, "content"),
+    ):
         with pytest.raises(MalformedStatus, match=field):
             post_from_status("s", dict(base, **change), "h")

@@ -27,8 +27,9 @@ class Live:
         self.port = reactor.listenTCP(0, self.fake.site(), interface="127.0.0.1")
         self.fake.base_url = f"http://127.0.0.1:{self.port.getHost().port}"
         self.queue = MemoryQueue(10000, reactor=reactor)
-        self.source = MastodonSource("masto", self.queue, CursorStore(), Metrics(), self.fake.base_url,
-                                     list(timelines), reactor=reactor, **kw)
+        self.source = MastodonSource(
+            "masto", self.queue, CursorStore(), Metrics(), self.fake.base_url, list(timelines), reactor=reactor, **kw
+        )
         self.posts = []
 
     def take(self):
@@ -107,8 +108,15 @@ async def test_instance_that_does_not_exist(reactor):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    source = MastodonSource("masto", MemoryQueue(10, reactor=reactor), CursorStore(), Metrics(),
-                            f"http://127.0.0.1:{port}", ["#acme"], reactor=reactor)
+    source = MastodonSource(
+        "masto",
+        MemoryQueue(10, reactor=reactor),
+        CursorStore(),
+        Metrics(),
+        f"http://127.0.0.1:{port}",
+        ["#acme"],
+        reactor=reactor,
+    )
     source.startService()
     try:
         await wait_until(reactor, lambda: source.state == BACKING_OFF)

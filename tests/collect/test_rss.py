@@ -20,6 +20,7 @@ from tests.fakes.store import CursorStore
 START = 1767225600.0  # 2026-01-01T00:00:00Z
 BASE = "http://feeds.test"
 
+
 class Harness:
     """An RSS collector wired to the fake feeds in memory."""
 
@@ -31,8 +32,9 @@ class Harness:
         self.queue = MemoryQueue(100000, reactor=self.clock)
         self.store = CursorStore(cursor)
         kw.setdefault("poll_interval", 300.0)
-        self.source = RSSSource("news", self.queue, self.store, Metrics(), feeds=[BASE + p for p in paths],
-                                reactor=self.clock, **kw)
+        self.source = RSSSource(
+            "news", self.queue, self.store, Metrics(), feeds=[BASE + p for p in paths], reactor=self.clock, **kw
+        )
         self.source.http_client = StubTreq(self.fake)
         self.committed = cursor
 
@@ -57,6 +59,7 @@ class Harness:
 
     def stop(self):
         self.source.stopService()
+
 
 # --- parsing ---------------------------------------------------------------------------
 
@@ -92,19 +95,29 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
   <author><name>Bob</name></author></entry>
 </feed>""".encode()
 
+
 def test_rss_items_keys_and_fields():
     """RSS keys by guid, then link, then a hash of title and date; HTML to text; content:encoded and dc: read."""
     items, bad = parse_feed(RSS, BASE + "/a.rss")
-    assert [i.key for i in items[:3]] == ["news.example:4711", "https://news.example/link-only",
-                                          "https://news.example/perma"]
+    assert [i.key for i in items[:3]] == [
+        "news.example:4711",
+        "https://news.example/link-only",
+        "https://news.example/perma",
+    ]
     assert items[3].key.startswith("h:") and len(items[3].key) == 42
     a = items[0]
-    assert (a.title, a.summary, a.author, a.link, a.lang) == ("Acme outage", "Acme is down 🔥", "Jane Reporter",
-                                                              "https://news.example/acme", "en-us")
+    assert (a.title, a.summary, a.author, a.link, a.lang) == (
+        "Acme outage",
+        "Acme is down 🔥",
+        "Jane Reporter",
+        "https://news.example/acme",
+        "en-us",
+    )
     assert items[2].link == "https://news.example/perma"
     assert items[4].summary == "Body only, in content too" and items[4].date == "2026-01-03T00:00:00Z"
     assert items[4].author == "Acme News"
     assert len(bad) == 1 and b"<category>" in bad[0][0]
+
 
 def test_atom_entries():
     """Atom keys by id; html and xhtml text constructs to text; alternate link resolved; author and lang inherited."""
@@ -115,17 +128,21 @@ def test_atom_entries():
     assert (e1.author, e1.lang, e1.date) == ("Globex team", "de", "2026-01-01T10:00:00+02:00")
     assert (e2.summary, e2.author, e2.link) == ("Some content", "Bob", None)
 
+
 def test_bad_documents():
     """Broken XML, entity bombs and documents that are not feeds raise NotAFeed."""
     import pytest
 
     from monitor.collect.rss import NotAFeed
 
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
-            b"<rss><channel><title>&b;</title></channel></rss>")
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+        b"<rss><channel><title>&b;</title></channel></rss>"
+    )
     for body in (b"<rss><channel><item><title>trunc", bomb, b"<html><body>hi</body></html>", b"", b"\xff\xfe"):
         with pytest.raises(NotAFeed):
             parse_feed(body, BASE)
+
 
 def test_dates_tolerated():
     """RFC 822 with names or offsets, RFC 3339, no zone (UTC); nonsense gives None."""
@@ -136,6 +153,7 @@ def test_dates_tolerated():
     assert parse_date("Thu, 01 Jan 2026 12:00:00") == START + 12 * 3600
     assert parse_date("yesterday") is None and parse_date(None) is None
 
+
 def test_config_needs_feeds_and_urls():
     """An rss source needs feeds or url, and they must be http(s) URLs."""
     import pytest
@@ -143,21 +161,37 @@ def test_config_needs_feeds_and_urls():
     ok = parse_config({"sources": [{"kind": "rss", "name": "n", "url": "https://a.example/feed"}]})
     assert ok.sources[0]["feeds"] == [] and ok.sources[0]["poll_interval"] == 300.0
     with pytest.raises(ConfigError) as e:
-        parse_config({"sources": [{"kind": "rss", "name": "n"},
-                                  {"kind": "rss", "name": "m", "feeds": ["ftp://x/feed", "https://ok.example/"]}]})
+        parse_config(
+            {
+                "sources": [
+                    {"kind": "rss", "name": "n"},
+                    {"kind": "rss", "name": "m", "feeds": ["ftp://x/feed", "https://ok.example/"]},
+                ]
+            }
+        )
     problems = e.value.problems
     assert any("sources[0].feeds" in p and "give the feeds" in p for p in problems)
     assert any("sources[1].feeds" in p and "ftp://x/feed" in p for p in problems)
 
+
 # --- polling -------------------------------------------------------------------------------
+
 
 def test_poll_emits_items_with_cursor_then_304():
     """First poll emits every item oldest first, the last with the cursor; next polls are conditional (304)."""
     h = Harness()
-    h.fake.set_feed("/a.rss", items=[
-        {"title": "One", "guid": "g1", "pubDate": "Thu, 01 Jan 2026 10:00:00 GMT", "description": "<p>first</p>"},
-        {"title": "Two", "guid": "g2", "pubDate": "Thu, 01 Jan 2026 11:00:00 GMT", "description": "second &amp; more"},
-    ])
+    h.fake.set_feed(
+        "/a.rss",
+        items=[
+            {"title": "One", "guid": "g1", "pubDate": "Thu, 01 Jan 2026 10:00:00 GMT", "description": "<p>first</p>"},
+            {
+                "title": "Two",
+                "guid": "g2",
+                "pubDate": "Thu, 01 Jan 2026 11:00:00 GMT",
+                "description": "second &amp; more",
+            },
+        ],
+    )
     h.start()
     posts = h.take()
     assert [p.text for p in posts] == ["One — first", "Two — second & more"]
@@ -180,6 +214,7 @@ def test_poll_emits_items_with_cursor_then_304():
     assert [p.text for p in h.take()] == ["Three"]
     h.stop()
 
+
 def test_weak_etag_echoed_and_last_modified_alone():
     """A weak ETag is sent back exactly (W/ and quotes); a feed with only Last-Modified gets If-Modified-Since."""
     h = Harness(paths=("/w.rss", "/m.rss"))
@@ -194,6 +229,7 @@ def test_weak_etag_echoed_and_last_modified_alone():
     assert h.take() == []
     h.stop()
 
+
 def test_changed_feed_emits_only_new_items_and_edits_are_not_new():
     """A changed document (200) yields only unseen keys; an Atom entry whose updated changed is not new."""
     h = Harness(paths=("/g.atom",))
@@ -205,6 +241,7 @@ def test_changed_feed_emits_only_new_items_and_edits_are_not_new():
     h.turn(300)
     assert [p.native_id for p in h.take()] == [BASE + "/g.atom#urn:2"]
     h.stop()
+
 
 def test_restart_from_cursor_no_duplicates_no_loss():
     """After a restart with the committed cursor: validators sent, seen items skipped, new ones emitted."""
@@ -219,6 +256,7 @@ def test_restart_from_cursor_no_duplicates_no_loss():
     assert [p.text for p in h2.take()] == ["Two"]
     assert h2.fake.seen("/a.rss")[-1].headers["if-none-match"] == '"v2"'
     h2.stop()
+
 
 def test_moved_permanently_updates_url_keeps_ids():
     """301: the new URL is used from then on and saved; post ids stay keyed on the configured URL."""
@@ -237,6 +275,7 @@ def test_moved_permanently_updates_url_keeps_ids():
     assert h.source.status()["feeds"][0]["current_url"] == BASE + "/new.rss"
     h.stop()
 
+
 def test_temporary_redirect_followed_not_saved():
     """302/307: followed for this request only; the saved URL stays."""
     h = Harness()
@@ -245,6 +284,7 @@ def test_temporary_redirect_followed_not_saved():
     h.start()
     assert len(h.take()) == 1 and h.source.feeds[0].url == BASE + "/a.rss"
     h.stop()
+
 
 def test_gone_stops_polling_that_feed():
     """410: the feed is failing and never asked again; the other feeds go on; all gone stops the source."""
@@ -265,6 +305,7 @@ def test_gone_stops_polling_that_feed():
     assert h.source.state == FAILING and "every feed is gone" in h.source.last_error
     assert h.source._task.called
     h.stop()
+
 
 def test_retry_after_honoured():
     """429 and 503 with Retry-After (seconds or a date) are not asked again before then; 503 without it backs off."""
@@ -289,6 +330,7 @@ def test_retry_after_honoured():
     assert h.source.state == BACKING_OFF and h.source.feeds[0].next_at - h.clock.seconds() > 0
     h.stop()
 
+
 def test_bad_xml_is_dead_letter_and_polling_goes_on():
     """A truncated or invalid document is a dead letter with its bytes; the feed is polled again later."""
     h = Harness(paths=("/a.rss", "/b.rss"))
@@ -304,6 +346,7 @@ def test_bad_xml_is_dead_letter_and_polling_goes_on():
     assert [p.text for p in h.take()] == ["repaired"] and h.source.state == CONNECTED
     h.stop()
 
+
 def test_oversized_feed_refused():
     """A document over max_bytes is cut off, kept as a dead letter head, and not parsed."""
     h = Harness(max_bytes=2048)
@@ -312,14 +355,18 @@ def test_oversized_feed_refused():
     assert h.take() == [] and "larger than 2048" in h.store.letters[0][2]
     h.stop()
 
+
 def test_bad_dates_fall_back_to_now_and_are_counted():
     """Unreadable and far-future dates are stamped with the time read and counted."""
     h = Harness()
-    h.fake.set_feed("/a.rss", items=[
-        {"title": "bad", "guid": "1", "pubDate": "32/13/2026 25:61"},
-        {"title": "future", "guid": "2", "pubDate": "Fri, 01 Jan 2100 00:00:00 GMT"},
-        {"title": "good", "guid": "3", "pubDate": "Thu, 01 Jan 2026 00:00:00 GMT"},
-    ])
+    h.fake.set_feed(
+        "/a.rss",
+        items=[
+            {"title": "bad", "guid": "1", "pubDate": "32/13/2026 25:61"},
+            {"title": "future", "guid": "2", "pubDate": "Fri, 01 Jan 2100 00:00:00 GMT"},
+            {"title": "good", "guid": "3", "pubDate": "Thu, 01 Jan 2026 00:00:00 GMT"},
+        ],
+    )
     h.clock.advance(3600)
     h.start()
     posts = {p.text: p for p in h.take()}
@@ -327,6 +374,7 @@ def test_bad_dates_fall_back_to_now_and_are_counted():
     assert posts["good"].created_at == START and h.source.bad_dates == 2
     assert h.source.status()["bad_dates"] == 2
     h.stop()
+
 
 def test_network_error_backs_off_per_feed():
     """A feed whose server is unreachable backs off on its own; the source reports backing off."""
@@ -348,28 +396,38 @@ def test_network_error_backs_off_per_feed():
     assert Refusing.calls == 2
     h.stop()
 
+
 def test_html_and_emoji_survive():
     """Markup in titles and descriptions becomes text; emoji and escaped markup stay as written."""
     h = Harness()
-    h.fake.set_feed("/a.rss", items=[{
-        "title": "Acme ❤️ <b>users</b>",
-        "guid": "1",
-        "description": "<p>We &lt;3 you &amp;amp; <script>alert(1)</script> 👍</p>",
-        "creator": "Zoë",
-    }])
+    h.fake.set_feed(
+        "/a.rss",
+        items=[
+            {
+                "title": "Acme ❤️ <b>users</b>",
+                "guid": "1",
+                "description": "<p>We &lt;3 you &amp;amp; <script>alert(1)</script> 👍</p>",
+                "creator": "Zoë",
+            }
+        ],
+    )
     h.start()
     (p,) = h.take()
     assert p.text == "Acme ❤️ users — We <3 you &amp; alert(1) 👍" and p.author == "Zoë"
     h.stop()
 
+
 def test_duplicate_items_in_one_document_emitted_once():
     """The same guid twice in a document (a sloppy feed) gives one post; items come oldest first whatever the order."""
     h = Harness()
-    h.fake.set_feed("/a.rss", items=[
-        {"title": "Old", "guid": "1", "pubDate": "Thu, 01 Jan 2026 08:00:00 GMT"},
-        {"title": "New", "guid": "2", "pubDate": "Thu, 01 Jan 2026 09:00:00 GMT"},
-        {"title": "Old again", "guid": "1", "pubDate": "Thu, 01 Jan 2026 08:00:00 GMT"},
-    ])
+    h.fake.set_feed(
+        "/a.rss",
+        items=[
+            {"title": "Old", "guid": "1", "pubDate": "Thu, 01 Jan 2026 08:00:00 GMT"},
+            {"title": "New", "guid": "2", "pubDate": "Thu, 01 Jan 2026 09:00:00 GMT"},
+            {"title": "Old again", "guid": "1", "pubDate": "Thu, 01 Jan 2026 08:00:00 GMT"},
+        ],
+    )
     h.start()
     posts = h.take()
     assert [p.native_id.rsplit("#", 1)[1] for p in posts] == ["1", "2"]

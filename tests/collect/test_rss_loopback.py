@@ -38,8 +38,9 @@ async def _none():
 
 def make(served, reactor, paths, **kw):
     queue = MemoryQueue(10000, reactor=reactor)
-    source = RSSSource("news", queue, CursorStore(), Metrics(), feeds=[served["url"] + p for p in paths], reactor=reactor,
-                       **kw)
+    source = RSSSource(
+        "news", queue, CursorStore(), Metrics(), feeds=[served["url"] + p for p in paths], reactor=reactor, **kw
+    )
     served["sources"].append(source)
     return source, queue
 
@@ -49,8 +50,9 @@ async def test_gzip_conditional_and_moved(served, reactor):
     """A gzipped feed is read; the next poll is a 304; a 301 moves the feed to its new path."""
     fake = served["fake"]
     fake.gzip = True
-    fake.set_feed("/a.rss", items=[{"title": f"Acme {i} 🚀", "guid": str(i), "description": "<p>hi</p>"}
-                                   for i in range(30)])
+    fake.set_feed(
+        "/a.rss", items=[{"title": f"Acme {i} 🚀", "guid": str(i), "description": "<p>hi</p>"} for i in range(30)]
+    )
     fake.set_feed("/b.atom", kind="atom", items=[{"title": "Globex", "id": "urn:1", "summary": "<b>x</b>"}])
     fake.move("/b.atom", "/c.atom")
     source, queue = make(served, reactor, ["/a.rss", "/b.atom"], poll_interval=1)

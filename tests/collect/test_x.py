@@ -34,8 +34,9 @@ class Harness:
         self.store = CursorStore(cursor)
         self.metrics = Metrics()
         kw.setdefault("queries", ["acme"])
-        self.source = XSource("x", self.queue, self.store, self.metrics, "test-token", base_url="http://x.test/",
-                              reactor=self.clock, **kw)
+        self.source = XSource(
+            "x", self.queue, self.store, self.metrics, "test-token", base_url="http://x.test/", reactor=self.clock, **kw
+        )
         self.stub = StubTreq(self.fake)
         self.source.http_client = self.stub
         self.source.network_backoff = Backoff(0.25, step=0.25, cap=16, jitter=0)
@@ -81,9 +82,13 @@ def ids(posts):
 
 def test_topic_query_building():
     """Terms are ORed, phrases quoted, exclusions negated, languages as lang:, foreign handles left out."""
-    t = Topic(name="Acme", terms=("acme", '"acme cloud"', "#acmedown", "@acmesupport", "@acme@mastodon.social",
-                                  "acme.com"), variants=("acmee",), exclude=("roadrunner", "wile e"),
-              languages=("en-GB", "de"))
+    t = Topic(
+        name="Acme",
+        terms=("acme", '"acme cloud"', "#acmedown", "@acmesupport", "@acme@mastodon.social", "acme.com"),
+        variants=("acmee",),
+        exclude=("roadrunner", "wile e"),
+        languages=("en-GB", "de"),
+    )
     assert topic_query(t) == (
         '(acme OR "acme cloud" OR #acmedown OR @acmesupport OR "acme.com" OR acmee) -roadrunner -"wile e" '
         "(lang:en OR lang:de) -is:retweet"
@@ -102,11 +107,14 @@ def test_queries_from_topics_or_config():
 def test_problem_type_suffix():
     """Problem types match on their suffix whatever the host; plain bodies still give a message."""
     for host in ("api.x.com", "api.twitter.com"):
-        body = json.dumps({"title": "Invalid Request", "detail": "bad query",
-                           "type": f"https://{host}/2/problems/invalid-request"}).encode()
+        body = json.dumps(
+            {"title": "Invalid Request", "detail": "bad query", "type": f"https://{host}/2/problems/invalid-request"}
+        ).encode()
         assert problem(body) == ("invalid-request", "Invalid Request: bad query")
-    assert problem(b'{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}') \
-        == ("about:blank", "Too Many Requests")
+    assert problem(b'{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}') == (
+        "about:blank",
+        "Too Many Requests",
+    )
     assert problem(b"<html>oops</html>") == ("", "<html>oops</html>")
 
 
@@ -117,8 +125,17 @@ def test_post_fields_from_expansions():
     """Author followers and verification come from includes.users, geo from a place's bbox centre or a point."""
     fake = FakeX(Clock())
     place = fake.add_place("Manhattan, NY", [-74.02, 40.70, -73.91, 40.88])
-    a = fake.make_post("acme &amp; &lt;b&gt;friends&lt;/b&gt; 🚀🔥", username="alice", place=place, likes=4,
-                       reposts=2, replies=1, followers=830, verified=True, created_at="2026-01-01T12:00:00.000Z")
+    a = fake.make_post(
+        "acme &amp; &lt;b&gt;friends&lt;/b&gt; 🚀🔥",
+        username="alice",
+        place=place,
+        likes=4,
+        reposts=2,
+        replies=1,
+        followers=830,
+        verified=True,
+        created_at="2026-01-01T12:00:00.000Z",
+    )
     b = fake.make_post("acme at a point", username="bob", point=[13.4, 52.5], lang="und")
     users = {u["id"]: u for u in fake.users.values()}
     pa = parse_tweet(a, "x", users, fake.places, 0.0, ("Acme",))
@@ -251,8 +268,12 @@ def test_remaining_zero_waits_for_reset():
 def test_429_waits_until_reset_header():
     """A 429 with X's headers and problem body waits until the reset, then polls again."""
     h = Harness()
-    h.fake.script("search", 429, headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(int(START + 120))},
-                  body=problem_body("about:blank", "Too Many Requests", "Too Many Requests", status=429))
+    h.fake.script(
+        "search",
+        429,
+        headers={"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(int(START + 120))},
+        body=problem_body("about:blank", "Too Many Requests", "Too Many Requests", status=429),
+    )
     h.start()
     assert h.source.state == RATE_LIMITED and "429" in h.source.last_error
     h.turn(120)
@@ -285,10 +306,19 @@ def test_partial_errors_are_counted_not_fatal():
     """errors[] next to data in a 200: the posts are kept, the errors counted."""
     h = Harness()
     post = h.fake.make_post("acme with a deleted quote")
-    body = {"data": [post], "includes": {"users": list(h.fake.users.values())},
-            "errors": [{"value": "123", "detail": "Could not find tweet with id: [123].", "title": "Not Found Error",
-                        "type": "https://api.x.com/2/problems/resource-not-found"}],
-            "meta": {"result_count": 1, "newest_id": post["id"], "oldest_id": post["id"]}}
+    body = {
+        "data": [post],
+        "includes": {"users": list(h.fake.users.values())},
+        "errors": [
+            {
+                "value": "123",
+                "detail": "Could not find tweet with id: [123].",
+                "title": "Not Found Error",
+                "type": "https://api.x.com/2/problems/resource-not-found",
+            }
+        ],
+        "meta": {"result_count": 1, "newest_id": post["id"], "oldest_id": post["id"]},
+    }
     h.fake.script("search", 200, body=body)
     h.start()
     assert ids(h.take()) == [post["id"]]
@@ -304,8 +334,9 @@ def test_malformed_pages_and_posts_are_dead_letters():
     worse = dict(h.fake.make_post("acme worse"), public_metrics={"like_count": -1})
     h.fake.script("search", 200, body=b'{"data": [{"id": "1", "text": "acme tru')
     h.fake.script("search", 200, body=b"[1, 2]")
-    h.fake.script("search", 200, body={"data": [good, bad, worse, "nope"],
-                                       "meta": {"result_count": 4, "newest_id": worse["id"]}})
+    h.fake.script(
+        "search", 200, body={"data": [good, bad, worse, "nope"], "meta": {"result_count": 4, "newest_id": worse["id"]}}
+    )
     h.start()
     h.turn(10)
     h.turn(10)
@@ -464,8 +495,11 @@ def test_stream_disconnect_resume_without_loss_or_duplicates():
     h.turn()
     after = h.take()
     texts = [p.text for p in before + after]
-    assert sorted(texts) == sorted([f"acme before {i}" for i in range(3)] + [f"globex during {i}" for i in range(2)]
-                                   + [f"acme after {i}" for i in range(2)])
+    assert sorted(texts) == sorted(
+        [f"acme before {i}" for i in range(3)]
+        + [f"globex during {i}" for i in range(2)]
+        + [f"acme after {i}" for i in range(2)]
+    )
     assert json.loads(after[-1].cursor)["last_id"] == h.fake.posts[-1]["id"]
     assert len(h.fake.seen("stream")) == 2
     h.stop()
@@ -507,9 +541,11 @@ def test_stream_bad_lines_are_dead_letters():
     h.start()
     h.fake.stream_raw(b"{not json}\r\n")
     h.fake.stream_raw(b'{"data": {"id": 5, "text": "acme"}}\r\n')
-    h.fake.stream_raw(b'{"errors": [{"title": "operational-disconnect", '
-                      b'"disconnect_type": "UpstreamOperationalDisconnect", '
-                      b'"type": "https://api.x.com/2/problems/operational-disconnect"}]}\r\n')
+    h.fake.stream_raw(
+        b'{"errors": [{"title": "operational-disconnect", '
+        b'"disconnect_type": "UpstreamOperationalDisconnect", '
+        b'"type": "https://api.x.com/2/problems/operational-disconnect"}]}\r\n'
+    )
     h.fake.stream_raw(b'"x' + b"a" * (1 << 20) + b'"\r\n')
     h.fake.publish("acme still fine")
     h.fake.stream_raw(b'{"data": {"id": "77", "text": "acme trunc')
@@ -530,9 +566,16 @@ def test_stream_http_error_policy():
     h = stream_harness()
     h.fake.script("stream", 503, body=b"")
     h.fake.script("stream", 503, body=b"")
-    h.fake.script("stream", 429, body=problem_body("streaming-connection", "ConnectionException",
-                                                   "This stream is currently at the maximum allowed connection limit.",
-                                                   connection_issue="TooManyConnections"))
+    h.fake.script(
+        "stream",
+        429,
+        body=problem_body(
+            "streaming-connection",
+            "ConnectionException",
+            "This stream is currently at the maximum allowed connection limit.",
+            connection_issue="TooManyConnections",
+        ),
+    )
     h.fake.script("stream", 409, body=problem_body("streaming-connection", "ConnectionException", "no rules"))
     h.start()
     assert h.source.state == BACKING_OFF
@@ -585,16 +628,34 @@ def test_config_keys_and_make_source(monkeypatch):
     from monitor.collect import make_source
     from monitor.config import ConfigError, parse_config
 
-    cfg = parse_config({"sources": [{"kind": "x", "name": "x", "bearer_token": "${X_BEARER_TOKEN}"}],
-                        "topics": [{"name": "Acme", "terms": ["acme"]}]}, environ={"X_BEARER_TOKEN": "sekrit"})
+    cfg = parse_config(
+        {
+            "sources": [{"kind": "x", "name": "x", "bearer_token": "${X_BEARER_TOKEN}"}],
+            "topics": [{"name": "Acme", "terms": ["acme"]}],
+        },
+        environ={"X_BEARER_TOKEN": "sekrit"},
+    )
     spec = cfg.sources[0]
     assert spec["bearer_token"] == "sekrit" and spec["mode"] == "search" and spec["base_url"] == "https://api.x.com"
     clock = Clock()
     source = make_source(spec, MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), cfg.topics, clock)
     assert isinstance(source, XSource) and source.queries == [("Acme", "acme -is:retweet")]
     with pytest.raises(ConfigError) as e:
-        parse_config({"sources": [{"kind": "x", "name": "x", "bearer_token": "${NOPE}", "mode": "firehose",
-                                   "max_results": 500, "base_url": "api.x.com"}]}, environ={})
+        parse_config(
+            {
+                "sources": [
+                    {
+                        "kind": "x",
+                        "name": "x",
+                        "bearer_token": "${NOPE}",
+                        "mode": "firehose",
+                        "max_results": 500,
+                        "base_url": "api.x.com",
+                    }
+                ]
+            },
+            environ={},
+        )
     text = str(e.value)
     assert "NOPE is not set" in text and "'search', 'stream'" in text and "from 10 to 100" in text
     assert "http or https URL" in text
@@ -622,8 +683,9 @@ def test_queries_follow_topic_edits():
     live.reload(Topic(name="A", terms=("acme",)), Topic(name="B", terms=("globex",)))
     assert [tag for tag, _ in search.queries] == ["A", "B"]
 
-    stream = XSource("xt", MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), "t", mode="stream", topics=live,
-                     reactor=clock)
+    stream = XSource(
+        "xt", MemoryQueue(10, reactor=clock), CursorStore(), Metrics(), "t", mode="stream", topics=live, reactor=clock
+    )
     synced = []
 
     async def sync_rules():

@@ -139,8 +139,16 @@ async def test_server_not_there_backs_off(reactor):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     queue = MemoryQueue(10, reactor=reactor)
-    source = XSource("x", queue, CursorStore(), Metrics(), "t", base_url=f"http://127.0.0.1:{port}", queries=["acme"],
-                     reactor=reactor)
+    source = XSource(
+        "x",
+        queue,
+        CursorStore(),
+        Metrics(),
+        "t",
+        base_url=f"http://127.0.0.1:{port}",
+        queries=["acme"],
+        reactor=reactor,
+    )
     source.startService()
     try:
         await when_state(source, BACKING_OFF, reactor)

@@ -296,9 +296,18 @@ class FakeJetstream:
         self._next_us += 1000
         return self._next_us
 
-    def post(self, did: str, rkey: str, text: str, time_us: Optional[int] = None, rev: Optional[str] = None,
-             facets: Optional[list] = None, langs=("en",), created_at: str = "2026-01-01T00:00:00.000Z",
-             **record: Any) -> dict:
+    def post(
+        self,
+        did: str,
+        rkey: str,
+        text: str,
+        time_us: Optional[int] = None,
+        rev: Optional[str] = None,
+        facets: Optional[list] = None,
+        langs=("en",),
+        created_at: str = "2026-01-01T00:00:00.000Z",
+        **record: Any,
+    ) -> dict:
         """
         Append a C{create} commit of a post.
         """
@@ -310,20 +319,36 @@ class FakeJetstream:
         event = {
             "did": did,
             "kind": "commit",
-            "commit": {"rev": rev or f"rev{rkey}", "operation": "create", "collection": POST,
-                       "rkey": rkey, "cid": f"bafy{rkey}", "record": rec},
+            "commit": {
+                "rev": rev or f"rev{rkey}",
+                "operation": "create",
+                "collection": POST,
+                "rkey": rkey,
+                "cid": f"bafy{rkey}",
+                "record": rec,
+            },
         }
         if time_us is not None:
             event["time_us"] = time_us
         return self.add(event)
 
     def delete(self, did: str, rkey: str) -> dict:
-        return self.add({"did": did, "kind": "commit",
-                         "commit": {"rev": f"del{rkey}", "operation": "delete", "collection": POST, "rkey": rkey}})
+        return self.add(
+            {
+                "did": did,
+                "kind": "commit",
+                "commit": {"rev": f"del{rkey}", "operation": "delete", "collection": POST, "rkey": rkey},
+            }
+        )
 
     def identity(self, did: str, handle: str) -> dict:
-        return self.add({"did": did, "kind": "identity",
-                         "identity": {"did": did, "handle": handle, "seq": 1, "time": "2026-01-01T00:00:02.000Z"}})
+        return self.add(
+            {
+                "did": did,
+                "kind": "identity",
+                "identity": {"did": did, "handle": handle, "seq": 1, "time": "2026-01-01T00:00:02.000Z"},
+            }
+        )
 
     def account(self, did: str, active: bool = False) -> dict:
         body = {"active": active, "did": did, "seq": 2, "time": "2026-01-01T00:00:03.000Z"}
@@ -389,13 +414,29 @@ def plausible(fake: FakeJetstream, rng: random.Random, now_us: int) -> None:
     did = f"did:plc:{rng.choice('abcdefgh')}{rng.randrange(200):04d}fake"
     roll = rng.random()
     if roll < 0.05:
-        fake.add({"did": did, "time_us": now_us, "kind": "identity",
-                  "identity": {"did": did, "handle": fake_profile(did)["handle"], "seq": 1,
-                               "time": "2026-01-01T00:00:00.000Z"}})
+        fake.add(
+            {
+                "did": did,
+                "time_us": now_us,
+                "kind": "identity",
+                "identity": {
+                    "did": did,
+                    "handle": fake_profile(did)["handle"],
+                    "seq": 1,
+                    "time": "2026-01-01T00:00:00.000Z",
+                },
+            }
+        )
         return
     if roll < 0.08:
-        fake.add({"did": did, "time_us": now_us, "kind": "commit",
-                  "commit": {"rev": f"r{now_us}", "operation": "delete", "collection": POST, "rkey": "3old"}})
+        fake.add(
+            {
+                "did": did,
+                "time_us": now_us,
+                "kind": "commit",
+                "commit": {"rev": f"r{now_us}", "operation": "delete", "collection": POST, "rkey": "3old"},
+            }
+        )
         return
     brand, other = rng.sample(_BRANDS, 2)
     text = rng.choice(_LINES).format(b=brand, o=other, t=brand.lower())
@@ -450,8 +491,10 @@ def main(argv=None) -> None:
     task.LoopingCall(tick).start(1.0 / args.rate)
     port = reactor.listenTCP(args.port, fake.site(), interface=args.interface)
     host = port.getHost()
-    print(f"fake Jetstream on ws://{host.host}:{host.port}/subscribe, AppView on http://{host.host}:{host.port}",
-          flush=True)
+    print(
+        f"fake Jetstream on ws://{host.host}:{host.port}/subscribe, AppView on http://{host.host}:{host.port}",
+        flush=True,
+    )
     reactor.run()
 
 

@@ -140,9 +140,18 @@ class FakeMastodon:
 
     # -- content -------------------------------------------------------------------
 
-    def status(self, content: str = "<p>Hello</p>", tags=(), acct: str = "bob", local: bool = True,
-               uri: Optional[str] = None, reblog: Optional[dict] = None, created_at: Optional[str] = None,
-               push: bool = True, **fields: Any) -> dict:
+    def status(
+        self,
+        content: str = "<p>Hello</p>",
+        tags=(),
+        acct: str = "bob",
+        local: bool = True,
+        uri: Optional[str] = None,
+        reblog: Optional[dict] = None,
+        created_at: Optional[str] = None,
+        push: bool = True,
+        **fields: Any,
+    ) -> dict:
         """
         Add a status (ids keep growing) and push it to matching streams.
         """
@@ -153,20 +162,39 @@ class FakeMastodon:
         status = {
             "id": sid,
             "created_at": created_at or iso(self.reactor.seconds() or 1767268800.0),
-            "in_reply_to_id": None, "in_reply_to_account_id": None,
-            "sensitive": False, "spoiler_text": "", "visibility": "public", "language": "en",
+            "in_reply_to_id": None,
+            "in_reply_to_account_id": None,
+            "sensitive": False,
+            "spoiler_text": "",
+            "visibility": "public",
+            "language": "en",
             "uri": uri or f"https://{domain}/users/{user}/statuses/{sid}",
             "url": f"https://{domain}/@{user}/{sid}",
-            "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "edited_at": None,
-            "content": content, "reblog": reblog,
-            "account": {"id": str(1000 + len(user)), "username": user,
-                        "acct": acct if (local or "@" in acct) else f"{user}@{domain}",
-                        "display_name": user.title(), "bot": False, "locked": False,
-                        "followers_count": 812, "following_count": 120, "statuses_count": 5000,
-                        "url": f"https://{domain}/@{user}", "created_at": "2022-11-01T00:00:00.000Z"},
-            "media_attachments": [], "mentions": [],
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+            "edited_at": None,
+            "content": content,
+            "reblog": reblog,
+            "account": {
+                "id": str(1000 + len(user)),
+                "username": user,
+                "acct": acct if (local or "@" in acct) else f"{user}@{domain}",
+                "display_name": user.title(),
+                "bot": False,
+                "locked": False,
+                "followers_count": 812,
+                "following_count": 120,
+                "statuses_count": 5000,
+                "url": f"https://{domain}/@{user}",
+                "created_at": "2022-11-01T00:00:00.000Z",
+            },
+            "media_attachments": [],
+            "mentions": [],
             "tags": [{"name": t, "url": f"https://{self.domain}/tags/{t}"} for t in tags],
-            "emojis": [], "card": None, "poll": None,
+            "emojis": [],
+            "card": None,
+            "poll": None,
             "_local": local,
         }
         status.update(fields)
@@ -208,8 +236,12 @@ class FakeMastodon:
             stream.request.finish()
 
     def instance_info(self) -> dict:
-        return {"domain": self.domain, "title": "Fake", "version": "4.5.0",
-                "configuration": {"urls": {"streaming": self.streaming_url or self.base_url.replace("http", "ws", 1)}}}
+        return {
+            "domain": self.domain,
+            "title": "Fake",
+            "version": "4.5.0",
+            "configuration": {"urls": {"streaming": self.streaming_url or self.base_url.replace("http", "ws", 1)}},
+        }
 
     # -- REST --------------------------------------------------------------------------
 
@@ -245,7 +277,7 @@ class FakeMastodon:
         local = args.get("local", ["false"])[0] == "true"
         remote = args.get("remote", ["false"])[0] == "true"
         if path.startswith("/api/v1/timelines/tag/"):
-            tag = path[len("/api/v1/timelines/tag/"):].lower()
+            tag = path[len("/api/v1/timelines/tag/") :].lower()
             if tag == "unknown":
                 request.setResponseCode(404)
                 return b'{"error":"Record not found"}'
@@ -296,8 +328,13 @@ class FakeMastodon:
         if self.token is None or auth != f"Bearer {self.token}":
             request.setResponseCode(401)
             return b'{"error":"Error: Missing access token"}'
-        known = ("/api/v1/streaming/public", "/api/v1/streaming/public/local", "/api/v1/streaming/public/remote",
-                 "/api/v1/streaming/hashtag", "/api/v1/streaming/hashtag/local")
+        known = (
+            "/api/v1/streaming/public",
+            "/api/v1/streaming/public/local",
+            "/api/v1/streaming/public/remote",
+            "/api/v1/streaming/hashtag",
+            "/api/v1/streaming/hashtag/local",
+        )
         if path not in known:
             request.setResponseCode(400)
             return b'{"error":"Unknown channel requested"}'
@@ -334,9 +371,11 @@ _LINES = [
 def plausible(fake: FakeMastodon, rng: random.Random) -> None:
     brand, other = rng.sample(_BRANDS, 2)
     tag = brand.lower()
-    link = (f'<a href="https://{fake.domain}/tags/{tag}" class="mention hashtag" rel="tag">#<span>{tag}</span></a>')
-    mention = (f'<span class="h-card"><a href="https://{fake.domain}/@{tag}support" class="u-url mention">'
-               f'@<span>{tag}support</span></a></span>')
+    link = f'<a href="https://{fake.domain}/tags/{tag}" class="mention hashtag" rel="tag">#<span>{tag}</span></a>'
+    mention = (
+        f'<span class="h-card"><a href="https://{fake.domain}/@{tag}support" class="u-url mention">'
+        f"@<span>{tag}support</span></a></span>"
+    )
     text = rng.choice(_LINES).format(b=brand, o=other, link=link, mention=mention)
     local = rng.random() < 0.6
     user = rng.choice(["alice", "bob", "carol", "dave", "erin", "frank"])
@@ -372,8 +411,7 @@ def main(argv=None) -> None:
     host = port.getHost()
     fake.base_url = f"http://{host.host}:{host.port}"
     task.LoopingCall(tick).start(1.0 / args.rate)
-    print(f"fake Mastodon on {fake.base_url}" + (" (streaming with the given token)" if args.token else ""),
-          flush=True)
+    print(f"fake Mastodon on {fake.base_url}" + (" (streaming with the given token)" if args.token else ""), flush=True)
     reactor.run()
 
 

@@ -89,8 +89,16 @@ class FakeFeeds(Resource):
 
     # -- scripting -------------------------------------------------------------
 
-    def set_feed(self, path: str, kind: str = "rss", items=(), etag: bool = True, last_modified: bool = True,
-                 weak: bool = False, title: str = "Example feed") -> FeedDoc:
+    def set_feed(
+        self,
+        path: str,
+        kind: str = "rss",
+        items=(),
+        etag: bool = True,
+        last_modified: bool = True,
+        weak: bool = False,
+        title: str = "Example feed",
+    ) -> FeedDoc:
         doc = FeedDoc(kind=kind, title=title, use_etag=etag, use_last_modified=last_modified, weak=weak)
         self.feeds[path] = doc
         for item in items:
@@ -127,8 +135,9 @@ class FakeFeeds(Resource):
         doc = self.feeds.setdefault(path, FeedDoc())
         doc.moved_to, doc.moved_code = to, code
         if not to.startswith("http"):
-            self.feeds.setdefault(to, FeedDoc(**{k: v for k, v in vars(doc).items()
-                                                   if k not in ("moved_to", "moved_code")}))
+            self.feeds.setdefault(
+                to, FeedDoc(**{k: v for k, v in vars(doc).items() if k not in ("moved_to", "moved_code")})
+            )
 
     def gone(self, path: str) -> None:
         self.feeds.setdefault(path, FeedDoc()).gone = True
@@ -187,8 +196,9 @@ class FakeFeeds(Resource):
             request.setResponseCode(304)
             return b""
         body = doc.raw if doc.raw is not None else (atom(doc) if doc.kind == "atom" else rss(doc))
-        request.setHeader(b"content-type", b"application/atom+xml" if doc.kind == "atom"
-                          else b"application/rss+xml; charset=utf-8")
+        request.setHeader(
+            b"content-type", b"application/atom+xml" if doc.kind == "atom" else b"application/rss+xml; charset=utf-8"
+        )
         request.setHeader(b"vary", b"Accept-Encoding")
         if self.gzip and "gzip" in headers.get("accept-encoding", ""):
             request.setHeader(b"content-encoding", b"gzip")
@@ -277,8 +287,9 @@ def atom(doc: FeedDoc) -> bytes:
         if it.get("summary") is not None:
             kind = it.get("summary_type", "html")
             if kind == "xhtml":
-                parts.append(f'<summary type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">{it["summary"]}'
-                             "</div></summary>")
+                parts.append(
+                    f'<summary type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">{it["summary"]}</div></summary>'
+                )
             else:
                 parts.append(_el("summary", it["summary"], f' type="{kind}"'))
         if it.get("content") is not None:
@@ -325,10 +336,25 @@ def main(argv=None) -> None:
         n[0] += 1
         title, html = rng.choice(SAMPLES)
         now = formatdate(reactor.seconds(), usegmt=True)
-        fake.add_item("/acme.rss", title=title, description=html, link=f"https://news.example/{n[0]}",
-                      guid=f"news.example:{n[0]}", permalink=False, pubDate=now, creator="Reporter")
-        fake.add_item("/globex.atom", title=title, summary=html, link=f"https://blog.example/{n[0]}",
-                      id=f"urn:example:{n[0]}", published="2026-01-01T00:00:00Z", author="Blogger")
+        fake.add_item(
+            "/acme.rss",
+            title=title,
+            description=html,
+            link=f"https://news.example/{n[0]}",
+            guid=f"news.example:{n[0]}",
+            permalink=False,
+            pubDate=now,
+            creator="Reporter",
+        )
+        fake.add_item(
+            "/globex.atom",
+            title=title,
+            summary=html,
+            link=f"https://blog.example/{n[0]}",
+            id=f"urn:example:{n[0]}",
+            published="2026-01-01T00:00:00Z",
+            author="Blogger",
+        )
 
     LoopingCall(tick).start(args.every)
     reactor.listenTCP(args.port, Site(fake), interface=args.interface)

@@ -128,7 +128,12 @@ class FakeSlack(Resource):
     def render_POST(self, request):
         path = request.path.decode("utf-8", "replace")
         body = request.content.read()
-        seen = Seen("POST", path, {k.decode().lower(): v[-1].decode() for k, v in request.requestHeaders.getAllRawHeaders()}, body)
+        seen = Seen(
+            "POST",
+            path,
+            {k.decode().lower(): v[-1].decode() for k, v in request.requestHeaders.getAllRawHeaders()},
+            body,
+        )
         self.requests.append(seen)
         answer = self._answer(path, body, request)
         seen.code = answer.code

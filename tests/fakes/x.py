@@ -174,10 +174,21 @@ class FakeX(Resource):
         }
         return pid
 
-    def make_post(self, text: str, username: str = "someone", post_id: Optional[str] = None, lang: str = "en",
-                  place: Optional[str] = None, point: Optional[list[float]] = None, likes: int = 0,
-                  reposts: int = 0, replies: int = 0, followers: int = 100, verified: bool = False,
-                  created_at: Optional[str] = None) -> dict:
+    def make_post(
+        self,
+        text: str,
+        username: str = "someone",
+        post_id: Optional[str] = None,
+        lang: str = "en",
+        place: Optional[str] = None,
+        point: Optional[list[float]] = None,
+        likes: int = 0,
+        reposts: int = 0,
+        replies: int = 0,
+        followers: int = 100,
+        verified: bool = False,
+        created_at: Optional[str] = None,
+    ) -> dict:
         """A post object with the real shape (not yet published)."""
         if post_id is None:
             self._next_id += 1
@@ -186,8 +197,13 @@ class FakeX(Resource):
         when = created_at or datetime.fromtimestamp(self.clock.seconds(), timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%S.000Z"
         )
-        metrics = {"reply_count": replies, "like_count": likes, "quote_count": 0, "bookmark_count": 0,
-                   "impression_count": 10 * (likes + 1)}
+        metrics = {
+            "reply_count": replies,
+            "like_count": likes,
+            "quote_count": 0,
+            "bookmark_count": 0,
+            "impression_count": 10 * (likes + 1),
+        }
         metrics["repost_count" if self.names == "post" else "retweet_count"] = reposts
         post = {
             "id": post_id,
@@ -216,8 +232,9 @@ class FakeX(Resource):
             self._send_post(request, post)
         return post
 
-    def script(self, endpoint: str, code: Optional[int] = 200, headers=None, body: Any = b"",
-               hold: bool = False) -> None:
+    def script(
+        self, endpoint: str, code: Optional[int] = 200, headers=None, body: Any = b"", hold: bool = False
+    ) -> None:
         """
         Answer the next request to C{endpoint} (search, stream, rules,
         rules-post) with this; C{code=None} answers it normally (to script
@@ -344,20 +361,34 @@ class FakeX(Resource):
     def _search(self, request, seen: Seen) -> bytes:
         query = seen.arg("query")
         if not query:
-            return self._fail(request, 400, "invalid-request", "Invalid Request",
-                              "One or more parameters to your request was invalid.",
-                              errors=[{"parameters": {"query": []},
-                                       "message": "The `query` query parameter can not be empty"}])
+            return self._fail(
+                request,
+                400,
+                "invalid-request",
+                "Invalid Request",
+                "One or more parameters to your request was invalid.",
+                errors=[{"parameters": {"query": []}, "message": "The `query` query parameter can not be empty"}],
+            )
         if len(query) > 512:
-            return self._fail(request, 400, "invalid-request", "Invalid Request",
-                              "The `query` query parameter value is too long (max 512)")
+            return self._fail(
+                request,
+                400,
+                "invalid-request",
+                "Invalid Request",
+                "The `query` query parameter value is too long (max 512)",
+            )
         try:
             max_results = int(seen.arg("max_results") or 10)
         except ValueError:
             max_results = 0
         if not 10 <= max_results <= 100:
-            return self._fail(request, 400, "invalid-request", "Invalid Request",
-                              f"The `max_results` query parameter value [{max_results}] is not between 10 and 100")
+            return self._fail(
+                request,
+                400,
+                "invalid-request",
+                "Invalid Request",
+                f"The `max_results` query parameter value [{max_results}] is not between 10 and 100",
+            )
         since = int(seen.arg("since_id") or 0)
         token = seen.arg("next_token") or seen.arg("pagination_token")
         if token:
@@ -373,7 +404,7 @@ class FakeX(Resource):
             found = [p for p in found if int(p["id"]) <= until]
         elif found:
             until = int(found[0]["id"])
-        page = found[offset:offset + max_results]
+        page = found[offset : offset + max_results]
         meta: dict[str, Any] = {"result_count": len(page)}
         body: dict[str, Any] = {}
         if page:
@@ -417,13 +448,20 @@ class FakeX(Resource):
         for rule in doc.get("add") or []:
             value = rule.get("value")
             if not isinstance(value, str) or not value.strip() or len(value) > 1024:
-                errors.append({"value": value, "title": "Invalid Rule", "detail": "Rule is invalid",
-                               "type": PROBLEMS + "invalid-rules"})
+                errors.append(
+                    {
+                        "value": value,
+                        "title": "Invalid Rule",
+                        "detail": "Rule is invalid",
+                        "type": PROBLEMS + "invalid-rules",
+                    }
+                )
                 continue
             dup = [r for r in self.rules.values() if r["value"] == value]
             if dup:
-                errors.append({"value": value, "id": dup[0]["id"], "title": "DuplicateRule",
-                               "type": PROBLEMS + "duplicate-rules"})
+                errors.append(
+                    {"value": value, "id": dup[0]["id"], "title": "DuplicateRule", "type": PROBLEMS + "duplicate-rules"}
+                )
                 continue
             self._next_rule += 1
             r = {"id": str(self._next_rule), "value": value}
@@ -433,8 +471,15 @@ class FakeX(Resource):
             created.append(r)
         request.setResponseCode(201)
         body: dict[str, Any] = {
-            "meta": {"sent": sent, "summary": {"created": len(created), "not_created": len(errors),
-                                               "valid": len(created), "invalid": len(errors)}}
+            "meta": {
+                "sent": sent,
+                "summary": {
+                    "created": len(created),
+                    "not_created": len(errors),
+                    "valid": len(created),
+                    "invalid": len(errors),
+                },
+            }
         }
         if created:
             body["data"] = created
@@ -444,11 +489,20 @@ class FakeX(Resource):
 
     def _stream(self, request, seen: Seen):
         if not self.rules:
-            return self._fail(request, 409, "streaming-connection", "ConnectionException",
-                              "There are no rules for this stream", status=409)
+            return self._fail(
+                request,
+                409,
+                "streaming-connection",
+                "ConnectionException",
+                "There are no rules for this stream",
+                status=409,
+            )
         if len(self.streams) >= self.max_connections:
             return self._fail(
-                request, 429, "streaming-connection", "ConnectionException",
+                request,
+                429,
+                "streaming-connection",
+                "ConnectionException",
                 "This stream is currently at the maximum allowed connection limit.",
                 connection_issue="TooManyConnections",
             )
@@ -529,14 +583,23 @@ def main(argv=None) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     fake = FakeX(reactor, token=args.token)
     rng = random.Random()
-    places = [fake.add_place("Manhattan, NY", [-74.02, 40.70, -73.91, 40.88]),
-              fake.add_place("Berlin, Germany", [13.08, 52.33, 13.76, 52.67])]
+    places = [
+        fake.add_place("Manhattan, NY", [-74.02, 40.70, -73.91, 40.88]),
+        fake.add_place("Berlin, Germany", [13.08, 52.33, 13.76, 52.67]),
+    ]
     users = ["alice", "bob", "carol_dev", "dave", "erin_ops"]
 
     def tick():
-        fake.publish(rng.choice(SAMPLES), username=rng.choice(users), likes=rng.randrange(50),
-                     reposts=rng.randrange(10), replies=rng.randrange(5), followers=rng.randrange(10, 100000),
-                     verified=rng.random() < 0.1, place=rng.choice(places) if rng.random() < 0.2 else None)
+        fake.publish(
+            rng.choice(SAMPLES),
+            username=rng.choice(users),
+            likes=rng.randrange(50),
+            reposts=rng.randrange(10),
+            replies=rng.randrange(5),
+            followers=rng.randrange(10, 100000),
+            verified=rng.random() < 0.1,
+            place=rng.choice(places) if rng.random() < 0.2 else None,
+        )
 
     LoopingCall(tick).start(1.0 / args.rate)
     reactor.listenTCP(args.port, Site(fake), interface=args.interface)

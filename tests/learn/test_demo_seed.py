@@ -40,7 +40,9 @@ def test_the_shipped_file_is_the_demos_corrections():
 
 def test_a_bad_seed_line_is_named(tmp_path):
     bad = tmp_path / "seed.jsonl"
-    bad.write_text('{"id": "a", "text": "fine", "sentiment": "positive"}\n{"id": "b", "text": "x", "sentiment": "meh"}\n')
+    bad.write_text(
+        '{"id": "a", "text": "fine", "sentiment": "positive"}\n{"id": "b", "text": "x", "sentiment": "meh"}\n'
+    )
     with pytest.raises(ValueError, match=r"seed.jsonl:2: .*sentiment"):
         read_seed(bad)
 
@@ -51,6 +53,7 @@ async def test_a_fresh_demo_hub_has_an_active_model_from_the_shipped_corrections
     started = time.monotonic()
     hub.start()
     try:
+
         async def active():
             code, body = await hub.get("/api/v1/models")
             return next((m for m in json.loads(body)["models"] if m["name"] == "sentiment" and m["state"] == "active"),
@@ -72,7 +75,9 @@ async def test_a_fresh_demo_hub_has_an_active_model_from_the_shipped_corrections
         code, body = await hub.get("/api/v1/posts?limit=500")
         networks = [p["network"] for p in json.loads(body)["posts"]]
         # The seed is 45 days old: after every demo post, out of every dashboard range.
-        assert "seed" in networks and "demo" not in networks[networks.index("seed"):]
-        print(f"model active {took:.1f}s after start; macro-F1 {e['macro_f1']:.3f} vs VADER {e['baseline_macro_f1']:.3f}")
+        assert "seed" in networks and "demo" not in networks[networks.index("seed") :]
+        print(
+            f"model active {took:.1f}s after start; macro-F1 {e['macro_f1']:.3f} vs VADER {e['baseline_macro_f1']:.3f}"
+        )
     finally:
         assert await hub.stop()

@@ -37,8 +37,13 @@ class Client:
         self.clock = Clock()
         self.clock.advance(T0)
         self.store = SyncStore()
-        self.store.add_posts([_post("1", "Acme charged me twice"), _post("2", "=HYPERLINK(\"x\")"),
-                              _post("at://did:plc:abc/app.bsky.feed.post/3k2", "lost my bag", network="bluesky")])
+        self.store.add_posts(
+            [
+                _post("1", "Acme charged me twice"),
+                _post("2", '=HYPERLINK("x")'),
+                _post("at://did:plc:abc/app.bsky.feed.post/3k2", "lost my bag", network="bluesky"),
+            ]
+        )
         self.feedback = Feedback(SQLiteLearning(self.store), self.clock)
         self.changes = []
         self.feedback.listeners.append(lambda: self.changes.append(1))
@@ -80,7 +85,9 @@ def test_put_get_merge_and_undo(api):
     # A second correction merges: a new label, the sentiment kept.
     code, body = api.call("PUT", url("x:1"), {"labels": {"billing": True, "question": False}})
     assert body["feedback"]["labels"] == {"billing": True, "complaint": True, "question": False}
-    assert body["feedback"]["sentiment"] == "negative" and body["feedback"]["updated_at"] != body["feedback"]["created_at"]
+    assert (
+        body["feedback"]["sentiment"] == "negative" and body["feedback"]["updated_at"] != body["feedback"]["created_at"]
+    )
     # null forgets one label's word.
     code, body = api.call("PUT", url("x:1"), {"labels": {"question": None}})
     assert body["feedback"]["labels"] == {"billing": True, "complaint": True}
@@ -136,7 +143,11 @@ def test_list_pages_and_exports(api):
     assert [f["post_id"] for f in rest["feedback"]] == ["x:1"] and rest["next"] is None
     assert api.call("GET", "/api/v1/feedback?cursor=zz")[1]["parameter"] == "cursor"
     assert api.call("GET", "/api/v1/feedback?format=xml")[1]["parameter"] == "format"
-    assert [f["post_id"] for f in api.call("GET", "/api/v1/feedback?by=api&label=complaint")[1]["feedback"]] == [ODD, "x:2", "x:1"]
+    assert [f["post_id"] for f in api.call("GET", "/api/v1/feedback?by=api&label=complaint")[1]["feedback"]] == [
+        ODD,
+        "x:2",
+        "x:1",
+    ]
     code, raw, headers = api.call("GET", "/api/v1/feedback?format=csv", raw=True)
     assert code == 200 and headers.getRawHeaders("content-type")[0].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(raw.decode())))

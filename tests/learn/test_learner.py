@@ -27,7 +27,9 @@ SETTINGS = {"min_examples": 20, "min_per_class": 3, "retrain_after": 10, "delay"
 
 def _post(network, key, text, lang=None):
     [a] = analyze_texts([text], Classifier())
-    return Post(source="s", network=network, native_id=key, text=text, author="a", created_at=1.7e9, lang=lang, analysis=a)
+    return Post(
+        source="s", network=network, native_id=key, text=text, author="a", created_at=1.7e9, lang=lang, analysis=a
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,9 @@ async def test_learns_from_corrections_and_beats_the_rules_on_unseen_domains(sto
         assert complaint["curve"] == [{"version": "complaint-1", "examples": len(train), "macro_f1": e["macro_f1"],
                                        "baseline_macro_f1": e["baseline_macro_f1"]}]  # fmt: skip
         s = models["sentiment"]
-        assert s["state"] == ("active" if s["evaluation"]["macro_f1"] > s["evaluation"]["baseline_macro_f1"] else "inactive")
+        assert s["state"] == (
+            "active" if s["evaluation"]["macro_f1"] > s["evaluation"]["baseline_macro_f1"] else "inactive"
+        )
         assert changes and changes[-1]["complaint"] == "complaint-1"
 
         # Applied as the hub applies it, to brand domains it never saw.
@@ -92,7 +96,9 @@ async def test_learns_from_corrections_and_beats_the_rules_on_unseen_domains(sto
         truth, learned, rules = [], [], []
         for _, ex, a in held:
             truth.append(ex.label)
-            learned.append("yes" if "complaint" in apply_models(a, ex.text, None, {("complaint", "en"): model}).labels else "no")
+            learned.append(
+                "yes" if "complaint" in apply_models(a, ex.text, None, {("complaint", "en"): model}).labels else "no"
+            )
             rules.append("yes" if "complaint" in a.labels else "no")
         f1_learned = summary(truth, learned, ("no", "yes"))["per_class"]["yes"]["f1"]
         f1_rules = summary(truth, rules, ("no", "yes"))["per_class"]["yes"]["f1"]
@@ -103,7 +109,9 @@ async def test_learns_from_corrections_and_beats_the_rules_on_unseen_domains(sto
         assert answer["state"] == "inactive" and answer["held"] and ("complaint", "en") not in learner.active
         assert await learner.train_due() == []  # nothing new
         for ex in train[:10]:
-            await feedback.put(f"c:{ex.key}", {"labels": {"complaint": ex.label != "yes"}, "sentiment": "neutral"}, "t2")
+            await feedback.put(
+                f"c:{ex.key}", {"labels": {"complaint": ex.label != "yes"}, "sentiment": "neutral"}, "t2"
+            )
         assert [n["version"] for n in await learner.train_due()] == ["complaint-2", "sentiment-2"]
         assert ("complaint", "en") not in learner.active
         answer = await learner.set_active("complaint", "en", True, "admin", version="complaint-1")

@@ -52,8 +52,14 @@ def test_stored_form_is_plain_json_and_answers_alike():
     examples = [
         Example(str(i), text, VADER, label, "no")
         for i, (text, label) in enumerate(
-            [("my bill is wrong again", "yes"), ("billing charged me twice", "yes"), ("lovely day at the beach", "no"),
-             ("new phone arrived today", "no"), ("refund my bill now", "yes"), ("great concert tonight", "no")]
+            [
+                ("my bill is wrong again", "yes"),
+                ("billing charged me twice", "yes"),
+                ("lovely day at the beach", "no"),
+                ("new phone arrived today", "no"),
+                ("refund my bill now", "yes"),
+                ("great concert tonight", "no"),
+            ]
         )
     ]
     stored = train_model("billing", "billing-1", examples, LABEL_CLASSES, now=1.0)

@@ -27,8 +27,10 @@ SECRET = b"correct horse battery staple 0123"
 
 
 def posts(texts, source="s"):
-    return [Post(source=source, network=source, native_id=str(i), text=t, author="a", created_at=1.0e9 + i)
-            for i, t in enumerate(texts)]
+    return [
+        Post(source=source, network=source, native_id=str(i), text=t, author="a", created_at=1.0e9 + i)
+        for i, t in enumerate(texts)
+    ]
 
 
 class SyncScorer(Service):
@@ -168,8 +170,12 @@ def self_signed(tmp_path):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -200,9 +206,20 @@ class Twistd:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-             "--logfile", str(self.log), *self.args],
-            cwd=str(self.tmp_path), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "--nodaemon",
+                "--pidfile=",
+                "--logfile",
+                str(self.log),
+                *self.args,
+            ],
+            cwd=str(self.tmp_path),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         return self
 

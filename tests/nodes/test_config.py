@@ -92,18 +92,22 @@ def test_node_options(tmp_path, monkeypatch):
     o.parseOptions(["--hub", "tcp:127.0.0.1:7700", "--secret-file", secret_file(tmp_path)])
     assert o["workers"] == cores() >= 1 and o.secret == SECRET and o["name"] is None
     o = Options()
-    o.parseOptions(["--hub", "tls:hub.example:7700", "--secret-file", secret_file(tmp_path), "-w", "3",
-                    "--name", "gpu-box"])
+    o.parseOptions(
+        ["--hub", "tls:hub.example:7700", "--secret-file", secret_file(tmp_path), "-w", "3", "--name", "gpu-box"]
+    )
     assert o["workers"] == 3 and o["name"] == "gpu-box"
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "--hub is required"),
-    (["--hub", "bogus:x"], "not a Twisted client endpoint"),
-    (["--hub", "tcp:h:1"], "no node secret"),
-    (["--hub", "tcp:h:1", "--workers", "0"], "at least 1"),
-    (["--hub", "tcp:h:1", "--name", ""], "--name"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--hub is required"),
+        (["--hub", "bogus:x"], "not a Twisted client endpoint"),
+        (["--hub", "tcp:h:1"], "no node secret"),
+        (["--hub", "tcp:h:1", "--workers", "0"], "at least 1"),
+        (["--hub", "tcp:h:1", "--name", ""], "--name"),
+    ],
+)
 def test_node_options_errors(args, message, monkeypatch):
     """Bad monitor-node options are usage errors that say what is wrong."""
     monkeypatch.delenv(SECRET_ENV, raising=False)

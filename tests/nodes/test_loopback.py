@@ -58,8 +58,9 @@ class Api:
         self.pool = HTTPConnectionPool(reactor, persistent=False)
 
     async def get(self, path):
-        response = await treq.get(self.base + path, headers={"Authorization": f"Bearer {TOKEN}"},
-                                  pool=self.pool, reactor=self.reactor)
+        response = await treq.get(
+            self.base + path, headers={"Authorization": f"Bearer {TOKEN}"}, pool=self.pool, reactor=self.reactor
+        )
         body = await response.text()
         return json.loads(body) if path != "/metrics" else body
 
@@ -71,12 +72,16 @@ class Api:
 
 
 def config(port, node_port, pem, secret, extra=""):
-    nodes = f"""
+    nodes = (
+        f"""
 [nodes]
 endpoint = "ssl:{node_port}:interface=127.0.0.1:privateKey={pem}"
 secret_file = "{secret}"
 timeout = 30
-""" if node_port else ""
+"""
+        if node_port
+        else ""
+    )
     return f"""
 [store]
 path = "monitor.sqlite"
@@ -139,14 +144,22 @@ async def test_two_nodes_one_killed_mid_replay(reactor, tmp_path, shared_data):
 
     env = {"MONITOR_API_TOKEN": TOKEN}
     hub = Twistd(tmp_path, "hub", ["monitor", "--config", "monitor.toml"], env).start()
-    node_args = ["monitor-node", "--hub", f"tls:localhost:{node_port}:trustRoots={ca}",
-                 "--secret-file", str(secret), "--workers", "1"]
+    node_args = [
+        "monitor-node",
+        "--hub",
+        f"tls:localhost:{node_port}:trustRoots={ca}",
+        "--secret-file",
+        str(secret),
+        "--workers",
+        "1",
+    ]
     a = Twistd(tmp_path, "node-a", node_args + ["--name", "node-a"]).start()
     b = Twistd(tmp_path, "node-b", node_args + ["--name", "node-b"]).start()
     procs = [hub, a, b]
     api = Api(reactor, port)
     orphans = []
     try:
+
         async def both_connected():
             nodes = await api.nodes()
             return len([x for x in nodes.values() if x["state"] == "connected"]) == 2 and nodes
@@ -216,6 +229,7 @@ async def test_hub_with_worker_processes(reactor, tmp_path, shared_data):
     hub = Twistd(tmp_path, "hub", ["monitor", "--config", "monitor.toml"], {"MONITOR_API_TOKEN": TOKEN}).start()
     api = Api(reactor, port)
     try:
+
         async def all_stored():
             return await api.stored() == n
 
@@ -229,6 +243,7 @@ async def test_hub_with_worker_processes(reactor, tmp_path, shared_data):
     # The pool's helpers (multiprocessing's resource tracker among them)
     # notice their owner's exit a moment later: wait a bounded while.
     _, alive = psutil.wait_procs(workers, timeout=10)
+
     def lingering(p):
         try:
             return p.status() != psutil.STATUS_ZOMBIE
@@ -248,8 +263,11 @@ async def test_a_node_applies_the_hubs_learned_models_as_the_hub_would(reactor, 
     from monitor.learn.linear import LinearModel
 
     n = 600
-    texts = corpus(shared_data, n)[:n - 3] + ["Acme charged me twice and support keeps closing my ticket",
-                                              "Acme hat mir zweimal Geld abgebucht", "worst service ever, acme"]
+    texts = corpus(shared_data, n)[: n - 3] + [
+        "Acme charged me twice and support keeps closing my ticket",
+        "Acme hat mir zweimal Geld abgebucht",
+        "worst service ever, acme",
+    ]
     langs = [None] * (n - 2) + ["de", "en"]
     classifier = Classifier(crisis_words=["meltdown", "is down", "down again"])
     pem, ca, secret, port, node_port = tls_setup(tmp_path)
@@ -257,17 +275,37 @@ async def test_a_node_applies_the_hubs_learned_models_as_the_hub_would(reactor, 
     text = config(port, node_port, pem, secret).replace("[web]", extra + "[web]", 1)
     (tmp_path / "monitor.toml").write_text(text, encoding="utf-8")
     hub = Twistd(tmp_path, "hub", ["monitor", "--config", "monitor.toml"], {"MONITOR_API_TOKEN": TOKEN}).start()
-    node = Twistd(tmp_path, "node-m", ["monitor-node", "--hub", f"tls:localhost:{node_port}:trustRoots={ca}",
-                                       "--secret-file", str(secret), "--workers", "1", "--name", "node-m"]).start()
+    node = Twistd(
+        tmp_path,
+        "node-m",
+        [
+            "monitor-node",
+            "--hub",
+            f"tls:localhost:{node_port}:trustRoots={ca}",
+            "--secret-file",
+            str(secret),
+            "--workers",
+            "1",
+            "--name",
+            "node-m",
+        ],
+    ).start()
     procs = [hub, node]
     api = Api(reactor, port)
     try:
+
         async def node_holds_the_model():
             models = (await api.get("/api/v1/models"))["models"]
             active = [m for m in models if m["state"] == "active"]
             status = (await api.nodes()).get("node-m")
-            return active and status and status["state"] == "connected" and status["applies_models"] \
-                and status["models"] and active
+            return (
+                active
+                and status
+                and status["state"] == "connected"
+                and status["applies_models"]
+                and status["models"]
+                and active
+            )
 
         active = await wait_until(reactor, node_holds_the_model, procs=procs)
         assert "sentiment" in {m["name"] for m in active}
@@ -292,8 +330,12 @@ async def test_a_node_applies_the_hubs_learned_models_as_the_hub_would(reactor, 
     for (stored,) in db.execute("SELECT model FROM learned_models WHERE state = 'active'"):
         m = LinearModel.from_json(stored)
         models[(m.name, m.language)] = m
-    rows = {int(r[0]): r[1:] for r in db.execute(
-        "SELECT native_id, sentiment, sentiment_by, labels, compound FROM posts WHERE network = 'archive'")}
+    rows = {
+        int(r[0]): r[1:]
+        for r in db.execute(
+            "SELECT native_id, sentiment, sentiment_by, labels, compound FROM posts WHERE network = 'archive'"
+        )
+    }
     db.close()
     expected = apply_texts(analyze_texts(texts, classifier), texts, langs, models)
     assert len(rows) == n

@@ -33,14 +33,14 @@ class Setup:
         self.clock = clock or Clock()
         self.metrics = Metrics()
         self.local = RecordingLocal(classifier)
-        self.pool = NodePool([self.local], classifier, self.metrics, secret=secret, timeout=timeout,
-                             reactor=self.clock)
+        self.pool = NodePool([self.local], classifier, self.metrics, secret=secret, timeout=timeout, reactor=self.clock)
         self.pool.startService()
         self.pumps = []
 
     def node(self, name="n1", secret=SECRET, scorer=SyncScorer, workers=1, node_versions=None):
-        return AnalysisNode(object(), secret, workers, name=name, reactor=self.clock,
-                            analyzer_factory=scorer, versions=node_versions)
+        return AnalysisNode(
+            object(), secret, workers, name=name, reactor=self.clock, analyzer_factory=scorer, versions=node_versions
+        )
 
     def connect(self, node, handshake=True):
         client, server, pump = connectedServerAndClient(
@@ -173,8 +173,9 @@ def test_protocol_version_mismatch_is_refused():
     node = s.node()
     client, server, pump = s.connect(node, handshake=False)
     with LogCapture() as log:
-        answer = Outcome(client.callRemote(wire.Hello, version=wire.PROTOCOL_VERSION + 1,
-                                           nonce=b"n" * wire.NONCE_BYTES))
+        answer = Outcome(
+            client.callRemote(wire.Hello, version=wire.PROTOCOL_VERSION + 1, nonce=b"n" * wire.NONCE_BYTES)
+        )
         pump.flush()
     with pytest.raises(wire.VersionMismatch, match="protocol version"):
         answer.get()
@@ -219,8 +220,17 @@ def test_register_without_hello_is_refused():
     """Register before Hello is an error; the node never joins."""
     s = Setup()
     client, server, pump = s.connect(s.node(), handshake=False)
-    answer = Outcome(client.callRemote(wire.Register, name="x", proof=b"p", workers=1, capacity=1,
-                                       analyzers=list(wire.ANALYZERS), versions=versions()))
+    answer = Outcome(
+        client.callRemote(
+            wire.Register,
+            name="x",
+            proof=b"p",
+            workers=1,
+            capacity=1,
+            analyzers=list(wire.ANALYZERS),
+            versions=versions(),
+        )
+    )
     pump.flush()
     with pytest.raises(wire.Refused):
         answer.get()
@@ -409,9 +419,22 @@ def test_status_is_json_ready():
     result_of(d)
     status = json.loads(json.dumps(s.pool.status()))
     assert set(status[0]) == {
-        "name", "address", "state", "connected_since", "disconnected_at", "workers", "capacity",
-        "batches_in_flight", "batches_done", "posts_done", "errors", "last_error", "average_latency_ms", "versions",
-        "applies_models", "models",
+        "name",
+        "address",
+        "state",
+        "connected_since",
+        "disconnected_at",
+        "workers",
+        "capacity",
+        "batches_in_flight",
+        "batches_done",
+        "posts_done",
+        "errors",
+        "last_error",
+        "average_latency_ms",
+        "versions",
+        "applies_models",
+        "models",
     }
 
 
@@ -455,4 +478,3 @@ def test_out_of_step_node_is_dropped():
         s.flush()
     assert len(result_of(d)) == 1 and s.local.calls == [["acme"]]
     assert s.pool.status()[0]["state"] == "disconnected"
-

@@ -48,6 +48,7 @@ async def test_sigkill_mid_replay_then_another_hub_stores_each_post_once(reactor
         survivor = Hub(reactor, tmp_path, redis_config(redis.url, "hub-b"))
         survivor.start()
         try:
+
             async def all_stored():
                 code, body = await survivor.get("/api/v1/stats")
                 return code == 200 and json.loads(body)["count"] == n
@@ -60,11 +61,18 @@ async def test_sigkill_mid_replay_then_another_hub_stores_each_post_once(reactor
             try:
                 await survivor.wait_until(stream_empty, seconds=30)
             except AssertionError:
-                raise AssertionError("stream not empty: XLEN " + redis.cli("XLEN", "monitor:posts")
-                                     + "\nXPENDING " + redis.cli("XPENDING", "monitor:posts", "monitor")
-                                     + "\nGROUPS " + redis.cli("XINFO", "GROUPS", "monitor:posts")
-                                     + "\nCONSUMERS " + redis.cli("XINFO", "CONSUMERS", "monitor:posts", "monitor")
-                                     + "\n" + survivor.output()) from None
+                raise AssertionError(
+                    "stream not empty: XLEN "
+                    + redis.cli("XLEN", "monitor:posts")
+                    + "\nXPENDING "
+                    + redis.cli("XPENDING", "monitor:posts", "monitor")
+                    + "\nGROUPS "
+                    + redis.cli("XINFO", "GROUPS", "monitor:posts")
+                    + "\nCONSUMERS "
+                    + redis.cli("XINFO", "CONSUMERS", "monitor:posts", "monitor")
+                    + "\n"
+                    + survivor.output()
+                ) from None
             assert redis.cli("XPENDING", "monitor:posts", "monitor").split()[0] == "0"
         finally:
             took_over = "took over" in survivor.output()

@@ -42,7 +42,9 @@ class Backend:
 async def make_sqlite_backend(reactor, tmp_path) -> Backend:
     store = SQLiteStore(tmp_path / "contract.sqlite", reactor=reactor)
     await store.startService()
-    return Backend("sqlite", store, SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store), store.stopService)
+    return Backend(
+        "sqlite", store, SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store), store.stopService
+    )
 
 
 #: Store kind -> C{async factory(reactor, tmp_path) -> Backend}.

@@ -28,7 +28,13 @@ async def test_users_round_trip_in_name_order(backend):
     await a.add_user("ann", "admin", "hash-a", T0 + 1)
     ann = await a.user_by_name("ann")
     assert isinstance(ann, UserRecord)
-    assert (ann.name, ann.role, ann.password_hash, ann.created_at, ann.last_login_at) == ("ann", "admin", "hash-a", T0 + 1, None)
+    assert (ann.name, ann.role, ann.password_hash, ann.created_at, ann.last_login_at) == (
+        "ann",
+        "admin",
+        "hash-a",
+        T0 + 1,
+        None,
+    )
     assert await a.user_by_name("nobody") is None
     assert [u.name for u in await a.list_users()] == ["ann", "zed"]
     assert await a.count_users() == 2 and await a.has_admin()

@@ -65,7 +65,12 @@ async def test_incidents_upsert_and_notifications_are_kept_once(backend):
     await a.save_incidents([first, incident(2, T0 - 60)], [note(1, "inc_1", T0)], T0)
     assert [i.id for i in await a.open_incidents()] == ["inc_2", "inc_1"]
     (loaded,) = [i for i in await a.open_incidents() if i.id == "inc_1"]
-    assert (loaded.signal, loaded.samples, loaded.state, loaded.rule) == ({"value": 3}, [{"text": "<script>"}], "open", "r")
+    assert (loaded.signal, loaded.samples, loaded.state, loaded.rule) == (
+        {"value": 3},
+        [{"text": "<script>"}],
+        "open",
+        "r",
+    )
     first.state, first.resolved_at, first.resolved_by, first.posts = "resolved", T0 + 600, "api", 7
     changed = note(1, "inc_1", T0)
     changed.state = "sent"
@@ -116,7 +121,9 @@ async def test_pending_notifications_and_attempts(backend):
     n.attempts, n.next_attempt_at = 1, T0 + 30
     await a.record_attempt(n, DeliveryAttempt(n.id, T0 + 1, "retry", 503, "busy", 0.25))
     assert [(p.id, p.attempts, p.next_attempt_at) for p in await a.pending_notifications()] == [
-        ("msg_1", 1, T0 + 30), ("msg_2", 0, T0 + 5)]
+        ("msg_1", 1, T0 + 30),
+        ("msg_2", 0, T0 + 5),
+    ]
     n.state, n.attempts, n.finished_at = "sent", 2, T0 + 31
     await a.record_attempt(n, DeliveryAttempt(n.id, T0 + 31, "sent", 200, "ok", 0.1))
     second = (await a.pending_notifications())[0]

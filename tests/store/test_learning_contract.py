@@ -114,13 +114,17 @@ async def test_models_versions_activation_and_holds(backend):
     assert await learning.active_models() == []
     versions = await learning.model_versions()
     assert [(v["version"], v["state"], v["held"]) for v in versions[("sentiment", "en")]] == [
-        ("sentiment-1", "inactive", True), ("sentiment-2", "inactive", True)]
+        ("sentiment-1", "inactive", True),
+        ("sentiment-2", "inactive", True),
+    ]
     assert versions[("sentiment", "en")][1]["evaluation"] == {"macro_f1": 0.9, "baseline_macro_f1": 0.5}
     assert await learning.set_active("sentiment", "en", True, "root", "sentiment-1", T0 + 50) is True
     assert not await learning.is_held("sentiment", "en")
     versions = await learning.model_versions()
     assert [(v["version"], v["state"], v["activated_by"]) for v in versions[("sentiment", "en")]] == [
-        ("sentiment-1", "active", "root"), ("sentiment-2", "inactive", "learner")]
+        ("sentiment-1", "active", "root"),
+        ("sentiment-2", "inactive", "learner"),
+    ]
     assert await learning.set_active("sentiment", "en", True, "root", "sentiment-9", T0) is False
     assert await learning.set_active("nothing", "en", True, "root", None, T0) is False
 

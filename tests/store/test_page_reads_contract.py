@@ -64,8 +64,19 @@ async def test_advocates_and_detractors(backend):
     """Authors with enough posts, most positive and most negative first; the neutral are neither."""
     store = backend.store
     posts = []
-    for n, (author, compound) in enumerate([("fan", 0.8), ("fan", 0.6), ("ok", 0.1), ("ok", 0.2), ("hater", -0.9),
-                                            ("hater", -0.7), ("meh", 0.0), ("meh", 0.01), ("once", 0.9)]):
+    for n, (author, compound) in enumerate(
+        [
+            ("fan", 0.8),
+            ("fan", 0.6),
+            ("ok", 0.1),
+            ("ok", 0.2),
+            ("hater", -0.9),
+            ("hater", -0.7),
+            ("meh", 0.0),
+            ("meh", 0.01),
+            ("once", 0.9),
+        ]
+    ):
         posts.append(_post(n, T0 + n, author=author, compound=compound, followers=n))
     await store.store_batch(posts, {})
     people = await store.author_sentiment()

@@ -534,10 +534,7 @@ async def test_hostile_search_text_is_only_text(posts_store, q):
 @pytest_twisted.ensureDeferred
 async def test_pagination_with_equal_times(posts_store):
     """Pages over many posts sharing timestamps give each post exactly once."""
-    posts = [
-        make_post(i, created_at=T0 + (i // 5), topics=("acme",) if i % 2 else ("acme", "b"))
-        for i in range(23)
-    ]
+    posts = [make_post(i, created_at=T0 + (i // 5), topics=("acme",) if i % 2 else ("acme", "b")) for i in range(23)]
     await posts_store.store_batch(posts, {})
     for filters in ({}, {"topic": "acme"}, {"topic": "b"}, {"q": "hello"}):
         for limit in (1, 4, 5, 23):
@@ -602,9 +599,7 @@ async def test_stats_of_a_topic(posts_store, stats_posts, group_topics):
     """Counts, buckets, top lists and share of voice are exact on a known set."""
     await posts_store.store_batch(stats_posts, {})
     await posts_store.sync_file_topics(group_topics)
-    stats = await posts_store.stats(
-        StatsQuery(topic="acme", since=T0, until=T0 + 300, bucket=60, top=10)
-    )
+    stats = await posts_store.stats(StatsQuery(topic="acme", since=T0, until=T0 + 300, bucket=60, top=10))
     assert stats["sentiment"].pop("average_compound") == pytest.approx(-0.04)
     assert stats["top_terms"] == [{"term": "battery", "count": 4}] + [
         {"term": term, "count": 1}
@@ -765,7 +760,6 @@ async def test_save_and_delete_topic(posts_store):
     assert await posts_store.list_topics() == [Topic("other")]
     with pytest.raises(ValueError, match="^origin: "):
         await posts_store.save_topic(topic, origin="api")
-
 
 
 # -- topic queries (moved from tests/test_store_query.py) -----------------

@@ -128,14 +128,20 @@ def brute_stats(posts, topic, since, until, bucket, top_n) -> dict:
         "until": iso8601(until) if until is not None else None,
         "bucket": bucket,
         "count": len(chosen),
-        "sentiment": {**{s: sentiments[s] for s in SENTIMENTS},
-                      "average_compound": sum(scored) / len(scored) if scored else None},  # fmt: skip
+        "sentiment": {
+            **{s: sentiments[s] for s in SENTIMENTS},
+            "average_compound": sum(scored) / len(scored) if scored else None,
+        },  # fmt: skip
         "labels": {label: sum(label in p["labels"] for p in chosen) for label in LABELS},
         "engagement": {k: sum(p[k] for p in chosen) for k in ("likes", "reposts", "replies")},
-        "volume": [{"start": iso8601(k), "count": sum(c.values()), **{s: c[s] for s in SENTIMENTS}}
-                   for k, c in sorted(volume.items())],  # fmt: skip
-        "top_authors": {"by_followers": [author(n) for n in by_followers[:top_n]],
-                        "by_posts": [author(n) for n in by_posts[:top_n]]},  # fmt: skip
+        "volume": [
+            {"start": iso8601(k), "count": sum(c.values()), **{s: c[s] for s in SENTIMENTS}}
+            for k, c in sorted(volume.items())
+        ],  # fmt: skip
+        "top_authors": {
+            "by_followers": [author(n) for n in by_followers[:top_n]],
+            "by_posts": [author(n) for n in by_posts[:top_n]],
+        },  # fmt: skip
         "top_hashtags": [{"tag": t, "count": n} for t, n in sorted(tags.items(), key=lambda i: (-i[1], i[0]))[:top_n]],
         "top_terms": [{"term": t, "count": n} for t, n in sorted(words.items(), key=lambda i: (-i[1], i[0]))[:top_n]],
     }
@@ -146,8 +152,10 @@ def close(actual, expected):
     if isinstance(expected, float) and actual is not None:
         return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
     if isinstance(expected, dict):
-        return isinstance(actual, dict) and actual.keys() == expected.keys() and all(
-            close(actual[k], expected[k]) for k in expected
+        return (
+            isinstance(actual, dict)
+            and actual.keys() == expected.keys()
+            and all(close(actual[k], expected[k]) for k in expected)
         )
     if isinstance(expected, list):
         return isinstance(actual, list) and len(actual) == len(expected) and all(map(close, actual, expected))
@@ -234,7 +242,9 @@ async def test_rescoring_and_late_profiles_move_the_counts(store, path):
     changes = [(rng.choice(SENTIMENTS), "model", " question " if rng.random() < 0.5 else "", i) for i in ids]
     await store.update_scores(changes)
     chosen = rng.sample(posts, 200)
-    updates = [Enriched("x", [p.uid], rng.choice((None, "renamed", p.author)), rng.choice((None, 0, 5))) for p in chosen]
+    updates = [
+        Enriched("x", [p.uid], rng.choice((None, "renamed", p.author)), rng.choice((None, 0, 5))) for p in chosen
+    ]
     await store.store_batch([], {}, updates=updates)
     await assert_like_brute_force(store, path, random.Random(5), 40)
 

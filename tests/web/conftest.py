@@ -88,7 +88,11 @@ class HubProcess:
             f.write(password + "\n")
         result = subprocess.run(
             twistd("monitor", "--config", self.config, "--add-user", name, "--role", role, "--password-file", path),
-            cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=60,
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result
@@ -98,7 +102,10 @@ class HubProcess:
         open(self.inbox, "a").close()
         self.proc = subprocess.Popen(
             twistd("--logfile", "-", "monitor", "--config", self.config),
-            cwd=self.dir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         listening = threading.Event()
         found = {}

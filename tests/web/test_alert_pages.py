@@ -41,8 +41,13 @@ class Browser:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
         # The parts of a hub the API and the pages use, around this engine.
-        hub = SimpleNamespace(store=engine.store.store, metrics=engine.metrics, topics=engine.topics,
-                              sources=engine.sources, alerts=engine)
+        hub = SimpleNamespace(
+            store=engine.store.store,
+            metrics=engine.metrics,
+            topics=engine.topics,
+            sources=engine.sources,
+            alerts=engine,
+        )
         self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
 
     def call(self, method, path, role="editor", form=None, csrf=True):
@@ -273,7 +278,9 @@ def test_rule_form_speaks_plainly_and_offers_choices(web):
     code, _, _ = web.post("/alerts/rules/save", form)
     assert code == 303
     spec = web.engine.get_rule("angry").spec
-    assert spec["labels"] == ["complaint", "crisis"] and spec["sentiment"] == "negative" and spec["channels"] == ["hook"]
+    assert (
+        spec["labels"] == ["complaint", "crisis"] and spec["sentiment"] == "negative" and spec["channels"] == ["hook"]
+    )
     code, body, _ = web.get("/alerts/rules/angry/edit")
     assert 'value="crisis" checked' in body and '<option value="negative" selected>' in body
     code, _, _ = web.post("/alerts/rules/save", rule_form(name="drop", type="volume_spike", drops="on"))
@@ -365,7 +372,11 @@ def test_incident_page_shows_why_escaped(web):
     assert "Why: rising terms: " in summary and "flood river (30, was 0)" in summary
     assert "Sources: bluesky 15, mastodon 15" in summary and "Places: 51.5, -0.1 (30 posts)" in summary
     posts = why.split('id="explanation-posts"')[1].split("</ol>")[0]
-    assert re.findall(r'data-post-id="([^"]+)"', posts) == ["bluesky:129", "mastodon:128", "bluesky:127"]  # most reach first
+    assert re.findall(r'data-post-id="([^"]+)"', posts) == [
+        "bluesky:129",
+        "mastodon:128",
+        "bluesky:127",
+    ]  # most reach first
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in posts and "<script>alert" not in body
     assert "<img src=x" not in body
     assert re.search(r"<dt>bluesky</dt><dd>15</dd>", why) and re.search(r"<dt>51.5, -0.1</dt><dd>30 posts</dd>", why)

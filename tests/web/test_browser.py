@@ -25,8 +25,14 @@ SHOWN_WITHIN_MS = int((REPLAY_POLL + 1.0) * 1000)
 def ws_handshake(hub, origin, cookie):
     """Status code of a WebSocket handshake at /ws with these headers."""
     host = hub.base.split("//")[1]
-    lines = ["GET /ws HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    lines = [
+        "GET /ws HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
     if origin:
         lines.append(f"Origin: {origin}")
     if cookie:
@@ -110,7 +116,9 @@ def test_topic_form_reports_bad_fields_then_saves(hub, admin):
     wait_live(page)
     hub.append({"text": "initech support fixed it quickly, great"})
     expect(page.locator("#feed .post", has_text="initech support fixed it")).to_be_visible(timeout=SHOWN_WITHIN_MS)
-    expect(page.locator("#feed .post", has_text="initech support fixed it").locator(".chip")).to_contain_text(["Initech"])
+    expect(page.locator("#feed .post", has_text="initech support fixed it").locator(".chip")).to_contain_text(
+        ["Initech"]
+    )
 
 
 def test_topic_edit_and_delete(hub, admin):
@@ -139,8 +147,10 @@ def test_live_feed_shows_new_posts_and_filters(hub, admin):
     wait_live(page)
     marker = f"m{time.time_ns()}"
     started = time.monotonic()
-    hub.append({"text": f"I love acme, best service ever {marker}", "url": "https://example.com/p/1"},
-               {"text": f"acme is down again, worst outage {marker}"})
+    hub.append(
+        {"text": f"I love acme, best service ever {marker}", "url": "https://example.com/p/1"},
+        {"text": f"acme is down again, worst outage {marker}"},
+    )
     happy = page.locator("#feed .post", has_text=f"best service ever {marker}")
     expect(happy).to_be_visible(timeout=SHOWN_WITHIN_MS)
     shown_after = time.monotonic() - started
@@ -173,7 +183,7 @@ def test_hostile_post_text_is_shown_as_text(hub, admin, watch):
     page = admin
     page.goto(hub.base + "/live")
     wait_live(page)
-    evil = ['<img src=x onerror=alert(1)> acme', '<script>alert(2)</script> acme', 'acme "><svg onload=alert(3)>']
+    evil = ["<img src=x onerror=alert(1)> acme", "<script>alert(2)</script> acme", 'acme "><svg onload=alert(3)>']
     hub.append(*({"text": t} for t in evil))
     for text in evil:
         expect(page.locator("#feed .post-text", has_text=text).first).to_be_visible(timeout=SHOWN_WITHIN_MS)
@@ -195,7 +205,8 @@ def test_alert_toast_shows_text_only(hub, admin, watch):
     expect(toast).to_contain_text("opened · Acme")
     expect(toast).to_contain_text("<img src=x onerror=alert(5)> spike")
     expect(toast.locator(".toast-why")).to_have_text(
-        "Why: story '<img src=y onerror=alert(6)>, flood' (s1) rose from 2 to 140 posts/10m")
+        "Why: story '<img src=y onerror=alert(6)>, flood' (s1) rose from 2 to 140 posts/10m"
+    )
     assert page.locator(".toast img").count() == 0
     toast.locator("button").click()
     expect(page.locator(".toast")).to_have_count(0)
@@ -209,17 +220,25 @@ def test_dashboard_charts_update_live(hub, admin, watch):
     wait_live(page)
     page.wait_for_function("() => window.monitorDashboard && window.monitorDashboard.data() !== null")
     assert page.evaluate("Object.keys(window.monitorDashboard.charts).sort()") == [
-        "chart-sentiment", "chart-sov", "chart-volume"]
+        "chart-sentiment",
+        "chart-sov",
+        "chart-volume",
+    ]
     before = page.evaluate("window.monitorDashboard.data().count")
     negative_before = page.evaluate("window.monitorDashboard.data().sentiment.negative")
     complaints_before = page.evaluate("window.monitorDashboard.data().labels.complaint")
-    hub.append({"text": "acme charged me twice, I want a refund, terrible"},
-               {"text": "globex is wonderful"}, {"text": "acme ok"})
+    hub.append(
+        {"text": "acme charged me twice, I want a refund, terrible"},
+        {"text": "globex is wonderful"},
+        {"text": "acme ok"},
+    )
     page.wait_for_function("n => window.monitorDashboard.data().count >= n", arg=before + 3, timeout=SHOWN_WITHIN_MS)
     expect(page.locator("#kpi-count")).to_have_text(f"{before + 3:,}", timeout=1000)
     assert page.evaluate("window.monitorDashboard.data().sentiment.negative") == negative_before + 1
     assert page.evaluate("window.monitorDashboard.data().labels.complaint") == complaints_before + 1
-    volume = page.evaluate("window.monitorDashboard.charts['chart-volume'].data.datasets.map(d => d.data.reduce((a, b) => a + b, 0))")
+    volume = page.evaluate(
+        "window.monitorDashboard.charts['chart-volume'].data.datasets.map(d => d.data.reduce((a, b) => a + b, 0))"
+    )
     assert sum(volume) == before + 3
     # A topic in a group shows its share of voice.
     page.select_option("#dash-topic", "Acme")
@@ -260,8 +279,10 @@ def test_posts_search_paging_and_export(hub, admin, browser):
     page = admin
     page.goto(hub.base + "/live")
     wait_live(page)
-    hub.append(*({"text": f"acme {marker} number {i}"} for i in range(60)),
-               {"text": f"=HYPERLINK(\"http://x\") acme {marker} last", "author": "@evil"})
+    hub.append(
+        *({"text": f"acme {marker} number {i}"} for i in range(60)),
+        {"text": f'=HYPERLINK("http://x") acme {marker} last', "author": "@evil"},
+    )
     # Shown live means stored: the channel pushes posts after the store.
     expect(page.locator("#feed .post", has_text=f"{marker} last")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     page.goto(hub.base + f"/posts?q={marker}")
@@ -287,8 +308,12 @@ def test_form_post_without_csrf_token_is_forbidden(hub, admin):
     assert request.post(hub.base + "/topics/save", form=form).status == 403
     assert request.post(hub.base + "/topics/save", form={**form, "csrf": "wrong"}).status == 403
     csrf = admin.evaluate("document.body.dataset.csrf")
-    assert request.post(hub.base + "/topics/save", form={**form, "csrf": csrf},
-                        headers={"Origin": "http://evil.example"}).status == 403
+    assert (
+        request.post(
+            hub.base + "/topics/save", form={**form, "csrf": csrf}, headers={"Origin": "http://evil.example"}
+        ).status
+        == 403
+    )
     assert request.post(hub.base + "/logout", form={}).status == 403
     admin.goto(hub.base + "/topics")
     expect(admin.locator("#topics-table")).not_to_contain_text("Evil")
@@ -409,7 +434,9 @@ def test_live_feed_shows_a_sample_of_a_flood_and_counts_every_post(hub, admin):
     flood = 1500
     hub.append(*({"text": f"acme {marker} {i}"} for i in range(flood)))
     # The newest post of the flood is drawn; the counter is exact.
-    expect(page.locator("#feed .post", has_text=f"{marker} {flood - 1}")).to_have_count(1, timeout=SHOWN_WITHIN_MS + 5000)
+    expect(page.locator("#feed .post", has_text=f"{marker} {flood - 1}")).to_have_count(
+        1, timeout=SHOWN_WITHIN_MS + 5000
+    )
     page.wait_for_function(
         f"() => Number(document.getElementById('feed-rate').textContent.replace(/,/g, '')) >= {before + flood}",
         timeout=10000,

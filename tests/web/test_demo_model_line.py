@@ -16,7 +16,6 @@ from tests.web.conftest import TOKEN
 from tests.web.test_query_pages import shot
 
 
-
 @pytest.fixture(scope="module")
 def hub_config():
     return """
@@ -63,7 +62,9 @@ def test_dashboard_shows_the_learned_model_beside_vader(hub, admin):
     expect(line).to_be_visible()
     e = expect_active["evaluation"]
     expect(line).to_contain_text(f"learned model {expect_active['version']}")
-    expect(line).to_contain_text(f"macro-F1 {e['macro_f1']:.2f} vs VADER {e['baseline_macro_f1']:.2f} on 240 corrected posts")
+    expect(line).to_contain_text(
+        f"macro-F1 {e['macro_f1']:.2f} vs VADER {e['baseline_macro_f1']:.2f} on 240 corrected posts"
+    )
     assert int(page.locator("#dash-by-model").inner_text().replace(",", "")) > 0
     int(page.locator("#dash-by-vader").inner_text().replace(",", ""))
     expect(line.locator("a[href='/models']")).to_be_visible()

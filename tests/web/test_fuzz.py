@@ -91,7 +91,10 @@ def for_schema(schema, components):
 
 def query_value(schema):
     """A query value: text, a number out of range, or raw bytes that are not UTF-8."""
-    options = [TEXT.map(lambda s: quote(s, safe="")), st.binary(max_size=20).map(lambda b: quote_from_bytes(b, safe=""))]
+    options = [
+        TEXT.map(lambda s: quote(s, safe="")),
+        st.binary(max_size=20).map(lambda b: quote_from_bytes(b, safe="")),
+    ]
     if "enum" in schema:
         options.append(st.sampled_from(schema["enum"]))
     if schema.get("type") == "integer":
@@ -170,7 +173,9 @@ def fuzz_hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def description(fuzz_hub):
-    status, _, body = fuzz_hub.fuzz["client"].send("GET", "/api/v1/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    status, _, body = fuzz_hub.fuzz["client"].send(
+        "GET", "/api/v1/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert status == 200
     return json.loads(body)
 
@@ -332,7 +337,9 @@ def _field_value(name, seen):
 @pytest.mark.parametrize("method,rule", ui_routes())
 def test_page_route(fuzz_hub, page_forms, method, rule):
     """Each page route with its form's fields set by Hypothesis: never a 500; a session that ends is renewed."""
-    client = fuzz_hub.fuzz[{"/login": "anonymous", "/setup/<token>": "anonymous", "/account/password": "self"}.get(rule, "client")]
+    client = fuzz_hub.fuzz[
+        {"/login": "anonymous", "/setup/<token>": "anonymous", "/account/password": "self"}.get(rule, "client")
+    ]
     fields = _fields_of(page_forms, method, rule)
     fields.pop("csrf", None)
     strategies = {name: st.lists(_field_value(name, seen), min_size=1, max_size=2) for name, seen in fields.items()}
@@ -340,7 +347,11 @@ def test_page_route(fuzz_hub, page_forms, method, rule):
                 for name in re.findall(r"<([^>]+)>", rule)}  # fmt: skip
 
     @FUZZ
-    @given(st.fixed_dictionaries(segments), st.fixed_dictionaries({}, optional=strategies), st.sampled_from(["good", "good", "none", "bad"]))
+    @given(
+        st.fixed_dictionaries(segments),
+        st.fixed_dictionaries({}, optional=strategies),
+        st.sampled_from(["good", "good", "none", "bad"]),
+    )
     def run(where, form, csrf):
         path = rule
         for name, value in where.items():

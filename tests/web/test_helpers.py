@@ -11,28 +11,34 @@ from monitor.web.pages.posts import _csv_cell
 from monitor.web.pages.sources import _table
 
 
-@pytest.mark.parametrize("target,expected", [
-    ("/live?topic=Acme", "/live?topic=Acme"),
-    ("//evil.example/x", "/dashboard"),
-    ("https://evil.example/", "/dashboard"),
-    ("/\\evil.example", "/dashboard"),
-    ("javascript:alert(1)", "/dashboard"),
-    ("", "/dashboard"),
-    (None, "/dashboard"),
-])
+@pytest.mark.parametrize(
+    "target,expected",
+    [
+        ("/live?topic=Acme", "/live?topic=Acme"),
+        ("//evil.example/x", "/dashboard"),
+        ("https://evil.example/", "/dashboard"),
+        ("/\\evil.example", "/dashboard"),
+        ("javascript:alert(1)", "/dashboard"),
+        ("", "/dashboard"),
+        (None, "/dashboard"),
+    ],
+)
 def test_after_login_only_local_paths(target, expected):
     """The login page's next= never sends anyone to another site."""
     assert safe_next(target) == expected
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("https://example.com/p/1", "https://example.com/p/1"),
-    ("http://example.com", "http://example.com"),
-    ("javascript:alert(1)", ""),
-    (" JavaScript:alert(1)", ""),
-    ("data:text/html,x", ""),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("https://example.com/p/1", "https://example.com/p/1"),
+        ("http://example.com", "http://example.com"),
+        ("javascript:alert(1)", ""),
+        (" JavaScript:alert(1)", ""),
+        ("data:text/html,x", ""),
+        (None, ""),
+    ],
+)
 def test_only_http_links_are_links(url, expected):
     """A post's URL becomes a link only if it is http or https."""
     assert _link(url) == expected
@@ -41,13 +47,24 @@ def test_only_http_links_are_links(url, expected):
 def test_csv_cells_cannot_be_formulas():
     """Cells a spreadsheet would evaluate get a leading quote; others are untouched."""
     assert [_csv_cell(v) for v in ("=1+1", "+1", "-1", "@SUM(A1)", "fine", 3, None)] == [
-        "'=1+1", "'+1", "'-1", "'@SUM(A1)", "fine", 3, None]
+        "'=1+1",
+        "'+1",
+        "'-1",
+        "'@SUM(A1)",
+        "fine",
+        3,
+        None,
+    ]
 
 
 def test_trending_rises_against_its_baseline():
     """Terms up against the previous period rank by growth; steady or falling ones are left out."""
-    current = [{"tag": "outage", "count": 40}, {"tag": "acme", "count": 100}, {"tag": "new", "count": 5},
-               {"tag": "once", "count": 1}]
+    current = [
+        {"tag": "outage", "count": 40},
+        {"tag": "acme", "count": 100},
+        {"tag": "new", "count": 5},
+        {"tag": "once", "count": 1},
+    ]
     previous = [{"tag": "outage", "count": 2}, {"tag": "acme", "count": 95}]
     rows = trending(current, previous, "tag")
     assert [r["tag"] for r in rows] == ["outage", "new"]
@@ -66,7 +83,9 @@ def test_nodes_status_of_any_shape_becomes_a_table():
 
 def test_content_security_policy():
     """No inline script, no framing; the WebSocket of this host and the tile server are allowed."""
-    csp = content_security_policy(b"127.0.0.1:8080", tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png")).decode()
+    csp = content_security_policy(
+        b"127.0.0.1:8080", tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png")
+    ).decode()
     assert "script-src 'self';" in csp and "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
     assert "frame-ancestors 'none'" in csp and "ws://127.0.0.1:8080" in csp
     assert "img-src 'self' data: https://*.tile.example.org" in csp

@@ -27,8 +27,10 @@ HOSTILE = f'{MARK} acme <img src=x onerror=alert(1)> "><b>bold</b> <script>alert
 
 @pytest.fixture(scope="module")
 def hub_config():
-    return (CONFIG + '[learning]\nmin_examples = 20\nretrain_after = 10\ndelay = "1s"\nfolds = 3\n'
-            '[[rules]]\nname = "outage"\ntype = "keyword"\nphrases = ["outage"]\n')
+    return (
+        CONFIG + '[learning]\nmin_examples = 20\nretrain_after = 10\ndelay = "1s"\nfolds = 3\n'
+        '[[rules]]\nname = "outage"\ntype = "keyword"\nphrases = ["outage"]\n'
+    )
 
 
 def api(hub, method, path, body=None):
@@ -147,7 +149,9 @@ def test_the_editor_needs_the_csrf_token(hub, editor):
 
 
 def test_models_page_shows_the_models_and_an_admin_switches_them(hub, admin):
-    corpus = [e for d, e, _ in complaints(SHARED / "data/complaints/complaints-data.csv") if d in ("software", "retail")][:80]
+    corpus = [
+        e for d, e, _ in complaints(SHARED / "data/complaints/complaints-data.csv") if d in ("software", "retail")
+    ][:80]
     ids = hub.append(*({"text": f"acme {e.text}", "id": f"{MARK}-{e.key}"} for e in corpus))
 
     def stored():

@@ -87,7 +87,7 @@ def test_a_form_with_too_many_fields_is_not_parsed(hub):
 
 def test_multipart_forms_are_refused(hub):
     """No page sends multipart/form-data, so the hub never parses one."""
-    body = b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--\r\n"
+    body = b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--\r\n'
     with connect(hub) as s:
         s.sendall(head(hub, "POST", "/login", len(body), ctype="multipart/form-data; boundary=x") + body)
         status, _ = answer(s)

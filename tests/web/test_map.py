@@ -43,7 +43,9 @@ def idle(page):
 
 
 def go(page, lat, lon, zoom):
-    page.evaluate("([lat, lon, zoom]) => { window.monitorMap.map.setView([lat, lon], zoom, {animate: false}); }", [lat, lon, zoom])
+    page.evaluate(
+        "([lat, lon, zoom]) => { window.monitorMap.map.setView([lat, lon], zoom, {animate: false}); }", [lat, lon, zoom]
+    )
     idle(page)
 
 
@@ -153,9 +155,11 @@ def test_clusters_count_and_spiderfy_and_popups_are_text(hub, admin, watch):
     open_map(page, hub, "?colour=sentiment#3/62/-10", "50m")
     before = page.evaluate("window.monitorMap.count()")
     hostile = '<img src=x onerror="window.pwned=1"><b>bold</b> acme ' + spot
-    ids = hub.append(*({"text": f"acme outage in reykjavik {spot} {i}", "lat": 64.1466, "lon": -21.9426} for i in range(39)),
-                     {"text": hostile, "lat": 64.1466, "lon": -21.9426},
-                     *({"text": f"acme in dublin {spot} {i}", "lat": 53.35 + i / 100, "lon": -6.26} for i in range(3)))
+    ids = hub.append(
+        *({"text": f"acme outage in reykjavik {spot} {i}", "lat": 64.1466, "lon": -21.9426} for i in range(39)),
+        {"text": hostile, "lat": 64.1466, "lon": -21.9426},
+        *({"text": f"acme in dublin {spot} {i}", "lat": 53.35 + i / 100, "lon": -6.26} for i in range(3)),
+    )
     page.wait_for_function("n => window.monitorMap.count() >= n", arg=before + 43, timeout=10000)
     assert page.evaluate("window.monitorMap.count()") == before + 43
     idle(page)
@@ -170,11 +174,14 @@ def test_clusters_count_and_spiderfy_and_popups_are_text(hub, admin, watch):
     page.wait_for_timeout(400)  # the spider's animation (0.3 s in the library's CSS)
     shot(page, "spiderfied")
     # Click the hostile post where the spider put it.
-    at = page.evaluate("""id => {
+    at = page.evaluate(
+        """id => {
         const map = window.monitorMap.map, m = window.monitorMap.marker(id);
         const p = map.latLngToContainerPoint(m.getLatLng()), box = map.getContainer().getBoundingClientRect();
         return [box.left + p.x, box.top + p.y];
-    }""", "inbox:" + ids[39])
+    }""",
+        "inbox:" + ids[39],
+    )
     page.mouse.click(at[0], at[1])
     popup = page.locator(".leaflet-popup-content")
     expect(popup.locator(".post-text")).to_have_text(hostile)
@@ -226,7 +233,9 @@ def test_topic_range_and_view_survive_a_reload(hub, admin, watch, playwright):
     wait_live(page)
     expect(page.locator("#m-topic")).to_have_value("Acme")
     expect(page.locator("#m-range")).to_have_value("7d")
-    view = page.evaluate("(() => { const m = window.monitorMap.map, c = m.getCenter(); return [m.getZoom(), c.lat, c.lng]; })()")
+    view = page.evaluate(
+        "(() => { const m = window.monitorMap.map, c = m.getCenter(); return [m.getZoom(), c.lat, c.lng]; })()"
+    )
     assert view[0] == 6 and abs(view[1] - 41.9) < 0.1 and abs(view[2] - 12.5) < 0.1
     expect(page.locator("#map")).to_have_attribute("data-basemap", "50m")
     # A link shared with another user opens the same view.

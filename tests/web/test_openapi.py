@@ -29,7 +29,9 @@ def test_the_description_is_valid_openapi_3_1():
 
 
 def test_every_route_is_described_and_every_described_route_exists():
-    described = {(method, path) for path, item in openapi()["paths"].items() for method in item if method != "parameters"}
+    described = {
+        (method, path) for path, item in openapi()["paths"].items() for method in item if method != "parameters"
+    }
     code = _code_routes()
     assert sorted(code - described) == [], "routes missing from the description"
     assert sorted(described - code) == [], "described routes that do not exist"

@@ -73,8 +73,15 @@ def test_a_list_for_the_rule_type_is_a_problem(hub):
 def test_backtest_times_out_of_range(hub):
     """Backtest times that are not times (huge, infinite text) name their key."""
     for since in (1e300, HUGE, "Infinity", True):
-        status, body = api(hub, "/api/v1/backtest", {"rule": {"name": "x", "type": "keyword", "phrases": ["a"]},
-                                                      "since": since, "until": "2026-01-01T00:00:00Z"})
+        status, body = api(
+            hub,
+            "/api/v1/backtest",
+            {
+                "rule": {"name": "x", "type": "keyword", "phrases": ["a"]},
+                "since": since,
+                "until": "2026-01-01T00:00:00Z",
+            },
+        )
         assert (status, body.get("parameter")) == (400, "since"), (since, body)
 
 
@@ -109,7 +116,11 @@ def test_params_raise_or_collect():
         Params(request({"since": [HUGE]})).time("since")
     assert e.value.name == "since"
     params = Params(request({"since": [HUGE], "limit": ["x"], "sentiment": ["meh"]}), collect=True)
-    assert (params.time("since"), params.integer("limit", 5, 1, 10), params.choice("sentiment", ("positive",))) == (None, 5, None)
+    assert (params.time("since"), params.integer("limit", 5, 1, 10), params.choice("sentiment", ("positive",))) == (
+        None,
+        5,
+        None,
+    )
     assert set(params.errors) == {"since", "limit", "sentiment"}
     assert Params(request({"since": ["1700000000.5"]})).time("since") == 1700000000.5
     assert Params(request({"since": ["2026-01-31T12:00:00Z"]})).time("since") == 1769860800.0

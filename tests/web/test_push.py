@@ -41,8 +41,16 @@ class Recorder(PushProtocol):
 
 
 def make_post(n, topic="Acme", sentiment="negative", labels=("complaint",), source="inbox", lat=None):
-    post = Post(source=source, network=source, native_id=str(n), text=f"post {n}", author="a", created_at=1.7e9 + n,
-                lat=lat, lon=None if lat is None else 2.0)
+    post = Post(
+        source=source,
+        network=source,
+        native_id=str(n),
+        text=f"post {n}",
+        author="a",
+        created_at=1.7e9 + n,
+        lat=lat,
+        lon=None if lat is None else 2.0,
+    )
     post.topics = (topic,)
     post.analysis = Analysis(-0.5, 0.0, 0.5, 0.5, sentiment, tuple(labels))
     return post
@@ -336,16 +344,19 @@ def test_post_json_has_the_api_shape():
     assert data["created_at"].endswith("Z")
 
 
-@pytest.mark.parametrize("origin,host,secure,ok", [
-    ("http://127.0.0.1:8080", "127.0.0.1:8080", False, True),
-    ("https://monitor.example", "monitor.example", False, True),
-    ("http://evil.example:8080", "127.0.0.1:8080", False, False),
-    ("http://127.0.0.1:8081", "127.0.0.1:8080", False, False),
-    ("null", "127.0.0.1:8080", False, False),
-    (None, "127.0.0.1:8080", False, False),
-    ("http://127.0.0.1:8080", None, False, False),
-    ("https://monitor.example:443", "monitor.example", True, True),
-])
+@pytest.mark.parametrize(
+    "origin,host,secure,ok",
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", False, True),
+        ("https://monitor.example", "monitor.example", False, True),
+        ("http://evil.example:8080", "127.0.0.1:8080", False, False),
+        ("http://127.0.0.1:8081", "127.0.0.1:8080", False, False),
+        ("null", "127.0.0.1:8080", False, False),
+        (None, "127.0.0.1:8080", False, False),
+        ("http://127.0.0.1:8080", None, False, False),
+        ("https://monitor.example:443", "monitor.example", True, True),
+    ],
+)
 def test_same_origin(origin, host, secure, ok):
     """The Origin of a handshake must name the host and port the request was sent to."""
     assert PushHub.same_origin(origin, host, secure) is ok
@@ -360,8 +371,16 @@ def counted():
     from monitor.metrics import Metrics
 
     metrics = Metrics()
-    return PushHub(Clock(), metrics=metrics, queue_limit=5, interval=0.25, stall_timeout=30, status_interval=0,
-                   message_burst=100, message_rate=1.0), metrics
+    return PushHub(
+        Clock(),
+        metrics=metrics,
+        queue_limit=5,
+        interval=0.25,
+        stall_timeout=30,
+        status_interval=0,
+        message_burst=100,
+        message_rate=1.0,
+    ), metrics
 
 
 def test_replies_count_against_the_client_bound(counted):

@@ -51,8 +51,9 @@ def stored(hub, admin):
 
 
 def api(hub, **params):
-    status, _, body = hub.request("/api/v1/posts?" + urllib.parse.urlencode(params),
-                                  headers={"Authorization": f"Bearer {TOKEN}"})
+    status, _, body = hub.request(
+        "/api/v1/posts?" + urllib.parse.urlencode(params), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     return status, json.loads(body)
 
 
@@ -105,7 +106,9 @@ def test_bad_query_is_shown_at_the_field_and_a_query_topic_saves(hub, admin, sto
     page.fill("#field-query", "acme NEAR/2 outage")
     page.click("#save-topic")
     expect(page).to_have_url(re.compile(r"/topics\?saved=Outages"))
-    expect(page.locator("#topics-table tr", has_text="Outages").locator(".topic-query")).to_have_text("acme NEAR/2 outage")
+    expect(page.locator("#topics-table tr", has_text="Outages").locator(".topic-query")).to_have_text(
+        "acme NEAR/2 outage"
+    )
     shot(page, "topics-with-queries")
     page.goto(hub.base + "/live?topic=Outages")
     wait_live(page)
@@ -118,7 +121,11 @@ def test_bad_query_is_shown_at_the_field_and_a_query_topic_saves(hub, admin, sto
 def test_posts_page_searches_with_a_query(hub, admin, watch, stored):
     """The posts page filters with a query, marks its words, and shows a bad query next to the field."""
     page = admin
-    page.goto(hub.base + "/posts?" + urllib.parse.urlencode({"query": f'{MARK} (refund* OR "outage today") -globex likes:<100'}))
+    page.goto(
+        hub.base
+        + "/posts?"
+        + urllib.parse.urlencode({"query": f'{MARK} (refund* OR "outage today") -globex likes:<100'})
+    )
     rows = page.locator("#posts-table tbody tr")
     expect(rows).to_have_count(3)
     expect(page.locator("#posts-table")).to_contain_text(POSTS["refunds"])
@@ -151,8 +158,12 @@ def test_api_filters_posts_with_a_query(hub, stored):
 def call(hub, method, path, body=None):
     """(status, JSON) of one API request with the token."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(hub.base + path, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        hub.base + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -164,7 +175,8 @@ def test_topics_api_takes_a_query(hub, admin, stored):
     """PUT /api/v1/topics/NAME checks the query like the file does (position at topic.query) and applies at once."""
     status, body = call(hub, "PUT", "/api/v1/topics/Api", {"query": "acme AND (refund"})
     assert status == 400 and body["problems"] == [
-        "topic.query: at position 17: expected a ) to close the ( at position 10, found the end of the query"]
+        "topic.query: at position 17: expected a ) to close the ( at position 10, found the end of the query"
+    ]
     status, body = call(hub, "PUT", "/api/v1/topics/Api", {})
     assert status == 400 and body["problems"] == ["topic.terms: a topic needs at least one term or variant, or a query"]
     status, body = call(hub, "PUT", "/api/v1/topics/Api", {"name": "Other", "query": "acme"})

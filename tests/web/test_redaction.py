@@ -16,7 +16,9 @@ from tests.web.conftest import CONFIG, TOKEN
 
 KEY, PASSWORD, SLACK_TOKEN, FEED_KEY = "k3y-0f-the-hook", "pa55-w0rd-x", "XyZsecretSlackT0ken", "feed-4pi-key"
 
-SECRET_CONFIG = CONFIG + f"""
+SECRET_CONFIG = (
+    CONFIG
+    + f"""
 [[sources]]
 kind = "rss"
 name = "news"
@@ -39,6 +41,7 @@ name = "chat"
 kind = "slack"
 url = "http://127.0.0.1:9/services/T000/B000/{SLACK_TOKEN}"
 """
+)
 SECRETS = (KEY, PASSWORD, SLACK_TOKEN, FEED_KEY)
 
 
@@ -91,7 +94,10 @@ def test_no_secret_in_logs_pages_or_api(hub):
 
 def test_redact_helpers():
     """Userinfo and query values are masked; names, hosts and paths stay; quoted secrets go too."""
-    assert redact_url("https://u:p@host:8443/hook?apikey=abc&x=1#frag") == f"https://{MASK}@host:8443/hook?apikey={MASK}&x={MASK}"
+    assert (
+        redact_url("https://u:p@host:8443/hook?apikey=abc&x=1#frag")
+        == f"https://{MASK}@host:8443/hook?apikey={MASK}&x={MASK}"
+    )
     assert redact_url("https://host/path") == "https://host/path"
     assert redact_url("http://[::1:bad") == MASK
     url = "https://hooks.example/h?token=s3cr%2Bet"
@@ -100,4 +106,6 @@ def test_redact_helpers():
     assert "s3cr" not in out and "hooks.example/h" in out
     assert redact("see http://a:b0b0@x/ now") == f"see http://{MASK}@x/ now"
     slack = {"kind": "slack", "url": "https://hooks.slack.com/services/T1/B2/ZZZZtoken"}
-    assert "ZZZZtoken" not in redact("POST https://hooks.slack.com/services/T1/B2/ZZZZtoken failed", channel_secrets(slack))
+    assert "ZZZZtoken" not in redact(
+        "POST https://hooks.slack.com/services/T1/B2/ZZZZtoken failed", channel_secrets(slack)
+    )

@@ -92,7 +92,9 @@ async def test_an_old_hash_is_redone_at_the_next_login(reactor, store):
     users = Users(SQLiteAccounts(store), reactor, scrypt_n=2**12)
     old = hash_password("a good password", n=2**15)
     await store.run_write(
-        lambda t: t.execute("INSERT INTO users (name, role, password_hash, created_at) VALUES ('ann', 'viewer', ?, 0)", (old,))
+        lambda t: t.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES ('ann', 'viewer', ?, 0)", (old,)
+        )
     )
 
     def stored():
@@ -272,9 +274,8 @@ def test_a_bad_hosts_entry_names_the_key(tmp_path):
     from monitor.config import ConfigError, load_config
 
     path = tmp_path / "monitor.toml"
-    path.write_text(CONFIG.replace("scrypt_n = 16384", "scrypt_n = 1000\nhosts = [\"not a host/\"]"))
+    path.write_text(CONFIG.replace("scrypt_n = 16384", 'scrypt_n = 1000\nhosts = ["not a host/"]'))
     with pytest.raises(ConfigError) as e:
         load_config(str(path))
     text = str(e.value)
     assert "web.hosts" in text and "web.scrypt_n" in text, text
-

@@ -19,7 +19,9 @@ from tests.web.conftest import CONFIG, TOKEN, launch, login
 from tests.web.test_browser import SHOWN_WITHIN_MS, wait_live
 from tests.web.test_ui_polish import SCREENSHOTS, shoot
 
-STORIES_CONFIG = CONFIG + """
+STORIES_CONFIG = (
+    CONFIG
+    + """
 [stories]
 enabled = true
 [[sources]]
@@ -28,6 +30,7 @@ name = "news"
 path = "news.jsonl"
 follow = true
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,9 @@ def test_dashboard_panel_shows_stories_and_leads_to_their_posts(hub, admin, watc
     panel = page.locator("#stories-panel")
     panel.scroll_into_view_if_needed()
     shoot(page, "stories-dashboard")
-    page.locator("#stories-panel .story", has=page.locator(".term", has_text="earthquake")).locator("a.story-terms").click()
+    page.locator("#stories-panel .story", has=page.locator(".term", has_text="earthquake")).locator(
+        "a.story-terms"
+    ).click()
     expect(page).to_have_url(re.compile(r"/posts\?story=" + re.escape(quake["id"]) + "$"))
     rows = page.locator("#posts-table tbody tr")
     expect(rows).to_have_count(6)
@@ -127,7 +132,12 @@ def test_dashboard_panel_fits_a_phone(hub, playwright):
         assert c["x"] >= 0 and c["x"] + c["width"] <= 390, c
         for i in range(card.locator(".story").count()):
             story = card.locator(".story").nth(i)
-            for part in (story, story.locator("svg.sparkline"), story.locator("svg.sentiment-bar"), story.locator(".story-terms")):
+            for part in (
+                story,
+                story.locator("svg.sparkline"),
+                story.locator("svg.sentiment-bar"),
+                story.locator(".story-terms"),
+            ):
                 b = part.bounding_box()
                 assert b["x"] >= c["x"] - 0.5 and b["x"] + b["width"] <= c["x"] + c["width"] + 0.5, (i, b, c)
         assert card.evaluate("e => e.scrollWidth <= e.clientWidth")
@@ -188,8 +198,10 @@ def test_map_colours_posts_by_story_with_a_legend_that_filters(hub, admin, watch
     expect(page).to_have_url(re.compile(r"[?&]story=" + re.escape(fire["id"]) + r"\b"))
     expect(page.locator("#map-filtered")).to_contain_text("5 of story")
     # A post of the chosen story arriving live is drawn in its colour; one of another story is held back.
-    hub.append({"text": "acme marathon berlin runners record live", "lat": 52.5, "lon": 13.3},
-               {"text": "acme wildfire california smoke evacuation live", "lat": 34.3, "lon": -118.5})
+    hub.append(
+        {"text": "acme marathon berlin runners record live", "lat": 52.5, "lon": 13.3},
+        {"text": "acme wildfire california smoke evacuation live", "lat": 34.3, "lon": -118.5},
+    )
     page.wait_for_function("() => window.monitorMap.visible() === 6", timeout=SHOWN_WITHIN_MS)
     assert page.evaluate("window.monitorMap.count()") == total + 2
     assert {m["fill"] for m in page.evaluate(MARKERS)} == {colours[0]}
@@ -206,7 +218,7 @@ def test_map_colours_posts_by_story_with_a_legend_that_filters(hub, admin, watch
 
 
 def rgb(hex_colour):
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgb({r}, {g}, {b})"
 
 
@@ -252,17 +264,21 @@ def test_live_feed_filtered_by_story_gets_only_its_posts(hub, admin, watch):
     marker = f"x{time.time_ns()}"
     # The other story's posts are written first: when the last wildfire
     # post is shown, the hub has pushed (and the page refused) them all.
-    hub.append(*({"text": f"acme marathon berlin runners record {marker}{i}"} for i in range(3)),
-               {"text": f"acme garden gnomes sale {marker}"},
-               {"text": f'acme wildfire california smoke evacuation <img src=x onerror="window.pwned=1"> {marker}h'},
-               *({"text": f"acme wildfire california smoke evacuation {marker}{i}"} for i in range(2)))
+    hub.append(
+        *({"text": f"acme marathon berlin runners record {marker}{i}"} for i in range(3)),
+        {"text": f"acme garden gnomes sale {marker}"},
+        {"text": f'acme wildfire california smoke evacuation <img src=x onerror="window.pwned=1"> {marker}h'},
+        *({"text": f"acme wildfire california smoke evacuation {marker}{i}"} for i in range(2)),
+    )
     expect(page.locator("#feed .post", has_text=f"evacuation {marker}1")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     expect(page.locator("#feed .post", has_text=f"evacuation {marker}0")).to_be_visible()
     expect(page.locator("#feed .post", has_text=marker)).to_have_count(3)
     expect(page.locator("#feed-count")).to_have_text(str(first + 3))
     expect(page.locator("#feed-rate")).to_have_text(str(before + 3))
     # Post text is text: the hostile post's markup is shown, never run.
-    expect(page.locator("#feed .post", has_text=f"{marker}h").locator(".post-text")).to_contain_text('<img src=x onerror="window.pwned=1">')
+    expect(page.locator("#feed .post", has_text=f"{marker}h").locator(".post-text")).to_contain_text(
+        '<img src=x onerror="window.pwned=1">'
+    )
     assert page.locator("#feed img").count() == 0 and page.evaluate("window.pwned") is None
     shoot(page, "stories-live-filtered")
     page.set_viewport_size({"width": 390, "height": 844})

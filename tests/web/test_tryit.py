@@ -18,8 +18,9 @@ def post(text, n=0, **kw):
 
 
 def render(pieces):
-    env = Environment(loader=FileSystemLoader(str(ROOT / "monitor" / "web" / "templates")),
-                      autoescape=select_autoescape(["html"]))
+    env = Environment(
+        loader=FileSystemLoader(str(ROOT / "monitor" / "web" / "templates")), autoescape=select_autoescape(["html"])
+    )
     return env.from_string('{% from "_marked.html" import marked %}{{ marked(s) }}').render(s=pieces)
 
 
@@ -45,8 +46,12 @@ def test_hostile_text_stays_text():
 
 def test_try_draft_gains_and_loses():
     """Against the saved version, a draft says which posts it gains and which it loses, and why each matched."""
-    posts = [post("acme refunds are slow", 0), post("acme outage today", 1), post("acme refund delayed", 2),
-             post("globex refund", 3)]
+    posts = [
+        post("acme refunds are slow", 0),
+        post("acme outage today", 1),
+        post("acme refund delayed", 2),
+        post("globex refund", 3),
+    ]
     current = Topic("Acme", query="acme refund*")
     draft = Topic("Acme", query="acme (refund* OR outage) -delayed")
     tried = try_draft(draft, current, posts)

@@ -23,7 +23,9 @@ SCREENSHOTS = os.path.join(str(ROOT), "var", "screenshots")
 
 #: The browser tests' hub, with alert rules of each severity, a channel
 #: that cannot deliver, and a followed file that does not exist yet.
-POLISH_CONFIG = CONFIG + """
+POLISH_CONFIG = (
+    CONFIG
+    + """
 [[sources]]
 kind = "replay"
 name = "later"
@@ -50,6 +52,7 @@ name = "ops-hook"
 kind = "webhook"
 url = "http://127.0.0.1:9/hook"
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -205,26 +205,44 @@ def test_add_user_command(tmp_path):
 
 def test_topic_form_accepts_a_good_topic():
     """A complete form becomes a Topic with lists split per line and languages per comma."""
-    form = {"name": [" Acme "], "terms": ["acme\n\"acme cloud\"\n#acmedown\n"], "variants": ["acmee"],
-            "exclude": ["acme anvil"], "languages": ["en, pt-BR"], "sources": ["inbox"], "group": ["vendors"],
-            "fuzzy": ["on"]}
+    form = {
+        "name": [" Acme "],
+        "terms": ['acme\n"acme cloud"\n#acmedown\n'],
+        "variants": ["acmee"],
+        "exclude": ["acme anvil"],
+        "languages": ["en, pt-BR"],
+        "sources": ["inbox"],
+        "group": ["vendors"],
+        "fuzzy": ["on"],
+    }
     topic, errors, values = topic_form(form, ["inbox"], set())
     assert errors == {}
-    assert topic == Topic("Acme", ("acme", '"acme cloud"', "#acmedown"), ("acmee",), True, ("acme anvil",),
-                          ("en", "pt-BR"), ("inbox",), "vendors")
+    assert topic == Topic(
+        "Acme",
+        ("acme", '"acme cloud"', "#acmedown"),
+        ("acmee",),
+        True,
+        ("acme anvil",),
+        ("en", "pt-BR"),
+        ("inbox",),
+        "vendors",
+    )
     assert topic_values(topic)["terms"] == 'acme\n"acme cloud"\n#acmedown'
 
 
-@pytest.mark.parametrize("field,value,problem", [
-    ("name", "", "name"),
-    ("name", "Taken", "name"),
-    ("terms", "", "terms"),
-    ("terms", "!!!", "terms"),
-    ("terms", "x" * 201, "terms"),
-    ("languages", "english!", "languages"),
-    ("sources", "nowhere", "sources"),
-    ("exclude", "...", "exclude"),
-])
+@pytest.mark.parametrize(
+    "field,value,problem",
+    [
+        ("name", "", "name"),
+        ("name", "Taken", "name"),
+        ("terms", "", "terms"),
+        ("terms", "!!!", "terms"),
+        ("terms", "x" * 201, "terms"),
+        ("languages", "english!", "languages"),
+        ("sources", "nowhere", "sources"),
+        ("exclude", "...", "exclude"),
+    ],
+)
 def test_topic_form_names_the_bad_field(field, value, problem):
     """Each kind of bad input is reported on its own field and nothing is built."""
     form = {"name": ["Fine"], "terms": ["acme"]}

@@ -125,16 +125,16 @@ def summary_lines(payload: dict[str, Any]) -> list[str]:
     lines = []
     if incident["type"] == "volume_spike" and signal:
         ratio = f" ({signal['ratio']}x)" if signal.get("ratio") else ""
-        lines.append(
-            f"{signal.get('count')} posts in {signal.get('window')}, baseline {signal.get('baseline')}{ratio}"
-        )
+        lines.append(f"{signal.get('count')} posts in {signal.get('window')}, baseline {signal.get('baseline')}{ratio}")
     elif incident["type"] == "sentiment_shift" and signal:
         lines.append(
             f"{round(100 * signal.get('value', 0))}% negative of {signal.get('count')} posts in "
             f"{signal.get('window')} (baseline {round(100 * signal.get('baseline_share', 0))}%)"
         )
     elif incident["type"] == "source_health" and signal:
-        lines.append(f"{signal.get('why', 'down')} for {signal.get('value')} min: {signal.get('detail', '')}".rstrip(": "))
+        lines.append(
+            f"{signal.get('why', 'down')} for {signal.get('value')} min: {signal.get('detail', '')}".rstrip(": ")
+        )
     elif incident["type"] == "story" and signal:
         lines.append(
             f"story {signal.get('story')} ({', '.join(signal.get('terms') or [])}): {signal.get('value')} posts/min "
@@ -178,7 +178,8 @@ def explanation_lines(incident: dict[str, Any], posts: int = 1, text: int = 200)
     terms = e.get("terms") or []
     if terms:
         parts = [
-            f"{t.get('term')} ({_n(t.get('count'))}" + (f", was {_n(t['baseline'])})" if t.get("baseline") is not None else ")")
+            f"{t.get('term')} ({_n(t.get('count'))}"
+            + (f", was {_n(t['baseline'])})" if t.get("baseline") is not None else ")")
             for t in terms[:6]
         ]
         lines.append(("Terms: " if stories else "Why: rising terms: ") + ", ".join(parts))
@@ -196,5 +197,7 @@ def explanation_lines(incident: dict[str, Any], posts: int = 1, text: int = 200)
         lines.append("Sources: " + ", ".join(f"{s.get('source')} {_n(s.get('count'))}" for s in sources))
     places = e.get("places") or []
     if places:
-        lines.append("Places: " + ", ".join(f"{p.get('lat')}, {p.get('lon')} ({_n(p.get('count'))} posts)" for p in places[:3]))
+        lines.append(
+            "Places: " + ", ".join(f"{p.get('lat')}, {p.get('lon')} ({_n(p.get('count'))} posts)" for p in places[:3])
+        )
     return lines

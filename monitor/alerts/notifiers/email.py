@@ -52,7 +52,10 @@ def email_message(notification: Notification, sender: str, to: list[str], now: f
         for s in samples:
             text = " ".join((s.get("text") or "").split())
             body.append(f"- @{s.get('author')}: {text}")
-            body.append(f"  {s.get('likes', 0)} likes, {s.get('reposts', 0)} reposts" + (f" - {s['url']}" if s.get("url") else ""))
+            body.append(
+                f"  {s.get('likes', 0)} likes, {s.get('reposts', 0)} reposts"
+                + (f" - {s['url']}" if s.get("url") else "")
+            )
     body += ["", f"Incident {incident['id']} (times are the posts' own time).", ""]
     msg = EmailMessage(policy=email.policy.SMTP.clone(linesep="\n"))
     msg["Subject"] = f"[monitor] {headline(payload)}"

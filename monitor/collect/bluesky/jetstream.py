@@ -40,7 +40,6 @@ DEFAULT_URL = BLUESKY_URL
 DEFAULT_APPVIEW = BLUESKY_APPVIEW
 
 
-
 #: Posts waiting for profiles at most; beyond this the socket is paused.
 MAX_HELD = 2000
 #: Authors whose posts went out before their profile, remembered at most,
@@ -206,8 +205,9 @@ class BlueskySource(HTTPCollector):
             try:
                 self.time_us = int(saved)
             except ValueError:
-                self.log.warn("source {source}: ignoring unreadable saved cursor {cursor!r}", source=self.name,
-                              cursor=saved)
+                self.log.warn(
+                    "source {source}: ignoring unreadable saved cursor {cursor!r}", source=self.name, cursor=saved
+                )
         while True:
             self._session_events = 0
             self._opened_at = None
@@ -218,8 +218,9 @@ class BlueskySource(HTTPCollector):
             except Exception as e:
                 why, wait = f"cannot connect: {e.__class__.__name__}: {e}", None
             # A connection that worked for a while earns a quick retry.
-            if self._session_events or (self._opened_at is not None and
-                                        self.reactor.seconds() - self._opened_at >= self.stall_timeout):
+            if self._session_events or (
+                self._opened_at is not None and self.reactor.seconds() - self._opened_at >= self.stall_timeout
+            ):
                 self.backoff.reset()
             if wait is not None:
                 await self.wait(wait, RATE_LIMITED, why)
@@ -560,8 +561,13 @@ class BlueskySource(HTTPCollector):
         AppView knows.
         """
         url = self.appview_url + "/xrpc/app.bsky.actor.getProfiles"
-        response = await self.request("GET", url, _PROFILE_TIMEOUT, params=[("actors", did) for did in dids],
-                                      headers=self.headers({"Accept": "application/json"}))
+        response = await self.request(
+            "GET",
+            url,
+            _PROFILE_TIMEOUT,
+            params=[("actors", did) for did in dids],
+            headers=self.headers({"Accept": "application/json"}),
+        )
         body = await read_body(response, 1 << 20, self.reactor, timeout=_PROFILE_TIMEOUT)
         if response.code != 200:
             wait = self.appview_limits.retry_delay(response.headers) if response.code == 429 else None

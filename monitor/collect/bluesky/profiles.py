@@ -13,6 +13,7 @@ from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succ
 from monitor.backoff import Backoff
 from monitor.collect.base import clean
 
+
 class ProfileLookupFailed(Exception):
     """
     The AppView did not answer a profile lookup; C{wait} is how long it

@@ -79,8 +79,10 @@ def includes_index(includes: Any) -> tuple[dict, dict, dict]:
 def _place_centre(place: dict) -> tuple[Optional[float], Optional[float]]:
     geo = place.get("geo")
     bbox = geo.get("bbox") if isinstance(geo, dict) else None
-    if isinstance(bbox, list) and len(bbox) == 4 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox
+    if (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
     ):
         west, south, east, north = bbox
         return (south + north) / 2, (west + east) / 2
@@ -137,8 +139,10 @@ def parse_tweet(tweet: Any, source: str, users: dict, places: dict, now: float, 
     if isinstance(geo, dict):
         point = geo.get("coordinates")
         coords = point.get("coordinates") if isinstance(point, dict) else None
-        if isinstance(coords, list) and len(coords) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in coords
+        if (
+            isinstance(coords, list)
+            and len(coords) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in coords)
         ):
             lon, lat = coords
         elif isinstance(geo.get("place_id"), str) and geo["place_id"] in places:

@@ -10,6 +10,7 @@ from typing import Optional
 #: The longest query recent search takes; longer ones are refused by X.
 MAX_QUERY = 512
 
+
 def _term(term: str) -> Optional[str]:
     """
     One topic term in X's query syntax; C{None} for what X cannot search

@@ -26,8 +26,9 @@ class RuleSync:
         """
         if self.mode == "stream" and self.running:
             d = ensureDeferred(self._sync_rules())
-            d.addErrback(lambda f: self.log.failure("source {source}: could not sync the stream's rules", f,
-                                                    source=self.name))
+            d.addErrback(
+                lambda f: self.log.failure("source {source}: could not sync the stream's rules", f, source=self.name)
+            )
 
     async def _sync_rules(self) -> None:
         """

@@ -31,8 +31,6 @@ from monitor.collect.x.search import SearchMode
 from monitor.collect.x.stream import StreamMode
 
 
-
-
 #: Ids remembered to drop duplicates (a page boundary shifting, a gap
 #: filled from search that the stream also delivered).
 RECENT_IDS = 20000
@@ -152,8 +150,11 @@ class XSource(StreamMode, RuleSync, SearchMode, XClient):
             last = doc.get("last_id")
             self.last_id = last if isinstance(last, str) else None
         except (ValueError, AttributeError):
-            self.log.warn("source {source}: unreadable saved position {cursor!r}; starting afresh",
-                          source=self.name, cursor=cursor[:200])
+            self.log.warn(
+                "source {source}: unreadable saved position {cursor!r}; starting afresh",
+                source=self.name,
+                cursor=cursor[:200],
+            )
 
 
 __all__ = ["XSource"]

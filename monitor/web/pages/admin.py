@@ -126,4 +126,3 @@ class AdminPages(Area):
         if token_id is None or not await self.users.revoke_token(token_id, session.user):
             return await self._admin_page(request, session, errors={"tokens": "No such live token."}, status=400)
         return self._redirect(request, "/admin?" + urlencode({"done": "Token revoked."}))
-

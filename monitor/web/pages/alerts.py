@@ -115,7 +115,9 @@ class AlertPages(Area):
             return self._error(request, session, 404, "There is no such rule.")
         return self._rule_page(request, session, rule_values(rule.spec), {}, original=name, origin=rule.origin)
 
-    def _rule_page(self, request, session, values, errors, original, status=200, backtest=None, origin=None, period="7d"):
+    def _rule_page(
+        self, request, session, values, errors, original, status=200, backtest=None, origin=None, period="7d"
+    ):
         from monitor.alerts.rules import RULE_TYPES, SEVERITIES
 
         return self._render(
@@ -170,9 +172,18 @@ class AlertPages(Area):
                 result = await engine.backtest(rule, until - BACKTEST_PERIODS[period][0], until)
             except AlertError as e:
                 return self._rule_page(
-                    request, session, values, rule_problems(e.problems), original, status=400, origin=origin, period=period
+                    request,
+                    session,
+                    values,
+                    rule_problems(e.problems),
+                    original,
+                    status=400,
+                    origin=origin,
+                    period=period,
                 )
-            return self._rule_page(request, session, values, {}, original, backtest=result, origin=origin, period=period)
+            return self._rule_page(
+                request, session, values, {}, original, backtest=result, origin=origin, period=period
+            )
         try:
             if original:
                 await engine.save_rule(spec, name=original)
@@ -226,7 +237,6 @@ class AlertPages(Area):
 
 #: Rule types whose incidents carry a measured signal (a window's numbers).
 _SIGNAL_TYPES = ("volume_spike", "sentiment_shift", "source_health", "channel_health", "story")
-
 
 
 def _rule_conditions(spec: dict[str, Any]) -> list[tuple[str, str]]:

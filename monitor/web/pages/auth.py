@@ -88,7 +88,15 @@ class AuthPages(Area):
         csrf = secrets.token_urlsafe(32)
         self._cookie(request, SETUP_COOKIE, csrf, max_age=3600)
         return self._render(
-            request, None, "setup.html", status=status, setup_csrf=csrf, token=token, errors=errors or {}, name=name, error=""
+            request,
+            None,
+            "setup.html",
+            status=status,
+            setup_csrf=csrf,
+            token=token,
+            errors=errors or {},
+            name=name,
+            error="",
         )
 
     def _setup_gone(self, request) -> bytes:
@@ -103,7 +111,11 @@ class AuthPages(Area):
         if self.setup is None or not await self.setup.valid(token):
             return self._setup_gone(request)
         cookie = (request.getCookie(SETUP_COOKIE.encode("ascii")) or b"").decode("ascii", "replace")
-        problem = self._forged(request, cookie) if cookie else "The setup form's security token (CSRF) is missing. Reload the page and try again."
+        problem = (
+            self._forged(request, cookie)
+            if cookie
+            else "The setup form's security token (CSRF) is missing. Reload the page and try again."
+        )
         if problem:
             return self._error(request, None, 403, problem)
         form = self._form(request)
@@ -151,7 +163,12 @@ class AuthPages(Area):
         expected = await self.users.take_login_form(cookie.decode("ascii", "replace"))
         problem = self._forged(request, expected) if expected else "missing"
         if problem:
-            return self._error(request, None, 403, "The login form's security token (CSRF) is missing or out of date. Reload the page and try again.")
+            return self._error(
+                request,
+                None,
+                403,
+                "The login form's security token (CSRF) is missing or out of date. Reload the page and try again.",
+            )
         name = self._one(form, "name").strip()
         password = self._one(form, "password")
         address = request.getClientAddress()
@@ -160,10 +177,14 @@ class AuthPages(Area):
             user = await self._check_password(name, password, where)
         except HashingBusy:
             request.setHeader(b"retry-after", b"5")
-            return await self._login_page(request, 503, "The hub is checking many passwords at once. Try again in a moment.", name)
+            return await self._login_page(
+                request, 503, "The hub is checking many passwords at once. Try again in a moment.", name
+            )
         if user is _THROTTLED:
             self.log.warn("login throttled for {user} from {address}", user=name, address=where)
-            return await self._login_page(request, 429, "Too many failed attempts. Wait a few minutes and try again.", name)
+            return await self._login_page(
+                request, 429, "Too many failed attempts. Wait a few minutes and try again.", name
+            )
         if user is None:
             self.log.info("failed login for {user} from {address}", user=name, address=where)
             return await self._login_page(request, 401, "Wrong user name or password.", name)
@@ -225,8 +246,9 @@ class AuthPages(Area):
                 errors["new"] = e.message
         if errors:
             status = 429 if checked is _THROTTLED else 400
-            return self._render(request, session, "account.html", status=status, errors=errors, done=False, active="account")
+            return self._render(
+                request, session, "account.html", status=status, errors=errors, done=False, active="account"
+            )
         # The new password ended every session, this one too.
         self._cookie(request, SESSION_COOKIE, "", max_age=0)
         return self._redirect(request, "/login")
-

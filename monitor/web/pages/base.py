@@ -287,7 +287,9 @@ class Area:
                 if json_api:
                     return self._json(request, 401, {"error": "log in first"})
                 if request.method in (b"GET", b"HEAD"):
-                    return self._redirect(request, "/login?" + urlencode({"next": request.uri.decode("utf-8", "replace")}))
+                    return self._redirect(
+                        request, "/login?" + urlencode({"next": request.uri.decode("utf-8", "replace")})
+                    )
                 return self._error(request, None, 403, "Your session has ended. Log in again.")
             if not session.may(role):
                 message = f"This needs the {role} role; you are {session.role}."
@@ -320,7 +322,9 @@ class Area:
         """
         origin = request.getHeader(b"origin")
         if origin is not None and origin != b"null":
-            if not PushHub.same_origin(origin.decode("latin-1"), (request.getHeader(b"host") or b"").decode("latin-1"), request.isSecure()):
+            if not PushHub.same_origin(
+                origin.decode("latin-1"), (request.getHeader(b"host") or b"").decode("latin-1"), request.isSecure()
+            ):
                 return "This request came from another site and was refused."
         given = request.getHeader(b"x-csrf-token")
         if given is None:
@@ -408,7 +412,6 @@ class Area:
             sameSite="lax",
         )
 
-
     def not_found(self, request, failure):
         request.setResponseCode(404)
         if request.path.startswith(b"/ui/"):
@@ -416,7 +419,9 @@ class Area:
         return self._render(request, None, "error.html", status=404, status_code=404, message="There is no such page.")
 
     def not_allowed(self, request, failure):
-        return self._render(request, None, "error.html", status=405, status_code=405, message="That method is not allowed here.")
+        return self._render(
+            request, None, "error.html", status=405, status_code=405, message="That method is not allowed here."
+        )
 
     def _topic_names(self) -> list[str]:
         return [t.name for t in self.topics.topics]

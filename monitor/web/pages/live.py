@@ -71,4 +71,3 @@ class LivePages(Area):
         params.finish()
         posts, _ = await self.store.query_posts(query)
         return self._json(request, 200, {"posts": posts})
-

@@ -56,4 +56,3 @@ class MapPages(Area):
             if found is not None:
                 stories[sid] = story_brief(found)
         return self._json(request, 200, {"posts": posts, "stories": stories})
-

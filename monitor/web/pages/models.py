@@ -51,7 +51,9 @@ class ModelPages(Area):
     @page("admin")
     async def models_rescore(self, request, session):
         started = self.rescorer.start(session.user)
-        message = {"done": "Re-scoring the stored posts."} if started else {"problem": "A re-scoring job is running already."}
+        message = (
+            {"done": "Re-scoring the stored posts."} if started else {"problem": "A re-scoring job is running already."}
+        )
         return self._redirect(request, "/models?" + urlencode(message))
 
     @app.route("/models/<name>/<verb>", methods=["POST"])
@@ -62,6 +64,9 @@ class ModelPages(Area):
         language = self._one(self._form(request), "language") or "en"
         found = await self.learner.set_active(name, language, verb == "activate", session.user)
         if found is None:
-            return self._redirect(request, "/models?" + urlencode({"problem": f"No trained model {name} ({language})."}))
-        return self._redirect(request, "/models?" + urlencode({"done": f"Model {name} ({language}): {found['state']}."}))
-
+            return self._redirect(
+                request, "/models?" + urlencode({"problem": f"No trained model {name} ({language})."})
+            )
+        return self._redirect(
+            request, "/models?" + urlencode({"done": f"Model {name} ({language}): {found['state']}."})
+        )

@@ -73,7 +73,6 @@ class _Flow:
         return self._waiting
 
 
-
 class PostPages(Area):
     """
     C{/posts}, C{/posts/export.csv} and C{/posts/export.json}.
@@ -115,7 +114,8 @@ class PostPages(Area):
         tree = parse_query(query.query) if query.query else None
         marks = {p["id"]: post_segments(tree, p) for p in posts} if tree is not None else {}
         filters = {
-            k: self._one(form, k) for k in ("q", "query", "topic", "source", "sentiment", "label", "since", "until", "story")
+            k: self._one(form, k)
+            for k in ("q", "query", "topic", "source", "sentiment", "label", "since", "until", "story")
         }
         present = {k: v for k, v in filters.items() if v}
         story = self._story_heading(query.story) if query.story and "story" not in errors else None
@@ -222,7 +222,6 @@ _CSV_COLUMNS = (
     "id", "created_at", "source", "author", "text", "url", "lang", "topics", "labels", "sentiment",
     "compound", "likes", "reposts", "replies", "author_followers", "author_verified", "lat", "lon", "story",
 )  # fmt: skip
-
 
 
 def _csv_value(value: Any) -> Any:

@@ -115,4 +115,3 @@ class TopicPages(Area):
         await self.topics.reload()
         self.log.info("{user} deleted topic {topic}", user=session.user, topic=name)
         return self._redirect(request, "/topics?" + urlencode({"deleted": name}))
-
