@@ -256,7 +256,11 @@ def test_waiting_inbox_is_not_an_error(hub, admin):
     expect(row.locator("[data-field=state]")).to_have_text("waiting")
     expect(row.locator("[data-field=details]")).to_contain_text("waiting for")
     assert row.locator(".error-text").count() == 0
-    colour = row.locator("[data-field=details] span").evaluate("e => getComputedStyle(e).color")
+    # In one script turn: the live status may redraw the row between two.
+    colour = page.evaluate(
+        "() => getComputedStyle(document.querySelector('#sources-table tr[data-source=later] "
+        "[data-field=details] span')).color"
+    )
     red, green, blue = map(int, re.findall(r"\d+", colour)[:3])
     assert not (red > 150 and green < 100 and blue < 100), colour
     shoot(page, "sources")
