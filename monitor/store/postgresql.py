@@ -52,6 +52,7 @@ from monitor.store.sqlite import (
     _SEARCHABLE,
     _CONTROL,
     _SELECT_POST,
+    StoreBasics,
     _Scope as _SQLiteScope,
     _time_range as _sqlite_time_range,
     _check_count,
@@ -65,6 +66,7 @@ from monitor.store.sqlite import (
     _row_matches,
     _spec,
     hashtags,
+    share_of_voice,
     terms,
 )
 
@@ -379,7 +381,7 @@ def _interaction(function):
 
 
 @implementer(IStore)
-class PostgreSQLStore(Service):
+class PostgreSQLStore(StoreBasics, Service):
     """
     L{IStore} on a PostgreSQL database.
 
@@ -510,16 +512,6 @@ class PostgreSQLStore(Service):
         self._close()
         self._set_outcome((False, failure))
         return failure
-
-    def _set_outcome(self, outcome) -> None:
-        self._outcome = outcome
-        waiters, self._ready_waiters = self._ready_waiters, []
-        ok, failure = outcome
-        for waiter in waiters:
-            if ok:
-                waiter.callback(None)
-            else:
-                waiter.errback(failure)
 
     # -- the pool ----------------------------------------------------------
 
@@ -1064,30 +1056,9 @@ class PostgreSQLStore(Service):
             (members, *params),
         )
         counts.update(dict(cursor.fetchall()))
-        total = sum(counts.values())
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return {
-            "group": group,
-            "topics": [
-                {"topic": name, "count": n, "share": n / total if total else 0} for name, n in ranked[: query.top]
-            ],
-        }
+        return share_of_voice(group, counts, query.top)
 
     # -- topics ------------------------------------------------------------
-
-    def sync_file_topics(self, topics) -> Deferred:
-        """
-        Make the topics of origin C{file} equal C{topics}, in one
-        transaction; a topic saved from the web keeps its web version.
-        """
-        rows = [(t.name, _spec(t), self._reactor.seconds()) for t in topics]
-        d = self._run(True, self._sync_file_topics, rows)
-        d.addCallback(self._synced)
-        return d
-
-    def _synced(self, result) -> None:
-        upserted, removed = result
-        self.log.info("synced {count} topics from the file, removed {removed}", count=upserted, removed=removed)
 
     @staticmethod
     async def _sync_file_topics(cursor, rows) -> tuple[int, list[str]]:

@@ -394,7 +394,54 @@ def _configure(connection, read_only: bool) -> None:
 
 
 @implementer(IStore, IPostReads)
-class SQLiteStore(PageQueries, Service):
+class StoreBasics:
+    """
+    What the SQLite and PostgreSQL stores do alike, whatever their SQL: the
+    start's outcome handed to those waiting for it, and the topics of the
+    configuration file synced in one transaction (the store's own
+    C{_sync_file_topics}).
+    """
+
+    def _set_outcome(self, outcome) -> None:
+        self._outcome = outcome
+        waiters, self._ready_waiters = self._ready_waiters, []
+        ok, failure = outcome
+        for waiter in waiters:
+            if ok:
+                waiter.callback(None)
+            else:
+                waiter.errback(failure)
+
+    def sync_file_topics(self, topics) -> Deferred:
+        """
+        Make the topics of origin C{file} equal C{topics}, in one
+        transaction; a topic saved from the web keeps its web version.
+        """
+        rows = [(t.name, _spec(t), self._reactor.seconds()) for t in topics]
+        d = self._run(True, self._sync_file_topics, rows)
+        d.addCallback(self._synced)
+        return d
+
+    def _synced(self, result) -> None:
+        upserted, removed = result
+        self.log.info(
+            "synced {count} topics from the file, removed {removed}",
+            count=upserted,
+            removed=removed,
+        )
+
+
+def share_of_voice(group: str, counts: dict, top: int) -> dict:
+    """The share of voice of a group's topics from their post counts, most first."""
+    total = sum(counts.values())
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "group": group,
+        "topics": [{"topic": name, "count": n, "share": n / total if total else 0} for name, n in ranked[:top]],
+    }
+
+
+class SQLiteStore(StoreBasics, PageQueries, Service):
     """
     L{IStore} on one SQLite file, with the pages' reads (L{IPostReads},
     their SQL in L{monitor.store.sqlite_pages}).
@@ -499,16 +546,6 @@ class SQLiteStore(PageQueries, Service):
         self._close_pools()
         self._set_outcome((False, failure))
         return failure
-
-    def _set_outcome(self, outcome) -> None:
-        self._outcome = outcome
-        waiters, self._ready_waiters = self._ready_waiters, []
-        ok, failure = outcome
-        for waiter in waiters:
-            if ok:
-                waiter.callback(None)
-            else:
-                waiter.errback(failure)
 
     def _close_pools(self) -> None:
         for pool in (self._reader, self._writer):
@@ -995,34 +1032,9 @@ class SQLiteStore(PageQueries, Service):
         counts = dict.fromkeys(members, 0)
         for chunk in _chunks(members):
             counts.update(sqlite_rollups.scope_counts(trans, chunk, query.since, query.until))
-        total = sum(counts.values())
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return {
-            "group": group,
-            "topics": [
-                {"topic": name, "count": n, "share": n / total if total else 0} for name, n in ranked[: query.top]
-            ],
-        }
+        return share_of_voice(group, counts, query.top)
 
     # -- topics ------------------------------------------------------------
-
-    def sync_file_topics(self, topics) -> Deferred:
-        """
-        Make the topics of origin C{file} equal C{topics}, in one
-        transaction; a topic saved from the web keeps its web version.
-        """
-        rows = [(t.name, _spec(t), self._reactor.seconds()) for t in topics]
-        d = self._run(True, self._sync_file_topics, rows)
-        d.addCallback(self._synced)
-        return d
-
-    def _synced(self, result) -> None:
-        upserted, removed = result
-        self.log.info(
-            "synced {count} topics from the file, removed {removed}",
-            count=upserted,
-            removed=removed,
-        )
 
     @staticmethod
     def _sync_file_topics(trans, rows) -> tuple[int, list[str]]:
