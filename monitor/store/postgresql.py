@@ -35,6 +35,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from txpostgres import txpostgres
 from zope.interface import implementer
@@ -70,7 +71,7 @@ from monitor.store.sqlite import (
     terms,
 )
 
-__all__ = ["PostgreSQLStore", "MIGRATIONS", "search_tokens", "tsquery", "tsvector"]
+__all__ = ["PostgreSQLStore", "MIGRATIONS", "run_blocking", "search_tokens", "tsquery", "tsvector"]
 
 #: The stats' top terms are counted over the newest this many posts in range
 #: (the SQLite store counts them exactly from its rollups; this store has
@@ -461,6 +462,52 @@ def _interaction(function):
         return ensureDeferred(function(cursor, *args))
 
     return run
+
+
+class _BlockingCursor:
+    """
+    A psycopg2 cursor whose C{execute} blocks and returns a fired Deferred,
+    so the store's coroutines run on it to the end at once, without a
+    reactor (L{run_blocking}).
+    """
+
+    def __init__(self, cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql, params=None) -> Deferred:
+        self._cursor.execute(sql, params)
+        return succeed(None)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+def _at_once(coroutine):
+    """The result of a coroutine that awaits only fired Deferreds (or its error)."""
+    outcome = []
+    ensureDeferred(coroutine).addBoth(outcome.append)
+    (result,) = outcome
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def run_blocking(dsn: str, function, *args, connect_timeout: int = 10):
+    """
+    For the command line, before any reactor runs: bring the schema of the
+    database at C{dsn} up to date (as a starting hub does), then run the
+    coroutine C{function(cursor, *args)} in one transaction and return
+    what it returns.
+    """
+    connection = psycopg2.connect(dsn, connect_timeout=connect_timeout)
+    try:
+        for version in range(1, len(MIGRATIONS) + 1):
+            with connection, connection.cursor() as cursor:
+                _at_once(PostgreSQLStore._migration(_BlockingCursor(cursor), version))
+        with connection, connection.cursor() as cursor:
+            return _at_once(function(_BlockingCursor(cursor), *args))
+    finally:
+        connection.close()
 
 
 @implementer(IStore)

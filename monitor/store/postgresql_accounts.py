@@ -25,7 +25,7 @@ from monitor.store.interfaces import (
     UserRecord,
 )
 
-__all__ = ["PostgreSQLAccounts"]
+__all__ = ["PostgreSQLAccounts", "add_user_dsn"]
 
 _USER = "SELECT id, name, role, password_hash, created_at, last_login_at FROM users"
 _TOKEN = "SELECT id, name, token_hash, created_by, created_at, last_used_at, revoked_at FROM api_tokens"
@@ -263,3 +263,29 @@ class PostgreSQLAccounts:
             _rowcount, "UPDATE api_tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL", (now, token_id)
         )
         return d.addCallback(lambda n: n > 0)
+
+
+async def _put_user(cursor, name, role, hashed, now) -> bool:
+    await cursor.execute(
+        "INSERT INTO users (name, role, password_hash, created_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash "
+        "RETURNING id, (xmax = 0)",
+        (name, role, hashed, now),
+    )
+    user_id, new = cursor.fetchone()
+    if not new:
+        await cursor.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
+    return new
+
+
+def add_user_dsn(dsn: str, name: str, role: str, password_hash: str, now: float) -> bool:
+    """
+    Create a user, or reset the password hash and role of an existing one
+    (ending their sessions), in the PostgreSQL database at C{dsn}, bringing
+    its schema up to date first.  For the command line, before any reactor
+    runs; as L{monitor.store.sqlite_accounts.add_user_file}.  Returns
+    whether the user is new.
+    """
+    from monitor.store.postgresql import run_blocking
+
+    return run_blocking(dsn, _put_user, name, role, password_hash, now)

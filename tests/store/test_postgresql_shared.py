@@ -3,7 +3,8 @@ Accounts and learning on one PostgreSQL database shared by several hubs:
 each "hub" here is its own L{PostgreSQLStore} (its own pool) on the same
 database, as two processes would be.  What one writes the other reads, and
 the decisions that depend on the others' writes (the first admin, the last
-admin, merging corrections, the one active model) hold when they race.
+admin, merging corrections, the one active model) hold when they race;
+API tokens, which a hub checks in memory, are read again in time.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, gatherResults
+from twisted.internet.task import Clock, deferLater
 
 from monitor.learn.linear import LinearModel
 from monitor.model import Analysis, Post
@@ -18,6 +20,7 @@ from monitor.store.interfaces import LastAdmin
 from monitor.store.postgresql import PostgreSQLStore
 from monitor.store.postgresql_accounts import PostgreSQLAccounts
 from monitor.store.postgresql_learning import PostgreSQLLearning
+from monitor.web.users import TOKENS_EVERY, Users
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -124,3 +127,33 @@ async def test_racing_activations_leave_one_active_version(stores):
     await gatherResults(calls, consumeErrors=True)
     assert await learnings[0].version_counts() == {("sentiment", "en"): HUBS * CALLS_EACH}
     assert len(await learnings[1].active_models()) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_made_or_revoked_on_one_hub_counts_on_the_other_within_the_reload(reactor, stores):
+    """API tokens are checked in memory: each hub reads them again every TOKENS_EVERY seconds."""
+    clock = Clock()
+    one, two = (Users(PostgreSQLAccounts(store), clock) for store in stores)
+    for users in (one, two):
+        await users.startService()
+
+    async def two_comes_to(token, live):
+        """Whether hub two, after the reload's time, comes to find the token C{live} (or not)."""
+        clock.advance(TOKENS_EVERY)
+        for _ in range(200):  # the reload's query on the real server: a bounded wait
+            if two.check_token(token.encode()) is live:
+                return True
+            await deferLater(reactor, 0.01, lambda: None)
+        return False
+
+    try:
+        token = await one.create_token("ci", "root")
+        assert not two.check_token(token.encode())
+        assert await two_comes_to(token, True)
+        [listed] = await one.list_tokens()
+        assert await one.revoke_token(listed["id"], "root")
+        assert two.check_token(token.encode())  # until the reload
+        assert await two_comes_to(token, False)
+    finally:
+        for users in (one, two):
+            await users.stopService()
