@@ -82,8 +82,8 @@ def _reason(e: Exception) -> str:
 def make_store(config: Config, reactor):
     """
     The hub's store from C{[store]}: the SQLite file; or, with C{kind =
-    "postgresql"}, posts in PostgreSQL and what has no PostgreSQL provider
-    yet in the file (L{monitor.store.split}).
+    "postgresql"}, posts (and the pages' reads of them) in PostgreSQL and
+    what has no PostgreSQL provider yet in the file (L{monitor.store.split}).
     """
     sqlite = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
     if config.store["kind"] != "postgresql":
@@ -93,6 +93,20 @@ def make_store(config: Config, reactor):
 
     posts = PostgreSQLStore(config.store["dsn"], pool_size=config.store["pool_size"], reactor=reactor)
     return SplitStore(posts, sqlite)
+
+
+def make_alert_store(config: Config, store, hub_name: str):
+    """
+    The alerts' store (L{monitor.store.interfaces.IAlertStore}) in the
+    database that holds the posts: the SQLite file, or PostgreSQL, which
+    every hub shares (C{hub_name} names this hub's claims on notifications
+    there).
+    """
+    if config.store["kind"] != "postgresql":
+        return SQLiteAlerts(store)
+    from monitor.store.postgresql_alerts import PostgreSQLAlerts
+
+    return PostgreSQLAlerts(store.posts, hub_name)
 
 
 class _TopicSeed(Service):
@@ -127,15 +141,15 @@ class Hub(OrderedMultiService):
         # the alerts and the browsers, incidents to the browsers.
         self.bus = EventBus()
         self.store = make_store(config, reactor)
-        # The store's other areas, each behind its own interface
-        # (monitor.store.interfaces), handed to the parts that use them.
-        self.accounts = SQLiteAccounts(self.store)
-        self.alert_store = SQLiteAlerts(self.store)
-        self.learning = SQLiteLearning(self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         # The other hubs (on a Redis queue) or none: who runs which collector
         # and the alerts, who is alive, what the others stored.
         self.cluster = make_cluster(config, reactor)
+        # The store's other areas, each behind its own interface
+        # (monitor.store.interfaces), handed to the parts that use them.
+        self.accounts = SQLiteAccounts(self.store)
+        self.alert_store = make_alert_store(config, self.store, self.cluster.hub_name)
+        self.learning = SQLiteLearning(self.store)
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.learning, reactor)
         a = config.analysis
@@ -278,8 +292,8 @@ class Hub(OrderedMultiService):
         """
         Open the SQLite file once before anything starts, so a path that
         cannot work is one line and a non-zero exit, not a failed start
-        (with kind = "postgresql" too: accounts, alerts and learning are
-        kept there).
+        (with kind = "postgresql" too: accounts and learning are kept
+        there).
         """
         path = self.config.resolve(self.config.store["path"])
         try:
@@ -306,7 +320,7 @@ class Hub(OrderedMultiService):
             from monitor.store.split import NOT_YET
 
             log.warn(
-                "posts are kept in PostgreSQL ({where}); accounts, alerts and learning stay in {path}, "
+                "posts and alerts are kept in PostgreSQL ({where}); accounts and learning stay in {path}, "
                 "and these do not see PostgreSQL's posts yet: {missing}",
                 where=self.store.posts.where,
                 path=self.store.path,

@@ -43,7 +43,9 @@ from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
+from monitor.store.interfaces import IPostReads
 from monitor.store.migrations import SchemaVersionError
+from monitor.store.postgresql_pages import PostgreSQLPageReads
 
 # Shared with the SQLite store: the API shape of a row, page cursors, input
 # checks, hashtags and terms, so both stores answer alike.
@@ -463,10 +465,11 @@ def _interaction(function):
     return run
 
 
-@implementer(IStore)
-class PostgreSQLStore(StoreBasics, Service):
+@implementer(IStore, IPostReads)
+class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
     """
-    L{IStore} on a PostgreSQL database.
+    L{IStore} on a PostgreSQL database, with the pages' reads (L{IPostReads},
+    L{monitor.store.postgresql_pages}).
 
     @ivar dsn: the libpq connection string or URI.
     @ivar pool_size: most connections open at once (and queries in flight).
