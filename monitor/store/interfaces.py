@@ -8,7 +8,8 @@ are the others: accounts (L{IAccounts}), alerts (L{IAlertStore}) and what
 is learned from people's corrections (L{ILearningStore}).  Callers pass and get domain values, never SQL; every
 statement lives in a provider under C{monitor/store/} (the SQLite ones are
 in C{sqlite_accounts.py}, C{sqlite_alerts.py}, C{sqlite_learning.py} and
-C{sqlite_pages.py}).
+C{sqlite_pages.py}; the PostgreSQL ones in C{postgresql_alerts.py} and
+C{postgresql_pages.py}).
 Every method returns a Deferred; a provider runs its statements off the
 reactor thread.
 """
