@@ -4,6 +4,7 @@ The hub: every service of the data flow, assembled from a configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import psycopg2
@@ -16,7 +17,7 @@ from twisted.logger import Logger
 from monitor.alerts.engine import AlertEngine
 from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
-from monitor.bus import EventBus
+from monitor.bus import ALERT, STATUS, EventBus
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.cluster import make_cluster
 from monitor.collect import make_source
@@ -33,14 +34,19 @@ from monitor.queue import make_queue
 from monitor.stories import StoryClusterer, StoryService, features
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
+from monitor.status import StatusService
 from monitor.store.sqlite import OPEN_ERRORS, SQLiteStore, check_openable
 from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.store.sqlite_alerts import SQLiteAlerts
 from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
-from monitor.web.setup import write_owner_only
+from monitor.web.pages.base import StoryView
+from monitor.web.push import PushHub
+from monitor.web.setup import SetupLink, setup_token_path, write_owner_only
 from monitor.web.site import WebService
+from monitor.web.ui import WebUI
+from monitor.web.users import Users
 
 #: The environment variable that holds the API token.
 TOKEN_ENV = "MONITOR_API_TOKEN"
@@ -181,7 +187,8 @@ class Hub(OrderedMultiService):
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
         self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor)
-        self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
+        learner, nodes = self.learner, self.nodes
+        learner.listeners.append(lambda: nodes.set_models(learner.active))
         self.analyzer = self.nodes
         seed = seed_path(config.learning["seed"], config.resolve)
         if seed is not None and not seed.is_file():
@@ -237,11 +244,17 @@ class Hub(OrderedMultiService):
         self.pipeline.add_sink(self.alerts)
         self.pipeline.add_sink(self.cluster)
         self.cluster.add_listener(self.alerts)
-        token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
-        self.api = Api(self, TokenAuth([token]))
-        self.web = WebService(self, self.accounts, reactor)  # pages, /api, /ws and /static on one port
-        self.web.setName("web")
-        self.cluster.add_listener(self.web.push)
+        # The collectors', queue's and nodes' state on the bus every few
+        # seconds, with the hub that runs each collector (its lease).
+        self.status = StatusService(
+            self.bus,
+            reactor,
+            sources=self.sources,
+            queue=self.queue,
+            nodes=self.nodes,
+            runs_on=functools.partial(_runs_on, self.cluster),
+        )
+        self._build_web(config, reactor)
 
         children = (
             ReactorLag(reactor, self.metrics.reactor_stall),
@@ -264,13 +277,80 @@ class Hub(OrderedMultiService):
             *self.local_analyzers,
             self.nodes,
             self.pipeline,
+            self.status,
             self.web,
         )
         for child in children:
             child.setServiceParent(self)
         for source in self.sources:
             # Each collector runs on one hub at a time (alone: here).
-            self.cluster.leased(f"collector:{source.name}", source).setServiceParent(self)
+            self.cluster.leased(_collector_lease(source.name), source).setServiceParent(self)
+
+    def _build_web(self, config: Config, reactor) -> None:
+        """
+        The web part: the users, the live channel (which listens to the
+        bus and the other hubs), the API, the pages, and the port that
+        serves them all.
+        """
+        web = config.web
+        self.users = Users(self.accounts, reactor, idle=web["session_hours"] * 3600, scrypt_n=web["scrypt_n"])
+        self.push = PushHub(
+            reactor,
+            users=self.users,
+            sessions=self.users.sockets,
+            per_user=web["ws_per_user"],
+            metrics=self.metrics,
+            queue_limit=web["ws_queue"],
+            interval=web["ws_interval"],
+            stall_timeout=web["ws_stall_timeout"],
+            ping_interval=web["ws_ping_interval"],
+            max_message=web["ws_max_message"],
+            message_rate=web["ws_message_rate"],
+            message_burst=web["ws_message_burst"],
+        )
+        self.pipeline.add_sink(self.push)
+        self.bus.subscribe(ALERT, functools.partial(self.push.publish, "alert"))
+        self.bus.subscribe(STATUS, self.push.relay_status)
+        self.cluster.add_listener(self.push)
+        stories = StoryView(self.stories.clusterer, config.stories["enabled"])
+        # The configured token, and those made on the admin page.
+        token = api_token(config.resolve(web["token_file"]), config_path=config.path)
+        self.api = Api(
+            TokenAuth([token], stored=self.users),
+            store=self.store,
+            topics=self.topics,
+            sources=self.sources,
+            queue=self.queue,
+            metrics=self.metrics,
+            feedback=self.feedback,
+            learner=self.learner,
+            rescorer=self.rescorer,
+            stories=stories,
+            nodes=self.nodes,
+            cluster=self.cluster,
+            alerts=self.alerts,
+        )
+        setup = SetupLink(self.users, setup_token_path(config.resolve(web["token_file"])))
+        ui = WebUI(
+            self.users,
+            reactor,
+            store=self.store,
+            topics=self.topics,
+            sources=self.sources,
+            status=self.status,
+            stories=stories,
+            alerts=self.alerts,
+            feedback=self.feedback,
+            learner=self.learner,
+            learning=self.learning,
+            rescorer=self.rescorer,
+            setup=setup,
+            config_path=config.path,
+            tile_url=web["tile_url"],
+            tile_attribution=web["tile_attribution"],
+            cookie_secure=web["cookie_secure"],
+        )
+        self.web = WebService(web, self.users, self.push, setup, ui, self.api, reactor)
 
     def privilegedStartService(self):
         """
@@ -364,6 +444,16 @@ class Hub(OrderedMultiService):
         d = super().stopService()
         d.addTimeout(timeout, self.reactor, onTimeoutCancel=gave_up)
         return d
+
+
+def _collector_lease(source: str) -> str:
+    """The lease a hub holds while it runs the collector C{source}."""
+    return f"collector:{source}"
+
+
+def _runs_on(cluster, source: str):
+    """Which hub runs the collector C{source}: the holder of its lease."""
+    return cluster.holder_of(_collector_lease(source))
 
 
 def _give_up(problem: ConfigProblem):
