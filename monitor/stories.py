@@ -62,7 +62,7 @@ from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
 
-__all__ = ["Story", "StoryClusterer", "StoryService", "features"]
+__all__ = ["STORY_ORDERS", "Story", "StoryClusterer", "StoryService", "features"]
 
 _LINK = re.compile(r"https?://([^\s/?#]+)([^\s?#]*)", re.IGNORECASE)
 #: A link, with its query: links count whole (see L{_links}), not by words.
@@ -120,6 +120,10 @@ LINKS = 20
 SAMPLES = 3
 #: Minutes of per-minute counts kept per story (for growth).
 MINUTES = 120
+#: How L{StoryClusterer.list} (and C{GET /api/v1/stories}) may order the
+#: stories: largest first, or fastest growing first.
+STORY_ORDERS = ("size", "rising")
+
 #: A rising story has at least this many posts in the last 10 minutes...
 RISING_POSTS = 3
 #: ...and at least this many times its own baseline (see L{Story.rising}).
@@ -837,7 +841,7 @@ class StoryClusterer:
             posts, then largest.
         @raise ValueError: for another C{order}.
         """
-        if order not in ("size", "rising"):
+        if order not in STORY_ORDERS:
             raise ValueError(f"order must be 'size' or 'rising', not {order!r}")
         chosen = [
             s for s in self.stories.values()
