@@ -58,6 +58,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.analysis.trending import stop_words
+from monitor.config import default
 from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
@@ -425,8 +426,10 @@ class StoryClusterer:
     @param new_id: makes a story's id from its serial number (1, 2, ...).
     """
 
-    def __init__(self, threshold: float = 0.3, half_life: float = 3600.0, geo_weight: float = 0.2,
-                 max_stories: int = 2000, exclude: Iterable[str] = (), near_duplicate: float = 0.6,
+    def __init__(self, threshold: float = default("stories", "threshold"),
+                 half_life: float = default("stories", "half_life"),
+                 geo_weight: float = default("stories", "geo_weight"),
+                 max_stories: int = default("stories", "max_stories"), exclude: Iterable[str] = (), near_duplicate: float = 0.6,
                  new_id=None) -> None:  # fmt: skip
         self.threshold = threshold
         self.half_life = half_life
