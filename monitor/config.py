@@ -346,6 +346,15 @@ SCHEMA: dict[str, Section] = {
 SECTIONS: dict[str, dict[str, Field]] = {name: s.fields for name, s in SCHEMA.items() if not s.array}
 
 
+def default(section: str, key: str) -> Any:
+    """
+    One key's default as the parts take it (a duration in seconds), for a
+    constructor's keyword argument: the default stays written once, here.
+    """
+    f = SCHEMA[section].fields[key]
+    return parse_duration(f.default) if f.type == DURATION and f.default is not None else f.default
+
+
 def defaults(name: str) -> dict[str, Any]:
     """
     The table C{[name]} with every key at its default, as a file without

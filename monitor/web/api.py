@@ -18,12 +18,10 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from monitor.store import MAX_LIMIT, StatsQuery
+from monitor.stories import STORY_ORDERS
+from monitor.web.openapi import openapi as describe_api
 from monitor.web.pages.base import StoryView
 from monitor.web.params import BadParameter, Params, json_body, parse_any_time, post_query, store_problem
-
-#: How C{GET /api/v1/stories} may order its stories: largest first, or
-#: fastest growing first.
-STORY_ORDERS = ("size", "rising")
 
 __all__ = ["Api", "ApiError", "BadParameter", "Params", "TokenAuth", "api_route", "json_body"]
 
@@ -201,10 +199,8 @@ class Api:
     @app.route("/api/v1/openapi.json", methods=["GET"])
     @api_route
     async def openapi(self, request, params: Params):
-        from monitor.web.openapi import openapi
-
         params.finish()
-        return openapi()
+        return describe_api()
 
     @app.route("/api/v1/posts", methods=["GET"])
     @api_route
