@@ -244,7 +244,7 @@ SOURCE_CHECKS = {kind: k.check for kind, k in _KINDS.items() if k.check is not N
 
 
 def redis_url(value: str) -> Optional[str]:
-    from monitor.queue.redis import parse_redis_url
+    from monitor.queue.address import parse_redis_url
 
     try:
         parse_redis_url(value)
