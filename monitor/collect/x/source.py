@@ -52,7 +52,8 @@ class XSource(HTTPCollector):
     #: C{"search"} or C{"stream"}: set by each service.
     mode: str
 
-    def __new__(cls, *args, mode: str = DEFAULTS["mode"], **kwargs):
+    def __new__(cls, name, queue, store, metrics, bearer_token, base_url=None, mode=DEFAULTS["mode"], *args, **kwargs):
+        # The arguments are __init__'s (mode among them, by name or by place).
         if cls is XSource:
             cls = SOURCE_KINDS["x"].load({"mode": mode})
         return super().__new__(cls)
