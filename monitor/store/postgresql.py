@@ -40,6 +40,7 @@ from twisted.python.threadpool import ThreadPool
 from txpostgres import txpostgres
 from zope.interface import implementer
 
+from monitor.config import default
 from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
@@ -607,7 +608,7 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
 
     log = Logger()
 
-    def __init__(self, dsn: str, pool_size: int = 4, reactor=None, connect_timeout: float = 10.0):
+    def __init__(self, dsn: str, pool_size: int = default("store", "pool_size"), reactor=None, connect_timeout: float = 10.0):
         if reactor is None:
             from twisted.internet import reactor
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
