@@ -34,7 +34,11 @@ def config(redis_url, name, prefix, replay, hook_port):
 
 @pytest_twisted.ensureDeferred
 async def test_two_hubs_share_incidents_and_deliver_each_notification_once(
-    reactor, tmp_path, redis_server, postgres_dsn, monkeypatch
+    reactor,
+    tmp_path,
+    redis_server,
+    postgres_dsn,
+    monkeypatch,  # noqa: F811 (the fixture)
 ):
     """Either hub lists the leader's incidents; the receiver gets each notification once, before and after a takeover."""
     replay = tmp_path / "posts.jsonl"
