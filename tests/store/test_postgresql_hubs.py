@@ -36,9 +36,9 @@ def config(redis_url, name, prefix, replay, hook_port):
 async def test_two_hubs_share_incidents_and_deliver_each_notification_once(
     reactor,
     tmp_path,
-    redis_server,
+    redis_server,  # noqa: F811 (the fixture imported above)
     postgres_dsn,
-    monkeypatch,  # noqa: F811 (the fixture)
+    monkeypatch,
 ):
     """Either hub lists the leader's incidents; the receiver gets each notification once, before and after a takeover."""
     replay = tmp_path / "posts.jsonl"
