@@ -9,20 +9,19 @@ stream itself, so words every post has weigh little).  It joins the story
 whose shared link it carries (the same link posted on Bluesky and Mastodon
 is one story), else the story of an earlier post it copies (a repost, a
 quote, the same text with an C{RT @x:} before it or a link or hashtag
-after it: MinHash of its word pairs, see L{_NearDuplicates}), else the
-story whose centroid is most similar (cosine, blended with nearness in
-place when both are placed) if that similarity reaches C{threshold};
-otherwise it starts a story of its own.  Centroids decay with a half-life,
-so a story that stops growing fades and is forgotten; the number of
-stories, the words per centroid, the candidates looked at per post and the
-posts remembered for copies are all bounded, so memory and cost per post
-stay flat however long the hub runs.
+after it: most of its word pairs last seen in one story, see
+L{_NearDuplicates}), else the story whose centroid is most similar
+(cosine, blended with nearness in place when both are placed) if that
+similarity reaches C{threshold}; otherwise it starts a story of its own.
+Centroids decay with a half-life, so a story that stops growing fades and
+is forgotten; the number of stories, the words per centroid, the
+candidates looked at per post and the posts remembered for copies are all
+bounded, so memory and cost per post stay flat however long the hub runs.
 
 This is leader clustering with decay (the family of DenStream/DBSTREAM's
 micro-clusters), chosen because it decides the number of stories by itself
 and costs one pass over a post's words.  What depends on the post alone
-(its folded words, links, near-duplicate signature and LSH keys:
-L{features}) is worked out where the post is analysed (the analysis
+(its folded words and links: L{features}) is worked out where the post is analysed (the analysis
 thread, worker processes, or the thread pool for posts a remote node
 analysed) and rides on its analysis; the rest runs on the event loop, so
 every step of L{StoryClusterer.add} is kept to a few C-level calls (its
