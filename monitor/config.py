@@ -306,7 +306,7 @@ LEARNING_FIELDS = {
 }
 
 STORIES_FIELDS = {
-    # Off by default: it costs about 2x VADER per post, 1.5x of it on the
+    # Off by default: it costs about 1.5x VADER per post, 1.3x of it on the
     # hub's event loop (bench/stories.py, bench/README.md).
     "enabled": Field(bool, False),
     "threshold": Field(float, 0.3, between(0.01, 1.0)),

@@ -9,20 +9,19 @@ stream itself, so words every post has weigh little).  It joins the story
 whose shared link it carries (the same link posted on Bluesky and Mastodon
 is one story), else the story of an earlier post it copies (a repost, a
 quote, the same text with an C{RT @x:} before it or a link or hashtag
-after it: MinHash of its word pairs, see L{_NearDuplicates}), else the
-story whose centroid is most similar (cosine, blended with nearness in
-place when both are placed) if that similarity reaches C{threshold};
-otherwise it starts a story of its own.  Centroids decay with a half-life,
-so a story that stops growing fades and is forgotten; the number of
-stories, the words per centroid, the candidates looked at per post and the
-posts remembered for copies are all bounded, so memory and cost per post
-stay flat however long the hub runs.
+after it: most of its word pairs last seen in one story, see
+L{_NearDuplicates}), else the story whose centroid is most similar
+(cosine, blended with nearness in place when both are placed) if that
+similarity reaches C{threshold}; otherwise it starts a story of its own.
+Centroids decay with a half-life, so a story that stops growing fades and
+is forgotten; the number of stories, the words per centroid, the
+candidates looked at per post and the posts remembered for copies are all
+bounded, so memory and cost per post stay flat however long the hub runs.
 
 This is leader clustering with decay (the family of DenStream/DBSTREAM's
 micro-clusters), chosen because it decides the number of stories by itself
 and costs one pass over a post's words.  What depends on the post alone
-(its folded words, links, near-duplicate signature and LSH keys:
-L{features}) is worked out where the post is analysed (the analysis
+(its folded words and links: L{features}) is worked out where the post is analysed (the analysis
 thread, worker processes, or the thread pool for posts a remote node
 analysed) and rides on its analysis; the rest runs on the event loop, so
 every step of L{StoryClusterer.add} is kept to a few C-level calls (its
@@ -40,14 +39,12 @@ import json
 import math
 import re
 import unicodedata
-import zlib
-from array import array
 from collections import Counter, OrderedDict, _count_elements, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from heapq import nlargest
-from itertools import repeat
-from operator import add as _plus, eq, itemgetter, mul
+from itertools import chain, compress, repeat
+from operator import add as _plus, attrgetter, itemgetter, lt, mul, truediv
 from typing import Any, Iterable, Optional
 
 from twisted.application.service import Service
@@ -136,6 +133,17 @@ SNAPSHOT_DF = 50_000
 SNAPSHOT_VERSION = 1
 
 
+#: Endless arguments for maps (see L{StoryClusterer._nearest}): a missing
+#: word weighs 0.
+_ZEROS = repeat(0.0)
+_ZEROSES = repeat(_ZEROS)
+_ONES = repeat(1)
+_MULS = repeat(mul)
+_CENTROID_GET = attrgetter("centroid.get")
+_SUMSQ = attrgetter("sumsq")
+_SERIAL = attrgetter("serial")
+
+
 def _most_common(counts: dict, n: int) -> list:
     """
     C{Counter.most_common} for a plain dict: ties in insertion order.
@@ -175,149 +183,86 @@ def features(text: str, lang: Optional[str]) -> tuple:
     """
     What the clusterer needs of a post that depends on the post alone, so
     that it can be worked out where the post is analysed (a thread, a
-    worker process) rather than on the reactor: C{(words, links,
-    signature, keys)}, the words it is compared by (folded, three letters
-    or more, links and numbers and its language's stop words left out, in
-    order), its links (L{_links}), and its near-duplicate signature and
-    LSH keys (L{_NearDuplicates}; C{None} for a post too short to call a
-    copy).  Plain lists of strings and ints, cheap to pickle.
+    worker process) rather than on the reactor: C{(words, links)}, the
+    words it is compared by (folded, three letters or more, links and
+    numbers and its language's stop words left out, in order) and its
+    links (L{_links}).  Plain lists of strings, cheap to pickle.
     """
     folded = _fold(text)
     if "://" in folded:
         folded = _LINK_TEXT.sub(" ", folded)
-    tokens = _TOKEN.findall(folded)
     skip = _stop(lang)
-    words = [w for w in tokens if w not in skip and not w.isdigit()]
-    sig = _NearDuplicates.signature(tokens)
-    return (words, _links(text) if "://" in text else [], sig, _NearDuplicates.keys(sig) if sig is not None else None)
-
-
-#: Word -> its CRC-32, the hash of a word in a signature (bounded: cleared
-#: when full).
-_HASHES: dict[str, int] = {}
+    words = [w for w in _TOKEN.findall(folded) if w not in skip and not w.isdigit()]
+    return (words, _links(text) if "://" in text else [])
 
 
 class _NearDuplicates:
     """
-    Reposts, quotes and lightly edited copies: MinHash over a post's pairs of
-    consecutive words of three letters or more, handles left out (so
-    C{"RT @x: text"} is C{"text"}; a hashtag is its word), in
-    one-permutation form (one hash per pair, its bin the hash modulo C{K},
-    the least per bin kept; Li, Owen and Zhang 2012) so that it costs one
-    pass; an LSH index of C{BANDS} bands of C{ROWS} bins finds earlier
-    posts that probably resemble a post, and their bins say how much.  The
-    last C{POSTS} posts' signatures are kept, oldest forgotten first.
+    Reposts, quotes and lightly edited copies: a post copies an earlier one
+    when at least C{least} of its pairs of consecutive words (as the
+    clusterer compares them: stop words left out, so C{"RT @x: text"} is
+    C{"@x"} and the text's pairs) were last seen in one story.  Containment
+    rather than resemblance, so that a copy with a comment, a link or
+    hashtags added is still a copy; exact pairs rather than a MinHash
+    signature, so that it costs a few C-level calls on the reactor (a dict
+    lookup per pair) and nothing where the post is analysed.
+
+    The pairs of the last C{POSTS} to C{2 * POSTS} posts are remembered, in
+    two generations: when the newer has taken C{POSTS} posts it becomes the
+    older and the older is forgotten (no per-post bookkeeping).
     """
 
-    K, BANDS, ROWS = 24, 8, 3  # keys() slices for 3 rows
-    _bands_numbers = range(BANDS)
-    #: The keys of the bands with every bin empty, which tell nothing.
-    _blank = frozenset(hash((band, -1, -1, -1)) for band in range(BANDS))
     POSTS = 5000
     #: Posts with fewer pairs than this are too short to call copies.
     LEAST_PAIRS = 3
-    EMPTY = -1
 
     def __init__(self, least: float) -> None:
         self.least = least
-        #: entry number -> (story id, signature), oldest first.
-        self.entries: dict[int, tuple[str, array]] = {}
-        self._bands: dict[int, int] = {}
-        self._serial = 0
+        #: Word pair -> the story of the latest post that had it.
+        self.newer: dict[str, str] = {}
+        self.older: dict[str, str] = {}
+        #: Posts added to C{newer}.
+        self.posts = 0
 
-    @classmethod
-    def signature(cls, tokens: list[str]) -> Optional[list[int]]:
+    @staticmethod
+    def pairs(words: list[str]) -> list[str]:
+        return list(map(" ".join, zip(words, words[1:])))
+
+    def find(self, pairs: list[str]) -> Optional[str]:
         """
-        The post's signature: per bin the least hash of a word pair falling
-        in it, C{EMPTY} for none.  Depends on C{tokens} alone, so it may be
-        computed anywhere (see L{features}).
+        The story most of C{pairs} were last seen in, if they are at least
+        C{least} of them (ties: the story of the earliest pair).
         """
-        words = [w for w in tokens if w[0] != "@"]
-        if len(words) <= cls.LEAST_PAIRS:
+        newer, older = self.newer, self.older
+        got = list(map(newer.get, pairs, map(older.get, pairs)))
+        least = self.least * len(pairs)
+        if len(pairs) - got.count(None) < least:
             return None
-        cache = _HASHES
-        hs = list(map(cache.get, words))
-        if None in hs:
-            if len(cache) > 200_000:
-                cache.clear()
-            for i, w in enumerate(words):
-                if hs[i] is None:
-                    hs[i] = cache[w] = zlib.crc32(w.lstrip("#").encode())
-        # hash() of a tuple of ints is the same in every process (only str
-        # and bytes hashes are salted), so signatures survive a restart.
-        # (A plain loop: maps of int methods and a sort cost twice as much.)
-        k, empty = cls.K, cls.EMPTY
-        bins = [empty] * k
-        for x in map(hash, zip(hs, hs[1:])):
-            b, v = x % k, (x // k) & 0xFFFF
-            if bins[b] == empty or v < bins[b]:
-                bins[b] = v
-        return bins
+        counts: dict = {}
+        _count_elements(counts, got)
+        counts.pop(None, None)
+        sid, n = max(counts.items(), key=itemgetter(1))
+        return sid if n >= least else None
 
-    @classmethod
-    def keys(cls, sig) -> list[int]:
-        """
-        The LSH keys of a signature: one per band of C{ROWS} bins that are
-        not all empty.
-        """
-        blank = cls._blank
-        keys = map(hash, zip(cls._bands_numbers, sig[0::3], sig[1::3], sig[2::3]))
-        return [key for key in keys if key not in blank]
-
-    def resemblance(self, a, b) -> float:
-        """
-        The estimated Jaccard resemblance: equal bins among those not empty
-        in both.
-        """
-        both_empty = list(map(max, a, b)).count(self.EMPTY)
-        either = len(a) - both_empty
-        return (sum(map(eq, a, b)) - both_empty) / either if either else 0.0
-
-    def find(self, sig, keys: list[int]) -> Optional[str]:
-        """
-        The story of the most resembling earlier post, if it resembles
-        enough (ties: the latest post).
-        """
-        found = set(map(self._bands.get, keys))
-        found.discard(None)
-        if not found:
-            return None
-        best, best_r = None, self.least
-        entries = self.entries
-        for n in sorted(found, reverse=True):
-            entry = entries.get(n)
-            if entry is not None:
-                r = self.resemblance(sig, entry[1])
-                if r > best_r or (r == best_r and best is None):
-                    best, best_r = entry[0], r
-        return best
-
-    def add(self, sig, keys: list[int], sid: str) -> None:
-        self._serial += 1
-        self.entries[self._serial] = (sid, array("i", sig))
-        self._bands.update(zip(keys, repeat(self._serial)))
-        if len(self.entries) > self.POSTS:
-            # Keys left pointing at forgotten posts find nothing; every
-            # post with such a key is older still, so forgotten too.  The
-            # oldest by its number: next(iter()) would walk past every
-            # entry deleted before it (microseconds per post).
-            if self.entries.pop(self._serial - self.POSTS, None) is None:
-                del self.entries[next(iter(self.entries))]
-            if len(self._bands) > 2 * self.BANDS * self.POSTS:
-                self._reindex()
-
-    def _reindex(self) -> None:
-        self._bands = {}
-        for n, (_, sig) in self.entries.items():
-            self._bands.update(zip(self.keys(sig), repeat(n)))
+    def add(self, pairs: list[str], sid: str) -> None:
+        self.newer.update(zip(pairs, repeat(sid)))
+        self.posts += 1
+        if self.posts >= self.POSTS:
+            self.older, self.newer, self.posts = self.newer, {}, 0
 
     def state(self) -> dict[str, Any]:
-        return {"serial": self._serial, "posts": [[n, sid, list(sig)] for n, (sid, sig) in self.entries.items()]}
+        return {"older": self.older, "newer": self.newer, "posts": self.posts}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.entries = {int(n): (sid, array("i", sig)) for n, sid, sig in state.get("posts", ())}
-        self._reindex()
-        self._serial = max(int(state.get("serial", 0)), max(self.entries, default=0))
+        """
+        Read a L{state}; an older snapshot's MinHash signatures cannot be
+        read as pairs, so after it no earlier post is known as a copy.
+        """
+        if "newer" not in state:
+            state = {}
+        self.older = {str(k): str(v) for k, v in (state.get("older") or {}).items()}
+        self.newer = {str(k): str(v) for k, v in (state.get("newer") or {}).items()}
+        self.posts = int(state.get("posts", len(self.newer)))
 
 
 @dataclass(slots=True)
@@ -448,37 +393,8 @@ class StoryClusterer:
         self._link_index: dict[str, str] = {}
         self._serial = 0
         self.near_duplicates = _NearDuplicates(near_duplicate) if near_duplicate else None
-        self._new_id = new_id or (lambda serial: f"s{serial}")
+        self._new_id = new_id
         self.now = 0.0
-
-    # -- vectors ---------------------------------------------------------
-
-    def _vector(self, words: list[str]) -> tuple[list[str], list[float]]:
-        """
-        The post's TF-IDF vector, of unit length, its C{POST_TERMS}
-        weightiest words at most, as its words and their weights; counts
-        the words' document frequencies.  (Counting in C: C{_count_elements}
-        is what C{Counter.update} runs.)
-        """
-        tf: dict[str, int] = {}
-        _count_elements(tf, words)
-        df = self.df
-        _count_elements(df, tf)
-        log = math.log
-        idf = log(self.documents + 2) + 1
-        keys = list(tf)
-        values = [idf - log(d + 1) for d in map(df.__getitem__, keys)]
-        if len(keys) < len(words):
-            for i, c in enumerate(tf.values()):
-                if c > 1:
-                    values[i] *= 1 + log(c)
-        if len(keys) > POST_TERMS:
-            # The weightiest first, ties in the words' order (sorts are
-            # stable, in reverse too).
-            top = sorted(range(len(keys)), key=values.__getitem__, reverse=True)[:POST_TERMS]
-            keys, values = [keys[i] for i in top], [values[i] for i in top]
-        scale = 1 / (math.sqrt(sum(map(mul, values, values))) or 1.0)
-        return keys, [v * scale for v in values]
 
     # -- assignment --------------------------------------------------------
 
@@ -488,39 +404,69 @@ class StoryClusterer:
         with no words to go by).  The post's L{features} are taken from its
         analysis when the analysis stage worked them out, else worked out
         here.
+
+        One function, not one per step: on the reactor, for every post, a
+        call and its attribute lookups are a good share of the cost.
         """
         t = float(post.created_at)
         if t > self.now:
             self.now = t
         a = post.analysis
         f = getattr(a, "features", None) if a is not None else None
-        words, links, sig, lsh = f if f is not None else features(post.text, post.lang)
+        words, links = f if f is not None else features(post.text, post.lang)
         excluded = self._excluded
         if excluded:
             words = [w for w in words if w not in excluded]
         if not words and not links:
             return None
         self.documents += 1
-        keys, values = self._vector(words)
-        if len(self.df) > 200_000:
+
+        # The post's TF-IDF vector, of unit length, its POST_TERMS weightiest
+        # words at most (keys, values); the words' document frequencies
+        # counted.  (Counting in C: _count_elements is what Counter.update
+        # runs.)
+        tf: dict[str, int] = {}
+        _count_elements(tf, words)
+        df = self.df
+        _count_elements(df, tf)
+        log = math.log
+        idf = log(self.documents + 2) + 1
+        keys = list(tf)
+        values = [idf - log(d + 1) for d in map(df.__getitem__, keys)]
+        n = len(keys)
+        if n < len(words):
+            for i, c in enumerate(tf.values()):
+                if c > 1:
+                    values[i] *= 1 + log(c)
+        if n > POST_TERMS:
+            # The weightiest first, ties in the words' order (sorts are
+            # stable, in reverse too).
+            top = sorted(range(n), key=values.__getitem__, reverse=True)[:POST_TERMS]
+            keys, values = [keys[i] for i in top], [values[i] for i in top]
+            n = POST_TERMS
+        scale = 1 / (math.sqrt(sum(map(mul, values, values))) or 1.0)
+        values = [v * scale for v in values]
+        if len(df) > 200_000:
             self._prune_df()
+
+        # A shared link, else a copy of an earlier post, else the nearest
+        # centroid.
         copies = self.near_duplicates
-        if copies is None:
-            sig = None
+        pairs = copies.pairs(words) if copies is not None and len(words) > copies.LEAST_PAIRS else None
         story = self._by_link(links) if links else None
-        if story is None and sig is not None:
-            sid = copies.find(sig, lsh)
+        if story is None and pairs is not None:
+            sid = copies.find(pairs)
             if sid is not None:
                 story = self._copied(sid, post)
         if story is None:
-            story = self._nearest(keys, values, post)
+            story = self._nearest(keys, values, n, post)
         if story is None:
             sid = self._start(post, keys, values, links, t)
         else:
             self._join(story, post, keys, values, links, t)
             sid = story.id
-        if sig is not None:
-            copies.add(sig, lsh, sid)
+        if pairs is not None:
+            copies.add(pairs, sid)
         return sid
 
     def _by_link(self, links) -> Optional[Story]:
@@ -544,100 +490,90 @@ class StoryClusterer:
     def _decay(self, story: Story) -> float:
         return 0.5 ** (max(0.0, self.now - story.last_seen) / self.half_life)
 
-    def _nearest(self, keys: list[str], values: list[float], post) -> Optional[Story]:
+    def _nearest(self, keys: list[str], values: list[float], n: int, post) -> Optional[Story]:
         # The post's weightiest words find the candidates; a word in the
         # centroids of very many stories tells them apart from none.
-        if len(keys) <= LOOKUP_TERMS:
+        if n <= LOOKUP_TERMS:
             lookup = keys
         else:
-            lookup = [keys[i] for i in sorted(range(len(keys)), key=values.__getitem__, reverse=True)[:LOOKUP_TERMS]]
+            lookup = [keys[i] for i in sorted(range(n), key=values.__getitem__, reverse=True)[:LOOKUP_TERMS]]
         found = [sids for sids in map(self._index.get, lookup) if sids and len(sids) <= CROWDED]
         if not found:
             return None
         # A story sharing one common word is rarely the one; with few words
-        # one is all there is.  (Set operations: no counting in Python.)
-        if len(keys) > 3:
-            seen, twice = set(found[0]), set()
-            for sids in found[1:]:
-                twice |= seen & sids
-                seen |= sids
+        # one is all there is.  Counted in C, chosen in C (compress), no
+        # Python step per story.
+        shared: dict[int, int] = {}
+        _count_elements(shared, chain.from_iterable(found))
+        if n > 3:
+            candidates = list(compress(shared, map(lt, _ONES, shared.values())))
+            if not candidates:
+                return None
         else:
-            twice = set().union(*found)
-        if not twice:
-            return None
-        candidates = twice
+            candidates = list(shared)
         if len(candidates) > CANDIDATES:
-            candidates = sorted(twice)
             # Those sharing the most words; ties to the oldest story, not to
             # the order the index's sets happen to iterate in (so that a
             # restored clusterer chooses the same): sorts are stable.
-            shared: dict[int, int] = {}
-            for sids in found:
-                _count_elements(shared, twice & sids)
+            candidates.sort()
             candidates.sort(key=shared.__getitem__, reverse=True)
             del candidates[CANDIDATES:]
-        best, best_sim, by_serial = None, self.threshold, self._by_serial
-        zeros = repeat(0.0)
-        placed = self.geo_weight and post.lat is not None and post.lon is not None
-        sqrt = math.sqrt
-        for serial in candidates:
-            story = by_serial[serial]
-            # The dot product in C: the centroid's weight of each word (0 if
-            # it has none) times the post's.
-            sim = sum(map(mul, values, map(story.centroid.get, keys, zeros))) / (sqrt(story.sumsq) or 1.0)
-            if placed and story.placed:
-                km = _km(post.lat, post.lon, story.lat_sum / story.placed, story.lon_sum / story.placed)
-                sim = (1 - self.geo_weight) * sim + self.geo_weight * math.exp(-km / 500.0)
-            if sim > best_sim or (sim == best_sim and (best is None or serial < best.serial)):
-                best, best_sim = story, sim
-        return best
+        stories = list(map(self._by_serial.__getitem__, candidates))
+        # Each candidate's cosine in C, as nested maps: the centroid's weight
+        # of each word (0 if it has none) times the post's, summed, over the
+        # centroid's length (never 0: every weight is positive).
+        dots = map(sum, map(map, _MULS, repeat(values), map(map, map(_CENTROID_GET, stories), repeat(keys), _ZEROSES)))
+        sims = list(map(truediv, dots, map(math.sqrt, map(_SUMSQ, stories))))
+        if self.geo_weight and post.lat is not None and post.lon is not None:
+            w = self.geo_weight
+            for i, story in enumerate(stories):
+                if story.placed:
+                    km = _km(post.lat, post.lon, story.lat_sum / story.placed, story.lon_sum / story.placed)
+                    sims[i] = (1 - w) * sims[i] + w * math.exp(-km / 500.0)
+        best = max(sims)
+        if best < self.threshold:
+            return None
+        if sims.count(best) == 1:
+            return stories[sims.index(best)]
+        # Equally near: the oldest.
+        return min((s for s, sim in zip(stories, sims) if sim == best), key=_SERIAL)
 
     def _start(self, post, keys: list[str], values: list[float], links, t: float) -> str:
         """
         A new story of C{post} alone: what L{_join} makes of an empty story,
-        built at once.
+        built at once (fields in order, not by name: a new story is what
+        most posts make).
         """
         if len(self.stories) >= self.max_stories:
             self._forget_lightest()
         self._serial = serial = self._serial + 1
         a = post.analysis
-        sentiment: dict = {}
-        labels: dict = {}
         if a is not None:
-            sentiment[a.sentiment] = 1
-            _count_elements(labels, a.labels)
+            sentiment = {a.sentiment: 1}
+            labels: dict = {}
+            if a.labels:
+                _count_elements(labels, a.labels)
+        else:
+            sentiment, labels = {}, {}
         topics: dict = {}
         _count_elements(topics, post.topics)
-        placed = post.lat is not None and post.lon is not None
+        lat, lon = post.lat, post.lon
+        placed = lat is not None and lon is not None
         reach = (post.likes or 0) + 2 * (post.reposts or 0) + (post.author_followers or 0) / 100
-        story = Story(
-            id=self._new_id(serial),
-            first_seen=t,
-            last_seen=t,
-            centroid=dict(zip(keys, values)),
-            sumsq=sum(map(mul, values, values)),
-            weight=1.0,
-            size=1,
-            terms=dict.fromkeys(keys, 1),
-            sentiment=sentiment,
-            labels=labels,
-            sources={post.source: 1},
-            topics=topics,
-            placed=int(placed),
-            lat_sum=post.lat if placed else 0.0,
-            lon_sum=post.lon if placed else 0.0,
-            minutes={int(t // 60): 1},
-            samples=[(reach, post.uid, post.author, post.text[:280], post.source, t, post.url)],
-            serial=serial,
-        )
-        self.stories[story.id] = story
+        sid = self._new_id(serial) if self._new_id is not None else f"s{serial}"
+        # The fields of Story, in order.
+        story = Story(sid, t, t, dict(zip(keys, values)), sum(map(mul, values, values)), 1.0, 1.0, 1, dict.fromkeys(keys, 1), sentiment,
+                      labels, {post.source: 1}, topics, [], 1 if placed else 0, lat if placed else 0.0,
+                      lon if placed else 0.0, {int(t // 60): 1},
+                      [(reach, post.uid, post.author, post.text[:280], post.source, t, post.url)], serial)  # fmt: skip
+        self.stories[sid] = story
         self._by_serial[serial] = story
         index = self._index
         for w in keys:
             index[w].add(serial)
         if links:
             self._add_links(story, links)
-        return story.id
+        return sid
 
     def _join(self, story: Story, post, keys: list[str], values: list[float], links, t: float) -> None:
         # The centroid is kept multiplied by story.boost, which grows as the
@@ -756,11 +692,13 @@ class StoryClusterer:
                 del self._link_index[link]
 
     def _forget_lightest(self) -> None:
-        lightest = sorted(self.stories.values(), key=lambda s: s.weight * self._decay(s))[
-            : max(1, self.max_stories // 10)
-        ]
-        for story in lightest:
-            self._forget(story)
+        # The decayed weights in one comprehension (no call per story), then
+        # a stable sort of their positions: ties in the stories' order.
+        stories = list(self.stories.values())
+        now, half_life = self.now, self.half_life
+        weights = [s.weight * 0.5 ** (max(0.0, now - s.last_seen) / half_life) for s in stories]
+        for i in sorted(range(len(stories)), key=weights.__getitem__)[: max(1, self.max_stories // 10)]:
+            self._forget(stories[i])
 
     def _prune_df(self) -> None:
         self.df = Counter({w: c for w, c in self.df.items() if c > 1})

@@ -197,6 +197,8 @@ def test_an_older_snapshot_without_some_keys_still_loads():
     state = json.loads(json.dumps(clusterer.snapshot()))
     for key in ("link_index", "serial", "version", "df"):
         del state[key]
+    # The copies as an older clusterer kept them (MinHash signatures): forgotten.
+    state["near_duplicates"] = {"serial": 2, "posts": [[1, a, [7] * 24], [2, a, [8] * 24]]}
     for story in state["stories"]:
         del story["serial"]
         story["minutes"] = {str(m): c for m, c in story["minutes"]}
@@ -364,11 +366,9 @@ def test_features_worked_out_in_the_analysis_stage_give_the_same_stories(shared_
     assert got == expected and len(set(got)) > 100
     assert there.list(limit=30) == here.list(limit=30)
     assert "lax" not in {t for s in there.list(limit=30) for t in s["terms"]}
-    # What travels is plain data: words, links, the signature and its keys.
-    words, links, sig, keys = features("RT @x: Acme checkout outage again https://status.acme.example/1/", None)
+    # What travels is plain data: words and links.
+    words, links = features("RT @x: Acme checkout outage again https://status.acme.example/1/", None)
     assert words == ["acme", "checkout", "outage"] and links == ["status.acme.example/1"]
-    assert len(sig) == 24 and all(isinstance(k, int) for k in keys)
-    assert features("too short", None)[2:] == (None, None)
 
 
 def test_a_post_keeps_its_features_when_learned_models_answer_again():
@@ -384,9 +384,10 @@ def test_a_post_keeps_its_features_when_learned_models_answer_again():
 
 def test_the_copies_remembered_are_the_latest_and_bounded_through_a_restore(monkeypatch):
     """
-    The near-duplicates remember the last POSTS posts, oldest forgotten
-    first, also after a restore; a copy of a forgotten post finds nothing,
-    a copy of a remembered one finds its story.
+    The near-duplicates remember the pairs of the last POSTS to 2 * POSTS
+    posts, the oldest generation forgotten whole, also after a restore; a
+    copy of a forgotten post finds nothing, a copy of a remembered one finds
+    its story.
     """
     from monitor.stories import _NearDuplicates, features
 
@@ -399,11 +400,16 @@ def test_the_copies_remembered_are_the_latest_and_bounded_through_a_restore(monk
     restored = StoryClusterer(threshold=0.99)
     restored.restore(json.loads(json.dumps(clusterer.snapshot())))
     ids += [restored.add(post(i, text)) for i, text in enumerate(texts[70:], 70)]
-    entries = restored.near_duplicates.entries
-    assert list(entries) == list(range(81, 131)) and [sid for sid, _ in entries.values()] == ids[80:]
+    copies = restored.near_duplicates
+    # Posts 51-100 are the older generation, 101-130 the newer: 9 pairs each
+    # (fewer if two posts share a pair).
+    assert copies.posts == 30 and len(copies.older) <= 50 * 9 and len(copies.newer) <= 30 * 9
+    assert set(copies.older.values()) == set(ids[50:100]) and set(copies.newer.values()) == set(ids[100:])
 
     def copied(text):
-        _, _, sig, keys = features(text, None)
-        return restored.near_duplicates.find(sig, keys)
+        words, _ = features(text, None)
+        return copies.find(copies.pairs(words))
 
-    assert copied(texts[10]) is None and copied(texts[120]) == ids[120]
+    assert copied(texts[10]) is None and copied(texts[60]) == ids[60] and copied(texts[120]) == ids[120]
+    # A copy with a comment before it and a link and hashtags after it.
+    assert copied("so this happened " + texts[120] + " #wow #news") == ids[120]
