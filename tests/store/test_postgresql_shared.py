@@ -13,6 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, gatherResults
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import deferToThread
 
 from monitor.learn.linear import LinearModel
 from monitor.model import Analysis, Post
@@ -157,3 +158,29 @@ async def test_a_token_made_or_revoked_on_one_hub_counts_on_the_other_within_the
     finally:
         for users in (one, two):
             await users.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sessions_and_tokens_written_again_are_written_once(stores):
+    """What a retry after an unreported commit does: the same session or token stored twice is one, no error."""
+    accounts = PostgreSQLAccounts(stores[0])
+    await accounts.add_user("ann", "editor", "h", T0)
+    ann = await accounts.user_by_name("ann")
+    for _ in range(2):
+        await accounts.open_session("key", ann.id, "csrf", T0)
+        await accounts.add_token("ci", "hash", "root", T0)
+    assert len(await accounts.sessions(["key"])) == 1
+    assert [t.name for t in await accounts.list_tokens()] == ["ci"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_login_during_a_server_restart_waits_and_lands(reactor, postgres_server, stores):
+    """A session opened while the server is down is stored once it is back: a restart logs nobody out."""
+    accounts = PostgreSQLAccounts(stores[0])
+    await accounts.add_user("ann", "editor", "h", T0)
+    ann = await accounts.user_by_name("ann")
+    await deferToThread(postgres_server.stop)
+    reactor.callLater(0.5, lambda: deferToThread(postgres_server.start))
+    await accounts.open_session("key", ann.id, "csrf", T0)
+    (record,) = await PostgreSQLAccounts(stores[1]).sessions(["key"])
+    assert record.user == "ann" and stores[0].reconnects >= 1
