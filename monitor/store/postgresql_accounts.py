@@ -276,6 +276,7 @@ class PostgreSQLAccounts:
 
 
 async def _put_user(cursor, name, role, hashed, now) -> bool:
+    # xmax is 0 on a row this statement inserted, not on one it updated.
     await cursor.execute(
         "INSERT INTO users (name, role, password_hash, created_at) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash "
