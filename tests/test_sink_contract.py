@@ -14,7 +14,6 @@ rules, the heartbeat's rate, the other hubs.
 
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock, deferLater
