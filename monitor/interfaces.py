@@ -74,7 +74,11 @@ class IAnalyzer(Interface):
     def analyze(posts):
         """
         Analyse a list of posts.  Returns a Deferred firing with a list of
-        L{monitor.model.Analysis}, one per post, in the same order.
+        L{monitor.model.Analysis}, one per post, in the same order.  An
+        analyzer that is a service fails with
+        L{monitor.analysis.local.AnalyzerNotRunning} while it is not
+        running (tests/analysis/test_contract.py holds every provider to
+        this).
         """
 
 

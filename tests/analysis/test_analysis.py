@@ -20,7 +20,6 @@ import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-from zope.interface.verify import verifyObject
 
 from monitor import analysis
 from monitor.analysis import Classifier, analyze_texts, plain_text, versions
@@ -31,7 +30,6 @@ from monitor.analysis.classify import (
     DEFAULT_PURCHASE_INTENT_WORDS,
 )
 from monitor.analysis.local import AnalyzerNotRunning, LocalAnalyzer
-from monitor.interfaces import IAnalyzer
 from monitor.model import LABELS, NEGATIVE, NEUTRAL, POSITIVE, Analysis, Post
 
 #: Pearson r of our compound score with the mean human rating over the 4,200
@@ -623,11 +621,6 @@ def test_importing_local_does_not_install_a_reactor():
     """monitor.analysis.local leaves the global reactor alone at import."""
     code = "import sys, monitor.analysis.local; sys.exit('twisted.internet.reactor' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_local_analyzer_provides_ianalyzer():
-    """LocalAnalyzer provides IAnalyzer."""
-    assert verifyObject(IAnalyzer, LocalAnalyzer(Classifier()))
 
 
 def test_local_analyzer_needs_a_thread():

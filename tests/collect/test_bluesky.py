@@ -10,12 +10,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.test import iosim
-from zope.interface.verify import verifyObject
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, RATE_LIMITED
 from monitor.collect.bluesky import BlueskySource, ProfileLookupFailed, post_from_commit, read_facets
 from monitor.config import ConfigError, parse_config
-from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from monitor.model import PROFILE_PENDING, Enriched
@@ -147,11 +145,6 @@ class World:
             self.queue.get(100000).addCallback(got.extend)
         self.settle()
         return got
-
-
-def test_provides_isource():
-    """The Bluesky collector provides ISource."""
-    verifyObject(ISource, World().source)
 
 
 def test_subscribes_for_posts_from_the_live_tail():

@@ -6,13 +6,11 @@ saved position, following a growing file, bad lines, and backpressure.
 import json
 
 from twisted.internet.task import Clock
-from zope.interface.verify import verifyObject
 
 from monitor.collect.base import FAILING, FINISHED, IDLE
 from monitor.collect.demo import DemoSource
 from monitor.collect.jsonl import MAX_LINE
 from monitor.collect.replay import ReplaySource
-from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.model import Post, Rejected
 from monitor.queue.memory import MemoryQueue
@@ -47,13 +45,6 @@ def replay(tmp_path, lines, store=None, size=10000, **kw):
     store = store or CursorStore()
     source = ReplaySource("r", queue, store, Metrics(), str(path), reactor=clock, **kw)
     return clock, queue, store, source, path
-
-
-def test_provides_isource(tmp_path):
-    """Both collectors provide ISource."""
-    clock, queue, store, source, _ = replay(tmp_path, [])
-    verifyObject(ISource, source)
-    verifyObject(ISource, DemoSource("d", queue, store, Metrics(), ["Acme"], reactor=clock))
 
 
 def test_reads_everything_with_cursors_and_keeps_bad_lines(tmp_path):

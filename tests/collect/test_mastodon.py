@@ -8,12 +8,10 @@ import json
 import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
-from zope.interface.verify import verifyObject
 
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.mastodon import MastodonSource, Timeline, newest, post_from_status
 from monitor.config import ConfigError, parse_config
-from monitor.interfaces import ISource
 from monitor.metrics import Metrics
 from monitor.queue.memory import MemoryQueue
 from tests.fakes.mastodon import FakeMastodon
@@ -93,11 +91,6 @@ class World:
 
 def acme(fake, n, **kw):
     return [fake.status(f"<p>Is {TAG} down? #{i} 😩</p>", tags=["acme"], **kw) for i in range(n)]
-
-
-def test_provides_isource():
-    """The Mastodon collector provides ISource."""
-    verifyObject(ISource, World().source)
 
 
 def test_timelines_map_to_rest_and_streaming_paths():

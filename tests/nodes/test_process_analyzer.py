@@ -10,12 +10,10 @@ import sys
 
 import pytest
 import pytest_twisted
-from zope.interface.verify import verifyObject
 
 from monitor.analysis import Classifier, analyze_texts
 from monitor.analysis.local import AnalyzerNotRunning
 from monitor.analysis.process import MIN_PART, ProcessAnalyzer, WorkersFailed, from_row, to_row
-from monitor.interfaces import IAnalyzer
 from tests.nodes.helpers import die_always, die_when_marked, posts
 
 CUSTOM = Classifier(crisis_words=["meltdown"])
@@ -38,11 +36,6 @@ class Dying(ProcessAnalyzer):
 
 class AlwaysDying(ProcessAnalyzer):
     score_function = staticmethod(die_always)
-
-
-def test_provides_ianalyzer():
-    """ProcessAnalyzer provides IAnalyzer."""
-    assert verifyObject(IAnalyzer, ProcessAnalyzer(Classifier(), 1))
 
 
 def test_needs_a_worker():
