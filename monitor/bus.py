@@ -16,6 +16,11 @@ C{posts.enriched} (L{ENRICHED})
 C{alert} (L{ALERT})
     An incident event for browsers (L{monitor.alerts.notifiers.live}): the
     live channel listens.
+C{status} (L{STATUS})
+    Every few seconds, a L{monitor.status.Status}: each collector's state,
+    the queue's depth and the analysis nodes' (L{monitor.status}); the
+    live channel listens, and sends it to browsers with the counts of the
+    posts stored since the last one.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-__all__ = ["ALERT", "ENRICHED", "STORED", "EventBus"]
+__all__ = ["ALERT", "ENRICHED", "STATUS", "STORED", "EventBus"]
 
 STORED = "posts.stored"
 ENRICHED = "posts.enriched"
 ALERT = "alert"
+STATUS = "status"
 
 
 class EventBus:

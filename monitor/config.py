@@ -2,8 +2,11 @@
 The configuration file: one TOML document, validated as a whole before the
 reactor starts.  This module is its schema: L{SCHEMA} declares every
 section once, with each key's type, default and check (the keys of a
-source kind come from L{monitor.collect.kinds}, those of rules and channels
-from L{monitor.alerts.config}), and a checked L{Config} has every key.
+source kind come from L{monitor.collect.kinds}, those of rules from
+L{monitor.alerts.rules} and of channels from L{monitor.alerts.config}), and
+a checked L{Config} has every key.  Each plain table is a typed, frozen
+section made from the schema (L{HubSection}, L{StoreSection}, ...): read
+C{config.store.path}, or C{config.store["path"]} as before.
 
 Every problem is collected and reported at once, each naming its key (and the
 line it is on), because a user fixing a config file one error per restart is
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Union
 
 from monitor.alerts.config import CHANNEL_COMMON, CHANNEL_KINDS, RULE_COMMON, RULE_FIELDS, check_alerts
 from monitor.collect.kinds import SOURCE_COMMON, SOURCE_KINDS as _KINDS
@@ -45,8 +50,19 @@ from monitor.query import QueryError, parse as parse_query
 __all__ = [
     "DURATION",
     "MISSING",
+    "AlertsSection",
+    "AnalysisSection",
+    "HubSection",
+    "LearningSection",
+    "NodesSection",
+    "QueueSection",
     "SCHEMA",
     "SECTIONS",
+    "SECTION_TYPES",
+    "SectionTable",
+    "StoriesSection",
+    "StoreSection",
+    "WebSection",
     "SOURCE_COMMON",
     "SOURCE_KINDS",
     "STRINGS",
@@ -60,6 +76,7 @@ __all__ = [
     "at_least",
     "between",
     "check_topic_spec",
+    "default",
     "defaults",
     "duration",
     "endpoint",
@@ -68,6 +85,7 @@ __all__ = [
     "non_empty",
     "one_of",
     "parse_config",
+    "section_type",
     "parse_duration",
     "url_check",
 ]
@@ -226,7 +244,7 @@ SOURCE_CHECKS = {kind: k.check for kind, k in _KINDS.items() if k.check is not N
 
 
 def redis_url(value: str) -> Optional[str]:
-    from monitor.queue.redis import parse_redis_url
+    from monitor.queue.address import parse_redis_url
 
     try:
         parse_redis_url(value)
@@ -346,6 +364,103 @@ SCHEMA: dict[str, Section] = {
 SECTIONS: dict[str, dict[str, Field]] = {name: s.fields for name, s in SCHEMA.items() if not s.array}
 
 
+# --- the typed sections --------------------------------------------------------
+
+
+class SectionTable(Mapping):
+    """
+    A checked plain table (C{[store]}, C{[web]}, ...): each key an
+    attribute of its type, frozen, and the table a read-only mapping as
+    well (C{section["path"]}, C{get}, C{items}, C{dict(section)}, equal to
+    a dict of the same items), so code written for the dicts these were
+    keeps working.  The classes are made from L{SCHEMA} by
+    L{section_type}: a key, its type and its default are written there only.
+    """
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
+
+
+def _annotation(f: Field) -> Any:
+    kind = Union[str, int, float] if f.type == DURATION else f.type
+    return Optional[kind] if f.default is None else kind
+
+
+def section_type(section: Section) -> type:
+    """
+    The frozen dataclass of one plain section: a field per key, with the
+    key's type and default (a list default is copied for each instance),
+    and a docstring listing the keys.
+    """
+    specs = []
+    lines = [f"The C{{[{section.name}]}} table, checked (made from L{{SCHEMA}}).", ""]
+    for key, f in section.fields.items():
+        if hasattr(SectionTable, key):
+            raise ValueError(f"[{section.name}] {key}: the name of a mapping method, so not an attribute")
+        if f.required:
+            spec = field()
+        elif isinstance(f.default, list):
+            spec = field(default_factory=list(f.default).copy)
+        else:
+            spec = field(default=f.default)
+        specs.append((key, _annotation(f), spec))
+        shown = "required" if f.required else f"default {f.default!r}"
+        lines.append(f"@ivar {key}: {f.doc or ''} ({shown})".replace(":  (", ": ("))
+    cls = dataclasses.make_dataclass(
+        section.name.capitalize() + "Section",
+        specs,
+        bases=(SectionTable,),
+        frozen=True,
+        eq=False,
+        kw_only=True,
+    )
+    # Where the module assigns it, so that it pickles and documents there.
+    cls.__module__ = __name__
+    cls.__doc__ = "\n".join(lines)
+    return cls
+
+
+HubSection = section_type(SCHEMA["hub"])
+StoreSection = section_type(SCHEMA["store"])
+QueueSection = section_type(SCHEMA["queue"])
+AnalysisSection = section_type(SCHEMA["analysis"])
+NodesSection = section_type(SCHEMA["nodes"])
+WebSection = section_type(SCHEMA["web"])
+AlertsSection = section_type(SCHEMA["alerts"])
+LearningSection = section_type(SCHEMA["learning"])
+StoriesSection = section_type(SCHEMA["stories"])
+
+#: The class of each plain section, by name.
+SECTION_TYPES: dict[str, type] = {
+    "hub": HubSection,
+    "store": StoreSection,
+    "queue": QueueSection,
+    "analysis": AnalysisSection,
+    "nodes": NodesSection,
+    "web": WebSection,
+    "alerts": AlertsSection,
+    "learning": LearningSection,
+    "stories": StoriesSection,
+}
+
+
+def default(section: str, key: str) -> Any:
+    """
+    One key's default as the parts take it (a duration in seconds), for a
+    constructor's keyword argument: the default stays written once, here.
+    """
+    f = SCHEMA[section].fields[key]
+    return parse_duration(f.default) if f.type == DURATION and f.default is not None else f.default
+
+
 def defaults(name: str) -> dict[str, Any]:
     """
     The table C{[name]} with every key at its default, as a file without
@@ -360,32 +475,36 @@ def defaults(name: str) -> dict[str, Any]:
 @dataclass
 class Config:
     """
-    A validated configuration: plain dicts of checked values per section,
+    A validated configuration: a typed section per plain table (L{HubSection},
+    L{StoreSection}, ...: attributes, and subscripts as the dicts they were),
     sources as dicts (with C{kind} and C{name}), topics as L{Topic}s.
 
     Every key of a section is there, at its default if the file left it
-    out (a section built by hand is completed from L{SCHEMA}), so readers
-    index it (C{config.web["ws_queue"]}) and never write a default again.
+    out (a section built by hand, as a dict, is completed from L{SCHEMA}),
+    so readers use it (C{config.web.ws_queue}) and never write a default
+    again.
     """
 
     path: str
-    hub: dict[str, Any] = field(default_factory=dict)
-    store: dict[str, Any] = field(default_factory=dict)
-    queue: dict[str, Any] = field(default_factory=dict)
-    analysis: dict[str, Any] = field(default_factory=dict)
-    web: dict[str, Any] = field(default_factory=dict)
+    hub: HubSection = field(default_factory=HubSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    queue: QueueSection = field(default_factory=QueueSection)
+    analysis: AnalysisSection = field(default_factory=AnalysisSection)
+    web: WebSection = field(default_factory=WebSection)
     sources: list[dict[str, Any]] = field(default_factory=list)
-    nodes: dict[str, Any] = field(default_factory=dict)
+    nodes: NodesSection = field(default_factory=NodesSection)
     topics: list[Topic] = field(default_factory=list)
-    alerts: dict[str, Any] = field(default_factory=dict)
-    learning: dict[str, Any] = field(default_factory=dict)
-    stories: dict[str, Any] = field(default_factory=dict)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    learning: LearningSection = field(default_factory=LearningSection)
+    stories: StoriesSection = field(default_factory=StoriesSection)
     rules: list[dict[str, Any]] = field(default_factory=list)
     channels: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in SECTIONS:
-            setattr(self, name, dict(defaults(name), **getattr(self, name)))
+        for name, cls in SECTION_TYPES.items():
+            given = getattr(self, name)
+            if not isinstance(given, cls):
+                setattr(self, name, cls(**given))
 
     def resolve(self, path: str) -> str:
         """

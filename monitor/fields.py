@@ -68,6 +68,24 @@ def non_empty(value: Any) -> Optional[str]:
     return "must not be empty" if not value else None
 
 
+#: A name: of a rule, a channel.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_name(value: str) -> Optional[str]:
+    if not _NAME.fullmatch(value):
+        return "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    return None
+
+
+def fraction(value: float) -> Optional[str]:
+    return None if 0 <= value <= 1 else "must be from 0 to 1"
+
+
+def positive(value: float) -> Optional[str]:
+    return None if value > 0 else "must be more than 0"
+
+
 def endpoint(value: str) -> Optional[str]:
     """
     Check a server endpoint description without listening on it.
@@ -148,6 +166,12 @@ def duration(value: Any) -> Optional[str]:
     except ValueError:
         return f'must be a duration: seconds, or a string such as "90s", "5m", "2h", "1d" (not {value!r})'
     return None
+
+
+def duration_or_zero(value: Any) -> Optional[str]:
+    if value == 0 and not isinstance(value, bool):
+        return None
+    return duration(value)
 
 
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -4,6 +4,7 @@ The hub: every service of the data flow, assembled from a configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import psycopg2
@@ -16,7 +17,7 @@ from twisted.logger import Logger
 from monitor.alerts.engine import AlertEngine
 from monitor.analysis import Classifier
 from monitor.analysis.local import LocalAnalyzer
-from monitor.bus import EventBus
+from monitor.bus import ALERT, STATUS, EventBus
 from monitor.analysis.process import ProcessAnalyzer
 from monitor.cluster import make_cluster
 from monitor.collect import make_source
@@ -33,14 +34,19 @@ from monitor.queue import make_queue
 from monitor.stories import StoryClusterer, StoryService, features
 from monitor.analysis.trending import excluded_words
 from monitor.service import OrderedMultiService
+from monitor.status import StatusService
 from monitor.store.sqlite import OPEN_ERRORS, SQLiteStore, check_openable
 from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.store.sqlite_alerts import SQLiteAlerts
 from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.topics import TopicSet
 from monitor.web.api import Api, TokenAuth
-from monitor.web.setup import write_owner_only
+from monitor.web.pages.base import StoryView
+from monitor.web.push import PushHub
+from monitor.web.setup import SetupLink, setup_token_path, write_owner_only
 from monitor.web.site import WebService
+from monitor.web.ui import WebUI
+from monitor.web.users import Users
 
 #: The environment variable that holds the API token.
 TOKEN_ENV = "MONITOR_API_TOKEN"
@@ -82,8 +88,8 @@ def _reason(e: Exception) -> str:
 def make_store(config: Config, reactor):
     """
     The hub's store from C{[store]}: the SQLite file; or, with C{kind =
-    "postgresql"}, posts in PostgreSQL and what has no PostgreSQL provider
-    yet in the file (L{monitor.store.split}).
+    "postgresql"}, posts (and the pages' reads of them) in PostgreSQL and
+    what has no PostgreSQL provider yet in the file (L{monitor.store.split}).
     """
     sqlite = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
     if config.store["kind"] != "postgresql":
@@ -99,20 +105,22 @@ def make_store(config: Config, reactor):
 MODELS_EVERY = 30.0
 
 
-def make_store_areas(config: Config, store):
+def make_store_areas(config: Config, store, hub_name: str):
     """
     C{(accounts, alerts, learning)}: the providers of the store's other
     areas (L{monitor.store.interfaces}) over C{store}, the one
-    L{make_store} made.  With C{kind = "postgresql"}, accounts and learning
-    are in PostgreSQL, over the posts store's pool, so every hub on the
-    database shares them; alerts stay in the SQLite file (the split).
+    L{make_store} made.  With C{kind = "postgresql"} all three are in
+    PostgreSQL, over the posts store's pool, so every hub on the database
+    shares them (C{hub_name} names this hub's claims on notifications).
     """
     if config.store["kind"] != "postgresql":
         return SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store)
     from monitor.store.postgresql_accounts import PostgreSQLAccounts
+    from monitor.store.postgresql_alerts import PostgreSQLAlerts
     from monitor.store.postgresql_learning import PostgreSQLLearning
 
-    return PostgreSQLAccounts(store.posts), SQLiteAlerts(store), PostgreSQLLearning(store.posts)
+    posts = store.posts
+    return PostgreSQLAccounts(posts), PostgreSQLAlerts(posts, hub_name), PostgreSQLLearning(posts)
 
 
 class _TopicSeed(Service):
@@ -147,13 +155,13 @@ class Hub(OrderedMultiService):
         # the alerts and the browsers, incidents to the browsers.
         self.bus = EventBus()
         self.store = make_store(config, reactor)
-        # The store's other areas, each behind its own interface
-        # (monitor.store.interfaces), handed to the parts that use them.
-        self.accounts, self.alert_store, self.learning = make_store_areas(config, self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         # The other hubs (on a Redis queue) or none: who runs which collector
         # and the alerts, who is alive, what the others stored.
         self.cluster = make_cluster(config, reactor)
+        # The store's other areas, each behind its own interface
+        # (monitor.store.interfaces), handed to the parts that use them.
+        self.accounts, self.alert_store, self.learning = make_store_areas(config, self.store, self.cluster.hub_name)
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.learning, reactor)
         a = config.analysis
@@ -187,7 +195,8 @@ class Hub(OrderedMultiService):
         shared = config.store["kind"] == "postgresql"
         self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor,
                                reload_every=MODELS_EVERY if shared else None)  # fmt: skip
-        self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
+        learner, nodes = self.learner, self.nodes
+        learner.listeners.append(lambda: nodes.set_models(learner.active))
         self.analyzer = self.nodes
         seed = seed_path(config.learning["seed"], config.resolve)
         if seed is not None and not seed.is_file():
@@ -243,11 +252,17 @@ class Hub(OrderedMultiService):
         self.pipeline.add_sink(self.alerts)
         self.pipeline.add_sink(self.cluster)
         self.cluster.add_listener(self.alerts)
-        token = api_token(config.resolve(config.web["token_file"]), config_path=config.path)
-        self.api = Api(self, TokenAuth([token]))
-        self.web = WebService(self, self.accounts, reactor)  # pages, /api, /ws and /static on one port
-        self.web.setName("web")
-        self.cluster.add_listener(self.web.push)
+        # The collectors', queue's and nodes' state on the bus every few
+        # seconds, with the hub that runs each collector (its lease).
+        self.status = StatusService(
+            self.bus,
+            reactor,
+            sources=self.sources,
+            queue=self.queue,
+            nodes=self.nodes,
+            runs_on=functools.partial(_runs_on, self.cluster),
+        )
+        self._build_web(config, reactor)
 
         children = (
             ReactorLag(reactor, self.metrics.reactor_stall),
@@ -270,13 +285,80 @@ class Hub(OrderedMultiService):
             *self.local_analyzers,
             self.nodes,
             self.pipeline,
+            self.status,
             self.web,
         )
         for child in children:
             child.setServiceParent(self)
         for source in self.sources:
             # Each collector runs on one hub at a time (alone: here).
-            self.cluster.leased(f"collector:{source.name}", source).setServiceParent(self)
+            self.cluster.leased(_collector_lease(source.name), source).setServiceParent(self)
+
+    def _build_web(self, config: Config, reactor) -> None:
+        """
+        The web part: the users, the live channel (which listens to the
+        bus and the other hubs), the API, the pages, and the port that
+        serves them all.
+        """
+        web = config.web
+        self.users = Users(self.accounts, reactor, idle=web["session_hours"] * 3600, scrypt_n=web["scrypt_n"])
+        self.push = PushHub(
+            reactor,
+            users=self.users,
+            sessions=self.users.sockets,
+            per_user=web["ws_per_user"],
+            metrics=self.metrics,
+            queue_limit=web["ws_queue"],
+            interval=web["ws_interval"],
+            stall_timeout=web["ws_stall_timeout"],
+            ping_interval=web["ws_ping_interval"],
+            max_message=web["ws_max_message"],
+            message_rate=web["ws_message_rate"],
+            message_burst=web["ws_message_burst"],
+        )
+        self.pipeline.add_sink(self.push)
+        self.bus.subscribe(ALERT, functools.partial(self.push.publish, "alert"))
+        self.bus.subscribe(STATUS, self.push.relay_status)
+        self.cluster.add_listener(self.push)
+        stories = StoryView(self.stories.clusterer, config.stories["enabled"])
+        # The configured token, and those made on the admin page.
+        token = api_token(config.resolve(web["token_file"]), config_path=config.path)
+        self.api = Api(
+            TokenAuth([token], stored=self.users),
+            store=self.store,
+            topics=self.topics,
+            sources=self.sources,
+            queue=self.queue,
+            metrics=self.metrics,
+            feedback=self.feedback,
+            learner=self.learner,
+            rescorer=self.rescorer,
+            stories=stories,
+            nodes=self.nodes,
+            cluster=self.cluster,
+            alerts=self.alerts,
+        )
+        setup = SetupLink(self.users, setup_token_path(config.resolve(web["token_file"])))
+        ui = WebUI(
+            self.users,
+            reactor,
+            store=self.store,
+            topics=self.topics,
+            sources=self.sources,
+            status=self.status,
+            stories=stories,
+            alerts=self.alerts,
+            feedback=self.feedback,
+            learner=self.learner,
+            learning=self.learning,
+            rescorer=self.rescorer,
+            setup=setup,
+            config_path=config.path,
+            tile_url=web["tile_url"],
+            tile_attribution=web["tile_attribution"],
+            cookie_secure=web["cookie_secure"],
+        )
+        self.web = WebService(web, self.users, self.push, setup, ui, self.api, reactor)
 
     def privilegedStartService(self):
         """
@@ -300,8 +382,7 @@ class Hub(OrderedMultiService):
         """
         Open the SQLite file once before anything starts, so a path that
         cannot work is one line and a non-zero exit, not a failed start
-        (with kind = "postgresql" too: what has no PostgreSQL provider
-        yet, L{monitor.store.split.IN_FILE}, is kept there).
+        (with kind = "postgresql" too: the split store opens it).
         """
         path = self.config.resolve(self.config.store["path"])
         try:
@@ -327,14 +408,20 @@ class Hub(OrderedMultiService):
         if self.config.store["kind"] == "postgresql":
             from monitor.store.split import IN_FILE, NOT_YET
 
-            log.warn(
-                "posts are kept in PostgreSQL ({where}), and so are accounts, sessions, API tokens and learning; "
-                "{in_file} stay in {path}, and these do not see PostgreSQL's posts yet: {missing}",
-                where=self.store.posts.where,
-                in_file=", ".join(IN_FILE),
-                path=self.store.path,
-                missing="; ".join(NOT_YET),
-            )
+            if IN_FILE or NOT_YET:
+                log.warn(
+                    "posts are kept in PostgreSQL ({where}); {in_file} stay in {path}, "
+                    "and these do not see PostgreSQL's posts yet: {missing}",
+                    where=self.store.posts.where,
+                    in_file=", ".join(IN_FILE) or "none",
+                    path=self.store.path,
+                    missing="; ".join(NOT_YET) or "none",
+                )
+            else:
+                log.info(
+                    "posts, accounts, alerts and learning are kept in PostgreSQL ({where}), shared by every hub on it",
+                    where=self.store.posts.where,
+                )
         for child in list(self):
             try:
                 await maybeDeferred(child.startService)
@@ -365,6 +452,16 @@ class Hub(OrderedMultiService):
         d = super().stopService()
         d.addTimeout(timeout, self.reactor, onTimeoutCancel=gave_up)
         return d
+
+
+def _collector_lease(source: str) -> str:
+    """The lease a hub holds while it runs the collector C{source}."""
+    return f"collector:{source}"
+
+
+def _runs_on(cluster, source: str):
+    """Which hub runs the collector C{source}: the holder of its lease."""
+    return cluster.holder_of(_collector_lease(source))
 
 
 def _give_up(problem: ConfigProblem):

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from monitor.backoff import Backoff
 from monitor.bus import ENRICHED, STORED, EventBus
+from monitor.config import default
 from monitor.interfaces import IAnnotator, ISink
 from monitor.model import PROFILE_PENDING, Enriched, Rejected
 
@@ -56,7 +57,7 @@ class Pipeline(Service):
         analyzer,
         store,
         metrics,
-        batch_size=500,
+        batch_size=default("analysis", "batch_size"),
         max_inflight=2,
         reactor=None,
         annotators=(),

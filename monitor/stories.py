@@ -58,11 +58,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.analysis.trending import stop_words
+from monitor.config import default
 from monitor.interfaces import IAnnotator
 from monitor.model import iso8601
 from monitor.words import _APOSTROPHES, _DROPPED_CATEGORIES, _ZERO_WIDTH_SPACE
 
-__all__ = ["Story", "StoryClusterer", "StoryService", "features"]
+__all__ = ["STORY_ORDERS", "Story", "StoryClusterer", "StoryService", "features"]
 
 _LINK = re.compile(r"https?://([^\s/?#]+)([^\s?#]*)", re.IGNORECASE)
 #: A link, with its query: links count whole (see L{_links}), not by words.
@@ -120,6 +121,10 @@ LINKS = 20
 SAMPLES = 3
 #: Minutes of per-minute counts kept per story (for growth).
 MINUTES = 120
+#: How L{StoryClusterer.list} (and C{GET /api/v1/stories}) may order the
+#: stories: largest first, or fastest growing first.
+STORY_ORDERS = ("size", "rising")
+
 #: A rising story has at least this many posts in the last 10 minutes...
 RISING_POSTS = 3
 #: ...and at least this many times its own baseline (see L{Story.rising}).
@@ -421,8 +426,10 @@ class StoryClusterer:
     @param new_id: makes a story's id from its serial number (1, 2, ...).
     """
 
-    def __init__(self, threshold: float = 0.3, half_life: float = 3600.0, geo_weight: float = 0.2,
-                 max_stories: int = 2000, exclude: Iterable[str] = (), near_duplicate: float = 0.6,
+    def __init__(self, threshold: float = default("stories", "threshold"),
+                 half_life: float = default("stories", "half_life"),
+                 geo_weight: float = default("stories", "geo_weight"),
+                 max_stories: int = default("stories", "max_stories"), exclude: Iterable[str] = (), near_duplicate: float = 0.6,
                  new_id=None) -> None:  # fmt: skip
         self.threshold = threshold
         self.half_life = half_life
@@ -837,7 +844,7 @@ class StoryClusterer:
             posts, then largest.
         @raise ValueError: for another C{order}.
         """
-        if order not in ("size", "rising"):
+        if order not in STORY_ORDERS:
             raise ValueError(f"order must be 'size' or 'rising', not {order!r}")
         chosen = [
             s for s in self.stories.values()

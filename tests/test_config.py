@@ -234,6 +234,45 @@ def test_sections_are_complete_and_defaults_written_once():
     assert "webb: unknown section (allowed: " + ", ".join(sorted(SCHEMA)) + ")" in e.value.problems
 
 
+def test_sections_are_typed_frozen_and_still_mappings(tmp_path):
+    """
+    Each plain section is a frozen dataclass made from the schema (its keys
+    as typed attributes, their defaults the schema's), and a read-only
+    mapping as the dicts were: subscripts, get, items, dict(), equality.
+    """
+    import dataclasses
+    import pickle
+    import typing
+
+    from monitor.config import SECTION_TYPES, SECTIONS, StoreSection, WebSection
+
+    path = tmp_path / "m.toml"
+    path.write_text('[store]\npath = "x.sqlite"\n[web]\nws_queue = 50\n')
+    cfg = load_config(str(path))
+    assert isinstance(cfg.store, StoreSection) and isinstance(cfg.web, WebSection)
+    assert cfg.store.path == cfg.store["path"] == "x.sqlite" and cfg.web.ws_queue == 50
+    assert cfg.store.get("path") == "x.sqlite" and cfg.store.get("nope", 1) == 1 and "dsn" in cfg.store
+    assert dict(cfg.store) == {"kind": "sqlite", "path": "x.sqlite", "dsn": "", "pool_size": 4} == cfg.store
+    assert {**cfg.web}["ws_queue"] == 50 and pickle.loads(pickle.dumps(cfg.web)) == cfg.web
+    with pytest.raises(KeyError):
+        cfg.store["nope"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.store.path = "y"
+    for name, fields in SECTIONS.items():
+        cls = SECTION_TYPES[name]
+        hints = typing.get_type_hints(cls)
+        assert [f.name for f in dataclasses.fields(cls)] == list(fields), name
+        for key, field in fields.items():
+            assert key in cls.__doc__
+            if not field.required:
+                assert getattr(cls(), key) == field.default, (name, key)
+            if field.type in (str, int, float, bool) and field.default is not None:
+                assert hints[key] is field.type, (name, key)
+    # A key the schema does not have is refused, even by hand.
+    with pytest.raises(TypeError):
+        StoreSection(nope=1)
+
+
 def test_checked_values_fill_the_sections(tmp_path):
     # What the file gives replaces the default; the rest stay.
     path = tmp_path / "m.toml"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
@@ -20,23 +19,22 @@ from monitor.fields import (
     Checker,
     LiteralChecker,
     at_least,
+    check_name,
     duration,
     non_empty,
     one_of,
     parse_duration,
 )
-from monitor.model import LABELS, SENTIMENTS
-from monitor.alerts.rules import BUCKET, RULE_TYPES, SEVERITIES, Rule, check_phrases, check_query
+from monitor.alerts.rules import BUCKET, RULE_COMMON, RULE_FIELDS, RULE_TYPES, SEVERITIES, Rule, check_phrases
 
 __all__ = [
     "CHANNEL_KINDS",
+    "RULE_COMMON",
     "RULE_FIELDS",
     "check_alerts",
     "check_rule_spec",
     "channel_defaults",
 ]
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: Notifications per minute a channel sends at most, by kind.  Slack takes
 #: about one message per second per webhook.
@@ -48,33 +46,6 @@ MAX_BASELINE = 7 * 86400
 #: The longest window of a story rule: stories keep two hours of
 #: per-minute counts (L{monitor.stories.MINUTES}).
 MAX_STORY_WINDOW = 3600
-
-
-def _name(value: str) -> Optional[str]:
-    if not _NAME.fullmatch(value):
-        return "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-    return None
-
-
-def _labels(values: list) -> Optional[str]:
-    unknown = [v for v in values if v not in LABELS]
-    if unknown:
-        return f"unknown label {unknown[0]!r} (labels: {', '.join(LABELS)})"
-    return None
-
-
-def _fraction(value: float) -> Optional[str]:
-    return None if 0 <= value <= 1 else "must be from 0 to 1"
-
-
-def _positive(value: float) -> Optional[str]:
-    return None if value > 0 else "must be more than 0"
-
-
-def _duration_or_zero(value: Any) -> Optional[str]:
-    if value == 0 and not isinstance(value, bool):
-        return None
-    return duration(value)
 
 
 def _url(value: str) -> Optional[str]:
@@ -103,83 +74,8 @@ def _secret(value: str) -> Optional[str]:
     return None
 
 
-RULE_COMMON = {
-    "name": Field(str, check=_name, doc="Unique; names the rule in the API and in incidents."),
-    "type": Field(str, check=one_of(*RULE_TYPES)),
-    "topics": Field(STRINGS, [], doc="Topics it watches; empty for every topic."),
-    "enabled": Field(bool, True),
-    "severity": Field(str, "warning", one_of(*SEVERITIES)),
-    "escalate_at": Field(float, None, _positive, doc="Signal level at which the incident becomes critical."),
-    "channels": Field(STRINGS, [], doc="Channels to notify; empty for every channel."),
-}
-
-_SPIKE_AND_SHIFT = {
-    "baseline": Field(DURATION, "24h", duration),
-    "min_count": Field(int, 20, at_least(1)),
-    "warmup": Field(DURATION, "1h", _duration_or_zero),
-    "cooldown": Field(DURATION, "15m", duration),
-}
-
-#: The C{query} key of the post rules.
-_QUERY = Field(str, None, check_query, doc="A topic query a post must satisfy too (see Topic queries).")
-
-#: The keys of each rule type besides L{RULE_COMMON}.
-RULE_FIELDS: dict[str, dict[str, Field]] = {
-    "keyword": {
-        "phrases": Field(STRINGS, []),
-        "labels": Field(STRINGS, [], _labels),
-        "sentiment": Field(str, None, one_of(*SENTIMENTS)),
-        "query": _QUERY,
-        "cooldown": Field(DURATION, "30m", duration),
-    },
-    "influencer": {
-        "min_followers": Field(int, 10000, at_least(0)),
-        "verified": Field(bool, True),
-        "sentiment": Field(str, "negative", one_of(*SENTIMENTS, "any")),
-        "query": _QUERY,
-        "cooldown": Field(DURATION, "30m", duration),
-    },
-    "engagement": {
-        "likes": Field(int, None, at_least(1)),
-        "reposts": Field(int, None, at_least(1)),
-        "replies": Field(int, None, at_least(1)),
-        "velocity": Field(float, None, _positive),
-        "query": _QUERY,
-        "cooldown": Field(DURATION, "30m", duration),
-    },
-    "purchase_intent": {
-        "min_followers": Field(int, 0, at_least(0)),
-        "query": _QUERY,
-        "cooldown": Field(DURATION, "30m", duration),
-    },
-    "volume_spike": {
-        "window": Field(DURATION, "5m", duration),
-        "factor": Field(float, 3.0, at_least(1)),
-        "drops": Field(bool, False),
-        **_SPIKE_AND_SHIFT,
-    },
-    "sentiment_shift": {
-        "window": Field(DURATION, "15m", duration),
-        "threshold": Field(float, 0.4, _fraction),
-        "margin": Field(float, 0.15, _fraction),
-        **_SPIKE_AND_SHIFT,
-    },
-    "source_health": {
-        "sources": Field(STRINGS, [], doc="Sources it watches; empty for every source."),
-        "after": Field(DURATION, "10m", duration),
-        "silent": Field(bool, True),
-        "cooldown": Field(DURATION, "5m", duration),
-    },
-    "story": {
-        "window": Field(DURATION, "10m", duration, doc="The span the story's growth is measured over."),
-        "rate": Field(float, 2.0, _positive, doc="Posts per minute over the window at which it fires."),
-        "min_size": Field(int, 20, at_least(1), doc="Posts the story must have (all told) before it can fire."),
-        "cooldown": Field(DURATION, "30m", duration),
-    },
-}
-
 CHANNEL_COMMON = {
-    "name": Field(str, check=_name),
+    "name": Field(str, check=check_name),
     "kind": Field(str),
     "enabled": Field(bool, True),
     "min_severity": Field(str, "info", one_of(*SEVERITIES)),

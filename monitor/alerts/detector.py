@@ -24,6 +24,7 @@ from monitor.alerts.rules import BUCKET, Rule, engagement
 from monitor.alerts.seen import SeenPosts
 from monitor.alerts.windows import Evaluation, TopicHistory, WindowSums, minute
 from monitor.analysis.trending import candidates
+from monitor.config import default
 from monitor.model import NEGATIVE, iso8601
 
 __all__ = ["Detector", "MAX_SKEW"]
@@ -68,7 +69,7 @@ class Detector:
     @ivar book: the L{IncidentBook}; callers drain its changes.
     """
 
-    def __init__(self, rules: Iterable[Rule] = (), samples: int = 5, new_id=new_incident_id,
+    def __init__(self, rules: Iterable[Rule] = (), samples: int = default("alerts", "samples"), new_id=new_incident_id,
                  stories=None, exclude: frozenset = frozenset()) -> None:  # fmt: skip
         """
         @param stories: the story clusterer (L{monitor.stories.StoryClusterer})

@@ -164,8 +164,8 @@ class AlertEngine(Service):
         self.file_rules = list(config.rules)
         self.channel_specs = {c["name"]: c for c in config.channels}
         self.idle_after = idle_after
-        self.backfill_age = parse_duration(self.settings["backfill_age"])
-        self.notify_backfill = bool(self.settings["notify_backfill"])
+        self.backfill_age = parse_duration(self.settings.backfill_age)
+        self.notify_backfill = bool(self.settings.notify_backfill)
         self.rules: dict[str, Rule] = {}
         self.stories = stories
         self._exclude = excluded_words(config.topics)
@@ -186,8 +186,8 @@ class AlertEngine(Service):
             self.writer,
             self.metrics,
             reactor,
-            retry_max=parse_duration(self.settings["retry_max"]),
-            give_up_after=parse_duration(self.settings["give_up_after"]),
+            retry_max=parse_duration(self.settings.retry_max),
+            give_up_after=parse_duration(self.settings.give_up_after),
             on_disabled=self._channel_disabled,
             on_enabled=self._channel_enabled,
         )
@@ -201,7 +201,7 @@ class AlertEngine(Service):
         self._quiet_wall: float = 0.0
 
     def _new_detector(self) -> Detector:
-        return Detector([], samples=self.settings["samples"], stories=self.stories, exclude=self._exclude)
+        return Detector([], samples=self.settings.samples, stories=self.stories, exclude=self._exclude)
 
     # -- service ---------------------------------------------------------
 
@@ -245,7 +245,7 @@ class AlertEngine(Service):
         self.outbox.startService()
         self._update_open_gauge()
         self._schedule_flush()
-        self._loop.start(parse_duration(self.settings["evaluate_every"]), now=False)
+        self._loop.start(parse_duration(self.settings.evaluate_every), now=False)
         self.log.info(
             "alerts: {rules} rules, {channels} channels, {open} open incidents, {pending} undelivered notifications",
             rules=len(self.rules),

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+from monitor.config import default
 from monitor.model import iso8601
 
 __all__ = ["Change", "Incident", "IncidentBook", "OPEN", "ACKNOWLEDGED", "RESOLVED", "sample"]
@@ -159,7 +160,9 @@ class IncidentBook:
     The open incidents, by key C{(rule, topic, source)}.
     """
 
-    def __init__(self, samples: int = 5, new_id: Callable[[], str] = new_incident_id) -> None:
+    def __init__(
+        self, samples: int = default("alerts", "samples"), new_id: Callable[[], str] = new_incident_id
+    ) -> None:
         self.samples = samples
         self.new_id = new_id
         self.open: dict[tuple, Incident] = {}

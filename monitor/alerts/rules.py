@@ -2,6 +2,8 @@
 Alert rules: what each type looks at, in a form the detector can apply
 to a post in a few microseconds.
 
+The keys of each type, with their defaults, are L{RULE_COMMON} and
+L{RULE_FIELDS} (the configuration and the API check rules against them).
 A rule is built from a validated spec (L{monitor.alerts.config}); the spec
 is kept as given (durations as written, C{"5m"}) so that the API and the
 store show the user's words, and the rule holds the parsed values.
@@ -39,11 +41,26 @@ from typing import Any, Optional
 
 from monitor.analysis.classify import compile_words, normalize
 from monitor.analysis.text import plain_text
-from monitor.fields import parse_duration
+from monitor.fields import (
+    DURATION,
+    STRINGS,
+    Field,
+    at_least,
+    check_name,
+    duration,
+    duration_or_zero,
+    fraction,
+    one_of,
+    parse_duration,
+    positive,
+)
+from monitor.model import LABELS, SENTIMENTS
 from monitor.query import QueryError, matches as query_matches, parse as parse_query
 
 __all__ = [
     "POST_TYPES",
+    "RULE_COMMON",
+    "RULE_FIELDS",
     "RULE_TYPES",
     "SEVERITIES",
     "STORY_TYPES",
@@ -122,6 +139,101 @@ def check_phrases(phrases) -> Optional[str]:
     return None
 
 
+def _labels(values: list) -> Optional[str]:
+    unknown = [v for v in values if v not in LABELS]
+    if unknown:
+        return f"unknown label {unknown[0]!r} (labels: {', '.join(LABELS)})"
+    return None
+
+
+# --- the keys of each rule type: their one place (the configuration and the
+# API check rules against them; L{Rule} takes their defaults) ---------------
+
+RULE_COMMON = {
+    "name": Field(str, check=check_name, doc="Unique; names the rule in the API and in incidents."),
+    "type": Field(str, check=one_of(*RULE_TYPES)),
+    "topics": Field(STRINGS, [], doc="Topics it watches; empty for every topic."),
+    "enabled": Field(bool, True),
+    "severity": Field(str, "warning", one_of(*SEVERITIES)),
+    "escalate_at": Field(float, None, positive, doc="Signal level at which the incident becomes critical."),
+    "channels": Field(STRINGS, [], doc="Channels to notify; empty for every channel."),
+}
+
+_SPIKE_AND_SHIFT = {
+    "baseline": Field(DURATION, "24h", duration),
+    "min_count": Field(int, 20, at_least(1)),
+    "warmup": Field(DURATION, "1h", duration_or_zero),
+    "cooldown": Field(DURATION, "15m", duration),
+}
+
+#: The C{query} key of the post rules.
+_QUERY = Field(str, None, check_query, doc="A topic query a post must satisfy too (see Topic queries).")
+
+#: The keys of each rule type besides L{RULE_COMMON}.
+RULE_FIELDS: dict[str, dict[str, Field]] = {
+    "keyword": {
+        "phrases": Field(STRINGS, []),
+        "labels": Field(STRINGS, [], _labels),
+        "sentiment": Field(str, None, one_of(*SENTIMENTS)),
+        "query": _QUERY,
+        "cooldown": Field(DURATION, "30m", duration),
+    },
+    "influencer": {
+        "min_followers": Field(int, 10000, at_least(0)),
+        "verified": Field(bool, True),
+        "sentiment": Field(str, "negative", one_of(*SENTIMENTS, "any")),
+        "query": _QUERY,
+        "cooldown": Field(DURATION, "30m", duration),
+    },
+    "engagement": {
+        "likes": Field(int, None, at_least(1)),
+        "reposts": Field(int, None, at_least(1)),
+        "replies": Field(int, None, at_least(1)),
+        "velocity": Field(float, None, positive),
+        "query": _QUERY,
+        "cooldown": Field(DURATION, "30m", duration),
+    },
+    "purchase_intent": {
+        "min_followers": Field(int, 0, at_least(0)),
+        "query": _QUERY,
+        "cooldown": Field(DURATION, "30m", duration),
+    },
+    "volume_spike": {
+        "window": Field(DURATION, "5m", duration),
+        "factor": Field(float, 3.0, at_least(1)),
+        "drops": Field(bool, False),
+        **_SPIKE_AND_SHIFT,
+    },
+    "sentiment_shift": {
+        "window": Field(DURATION, "15m", duration),
+        "threshold": Field(float, 0.4, fraction),
+        "margin": Field(float, 0.15, fraction),
+        **_SPIKE_AND_SHIFT,
+    },
+    "source_health": {
+        "sources": Field(STRINGS, [], doc="Sources it watches; empty for every source."),
+        "after": Field(DURATION, "10m", duration),
+        "silent": Field(bool, True),
+        "cooldown": Field(DURATION, "5m", duration),
+    },
+    "story": {
+        "window": Field(DURATION, "10m", duration, doc="The span the story's growth is measured over."),
+        "rate": Field(float, 2.0, positive, doc="Posts per minute over the window at which it fires."),
+        "min_size": Field(int, 20, at_least(1), doc="Posts the story must have (all told) before it can fire."),
+        "cooldown": Field(DURATION, "30m", duration),
+    },
+}
+
+
+def rule_defaults(rule_type: str) -> dict[str, Any]:
+    """
+    Each key of a rule of C{rule_type} that has a default, at it (for a
+    type of the hub's own, such as C{channel_health}, the common keys').
+    """
+    fields = dict(RULE_COMMON, **RULE_FIELDS.get(rule_type, {}))
+    return {k: f.default for k, f in fields.items() if not f.required}
+
+
 class Rule:
     """
     One alert rule.  Immutable once built: changing a rule builds a new
@@ -137,21 +249,25 @@ class Rule:
     def __init__(self, spec: dict[str, Any], origin: str = "file") -> None:
         self.spec = dict(spec)
         self.origin = origin
-        self.name: str = spec["name"]
-        self.type: str = spec["type"]
-        self.topics = frozenset(spec.get("topics") or ())
-        self.enabled: bool = bool(spec.get("enabled", True))
-        self.severity: str = spec.get("severity", "warning")
-        self.channels = tuple(spec.get("channels") or ())
-        self.escalate_at: Optional[float] = spec.get("escalate_at")
-        self.cooldown = parse_duration(spec["cooldown"])
-        get = spec.get
+        # What the spec leaves out is at its default (L{RULE_FIELDS}), so a
+        # rule built by hand is the rule a file leaving the key out gives.
+        values = {**rule_defaults(spec["type"]), **spec}
+        get = values.get
+        self.name: str = values["name"]
+        self.type: str = values["type"]
+        self.topics = frozenset(values["topics"] or ())
+        self.enabled: bool = bool(values["enabled"])
+        self.severity: str = values["severity"]
+        self.channels = tuple(values["channels"] or ())
+        self.escalate_at: Optional[float] = values["escalate_at"]
+        self.cooldown = parse_duration(values["cooldown"])
+        # What a type has no key for is off (None, empty, 0, False).
         # keyword, influencer, engagement, purchase_intent
         self.phrases = _Phrases(get("phrases")) if get("phrases") else None
         self.labels = frozenset(get("labels") or ())
         self.sentiment: Optional[str] = get("sentiment")
         self.min_followers: Optional[int] = get("min_followers")
-        self.verified: bool = bool(get("verified", False))
+        self.verified: bool = bool(get("verified"))
         self.likes, self.reposts, self.replies = get("likes"), get("reposts"), get("replies")
         self.velocity: Optional[float] = get("velocity")
         self.query = parse_query(get("query")) if get("query") else None
@@ -159,18 +275,18 @@ class Rule:
         self.window = int(parse_duration(get("window"))) if get("window") else 0
         self.baseline = int(parse_duration(get("baseline"))) if get("baseline") else 0
         self.warmup = int(parse_duration(get("warmup"))) if get("warmup") else 0
-        self.factor: float = get("factor", 0.0)
-        self.min_count: int = get("min_count", 0)
-        self.drops: bool = bool(get("drops", False))
-        self.threshold: float = get("threshold", 0.0)
-        self.margin: float = get("margin", 0.0)
+        self.factor: float = get("factor") or 0.0
+        self.min_count: int = get("min_count") or 0
+        self.drops: bool = bool(get("drops"))
+        self.threshold: float = get("threshold") or 0.0
+        self.margin: float = get("margin") or 0.0
         # source_health
         self.sources = frozenset(get("sources") or ())
         self.after = parse_duration(get("after")) if get("after") else 0.0
-        self.silent: bool = bool(get("silent", False))
+        self.silent: bool = bool(get("silent"))
         # story
-        self.rate: float = get("rate", 0.0)
-        self.min_size: int = get("min_size", 0)
+        self.rate: float = get("rate") or 0.0
+        self.min_size: int = get("min_size") or 0
 
     def __repr__(self) -> str:
         return f"<Rule {self.name} ({self.type})>"

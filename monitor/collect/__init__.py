@@ -5,22 +5,23 @@ this package imports no collector (L{make_source} imports the one it
 builds).
 """
 
-from monitor.collect.kinds import SOURCE_KINDS
+from monitor.collect.kinds import SOURCE_KINDS, load_class
 
 #: The collector classes, by the names this package has always exported.
 _CLASSES = {
-    "BlueskySource": "bluesky",
-    "DemoSource": "demo",
-    "MastodonSource": "mastodon",
-    "ReplaySource": "replay",
-    "RSSSource": "rss",
-    "XSource": "x",
+    "BlueskySource": "monitor.collect.bluesky.jetstream:BlueskySource",
+    "DemoSource": "monitor.collect.demo:DemoSource",
+    "MastodonSource": "monitor.collect.mastodon:MastodonSource",
+    "ReplaySource": "monitor.collect.replay:ReplaySource",
+    "RSSSource": "monitor.collect.rss:RSSSource",
+    # Either mode: XSource(..., mode="stream") builds an XStream.
+    "XSource": "monitor.collect.x.source:XSource",
 }
 
 
 def __getattr__(name):
     if name in _CLASSES:
-        return SOURCE_KINDS[_CLASSES[name]].load()
+        return load_class(_CLASSES[name])
     if name == "SOURCE_CLASSES":
         return {kind: k.load() for kind, k in SOURCE_KINDS.items()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -36,7 +37,7 @@ def make_source(spec: dict, queue, store, metrics, topics, reactor, topic_set=No
     if spec["kind"] == "x":
         # Live topics where the hub has them, so edits reach X's queries.
         options["topics"] = topic_set if topic_set is not None else topics
-    cls = SOURCE_KINDS[spec["kind"]].load()
+    cls = SOURCE_KINDS[spec["kind"]].load(spec)
     return cls(spec["name"], queue, store, metrics, reactor=reactor, **options)
 
 

@@ -11,6 +11,10 @@ from twisted.internet.task import deferLater
 
 from monitor.collect.base import CONNECTED, Collector
 from monitor.collect.demo_content import DemoContent
+from monitor.collect.kinds import SOURCE_KINDS
+
+#: The keys' defaults, from the kinds table (written there only).
+DEFAULTS = SOURCE_KINDS["demo"].defaults()
 
 
 #: Seconds between two batches of generated posts.
@@ -25,7 +29,18 @@ class DemoSource(Collector):
 
     kind = "demo"
 
-    def __init__(self, name, queue, store, metrics, brands, rate=2.0, burst_every=900.0, seed=None, reactor=None):
+    def __init__(
+        self,
+        name,
+        queue,
+        store,
+        metrics,
+        brands,
+        rate=DEFAULTS["rate"],
+        burst_every=DEFAULTS["burst_every"],
+        seed=DEFAULTS["seed"],
+        reactor=None,
+    ):
         super().__init__(name, queue, store, metrics, reactor=reactor)
         self.network = name
         self._rng = random.Random(seed)

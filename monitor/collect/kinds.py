@@ -37,13 +37,41 @@ class SourceKind:
     fields: dict[str, Field]
     factory: str
     check: Optional[Callable[[dict], list[tuple[str, str]]]] = None
+    #: A key whose value picks another class than C{factory}, and those
+    #: classes by value: C{("mode", {"stream": "module:Class"})}.
+    variants: Optional[tuple[str, dict[str, str]]] = None
 
-    def load(self) -> type:
+    def load(self, table: Optional[dict] = None) -> type:
         """
-        The collector class, imported now.
+        The collector class for C{table} (a checked C{[[sources]]} entry;
+        without it, the kind's first class), imported now.
         """
-        module, _, name = self.factory.partition(":")
-        return getattr(importlib.import_module(module), name)
+        path = self.factory
+        if self.variants is not None and table is not None:
+            key, classes = self.variants
+            path = classes.get(table.get(key, self.fields[key].default), path)
+        return load_class(path)
+
+    def defaults(self) -> dict[str, Any]:
+        """
+        The default of each key that has one, for the collector's keyword
+        arguments, so that a collector built by hand behaves as one built
+        from a file, and no default is written twice.  A list default is
+        given as a tuple: no two calls share a mutable default.
+        """
+        return {
+            k: tuple(f.default) if isinstance(f.default, list) else f.default
+            for k, f in self.fields.items()
+            if not f.required
+        }
+
+
+def load_class(path: str) -> type:
+    """
+    The class named C{"module:Class"}, imported now.
+    """
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _between(low: int, high: int) -> Callable[[Any], Optional[str]]:
@@ -140,7 +168,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {
         {
             "bearer_token": Field(str, check=non_empty, doc='The app-only token; write "${X_BEARER_TOKEN}".'),
             "base_url": Field(str, "https://api.x.com", http_url, "Another host: a proxy or a test server."),
-            "mode": Field(str, "search", one_of("search", "stream")),
+            "mode": Field(str, "search", one_of("search", "stream"), "Poll recent search or read the filtered stream."),
             "queries": Field(STRINGS, [], doc="Search queries or stream rules; default: built from the topics."),
             "poll_interval": Field(float, 60.0, at_least(1), "Seconds between two searches (search mode)."),
             "max_results": Field(int, 100, _between(10, 100), "Posts per page."),
@@ -151,6 +179,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {
             "backfill_minutes": Field(int, 0, _between(0, 5), "Ask the stream to resend after a reconnect."),
             "request_timeout": Field(float, 30.0, at_least(1), "Seconds to wait for a response."),
         },
-        "monitor.collect.x.source:XSource",
+        "monitor.collect.x.search:XSearch",
+        variants=("mode", {"stream": "monitor.collect.x.stream:XStream"}),
     ),
 }

@@ -33,8 +33,11 @@ from monitor.backoff import Backoff
 from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED, clean
 from monitor.collect.framing import EventDecoder, LineStream
 from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, RateLimits, read_body
-from monitor.collect.kinds import MASTODON_TIMELINE as _TIMELINE
+from monitor.collect.kinds import MASTODON_TIMELINE as _TIMELINE, SOURCE_KINDS
 from monitor.model import Post, parse_time
+
+#: The keys' defaults, from the kinds table (written there only).
+DEFAULTS = SOURCE_KINDS["mastodon"].defaults()
 
 
 #: The largest polled page accepted, in bytes (40 statuses are far smaller).
@@ -201,12 +204,12 @@ class MastodonSource(HTTPCollector):
         metrics,
         instance,
         timelines,
-        token="",
-        streaming=True,
-        streaming_url="",
-        poll_interval=30.0,
-        limit=40,
-        stall_timeout=45.0,
+        token=DEFAULTS["token"],
+        streaming=DEFAULTS["streaming"],
+        streaming_url=DEFAULTS["streaming_url"],
+        poll_interval=DEFAULTS["poll_interval"],
+        limit=DEFAULTS["limit"],
+        stall_timeout=DEFAULTS["stall_timeout"],
         reactor=None,
     ):
         super().__init__(name, queue, store, metrics, reactor=reactor)

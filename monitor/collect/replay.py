@@ -12,6 +12,10 @@ from twisted.internet.task import deferLater
 
 from monitor.collect.base import CONNECTED, FAILING, FINISHED, IDLE, Collector
 from monitor.collect.jsonl import MAX_LINE, MalformedPayload, parse_post
+from monitor.collect.kinds import SOURCE_KINDS
+
+#: The keys' defaults, from the kinds table (written there only).
+DEFAULTS = SOURCE_KINDS["replay"].defaults()
 
 
 #: Lines read between two visits to the reactor, so a flat-out replay
@@ -39,7 +43,18 @@ class ReplaySource(Collector):
 
     kind = "replay"
 
-    def __init__(self, name, queue, store, metrics, path, speed=0.0, network=None, follow=False, reactor=None):
+    def __init__(
+        self,
+        name,
+        queue,
+        store,
+        metrics,
+        path,
+        speed=DEFAULTS["speed"],
+        network=DEFAULTS["network"],
+        follow=DEFAULTS["follow"],
+        reactor=None,
+    ):
         super().__init__(name, queue, store, metrics, reactor=reactor)
         self.path = path
         self.speed = speed

@@ -40,6 +40,10 @@ from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
 from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, read_body
 from monitor.model import Post, iso8601, parse_time
 from monitor.redact import redact, redact_url
+from monitor.collect.kinds import SOURCE_KINDS
+
+#: The keys' defaults, from the kinds table (written there only).
+DEFAULTS = SOURCE_KINDS["rss"].defaults()
 
 
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.8, */*;q=0.5"
@@ -268,11 +272,11 @@ class RSSSource(HTTPCollector):
         queue,
         store,
         metrics,
-        feeds=(),
-        url=None,
-        poll_interval=300.0,
-        request_timeout=30.0,
-        max_bytes=10 << 20,
+        feeds=DEFAULTS["feeds"],
+        url=DEFAULTS["url"],
+        poll_interval=DEFAULTS["poll_interval"],
+        request_timeout=DEFAULTS["request_timeout"],
+        max_bytes=DEFAULTS["max_bytes"],
         reactor=None,
     ):
         super().__init__(name, queue, store, metrics, reactor=reactor)

@@ -18,8 +18,7 @@ from twisted.internet import threads
 
 from monitor.analysis import MAX_ANALYZED_CHARS, MAX_MARKUP_CHARS, plain_text
 from monitor.learn.features import features
-from monitor.learn.learner import ENGLISH, language_of
-from monitor.learn.linear import SENTIMENT, LinearModel, ModelFormatError
+from monitor.learn.linear import ENGLISH, SENTIMENT, LinearModel, ModelFormatError, language_of
 from monitor.model import LABELS, Analysis
 
 __all__ = ["ModelSet", "apply_models", "apply_texts", "applied"]

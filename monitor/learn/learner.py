@@ -26,26 +26,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from monitor.fields import parse_duration
-from monitor.learn.linear import LABEL_CLASSES, SENTIMENT, LinearModel
+from monitor.learn.apply import ModelSet
+from monitor.learn.linear import ENGLISH, LABEL_CLASSES, SENTIMENT, LinearModel, language_of
 from monitor.model import SENTIMENTS
 
-__all__ = ["Learner", "examples_for", "train_jobs", "ENGLISH"]
-
-#: The language of posts with no language tag.
-ENGLISH = "en"
+__all__ = ["ENGLISH", "Learner", "examples_for", "language_of", "train_jobs"]
 
 #: The states a model can be in, as the API shows them.
 STATES = ("collecting", "training", "active", "inactive")
-
-
-def language_of(lang: Optional[str]) -> str:
-    """
-    The language a post's tag stands for: C{"pt-BR"} is C{"pt"}; no tag is
-    English (VADER's language, and most sources' default).
-    """
-    if not lang:
-        return ENGLISH
-    return lang.split("-")[0].split("_")[0].lower() or ENGLISH
 
 
 def examples_for(rows: list[dict], analyses: list, name: str, language: str) -> tuple[list, tuple[str, ...]]:
@@ -377,8 +365,6 @@ class Learner(Service):
         The active models' versions by key (C{sentiment}, C{complaint},
         C{sentiment:de}): what an analysis node must hold too.
         """
-        from monitor.learn.apply import ModelSet
-
         return ModelSet(self.active).versions
 
     async def models(self) -> list[dict]:

@@ -15,11 +15,25 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from monitor.learn.features import features
 
-__all__ = ["FORMAT", "LABEL_CLASSES", "LinearModel", "ModelFormatError", "SENTIMENT"]
+__all__ = ["ENGLISH", "FORMAT", "LABEL_CLASSES", "LinearModel", "ModelFormatError", "SENTIMENT", "language_of"]
+
+#: The language of posts with no language tag (a model is of one language).
+ENGLISH = "en"
+
+
+def language_of(lang: Optional[str]) -> str:
+    """
+    The language a post's tag stands for: C{"pt-BR"} is C{"pt"}; no tag is
+    English (VADER's language, and most sources' default).
+    """
+    if not lang:
+        return ENGLISH
+    return lang.split("-")[0].split("_")[0].lower() or ENGLISH
+
 
 #: The value of a stored model's C{format} key; a reader refuses others.
 FORMAT = "monitor-linear-model/1"

@@ -28,9 +28,13 @@ from typing import Mapping, Optional, Sequence
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
+from monitor.config import default
 from monitor.learn.features import features
 from monitor.learn.linear import LinearModel
 from monitor.learn.metrics import summary
+
+#: The folds of cross-validation unless told ([learning] folds).
+FOLDS = default("learning", "folds")
 
 __all__ = [
     "Example",
@@ -232,7 +236,7 @@ def folds_for(examples: Sequence[Example], folds: int) -> list[int]:
 def cross_validate(
     examples: Sequence[Example],
     classes: Sequence[str],
-    folds: int = 5,
+    folds: int = FOLDS,
     l2: float = L2,
 ) -> dict:
     """
@@ -278,7 +282,7 @@ def train_model(
     examples: Sequence[Example],
     classes: Sequence[str],
     language: str = "en",
-    folds: int = 5,
+    folds: int = FOLDS,
     l2: float = L2,
     now: Optional[float] = None,
 ) -> dict:

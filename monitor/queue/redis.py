@@ -22,7 +22,6 @@ import os
 import socket
 from collections import deque
 from typing import Any, Optional
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
 from twisted.application.service import Service
@@ -32,8 +31,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.backoff import Backoff
+from monitor.config import default
 from monitor.interfaces import IQueue
 from monitor.model import Enriched, Post, Rejected
+from monitor.queue.address import parse_redis_url
 from monitor.redact import redact_url
 
 __all__ = ["RedisQueue", "parse_redis_url", "default_consumer", "redis_connection"]
@@ -52,30 +53,6 @@ def default_consumer() -> str:
     This hub's name in the consumer group when none is configured.
     """
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def parse_redis_url(url: str) -> dict[str, Any]:
-    """
-    C{redis://[:password@]host[:port][/db]} or C{unix:///path/to/socket[?db=N]}
-    as connection arguments.  Raises C{ValueError} saying what is wrong.
-    """
-    parts = urlsplit(url)
-    password = unquote(parts.password) if parts.password else None
-    if parts.scheme == "redis":
-        if not parts.hostname:
-            raise ValueError("a redis:// URL needs a host")
-        path = parts.path.strip("/")
-        if path and not path.isdigit():
-            raise ValueError(f"the database must be a number, not {path!r}")
-        return {"host": parts.hostname, "port": parts.port or 6379, "db": int(path or 0), "password": password}
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ValueError("a unix:// URL needs the socket's path")
-        db = parse_qs(parts.query).get("db", ["0"])[0]
-        if not db.isdigit():
-            raise ValueError(f"db must be a number, not {db!r}")
-        return {"path": parts.path, "db": int(db), "password": password}
-    raise ValueError(f"must start with redis:// or unix://, not {url!r}")
 
 
 def redis_connection(where: dict[str, Any]):
@@ -137,11 +114,11 @@ class RedisQueue(Service):
     def __init__(
         self,
         url: str,
-        stream: str = "monitor:posts",
-        group: str = "monitor",
+        stream: str = default("queue", "stream"),
+        group: str = default("queue", "group"),
         consumer: Optional[str] = None,
-        max_length: int = 100_000,
-        claim_after: float = 30.0,
+        max_length: int = default("queue", "max_length"),
+        claim_after: float = default("queue", "claim_after"),
         block: float = _BLOCK,
         reactor=None,
     ) -> None:

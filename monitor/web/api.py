@@ -11,18 +11,17 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from monitor.store import MAX_LIMIT, StatsQuery
+from monitor.stories import STORY_ORDERS
+from monitor.web.openapi import openapi as describe_api
+from monitor.web.pages.base import StoryView
 from monitor.web.params import BadParameter, Params, json_body, parse_any_time, post_query, store_problem
-
-#: How C{GET /api/v1/stories} may order its stories: largest first, or
-#: fastest growing first.
-STORY_ORDERS = ("size", "rising")
 
 __all__ = ["Api", "ApiError", "BadParameter", "Params", "TokenAuth", "api_route", "json_body"]
 
@@ -136,45 +135,72 @@ class TokenAuth:
 
 class Api:
     """
-    The hub's HTTP API.  State lives on the instance (a hub), not in module
-    globals, so several hubs can run in one process (tests do).
+    The hub's HTTP API, over the parts it reads and changes (the hub gives
+    them all, L{monitor.hub}; a test gives those its routes use).  State
+    lives on the instance, not in module globals, so several hubs can run
+    in one process (tests do).
     """
 
     app = Klein()
     log = Logger()
 
-    def __init__(self, hub, auth: TokenAuth) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        auth: TokenAuth,
+        *,
+        store=None,
+        topics=None,
+        sources: Sequence = (),
+        queue=None,
+        metrics=None,
+        feedback=None,
+        learner=None,
+        rescorer=None,
+        stories: Optional[StoryView] = None,
+        nodes=None,
+        cluster=None,
+        alerts=None,
+    ) -> None:
         self.auth = auth
+        self._store = store
+        self._topics = topics
+        self._sources = sources
+        self._queue = queue
+        self._metrics = metrics
+        self._feedback = feedback
+        self._learner = learner
+        self._rescorer = rescorer
+        self._stories = stories or StoryView()
+        self._nodes = nodes
+        self._cluster = cluster
+        self._alerts = alerts
 
     def resource(self):
         return self.app.resource()
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request):
-        sources = {s.name: s.state for s in self.hub.sources}
-        return _json(request, 200, {"status": "ok", "queue": self.hub.queue.size(), "sources": sources})
+        sources = {s.name: s.state for s in self._sources}
+        return _json(request, 200, {"status": "ok", "queue": self._queue.size(), "sources": sources})
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request):
-        self.hub.metrics.queue_depth.set(self.hub.queue.size())
-        self.hub.metrics.queue_blocked.set(self.hub.queue.waiting_puts())
+        self._metrics.queue_depth.set(self._queue.size())
+        self._metrics.queue_blocked.set(self._queue.waiting_puts())
         request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
-        return self.hub.metrics.render()
+        return self._metrics.render()
 
     def _topic(self, params: Params) -> Optional[str]:
         topic = params.text("topic")
-        if topic is not None and self.hub.topics.get(topic) is None:
+        if topic is not None and self._topics.get(topic) is None:
             raise BadParameter("topic", f"no such topic: {topic!r}")
         return topic
 
     @app.route("/api/v1/openapi.json", methods=["GET"])
     @api_route
     async def openapi(self, request, params: Params):
-        from monitor.web.openapi import openapi
-
         params.finish()
-        return openapi()
+        return describe_api()
 
     @app.route("/api/v1/posts", methods=["GET"])
     @api_route
@@ -183,7 +209,7 @@ class Api:
         query = post_query(params, 50, MAX_LIMIT)
         params.finish()
         try:
-            posts, cursor = await self.hub.store.query_posts(query)
+            posts, cursor = await self._store.query_posts(query)
         except ValueError as e:
             raise store_problem(e, "q")
         return {"posts": posts, "next": cursor}
@@ -194,7 +220,7 @@ class Api:
     @api_route
     async def feedback_get(self, request, params: Params, post_id):
         params.finish()
-        found = await self.hub.feedback.get(post_id)
+        found = await self._feedback.get(post_id)
         if found is None:
             raise ApiError(404, f"no correction of post {post_id!r}")
         return {"feedback": found}
@@ -203,7 +229,7 @@ class Api:
     @api_route
     async def feedback_put(self, request, params: Params, post_id):
         params.finish()
-        found = await self.hub.feedback.put(post_id, json_body(request), self.auth.who(request))
+        found = await self._feedback.put(post_id, json_body(request), self.auth.who(request))
         if found is None:
             raise ApiError(404, f"no post {post_id!r}")
         return {"feedback": found}
@@ -212,7 +238,7 @@ class Api:
     @api_route
     async def feedback_delete(self, request, params: Params, post_id):
         params.finish()
-        if not await self.hub.feedback.delete(post_id):
+        if not await self._feedback.delete(post_id):
             raise ApiError(404, f"no correction of post {post_id!r}")
         return {"deleted": post_id}
 
@@ -226,7 +252,7 @@ class Api:
         limit = params.integer("limit", 100, 1, MAX_LIMIT)
         cursor = params.text("cursor")
         params.finish()
-        rows, following = await self.hub.feedback.page(limit, cursor, by, label)
+        rows, following = await self._feedback.page(limit, cursor, by, label)
         if form == "csv":
             return Raw(feedback_csv(rows), b"text/csv; charset=utf-8", following)
         return {"feedback": rows, "next": following}
@@ -235,7 +261,7 @@ class Api:
     @api_route
     async def model_list(self, request, params: Params):
         params.finish()
-        return {"models": await self.hub.learner.models()}
+        return {"models": await self._learner.models()}
 
     async def _model_switch(self, request, params: Params, name: str, on: bool):
         language = params.text("language") or "en"
@@ -244,7 +270,7 @@ class Api:
         version = body.get("version") if isinstance(body, dict) else None
         if version is not None and not isinstance(version, str):
             raise BadParameter("version", "must be a version string such as sentiment-3")
-        found = await self.hub.learner.set_active(name, language, on, self.auth.who(request), version)
+        found = await self._learner.set_active(name, language, on, self.auth.who(request), version)
         if found is None:
             raise ApiError(
                 404, f"no trained model {name!r} ({language})" + (f" of version {version!r}" if version else "")
@@ -255,15 +281,15 @@ class Api:
     @api_route
     async def rescore_status(self, request, params: Params):
         params.finish()
-        return {"rescore": self.hub.rescorer.status}
+        return {"rescore": self._rescorer.status}
 
     @app.route("/api/v1/rescore", methods=["POST"])
     @api_route
     async def rescore_start(self, request, params: Params):
         params.finish()
-        started = self.hub.rescorer.start(self.auth.who(request))
+        started = self._rescorer.start(self.auth.who(request))
         if started is None:
-            raise ApiError(409, "a re-scoring job is running", rescore=self.hub.rescorer.status)
+            raise ApiError(409, "a re-scoring job is running", rescore=self._rescorer.status)
         return {"rescore": started}
 
     @app.route("/api/v1/models/<name>/activate", methods=["POST"])
@@ -280,13 +306,13 @@ class Api:
     @api_route
     async def topic_list(self, request, params: Params):
         params.finish()
-        return {"topics": [t.to_dict() for t in self.hub.topics.topics]}
+        return {"topics": [t.to_dict() for t in self._topics.topics]}
 
     @app.route("/api/v1/topics/<name>", methods=["GET"])
     @api_route
     async def topic_get(self, request, params: Params, name):
         params.finish()
-        topic = self.hub.topics.get(name)
+        topic = self._topics.get(name)
         if topic is None:
             raise ApiError(404, f"no topic named {name!r}")
         return {"topic": topic.to_dict()}
@@ -307,20 +333,20 @@ class Api:
                 raise ApiError(
                     400, "the topic is not valid", problems=[f"topic.name: must be the name in the address, {name!r}"]
                 )
-        topic, problems = check_topic_spec(body, {s.name for s in getattr(self.hub, "sources", ())})
+        topic, problems = check_topic_spec(body, {s.name for s in self._sources})
         if topic is None:
             raise ApiError(400, "the topic is not valid", problems=problems)
-        await self.hub.store.save_topic(topic)
-        await self.hub.topics.reload()
+        await self._store.save_topic(topic)
+        await self._topics.reload()
         return {"topic": topic.to_dict()}
 
     @app.route("/api/v1/topics/<name>", methods=["DELETE"])
     @api_route
     async def topic_delete(self, request, params: Params, name):
         params.finish()
-        if not await self.hub.store.delete_topic(name):
+        if not await self._store.delete_topic(name):
             raise ApiError(404, f"no topic named {name!r}")
-        await self.hub.topics.reload()
+        await self._topics.reload()
         return {"deleted": name}
 
     @app.route("/api/v1/stats", methods=["GET"])
@@ -339,7 +365,7 @@ class Api:
                 raise BadParameter("until", "must be after since")
             if (query.until - query.since) / query.bucket > 10000:
                 raise BadParameter("bucket", "too small for the range (more than 10,000 buckets)")
-        return await self.hub.store.stats(query)
+        return await self._store.stats(query)
 
     @app.route("/api/v1/stories", methods=["GET"])
     @api_route
@@ -351,20 +377,20 @@ class Api:
         params.finish()
         if since is not None and until is not None and until <= since:
             raise BadParameter("until", "must be after since")
-        stories = self.hub.stories.clusterer.list(topic=topic, since=since, until=until, limit=limit, order=order)
-        return {"stories": stories, "enabled": self.hub.config.stories["enabled"]}
+        stories = self._stories.list(topic=topic, since=since, until=until, limit=limit, order=order)
+        return {"stories": stories, "enabled": self._stories.enabled}
 
     @app.route("/api/v1/sources", methods=["GET"])
     @api_route
     async def sources(self, request, params: Params):
         params.finish()
-        return {"sources": [s.status() for s in self.hub.sources]}
+        return {"sources": [s.status() for s in self._sources]}
 
     @app.route("/api/v1/nodes", methods=["GET"])
     @api_route
     async def nodes(self, request, params: Params):
         params.finish()
-        return {"nodes": self.hub.nodes.status()}
+        return {"nodes": self._nodes.status()}
 
     @app.route("/api/v1/hubs", methods=["GET"])
     @api_route
@@ -372,7 +398,7 @@ class Api:
         """The hubs of the cluster, from their heartbeats (monitor.cluster)."""
         params.finish()
         try:
-            hubs = await self.hub.cluster.hubs()
+            hubs = await self._cluster.hubs()
         except Exception as e:
             raise ApiError(503, f"cannot reach Redis for the hubs' heartbeats: {e}")
         return {"hubs": hubs}
@@ -383,7 +409,7 @@ class Api:
         source = params.text("source")
         limit = params.integer("limit", 100, 1, 1000)
         params.finish()
-        return {"dead_letters": await self.hub.store.dead_letters(source, limit)}
+        return {"dead_letters": await self._store.dead_letters(source, limit)}
 
     # -- alerts: rules, backtest, incidents, channels (monitor.alerts) -----
 
@@ -404,20 +430,20 @@ class Api:
     @api_route
     async def rule_list(self, request, params: Params):
         params.finish()
-        return {"rules": self.hub.alerts.list_rules()}
+        return {"rules": self._alerts.list_rules()}
 
     @app.route("/api/v1/rules", methods=["POST"])
     @api_route
     async def rule_create(self, request, params: Params):
         params.finish()
-        rule = await self._alerts_call(self.hub.alerts.save_rule(json_body(request), create=True))
+        rule = await self._alerts_call(self._alerts.save_rule(json_body(request), create=True))
         return {"rule": rule.to_dict()}
 
     @app.route("/api/v1/rules/<name>", methods=["GET"])
     @api_route
     async def rule_get(self, request, params: Params, name):
         params.finish()
-        rule = self.hub.alerts.get_rule(name)
+        rule = self._alerts.get_rule(name)
         if rule is None:
             raise ApiError(404, f"no rule named {name!r}")
         return {"rule": rule.to_dict()}
@@ -426,28 +452,28 @@ class Api:
     @api_route
     async def rule_replace(self, request, params: Params, name):
         params.finish()
-        rule = await self._alerts_call(self.hub.alerts.save_rule(json_body(request), name=name))
+        rule = await self._alerts_call(self._alerts.save_rule(json_body(request), name=name))
         return {"rule": rule.to_dict()}
 
     @app.route("/api/v1/rules/<name>", methods=["DELETE"])
     @api_route
     async def rule_delete(self, request, params: Params, name):
         params.finish()
-        await self._alerts_call(self.hub.alerts.delete_rule(name))
+        await self._alerts_call(self._alerts.delete_rule(name))
         return {"deleted": name}
 
     @app.route("/api/v1/rules/<name>/enable", methods=["POST"])
     @api_route
     async def rule_enable(self, request, params: Params, name):
         params.finish()
-        rule = await self._alerts_call(self.hub.alerts.set_rule_enabled(name, True))
+        rule = await self._alerts_call(self._alerts.set_rule_enabled(name, True))
         return {"rule": rule.to_dict()}
 
     @app.route("/api/v1/rules/<name>/disable", methods=["POST"])
     @api_route
     async def rule_disable(self, request, params: Params, name):
         params.finish()
-        rule = await self._alerts_call(self.hub.alerts.set_rule_enabled(name, False))
+        rule = await self._alerts_call(self._alerts.set_rule_enabled(name, False))
         return {"rule": rule.to_dict()}
 
     @app.route("/api/v1/backtest", methods=["POST"])
@@ -475,13 +501,13 @@ class Api:
             raise BadParameter("until", f"the period may be at most {MAX_PERIOD // 86400} days")
         rule = body.get("rule")
         if isinstance(rule, str):
-            found = self.hub.alerts.get_rule(rule)
+            found = self._alerts.get_rule(rule)
             if found is None:
                 raise ApiError(404, f"no rule named {rule!r}")
             rule = found
         elif rule is None:
             raise BadParameter("rule", "give a rule name or a rule")
-        return await self._alerts_call(self.hub.alerts.backtest(rule, times["since"], times["until"]))
+        return await self._alerts_call(self._alerts.backtest(rule, times["since"], times["until"]))
 
     @app.route("/api/v1/incidents", methods=["GET"])
     @api_route
@@ -499,7 +525,7 @@ class Api:
         cursor = params.text("cursor")
         params.finish()
         try:
-            incidents, following = await self.hub.alerts.incidents(filters, limit, cursor)
+            incidents, following = await self._alerts.incidents(filters, limit, cursor)
         except ValueError as e:
             raise store_problem(e, "cursor")
         return {"incidents": incidents, "next": following}
@@ -508,7 +534,7 @@ class Api:
     @api_route
     async def incident_get(self, request, params: Params, incident_id):
         params.finish()
-        incident = await self.hub.alerts.incident(incident_id)
+        incident = await self._alerts.incident(incident_id)
         if incident is None:
             raise ApiError(404, f"no incident {incident_id!r}")
         return {"incident": incident}
@@ -525,20 +551,20 @@ class Api:
     async def incident_acknowledge(self, request, params: Params, incident_id):
         params.finish()
         by = self._by(request)
-        return {"incident": await self._alerts_call(self.hub.alerts.acknowledge(incident_id, by))}
+        return {"incident": await self._alerts_call(self._alerts.acknowledge(incident_id, by))}
 
     @app.route("/api/v1/incidents/<incident_id>/resolve", methods=["POST"])
     @api_route
     async def incident_resolve(self, request, params: Params, incident_id):
         params.finish()
         by = self._by(request)
-        return {"incident": await self._alerts_call(self.hub.alerts.resolve(incident_id, by))}
+        return {"incident": await self._alerts_call(self._alerts.resolve(incident_id, by))}
 
     @app.route("/api/v1/channels", methods=["GET"])
     @api_route
     async def channel_list(self, request, params: Params):
         params.finish()
-        return {"channels": await self.hub.alerts.channels()}
+        return {"channels": await self._alerts.channels()}
 
     @app.route("/api/v1/channels/<name>/enable", methods=["POST"])
     @api_route
@@ -546,7 +572,7 @@ class Api:
         params.finish()
 
         async def enable():
-            return self.hub.alerts.enable_channel(name)
+            return self._alerts.enable_channel(name)
 
         was_disabled = await self._alerts_call(enable())
         return {"channel": name, "was_disabled": was_disabled}

@@ -14,7 +14,7 @@ from typing import Any
 
 from monitor.model import LABELS, SENTIMENTS
 from monitor.store import MAX_LIMIT, QUERY_SCAN, STORY_ID
-from monitor.web.api import STORY_ORDERS
+from monitor.stories import STORY_ORDERS
 
 __all__ = ["openapi"]
 

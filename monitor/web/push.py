@@ -40,12 +40,12 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application.service import Service
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from monitor.interfaces import ISink
 from monitor.model import LABELS, SENTIMENTS, iso8601
+from monitor.status import Status
 from monitor.web.sessions import ISessionSocket
 
 __all__ = ["KINDS", "Filters", "PushHub", "PushProtocol", "PushResource", "post_json"]
@@ -449,8 +449,9 @@ class PushResource(WebSocketResource):
 class PushHub(Service):
     """
     Every live client, and what is sent to them.  An L{ISink} for posts;
-    C{publish(kind, payload)} for everything else (the alert engine sends
-    C{alert}s through it).
+    L{relay_status} for the hub's status events (L{monitor.bus.STATUS});
+    C{publish(kind, payload)} for everything else (the hub relays the
+    alerts' C{alert} events through it).
 
     @ivar queue_limit: most messages pending per client before the oldest
         are dropped.
@@ -462,9 +463,6 @@ class PushHub(Service):
     @ivar sessions: the L{monitor.web.sessions.SessionRegistry} that ends
         a client with its session.
     @ivar per_user: most clients of one user at once.
-    @ivar runs_on: C{runs_on(source name)}: the hub that runs a collector
-        (L{monitor.cluster}), shown with its state as C{hub}; C{None}:
-        this hub alone.
     @ivar max_message: longest message a client may send; a longer one
         ends its connection (1009).
     @ivar message_rate: messages per second a client may send after a
@@ -478,15 +476,11 @@ class PushHub(Service):
         self,
         reactor,
         users=None,
-        sources=(),
-        nodes=None,
-        queue=None,
         metrics=None,
         queue_limit: int = 1000,
         interval: float = 0.25,
         stall_timeout: float = 30.0,
         ping_interval: float = 20.0,
-        status_interval: float = 5.0,
         max_clients: int = MAX_CLIENTS,
         max_message: int = MAX_CLIENT_MESSAGE,
         message_rate: float = CLIENT_RATE,
@@ -494,20 +488,14 @@ class PushHub(Service):
         sessions=None,
         per_user: int = PER_USER,
         timer=time.perf_counter,
-        runs_on=None,
     ) -> None:
         self.reactor = reactor
-        self.runs_on = runs_on
         self.users = users
         self.sessions = sessions
         self.per_user = per_user
-        self.sources = sources
-        self.nodes = nodes
-        self.queue = queue
         self.queue_limit = queue_limit
         self.interval = interval
         self.stall_timeout = stall_timeout
-        self.status_interval = status_interval
         self.max_clients = max_clients
         self.max_message = max_message
         self.message_rate = message_rate
@@ -517,7 +505,6 @@ class PushHub(Service):
         self._flush_call = None
         self._flush_cost = 0.0
         self._timer = timer
-        self._status_loop: Optional[LoopingCall] = None
         self._counts = self._empty_counts()
         self._metrics = _PushMetrics(metrics.registry) if metrics is not None else None
 
@@ -541,18 +528,8 @@ class PushHub(Service):
 
     # -- service -----------------------------------------------------------
 
-    def startService(self):
-        super().startService()
-        if self.status_interval:
-            self._status_loop = LoopingCall(self._tick)
-            self._status_loop.clock = self.reactor
-            d = self._status_loop.start(self.status_interval, now=False)
-            d.addErrback(lambda f: self.log.failure("the live status loop stopped", f))
-
     def stopService(self):
         super().stopService()
-        if self._status_loop is not None and self._status_loop.running:
-            self._status_loop.stop()
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
@@ -742,49 +719,20 @@ class PushHub(Service):
     def _empty_counts() -> dict[str, Any]:
         return {"posts": 0, "sentiment": {}, "labels": {}, "topics": {}}
 
-    def _tick(self) -> None:
-        now = self.reactor.seconds()
+    def relay_status(self, status: Status) -> None:
+        """
+        A status event (L{monitor.status}): send C{stats}, the counts of
+        the posts stored since the last one (if any were), then C{source},
+        the collectors', queue's and nodes' state.
+        """
         counts, self._counts = self._counts, self._empty_counts()
         if not self.clients:
             return
         if counts["posts"]:
-            counts["at"] = iso8601(now)
-            counts["interval"] = self.status_interval
+            counts["at"] = iso8601(status.at)
+            counts["interval"] = status.interval
             self.publish("stats", counts)
-        self.publish("source", self.source_status())
-
-    def source_status(self) -> dict[str, Any]:
-        """
-        The collectors' states, and the analysis nodes' if the hub has any.
-        """
-        sources = []
-        for source in self.sources:
-            try:
-                status = source.status()
-                if self.runs_on is not None:
-                    status["hub"] = self.runs_on(source.name)
-                sources.append(status)
-            except Exception:
-                self.log.failure("status() of source {name} failed", name=getattr(source, "name", "?"))
-        queued = self.queue.size() if self.queue is not None else None
-        return {"sources": sources, "nodes": nodes_status(self.nodes), "queue": queued}
-
-
-def nodes_status(nodes) -> Any:
-    """
-    C{nodes.status()} if there is such a thing, else C{None}; never raises,
-    since nodes are an optional part built elsewhere.
-    """
-    status = getattr(nodes, "status", None)
-    if not callable(status):
-        return None
-    try:
-        result = status()
-        json.dumps(result, default=str)
-        return result
-    except Exception:
-        Logger().failure("status() of the analysis nodes failed")
-        return None
+        self.publish("source", status.state)
 
 
 class _PushMetrics:

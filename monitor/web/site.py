@@ -21,14 +21,12 @@ from twisted.web.pages import errorPage, notFound
 from twisted.web.resource import Resource
 from twisted.web.static import File
 
-from monitor.bus import ALERT
 from monitor.service import OrderedMultiService
 from monitor.web.hosts import HostCheck
 from monitor.web.limits import LimitedSite, body_policy
 from monitor.web.push import PushHub
-from monitor.web.setup import SetupLink, setup_token_path
+from monitor.web.setup import SetupLink
 from monitor.web.ui import WebUI
-from monitor.web.users import Users
 
 __all__ = ["Root", "StaticFiles", "WebService", "STATIC", "content_security_policy"]
 
@@ -176,64 +174,36 @@ class HubSite(LimitedSite):
 
 class WebService(OrderedMultiService):
     """
-    Users, the live channel and the listening port, as one child of the hub.
-    The live channel listens to the hub's events (stored posts, incidents),
-    and the API lets stored tokens in.
+    The hub's one port: the pages (C{ui}), the API (C{api}), the live
+    channel (C{push}) and the static files behind the same headers, with
+    the users' sessions and the live channel as children, so that they
+    start before the port opens and stop after it closes.
+
+    @param web: the C{[web]} section (its endpoint, hosts, limits, access
+        log and map tiles).
+    @param setup: the one-time link to the first admin, said at start.
     """
 
     name = "web"
     log = Logger()
 
-    def __init__(self, hub, accounts, reactor=None) -> None:
+    def __init__(self, web: dict, users, push: PushHub, setup: SetupLink, ui: WebUI, api, reactor=None) -> None:
         super().__init__(reactor)
         reactor = self.reactor
-        web = hub.config.web
         self.endpoint = web["endpoint"]
-        self.users = Users(accounts, reactor, idle=web["session_hours"] * 3600, scrypt_n=web["scrypt_n"])
-        self.setup = SetupLink(self.users, setup_token_path(hub.config.resolve(web["token_file"])))
-        self.push = PushHub(
-            reactor,
-            users=self.users,
-            sessions=self.users.sockets,
-            per_user=web["ws_per_user"],
-            sources=hub.sources,
-            nodes=_Lazy(hub, "nodes"),
-            queue=hub.queue,
-            metrics=hub.metrics,
-            queue_limit=web["ws_queue"],
-            interval=web["ws_interval"],
-            stall_timeout=web["ws_stall_timeout"],
-            ping_interval=web["ws_ping_interval"],
-            max_message=web["ws_max_message"],
-            message_rate=web["ws_message_rate"],
-            message_burst=web["ws_message_burst"],
-            runs_on=_runs_on(getattr(hub, "cluster", None)),
-        )
-        hub.pipeline.add_sink(self.push)
-        hub.bus.subscribe(ALERT, lambda message: self.push.publish("alert", message))
-        auth = getattr(hub.api, "auth", None)
-        if auth is not None and hasattr(auth, "stored"):
-            auth.stored = self.users
-        self.ui = WebUI.of_hub(
-            hub,
-            self.users,
-            self.push,
-            reactor,
-            tile_url=web["tile_url"],
-            tile_attribution=web["tile_attribution"],
-            cookie_secure=web["cookie_secure"],
-            setup=self.setup,
-        )
+        self.users = users
+        self.push = push
+        self.setup = setup
+        self.ui = ui
         static = StaticFiles(FilePath(STATIC).path)
         self.root = Root(
-            self.ui.resource(), hub.api.resource(), self.push.resource, static, web["tile_url"],
-            HostCheck(web["hosts"] or ()),
-        )  # fmt: skip
+            ui.resource(), api.resource(), push.resource, static, web["tile_url"], HostCheck(web["hosts"] or ())
+        )
         self.site = HubSite(self.root, body_policy(web), access_log=web["access_log"])
         self.site.displayTracebacks = False
         self.port = strports.service(web["endpoint"], self.site, reactor=reactor)
         self.port.setName("port")
-        for child in (self.users, self.push, self.port):
+        for child in (users, push, self.port):
             child.setServiceParent(self)
 
     def listening(self) -> Deferred:
@@ -284,26 +254,3 @@ class WebService(OrderedMultiService):
                 path=self.setup.path,
             )
         self.log.info("monitor is running: the web UI and the API are at {url}", url=url)
-
-
-def _runs_on(cluster):
-    """Which hub runs a collector, by its name, from the cluster's leases."""
-    if cluster is None:
-        return None
-    return lambda source: cluster.holder_of(f"collector:{source}")
-
-
-class _Lazy:
-    """
-    C{hub.nodes}, looked up when needed: the nodes part may be attached to
-    the hub after the web service is built, or not at all.
-    """
-
-    def __init__(self, hub, name: str) -> None:
-        self._hub = hub
-        self._name = name
-
-    @property
-    def status(self):
-        target = getattr(self._hub, self._name, None)
-        return getattr(target, "status", None)

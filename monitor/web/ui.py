@@ -26,7 +26,7 @@ from monitor.web.pages.models import ModelPages
 from monitor.web.pages.posts import PostPages
 from monitor.web.pages.sources import SourcePages
 from monitor.web.pages.topics import TopicPages
-from monitor.web.push import PushHub
+from monitor.status import StatusService
 
 __all__ = ["WebUI", "RANGES"]
 
@@ -50,20 +50,18 @@ class WebUI:
     def __init__(
         self,
         users,
-        push: Optional[PushHub],
         reactor,
         *,
         store,
         topics,
         sources=(),
-        queue=None,
+        status: Optional[StatusService] = None,
         stories: Optional[StoryView] = None,
         alerts=None,
         feedback=None,
         learner=None,
         learning=None,
         rescorer=None,
-        nodes=None,
         setup=None,
         config_path: str = "etc/monitor.toml",
         tile_url: str = "",
@@ -81,27 +79,9 @@ class WebUI:
             "alerts": AlertPages(shell, alerts, topics, sources),
             "posts": PostPages(shell, store, topics, sources, stories),
             "models": ModelPages(shell, feedback, learner, rescorer),
-            "sources": SourcePages(shell, push, queue, nodes),
+            "sources": SourcePages(shell, status),
             "admin": AdminPages(shell),
         }
-
-    @classmethod
-    def of_hub(cls, hub, users, push, reactor, **options) -> "WebUI":
-        """
-        The pages of C{hub}, from the parts it holds (any it lacks are
-        C{None}: a hub without alerts shows that alerts are off).
-        """
-        config = getattr(hub, "config", None)
-        service = getattr(hub, "stories", None)
-        enabled = bool(config is not None and config.stories["enabled"])
-        return cls(
-            users, push, reactor,
-            store=hub.store, topics=hub.topics, sources=getattr(hub, "sources", ()), queue=getattr(hub, "queue", None),
-            stories=StoryView(getattr(service, "clusterer", None), enabled), alerts=getattr(hub, "alerts", None),
-            feedback=getattr(hub, "feedback", None), learner=getattr(hub, "learner", None), learning=getattr(hub, "learning", None),
-            rescorer=getattr(hub, "rescorer", None), nodes=getattr(hub, "nodes", None),
-            config_path=getattr(config, "path", "etc/monitor.toml"), **options,
-        )  # fmt: skip
 
     @staticmethod
     def area_of(segments: list[bytes]) -> str:

@@ -229,7 +229,7 @@ def make_engine(
     h = hub(store, topics, sources, push)
     bus = EventBus()
     if push is not None:
-        # As the hub's web service does: the live channel relays incidents.
+        # As the hub does (monitor.hub): the live channel relays incidents.
         bus.subscribe(ALERT, lambda message: push.publish("alert", message))
     # Every channel gets a scripted notifier unless the test gives one.
     notifiers = dict({c["name"]: ScriptedNotifier(c["name"]) for c in cfg.channels if c["kind"] != "live"},

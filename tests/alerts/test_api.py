@@ -7,7 +7,6 @@ what is wrong.
 """
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from treq.testing import StubTreq
@@ -25,15 +24,16 @@ CRISIS = {"name": "crisis", "type": "keyword", "labels": ["crisis"]}
 class Client:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
-        # The parts of a hub the API and the pages use, around this engine.
-        hub = SimpleNamespace(
+        # The parts of a hub the API uses, around this engine.
+        api = Api(
+            TokenAuth([TOKEN]),
             store=engine.store.store,
             metrics=engine.metrics,
             topics=engine.topics,
             sources=engine.sources,
             alerts=engine,
         )
-        self.stub = StubTreq(Api(hub, TokenAuth([TOKEN])).resource())
+        self.stub = StubTreq(api.resource())
 
     def call(self, method, path, body=None, token=TOKEN, raw=None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -168,3 +168,28 @@ def test_api_specs_are_checked_the_same_way():
     )
     rule, found = check_rule_spec(["not", "an", "object"])
     assert found == ["rule: must be a JSON object"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "big", "type": "influencer"},
+        {"name": "word", "type": "keyword", "phrases": ["broken"]},
+        {"name": "buyers", "type": "purchase_intent"},
+        {"name": "loud", "type": "engagement", "likes": 10},
+        {"name": "spike", "type": "volume_spike"},
+        {"name": "mood", "type": "sentiment_shift"},
+        {"name": "quiet", "type": "source_health"},
+        {"name": "news", "type": "story"},
+    ],
+)
+def test_a_rule_built_by_hand_has_the_schema_defaults(spec):
+    """A Rule built from a partial spec is the rule a file leaving those keys out gives: one set of defaults."""
+    from monitor.alerts.rules import Rule
+
+    checked, problems = check_rule_spec(spec, origin="file")
+    assert problems == []
+    by_hand = Rule(spec)
+    values = {k: v for k, v in vars(by_hand).items() if k not in ("spec", "phrases", "query")}
+    assert values == {k: v for k, v in vars(checked).items() if k not in ("spec", "phrases", "query")}
+    assert (by_hand.phrases is None) == (checked.phrases is None)

@@ -5,7 +5,6 @@ the memory queue, and 503 (not a hang, not a 500) when Redis is away.
 """
 
 import json
-from types import SimpleNamespace
 
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
@@ -17,7 +16,7 @@ TOKEN = "t0ken"
 
 
 def call(cluster, path="/api/v1/hubs", token=TOKEN):
-    stub = StubTreq(Api(SimpleNamespace(cluster=cluster), TokenAuth([TOKEN])).resource())
+    stub = StubTreq(Api(TokenAuth([TOKEN]), cluster=cluster).resource())
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     d = stub.get("http://monitor.test" + path, headers=headers)
     stub.flush()

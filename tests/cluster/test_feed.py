@@ -31,9 +31,7 @@ def cluster(redis_server, name, reactor, prefix, ttl=3.0):
 
 async def live_hub(reactor, cluster):
     """A hub's live channel on a real port, fed by its pipeline and by the cluster."""
-    push = PushHub(
-        reactor, users=Users(), queue_limit=50, interval=0.01, stall_timeout=1.0, status_interval=0, ping_interval=0
-    )
+    push = PushHub(reactor, users=Users(), queue_limit=50, interval=0.01, stall_timeout=1.0, ping_interval=0)
     cluster.add_listener(push)
     root = Resource()
     root.putChild(b"ws", push.resource)

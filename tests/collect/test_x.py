@@ -691,7 +691,7 @@ def test_queries_follow_topic_edits():
     async def sync_rules():
         synced.append([tag for tag, _ in stream.queries])
 
-    stream._sync_rules = sync_rules
+    stream.rules.sync = sync_rules
     stream.running = True
     stream._topics.listeners.append(stream._topics_changed)
     live.reload(Topic(name="C", terms=("initech",)))

@@ -8,7 +8,6 @@ are stored.
 import csv
 import io
 import json
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
@@ -47,8 +46,7 @@ class Client:
         self.feedback = Feedback(SQLiteLearning(self.store), self.clock)
         self.changes = []
         self.feedback.listeners.append(lambda: self.changes.append(1))
-        hub = SimpleNamespace(store=self.store, feedback=self.feedback)
-        self.stub = StubTreq(Api(hub, TokenAuth([TOKEN])).resource())
+        self.stub = StubTreq(Api(TokenAuth([TOKEN]), store=self.store, feedback=self.feedback).resource())
 
     def call(self, method, path, body=None, token=TOKEN, raw=False):
         headers = {"Authorization": f"Bearer {token}"} if token else {}

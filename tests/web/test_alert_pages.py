@@ -6,7 +6,6 @@ sessions of each role.
 """
 
 import re
-from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import pytest
@@ -40,15 +39,11 @@ class FakeUsers:
 class Browser:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
-        # The parts of a hub the API and the pages use, around this engine.
-        hub = SimpleNamespace(
-            store=engine.store.store,
-            metrics=engine.metrics,
-            topics=engine.topics,
-            sources=engine.sources,
-            alerts=engine,
+        # The parts of a hub the pages use, around this engine.
+        ui = WebUI(
+            FakeUsers(), clock, store=engine.store.store, topics=engine.topics, sources=engine.sources, alerts=engine
         )
-        self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
+        self.stub = StubTreq(ui.resource())
 
     def call(self, method, path, role="editor", form=None, csrf=True):
         headers = {"Cookie": f"{SESSION_COOKIE}={role}-token"}

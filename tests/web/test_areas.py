@@ -10,7 +10,7 @@ from monitor.web.ui import WebUI
 
 def test_every_route_reaches_its_own_area():
     """A route added to an area under a path the dispatcher sends elsewhere would never answer."""
-    ui = WebUI(users=None, push=None, reactor=None, store=None, topics=None)
+    ui = WebUI(users=None, reactor=None, store=None, topics=None)
     seen = 0
     for name, area in ui.areas.items():
         for rule in type(area).app.url_map.iter_rules():

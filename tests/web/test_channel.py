@@ -25,9 +25,7 @@ class Users:
 
 @pytest_twisted.async_yield_fixture
 async def channel(reactor):
-    hub = PushHub(
-        reactor, users=Users(), queue_limit=50, interval=0.01, stall_timeout=1.0, status_interval=0, ping_interval=0
-    )
+    hub = PushHub(reactor, users=Users(), queue_limit=50, interval=0.01, stall_timeout=1.0, ping_interval=0)
     root = Resource()
     root.putChild(b"ws", hub.resource)
     hub.startService()

@@ -9,6 +9,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from monitor.model import Analysis, Post
+from monitor.bus import STATUS, EventBus
+from monitor.status import StatusService
 from monitor.web.push import FRAME_BYTES, Filters, PushHub, PushProtocol, post_json
 from monitor.web.users import Session
 
@@ -68,7 +70,7 @@ class Timer:
 
 @pytest.fixture
 def hub():
-    return PushHub(Clock(), queue_limit=5, interval=0.25, stall_timeout=30, status_interval=0, timer=Timer())
+    return PushHub(Clock(), queue_limit=5, interval=0.25, stall_timeout=30, timer=Timer())
 
 
 def connect(hub, **filters):
@@ -310,7 +312,11 @@ def test_stats_and_source_status_are_sent_periodically():
             return {"nodes": [{"name": "n1", "state": "connected"}]}
 
     clock = Clock()
-    hub = PushHub(clock, sources=[Source()], nodes=Nodes(), status_interval=5, interval=0.25)
+    bus = EventBus()
+    status = StatusService(bus, clock, sources=[Source()], nodes=Nodes(), interval=5)
+    hub = PushHub(clock, interval=0.25)
+    bus.subscribe(STATUS, hub.relay_status)
+    status.startService()
     hub.startService()
     client = connect(hub, kinds=["stats", "source"])
     hub.posts_stored([make_post(1), make_post(2, sentiment="positive", labels=())])
@@ -323,6 +329,7 @@ def test_stats_and_source_status_are_sent_periodically():
     assert by_type["source"]["sources"] == [{"name": "inbox", "state": "idle"}]
     assert by_type["source"]["nodes"]["nodes"][0]["name"] == "n1"
     hub.stopService()
+    status.stopService()
 
 
 def test_broken_nodes_status_is_ignored():
@@ -332,8 +339,8 @@ def test_broken_nodes_status_is_ignored():
         def status(self):
             raise RuntimeError("boom")
 
-    hub = PushHub(Clock(), nodes=Broken(), status_interval=0)
-    assert hub.source_status()["nodes"] is None
+    status = StatusService(EventBus(), Clock(), nodes=Broken())
+    assert status.snapshot()["nodes"] is None
 
 
 def test_post_json_has_the_api_shape():
@@ -377,7 +384,6 @@ def counted():
         queue_limit=5,
         interval=0.25,
         stall_timeout=30,
-        status_interval=0,
         message_burst=100,
         message_rate=1.0,
     ), metrics

@@ -22,6 +22,7 @@ from monitor.model import Analysis, Post
 from monitor.store.sqlite_learning import SQLiteLearning
 from monitor.store.sqlite_pages import PageQueries
 from monitor.stories import StoryClusterer, StoryService
+from monitor.web.pages.base import StoryView
 from monitor.web.ui import WebUI
 from tests.web.test_alert_pages import Browser as _Browser
 from tests.web.test_alert_pages import FakeUsers
@@ -68,7 +69,17 @@ class Hub:
 class Pages(_Browser):
     def __init__(self, hub, clock):
         self.clock = clock
-        self.stub = StubTreq(WebUI.of_hub(hub, FakeUsers(), push=None, reactor=clock).resource())
+        ui = WebUI(
+            FakeUsers(),
+            clock,
+            store=hub.store,
+            topics=hub.topics,
+            sources=hub.sources,
+            stories=StoryView(hub.stories.clusterer, hub.config.stories["enabled"]),
+            learner=hub.learner,
+            learning=hub.learning,
+        )
+        self.stub = StubTreq(ui.resource())
 
 
 n = 0

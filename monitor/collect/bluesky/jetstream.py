@@ -32,8 +32,11 @@ from monitor.collect.bluesky.profiles import ProfileCache, ProfileLookupFailed, 
 from monitor.collect.bluesky.records import DID, POST_COLLECTION, RKEY, MalformedEvent, post_from_commit, str_field
 from monitor.collect.framing import StallTimer
 from monitor.collect.http import USER_AGENT, HTTPCollector, RateLimits, read_body
-from monitor.collect.kinds import BLUESKY_APPVIEW, BLUESKY_URL
+from monitor.collect.kinds import BLUESKY_APPVIEW, BLUESKY_URL, SOURCE_KINDS
 from monitor.model import PROFILE_PENDING, Enriched, Post
+
+#: The keys' defaults, from the kinds table (written there only).
+DEFAULTS = SOURCE_KINDS["bluesky"].defaults()
 
 #: The defaults of C{url} and C{appview_url} (L{monitor.collect.kinds}).
 DEFAULT_URL = BLUESKY_URL
@@ -134,13 +137,13 @@ class BlueskySource(HTTPCollector):
         queue,
         store,
         metrics,
-        url=DEFAULT_URL,
-        appview_url=DEFAULT_APPVIEW,
-        stall_timeout=30.0,
-        rewind=5.0,
-        profile_wait=0.0,
-        profile_ttl=3600.0,
-        max_message=1 << 20,
+        url=DEFAULTS["url"],
+        appview_url=DEFAULTS["appview_url"],
+        stall_timeout=DEFAULTS["stall_timeout"],
+        rewind=DEFAULTS["rewind"],
+        profile_wait=DEFAULTS["profile_wait"],
+        profile_ttl=DEFAULTS["profile_ttl"],
+        max_message=DEFAULTS["max_message"],
         reactor=None,
         endpoint_factory=None,
     ):

@@ -1,11 +1,8 @@
 """
 X API v2 as one app sees it: authenticated requests, answers read within
 bounds, the rate-limit window of each endpoint waited out (it resets at
-C{x-rate-limit-reset}), and errors sorted by what they call for.
-
-Reconnects and retries follow X's documented policy: linear (+250 ms, at
-most 16 s) for network errors, exponential from 5 s (at most 320 s) for
-HTTP errors, exponential from one minute for 429.
+C{x-rate-limit-reset}), and errors sorted by what they call for (the
+waits they call for are the service's: L{monitor.collect.x.source}).
 """
 
 from __future__ import annotations
@@ -15,8 +12,7 @@ from typing import Any, Optional
 
 from twisted.internet.defer import CancelledError
 
-from monitor.backoff import Backoff
-from monitor.collect.base import BACKING_OFF, CONNECTED, FAILING, RATE_LIMITED
+from monitor.collect.base import RATE_LIMITED
 from monitor.collect.http import BodyTooLarge, HTTPCollector, NoResponse, RateLimits, read_body
 from monitor.model import iso8601
 
@@ -76,46 +72,49 @@ def problem(body: bytes) -> tuple[str, str]:
     return kind, message or body[:200].decode("utf-8", "replace")
 
 
-class XClient(HTTPCollector):
+class XClient:
     """
-    The part of an X collector that talks to the API, for the search and
-    stream modes alike.
+    X API v2 for one collector, search or stream alike: requests with the
+    app's token, answers read within bounds, and the rate-limit window of
+    each endpoint (the stream's gap filling asks recent search too, so the
+    windows are the client's, not a mode's).
+
+    The collector is the collaborator it asks through: its HTTP client
+    (C{request}, C{headers}), its waits and state (C{wait}), where
+    unreadable answers go (C{malformed}) and its log.
 
     @ivar partial_errors: errors X reported inside successful responses.
     """
 
-    def __init__(self, name, queue, store, metrics, bearer_token, base_url, request_timeout, reactor=None):
-        super().__init__(name, queue, store, metrics, reactor=reactor)
+    def __init__(self, collector: HTTPCollector, bearer_token: str, base_url: str, request_timeout: float) -> None:
+        self.collector = collector
         self.bearer_token = bearer_token
         self.base_url = base_url.rstrip("/")
         self.request_timeout = request_timeout
         self.partial_errors = 0
         # A used-up window is waited out, one second past its reset, but
         # never longer than a whole window (15 minutes) plus a minute.
-        self.limits = RateLimits(self.reactor, margin=1.0, cap=16 * 60)
-        # X's reconnect policy (handling-disconnections).
-        self.network_backoff = Backoff(first=0.25, step=0.25, cap=16.0, jitter=0.1)
-        self.http_backoff = Backoff(first=5.0, cap=320.0, jitter=0.1)
-        self.rate_backoff = Backoff(first=60.0, cap=960.0, jitter=0.1)
+        self.limits = RateLimits(collector.reactor, margin=1.0, cap=16 * 60)
 
-    async def _request(self, method: str, path: str, endpoint: str, params=None, json_body=None):
+    async def request(self, method: str, path: str, endpoint: str, params=None, json_body=None):
         """
         One request; the response if it is a 2xx, else L{Failed}.
         """
+        c = self.collector
         await self._respect_limit(endpoint)
-        headers = self.headers({"Authorization": f"Bearer {self.bearer_token}"})
+        headers = c.headers({"Authorization": f"Bearer {self.bearer_token}"})
         kwargs: dict[str, Any] = dict(params=params, headers=headers, allow_redirects=False)
         if json_body is not None:
             kwargs["json"] = json_body
         try:
-            response = await self.request(method, self.base_url + path, self.request_timeout, **kwargs)
+            response = await c.request(method, self.base_url + path, self.request_timeout, **kwargs)
         except NoResponse as e:
             raise Failed("network", str(e))
         self._note_limits(endpoint, response)
         if 200 <= response.code < 300:
             return response
         try:
-            raw = await read_body(response, 65536, self.reactor, self.request_timeout)
+            raw = await read_body(response, 65536, c.reactor, self.request_timeout)
         except CancelledError:
             raise
         except Exception:
@@ -132,31 +131,37 @@ class XClient(HTTPCollector):
             raise Failed("query", text, response.code)
         raise Failed("client", text, response.code)
 
-    async def _json(self, response, context: str) -> dict:
+    async def json(self, response, context: str) -> dict:
+        """
+        A response's body as a JSON object, else L{Failed} (the body kept
+        as malformed).
+        """
+        c = self.collector
         try:
-            raw = await read_body(response, MAX_BODY, self.reactor, self.request_timeout)
+            raw = await read_body(response, MAX_BODY, c.reactor, self.request_timeout)
         except CancelledError:
             raise
         except BodyTooLarge as e:
-            self.malformed(e.head, str(e), context)
+            c.malformed(e.head, str(e), context)
             raise Failed("payload", str(e))
         except Exception as e:
             raise Failed("network", f"reading the response: {type(e).__name__}: {e}")
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            self.malformed(raw, "invalid JSON", context)
+            c.malformed(raw, "invalid JSON", context)
             raise Failed("payload", f"invalid JSON from {context}")
         if not isinstance(obj, dict):
-            self.malformed(raw, "not a JSON object", context)
+            c.malformed(raw, "not a JSON object", context)
             raise Failed("payload", f"not a JSON object from {context}")
         return obj
 
     def _note_limits(self, endpoint: str, response) -> None:
+        c = self.collector
         window = self.limits.note(response.headers, endpoint)
         if window.remaining is not None:
-            self.rate_limit_remaining = window.remaining
-            self.metrics.rate_limit_remaining.labels(self.name).set(window.remaining)
+            c.rate_limit_remaining = window.remaining
+            c.metrics.rate_limit_remaining.labels(c.name).set(window.remaining)
 
     async def _respect_limit(self, endpoint: str) -> None:
         """
@@ -165,25 +170,22 @@ class XClient(HTTPCollector):
         delay = self.limits.wait_before(endpoint)
         if delay is not None:
             reset = self.limits.windows[endpoint].reset
-            await self.wait(delay, RATE_LIMITED, f"{endpoint} rate limit used up until {iso8601(reset)}")
+            await self.collector.wait(delay, RATE_LIMITED, f"{endpoint} rate limit used up until {iso8601(reset)}")
             self.limits.forget(endpoint)
 
-    def _connected(self) -> None:
-        self.http_backoff.reset()
-        self.rate_backoff.reset()
-        self.set_state(CONNECTED)
-
-    def _note_error(self, message: str) -> None:
-        self.last_error = message
-
-    def _partial(self, body: dict, context: str) -> None:
+    def partial(self, body: dict, context: str) -> None:
+        """
+        Count and log the errors X reports beside data (or, inside the
+        stream, instead of it).
+        """
+        c = self.collector
         errors = body.get("errors")
         if "data" in body and isinstance(errors, list) and errors:
             self.partial_errors += len(errors)
             first = errors[0] if isinstance(errors[0], dict) else {}
-            self.log.warn(
+            c.log.warn(
                 "source {source}: {count} partial error(s) in {context}, e.g. {error}",
-                source=self.name,
+                source=c.name,
                 count=len(errors),
                 context=context,
                 error=problem(json.dumps(first).encode())[1],
@@ -191,23 +193,11 @@ class XClient(HTTPCollector):
         elif "data" not in body and isinstance(errors, list):
             # Inside the stream: operational-disconnect and the like.
             for e in errors[:5]:
-                self.log.warn(
+                c.log.warn(
                     "source {source}: X says: {error}",
-                    source=self.name,
+                    source=c.name,
                     error=problem(json.dumps(e).encode())[1] if isinstance(e, dict) else e,
                 )
-
-    async def _back_off(self, failure: Failed, stream: bool = False) -> None:
-        if failure.kind == "rate":
-            delay = self.rate_backoff.next()
-            if failure.wait is not None:
-                delay = max(delay, failure.wait) if stream else failure.wait
-            await self.wait(delay, RATE_LIMITED, str(failure))
-        elif failure.kind == "network":
-            await self.wait(self.network_backoff.next(), BACKING_OFF, str(failure))
-        else:
-            state = FAILING if failure.kind == "client" else BACKING_OFF
-            await self.wait(self.http_backoff.next(), state, str(failure))
 
 
 __all__ = ["FIELDS", "MAX_BODY", "RULES", "SEARCH", "STREAM", "Failed", "XClient", "problem"]

@@ -1,47 +1,88 @@
 """
 X's filtered stream: C{GET /2/tweets/search/stream} is newline-delimited
 JSON with a bare C{\\r\\n} keep-alive every 20 s.  After any gap (a
-restart, a dropped connection) the stream fills it from recent search with
-C{since_id} set to the last post it saw, so a disconnect loses nothing.
+restart, a dropped connection) the stream fills it from recent search
+(L{monitor.collect.x.search.Pages}) with C{since_id} set to the last post
+it saw, so a disconnect loses nothing.  The rules are kept equal to the
+queries by L{monitor.collect.x.rules.RuleSync}.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Optional
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, ensureDeferred
 
 from monitor.collect.base import BACKING_OFF
 from monitor.collect.framing import LineStream
 from monitor.collect.x.api import FIELDS, STREAM, Failed
 from monitor.collect.x.posts import Malformed, includes_index, newer, parse_tweet
+from monitor.collect.x.rules import RuleSync
+from monitor.collect.x.search import Pages
+from monitor.collect.x.source import XSource
 
 #: Most bytes of one stream line.
 MAX_LINE = 1 << 20
 
 
-class StreamMode:
+class XStream(XSource):
     """
-    The stream mode's loop, for L{monitor.collect.x.XSource}: sync the
-    rules, connect, fill the gap, read; reconnect when it ends.  Mixed
-    into the source, it keeps the source's C{last_id}, fills gaps with
-    L{SearchMode}'s paging and asks through L{XClient}.
+    Posts from X's filtered stream: sync the rules, connect, fill the gap
+    from recent search, read; reconnect when it ends.
+
+    @ivar last_id: the newest id the stream delivered.
     """
 
-    async def _run_stream(self) -> None:
+    mode = "stream"
+    #: The longest rule the stream takes.
+    max_query = 1024
+
+    def configure(self, *, max_results, max_pages, stall_timeout, recover, backfill_minutes, **_other_mode) -> None:
+        self.stall_timeout = stall_timeout
+        self.recover = recover
+        self.backfill_minutes = backfill_minutes
+        self.last_id: Optional[str] = None
+        self.rules = RuleSync(self, self.client)
+        #: Recent search, to fill the gaps.
+        self.pages = Pages(self, self.client, self.recent, max_results, max_pages)
+
+    def cursor(self) -> str:
+        return json.dumps({"last_id": self.last_id})
+
+    def restore(self, doc: dict) -> None:
+        last = doc.get("last_id")
+        self.last_id = last if isinstance(last, str) else None
+
+    def rate_wait(self, backoff: float, reset: float) -> float:
+        # Too many connections is a 429 too: never reconnect sooner than
+        # the growing backoff.
+        return max(backoff, reset)
+
+    def topics_changed(self) -> None:
+        """
+        Searches read the topics at every poll; the stream's rules are
+        re-synced now, without reconnecting.
+        """
+        d = ensureDeferred(self.rules.sync())
+        d.addErrback(
+            lambda f: self.log.failure("source {source}: could not sync the stream's rules", f, source=self.name)
+        )
+
+    async def collect(self) -> None:
         synced = False
         reconnect = False
         while True:
             try:
                 if not synced:
-                    await self._sync_rules()
+                    await self.rules.sync()
                     synced = True
                 got_data = await self._stream_once(reconnect)
             except Failed as f:
-                await self._flush(None)
+                await self.pages.flush(None)
                 if f.status == 409:
                     synced = False
-                await self._back_off(f, stream=True)
+                await self.back_off(f)
                 continue
             reconnect = True
             if got_data:
@@ -59,7 +100,7 @@ class StreamMode:
         newest = since
         for tag, query in self.queries:
             try:
-                found = await self._page_through(query, since, tag)
+                found = await self.pages.read(query, since, tag)
             except Failed as f:
                 if f.kind not in ("query", "client", "payload"):
                     raise
@@ -73,7 +114,7 @@ class StreamMode:
                 continue
             newest = newer(newest, found)
         self.last_id = newest
-        await self._flush(self._cursor())
+        await self.pages.flush(self.cursor())
 
     async def _stream_once(self, reconnect: bool) -> bool:
         """
@@ -82,8 +123,8 @@ class StreamMode:
         params = list(FIELDS)
         if reconnect and self.backfill_minutes:
             params.append(("backfill_minutes", str(self.backfill_minutes)))
-        response = await self._request("GET", STREAM, "stream", params=params)
-        self._connected()
+        response = await self.client.request("GET", STREAM, "stream", params=params)
+        self.connected()
         stream = LineStream(
             self.reactor,
             self.stall_timeout,
@@ -118,7 +159,7 @@ class StreamMode:
         else:
             why = "closed"
         self.log.info("source {source}: the stream ended ({why}); reconnecting", source=self.name, why=why)
-        self._note_error(f"stream ended: {why}")
+        self.note_error(f"stream ended: {why}")
         return got_data
 
     async def _stream_line(self, line: bytes) -> None:
@@ -132,11 +173,11 @@ class StreamMode:
             return
         if "data" not in obj:
             if isinstance(obj.get("errors"), list):
-                self._partial(obj, "stream")
+                self.client.partial(obj, "stream")
             else:
                 self.malformed(line, "neither data nor errors", "stream")
             return
-        self._partial(obj, "stream")
+        self.client.partial(obj, "stream")
         rules = obj.get("matching_rules")
         tags = [r.get("tag") for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
         try:
@@ -146,9 +187,9 @@ class StreamMode:
             self.malformed(line, str(e), "stream")
             return
         self.last_id = newer(self.last_id, post.native_id)
-        if self._recent.add(post.native_id):
-            post.cursor = self._cursor()
+        if self.recent.add(post.native_id):
+            post.cursor = self.cursor()
             await self.emit(post)
 
 
-__all__ = ["MAX_LINE", "StreamMode"]
+__all__ = ["MAX_LINE", "XStream"]

@@ -9,6 +9,7 @@ import secrets
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 
+from monitor.command import twistd_command
 from monitor.web.pages.base import Area, Shell, safe_next, page
 from monitor.web.push import SESSION_COOKIE
 from monitor.web.users import LOGIN_FORM_TTL, HashingBusy, LoginGuard, UserError, check_name, check_new_password
@@ -72,8 +73,6 @@ class AuthPages(Area):
         The command that makes the first admin on the hub's machine, as it
         works when pasted there: this hub's twistd and configuration file.
         """
-        from monitor.tap import twistd_command
-
         return twistd_command(self.config_path, "--add-user", "NAME", "--role", role)
 
     # -- first run -----------------------------------------------------------

@@ -196,11 +196,11 @@ class StoryView:
         self.enabled = bool(enabled and clusterer is not None)
 
     def list(self, topic: Optional[str] = None, since: Optional[float] = None, limit: int = PANEL_STORIES,
-             order: str = "rising") -> list[dict[str, Any]]:  # fmt: skip
+             order: str = "rising", until: Optional[float] = None) -> list[dict[str, Any]]:  # fmt: skip
         """Stories as the API gives them; none while stories are off."""
         if not self.enabled:
             return []
-        return self.clusterer.list(topic=topic, since=since, limit=limit, order=order)
+        return self.clusterer.list(topic=topic, since=since, until=until, limit=limit, order=order)
 
     def get(self, story_id: Optional[str]) -> Optional[dict[str, Any]]:
         """One story the hub still holds (a faded one is C{None})."""

@@ -11,7 +11,7 @@ from klein import Klein
 
 from monitor.web.pages.base import Area, Shell, page
 from monitor.web.params import Params
-from monitor.web.push import nodes_status
+from monitor.status import StatusService
 
 
 class SourcePages(Area):
@@ -21,19 +21,17 @@ class SourcePages(Area):
 
     app = Klein()
 
-    def __init__(self, shell: Shell, push, queue, nodes=None) -> None:
+    def __init__(self, shell: Shell, status: StatusService) -> None:
         super().__init__(shell)
-        #: The live channel, which keeps each source's state.
-        self.push = push
-        self.queue = queue
-        #: What has C{status()}: the analysis nodes, or C{None}.
-        self.nodes = nodes
+        #: The collectors', queue's and nodes' state, as the live channel
+        #: sends it (L{monitor.status}).
+        self.status = status
 
     @app.route("/sources", methods=["GET"])
     @page()
     async def sources(self, request, session):
-        status = self.push.source_status()
-        nodes = nodes_status(self.nodes)
+        status = self.status.snapshot()
+        nodes = status["nodes"]
         return self._render(
             request,
             session,
@@ -42,14 +40,14 @@ class SourcePages(Area):
             sources=status["sources"],
             nodes=_table(nodes),
             has_nodes=nodes is not None,
-            queue=self.queue.size(),
+            queue=status["queue"],
         )
 
     @app.route("/ui/sources.json", methods=["GET"])
     @page(json_api=True)
     async def sources_json(self, request, session):
         Params(request).finish()
-        return self._json(request, 200, {**self.push.source_status(), "queue": self.queue.size()})
+        return self._json(request, 200, self.status.snapshot())
 
 
 def _table(value) -> Optional[dict[str, Any]]:
