@@ -855,9 +855,7 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
         return deferToThreadPool(self._reactor, self._threads, function, *args)
 
     # For the providers of the other store interfaces on this database
-    # (L{monitor.store.postgresql_alerts}): its transactions, retries and
-    # threads.
-    transact = _run
+    # (L{monitor.store.postgresql_alerts}): CPU work off the reactor.
     in_thread = _in_thread
 
     @property

@@ -354,10 +354,10 @@ class PostgreSQLAlerts:
         self.holder = f"{hub}:{secrets.token_hex(4)}"
 
     def _read(self, function, *args):
-        return self.store.transact(False, function, *args)
+        return self.store.run_read(function, *args)
 
     def _write(self, function, *args):
-        return self.store.transact(True, function, *args)
+        return self.store.run_write(function, *args)
 
     def sync_file_rules(self, specs, now):
         return self._write(_sync_file_rules, sorted((spec["name"], dumps(spec), now) for spec in specs))
