@@ -95,6 +95,22 @@ def make_store(config: Config, reactor):
     return SplitStore(posts, sqlite)
 
 
+def make_store_areas(config: Config, store):
+    """
+    C{(accounts, alerts, learning)}: the providers of the store's other
+    areas (L{monitor.store.interfaces}) over C{store}, the one
+    L{make_store} made.  With C{kind = "postgresql"}, accounts and learning
+    are in PostgreSQL, over the posts store's pool, so every hub on the
+    database shares them; alerts stay in the SQLite file (the split).
+    """
+    if config.store["kind"] != "postgresql":
+        return SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store)
+    from monitor.store.postgresql_accounts import PostgreSQLAccounts
+    from monitor.store.postgresql_learning import PostgreSQLLearning
+
+    return PostgreSQLAccounts(store.posts), SQLiteAlerts(store), PostgreSQLLearning(store.posts)
+
+
 class _TopicSeed(Service):
     """
     Load the file's topics into the store once the store is open.
@@ -129,9 +145,7 @@ class Hub(OrderedMultiService):
         self.store = make_store(config, reactor)
         # The store's other areas, each behind its own interface
         # (monitor.store.interfaces), handed to the parts that use them.
-        self.accounts = SQLiteAccounts(self.store)
-        self.alert_store = SQLiteAlerts(self.store)
-        self.learning = SQLiteLearning(self.store)
+        self.accounts, self.alert_store, self.learning = make_store_areas(config, self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         # The other hubs (on a Redis queue) or none: who runs which collector
         # and the alerts, who is alive, what the others stored.
@@ -278,8 +292,8 @@ class Hub(OrderedMultiService):
         """
         Open the SQLite file once before anything starts, so a path that
         cannot work is one line and a non-zero exit, not a failed start
-        (with kind = "postgresql" too: accounts, alerts and learning are
-        kept there).
+        (with kind = "postgresql" too: what has no PostgreSQL provider
+        yet, L{monitor.store.split.IN_FILE}, is kept there).
         """
         path = self.config.resolve(self.config.store["path"])
         try:
@@ -303,12 +317,13 @@ class Hub(OrderedMultiService):
         the configuration into one line; then say where the hub is.
         """
         if self.config.store["kind"] == "postgresql":
-            from monitor.store.split import NOT_YET
+            from monitor.store.split import IN_FILE, NOT_YET
 
             log.warn(
-                "posts are kept in PostgreSQL ({where}); accounts, alerts and learning stay in {path}, "
-                "and these do not see PostgreSQL's posts yet: {missing}",
+                "posts are kept in PostgreSQL ({where}), and so are accounts, sessions, API tokens and learning; "
+                "{in_file} stay in {path}, and these do not see PostgreSQL's posts yet: {missing}",
                 where=self.store.posts.where,
+                in_file=", ".join(IN_FILE),
                 path=self.store.path,
                 missing="; ".join(NOT_YET),
             )

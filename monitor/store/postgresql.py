@@ -35,6 +35,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from txpostgres import txpostgres
 from zope.interface import implementer
@@ -70,7 +71,7 @@ from monitor.store.sqlite import (
     terms,
 )
 
-__all__ = ["PostgreSQLStore", "MIGRATIONS", "search_tokens", "tsquery", "tsvector"]
+__all__ = ["PostgreSQLStore", "MIGRATIONS", "run_blocking", "search_tokens", "tsquery", "tsvector"]
 
 #: The stats' top terms are counted over the newest this many posts in range
 #: (the SQLite store counts them exactly from its rollups; this store has
@@ -199,9 +200,92 @@ CREATE TABLE store_batches (
 CREATE INDEX store_batches_at ON store_batches (at);
 """
 
+# The web UI's people, their sessions, pre-login forms and API tokens
+# (monitor.store.postgresql_accounts), shared by every hub on the database.
+# Only hashes of secrets are kept.  Names and keys compare byte by byte
+# (COLLATE "C"), as on SQLite.
+_V2_ACCOUNTS = """
+CREATE TABLE users (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT COLLATE "C" NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    last_login_at DOUBLE PRECISION
+);
+
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    last_seen_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_seen ON sessions (last_seen_at);
+
+CREATE TABLE login_forms (
+    id_hash TEXT PRIMARY KEY,
+    csrf TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX login_forms_created ON login_forms (created_at);
+
+CREATE TABLE api_tokens (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_by TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    last_used_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION
+);
+"""
+
+# What is learned from people (monitor.store.postgresql_learning): their
+# corrections of posts (one row per post uid, labels a JSON object), every
+# trained model version as JSON, and the models an admin switched off.  At
+# most one version of a model is active: the partial unique index says so.
+_V3_LEARNING = """
+CREATE TABLE post_feedback (
+    post_uid TEXT COLLATE "C" PRIMARY KEY,
+    sentiment TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    "by" TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX post_feedback_updated ON post_feedback (updated_at, post_uid);
+
+CREATE TABLE learned_models (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    version TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('active', 'inactive')),
+    model TEXT NOT NULL,
+    examples BIGINT NOT NULL,
+    evaluation TEXT NOT NULL,
+    trained_through DOUBLE PRECISION NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    activated_at DOUBLE PRECISION,
+    activated_by TEXT
+);
+CREATE INDEX learned_models_name ON learned_models (name, language, id);
+CREATE UNIQUE INDEX learned_models_one_active ON learned_models (name, language) WHERE state = 'active';
+
+CREATE TABLE learned_holds (
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    "by" TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (name, language)
+);
+"""
+
 #: The PostgreSQL schema steps, oldest first, kept in C{schema_version}; only
 #: ever appended, like the SQLite store's.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_ACCOUNTS, _V3_LEARNING)
 
 # A lock number of our own, so two hubs starting on one new database
 # migrate it one after the other.
@@ -378,6 +462,52 @@ def _interaction(function):
         return ensureDeferred(function(cursor, *args))
 
     return run
+
+
+class _BlockingCursor:
+    """
+    A psycopg2 cursor whose C{execute} blocks and returns a fired Deferred,
+    so the store's coroutines run on it to the end at once, without a
+    reactor (L{run_blocking}).
+    """
+
+    def __init__(self, cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql, params=None) -> Deferred:
+        self._cursor.execute(sql, params)
+        return succeed(None)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+def _at_once(coroutine):
+    """The result of a coroutine that awaits only fired Deferreds (or its error)."""
+    outcome = []
+    ensureDeferred(coroutine).addBoth(outcome.append)
+    (result,) = outcome
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def run_blocking(dsn: str, function, *args, connect_timeout: int = 10):
+    """
+    For the command line, before any reactor runs: bring the schema of the
+    database at C{dsn} up to date (as a starting hub does), then run the
+    coroutine C{function(cursor, *args)} in one transaction and return
+    what it returns.
+    """
+    connection = psycopg2.connect(dsn, connect_timeout=connect_timeout)
+    try:
+        for version in range(1, len(MIGRATIONS) + 1):
+            with connection, connection.cursor() as cursor:
+                _at_once(PostgreSQLStore._migration(_BlockingCursor(cursor), version))
+        with connection, connection.cursor() as cursor:
+            return _at_once(function(_BlockingCursor(cursor), *args))
+    finally:
+        connection.close()
 
 
 @implementer(IStore)
@@ -615,6 +745,22 @@ class PostgreSQLStore(StoreBasics, Service):
             return fail(RuntimeError("the store is not running"))
         return self._in_flight.track(ensureDeferred(self._retrying(_interaction(function), args, write)))
 
+    def run_read(self, function, *args) -> Deferred:
+        """
+        Run the coroutine C{function(cursor, *args)} in one transaction (for
+        the providers of the other store areas over this pool); after a lost
+        connection it is tried again for L{READ_RETRY_FOR} seconds.
+        """
+        return self._run(False, function, *args)
+
+    def run_write(self, function, *args) -> Deferred:
+        """
+        As L{run_read}, tried again after a lost connection for as long as
+        the store runs: C{function} must be safe to run twice when its
+        first commit reached the server unanswered.
+        """
+        return self._run(True, function, *args)
+
     def _in_thread(self, function, *args) -> Deferred:
         """CPU work on rows (topic queries, terms) off the reactor thread."""
         return deferToThreadPool(self._reactor, self._threads, function, *args)
@@ -733,11 +879,11 @@ class PostgreSQLStore(StoreBasics, Service):
     def update_scores(self, changes) -> Deferred:
         """
         Write re-scored posts' C{(sentiment, sentiment_by, labels, id)}
-        (labels space-delimited) in one transaction.  The statistics are
-        counted from the posts here, so nothing else moves.
+        (labels as stored, space-delimited: C{" complaint question "}) in
+        one transaction.  The statistics are counted from the posts here,
+        so nothing else moves.
         """
-        rows = [(sentiment, by, f" {labels} " if labels else "", row_id) for sentiment, by, labels, row_id in changes]
-        return self._run(True, self._update_scores, rows)
+        return self._run(True, self._update_scores, [tuple(row) for row in changes])
 
     @staticmethod
     async def _update_scores(cursor, rows) -> None:

@@ -5,12 +5,14 @@ theirs in the SQLite file at C{[store] path}.
 
 Posts, collector cursors, source counters, dead letters, topics and the
 stories' state (L{monitor.interfaces.IStore}, with the topic editing and
-search counts of the pages) go to PostgreSQL.  Accounts (users, sessions,
-API tokens), alert rules, incidents and deliveries, and learning
-(corrections and models) still run their own SQLite SQL through
-C{run_read}/C{run_write}, so they go to the file.  What reads posts through
-that SQL sees none of PostgreSQL's: L{NOT_YET} lists it, the hub logs it at
-start and docs/configuration.rst says it.
+search counts of the pages) go to PostgreSQL; so do accounts (users,
+sessions, login forms, API tokens: L{monitor.store.postgresql_accounts})
+and learning (corrections and models: L{monitor.store.postgresql_learning}),
+whose providers the hub builds over L{SplitStore.posts}.  Alert rules,
+incidents and deliveries (L{IN_FILE}) still run their own SQLite SQL
+through C{run_read}/C{run_write}, so they go to the file.  What reads posts
+through that SQL sees none of PostgreSQL's: L{NOT_YET} lists it, the hub
+logs it at start and docs/configuration.rst says it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from zope.interface import implementer
 
 from monitor.interfaces import IStore
 
-__all__ = ["NOT_YET", "SplitStore"]
+__all__ = ["IN_FILE", "NOT_YET", "SplitStore"]
+
+#: What a PostgreSQL hub still keeps in the SQLite file (not shared with
+#: the other hubs): for the start-up warning and the docs.
+IN_FILE = ("alert rules, incidents and deliveries",)
 
 #: What does not see the posts stored in PostgreSQL yet (it reads posts
 #: with SQLite SQL of its own): for the start-up warning and the docs.
 NOT_YET = (
     "the map, advocates and detractors, volume per topic and topic origins of the pages (monitor.web.queries)",
-    "the model line of the topic page (monitor.web.model_line)",
     "alert history at start and rule backtests (monitor.alerts.sql, monitor.alerts.backtest)",
-    "corrections and learning, which look up the corrected post (monitor.learn)",
 )
 
 
@@ -37,8 +41,8 @@ NOT_YET = (
 class SplitStore(MultiService):
     """
     L{IStore} from C{posts}; C{run_read}/C{run_write} from C{rest}, a
-    L{monitor.store.sqlite.SQLiteStore}.  Starts C{rest} first and stops it
-    last.
+    L{monitor.store.sqlite.SQLiteStore}.  Starts both at once and stops
+    C{rest} last.
     """
 
     def __init__(self, posts, rest) -> None:
@@ -53,11 +57,22 @@ class SplitStore(MultiService):
         return self.rest.path
 
     def startService(self):
-        """Start the SQLite file, then PostgreSQL; fails if either does."""
+        """
+        Start the SQLite file and PostgreSQL together, so that work handed
+        to either meanwhile (a login page served while the file migrates)
+        waits for it rather than finding it not running; fails as the file
+        failed, else as PostgreSQL did.
+        """
         Service.startService(self)
-        d = maybeDeferred(self.rest.startService)
-        d.addCallback(lambda _: self.posts.startService())
-        return d
+        rest = maybeDeferred(self.rest.startService)
+        posts = maybeDeferred(self.posts.startService)
+
+        def rest_failed(failure):
+            posts.addErrback(lambda _: None)  # the file's problem is the one reported
+            return failure
+
+        rest.addCallbacks(lambda _: posts, rest_failed)
+        return rest
 
     def stopService(self):
         """Stop PostgreSQL, then the file, each when its work is done."""

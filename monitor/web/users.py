@@ -88,6 +88,10 @@ LOGIN_FORM_TTL = 3600
 LOGIN_FORMS_MAX = 10_000
 #: How stale C{last_seen_at} may get before a request refreshes it.
 _TOUCH_EVERY = 60.0
+#: How often the API tokens kept in memory are read again from the store:
+#: a token made or revoked on another hub of a shared store counts here
+#: within this many seconds.
+TOKENS_EVERY = 10.0
 
 
 class UserError(ValueError):
@@ -429,6 +433,7 @@ class Users(Service):
         self._token_used: dict[int, float] = {}
         self.hashing = Hashing(reactor)
         self._sweeper: Optional[LoopingCall] = None
+        self._token_reader: Optional[LoopingCall] = None
         self.sockets = SessionRegistry(reactor, self.live_sessions)
 
     # -- service -----------------------------------------------------------
@@ -438,14 +443,23 @@ class Users(Service):
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.reactor
         self._sweeper.start(3600, now=False).addErrback(lambda f: self.log.failure("session sweeper failed", f))
+        self._token_reader = LoopingCall(self._read_tokens)
+        self._token_reader.clock = self.reactor
+        self._token_reader.start(TOKENS_EVERY, now=False)
         self.sockets.startService()
         return ensureDeferred(self.reload_tokens())
 
     def stopService(self):
         super().stopService()
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
+        for loop in (self._sweeper, self._token_reader):
+            if loop is not None and loop.running:
+                loop.stop()
         return self.sockets.stopService()
+
+    def _read_tokens(self):
+        d = ensureDeferred(self.reload_tokens())
+        d.addErrback(lambda f: self.log.failure("could not read the API tokens again", f))
+        return d
 
     def _sweep(self):
         now = self.reactor.seconds()
@@ -705,19 +719,27 @@ class Users(Service):
         return [{k: getattr(t, k) for k in keys} for t in await self.accounts.list_tokens()]
 
 
-def add_user_sync(path: str, name: str, role: str, password: str, now: float, scrypt_n: int = SCRYPT_N) -> bool:
+def add_user_sync(
+    path: str, name: str, role: str, password: str, now: float, scrypt_n: int = SCRYPT_N, dsn: Optional[str] = None
+) -> bool:
     """
     Create a user, or reset the password and role of an existing one,
-    directly in the SQLite file (bringing its schema up to date first).
-    For the command line, before any reactor runs.  Returns whether the
-    user is new.
+    directly in the SQLite file at C{path}, or with C{dsn} in that
+    PostgreSQL database (bringing its schema up to date first).  For the
+    command line, before any reactor runs.  Returns whether the user is
+    new.
     """
-    from monitor.store.sqlite_accounts import add_user_file
-
     check_name(name)
     check_role(role)
     check_new_password(password)
-    return add_user_file(path, name, role, hash_password(password, n=scrypt_n), now)
+    hashed = hash_password(password, n=scrypt_n)
+    if dsn is not None:
+        from monitor.store.postgresql_accounts import add_user_dsn
+
+        return add_user_dsn(dsn, name, role, hashed, now)
+    from monitor.store.sqlite_accounts import add_user_file
+
+    return add_user_file(path, name, role, hashed, now)
 
 
 def add_user_command(config, name: str, role: str, password_file: Optional[str], stdin=None, stderr=None) -> int:
@@ -746,15 +768,24 @@ def add_user_command(config, name: str, role: str, password_file: Optional[str],
             if getpass.getpass("Again: ") != password:
                 raise UserError("password", "the two passwords differ")
         check_new_password(password)
-        if config.store["kind"] != "sqlite":
-            raise UserError("store", "--add-user works on the sqlite store only")
+        # The users are where the hub keeps them: in PostgreSQL with kind = "postgresql".
+        dsn = config.store["dsn"] if config.store["kind"] == "postgresql" else None
         scrypt_n = config.web["scrypt_n"]
-        created = add_user_sync(config.resolve(config.store["path"]), name, role, password, time.time(), scrypt_n)
+        path = config.resolve(config.store["path"])
+        created = add_user_sync(path, name, role, password, time.time(), scrypt_n, dsn=dsn)
     except UserError as e:
         print(f"monitor: cannot add user: {e.field}: {e.message}", file=stderr)
         return 1
     except OSError as e:
         print(f"monitor: cannot add user: {e}", file=stderr)
+        return 1
+    except Exception as e:
+        import psycopg2
+
+        if not isinstance(e, psycopg2.Error):
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"monitor: cannot add user: store.dsn: cannot use PostgreSQL: {reason}", file=stderr)
         return 1
     verb = "created" if created else "updated (password and role reset; their sessions ended)"
     print(f"monitor: user {name} ({role}) {verb}", file=stderr)

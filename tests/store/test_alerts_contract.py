@@ -18,6 +18,9 @@ from tests.alerts.helpers import post
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600)
 
+# Only on the store kinds that have this area (see tests/store/conftest.py).
+pytestmark = pytest.mark.needs("alerts")
+
 
 def incident(n, opened_at, state="open", rule="r", topic="Acme", severity="warning", **kw):
     return Incident(f"inc_{n}", rule, "keyword", topic, None, severity, opened_at, opened_at, 60.0, state=state, **kw)

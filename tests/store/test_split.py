@@ -12,6 +12,7 @@ from monitor.interfaces import IStore
 from monitor.model import Topic
 from monitor.store import PostQuery
 from monitor.store.postgresql import PostgreSQLStore
+from monitor.store.postgresql_accounts import PostgreSQLAccounts
 from monitor.store.split import SplitStore
 from monitor.store.sqlite import SQLiteStore
 from tests.store.test_sqlite import make_post
@@ -45,3 +46,16 @@ async def test_posts_go_to_postgresql_and_sql_to_the_file(postgres_dsn, tmp_path
     finally:
         await store.stopService()
     assert not posts.running and not rest.running
+
+
+@pytest_twisted.ensureDeferred
+async def test_work_handed_to_postgresql_while_starting_waits_for_it(postgres_dsn, tmp_path, reactor):
+    """Accounts asked for while the split store starts (a login page served early) get their answer, not an error."""
+    posts, rest = PostgreSQLStore(postgres_dsn, reactor=reactor), SQLiteStore(tmp_path / "m.sqlite", reactor=reactor)
+    store = SplitStore(posts, rest)
+    started = store.startService()
+    try:
+        assert await PostgreSQLAccounts(posts).count_users() == 0
+        await started
+    finally:
+        await store.stopService()

@@ -14,6 +14,7 @@ from monitor.model import Topic
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.sqlite_accounts import SQLiteAccounts
 from monitor.web.forms import topic_form, topic_values
+from tests.store.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from monitor.web.users import (
     LoginGuard,
     Throttle,
@@ -201,6 +202,51 @@ def test_add_user_command(tmp_path):
     assert add_user_command(config, "x", "king", str(password)) == 1
     with pytest.raises(UserError):
         add_user_sync(str(tmp_path / "m2.sqlite"), "ok", "admin", "tiny", 0)
+
+
+def test_add_user_command_on_postgresql(tmp_path, postgres_dsn):  # noqa: F811 (the fixture)
+    """With kind = "postgresql" the user is made in the database (migrated first), reset when run again."""
+    import psycopg2
+
+    from monitor.config import parse_config
+
+    store = {"kind": "postgresql", "path": str(tmp_path / "m.sqlite"), "dsn": postgres_dsn}
+    config = parse_config({"store": store})
+    password = tmp_path / "pw"
+    password.write_text("first password\n")
+    assert add_user_command(config, "admin", "admin", str(password)) == 0
+    db = psycopg2.connect(postgres_dsn)
+    try:
+        with db, db.cursor() as cursor:
+            cursor.execute("SELECT id FROM users")
+            [(user_id,)] = cursor.fetchall()
+            cursor.execute("INSERT INTO sessions VALUES ('k', %s, 'c', 0, 0)", (user_id,))
+        password.write_text("second password\n")
+        assert add_user_command(config, "admin", "editor", str(password)) == 0
+        with db, db.cursor() as cursor:
+            cursor.execute("SELECT role, password_hash FROM users")
+            [(role, hashed)] = cursor.fetchall()
+            cursor.execute("SELECT count(*) FROM sessions")
+            assert role == "editor" and check_password("second password", hashed)
+            assert cursor.fetchone()[0] == 0  # the reset ended the session
+    finally:
+        db.close()
+    assert not (tmp_path / "m.sqlite").exists()
+
+
+def test_add_user_command_names_an_unusable_dsn(tmp_path):
+    """A database that does not answer is one line naming store.dsn, without the password."""
+    from monitor.config import parse_config
+
+    dsn = f"postgresql://monitor:s3cret@/nowhere?host={tmp_path}"
+    config = parse_config({"store": {"kind": "postgresql", "path": str(tmp_path / "m.sqlite"), "dsn": dsn}})
+    password = tmp_path / "pw"
+    password.write_text("first password\n")
+    stderr = tmp_path / "err"
+    with open(stderr, "w") as err:
+        assert add_user_command(config, "admin", "admin", str(password), stderr=err) == 1
+    said = stderr.read_text()
+    assert said.startswith("monitor: cannot add user: store.dsn: cannot use PostgreSQL:") and "s3cret" not in said
 
 
 def test_topic_form_accepts_a_good_topic():
