@@ -86,10 +86,13 @@ class RedisServer(_Server):
     that a kill and a restart lose nothing that was acknowledged.
     """
 
-    def __init__(self, directory=None) -> None:
+    def __init__(self, directory=None, appendfsync: str = "always") -> None:
         if not os.path.exists(REDIS):
             _missing("redis-server", "redis-server")
         self.dir = self._directory(directory, "monitor-redis-")
+        # "everysec" (Redis's default for the append-only file) for the
+        # benchmarks: a crash may lose the last second.
+        self.appendfsync = appendfsync
         self.socket = os.path.join(self.dir, "redis.sock")
         self.url = f"unix://{self.socket}"
         self.proc = None
@@ -101,7 +104,7 @@ class RedisServer(_Server):
         """
         self.proc = subprocess.Popen(
             [REDIS, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
-             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
              "--loglevel", "notice"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=detached,
         )  # fmt: skip
