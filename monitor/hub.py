@@ -82,8 +82,8 @@ def _reason(e: Exception) -> str:
 def make_store(config: Config, reactor):
     """
     The hub's store from C{[store]}: the SQLite file; or, with C{kind =
-    "postgresql"}, posts in PostgreSQL and what has no PostgreSQL provider
-    yet in the file (L{monitor.store.split}).
+    "postgresql"}, posts (and the pages' reads of them) in PostgreSQL and
+    what has no PostgreSQL provider yet in the file (L{monitor.store.split}).
     """
     sqlite = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
     if config.store["kind"] != "postgresql":
@@ -95,20 +95,21 @@ def make_store(config: Config, reactor):
     return SplitStore(posts, sqlite)
 
 
-def make_store_areas(config: Config, store):
+def make_store_areas(config: Config, store, hub_name: str = "hub"):
     """
     C{(accounts, alerts, learning)}: the providers of the store's other
     areas (L{monitor.store.interfaces}) over C{store}, the one
-    L{make_store} made.  With C{kind = "postgresql"}, accounts and learning
-    are in PostgreSQL, over the posts store's pool, so every hub on the
-    database shares them; alerts stay in the SQLite file (the split).
+    L{make_store} made.  With C{kind = "postgresql"} they are all in
+    PostgreSQL, over the posts store's pool, so every hub on the database
+    shares them (C{hub_name} names this hub's claims on notifications).
     """
     if config.store["kind"] != "postgresql":
         return SQLiteAccounts(store), SQLiteAlerts(store), SQLiteLearning(store)
     from monitor.store.postgresql_accounts import PostgreSQLAccounts
+    from monitor.store.postgresql_alerts import PostgreSQLAlerts
     from monitor.store.postgresql_learning import PostgreSQLLearning
 
-    return PostgreSQLAccounts(store.posts), SQLiteAlerts(store), PostgreSQLLearning(store.posts)
+    return PostgreSQLAccounts(store.posts), PostgreSQLAlerts(store.posts, hub_name), PostgreSQLLearning(store.posts)
 
 
 class _TopicSeed(Service):
@@ -143,13 +144,13 @@ class Hub(OrderedMultiService):
         # the alerts and the browsers, incidents to the browsers.
         self.bus = EventBus()
         self.store = make_store(config, reactor)
-        # The store's other areas, each behind its own interface
-        # (monitor.store.interfaces), handed to the parts that use them.
-        self.accounts, self.alert_store, self.learning = make_store_areas(config, self.store)
         self.queue = make_queue(config.queue, reactor, hub_name=config.hub["name"])
         # The other hubs (on a Redis queue) or none: who runs which collector
         # and the alerts, who is alive, what the others stored.
         self.cluster = make_cluster(config, reactor)
+        # The store's other areas, each behind its own interface
+        # (monitor.store.interfaces), handed to the parts that use them.
+        self.accounts, self.alert_store, self.learning = make_store_areas(config, self.store, self.cluster.hub_name)
         self.topics = TopicSet(self.store)
         self.feedback = Feedback(self.learning, reactor)
         a = config.analysis
@@ -319,14 +320,17 @@ class Hub(OrderedMultiService):
         if self.config.store["kind"] == "postgresql":
             from monitor.store.split import IN_FILE, NOT_YET
 
-            log.warn(
-                "posts are kept in PostgreSQL ({where}), and so are accounts, sessions, API tokens and learning; "
-                "{in_file} stay in {path}, and these do not see PostgreSQL's posts yet: {missing}",
+            log.info(
+                "posts, accounts, sessions, API tokens, learning and alerts are kept in PostgreSQL ({where})",
                 where=self.store.posts.where,
-                in_file=", ".join(IN_FILE),
-                path=self.store.path,
-                missing="; ".join(NOT_YET),
             )
+            if IN_FILE or NOT_YET:
+                log.warn(
+                    "{in_file} stay in {path}, and these do not see PostgreSQL's posts yet: {missing}",
+                    in_file=", ".join(IN_FILE) or "nothing",
+                    path=self.store.path,
+                    missing="; ".join(NOT_YET) or "none",
+                )
         for child in list(self):
             try:
                 await maybeDeferred(child.startService)

@@ -13,5 +13,6 @@ that group what they find, and notifications that tell people, reliably.
   - L{monitor.alerts.backtest}: a rule run over stored posts.
 
 Their rows are kept by an L{monitor.store.interfaces.IAlertStore}
-(L{monitor.store.sqlite_alerts} holds the SQL).
+(L{monitor.store.sqlite_alerts} and L{monitor.store.postgresql_alerts} hold
+the SQL).
 """

@@ -11,7 +11,10 @@ C{retry_max}, or after the receiver's C{Retry-After}; after
 C{give_up_after} a notification is marked failed.  A receiver that says the
 channel is gone (Slack 403/404/410) disables the channel until it is
 enabled again (API) or its configuration changes; its notifications wait.
-Every attempt is recorded with its outcome.
+Every attempt is recorded with its outcome.  Before each attempt the hub
+claims the notification in the store, so that two hubs sharing one (while
+the lead passes from one to the other) never send it at the same time, and
+one that was sent elsewhere is dropped here.
 
 Nothing here runs on the pipeline's path: the engine hands notifications
 over and returns at once; a slow or failing receiver only delays its own
@@ -43,6 +46,10 @@ __all__ = ["Outbox", "WriteQueue", "fingerprint", "new_notification_id"]
 
 #: First retry delay, in seconds; it doubles with each attempt.
 RETRY_FIRST = 5.0
+
+#: How much longer than a channel's timeout a hub holds its claim on the
+#: notification it is delivering (the time to record the attempt).
+CLAIM_MARGIN = 30.0
 
 
 def new_notification_id() -> str:
@@ -302,6 +309,16 @@ class Outbox(Service):
         if started - n.created_at > self.give_up_after:
             ch.queue.popleft()
             self._finish(n, "failed", f"gave up after {self.give_up_after:.0f}s undelivered", started, None)
+            return
+        # Another hub sharing the store may have it too (the one that led
+        # before): deliver only what this hub holds, after what it wrote.
+        claim = await self.writer.submit(self.alerts.claim_notification, n.id, ch.timeout + CLAIM_MARGIN)
+        if not claim.taken:
+            if claim.wait is None:
+                ch.queue.popleft()
+                self.log.info("notification {id} was delivered or given up elsewhere", id=n.id)
+            else:
+                n.next_attempt_at = self.reactor.seconds() + claim.wait
             return
         d = maybeDeferred(ch.notifier.send, n)
         ch.in_flight = d

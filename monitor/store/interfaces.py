@@ -8,7 +8,8 @@ are the others: accounts (L{IAccounts}), alerts (L{IAlertStore}) and what
 is learned from people's corrections (L{ILearningStore}).  Callers pass and get domain values, never SQL; every
 statement lives in a provider under C{monitor/store/} (the SQLite ones are
 in C{sqlite_accounts.py}, C{sqlite_alerts.py}, C{sqlite_learning.py} and
-C{sqlite_pages.py}).
+C{sqlite_pages.py}; the PostgreSQL ones in C{postgresql_alerts.py} and
+C{postgresql_pages.py}).
 Every method returns a Deferred; a provider runs its statements off the
 reactor thread.
 """
@@ -21,6 +22,7 @@ from typing import Optional
 from zope.interface import Interface
 
 __all__ = [
+    "Claim",
     "Correction",
     "DeliveryAttempt",
     "Duplicate",
@@ -123,6 +125,19 @@ class DeliveryAttempt:
     status: Optional[int]
     detail: str
     seconds: Optional[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """
+    The answer to taking a notification for delivery: C{taken}, this hub
+    delivers it now; else C{wait} is how many seconds another hub still
+    holds it, or C{None} when it is no longer pending (delivered or given
+    up, maybe by another hub).
+    """
+
+    taken: bool
+    wait: Optional[float] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +310,19 @@ class IAlertStore(Interface):
     def pending_notifications():
         """The notifications still to deliver, oldest first."""
 
+    def claim_notification(notification_id, seconds):
+        """
+        Take a pending notification for delivery by this hub for the next
+        C{seconds} (or until its attempt is recorded): no other hub sharing
+        the store takes it meanwhile.  Fires with a L{Claim}.
+        """
+
     def record_attempt(notification, attempt):
         """
         A notification's new delivery state and, unless C{None}, the
-        L{DeliveryAttempt} that led to it, in one transaction.
+        L{DeliveryAttempt} that led to it, in one transaction; this hub's
+        claim on it ends.  Recording the same attempt again changes
+        nothing, and a notification no longer pending stays as it is.
         """
 
     def save_channel(name, fingerprint, reason, at):

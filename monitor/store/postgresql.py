@@ -44,7 +44,9 @@ from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
+from monitor.store.interfaces import IPostReads
 from monitor.store.migrations import SchemaVersionError
+from monitor.store.postgresql_pages import PostgreSQLPageReads
 
 # Shared with the SQLite store: the API shape of a row, page cursors, input
 # checks, hashtags and terms, so both stores answer alike.
@@ -283,9 +285,92 @@ CREATE TABLE learned_holds (
 );
 """
 
+# Alerts (L{monitor.store.postgresql_alerts}), shared by every hub: rules,
+# incidents, the notification outbox with every delivery attempt, and
+# channels disabled by their receiver; as in the SQLite file, plus the
+# claim a hub holds on a notification while it delivers it.
+_V4_ALERTS = """
+CREATE TABLE alert_rules (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('file', 'web')),
+    updated_at DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE alert_incidents (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    type TEXT NOT NULL,
+    topic TEXT,
+    source TEXT,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    clock TEXT NOT NULL CHECK (clock IN ('posts', 'wall')),
+    opened_at DOUBLE PRECISION NOT NULL,
+    last_hit_at DOUBLE PRECISION NOT NULL,
+    resolved_at DOUBLE PRECISION,
+    resolved_by TEXT,
+    acknowledged_at DOUBLE PRECISION,
+    acknowledged_by TEXT,
+    cooldown DOUBLE PRECISION NOT NULL,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    posts BIGINT NOT NULL DEFAULT 0,
+    hits BIGINT NOT NULL DEFAULT 0,
+    signal TEXT NOT NULL DEFAULT '{}',
+    peak TEXT NOT NULL DEFAULT '{}',
+    samples TEXT NOT NULL DEFAULT '[]',
+    updated_at DOUBLE PRECISION NOT NULL,
+    backfill INTEGER NOT NULL DEFAULT 0,
+    explanation TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX alert_incidents_opened ON alert_incidents (opened_at, id);
+CREATE INDEX alert_incidents_state ON alert_incidents (state, opened_at);
+
+CREATE TABLE alert_notifications (
+    id TEXT PRIMARY KEY,
+    -- The order notifications were stored in (SQLite's rowid).
+    seq BIGSERIAL NOT NULL,
+    incident_id TEXT NOT NULL REFERENCES alert_incidents (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION,
+    last_error TEXT,
+    -- The hub delivering it now, and until when (the database's clock):
+    -- no other hub takes it before.
+    claimed_by TEXT,
+    claimed_until DOUBLE PRECISION
+);
+CREATE INDEX alert_notifications_pending ON alert_notifications (state, created_at, seq);
+CREATE INDEX alert_notifications_incident ON alert_notifications (incident_id, created_at, seq);
+
+CREATE TABLE alert_attempts (
+    id BIGSERIAL PRIMARY KEY,
+    notification_id TEXT NOT NULL REFERENCES alert_notifications (id) ON DELETE CASCADE,
+    at DOUBLE PRECISION NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    detail TEXT NOT NULL DEFAULT '',
+    seconds DOUBLE PRECISION,
+    -- An attempt recorded again (a commit whose answer was lost) is one.
+    UNIQUE (notification_id, at, outcome)
+);
+
+CREATE TABLE alert_channels (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    disabled_reason TEXT,
+    disabled_at DOUBLE PRECISION
+);
+"""
+
 #: The PostgreSQL schema steps, oldest first, kept in C{schema_version}; only
 #: ever appended, like the SQLite store's.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_ACCOUNTS, _V3_LEARNING)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_ACCOUNTS, _V3_LEARNING, _V4_ALERTS)
 
 # A lock number of our own, so two hubs starting on one new database
 # migrate it one after the other.
@@ -510,10 +595,11 @@ def run_blocking(dsn: str, function, *args, connect_timeout: int = 10):
         connection.close()
 
 
-@implementer(IStore)
-class PostgreSQLStore(StoreBasics, Service):
+@implementer(IStore, IPostReads)
+class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
     """
-    L{IStore} on a PostgreSQL database.
+    L{IStore} on a PostgreSQL database, with the pages' reads (L{IPostReads},
+    L{monitor.store.postgresql_pages}).
 
     @ivar dsn: the libpq connection string or URI.
     @ivar pool_size: most connections open at once (and queries in flight).
@@ -764,6 +850,15 @@ class PostgreSQLStore(StoreBasics, Service):
     def _in_thread(self, function, *args) -> Deferred:
         """CPU work on rows (topic queries, terms) off the reactor thread."""
         return deferToThreadPool(self._reactor, self._threads, function, *args)
+
+    # For the providers of the other store interfaces on this database
+    # (L{monitor.store.postgresql_alerts}): its threads (its transactions
+    # and retries are run_read and run_write).
+    in_thread = _in_thread
+
+    @property
+    def reactor(self):
+        return self._reactor
 
     # -- posts and cursors -------------------------------------------------
 

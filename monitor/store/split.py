@@ -5,14 +5,17 @@ theirs in the SQLite file at C{[store] path}.
 
 Posts, collector cursors, source counters, dead letters, topics and the
 stories' state (L{monitor.interfaces.IStore}, with the topic editing and
-search counts of the pages) go to PostgreSQL; so do accounts (users,
-sessions, login forms, API tokens: L{monitor.store.postgresql_accounts})
-and learning (corrections and models: L{monitor.store.postgresql_learning}),
-whose providers the hub builds over L{SplitStore.posts}.  Alert rules,
-incidents and deliveries (L{IN_FILE}) still run their own SQLite SQL
-through C{run_read}/C{run_write}, so they go to the file.  What reads posts
-through that SQL sees none of PostgreSQL's: L{NOT_YET} lists it, the hub
-logs it at start and docs/configuration.rst says it.
+search counts of the pages) and the pages' reads of the posts
+(L{monitor.store.interfaces.IPostReads}: the map, advocates and
+detractors, volume per topic, trending terms) go to PostgreSQL; so do
+accounts (users, sessions, login forms, API tokens:
+L{monitor.store.postgresql_accounts}), learning (corrections and models:
+L{monitor.store.postgresql_learning}) and the alerts
+(L{monitor.store.postgresql_alerts}), whose providers the hub builds over
+L{SplitStore.posts}.  What still runs its own SQLite SQL through
+C{run_read}/C{run_write} goes to the file (L{IN_FILE}; nothing now); what
+reads posts through that SQL sees none of PostgreSQL's (L{NOT_YET};
+nothing now): the hub logs both at start when they are not empty.
 """
 
 from __future__ import annotations
@@ -22,27 +25,25 @@ from twisted.internet.defer import maybeDeferred
 from zope.interface import implementer
 
 from monitor.interfaces import IStore
+from monitor.store.interfaces import IPostReads
 
 __all__ = ["IN_FILE", "NOT_YET", "SplitStore"]
 
 #: What a PostgreSQL hub still keeps in the SQLite file (not shared with
 #: the other hubs): for the start-up warning and the docs.
-IN_FILE = ("alert rules, incidents and deliveries",)
+IN_FILE: tuple[str, ...] = ()
 
 #: What does not see the posts stored in PostgreSQL yet (it reads posts
 #: with SQLite SQL of its own): for the start-up warning and the docs.
-NOT_YET = (
-    "the map, advocates and detractors, volume per topic and topic origins of the pages (monitor.web.queries)",
-    "alert history at start and rule backtests (monitor.alerts.sql, monitor.alerts.backtest)",
-)
+NOT_YET: tuple[str, ...] = ()
 
 
-@implementer(IStore)
+@implementer(IStore, IPostReads)
 class SplitStore(MultiService):
     """
-    L{IStore} from C{posts}; C{run_read}/C{run_write} from C{rest}, a
-    L{monitor.store.sqlite.SQLiteStore}.  Starts both at once and stops
-    C{rest} last.
+    L{IStore} and L{IPostReads} from C{posts}; C{run_read}/C{run_write}
+    from C{rest}, a L{monitor.store.sqlite.SQLiteStore}.  Starts both at
+    once and stops C{rest} last.
     """
 
     def __init__(self, posts, rest) -> None:
@@ -136,6 +137,29 @@ class SplitStore(MultiService):
 
     def delete_topic(self, name):
         return self.posts.delete_topic(name)
+
+    # -- the pages' reads, in PostgreSQL ------------------------------------------
+
+    def oldest_post(self, topic=None, since=None):
+        return self.posts.oldest_post(topic, since)
+
+    def geo_posts(self, topic=None, since=None, until=None, limit=1000):
+        return self.posts.geo_posts(topic, since, until, limit)
+
+    def author_sentiment(self, topic=None, since=None, until=None, min_posts=2, limit=10):
+        return self.posts.author_sentiment(topic, since, until, min_posts, limit)
+
+    def topic_volume(self, since=None, until=None):
+        return self.posts.topic_volume(since, until)
+
+    def recent_posts(self, limit=2000):
+        return self.posts.recent_posts(limit)
+
+    def topic_origins(self):
+        return self.posts.topic_origins()
+
+    def term_counts(self, topic, since, until, words=False, least=1, limit=None, only=None):
+        return self.posts.term_counts(topic, since, until, words, least, limit, only)
 
     # -- the rest, in the SQLite file -------------------------------------------
 

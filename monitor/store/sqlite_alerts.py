@@ -18,35 +18,35 @@ from zope.interface import implementer
 from monitor.alerts.incidents import Incident
 from monitor.alerts.notifiers import Notification
 from monitor.model import Analysis, Post, iso8601
-from monitor.store.interfaces import IAlertStore, StoredRule
+from monitor.store.interfaces import Claim, DeliveryAttempt, IAlertStore, StoredRule
 
 __all__ = ["SQLiteAlerts", "decode_cursor"]
 
-_INCIDENT_COLUMNS = (
+INCIDENT_COLUMNS = (
     "id", "rule", "type", "topic", "source", "severity", "state", "clock",
     "opened_at", "last_hit_at", "resolved_at", "resolved_by",
     "acknowledged_at", "acknowledged_by", "cooldown", "escalated", "posts",
     "hits", "signal", "peak", "samples", "updated_at", "backfill", "explanation",
 )  # fmt: skip
 _UPSERT_INCIDENT = (
-    f"INSERT INTO alert_incidents ({', '.join(_INCIDENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_INCIDENT_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _INCIDENT_COLUMNS if c != "id")
+    f"INSERT INTO alert_incidents ({', '.join(INCIDENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(INCIDENT_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in INCIDENT_COLUMNS if c != "id")
 )
-_NOTIFICATION_COLUMNS = (
+NOTIFICATION_COLUMNS = (
     "id", "incident_id", "channel", "event", "payload", "state", "attempts",
     "created_at", "next_attempt_at", "finished_at", "last_error",
 )  # fmt: skip
 _INSERT_NOTIFICATION = (
-    f"INSERT OR IGNORE INTO alert_notifications ({', '.join(_NOTIFICATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_NOTIFICATION_COLUMNS))})"
+    f"INSERT OR IGNORE INTO alert_notifications ({', '.join(NOTIFICATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(NOTIFICATION_COLUMNS))})"
 )
 
 #: Most incidents one API page holds.
 MAX_PAGE = 500
 
 
-def _dumps(value) -> str:
+def dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
@@ -56,20 +56,32 @@ def incident_row(incident: Incident, now: float) -> tuple:
         i.id, i.rule, i.type, i.topic, i.source, i.severity, i.state, i.clock,
         i.opened_at, i.last_hit_at, i.resolved_at, i.resolved_by,
         i.acknowledged_at, i.acknowledged_by, i.cooldown, int(i.escalated),
-        i.posts, i.hits, _dumps(i.signal), _dumps(i.peak), _dumps(i.samples), now,
-        int(i.backfill), _dumps(i.explanation),
+        i.posts, i.hits, dumps(i.signal), dumps(i.peak), dumps(i.samples), now,
+        int(i.backfill), dumps(i.explanation),
     )  # fmt: skip
 
 
 def notification_row(n: Notification) -> tuple:
     return (
-        n.id, n.incident_id, n.channel, n.event, _dumps(n.payload), n.state,
+        n.id, n.incident_id, n.channel, n.event, dumps(n.payload), n.state,
         n.attempts, n.created_at, n.next_attempt_at, n.finished_at, n.last_error,
     )  # fmt: skip
 
 
-def _incident(row) -> Incident:
-    values = dict(zip(_INCIDENT_COLUMNS, row))
+def attempt_rows(n: Notification, a: Optional[DeliveryAttempt]) -> tuple[tuple, Optional[tuple]]:
+    """
+    What L{IAlertStore.record_attempt} writes: the notification's (state,
+    attempts, next_attempt_at, finished_at, last_error, id) and the
+    attempt's (notification_id, at, outcome, status, detail, seconds).
+    """
+    row = (n.state, n.attempts, n.next_attempt_at, n.finished_at, n.last_error, n.id)
+    if a is None:
+        return row, None
+    return row, (a.notification_id, a.at, a.outcome, a.status, a.detail, a.seconds)
+
+
+def incident_from_row(row) -> Incident:
+    values = dict(zip(INCIDENT_COLUMNS, row))
     for name in ("signal", "peak", "samples", "explanation"):
         values[name] = json.loads(values[name] or "{}")
     values["escalated"] = bool(values["escalated"])
@@ -109,14 +121,22 @@ def record_attempt(trans, notification: tuple, attempt: Optional[tuple]) -> None
     if attempt is not None:
         trans.execute(
             "INSERT INTO alert_attempts (notification_id, at, outcome, status, detail, seconds) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            attempt,
+            "SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM alert_attempts "
+            "WHERE notification_id = ? AND at = ? AND outcome = ?)",
+            (*attempt, *attempt[:3]),
         )
     trans.execute(
         "UPDATE alert_notifications SET state = ?, attempts = ?, next_attempt_at = ?, "
-        "finished_at = ?, last_error = ? WHERE id = ?",
+        "finished_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
         notification,
     )
+
+
+def claim_notification(trans, notification_id: str) -> Claim:
+    """One file is one hub's: a notification is this hub's while it is pending."""
+    trans.execute("SELECT state FROM alert_notifications WHERE id = ?", (notification_id,))
+    row = trans.fetchone()
+    return Claim(row is not None and row[0] == "pending")
 
 
 def save_channel(trans, name: str, fingerprint: str, reason: Optional[str], at: Optional[float]) -> None:
@@ -153,7 +173,7 @@ def save_rule(trans, name: str, spec: dict, origin: str, now: float) -> None:
         "INSERT INTO alert_rules (name, spec, origin, updated_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, origin = excluded.origin, "
         "updated_at = excluded.updated_at",
-        (name, _dumps(spec), origin, now),
+        (name, dumps(spec), origin, now),
     )
 
 
@@ -167,21 +187,22 @@ def delete_rule(trans, name: str) -> bool:
 
 def list_rules(trans) -> list[StoredRule]:
     trans.execute("SELECT name, spec, origin FROM alert_rules ORDER BY name")
-    out = []
-    for name, spec, origin in trans.fetchall():
-        try:
-            out.append(StoredRule(name, json.loads(spec), origin))
-        except ValueError:
-            out.append(StoredRule(name, None, origin))
-    return out
+    return [stored_rule(*row) for row in trans.fetchall()]
+
+
+def stored_rule(name: str, spec: str, origin: str) -> StoredRule:
+    try:
+        return StoredRule(name, json.loads(spec), origin)
+    except ValueError:
+        return StoredRule(name, None, origin)
 
 
 def load_open_incidents(trans) -> list[Incident]:
     trans.execute(
-        f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM alert_incidents "
+        f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM alert_incidents "
         "WHERE state IN ('open', 'acknowledged') ORDER BY opened_at"
     )
-    return [_incident(row) for row in trans.fetchall()]
+    return [incident_from_row(row) for row in trans.fetchall()]
 
 
 def incident_state(trans, incident_id: str) -> Optional[str]:
@@ -192,15 +213,16 @@ def incident_state(trans, incident_id: str) -> Optional[str]:
 
 def load_pending(trans) -> list[Notification]:
     trans.execute(
-        f"SELECT {', '.join(_NOTIFICATION_COLUMNS)} FROM alert_notifications "
+        f"SELECT {', '.join(NOTIFICATION_COLUMNS)} FROM alert_notifications "
         "WHERE state = 'pending' ORDER BY created_at, rowid"
     )
-    out = []
-    for row in trans.fetchall():
-        values = dict(zip(_NOTIFICATION_COLUMNS, row))
-        values["payload"] = json.loads(values["payload"])
-        out.append(Notification(**values))
-    return out
+    return [notification_from_row(row) for row in trans.fetchall()]
+
+
+def notification_from_row(row) -> Notification:
+    values = dict(zip(NOTIFICATION_COLUMNS, row))
+    values["payload"] = json.loads(values["payload"])
+    return Notification(**values)
 
 
 def load_channels(trans) -> dict[str, tuple]:
@@ -264,7 +286,7 @@ def history(trans, topics: list[str], since: float, until: Optional[float] = Non
 # -- the API ---------------------------------------------------------------
 
 
-def _encode_cursor(opened_at: float, incident_id: str) -> str:
+def encode_cursor(opened_at: float, incident_id: str) -> str:
     raw = f"{opened_at!r}|{incident_id}".encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
@@ -280,6 +302,35 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise ValueError(f"cursor: not a page cursor from this API: {cursor!r}")
 
 
+def notification_entry(row) -> dict[str, Any]:
+    """A notification row (id, incident, channel, event, state, attempts, times, error) as the API shows it."""
+    nid, _, channel, event, state, attempts, created, next_at, finished, error = row
+    return {
+        "id": nid,
+        "channel": channel,
+        "event": event,
+        "state": state,
+        "attempts": attempts,
+        "created_at": iso8601(created),
+        "next_attempt_at": iso8601(next_at) if state == "pending" else None,
+        "finished_at": iso8601(finished) if finished is not None else None,
+        "last_error": error,
+        "log": [],
+    }
+
+
+def attempt_entry(row) -> dict[str, Any]:
+    """An attempt row (at, outcome, status, detail, seconds) as the API shows it."""
+    at, outcome, status, detail, seconds = row
+    return {
+        "at": iso8601(at),
+        "outcome": outcome,
+        "status": status,
+        "detail": detail,
+        "seconds": round(seconds, 3) if seconds is not None else None,
+    }
+
+
 def _notifications(trans, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     if not ids:
@@ -292,21 +343,9 @@ def _notifications(trans, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         ids,
     )
     by_id = {}
-    for nid, incident_id, channel, event, state, attempts, created, next_at, finished, error in trans.fetchall():
-        n = {
-            "id": nid,
-            "channel": channel,
-            "event": event,
-            "state": state,
-            "attempts": attempts,
-            "created_at": iso8601(created),
-            "next_attempt_at": iso8601(next_at) if state == "pending" else None,
-            "finished_at": iso8601(finished) if finished is not None else None,
-            "last_error": error,
-            "log": [],
-        }
-        by_id[nid] = n
-        out[incident_id].append(n)
+    for row in trans.fetchall():
+        by_id[row[0]] = n = notification_entry(row)
+        out[row[1]].append(n)
     if by_id:
         trans.execute(
             "SELECT a.notification_id, a.at, a.outcome, a.status, a.detail, a.seconds "
@@ -314,16 +353,55 @@ def _notifications(trans, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
             f"WHERE n.incident_id IN ({marks}) ORDER BY a.id",
             ids,
         )
-        for nid, at, outcome, status, detail, seconds in trans.fetchall():
-            by_id[nid]["log"].append(
-                {
-                    "at": iso8601(at),
-                    "outcome": outcome,
-                    "status": status,
-                    "detail": detail,
-                    "seconds": round(seconds, 3) if seconds is not None else None,
-                }
-            )
+        for nid, *row in trans.fetchall():
+            by_id[nid]["log"].append(attempt_entry(row))
+    return out
+
+
+def incident_filters(filters: dict[str, Any], cursor: Optional[str], mark: str = "?") -> tuple[list[str], list]:
+    """
+    The conditions (with C{mark} as the placeholder) and parameters of
+    L{IAlertStore.query_incidents}'s filters and page cursor.
+    """
+    where, params = [], []
+    state = filters.get("state")
+    if state == "active":
+        where.append("state IN ('open', 'acknowledged')")
+    elif state is not None:
+        where.append(f"state = {mark}")
+        params.append(state)
+    for name in ("rule", "topic", "source", "severity"):
+        if filters.get(name) is not None:
+            where.append(f"{name} = {mark}")
+            params.append(filters[name])
+    if filters.get("since") is not None:
+        where.append(f"opened_at >= {mark}")
+        params.append(filters["since"])
+    if filters.get("until") is not None:
+        where.append(f"opened_at < {mark}")
+        params.append(filters["until"])
+    if cursor:
+        where.append(f"(opened_at, id) < ({mark}, {mark})")
+        params.extend(decode_cursor(cursor))
+    return where, params
+
+
+def incident_page(rows, limit: int) -> tuple[list[Incident], Optional[str]]:
+    """Up to C{limit + 1} incident rows as one page of incidents, and the next page's cursor."""
+    following = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        following = encode_cursor(rows[-1][8], rows[-1][0])
+    return [incident_from_row(row) for row in rows], following
+
+
+def incident_dicts(incidents: list[Incident], notes: dict[str, list]) -> list[dict[str, Any]]:
+    """Incidents as the API shows them, each with its notifications."""
+    out = []
+    for incident in incidents:
+        d = incident.to_dict()
+        d["notifications"] = notes[incident.id]
+        out.append(d)
     return out
 
 
@@ -332,66 +410,36 @@ def query_incidents(trans, filters: dict[str, Any], limit: int, cursor: Optional
     A page of incidents, newest opened first, each with its notifications
     and their attempts; and the cursor of the next page.
     """
-    where, params = [], []
-    state = filters.get("state")
-    if state == "active":
-        where.append("state IN ('open', 'acknowledged')")
-    elif state is not None:
-        where.append("state = ?")
-        params.append(state)
-    for name in ("rule", "topic", "source", "severity"):
-        if filters.get(name) is not None:
-            where.append(f"{name} = ?")
-            params.append(filters[name])
-    if filters.get("since") is not None:
-        where.append("opened_at >= ?")
-        params.append(filters["since"])
-    if filters.get("until") is not None:
-        where.append("opened_at < ?")
-        params.append(filters["until"])
-    if cursor:
-        where.append("(opened_at, id) < (?, ?)")
-        params.extend(decode_cursor(cursor))
+    where, params = incident_filters(filters, cursor)
     trans.execute(
-        f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM alert_incidents "
+        f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM alert_incidents "
         f"WHERE {' AND '.join(where) or '1'} ORDER BY opened_at DESC, id DESC LIMIT ?",
         (*params, limit + 1),
     )
-    rows = trans.fetchall()
-    following = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        following = _encode_cursor(rows[-1][8], rows[-1][0])
-    incidents = [_incident(row) for row in rows]
-    notes = _notifications(trans, [i.id for i in incidents])
-    out = []
-    for incident in incidents:
-        d = incident.to_dict()
-        d["notifications"] = notes[incident.id]
-        out.append(d)
-    return out, following
+    incidents, following = incident_page(trans.fetchall(), limit)
+    return incident_dicts(incidents, _notifications(trans, [i.id for i in incidents])), following
 
 
 def get_incident(trans, incident_id: str) -> Optional[dict[str, Any]]:
-    trans.execute(f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM alert_incidents WHERE id = ?", (incident_id,))
+    trans.execute(f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM alert_incidents WHERE id = ?", (incident_id,))
     row = trans.fetchone()
     if row is None:
         return None
-    d = _incident(row).to_dict()
+    d = incident_from_row(row).to_dict()
     d["notifications"] = _notifications(trans, [incident_id])[incident_id]
     return d
 
 
 # -- backtests -------------------------------------------------------------
 
-_POST_COLUMNS = (
+POST_COLUMNS = (
     "p.network, p.native_id, p.source, p.author, p.text, p.created_at, p.url, p.likes, p.reposts, "
     "p.replies, p.author_followers, p.author_verified, p.compound, p.sentiment, p.labels, p.topics, "
     "p.received_at, p.lang, p.lat, p.lon"
 )
 
 
-def _post(row) -> Post:
+def post_from_row(row) -> Post:
     (network, native_id, source, author, text, created_at, url, likes, reposts, replies,
      followers, verified, compound, sentiment, labels, topics, received_at, lang, lat, lon) = row  # fmt: skip
     analysis = None
@@ -420,14 +468,14 @@ def replay(trans, topics, since, until, warm_from, limit, run):
     if chosen:
         marks = ", ".join("?" * len(topics))
         trans.execute(
-            f"SELECT {_POST_COLUMNS} FROM posts AS p WHERE p.id IN (SELECT post_id FROM post_topics "
+            f"SELECT {POST_COLUMNS} FROM posts AS p WHERE p.id IN (SELECT post_id FROM post_topics "
             f"WHERE topic IN ({marks}) AND created_at >= ? AND created_at < ?) "
             "ORDER BY p.created_at, p.id LIMIT ?",
             (*topics, since, until, limit),
         )
     else:
         trans.execute(
-            f"SELECT {_POST_COLUMNS} FROM posts AS p WHERE p.created_at >= ? AND p.created_at < ? "
+            f"SELECT {POST_COLUMNS} FROM posts AS p WHERE p.created_at >= ? AND p.created_at < ? "
             "ORDER BY p.created_at, p.id LIMIT ?",
             (since, until, limit),
         )
@@ -438,7 +486,7 @@ def replay(trans, topics, since, until, warm_from, limit, run):
             if not rows:
                 return
             for row in rows:
-                yield _post(row)
+                yield post_from_row(row)
 
     return run(topics, warm, posts())
 
@@ -457,7 +505,7 @@ class SQLiteAlerts:
         self.store = store
 
     def sync_file_rules(self, specs, now):
-        return self.store.run_write(sync_file_rules, [(spec["name"], _dumps(spec), now) for spec in specs])
+        return self.store.run_write(sync_file_rules, [(spec["name"], dumps(spec), now) for spec in specs])
 
     def save_rule(self, name, spec, origin, now):
         return self.store.run_write(save_rule, name, spec, origin, now)
@@ -488,14 +536,11 @@ class SQLiteAlerts:
     def pending_notifications(self):
         return self.store.run_read(load_pending)
 
+    def claim_notification(self, notification_id, seconds):
+        return self.store.run_read(claim_notification, notification_id)
+
     def record_attempt(self, notification, attempt):
-        n = notification
-        row = (n.state, n.attempts, n.next_attempt_at, n.finished_at, n.last_error, n.id)
-        tried = None
-        if attempt is not None:
-            a = attempt
-            tried = (a.notification_id, a.at, a.outcome, a.status, a.detail, a.seconds)
-        return self.store.run_write(record_attempt, row, tried)
+        return self.store.run_write(record_attempt, *attempt_rows(notification, attempt))
 
     def save_channel(self, name, fingerprint, reason, at):
         return self.store.run_write(save_channel, name, fingerprint, reason, at)

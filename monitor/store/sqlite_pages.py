@@ -16,7 +16,7 @@ from monitor.model import Post, iso8601
 from monitor.store import sqlite_rollups
 from monitor.store.rollups import EVERY, cover
 
-__all__ = ["PageQueries", "scope"]
+__all__ = ["GEO_COLUMNS", "RECENT_COLUMNS", "PageQueries", "geo_post", "ranked_volume", "recent_post", "scope"]
 
 
 def scope(topic: Optional[str], since: Optional[float], until: Optional[float]):
@@ -45,32 +45,40 @@ def _oldest_post(trans, topic, since):
     return trans.fetchone()[0]
 
 
+#: The columns of a post on the map, as L{geo_post} reads them.
+GEO_COLUMNS = (
+    "p.uid, p.source, p.author, p.text, p.created_at, p.url, p.topics, p.labels, "
+    "p.sentiment, p.compound, p.lat, p.lon, p.story"
+)
+
+
+def geo_post(row) -> dict:
+    """A post on the map, from its L{GEO_COLUMNS}."""
+    uid, source, author, text, created, url, topics, labels, sentiment, compound, lat, lon, story = row
+    return {
+        "id": uid,
+        "source": source,
+        "author": author,
+        "text": text,
+        "created_at": iso8601(created),
+        "url": url,
+        "topics": sorted(json.loads(topics)),
+        "labels": labels.split(),
+        "sentiment": {"label": sentiment, "compound": compound},
+        "lat": lat,
+        "lon": lon,
+        "story": story,
+    }
+
+
 def _geo_posts(trans, topic, since, until, limit):
     tables, time, where, params = scope(topic, since, until)
     trans.execute(
-        "SELECT p.uid, p.source, p.author, p.text, p.created_at, p.url, p.topics, p.labels, "
-        f"p.sentiment, p.compound, p.lat, p.lon, p.story FROM {tables} "
-        f"WHERE {where} AND p.lat IS NOT NULL AND p.lon IS NOT NULL "
+        f"SELECT {GEO_COLUMNS} FROM {tables} WHERE {where} AND p.lat IS NOT NULL AND p.lon IS NOT NULL "
         f"ORDER BY {time} DESC LIMIT ?",
         (*params, int(limit)),
     )
-    return [
-        {
-            "id": uid,
-            "source": source,
-            "author": author,
-            "text": text,
-            "created_at": iso8601(created),
-            "url": url,
-            "topics": sorted(json.loads(topics)),
-            "labels": labels.split(),
-            "sentiment": {"label": sentiment, "compound": compound},
-            "lat": lat,
-            "lon": lon,
-            "story": story,
-        }
-        for uid, source, author, text, created, url, topics, labels, sentiment, compound, lat, lon, story in trans.fetchall()
-    ]
+    return [geo_post(row) for row in trans.fetchall()]
 
 
 def _author_sentiment(trans, topic, since, until, min_posts, limit):
@@ -95,29 +103,38 @@ def _author_sentiment(trans, topic, since, until, min_posts, limit):
 
 
 def _topic_volume(trans, since, until):
-    counts = sqlite_rollups.scope_counts(trans, None, since, until)
+    return ranked_volume(sqlite_rollups.scope_counts(trans, None, since, until))
+
+
+def ranked_volume(counts: dict) -> list[dict]:
+    """C{{topic: posts}} as L{IPostReads.topic_volume}'s list: most posts first, then by name."""
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [{"topic": topic, "count": n} for topic, n in ranked]
 
 
+#: The columns of a post as L{recent_post} reads them.
+RECENT_COLUMNS = (
+    "uid, source, network, native_id, author, text, created_at, url, lang, sentiment, compound, "
+    "likes, reposts, replies, author_followers, author_verified, lat, lon"
+)
+
+
+def recent_post(row) -> Post:
+    """A stored post from its L{RECENT_COLUMNS}, with its sentiment in C{extra}."""
+    (uid, source, network, native_id, author, text, created, url, lang, sentiment, compound,
+     likes, reposts, replies, followers, verified, lat, lon) = row  # fmt: skip
+    post = Post(
+        source=source, network=network, native_id=native_id, text=text, author=author,
+        created_at=created, url=url, lang=lang, likes=likes or 0, reposts=reposts or 0,
+        replies=replies or 0, author_followers=followers, author_verified=bool(verified), lat=lat, lon=lon,
+    )  # fmt: skip
+    post.extra = {"sentiment": sentiment, "compound": compound}
+    return post
+
+
 def _recent_posts(trans, limit):
-    trans.execute(
-        "SELECT uid, source, network, native_id, author, text, created_at, url, lang, sentiment, compound, "
-        "likes, reposts, replies, author_followers, author_verified, lat, lon "
-        "FROM posts ORDER BY id DESC LIMIT ?",
-        (int(limit),),
-    )
-    posts = []
-    for (uid, source, network, native_id, author, text, created, url, lang, sentiment, compound,
-         likes, reposts, replies, followers, verified, lat, lon) in trans.fetchall():  # fmt: skip
-        post = Post(
-            source=source, network=network, native_id=native_id, text=text, author=author,
-            created_at=created, url=url, lang=lang, likes=likes or 0, reposts=reposts or 0,
-            replies=replies or 0, author_followers=followers, author_verified=bool(verified), lat=lat, lon=lon,
-        )  # fmt: skip
-        post.extra = {"sentiment": sentiment, "compound": compound}
-        posts.append(post)
-    return posts
+    trans.execute(f"SELECT {RECENT_COLUMNS} FROM posts ORDER BY id DESC LIMIT ?", (int(limit),))
+    return [recent_post(row) for row in trans.fetchall()]
 
 
 def _topic_origins(trans):

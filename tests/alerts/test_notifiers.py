@@ -220,13 +220,18 @@ async def test_outbox_waits_for_retry_after_then_delivers(reactor, http, slack):
     from twisted.internet.task import deferLater
 
     store = SyncStore()
+    alerts = SQLiteAlerts(store)
     spec = dict(channel_defaults("slack", "slack"), url=slack.base + SLACK)
-    outbox = Outbox([(spec, SlackNotifier("slack", spec["url"], http, reactor=reactor))], SQLiteAlerts(store), WriteQueue(reactor),
+    outbox = Outbox([(spec, SlackNotifier("slack", spec["url"], http, reactor=reactor))], alerts, WriteQueue(reactor),
                     Metrics(), reactor)  # fmt: skip
     outbox.startService()
     slack.script(SLACK, [(429, {"Retry-After": "1"})])
     started = reactor.seconds()
-    outbox.enqueue([note(reactor)])
+    # Stored first, as the engine does: the outbox delivers what it claims in the store.
+    message = note(reactor)
+    await alerts.save_incidents([Incident("inc_1", "acme-spike", "volume_spike", "Acme", None, "warning", started,
+                                          started, 900.0)], [message], started)  # fmt: skip
+    outbox.enqueue([message])
     # Until the second attempt is recorded: the message reaching Slack is
     # not yet its answer reaching the outbox.
     for _ in range(100):

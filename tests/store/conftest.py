@@ -4,9 +4,8 @@ entry makes a L{Backend} (a started store and the providers of the narrow
 interfaces over it) and says how to stop it.  A new store kind (the
 PostgreSQL one) adds one factory here; the suites do not change.
 
-A suite whose area a kind has no provider of yet says what it needs
-(C{pytestmark = pytest.mark.needs("alerts")}) and L{LACKS} says which kinds
-lack which area: there its tests are skipped, saying so, not failed.
+A suite whose area a kind has no provider of yet makes its own
+C{backend} fixture over the kinds that have one (L{backend_fixture}).
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import pytest
 import pytest_twisted
 from twisted.internet.defer import maybeDeferred
 
 from monitor.store.postgresql import PostgreSQLStore
 from monitor.store.postgresql_accounts import PostgreSQLAccounts
+from monitor.store.postgresql_alerts import PostgreSQLAlerts
 from monitor.store.postgresql_learning import PostgreSQLLearning
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.sqlite_accounts import SQLiteAccounts
@@ -47,7 +46,7 @@ class Backend:
     stop: Callable[[], Any]
 
 
-async def make_sqlite_backend(reactor, tmp_path, request) -> Backend:
+async def make_sqlite_backend(reactor, tmp_path) -> Backend:
     store = SQLiteStore(tmp_path / "contract.sqlite", reactor=reactor)
     await store.startService()
     return Backend(
@@ -55,42 +54,42 @@ async def make_sqlite_backend(reactor, tmp_path, request) -> Backend:
     )
 
 
-async def make_postgresql_backend(reactor, tmp_path, request) -> Backend:
-    store = PostgreSQLStore(request.getfixturevalue("postgres_dsn"), pool_size=3, reactor=reactor)
+async def make_postgresql_backend(reactor, tmp_path, dsn) -> Backend:
+    store = PostgreSQLStore(dsn, pool_size=3, reactor=reactor)
     await store.startService()
-    # alerts: None until the PostgreSQL IAlertStore (branch pgalerts) is
-    # merged and sets it here; meanwhile LACKS skips the alerts suite (and
-    # the page reads') on this kind.
-    return Backend("postgresql", store, PostgreSQLAccounts(store), None, PostgreSQLLearning(store), store.stopService)
+    return Backend(
+        "postgresql", store, PostgreSQLAccounts(store), PostgreSQLAlerts(store, "contract"), PostgreSQLLearning(store),
+        store.stopService,
+    )  # fmt: skip
 
 
-#: Store kind -> C{async factory(reactor, tmp_path, request) -> Backend}.
+#: Store kind -> C{async factory(reactor, tmp_path, dsn) -> Backend}; the
+#: DSN is that of a fresh PostgreSQL database, for the kinds that use one.
 PROVIDERS = {"sqlite": make_sqlite_backend, "postgresql": make_postgresql_backend}
 
+#: The kinds that need the throwaway PostgreSQL server.
+NEEDS_POSTGRESQL = {"postgresql"}
 
-#: Store kind -> the areas it has no provider of yet (Backend fields, or
-#: C{post_reads}: L{IPostReads} on the store).  The PostgreSQL alerts and
-#: page reads come with branch pgalerts, which empties this.
-LACKS = {"postgresql": {"alerts", "post_reads"}}
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "needs(area): the store area a suite needs (see tests/store/conftest.py)")
+#: The kinds whose backend provides accounts, and learning: every kind now.
+ACCOUNTS_KINDS = LEARNING_KINDS = tuple(PROVIDERS)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Skip, saying why, a suite's tests on a kind that lacks its area."""
-    for item in items:
-        kind = getattr(getattr(item, "callspec", None), "params", {}).get("backend")
-        for mark in item.iter_markers("needs"):
-            for area in set(mark.args) & LACKS.get(kind, set()):
-                item.add_marker(pytest.mark.skip(reason=f"the {kind} store has no {area} provider yet"))
+def backend_fixture(kinds):
+    """A C{backend} fixture over the store kinds C{kinds}, for a suite that needs fewer than all."""
+
+    @pytest_twisted.async_yield_fixture(params=sorted(kinds))
+    async def backend(request, reactor, tmp_path):
+        factory = PROVIDERS[request.param]
+        if request.param in NEEDS_POSTGRESQL:
+            made = await factory(reactor, tmp_path, request.getfixturevalue("postgres_dsn"))
+        else:
+            made = await factory(reactor, tmp_path)
+        try:
+            yield made
+        finally:
+            await maybeDeferred(made.stop)
+
+    return backend
 
 
-@pytest_twisted.async_yield_fixture(params=sorted(PROVIDERS))
-async def backend(request, reactor, tmp_path):
-    made = await PROVIDERS[request.param](reactor, tmp_path, request)
-    try:
-        yield made
-    finally:
-        await maybeDeferred(made.stop)
+backend = backend_fixture(PROVIDERS)

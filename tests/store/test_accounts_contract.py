@@ -10,6 +10,10 @@ import pytest_twisted
 from zope.interface.verify import verifyObject
 
 from monitor.store.interfaces import Duplicate, IAccounts, LastAdmin, NoSuchUser, SessionRecord, TokenRecord, UserRecord
+from tests.store.conftest import ACCOUNTS_KINDS, backend_fixture
+
+# Only the store kinds that provide accounts so far (see conftest).
+backend = backend_fixture(ACCOUNTS_KINDS)
 
 T0 = 1_700_000_000.0
 

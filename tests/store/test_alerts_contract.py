@@ -5,6 +5,7 @@ store provider (see C{conftest.PROVIDERS}).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -13,13 +14,10 @@ from zope.interface.verify import verifyObject
 
 from monitor.alerts.incidents import Incident
 from monitor.alerts.notifiers import Notification
-from monitor.store.interfaces import DeliveryAttempt, IAlertStore, StoredRule
+from monitor.store.interfaces import Claim, DeliveryAttempt, IAlertStore, StoredRule
 from tests.alerts.helpers import post
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600)
-
-# Only on the store kinds that have this area (see tests/store/conftest.py).
-pytestmark = pytest.mark.needs("alerts")
 
 
 def incident(n, opened_at, state="open", rule="r", topic="Acme", severity="warning", **kw):
@@ -196,3 +194,25 @@ async def test_replay_runs_off_the_reactor_over_the_period(backend):
     assert topics == ["Acme", "Globex"] and history is None
     assert sorted(uid for uid, _, _ in seen) == ["s:0", "s:1", "s:100"]
     assert [t for _, t, _ in seen] == [T0, T0, T0 + 60]
+
+
+@pytest_twisted.ensureDeferred
+async def test_claims_and_attempts_recorded_twice(backend):
+    """A pending notification can be taken for delivery, a finished one not; an attempt recorded twice is logged once."""
+    a = backend.alerts
+    await a.save_incidents([incident(1, T0)], [note(1, "inc_1", T0)], T0)
+    assert await a.claim_notification("msg_1", 30) == Claim(True)
+    assert await a.claim_notification("msg_1", 30) == Claim(True)  # this hub holds it already
+    assert await a.claim_notification("msg_9", 30) == Claim(False)
+    (n,) = await a.pending_notifications()
+    n.state, n.attempts, n.finished_at = "sent", 1, T0 + 1
+    attempt = DeliveryAttempt(n.id, T0 + 1, "sent", 200, "ok", 0.1)
+    await a.record_attempt(n, attempt)
+    await a.record_attempt(n, attempt)  # a retried commit
+    # A finished notification stays finished, whatever is recorded later.
+    late = dataclasses.replace(n, state="pending", attempts=2, finished_at=None)
+    await a.record_attempt(late, None)
+    assert await a.pending_notifications() == []
+    assert await a.claim_notification("msg_1", 30) == Claim(False)
+    (sent,) = (await a.get_incident("inc_1"))["notifications"]
+    assert (sent["state"], sent["attempts"], [e["outcome"] for e in sent["log"]]) == ("sent", 1, ["sent"])

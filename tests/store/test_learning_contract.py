@@ -11,6 +11,10 @@ from zope.interface.verify import verifyObject
 from monitor.learn.linear import LinearModel
 from monitor.model import Analysis, Post
 from monitor.store.interfaces import Correction, ILearningStore
+from tests.store.conftest import LEARNING_KINDS, backend_fixture
+
+# Only the store kinds that provide learning so far (see conftest).
+backend = backend_fixture(LEARNING_KINDS)
 
 T0 = 1_700_000_000.0
 

@@ -7,7 +7,6 @@ C{conftest.PROVIDERS}).
 from __future__ import annotations
 
 
-import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
@@ -15,9 +14,6 @@ from monitor.model import Analysis, Post, Topic
 from monitor.store.interfaces import IPostReads
 
 T0 = 1_700_000_000.0
-
-# Only on the store kinds that have this area (see tests/store/conftest.py).
-pytestmark = pytest.mark.needs("post_reads")
 
 
 def _post(n, t, topics=("Acme",), author="a", compound=0.0, lat=None, lon=None, text=None, followers=None):

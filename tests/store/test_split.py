@@ -11,6 +11,7 @@ from zope.interface.verify import verifyObject
 from monitor.interfaces import IStore
 from monitor.model import Topic
 from monitor.store import PostQuery
+from monitor.store.interfaces import IPostReads
 from monitor.store.postgresql import PostgreSQLStore
 from monitor.store.postgresql_accounts import PostgreSQLAccounts
 from monitor.store.split import SplitStore
@@ -25,7 +26,7 @@ async def test_posts_go_to_postgresql_and_sql_to_the_file(postgres_dsn, tmp_path
     """IStore calls reach PostgreSQL; run_read/run_write reach the SQLite file; both stop."""
     posts, rest = PostgreSQLStore(postgres_dsn, reactor=reactor), SQLiteStore(tmp_path / "m.sqlite", reactor=reactor)
     store = SplitStore(posts, rest)
-    assert verifyObject(IStore, store)
+    assert verifyObject(IStore, store) and verifyObject(IPostReads, store)
     await store.startService()
     try:
         await store.ready()
@@ -38,6 +39,9 @@ async def test_posts_go_to_postgresql_and_sql_to_the_file(postgres_dsn, tmp_path
         page, _ = await store.query_posts(PostQuery(q="cafe"))
         assert [p["native_id"] for p in page] == ["1"]
         assert await store.count_matching(PostQuery(q="cafe")) == 1
+        # The pages' reads too.
+        assert [p.uid for p in await store.recent_posts(5)] == ["demo:1"]
+        assert set(await store.topic_origins()) == {"acme", "web"}
         # The file: no posts, and SQL of its own works there.
         assert await store.run_read(lambda t: t.execute("SELECT count(*) FROM posts").fetchone()[0]) == 0
         await store.run_write(lambda t: t.execute("INSERT INTO cursors VALUES ('file', 'x', 0)"))
