@@ -95,6 +95,10 @@ def make_store(config: Config, reactor):
     return SplitStore(posts, sqlite)
 
 
+#: How often a hub on a shared store reads the active learned models again.
+MODELS_EVERY = 30.0
+
+
 def make_store_areas(config: Config, store, hub_name: str = "hub"):
     """
     C{(accounts, alerts, learning)}: the providers of the store's other
@@ -179,7 +183,11 @@ class Hub(OrderedMultiService):
         )
         # Models learned from people's corrections, applied after the built-in
         # analysis: by the nodes (the pool sends them each new set), else here.
-        self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor)
+        # On a store several hubs share, what another hub trained (or an
+        # admin switched there) applies here within MODELS_EVERY seconds.
+        shared = config.store["kind"] == "postgresql"
+        self.learner = Learner(self.learning, self.feedback, classifier, config.learning, reactor=reactor,
+                               reload_every=MODELS_EVERY if shared else None)  # fmt: skip
         self.learner.listeners.append(lambda: self.nodes.set_models(self.learner.active))
         self.analyzer = self.nodes
         seed = seed_path(config.learning["seed"], config.resolve)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -129,7 +130,9 @@ class Learner(Service):
     name = "learner"
     log = Logger()
 
-    def __init__(self, learning, feedback, classifier, settings: dict, reactor=None, executor_factory=None) -> None:
+    def __init__(
+        self, learning, feedback, classifier, settings: dict, reactor=None, executor_factory=None, reload_every=None
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default
 
@@ -148,20 +151,37 @@ class Learner(Service):
         self._pending = None
         self._running: Optional[defer.Deferred] = None
         self._again = False
+        #: Seconds between two reads of the active models, or C{None}: with
+        #: a store shared by several hubs, what another hub trained or an
+        #: admin switched there applies here within this time.
+        self.reload_every = reload_every
+        self._reloader: Optional[LoopingCall] = None
+        self._loaded: Optional[list] = None
 
     # -- life ----------------------------------------------------------------
 
     def startService(self):
         super().startService()
         self.feedback.listeners.append(self.changed)
+        if self.reload_every is not None:
+            self._reloader = LoopingCall(self._reload)
+            self._reloader.clock = self.reactor
+            self._reloader.start(self.reload_every, now=False)
         d = defer.ensureDeferred(self._load())
         d.addCallback(lambda _: self.changed())
+        return d
+
+    def _reload(self):
+        d = defer.ensureDeferred(self._load())
+        d.addErrback(lambda f: self.log.failure("could not read the active learned models again", f))
         return d
 
     def stopService(self):
         super().stopService()
         if self.changed in self.feedback.listeners:
             self.feedback.listeners.remove(self.changed)
+        if self._reloader is not None and self._reloader.running:
+            self._reloader.stop()
         if self._pending is not None and self._pending.active():
             self._pending.cancel()
         self._pending = None
@@ -339,10 +359,13 @@ class Learner(Service):
 
     async def _load(self) -> None:
         rows = await self.learning.active_models()
+        if rows == self._loaded:
+            return  # the same texts: the same models (spares parsing them on each reload)
         active = {}
         for text in rows:
             model = LinearModel.from_json(text)
             active[(model.name, model.language)] = model
+        self._loaded = rows
         old = {k: m.version for k, m in self.active.items()}
         self.active = active
         if old != {k: m.version for k, m in active.items()}:

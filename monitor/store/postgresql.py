@@ -982,8 +982,13 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
 
     @staticmethod
     async def _update_scores(cursor, rows) -> None:
-        for row in rows:
-            await cursor.execute("UPDATE posts SET sentiment = %s, sentiment_by = %s, labels = %s WHERE id = %s", row)
+        # One statement per chunk: a round trip per post was most of the time.
+        for part in _chunks(rows):
+            await cursor.execute(
+                b"UPDATE posts SET sentiment = v.sentiment, sentiment_by = v.who, labels = v.labels FROM (VALUES "
+                + _values(cursor, "(%s::text, %s::text, %s::text, %s::bigint)", part)
+                + b") AS v (sentiment, who, labels, id) WHERE posts.id = v.id"
+            )
 
     # -- story state -------------------------------------------------------
 

@@ -8,6 +8,11 @@ valid (and refreshed) on any other.  Writes that must see the other hubs'
 writes to decide (the first admin, the last admin) lock C{users} against
 other writers for their transaction: of two hubs making the first admin at
 once, the second waits, then finds the first's.
+
+After a lost connection the store runs a write again (a server restart
+does not log anyone out); sessions and tokens, keyed by random values, are
+written so that a second attempt whose first did commit changes nothing.
+A user made by such a second attempt is reported as L{Duplicate}.
 """
 
 from __future__ import annotations
@@ -170,8 +175,11 @@ class PostgreSQLAccounts:
 
     @staticmethod
     async def _open_session(cursor, key, user_id, csrf, now):
+        # The key is random: one already there is this session, written by
+        # an attempt whose commit the lost connection did not report.
         await cursor.execute(
-            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at) VALUES (%s, %s, %s, %s, %s)",
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (id_hash) DO NOTHING",
             (key, user_id, csrf, now, now),
         )
         await cursor.execute("UPDATE users SET last_login_at = %s WHERE id = %s", (now, user_id))
@@ -239,7 +247,9 @@ class PostgreSQLAccounts:
     def add_token(self, name, token_hash, created_by, now):
         return self.store.run_write(
             _do,
-            "INSERT INTO api_tokens (name, token_hash, created_by, created_at) VALUES (%s, %s, %s, %s)",
+            # As a session's key: a hash already there is this token, stored by an earlier attempt.
+            "INSERT INTO api_tokens (name, token_hash, created_by, created_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (token_hash) DO NOTHING",
             (name, token_hash, created_by, now),
         )
 
@@ -266,6 +276,7 @@ class PostgreSQLAccounts:
 
 
 async def _put_user(cursor, name, role, hashed, now) -> bool:
+    # xmax is 0 on a row this statement inserted, not on one it updated.
     await cursor.execute(
         "INSERT INTO users (name, role, password_hash, created_at) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash "

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
+import psycopg2
 from twisted.application.service import Service
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred, fail
 from twisted.internet.task import LoopingCall
@@ -779,11 +780,7 @@ def add_user_command(config, name: str, role: str, password_file: Optional[str],
     except OSError as e:
         print(f"monitor: cannot add user: {e}", file=stderr)
         return 1
-    except Exception as e:
-        import psycopg2
-
-        if not isinstance(e, psycopg2.Error):
-            raise
+    except psycopg2.Error as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         print(f"monitor: cannot add user: store.dsn: cannot use PostgreSQL: {reason}", file=stderr)
         return 1

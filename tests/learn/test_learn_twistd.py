@@ -16,6 +16,7 @@ import treq
 
 from monitor.analysis import Classifier, analyze_texts
 from monitor.learn.datasets import complaints, vader_ground_truth
+from tests.store.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.test_twistd import TOKEN, Hub
 
 pytestmark = pytest.mark.timeout(300)
@@ -61,8 +62,32 @@ async def posts(hub):
     return {p["native_id"]: p for p in json.loads(body)["posts"]}
 
 
+def pg_count(dsn, sql):
+    import psycopg2
+
+    db = psycopg2.connect(dsn)
+    try:
+        with db.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 @pytest_twisted.ensureDeferred
-async def test_corrections_through_the_api_train_a_model_that_labels_new_posts(reactor, tmp_path, shared_data):
+async def test_corrections_through_the_api_train_a_model_that_labels_new_posts(
+    reactor, tmp_path, shared_data, kind, request, monkeypatch
+):
+    """The same on either store kind; with PostgreSQL the corrections and models are kept there."""
+    config = CONFIG
+    if kind == "postgresql":
+        dsn = request.getfixturevalue("postgres_dsn")
+        monkeypatch.setenv("MONITOR_DSN", dsn)
+        config = CONFIG.replace(
+            '[store]\npath = "monitor.sqlite"',
+            '[store]\nkind = "postgresql"\npath = "monitor.sqlite"\ndsn = "${MONITOR_DSN}"',
+        )
     corpus = complaints(shared_data / "complaints/complaints-data.csv")
     train = [e for d, e, _ in corpus if d in TRAIN_DOMAINS][:200]
     held = [e for d, e, _ in corpus if d in HELD_OUT and e.label == "yes"][:100]
@@ -71,7 +96,7 @@ async def test_corrections_through_the_api_train_a_model_that_labels_new_posts(r
     first = [("c" + e.key, e.text) for e in train] + [("h" + e.key, e.text) for e in tweets]
     replay.write_text("".join(line(k, t, i) for i, (k, t) in enumerate(first)), encoding="utf-8")
 
-    hub = Hub(reactor, tmp_path, CONFIG)
+    hub = Hub(reactor, tmp_path, config)
     hub.start()
     try:
         await hub.wait_until(lambda: _count(hub, len(first)), seconds=120)
@@ -130,6 +155,9 @@ async def test_corrections_through_the_api_train_a_model_that_labels_new_posts(r
         assert agree > 0.8 * len(train), agree
     finally:
         assert await hub.stop(), hub.output()
+    if kind == "postgresql":
+        assert pg_count(dsn, "SELECT count(*) FROM post_feedback") == len(train) + len(tweets)
+        assert pg_count(dsn, "SELECT count(*) FROM learned_models WHERE state = 'active'") == 2
 
 
 async def _count(hub, n):

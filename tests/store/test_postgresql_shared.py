@@ -4,7 +4,8 @@ each "hub" here is its own L{PostgreSQLStore} (its own pool) on the same
 database, as two processes would be.  What one writes the other reads, and
 the decisions that depend on the others' writes (the first admin, the last
 admin, merging corrections, the one active model) hold when they race;
-API tokens, which a hub checks in memory, are read again in time.
+API tokens and the active models, which a hub keeps in memory, are read
+again in time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, gatherResults
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import deferToThread
 
+from monitor.analysis import Classifier
+from monitor.learn.feedback import Feedback
+from monitor.learn.learner import Learner
 from monitor.learn.linear import LinearModel
 from monitor.model import Analysis, Post
 from monitor.store.interfaces import LastAdmin
@@ -157,3 +162,57 @@ async def test_a_token_made_or_revoked_on_one_hub_counts_on_the_other_within_the
     finally:
         for users in (one, two):
             await users.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sessions_and_tokens_written_again_are_written_once(stores):
+    """What a retry after an unreported commit does: the same session or token stored twice is one, no error."""
+    accounts = PostgreSQLAccounts(stores[0])
+    await accounts.add_user("ann", "editor", "h", T0)
+    ann = await accounts.user_by_name("ann")
+    for _ in range(2):
+        await accounts.open_session("key", ann.id, "csrf", T0)
+        await accounts.add_token("ci", "hash", "root", T0)
+    assert len(await accounts.sessions(["key"])) == 1
+    assert [t.name for t in await accounts.list_tokens()] == ["ci"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_login_during_a_server_restart_waits_and_lands(reactor, postgres_server, stores):
+    """A session opened while the server is down is stored once it is back: a restart logs nobody out."""
+    accounts = PostgreSQLAccounts(stores[0])
+    await accounts.add_user("ann", "editor", "h", T0)
+    ann = await accounts.user_by_name("ann")
+    await deferToThread(postgres_server.stop)
+    reactor.callLater(0.5, lambda: deferToThread(postgres_server.start))
+    await accounts.open_session("key", ann.id, "csrf", T0)
+    (record,) = await PostgreSQLAccounts(stores[1]).sessions(["key"])
+    assert record.user == "ann" and stores[0].reconnects >= 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_model_activated_on_one_hub_applies_on_the_other_within_the_reload(reactor, stores):
+    """A hub applies the active models another hub stored once it reads them again (every reload_every s)."""
+    clock = Clock()
+    settings = {"enabled": False, "min_examples": 20, "min_per_class": 3, "retrain_after": 10, "delay": 0,
+                "folds": 3, "auto_activate": True}  # fmt: skip
+    learning = PostgreSQLLearning(stores[1])
+    learner = Learner(learning, Feedback(learning, clock), Classifier(), settings, reactor=clock, reload_every=30.0)
+    told = []
+    learner.listeners.append(lambda: told.append(dict(learner.versions())))
+    await learner.startService()
+    try:
+        assert learner.active == {}
+        await PostgreSQLLearning(stores[0]).add_model(_model("sentiment-7"), T0, True, T0)
+        clock.advance(30.0)
+        for _ in range(200):  # the reload's query on the real server: a bounded wait
+            if learner.active:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert [m.version for m in learner.active.values()] == ["sentiment-7"]
+        assert len(told) == 1
+        clock.advance(30.0)  # nothing changed: nobody is told again
+        await deferLater(reactor, 0.2, lambda: None)
+        assert len(told) == 1
+    finally:
+        await learner.stopService()
