@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Run the checkout's code (and find its twistd plugin) whatever is installed.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install run demo offline test lint bench clean vendor system-deps docs
+.PHONY: install run demo offline cluster test lint bench clean vendor system-deps docs
 # apt-get needs root; use sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -40,6 +40,15 @@ offline: install vendor
 	$(BIN)/python -m tests.fakes.mastodon --port 8766 > var/fake-mastodon.log 2>&1 & md=$$!; \
 	trap 'kill $$js $$md 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/twistd --nodaemon --pidfile= monitor --config etc/offline.toml
+
+# Two hubs on this machine (etc/cluster.toml, web UI on ports 8080 and
+# 8081) on a PostgreSQL and a Redis of their own, from Debian's packages,
+# their data under var/cluster/ (kept; rm -rf var/cluster var/hub-* starts
+# over): README.rst, "Running several hubs".  Ctrl-C stops the hubs, then
+# the servers.
+cluster: system-deps install
+	-@$(MAKE) --no-print-directory vendor || echo "warning: no npm: the web UI shows tables instead of charts and map"
+	@trap 'exit 0' INT; $(BIN)/python -m tests.local_cluster
 
 test: system-deps install vendor lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

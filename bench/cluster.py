@@ -7,8 +7,10 @@ long a collector's lease takes to move when its hub dies.
 
 Prints: the channel's throughput (posts/s from hub A's sink to hub B's
 listener, batches of --size), the latency of a single post (p50, p99 of
---batches one-post batches, sent one at a time), and the time from the
-lease holder's last renewal to the other hub running the service.
+--batches one-post batches, sent one at a time), the time from the
+lease holder's last renewal to the other hub running the service, and how
+fast one collector puts posts on the Redis queue (one XADD per post, each
+awaited, as a collector's emit does).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, ".")
 from monitor.cluster import RedisCluster  # noqa: E402
 from monitor.interfaces import ISink  # noqa: E402
 from monitor.model import Analysis, Post  # noqa: E402
-from monitor.queue.redis import parse_redis_url  # noqa: E402
+from monitor.queue.redis import RedisQueue, parse_redis_url  # noqa: E402
 from tests.servers import RedisServer  # noqa: E402
 
 
@@ -127,6 +129,24 @@ async def main(reactor, args):
         )
         await leased_b.stopService()
         leased_a.holding = False
+
+        # fsync always (the tests' server) and every second (Redis's default
+        # for the append-only file, and the pipeline benchmark's).
+        for fsync in ("always", "everysec"):
+            other = RedisServer(appendfsync=fsync).start()
+            queue = RedisQueue(other.url, stream=f"{prefix}:posts", reactor=reactor)
+            queue.startService()
+            try:
+                n = args.batches * args.size // 8
+                started = time.perf_counter()
+                for p in posts[:n]:
+                    await queue.put(p)
+                elapsed = time.perf_counter() - started
+                print(f"one collector's puts on the Redis queue, each awaited, appendfsync {fsync}: "
+                      f"{n / elapsed:,.0f} posts/s ({n} posts)")  # fmt: skip
+            finally:
+                await queue.stopService()
+                other.close()
     finally:
         await a.stopService()
         await b.stopService()

@@ -12,7 +12,8 @@ shared machine.
 
     python bench/pipeline.py [--posts 50000] [--batch-size 500] [--json out.json] [--hub-root DIR]
                              [--store sqlite|postgresql|both] [--dsn DSN] [--stories on|off]
-                             [--poll-stats SECONDS]
+                             [--poll-stats SECONDS] [--queue memory|redis] [--hubs N] [--redis-url URL]
+                             [--cluster]
 
 With --poll-stats, a dashboard's worth of readers asks /api/v1/stats for
 the last 24 hours every SECONDS during the run (the dashboard asks the same
@@ -21,6 +22,15 @@ of the store twice per refresh), and its answer times are reported.
 With --store postgresql the hub keeps its posts in PostgreSQL (--dsn, an
 empty database; without it, a throwaway server from tests/servers.py);
 --store both runs SQLite and then PostgreSQL on the same posts.
+
+With --queue redis the posts go through a Redis stream (--redis-url; without
+it, a throwaway redis-server from tests/servers.py, append-only with fsync
+every second, Redis's own default for it), and --hubs N runs N hubs on it,
+one cluster: one collects, all analyse and store.  --cluster runs, on the
+same posts in one run, SQLite + memory queue (one hub), then PostgreSQL +
+Redis with one hub, then with two.  CPU per post is then the hubs' (all of
+them, with their workers) and, apart, the servers' (PostgreSQL's backends
+and redis-server, when they are the throwaway ones).
 """
 
 from __future__ import annotations
@@ -94,19 +104,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def accounted(port: int, n: int):
+def accounted(ports: list[int], n: int):
     """
     (stored, unmatched) once all n posts are collected and every one of them
-    is stored or dropped as unmatched; None before.
+    is stored or dropped as unmatched, summed over the hubs; None before.
     """
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        text = r.read().decode()
     values = {}
-    for line in text.splitlines():
-        for name in ("collected", "stored", "unmatched"):
-            if line.startswith(f'monitor_posts_{name}_total{{source="bench"}}'):
-                values[name] = int(float(line.split()[-1]))
+    for port in ports:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            for name in ("collected", "stored", "unmatched"):
+                if line.startswith(f'monitor_posts_{name}_total{{source="bench"}}'):
+                    values[name] = values.get(name, 0) + int(float(line.split()[-1]))
     stored, unmatched = values.get("stored", 0), values.get("unmatched", 0)
     if values.get("collected") == n and stored + unmatched == n:
         return stored, unmatched
@@ -200,33 +211,19 @@ def poll_stats(port: int, every: float, stop, times: list) -> None:
         times.append(time.perf_counter() - started)
 
 
-def run(
-    n: int,
-    batch_size: int,
-    rate: float = 0.0,
-    workers: int = 0,
-    hub_root: pathlib.Path = ROOT,
-    dsn: str = "",
-    stories: str = "",
-    poll: float = 0.0,
-) -> dict:
-    """
-    Replay n posts into a fresh hub: flat out (rate 0) or paced at rate
-    posts per second.  The hub runs the code in hub_root (another checkout,
-    to compare with an older commit); the in-process figures use this one.
-    """
-    bodies = texts(n)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = pathlib.Path(tmp)
-        write_replay(tmp / "posts.jsonl", bodies, rate or 1.0)
-        port = free_port()
-        (tmp / "bench.toml").write_text(
-            f"""
+def hub_config(port: int, batch_size: int, rate: float, workers: int, dsn: str, stories: str, redis: str,
+               name: str, prefix: str, replay: pathlib.Path) -> str:  # fmt: skip
+    """One hub's configuration; with C{redis}, one of the cluster C{prefix}."""
+    cluster = (
+        f'[hub]\nname = "{name}"\ncluster = "{prefix}"\n[queue]\nkind = "redis"\nurl = "${{MONITOR_REDIS_URL}}"\n'
+        if redis
+        else "[queue]\nsize = 10000\n"
+    )
+    return f"""
 [store]
 path = "bench.sqlite"
 {f'kind = "postgresql"{chr(10)}dsn = "${{MONITOR_DSN}}"' if dsn else ""}
-[queue]
-size = 10000
+{cluster}
 [analysis]
 batch_size = {batch_size}
 {f"workers = {workers}" if workers else ""}
@@ -236,63 +233,118 @@ endpoint = "tcp:{port}:interface=127.0.0.1"
 [[sources]]
 kind = "replay"
 name = "bench"
-path = "posts.jsonl"
+path = "{replay}"
+follow = true
 speed = {1 if rate else 0}
-"""
-            + "".join(
-                f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n'
-                for b in BRANDS
+""" + "".join(
+        f'[[topics]]\nname = "{b}"\nterms = {json.dumps(list(brand_terms(b)))}\ngroup = "vendors"\n' for b in BRANDS
+    )
+
+
+def run(
+    n: int,
+    batch_size: int,
+    rate: float = 0.0,
+    workers: int = 0,
+    hub_root: pathlib.Path = ROOT,
+    dsn: str = "",
+    stories: str = "",
+    poll: float = 0.0,
+    redis: str = "",
+    hubs: int = 1,
+    server_pids: tuple = (),
+) -> dict:
+    """
+    Replay n posts into fresh hubs (one, or C{hubs} on the Redis C{redis}):
+    flat out (rate 0) or paced at rate posts per second.  The hubs run the
+    code in hub_root (another checkout, to compare with an older commit);
+    the in-process figures use this one.  C{server_pids}: the servers'
+    processes, whose CPU is reported apart.
+    """
+    import threading
+    import uuid
+
+    # What the other users of the machine put on it, before our hubs start.
+    load = os.getloadavg()
+    bodies = texts(n)
+    if dsn and posts_in(dsn):
+        raise SystemExit("--dsn: the database already holds posts; give an empty one")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        # Written when every hub is up, so that what they spend on the posts
+        # is counted from before the first one (the replay follows it).
+        replay = tmp / "posts.jsonl"
+        replay.touch()
+        write_replay(tmp / "posts.new", bodies, rate or 1.0)
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        env = dict(os.environ, PYTHONPATH=str(hub_root), MONITOR_API_TOKEN=TOKEN, MONITOR_DSN=dsn,
+                   MONITOR_REDIS_URL=redis)  # fmt: skip
+        ports, procs = [], []
+        for i in range(hubs):
+            directory = tmp / f"hub-{i}"
+            directory.mkdir()
+            port = free_port()
+            ports.append(port)
+            config = hub_config(port, batch_size, rate, workers, dsn, stories, redis, f"bench-{i}", prefix, replay)
+            (directory / "bench.toml").write_text(config)
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from twisted.scripts.twistd import run; run()",
+                        "--nodaemon",
+                        "--pidfile=",
+                        "--logfile",
+                        str(directory / "twistd.log"),
+                        "monitor",
+                        "--config",
+                        str(directory / "bench.toml"),
+                    ],
+                    cwd=directory,
+                    env=env,
+                )  # fmt: skip
             )
-        )
-        env = dict(os.environ, PYTHONPATH=str(hub_root), MONITOR_API_TOKEN=TOKEN, MONITOR_DSN=dsn)
-        if dsn and posts_in(dsn):
-            raise SystemExit("--dsn: the database already holds posts; give an empty one")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "--nodaemon",
-                "--pidfile=",
-                "--logfile",
-                str(tmp / "twistd.log"),
-                "monitor",
-                "--config",
-                str(tmp / "bench.toml"),
-            ],
-            cwd=tmp,
-            env=env,
-        )
-        import threading
+        pids = [p.pid for p in procs]
 
         stop, polls = threading.Event(), []
         if poll:
-            threading.Thread(target=poll_stats, args=(port, poll, stop, polls), daemon=True).start()
+            threading.Thread(target=poll_stats, args=(ports[0], poll, stop, polls), daemon=True).start()
         try:
             deadline = time.monotonic() + 600
             settled = None
-            cpu_started = None
+            cpu_started = server_started = None
+            up = set()
             while time.monotonic() < deadline and settled is None:
                 time.sleep(0.25)
                 try:
-                    settled = accounted(port, n)
+                    for port in ports:
+                        if port not in up:
+                            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+                            up.add(port)
+                    settled = accounted(ports, n)
                 except OSError:
                     continue
-                if cpu_started is None:  # the hub is up: start-up CPU is behind us
-                    cpu_started = cpu_seconds([proc.pid])
+                if cpu_started is None:  # every hub is up: start-up CPU is behind us
+                    cpu_started = cpu_seconds(pids)
+                    server_started = cpu_seconds(list(server_pids))
+                    os.replace(tmp / "posts.new", replay)
             stored, unmatched = settled or (0, 0)
-            cpu = cpu_seconds([proc.pid]) - (cpu_started or 0.0)
-            rss = peak_rss_mib(proc.pid)
+            cpu = cpu_seconds(pids) - (cpu_started or 0.0)
+            server_cpu = cpu_seconds(list(server_pids)) - (server_started or 0.0)
+            rss = max(peak_rss_mib(pid) for pid in pids)
         finally:
             stop.set()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(30)
         if stored + unmatched < n:
-            raise SystemExit(f"only {stored} + {unmatched} unmatched of {n} posts; see {tmp}/twistd.log")
+            raise SystemExit(f"only {stored} + {unmatched} unmatched of {n} posts; see {tmp}/hub-*/twistd.log")
         if dsn:
             rows = posts_in(dsn)
         else:
-            db = sqlite3.connect(tmp / "bench.sqlite")
+            db = sqlite3.connect(tmp / "hub-0" / "bench.sqlite")
             rows = db.execute("SELECT received_at, stored_at FROM posts").fetchall()
     first = min(r[0] for r in rows)
     last = max(r[1] for r in rows)
@@ -302,6 +354,8 @@ speed = {1 if rate else 0}
     fast = fast_vader(bodies)
     return {
         "store": "postgresql" if dsn else "sqlite",
+        "queue": "redis" if redis else "memory",
+        "hubs": hubs,
         "posts": n,
         "offered_rate": rate or "flat out",
         "analysis_workers": workers,
@@ -314,6 +368,7 @@ speed = {1 if rate else 0}
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1),
         "peak_rss_mib": round(rss, 1),
         "hub_cpu_us_per_post": round(cpu / n * 1e6, 1),
+        "server_cpu_us_per_post": round(server_cpu / n * 1e6, 1) if server_pids else None,
         "raw_vader_posts_per_s": round(vader),
         "ratio": round(pipeline / vader, 2),
         "fast_vader_posts_per_s": round(fast),
@@ -321,6 +376,7 @@ speed = {1 if rate else 0}
         "stats_polls": len(polls),
         "stats_p50_ms": round(percentile(polls, 0.5) * 1000, 1) if polls else None,
         "stats_p99_ms": round(percentile(polls, 0.99) * 1000, 1) if polls else None,
+        "load_average_before": " ".join(f"{x:.2f}" for x in load),
     }
 
 
@@ -351,20 +407,50 @@ def main() -> None:
         help="ask /api/v1/stats for the last 24 h every this many seconds during the run",
     )
     parser.add_argument("--dsn", default="", help="postgresql: an empty database (default: a throwaway server)")
+    parser.add_argument("--queue", choices=("memory", "redis"), default="memory", help="between collector and analysis")
+    parser.add_argument("--hubs", type=int, default=1, help="with --queue redis: this many hubs, one cluster")
+    parser.add_argument("--redis-url", default="", help="redis: this Redis (default: a throwaway server)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on the same posts: SQLite + memory, then PostgreSQL + Redis with one hub, then with two",
+    )
     args = parser.parse_args()
-    stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
-    server = None
+    if args.hubs > 1 and args.queue != "redis" and not args.cluster:
+        parser.error("--hubs: several hubs need --queue redis")
+    if args.cluster and (args.dsn or args.redis_url):
+        parser.error("--cluster starts its own servers (a fresh database per setup): no --dsn or --redis-url")
+    if args.cluster:
+        setups = [("sqlite", "memory", 1), ("postgresql", "redis", 1), ("postgresql", "redis", 2)]
+    else:
+        stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
+        setups = [(store, args.queue, args.hubs) for store in stores]
+    servers = {}
     results = []
     try:
-        for store in stores:
-            dsn = ""
+        for store, queue, hubs in setups:
+            dsn = redis = ""
+            pids = []
             if store == "postgresql":
                 dsn = args.dsn
                 if not dsn:
                     from tests.servers import PostgresServer
 
-                    server = server or PostgresServer().start()
-                    dsn = server.dsn(server.create_database())
+                    if "postgres" not in servers:
+                        servers["postgres"] = PostgresServer().start()
+                    dsn = servers["postgres"].dsn(servers["postgres"].create_database())
+                    pids.append(servers["postgres"].proc.pid)
+            if queue == "redis":
+                redis = args.redis_url
+                if not redis:
+                    from tests.servers import RedisServer
+
+                    # A new server per setup: an empty stream, an empty file.
+                    if "redis" in servers:
+                        servers.pop("redis").close()
+                    servers["redis"] = RedisServer(appendfsync="everysec").start()
+                    redis = servers["redis"].url
+                    pids.append(servers["redis"].proc.pid)
             results.append(
                 run(
                     args.posts,
@@ -375,18 +461,27 @@ def main() -> None:
                     dsn,
                     args.stories,
                     args.poll_stats,
+                    redis,
+                    hubs,
+                    tuple(pids),
                 )
             )
     finally:
-        if server is not None:
+        for server in servers.values():
             server.close()
     for result in results:
         for k, v in result.items():
             print(f"{k:24} {v}")
         print()
-    if len(results) == 2:
-        ratio = results[1]["pipeline_posts_per_s"] / results[0]["pipeline_posts_per_s"]
-        print(f"{'postgresql/sqlite':24} {ratio:.2f}")
+    if len(results) > 1:
+        base = results[0]
+        for r in results[1:]:
+            name = f"{r['store']}+{r['queue']} x{r['hubs']}"
+            print(
+                f"{name:24} {r['pipeline_posts_per_s'] / base['pipeline_posts_per_s']:.2f}x the posts/s, "
+                f"{r['hub_cpu_us_per_post'] / base['hub_cpu_us_per_post']:.2f}x the hub CPU per post "
+                f"of {base['store']}+{base['queue']} x{base['hubs']}"
+            )
     if args.json:
         out = results[0] if len(results) == 1 else results
         pathlib.Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -2,6 +2,10 @@
 Throwaway servers for the tests: real programs from Debian's packages
 (`make system-deps` installs them), each in a temporary directory of its
 own, listening on a Unix socket only, gone when the test is over.
+
+Given a C{directory}, a server keeps its data there across runs instead
+(C{make cluster}, L{tests.local_cluster}): C{close} stops it and leaves the
+data.
 """
 
 from __future__ import annotations
@@ -41,7 +45,17 @@ class _Server:
 
     proc = None
     dir = ""
+    kept = False
     STOP_SIGNAL, STOP_WAIT = signal.SIGTERM, 10
+
+    def _directory(self, directory, prefix: str) -> str:
+        """C{directory} (made if missing, kept), or a new temporary one (removed at close)."""
+        if directory is None:
+            return tempfile.mkdtemp(prefix=prefix)
+        self.kept = True
+        os.makedirs(directory, exist_ok=True)
+        os.chmod(directory, 0o700)
+        return os.path.abspath(directory)
 
     def kill(self) -> None:
         """SIGKILL: what a crash does (a postmaster's backends exit too)."""
@@ -62,7 +76,8 @@ class _Server:
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.kept:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class RedisServer(_Server):
@@ -71,20 +86,27 @@ class RedisServer(_Server):
     that a kill and a restart lose nothing that was acknowledged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, directory=None, appendfsync: str = "always") -> None:
         if not os.path.exists(REDIS):
             _missing("redis-server", "redis-server")
-        self.dir = tempfile.mkdtemp(prefix="monitor-redis-")
+        self.dir = self._directory(directory, "monitor-redis-")
+        # "everysec" (Redis's default for the append-only file) for the
+        # benchmarks: a crash may lose the last second.
+        self.appendfsync = appendfsync
         self.socket = os.path.join(self.dir, "redis.sock")
         self.url = f"unix://{self.socket}"
         self.proc = None
 
-    def start(self, timeout: float = 20.0) -> "RedisServer":
+    def start(self, timeout: float = 20.0, detached: bool = False) -> "RedisServer":
+        """
+        Start it and wait until it takes connections.  C{detached}: in a
+        session of its own, so a terminal's Ctrl-C does not reach it.
+        """
         self.proc = subprocess.Popen(
             [REDIS, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
-             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
              "--loglevel", "notice"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=detached,
         )  # fmt: skip
         ready = threading.Event()
         lines: list[bytes] = []
@@ -148,17 +170,19 @@ class PostgresServer(_Server):
     # A fast shutdown: connected clients are disconnected.
     STOP_SIGNAL, STOP_WAIT = signal.SIGINT, 20
 
-    def __init__(self) -> None:
+    def __init__(self, directory=None) -> None:
         self.bin = _postgres_bin()
         if self.bin is None:
             _missing("postgres", "postgresql")
         self.user = _unprivileged()
-        self.dir = tempfile.mkdtemp(prefix="monitor-postgres-")
+        self.dir = self._directory(directory, "monitor-postgres-")
         self.data = os.path.join(self.dir, "data")
         self.proc = None
         self._databases = 0
         if self.user is not None:
             os.chown(self.dir, self.user[0], self.user[1])
+        if os.path.exists(os.path.join(self.data, "PG_VERSION")):
+            return  # a kept cluster, made by an earlier run
         self._run(
             [os.path.join(self.bin, "initdb"), "-D", self.data, "-U", self.role, "--auth=trust",
              "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"],
@@ -193,12 +217,14 @@ class PostgresServer(_Server):
 
         return f"postgresql://{self.role}@/{database}?host={quote(self.dir, safe='')}"
 
-    def start(self, timeout: float = 30.0) -> "PostgresServer":
+    def start(self, timeout: float = 30.0, detached: bool = False) -> "PostgresServer":
+        """Start it and wait until it takes connections; C{detached} as for Redis."""
         self.proc = subprocess.Popen(
             [os.path.join(self.bin, "postgres"), "-D", self.data, "-k", self.dir,
              "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=60", "-c", "shared_buffers=32MB"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=self._demote(), cwd=self.dir,
+            start_new_session=detached,
         )  # fmt: skip
         ready = threading.Event()
         lines: list[bytes] = []

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tests.queue.conftest import redis_server  # noqa: F401  (the fixture)
+from tests.web.conftest import playwright  # noqa: F401  (the fixture: Debian's Chromium)
 
 
 @pytest.fixture

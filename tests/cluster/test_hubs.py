@@ -110,8 +110,12 @@ async def test_alone_the_hub_lists_itself_holding_everything(reactor, tmp_path):
 
 
 def test_the_cluster_example_configuration_loads():
-    """etc/cluster.toml is valid: a Redis queue, a lease, a hub name per hub, SQLite (for now)."""
-    c = load_config(str(ROOT / "etc" / "cluster.toml"), environ={"MONITOR_HUB": "hub-a", "MONITOR_PORT": "8080"})
-    assert c.queue["kind"] == "redis" and c.hub["name"] == "hub-a" and c.hub["lease"] == "15s"
-    assert c.store["kind"] == "sqlite" and c.store["path"] == "var/hub-a.sqlite"
+    """etc/cluster.toml is valid: a Redis queue, a lease, a hub name per hub, one PostgreSQL."""
+    environ = {"MONITOR_HUB": "hub-a", "MONITOR_PORT": "8080", "MONITOR_DSN": "postgresql://m@db/monitor",
+               "MONITOR_REDIS_URL": "redis://cache:6379/0"}  # fmt: skip
+    c = load_config(str(ROOT / "etc" / "cluster.toml"), environ=environ)
+    assert c.queue["kind"] == "redis" and c.queue["url"] == "redis://cache:6379/0"
+    assert c.hub["name"] == "hub-a" and c.hub["lease"] == "15s"
+    assert c.store["kind"] == "postgresql" and c.store["dsn"] == "postgresql://m@db/monitor"
+    assert c.store["path"] == "var/hub-a.sqlite"
     assert {s["name"] for s in c.sources} == {"inbox", "demo"}
