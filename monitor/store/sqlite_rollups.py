@@ -297,11 +297,31 @@ def store(trans, delta: Delta, now: float) -> None:
         return
     folded = watermarks(trans)
     trans.executemany(_INSERT_MINUTE, [_minute_row(scope, start, m) for (scope, start), m in delta.minutes.items()])
+    _volume_minutes(trans, delta)
     if folded:
         _apply_spans(trans, delta, SPANS[1:], folded)
     # A post from the future (a wrong clock) does not close the present.
     newest = min(max(start for _, start in delta.minutes) + SPANS[0], now)
     close(trans, folded, newest)
+
+
+def _volume_minutes(trans, delta: Delta) -> None:
+    """
+    The volume's minute rows too: a few per scope and minute, and what a
+    volume bucket that is not whole hours (half an hour) is summed from,
+    faster from rows than from the minutes' JSON.
+    """
+    rows = [(scope, SPANS[0], start, source, sentiment, *row)
+            for (scope, start), minute in delta.minutes.items()
+            for (source, sentiment), row in minute.volume.items() if any(row)]  # fmt: skip
+    if rows:
+        trans.executemany(_UPSERT["rollup_volume"], rows)
+        if delta.removed:
+            trans.executemany(
+                "DELETE FROM rollup_volume WHERE scope = ? AND span = ? AND start = ? AND source = ? "
+                "AND sentiment = ? AND posts = 0",
+                [row[:5] for row in rows],
+            )
 
 
 def close(trans, folded: dict, newest: float) -> None:
@@ -486,6 +506,7 @@ def rewrite(trans, column: str, keys: list, statement: str, rows: Iterable[tuple
     if not delta:
         return
     _rewrite_minutes(trans, delta)
+    _volume_minutes(trans, delta)
     folded = watermarks(trans)
     if folded:
         _apply_spans(trans, delta, SPANS[1:], folded)
@@ -550,7 +571,8 @@ def minutes_from_rows(connection) -> None:
         "FROM (SELECT DISTINCT scope, start FROM rollup_volume WHERE span = 60) AS k ORDER BY k.scope, k.start"
     )
     for table in _SHAPES:
-        connection.execute(f"DELETE FROM {table} WHERE span = 60")
+        if table != "rollup_volume":  # kept as rows too (_volume_minutes)
+            connection.execute(f"DELETE FROM {table} WHERE span = 60")
     (newest,) = connection.execute("SELECT max(start) FROM rollup_minutes").fetchone()
     if newest is None:
         return
@@ -605,7 +627,7 @@ def pieces_sql(
     """
     parts, params = [], []
     for span, lo, hi in pieces:
-        minutes = span == SPANS[0]
+        minutes = span == SPANS[0] and table != "rollup_volume"
         where, values = (["m.scope = ?"], [scope]) if minutes else (["scope = ?", "span = ?"], [scope, span])
         if lo is not None:
             where.append("m.start >= ?" if minutes else "start >= ?")
@@ -718,30 +740,24 @@ def scope_counts(trans, scopes: list, since, until) -> dict:
     """
     pieces, edges = cover(trans, since, until)
     counts: dict = {}
+    # Minutes too from the volume's rows (L{_volume_minutes}).
     for span, lo, hi in pieces:
-        minutes = span == SPANS[0]
-        m = "m." if minutes else ""
-        where, params = ([], []) if minutes else (["span = ?"], [span])
+        where, params = ["span = ?"], [span]
         if scopes is None:
-            where.append(f"{m}scope != ?")
+            where.append("scope != ?")
             params.append(EVERY)
         else:
-            where.append(f"{m}scope IN ({', '.join('?' * len(scopes))})")
+            where.append(f"scope IN ({', '.join('?' * len(scopes))})")
             params += scopes
         if lo is not None:
-            where.append(f"{m}start >= ?")
+            where.append("start >= ?")
             params.append(lo)
         if hi is not None:
-            where.append(f"{m}start < ?")
+            where.append("start < ?")
             params.append(hi)
-        if minutes:
-            sql = (
-                "SELECT m.scope, sum(j.value ->> 2) FROM rollup_minutes AS m, json_each(m.volume) AS j "
-                f"WHERE {' AND '.join(where)} GROUP BY m.scope"
-            )
-        else:
-            sql = f"SELECT scope, sum(posts) FROM rollup_volume WHERE {' AND '.join(where)} GROUP BY scope"
-        for scope, n in trans.execute(sql, params).fetchall():
+        for scope, n in trans.execute(
+            f"SELECT scope, sum(posts) FROM rollup_volume WHERE {' AND '.join(where)} GROUP BY scope", params
+        ).fetchall():
             counts[scope] = counts.get(scope, 0) + n
     for lo, hi in edges:
         where, params = ["created_at >= ?", "created_at < ?"], [lo, hi]

@@ -311,7 +311,7 @@ async def test_migration_backfills_an_older_database(path, reactor):
         # V11 counted the posts into minute, hour and day rows; V12 moved the
         # minutes into minute rows and reopened the newest hour and day.
         assert db.execute("PRAGMA user_version").fetchone()[0] == 12
-        assert db.execute("SELECT count(*) FROM rollup_volume WHERE span = 60").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM rollup_terms WHERE span = 60").fetchone()[0] == 0
         assert (
             db.execute(
                 "SELECT sum(j.value ->> 2) FROM rollup_minutes AS m, json_each(m.volume) AS j WHERE m.scope = ''"
