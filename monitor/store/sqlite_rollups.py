@@ -339,7 +339,7 @@ def close(trans, folded: dict, newest: float) -> None:
     if hours_from is not None:
         where, params = "start >= ? AND start < ?", [hours_from, hours_to]
     # Summed in Python, one hour at a time: the JSON is parsed by json.loads
-    # faster than by json_each, and each hour's rows are inserted in order.
+    # faster than by json_each.
     trans.execute(
         f"SELECT DISTINCT {_bucket('start', hour)} FROM rollup_minutes INDEXED BY rollup_minutes_start WHERE {where}",
         params,
@@ -362,8 +362,8 @@ def close(trans, folded: dict, newest: float) -> None:
                 rows[table] += values
         for table, values in rows.items():
             if values:
-                # In key order: each insert lands next to the last.
-                values.sort()
+                # Not sorted: the hour's keys are a new range of the table,
+                # cached, and sorting cost more than it saved (measured).
                 trans.executemany(_UPSERT[table], values)
     trans.execute("INSERT OR REPLACE INTO rollup_folded (span, until) VALUES (?, ?)", (hour, hours_to))
     days_from, days_to = folded.get(day), floor(hours_to, day)
