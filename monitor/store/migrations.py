@@ -336,6 +336,20 @@ def _V11_ROLLUPS(connection) -> None:
     sqlite_rollups.backfill(connection)
 
 
+def _V12_MINUTES(connection) -> None:
+    """
+    Minutes of the rollups as one row per scope, minute and batch (JSON
+    columns) instead of one row per key, and hours and days summed once
+    they close (L{monitor.store.sqlite_rollups}): the V11 minute rows are
+    moved, the newest hour and day reopened.
+    """
+    from monitor.store import sqlite_rollups
+
+    for statement in split_statements(sqlite_rollups.MINUTES):
+        connection.execute(statement)
+    sqlite_rollups.minutes_from_rows(connection)
+
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
 MIGRATIONS: tuple = (
     _V1,
@@ -349,6 +363,7 @@ MIGRATIONS: tuple = (
     _V9_STORIES,
     _V10_INCIDENT_EXPLANATION,
     _V11_ROLLUPS,
+    _V12_MINUTES,
 )
 
 

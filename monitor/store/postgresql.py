@@ -45,9 +45,11 @@ from monitor.interfaces import IStore
 from monitor.model import LABELS, SENTIMENTS, Post, Rejected, Topic, iso8601
 from monitor.service import InFlight
 from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_story
+from monitor.store import pg_rollups
 from monitor.store.interfaces import IPostReads
 from monitor.store.migrations import SchemaVersionError
 from monitor.store.postgresql_pages import PostgreSQLPageReads
+from monitor.store.rollups import EVERY, Delta, cover, post_words, volume_spans
 
 # Shared with the SQLite store: the API shape of a row, page cursors, input
 # checks, hashtags and terms, so both stores answer alike.
@@ -69,17 +71,10 @@ from monitor.store.sqlite import (
     _query_tree,
     _row_matches,
     _spec,
-    hashtags,
     share_of_voice,
-    terms,
 )
 
 __all__ = ["PostgreSQLStore", "MIGRATIONS", "run_blocking", "search_tokens", "tsquery", "tsvector"]
-
-#: The stats' top terms are counted over the newest this many posts in range
-#: (the SQLite store counts them exactly from its rollups; this store has
-#: none yet).
-TERMS_SAMPLE = 20_000
 
 #: How many rows one multi-row INSERT carries.
 _ROWS_PER_INSERT = 500
@@ -369,9 +364,20 @@ CREATE TABLE alert_channels (
 );
 """
 
+
+async def _V5_ROLLUPS(cursor) -> None:
+    """
+    The statistics' rollups (L{monitor.store.pg_rollups}), counted from the
+    posts already stored (in Python: the terms of a text are).
+    """
+    await cursor.execute(pg_rollups.TABLES)
+    await pg_rollups.backfill(cursor)
+
+
 #: The PostgreSQL schema steps, oldest first, kept in C{schema_version}; only
-#: ever appended, like the SQLite store's.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_ACCOUNTS, _V3_LEARNING, _V4_ALERTS)
+#: ever appended, like the SQLite store's (a script, or a coroutine function
+#: of the cursor for a step that needs Python).
+MIGRATIONS: tuple = (_V1, _V2_ACCOUNTS, _V3_LEARNING, _V4_ALERTS, _V5_ROLLUPS)
 
 # A lock number of our own, so two hubs starting on one new database
 # migrate it one after the other.
@@ -714,7 +720,11 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
             )
         if current >= version:
             return False, current
-        await cursor.execute(MIGRATIONS[version - 1])
+        step = MIGRATIONS[version - 1]
+        if callable(step):
+            await step(cursor)
+        else:
+            await cursor.execute(step)
         await cursor.execute("DELETE FROM schema_version")
         await cursor.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
         return True, version
@@ -916,6 +926,7 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
                 b"malformed = c.malformed + excluded.malformed"
             )
         inserted: list[str] = []
+        delta = Delta()
         chunks = list(_chunks(batch["posts"]))
         # Building and quoting the rows is most of a batch's CPU: not on the
         # reactor thread.
@@ -930,16 +941,23 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
                     continue
                 inserted.append(post.uid)
                 created_at = float(post.created_at)
+                words = post_words(post.text, post.lang)
+                # Only the rows really inserted count, in the same transaction.
+                delta.add(pg_rollups.new_facts(post, words))
                 topic_rows.extend((row_id, topic, created_at) for topic in sorted(set(post.topics)))
-                tag_rows.extend((row_id, tag, created_at) for tag in sorted(hashtags(post.text)))
+                tag_rows.extend((row_id, tag, created_at) for tag in sorted(words[0]))
             for table, column, rows in (("post_topics", "topic", topic_rows), ("post_tags", "tag", tag_rows)):
                 for part in _chunks(rows, 2000):
                     await cursor.execute(
                         f"INSERT INTO {table} (post_id, {column}, created_at) VALUES ".encode()
                         + _values(cursor, "(%s, %s, %s)", part)
                     )
+        await pg_rollups.apply(cursor, delta)
         if batch["authors"]:
-            # After the inserts: a profile follows its posts in the queue.
+            # After the inserts: a profile follows its posts in the queue;
+            # the rollups move with the posts.
+            uids = [row[-1] for row in batch["authors"]]
+            before = await pg_rollups.facts_of(cursor, "uid", uids)
             await cursor.execute(
                 b"UPDATE posts SET author = coalesce(v.author::text, posts.author), "
                 b"author_followers = coalesce(v.followers::bigint, posts.author_followers), "
@@ -947,6 +965,7 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
                 + _values(cursor, "(%s, %s, %s, %s)", batch["authors"])
                 + b") AS v (author, followers, verified, uid) WHERE posts.uid = v.uid"
             )
+            await pg_rollups.rewrite(cursor, before, await pg_rollups.facts_of(cursor, "uid", uids))
         if batch["cursors"]:
             await cursor.execute(
                 b"INSERT INTO cursors (source, cursor, updated_at) VALUES "
@@ -976,14 +995,15 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
     def update_scores(self, changes) -> Deferred:
         """
         Write re-scored posts' C{(sentiment, sentiment_by, labels, id)}
-        (labels as stored, space-delimited: C{" complaint question "}) in
-        one transaction.  The statistics are counted from the posts here,
-        so nothing else moves.
+        (labels as stored, space-delimited: C{" complaint question "}) and
+        move their counts in the rollups, in one transaction.
         """
         return self._run(True, self._update_scores, [tuple(row) for row in changes])
 
     @staticmethod
     async def _update_scores(cursor, rows) -> None:
+        ids = [row[3] for row in rows]
+        before = await pg_rollups.facts_of(cursor, "id", ids)
         # One statement per chunk: a round trip per post was most of the time.
         for part in _chunks(rows):
             await cursor.execute(
@@ -991,6 +1011,7 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
                 + _values(cursor, "(%s::text, %s::text, %s::text, %s::bigint)", part)
                 + b") AS v (sentiment, who, labels, id) WHERE posts.id = v.id"
             )
+        await pg_rollups.rewrite(cursor, before, await pg_rollups.facts_of(cursor, "id", ids))
 
     # -- story state -------------------------------------------------------
 
@@ -1191,55 +1212,40 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
 
     @classmethod
     async def _stats(cls, cursor, query: StatsQuery, in_thread) -> dict[str, Any]:
-        # One snapshot for every number below.
+        # One snapshot for every number below.  Whole minutes, hours and days
+        # come from the rollups, the partial minutes at the range's edges
+        # from their posts (monitor.store.rollups), as on SQLite.
         await cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        scope = _Scope(query.topic, query.since, query.until)
-        where, params = scope.condition, scope.params
+        scope = EVERY if query.topic is None else query.topic
         bucket, top = query.bucket, query.top
-        label_counts = ", ".join("count(*) FILTER (WHERE strpos(p.labels, %s) > 0)" for _ in LABELS)
-        await cursor.execute(
-            "SELECT count(*), count(*) FILTER (WHERE p.sentiment = %s), count(*) FILTER (WHERE p.sentiment = %s), "
-            "count(*) FILTER (WHERE p.sentiment = %s), avg(p.compound), coalesce(sum(p.likes), 0)::bigint, "
-            f"coalesce(sum(p.reposts), 0)::bigint, coalesce(sum(p.replies), 0)::bigint, {label_counts} "
-            f"FROM {scope.tables} WHERE {where}",
-            (*SENTIMENTS, *(f" {label} " for label in LABELS), *params),
+        pieces, edges = cover(query.since, query.until)
+        tally = await pg_rollups.edge_tally(cursor, query.topic, edges, bucket)
+        union, params = pg_rollups.pieces_sql(
+            "rollup_volume", "sentiment, posts, scored, compound, likes, reposts, replies", scope, pieces
         )
-        count, positive, neutral, negative, average, likes, reposts, replies, *labels = cursor.fetchone()
-
-        key = f"floor({scope.time} / %s)::bigint"
-        await cursor.execute(
-            f"SELECT {key} AS k, count(*), count(*) FILTER (WHERE p.sentiment = %s), "
-            "count(*) FILTER (WHERE p.sentiment = %s), count(*) FILTER (WHERE p.sentiment = %s) "
-            f"FROM {scope.tables} WHERE {where} GROUP BY k ORDER BY k",
-            (bucket, *SENTIMENTS, *params),
+        sentiments = dict(tally.sentiments)
+        scored, compound = tally.scored, tally.compound
+        likes, reposts, replies = tally.likes, tally.reposts, tally.replies
+        if union:
+            await cursor.execute(
+                "SELECT sentiment, sum(posts)::bigint, sum(scored)::bigint, coalesce(sum(compound), 0), "
+                f"sum(likes)::bigint, sum(reposts)::bigint, sum(replies)::bigint FROM ({union}) AS u "
+                "GROUP BY sentiment",
+                params,
+            )
+            for name, n, sc, c, lk, rp, rl in cursor.fetchall():
+                sentiments[name] = sentiments.get(name, 0) + n
+                scored, compound = scored + sc, compound + c
+                likes, reposts, replies = likes + lk, reposts + rp, replies + rl
+        count = sum(sentiments.values())
+        top_hashtags = await pg_rollups.ranked(
+            cursor, *pg_rollups.pieces_sql("rollup_tags", "tag AS k, posts", scope, pieces), dict(tally.tags), top
         )
-        volume = [
-            {"start": iso8601(k * bucket), "count": n, **dict(zip(SENTIMENTS, (pos, neu, neg)))}
-            for k, n, pos, neu, neg in cursor.fetchall()
-        ]
-
-        authors = (
-            "SELECT p.author, max(p.author_followers) AS followers, count(*) AS n, avg(p.compound) "
-            f"FROM {scope.tables} WHERE {where} GROUP BY p.author "
-        )
-        await cursor.execute(
-            authors + "HAVING max(p.author_followers) IS NOT NULL "
-            'ORDER BY followers DESC, n DESC, p.author COLLATE "C" LIMIT %s',
-            (*params, top),
-        )
-        by_followers = cls._authors(cursor.fetchall())
-        await cursor.execute(
-            authors + 'ORDER BY n DESC, followers DESC NULLS LAST, p.author COLLATE "C" LIMIT %s', (*params, top)
-        )
-        by_posts = cls._authors(cursor.fetchall())
-
-        top_hashtags = await cls._top_hashtags(cursor, query)
-        await cursor.execute(
-            f"SELECT p.text FROM {scope.tables} WHERE {where} ORDER BY {scope.time} DESC LIMIT %s",
-            (*params, TERMS_SAMPLE),
-        )
-        top_terms = await in_thread(_top_terms, [text for (text,) in cursor.fetchall()], top)
-        share = await cls._share_of_voice(cursor, query)
+        top_terms = await pg_rollups.ranked(
+            cursor, *pg_rollups.pieces_sql("rollup_terms", "term AS k, terms AS posts", scope, pieces, " AND terms > 0"),
+            dict(tally.terms), top,
+        )  # fmt: skip
+        by_followers, by_posts = await pg_rollups.top_authors(cursor, scope, pieces, tally, top)
         return {
             "topic": query.topic,
             "since": iso8601(query.since) if query.since is not None else None,
@@ -1247,40 +1253,69 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
             "bucket": bucket,
             "count": count,
             "sentiment": {
-                **dict(zip(SENTIMENTS, (positive, neutral, negative))),
-                "average_compound": average,
+                **{name: sentiments.get(name, 0) for name in SENTIMENTS},
+                "average_compound": compound / scored if scored else None,
             },
-            "labels": dict(zip(LABELS, labels)),
+            "labels": await pg_rollups.label_counts(cursor, scope, pieces, tally),
             "engagement": {"likes": int(likes), "reposts": int(reposts), "replies": int(replies)},
-            "volume": volume,
-            "top_authors": {"by_followers": by_followers, "by_posts": by_posts},
-            "top_hashtags": top_hashtags,
-            "top_terms": top_terms,
-            "share_of_voice": share,
+            "volume": await cls._volume(cursor, query, scope, tally),
+            "top_authors": {"by_followers": cls._authors(by_followers), "by_posts": cls._authors(by_posts)},
+            "top_hashtags": [{"tag": tag, "count": n} for tag, n in top_hashtags],
+            "top_terms": [{"term": term, "count": n} for term, n in top_terms],
+            "share_of_voice": await cls._share_of_voice(cursor, query),
         }
+
+    @staticmethod
+    async def _volume(cursor, query: StatsQuery, scope: str, tally) -> list[dict]:
+        """
+        Posts per bucket by sentiment: sums of the rollup buckets that
+        divide C{bucket}, plus the partial minutes; a bucket that is not a
+        whole number of minutes is counted from the posts.
+        """
+        bucket = query.bucket
+        spans = volume_spans(bucket)
+        if not spans:
+            where = _Scope(query.topic, query.since, query.until)
+            await cursor.execute(
+                f"SELECT floor({where.time} / %s)::bigint * %s AS k, coalesce(p.sentiment, ''), count(*) "
+                f"FROM {where.tables} WHERE {where.condition} GROUP BY 1, 2",
+                (bucket, bucket, *where.params),
+            )
+            rows = cursor.fetchall()
+        else:
+            pieces, _ = cover(query.since, query.until, spans)
+            union, params = pg_rollups.pieces_sql(
+                "rollup_volume", "start - (((start %% %s) + %s) %% %s) AS k, sentiment, posts", scope, pieces,
+                column_params=(bucket, bucket, bucket),
+            )  # fmt: skip
+            rows = []
+            if union:
+                await cursor.execute(
+                    f"SELECT k, sentiment, sum(posts)::bigint FROM ({union}) AS u GROUP BY k, sentiment", params
+                )
+                rows = cursor.fetchall()
+            for start, by in tally.volume.items():
+                rows += [(start, name, n) for name, n in by.items()]
+        counts: dict[int, dict] = {}
+        for start, name, n in rows:
+            counts.setdefault(int(start), {}).setdefault(name, 0)
+            counts[int(start)][name] += n
+        return [
+            {"start": iso8601(start), "count": sum(by.values()), **{name: by.get(name, 0) for name in SENTIMENTS}}
+            for start, by in sorted(counts.items())
+        ]
 
     @staticmethod
     def _authors(rows) -> list[dict]:
         return [
-            {"author": author, "followers": followers, "posts": n, "average_compound": average}
-            for author, followers, n, average in rows
+            {
+                "author": author,
+                "followers": followers,
+                "posts": n,
+                "average_compound": compound / scored if scored else None,
+            }
+            for author, n, followers, scored, compound in rows
         ]
-
-    @staticmethod
-    async def _top_hashtags(cursor, query: StatsQuery) -> list[dict]:
-        if query.topic is None:
-            tables = "post_tags AS g"
-            where, params = _time_range("g.created_at", query.since, query.until)
-        else:
-            tables = "post_topics AS s JOIN post_tags AS g ON g.post_id = s.post_id"
-            where, params = _time_range("s.created_at", query.since, query.until)
-            where, params = ["s.topic = %s", *where], [query.topic, *params]
-        await cursor.execute(
-            f"SELECT g.tag, count(*) AS n FROM {tables} WHERE {' AND '.join(where) or 'true'} "
-            'GROUP BY g.tag ORDER BY n DESC, g.tag COLLATE "C" LIMIT %s',
-            (*params, query.top),
-        )
-        return [{"tag": tag, "count": n} for tag, n in cursor.fetchall()]
 
     @staticmethod
     async def _share_of_voice(cursor, query: StatsQuery) -> Optional[dict]:
@@ -1298,13 +1333,16 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
             return None
         members = sorted(name for name, g in specs.items() if g == group)
         counts = dict.fromkeys(members, 0)
-        where, params = _time_range("created_at", query.since, query.until)
-        await cursor.execute(
-            f"SELECT topic, count(*) FROM post_topics WHERE {' AND '.join(['topic = ANY(%s)', *where])} GROUP BY topic",
-            (members, *params),
-        )
-        counts.update(dict(cursor.fetchall()))
+        counts.update(await pg_rollups.scope_counts(cursor, members, query.since, query.until))
         return share_of_voice(group, counts, query.top)
+
+    def term_counts(self, topic, since, until, words=False, least=1, limit=None, only=None):
+        """
+        The trending terms of C{topic}'s posts in C{[since, until)}, from the
+        rollups, as the SQLite store counts them
+        (L{monitor.store.interfaces.IPostReads.term_counts}).
+        """
+        return self._run(False, pg_rollups.trending_counts, topic, since, until, least, only, words, limit)
 
     # -- topics ------------------------------------------------------------
 
@@ -1379,11 +1417,3 @@ class _Rows:
         part = self._rows[self._at : self._at + size]
         self._at += size
         return part
-
-
-def _top_terms(texts: list[str], top: int) -> list[dict]:
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(terms(text))
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [{"term": term, "count": n} for term, n in ranked[:top]]

@@ -1,21 +1,17 @@
 """
 L{IPostReads} on PostgreSQL: what the pages and dashboards read from the
 stored posts beyond C{query_posts} and C{stats} (the map, advocates and
-detractors, volume per topic, the newest posts, topic origins, the terms
-trending topics are counted from), mixed into
-L{monitor.store.postgresql.PostgreSQLStore}.
+detractors, volume per topic, the newest posts, topic origins), mixed into
+L{monitor.store.postgresql.PostgreSQLStore}, which answers C{term_counts}
+from its rollups (L{monitor.store.pg_rollups}).
 
-These count from the posts in range (this store has no rollups yet), with
-the rows shaped by the SQLite provider's code (L{monitor.store.sqlite_pages})
-so that both stores answer alike.
+These count from the posts in range, with the rows shaped by the SQLite
+provider's code (L{monitor.store.sqlite_pages}) so that both stores answer
+alike.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Optional
-
-from monitor.analysis.trending import candidates
 from monitor.store.sqlite import _Scope as _SQLiteScope, _time_range
 from monitor.store.sqlite_pages import GEO_COLUMNS, RECENT_COLUMNS, geo_post, ranked_volume, recent_post
 
@@ -24,30 +20,6 @@ __all__ = ["PostgreSQLPageReads"]
 
 class _Scope(_SQLiteScope):
     MARK, TRUE = "%s", "true"
-
-
-def count_terms(rows, words: bool, least: int, limit: Optional[int], only) -> tuple[dict, dict, int]:
-    """
-    L{IPostReads.term_counts} over C{(text, lang)} rows: each trending
-    candidate counted once per post that uses it, most used first (then by
-    term), with the form it is shown in.
-    """
-    counts: Counter = Counter()
-    shown: dict[str, str] = {}
-    posts = 0
-    for text, lang in rows:
-        posts += 1
-        for folded, form in candidates(text, lang).items():
-            if (only is not None and folded not in only) or (words and " " in folded):
-                continue
-            counts[folded] += 1
-            # As the rollups keep it: the least of the forms seen.
-            if folded not in shown or form < shown[folded]:
-                shown[folded] = form
-    ranked = sorted(((term, n) for term, n in counts.items() if n >= least), key=lambda item: (-item[1], item[0]))
-    if limit is not None:
-        ranked = ranked[:limit]
-    return dict(ranked), {term: shown[term] for term, _ in ranked}, posts
 
 
 class PostgreSQLPageReads:
@@ -115,15 +87,4 @@ class PostgreSQLPageReads:
     def topic_origins(self):
         d = self._run(False, self._rows, "SELECT name, origin, updated_at FROM topics", ())
         d.addCallback(lambda rows: {name: {"origin": origin, "updated_at": at} for name, origin, at in rows})
-        return d
-
-    def term_counts(self, topic, since, until, words=False, least=1, limit=None, only=None):
-        """
-        The terms of C{topic}'s posts in C{[since, until)}, counted from
-        every post of the range (exact; no rollups on this store yet).
-        """
-        scope = _Scope(topic, since, until)
-        d = self._run(False, self._rows, f"SELECT p.text, p.lang FROM {scope.tables} WHERE {scope.condition}",
-                      scope.params)  # fmt: skip
-        d.addCallback(lambda rows: self._in_thread(count_terms, rows, words, least, limit, only))
         return d

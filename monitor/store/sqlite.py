@@ -36,7 +36,7 @@ from monitor.store import MAX_LIMIT, QUERY_SCAN, PostQuery, StatsQuery, check_st
 from monitor.store.interfaces import IPostReads
 from monitor.store.migrations import MIGRATIONS, migrate, user_version
 from monitor.store import sqlite_rollups
-from monitor.store.rollups import EVERY, Delta, Facts, cover, volume_spans
+from monitor.store.rollups import EVERY, Delta, Facts, post_words, volume_spans
 from monitor.store.text import hashtags, terms
 from monitor.store.sqlite_pages import PageQueries
 
@@ -326,7 +326,7 @@ def _post_rows(posts: list[Post], first_id: int, now: float):
     The rows of posts, post_topics and post_tags for new posts, built in
     the writer thread rather than on the reactor.
     """
-    rows, topic_rows, tag_rows = [], [], []
+    rows, topic_rows, tag_rows, words = [], [], [], []
     for row_id, post in enumerate(posts, first_id):
         created_at = float(post.created_at)
         analysis = post.analysis
@@ -356,25 +356,27 @@ def _post_rows(posts: list[Post], first_id: int, now: float):
             )
         )  # fmt: skip
         topic_rows.extend((row_id, topic, created_at) for topic in topics)
-        tag_rows.extend((row_id, tag, created_at) for tag in hashtags(post.text))
-    return rows, topic_rows, tag_rows
+        split = post_words(post.text, post.lang)
+        words.append(split)
+        tag_rows.extend((row_id, tag, created_at) for tag in split[0])
+    return rows, topic_rows, tag_rows, words
 
 
 _COLUMN = {name: i for i, name in enumerate(_POST_COLUMNS)}
 
 
-def _delta(rows) -> Delta:
+def _delta(rows, words) -> Delta:
     """
-    What new post rows (L{_post_rows}) add to the rollups.
+    What new post rows (L{_post_rows}) and their words add to the rollups.
     """
     delta = Delta()
     c = _COLUMN
-    for row in rows:
+    for row, split in zip(rows, words):
         delta.add(
             Facts(row[c["created_at"]], tuple(json.loads(row[c["topics"]])), row[c["source"]],
                   row[c["sentiment"]], row[c["compound"]], row[c["likes"]], row[c["reposts"]],
                   row[c["replies"]], tuple(row[c["labels"]].split()), row[c["author"]],
-                  row[c["author_followers"]], row[c["text"]], row[c["lang"]])
+                  row[c["author_followers"]], row[c["text"]], row[c["lang"]], split)
         )  # fmt: skip
     return delta
 
@@ -635,14 +637,14 @@ class SQLiteStore(StoreBasics, PageQueries, Service):
         if fresh:
             trans.execute("SELECT coalesce(max(id), 0) + 1 FROM posts")
             (first_id,) = trans.fetchone()
-            rows, topic_rows, tag_rows = _post_rows(fresh, first_id, now)
+            rows, topic_rows, tag_rows, words = _post_rows(fresh, first_id, now)
             trans.executemany(_INSERT_POST, rows)
             if topic_rows:
                 trans.executemany(_INSERT_TOPIC, topic_rows)
             if tag_rows:
                 trans.executemany(_INSERT_TAG, tag_rows)
             # Only the rows really inserted count, in the same transaction.
-            sqlite_rollups.apply(trans, _delta(rows))
+            sqlite_rollups.store(trans, _delta(rows, words), now)
         if authors:
             # After the inserts: a profile follows its posts in the queue,
             # sometimes in the same batch.
@@ -909,7 +911,7 @@ class SQLiteStore(StoreBasics, PageQueries, Service):
         trans.execute("BEGIN")
         scope = EVERY if query.topic is None else query.topic
         bucket, top = query.bucket, query.top
-        pieces, edges = cover(query.since, query.until)
+        pieces, edges = sqlite_rollups.cover(trans, query.since, query.until)
         tally = sqlite_rollups.edge_tally(trans, query.topic, edges, bucket)
 
         union, params = sqlite_rollups.pieces_sql(
@@ -979,16 +981,13 @@ class SQLiteStore(StoreBasics, PageQueries, Service):
                 (bucket, bucket, bucket, bucket, *where.params),
             ).fetchall()
         else:
-            pieces, _ = cover(query.since, query.until, spans)
+            pieces, _ = sqlite_rollups.cover(trans, query.since, query.until, spans)
             union, params = sqlite_rollups.pieces_sql(
-                "rollup_volume", "start - ((start % ?) + ?) % ? AS k, sentiment, posts", scope, pieces
-            )
+                "rollup_volume", "start - ((start % ?) + ?) % ? AS k, sentiment, posts", scope, pieces,
+                column_params=(bucket, bucket, bucket),
+            )  # fmt: skip
             rows = []
             if union:
-                # The bucket width is bound once per piece, ahead of its own values.
-                params = []
-                for span, lo, hi in pieces:
-                    params += [bucket, bucket, bucket, scope, span] + [v for v in (lo, hi) if v is not None]
                 rows = trans.execute(
                     f"SELECT k, sentiment, sum(posts) FROM ({union}) GROUP BY k, sentiment", params
                 ).fetchall()

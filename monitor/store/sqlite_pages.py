@@ -14,7 +14,7 @@ from typing import Optional
 
 from monitor.model import Post, iso8601
 from monitor.store import sqlite_rollups
-from monitor.store.rollups import EVERY, cover
+from monitor.store.rollups import EVERY
 
 __all__ = ["GEO_COLUMNS", "RECENT_COLUMNS", "PageQueries", "geo_post", "ranked_volume", "recent_post", "scope"]
 
@@ -83,7 +83,7 @@ def _geo_posts(trans, topic, since, until, limit):
 
 def _author_sentiment(trans, topic, since, until, min_posts, limit):
     scope_key = EVERY if topic is None else topic
-    pieces, edges = cover(since, until)
+    pieces, edges = sqlite_rollups.cover(trans, since, until)
     tally = sqlite_rollups.edge_tally(trans, topic, edges, words=False)
     average = "(total(compound) / sum(scored))"
     out = {}

@@ -1,8 +1,18 @@
 """
 The SQLite side of the rollups (L{monitor.store.rollups}): the tables, the
-upserts that apply a L{Delta} in the writer's transaction, the back-fill,
-and the queries that sum rollup rows with the posts of a range's partial
-minutes.
+writes that apply a L{Delta} in the writer's transaction, the closing of
+hours and days, and the queries that sum rollup rows with the posts of a
+range's partial minutes.
+
+Minutes are kept as one row per scope, minute and batch whose columns are
+JSON objects (term to posts, author to counts...): a batch costs one
+C{INSERT} per scope and minute it touches, not one upsert per term.  Hours
+and days are rows per key (term, author...), summed from the minutes once
+the hour has closed (L{close}), when the newest post is L{GRACE} past its
+end; a post older than that (late) is added to its closed hour's and day's
+rows at once.  L{watermarks} say up to where hours and days are closed;
+reads take closed hours and days from their rows and the rest from the
+minutes (L{cover}).
 
 Every value is a bound parameter; only fixed table and column names are
 composed.  The partial minutes' own counts reach SQLite as one JSON
@@ -17,12 +27,18 @@ import json
 from typing import Iterable, Optional
 
 from monitor.model import LABELS
-from monitor.store.rollups import EVERY, SPANS, Delta, Facts, Tally, cover, floor
+from monitor.store import rollups
+from monitor.store.rollups import EVERY, SPANS, Delta, Facts, Minute, Tally, floor
 
 __all__ = [
-    "FACTS", "TABLES", "apply", "authors", "backfill", "edge_tally", "facts", "label_counts", "pieces_sql", "ranked",
-    "post_count", "rewrite", "scope_counts", "top_authors", "trending_counts",
+    "FACTS", "GRACE", "MINUTES", "TABLES", "authors", "backfill", "close", "cover", "edge_tally", "facts",
+    "label_counts", "minutes_from_rows", "pieces_sql", "post_count", "ranked", "rewrite", "scope_counts", "store",
+    "top_authors", "trending_counts", "watermarks",
 ]  # fmt: skip
+
+#: How long after an hour ends its minutes are summed into its rows: posts
+#: that come this late still cost one minute row, not upserts.
+GRACE = 600
 
 #: The rollup tables (migration C{_V11_ROLLUPS}).  Keys lead with scope,
 #: span and start, so that a range of buckets is one index range.
@@ -82,6 +98,35 @@ CREATE TABLE rollup_terms (
 ) WITHOUT ROWID;
 """
 
+#: The minutes and the watermarks (migration C{_V12_MINUTES}); the hour and
+#: day rows stay in L{TABLES}.  Each minute column is JSON (or NULL):
+#: volume C{[[source, sentiment, posts, scored, compound, likes, reposts,
+#: replies], ...]}; labels, tags, terms and trending C{{key: posts}};
+#: authors C{{author: [posts, scored, compound, followers]}}; shown
+#: C{{term: form}} for the trending terms whose first form is not the term.
+MINUTES = """
+CREATE TABLE rollup_minutes (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    volume TEXT,
+    labels TEXT,
+    authors TEXT,
+    tags TEXT,
+    terms TEXT,
+    trending TEXT,
+    shown TEXT
+);
+CREATE INDEX rollup_minutes_scope ON rollup_minutes (scope, start);
+CREATE INDEX rollup_minutes_start ON rollup_minutes (start);
+-- Hours (span 3600) and days (86400) that start before "until" are closed:
+-- their rows are complete.  No row: none is.
+CREATE TABLE rollup_folded (
+    span INTEGER PRIMARY KEY,
+    until INTEGER NOT NULL
+);
+"""
+
 #: The columns of posts AS p that L{facts} reads, in its order.
 FACTS = (
     "p.created_at, p.topics, p.source, p.sentiment, p.compound, p.likes, p.reposts, p.replies, "
@@ -100,110 +145,343 @@ def facts(row) -> Facts:
 #: Each rollup table: its key columns after (scope, span, start), the
 #: columns a change adds to, and the one kept as a maximum (or first seen).
 _SHAPES = {
-    "volume": (
-        "rollup_volume",
-        ("source", "sentiment"),
-        ("posts", "scored", "compound", "likes", "reposts", "replies"),
-        None,
+    "rollup_volume": (("source", "sentiment"), ("posts", "scored", "compound", "likes", "reposts", "replies"), None),
+    "rollup_labels": (("label",), ("posts",), None),
+    "rollup_authors": (("author",), ("posts", "scored", "compound"), "followers"),
+    "rollup_tags": (("tag",), ("posts",), None),
+    "rollup_terms": (("term",), ("terms", "trending"), "shown"),
+}
+
+_KEEP = {
+    "followers": (
+        "followers = CASE WHEN excluded.followers IS NULL THEN followers "
+        "WHEN followers IS NULL OR excluded.followers > followers THEN excluded.followers ELSE followers END"
     ),
-    "labels": ("rollup_labels", ("label",), ("posts",), None),
-    "authors": ("rollup_authors", ("author",), ("posts", "scored", "compound"), "followers"),
-    "tags": ("rollup_tags", ("tag",), ("posts",), None),
-    "terms": ("rollup_terms", ("term",), ("terms", "trending"), "shown"),
+    "shown": "shown = coalesce(shown, excluded.shown)",
 }
 
 
-def _statements(name: str):
+def _upsert(table: str, source: Optional[str] = None) -> str:
     """
-    The scratch table of one rollup table's minute changes, and per span the
-    upsert that sums them into that span's rows.
+    The upsert of one table's rows: VALUES when C{source} is None, else
+    the rows C{source} selects.
     """
-    table, keys, sums, extra = _SHAPES[name]
-    columns = [*keys, *sums, *([extra] if extra else [])]
-    scratch = f"temp.rollup_delta_{name}"
-    create = f"CREATE TEMP TABLE IF NOT EXISTS rollup_delta_{name} (scope, start, {', '.join(columns)})"
-    insert = f"INSERT INTO {scratch} VALUES ({', '.join('?' * (len(columns) + 2))})"
+    keys, sums, extra = _SHAPES[table]
+    columns = ["scope", "span", "start", *keys, *sums, *([extra] if extra else [])]
     sets = [f"{c} = {c} + excluded.{c}" for c in sums]
-    if extra == "followers":
-        picked = "max(followers)"
-        sets.append(
-            "followers = CASE WHEN excluded.followers IS NULL THEN followers "
-            "WHEN followers IS NULL OR excluded.followers > followers THEN excluded.followers ELSE followers END"
-        )
-    elif extra == "shown":
-        picked = "min(shown)"
-        sets.append("shown = coalesce(shown, excluded.shown)")
-    upserts = []
-    for span in SPANS:
-        # span is one of our own constants; every value is bound.
-        start = f"start - ((start % {int(span)}) + {int(span)}) % {int(span)}"
-        upserts.append(
-            f"INSERT INTO {table} (scope, span, start, {', '.join(columns)}) "
-            f"SELECT scope, {int(span)}, {start} AS bucket, {', '.join(keys)}, "
-            f"{', '.join(f'sum({c})' for c in sums)}{', ' + picked if extra else ''} "
-            f"FROM {scratch} WHERE true GROUP BY scope, bucket, {', '.join(keys)} "
-            f"ON CONFLICT DO UPDATE SET {', '.join(sets)}"
-        )
-    return create, insert, upserts, f"DELETE FROM {scratch}"
+    if extra:
+        sets.append(_KEEP[extra])
+    rows = source or f"VALUES ({', '.join('?' * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) {rows} ON CONFLICT DO UPDATE SET {', '.join(sets)}"
 
 
-_SQL = {name: _statements(name) for name in _SHAPES}
+_UPSERT = {table: _upsert(table) for table in _SHAPES}
 
-_EMPTY = (
-    "DELETE FROM rollup_volume WHERE posts <= 0",
-    "DELETE FROM rollup_labels WHERE posts <= 0",
-    "DELETE FROM rollup_authors WHERE posts <= 0",
-    "DELETE FROM rollup_tags WHERE posts <= 0",
-    "DELETE FROM rollup_terms WHERE terms <= 0 AND trending <= 0",
+#: The columns that count posts (a row is empty when they are all 0).
+_COUNTS = ("posts", "terms", "trending")
+
+_EMPTY = {
+    "rollup_volume": "posts = 0",
+    "rollup_labels": "posts = 0",
+    "rollup_authors": "posts = 0",
+    "rollup_tags": "posts = 0",
+    "rollup_terms": "terms = 0 AND trending = 0",
+}
+
+
+def _span_rows(scope: str, span: int, start: int, minute: Minute) -> dict:
+    """The rows of every rollup table that C{minute} (summed to C{span}) adds."""
+    terms, trending, shown = minute.terms, minute.trending, minute.shown
+    return {
+        "rollup_volume": [(scope, span, start, source, sentiment, *row)
+                          for (source, sentiment), row in minute.volume.items() if any(row)],
+        "rollup_labels": [(scope, span, start, label, n) for label, n in minute.labels.items() if n],
+        "rollup_authors": [(scope, span, start, author, *row) for author, row in minute.authors.items()
+                           if any(row[:3]) or row[3] is not None],
+        "rollup_tags": [(scope, span, start, tag, n) for tag, n in minute.tags.items() if n],
+        "rollup_terms": [(scope, span, start, term, n, trending.get(term, 0),
+                          shown.get(term, term) if trending.get(term, 0) > 0 else None)
+                         for term, n in terms.items() if n or trending.get(term, 0)]
+                        + [(scope, span, start, term, 0, n, shown.get(term, term) if n > 0 else None)
+                           for term, n in trending.items() if n and term not in terms],
+    }  # fmt: skip
+
+
+def _apply_spans(trans, delta: Delta, spans: Iterable[int], before: Optional[dict] = None) -> None:
+    """
+    Add C{delta}'s minutes to the hour and day rows of C{spans} by upserts
+    (the V11 layout kept every span so; now only late posts and changes to
+    closed hours come here), only the minutes before C{before[span]} when
+    given.
+    """
+    for span in spans:
+        limit = None if before is None else before.get(span)
+        if before is not None and limit is None:
+            continue
+        chosen = Delta()
+        chosen.minutes = {key: m for key, m in delta.minutes.items() if limit is None or key[1] < limit}
+        if not chosen.minutes:
+            continue
+        rows: dict[str, list] = {table: [] for table in _SHAPES}
+        for (scope, start), bucket in chosen.spans(span).items():
+            for table, values in _span_rows(scope, span, start, bucket).items():
+                rows[table] += values
+        for table, values in rows.items():
+            if values:
+                trans.executemany(_UPSERT[table], values)
+                if delta.removed:
+                    keys = _SHAPES[table][0]
+                    trans.executemany(
+                        f"DELETE FROM {table} WHERE scope = ? AND span = ? AND start = ? AND "
+                        f"{' AND '.join(f'{k} = ?' for k in keys)} AND {_EMPTY[table]}",
+                        [row[: 3 + len(keys)] for row in values],
+                    )
+        for scope, minute, author in delta.shrunk:
+            start = floor(minute, span)
+            if limit is not None and minute >= limit:
+                continue
+            trans.execute(
+                "UPDATE rollup_authors SET followers = (" + _MOST_FOLLOWERS[scope == EVERY] + ") "
+                "WHERE scope = ? AND span = ? AND start = ? AND author = ?",
+                (author, start, start + span, *(() if scope == EVERY else (scope,)), scope, span, start, author),
+            )
+
+
+#: The largest follower count of an author's posts in a time range, of all
+#: posts (True) or of a topic's.
+_MOST_FOLLOWERS = {
+    True: "SELECT max(p.author_followers) FROM posts AS p WHERE p.author = ? AND p.created_at >= ? "
+    "AND p.created_at < ?",
+    False: "SELECT max(p.author_followers) FROM post_topics AS s JOIN posts AS p ON p.id = s.post_id "
+    "WHERE p.author = ? AND p.created_at >= ? AND p.created_at < ? AND s.topic = ?",
+}
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps(value) -> Optional[str]:
+    return _ENCODE(value) if value else None
+
+
+def _minute_row(scope: str, start: int, minute: Minute) -> tuple:
+    """The C{rollup_minutes} row of C{minute}."""
+    return (
+        scope, start,
+        _dumps([[source, sentiment, *row] for (source, sentiment), row in minute.volume.items()]),
+        _dumps(minute.labels), _dumps(minute.authors), _dumps(minute.tags), _dumps(minute.terms),
+        _dumps(minute.trending), _dumps(minute.shown),
+    )  # fmt: skip
+
+
+_INSERT_MINUTE = (
+    "INSERT INTO rollup_minutes (scope, start, volume, labels, authors, tags, terms, trending, shown) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def apply(trans, delta: Delta) -> None:
+def watermarks(trans) -> dict:
+    """Span to the time before which that span's buckets are closed (L{MINUTES})."""
+    trans.execute("SELECT span, until FROM rollup_folded")
+    return dict(trans.fetchall())
+
+
+def store(trans, delta: Delta, now: float) -> None:
     """
-    Add C{delta} (minute rows) to the rollup tables, in the caller's
-    transaction: the minute rows go to scratch tables, and one statement
-    per table and span sums them into that span's rows, so that hours and
-    days cost SQLite a group-by, not Python a row each.
+    Add new posts' C{delta} to the rollups in the caller's transaction: one
+    minute row per scope and minute, the late posts' minutes to their closed
+    hours and days too; then close the hours (and days) that the newest
+    post has left by L{GRACE}.
     """
     if not delta:
         return
-    shown = delta.shown
-    rows = {
-        "volume": [(s, start, source, sentiment, *row) for (s, _, start, source, sentiment), row in delta.volume.items() if any(row)],
-        "labels": [(s, start, label, n) for (s, _, start, label), n in delta.labels.items() if n],
-        "authors": [(s, start, author, *row) for (s, _, start, author), row in delta.authors.items()
-                    if any(row[:3]) or row[3] is not None],
-        "tags": [(s, start, tag, n) for (s, _, start, tag), n in delta.tags.items() if n],
-        "terms": [(s, start, term, n, t, shown.get(term) if t > 0 else None)
-                  for (s, _, start, term), (n, t) in delta.terms.items() if n or t],
-    }  # fmt: skip
-    for name, values in rows.items():
-        if not values:
-            continue
-        create, insert, upserts, clear = _SQL[name]
-        trans.execute(create)
-        trans.executemany(insert, values)
-        for upsert in upserts:
-            trans.execute(upsert)
-        trans.execute(clear)
-    if delta.removed:
-        for statement in _EMPTY:
-            trans.execute(statement)
-    for scope, _, minute, author in delta.shrunk:
-        # A post left these rows: their largest follower count may have too.
-        if scope == EVERY:
-            source, where, params = "posts AS p", "", ()
-        else:
-            source = "post_topics AS s JOIN posts AS p ON p.id = s.post_id"
-            where, params = " AND s.topic = ?", (scope,)
-        for span in SPANS:
-            start = floor(minute, span)
-            trans.execute(
-                "UPDATE rollup_authors SET followers = (SELECT max(p.author_followers) FROM "
-                f"{source} WHERE p.author = ? AND p.created_at >= ? AND p.created_at < ?{where}) "
-                "WHERE scope = ? AND span = ? AND start = ? AND author = ?",
-                (author, start, start + span, *params, scope, span, start, author),
+    folded = watermarks(trans)
+    trans.executemany(_INSERT_MINUTE, [_minute_row(scope, start, m) for (scope, start), m in delta.minutes.items()])
+    _volume_minutes(trans, delta)
+    if folded:
+        _apply_spans(trans, delta, SPANS[1:], folded)
+    # A post from the future (a wrong clock) does not close the present.
+    newest = min(max(start for _, start in delta.minutes) + SPANS[0], now)
+    close(trans, folded, newest)
+
+
+def _volume_minutes(trans, delta: Delta) -> None:
+    """
+    The volume's minute rows too: a few per scope and minute, and what a
+    volume bucket that is not whole hours (half an hour) is summed from,
+    faster from rows than from the minutes' JSON.
+    """
+    rows = [(scope, SPANS[0], start, source, sentiment, *row)
+            for (scope, start), minute in delta.minutes.items()
+            for (source, sentiment), row in minute.volume.items() if any(row)]  # fmt: skip
+    if rows:
+        trans.executemany(_UPSERT["rollup_volume"], rows)
+        if delta.removed:
+            trans.executemany(
+                "DELETE FROM rollup_volume WHERE scope = ? AND span = ? AND start = ? AND source = ? "
+                "AND sentiment = ? AND posts = 0",
+                [row[:5] for row in rows],
             )
+
+
+def close(trans, folded: dict, newest: float) -> None:
+    """
+    Sum the minutes of every hour that ended L{GRACE} before C{newest} into
+    hour rows, and the hours of every day whose hours are all closed into
+    day rows, and move the watermarks.
+    """
+    hour, day = SPANS[1], SPANS[2]
+    hours_to = floor(newest - GRACE, hour)
+    hours_from = folded.get(hour)
+    if hours_from is not None and hours_to <= hours_from:
+        return
+    where, params = "start < ?", [hours_to]
+    if hours_from is not None:
+        where, params = "start >= ? AND start < ?", [hours_from, hours_to]
+    # Summed in Python, one hour at a time: the JSON is parsed by json.loads
+    # faster than by json_each.
+    trans.execute(
+        f"SELECT DISTINCT {_bucket('start', hour)} FROM rollup_minutes INDEXED BY rollup_minutes_start WHERE {where}",
+        params,
+    )
+    for (start,) in trans.fetchall():
+        trans.execute(
+            "SELECT scope, volume, labels, authors, tags, terms, trending, shown FROM rollup_minutes "
+            "INDEXED BY rollup_minutes_start WHERE start >= ? AND start < ?",
+            (start, start + hour),
+        )
+        buckets: dict[str, Minute] = {}
+        for scope, *row in trans.fetchall():
+            bucket = buckets.get(scope)
+            if bucket is None:
+                bucket = buckets[scope] = Minute()
+            _add_row(bucket, row)
+        rows: dict[str, list] = {table: [] for table in _SHAPES}
+        for scope in sorted(buckets):
+            for table, values in _span_rows(scope, hour, start, buckets[scope]).items():
+                rows[table] += values
+        for table, values in rows.items():
+            if values:
+                # Not sorted: the hour's keys are a new range of the table,
+                # cached, and sorting cost more than it saved (measured).
+                trans.executemany(_UPSERT[table], values)
+    trans.execute("INSERT OR REPLACE INTO rollup_folded (span, until) VALUES (?, ?)", (hour, hours_to))
+    days_from, days_to = folded.get(day), floor(hours_to, day)
+    if days_from is not None and days_to <= days_from:
+        return
+    # Only the scopes with minutes in those days, so that each is one range
+    # of the rows' keys.
+    lo = days_from if days_from is not None else None
+    scopes_where = "start < ?" + ("" if lo is None else " AND start >= ?")
+    scopes_params = [days_to] + ([] if lo is None else [lo])
+    for table in _SHAPES:
+        keys, sums, extra = _SHAPES[table]
+        picked = {"followers": ", max(followers)", "shown": ", min(shown)"}
+        source = (
+            f"SELECT scope, {day}, {_bucket('start', day)} AS bucket, {', '.join(keys)}, "
+            f"{', '.join(f'sum({c})' for c in sums)}{picked.get(extra, '')} FROM {table} "
+            f"WHERE scope IN (SELECT DISTINCT scope FROM rollup_minutes WHERE {scopes_where}) "
+            f"AND span = {hour} AND start < ?{'' if lo is None else ' AND start >= ?'} "
+            f"GROUP BY scope, bucket, {', '.join(keys)}"
+        )
+        trans.execute(_upsert(table, source), [*scopes_params, *scopes_params])
+    trans.execute("INSERT OR REPLACE INTO rollup_folded (span, until) VALUES (?, ?)", (day, days_to))
+
+
+def _bucket(column: str, span: int) -> str:
+    """The start of the C{span} bucket holding C{column}, also before the epoch."""
+    return f"{column} - (({column} % {int(span)}) + {int(span)}) % {int(span)}"
+
+
+def _add_row(minute: Minute, row) -> None:
+    """Add a C{rollup_minutes} row's JSON columns (volume onwards) to C{minute}."""
+    volume, labels, authors, tags, terms, trending, shown = row
+    sums = minute.volume
+    for source, sentiment, *values in json.loads(volume) if volume else ():
+        mine = sums.get((source, sentiment))
+        if mine is None:
+            sums[(source, sentiment)] = values
+        else:
+            for i, v in enumerate(values):
+                mine[i] += v
+    if authors:
+        everyone = minute.authors
+        for author, values in json.loads(authors).items():
+            mine = everyone.get(author)
+            if mine is None:
+                everyone[author] = values
+            else:
+                mine[0] += values[0]
+                mine[1] += values[1]
+                mine[2] += values[2]
+                if values[3] is not None and (mine[3] is None or values[3] > mine[3]):
+                    mine[3] = values[3]
+    for counter, column in ((minute.labels, labels), (minute.tags, tags), (minute.terms, terms),
+                            (minute.trending, trending)):  # fmt: skip
+        if column:
+            counter.update(json.loads(column))
+    if shown:
+        for term, form in json.loads(shown).items():
+            minute.shown.setdefault(term, form)
+
+
+def _decode(row) -> Minute:
+    """A L{Minute} from the volume, labels and authors of a C{rollup_minutes} row."""
+    minute = Minute()
+    volume, labels, authors = row
+    for source, sentiment, *sums in json.loads(volume or "[]"):
+        minute.volume[(source, sentiment)] = sums
+    minute.labels.update(json.loads(labels or "{}"))
+    minute.authors.update(json.loads(authors or "{}"))
+    return minute
+
+
+def _rewrite_minutes(trans, delta: Delta) -> None:
+    """
+    Apply a change that keeps the texts (C{words=False}) to the minute rows:
+    each touched minute's volume, labels and authors merged into its first
+    row, with the change added and the follower counts a post left
+    recounted from the posts.
+    """
+    shrunk: dict[tuple, set] = {}
+    for scope, start, author in delta.shrunk:
+        shrunk.setdefault((scope, start), set()).add(author)
+    for (scope, start), change in delta.minutes.items():
+        trans.execute(
+            "SELECT id, volume, labels, authors FROM rollup_minutes WHERE scope = ? AND start = ? ORDER BY id",
+            (scope, start),
+        )
+        found = trans.fetchall()
+        merged = Minute()
+        for row in found:
+            merged.merge(_decode(row[1:]))
+        # Followers are a maximum: recount the ones a post left.
+        for author in shrunk.get((scope, start), ()):
+            merged.authors.get(author, [0, 0, 0.0, None])[3] = None
+        merged.merge(change)
+        for author in shrunk.get((scope, start), ()):
+            row = merged.authors.get(author)
+            if row is not None:
+                trans.execute(
+                    _MOST_FOLLOWERS[scope == EVERY],
+                    (author, start, start + SPANS[0], *(() if scope == EVERY else (scope,))),
+                )
+                row[3] = trans.fetchone()[0]
+        merged.volume = {k: row for k, row in merged.volume.items() if row[0]}
+        merged.labels = type(merged.labels)({k: n for k, n in merged.labels.items() if n})
+        merged.authors = {k: row for k, row in merged.authors.items() if row[0]}
+        volume, labels, authors = _minute_row(scope, start, merged)[2:5]
+        if found:
+            trans.execute(
+                "UPDATE rollup_minutes SET volume = ?, labels = ?, authors = ? WHERE id = ?",
+                (volume, labels, authors, found[0][0]),
+            )
+            trans.executemany(
+                "UPDATE rollup_minutes SET volume = NULL, labels = NULL, authors = NULL WHERE id = ?",
+                [(row[0],) for row in found[1:]],
+            )
+        else:
+            trans.execute(_INSERT_MINUTE, (scope, start, volume, labels, authors, None, None, None, None))
 
 
 def rewrite(trans, column: str, keys: list, statement: str, rows: Iterable[tuple]) -> None:
@@ -225,7 +503,13 @@ def rewrite(trans, column: str, keys: list, statement: str, rows: Iterable[tuple
             delta.add(old, -1, words=False)
             if new is not None:
                 delta.add(new, 1, words=False)
-    apply(trans, delta)
+    if not delta:
+        return
+    _rewrite_minutes(trans, delta)
+    _volume_minutes(trans, delta)
+    folded = watermarks(trans)
+    if folded:
+        _apply_spans(trans, delta, SPANS[1:], folded)
 
 
 def _facts_of(trans, column: str, keys: list) -> dict:
@@ -243,8 +527,10 @@ def _facts_of(trans, column: str, keys: list) -> dict:
 
 def backfill(connection, chunk: int = 5000) -> int:
     """
-    Count every stored post into empty rollup tables, in the caller's
-    transaction; returns the posts counted.
+    Count every stored post into empty rollup tables of the V11 layout
+    (minute, hour and day rows, L{TABLES}), in the caller's transaction;
+    returns the posts counted.  L{minutes_from_rows} then moves the minute
+    rows to the layout of L{MINUTES}.
     """
     last, done = 0, 0
     while True:
@@ -256,31 +542,105 @@ def backfill(connection, chunk: int = 5000) -> int:
         delta = Delta()
         for row_id, *row in rows:
             delta.add(facts(row))
-        apply(connection, delta)
+        _apply_spans(connection, delta, SPANS)
         last = rows[-1][0]
         done += len(rows)
 
 
+def minutes_from_rows(connection) -> None:
+    """
+    Move the minute rows of the V11 layout (span 60 in L{TABLES}) into
+    L{MINUTES}, and reopen the newest hour and day (their rows dropped,
+    their minutes kept), so that the database is as if written with
+    minutes from the start.
+    """
+    key = "v.scope = k.scope AND v.span = 60 AND v.start = k.start"
+    connection.execute(
+        "INSERT INTO rollup_minutes (scope, start, volume, labels, authors, tags, terms, trending, shown) "
+        "SELECT k.scope, k.start, "
+        "(SELECT json_group_array(json_array(source, sentiment, posts, scored, compound, likes, reposts, replies)) "
+        f"FROM rollup_volume AS v WHERE {key}), "
+        f"(SELECT json_group_object(label, posts) FROM rollup_labels AS v WHERE {key}), "
+        "(SELECT json_group_object(author, json_array(posts, scored, compound, followers)) "
+        f"FROM rollup_authors AS v WHERE {key}), "
+        f"(SELECT json_group_object(tag, posts) FROM rollup_tags AS v WHERE {key}), "
+        f"(SELECT json_group_object(term, terms) FROM rollup_terms AS v WHERE {key} AND terms != 0), "
+        f"(SELECT json_group_object(term, trending) FROM rollup_terms AS v WHERE {key} AND trending != 0), "
+        "(SELECT json_group_object(term, shown) FROM rollup_terms AS v "
+        f"WHERE {key} AND trending != 0 AND shown IS NOT NULL AND shown != term) "
+        "FROM (SELECT DISTINCT scope, start FROM rollup_volume WHERE span = 60) AS k ORDER BY k.scope, k.start"
+    )
+    for table in _SHAPES:
+        if table != "rollup_volume":  # kept as rows too (_volume_minutes)
+            connection.execute(f"DELETE FROM {table} WHERE span = 60")
+    (newest,) = connection.execute("SELECT max(start) FROM rollup_minutes").fetchone()
+    if newest is None:
+        return
+    for span in SPANS[1:]:
+        until = floor(newest, span)
+        for table in _SHAPES:
+            connection.execute(f"DELETE FROM {table} WHERE span = ? AND start >= ?", (span, until))
+        connection.execute("INSERT INTO rollup_folded (span, until) VALUES (?, ?)", (span, until))
+
+
 # -- reading ------------------------------------------------------------------
 
+#: Each rollup table's columns as the minute rows hold them, for C{WHERE
+#: {where}} on C{m.scope} and C{m.start}.
+_MINUTE_SQL = {
+    "rollup_volume": "SELECT m.scope AS scope, m.start AS start, j.value ->> 0 AS source, j.value ->> 1 AS sentiment, "
+    "j.value ->> 2 AS posts, j.value ->> 3 AS scored, j.value ->> 4 AS compound, j.value ->> 5 AS likes, "
+    "j.value ->> 6 AS reposts, j.value ->> 7 AS replies FROM rollup_minutes AS m, json_each(m.volume) AS j "
+    "WHERE {where}",
+    "rollup_labels": "SELECT m.scope AS scope, m.start AS start, j.key AS label, j.value AS posts "
+    "FROM rollup_minutes AS m, json_each(m.labels) AS j WHERE {where}",
+    "rollup_authors": "SELECT m.scope AS scope, m.start AS start, j.key AS author, j.value ->> 0 AS posts, "
+    "j.value ->> 1 AS scored, j.value ->> 2 AS compound, j.value ->> 3 AS followers "
+    "FROM rollup_minutes AS m, json_each(m.authors) AS j WHERE {where}",
+    "rollup_tags": "SELECT m.scope AS scope, m.start AS start, j.key AS tag, j.value AS posts "
+    "FROM rollup_minutes AS m, json_each(m.tags) AS j WHERE {where}",
+    "rollup_terms": "SELECT m.scope AS scope, m.start AS start, j.key AS term, j.value AS terms, 0 AS trending, "
+    "NULL AS shown FROM rollup_minutes AS m, json_each(m.terms) AS j WHERE {where} "
+    # Terms are letters, apostrophes and spaces: a quoted JSON path label.
+    "UNION ALL SELECT m.scope, m.start, j.key, 0, j.value, m.shown ->> ('$.\"' || j.key || '\"') "
+    "FROM rollup_minutes AS m, json_each(m.trending) AS j WHERE {where}",
+}
 
-def pieces_sql(table: str, columns: str, scope: str, pieces, extra: str = "", extra_params=()) -> tuple[str, list]:
+
+def _minutes_sql(table: str, where: str) -> str:
+    return _MINUTE_SQL[table].replace("{where}", where)
+
+
+def cover(trans, since, until, spans: Iterable[int] = SPANS):
+    """L{rollups.cover} with the closed hours and days of this database."""
+    return rollups.cover(since, until, spans, watermarks(trans))
+
+
+def pieces_sql(
+    table: str, columns: str, scope: str, pieces, extra: str = "", extra_params=(), column_params=()
+) -> tuple[str, list]:
     """
     C{SELECT columns FROM table} over the rollup buckets of C{pieces}
-    (L{cover}) in C{scope}, as one C{UNION ALL}; C{None} when there are
-    none.
+    (L{cover}) in C{scope}, as one C{UNION ALL}, minutes from their rows;
+    C{None} when there are none.  C{column_params} are bound in each
+    piece's C{columns}.
     """
     parts, params = [], []
     for span, lo, hi in pieces:
-        where, values = ["scope = ?", "span = ?"], [scope, span]
+        minutes = span == SPANS[0] and table != "rollup_volume"
+        where, values = (["m.scope = ?"], [scope]) if minutes else (["scope = ?", "span = ?"], [scope, span])
         if lo is not None:
-            where.append("start >= ?")
+            where.append("m.start >= ?" if minutes else "start >= ?")
             values.append(lo)
         if hi is not None:
-            where.append("start < ?")
+            where.append("m.start < ?" if minutes else "start < ?")
             values.append(hi)
-        parts.append(f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}{extra}")
-        params += values + list(extra_params)
+        if minutes:
+            parts.append(f"SELECT {columns} FROM ({_minutes_sql(table, ' AND '.join(where))}) WHERE true{extra}")
+            values = values * _MINUTE_SQL[table].count("{where}")
+        else:
+            parts.append(f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}{extra}")
+        params += list(column_params) + values + list(extra_params)
     return (" UNION ALL ".join(parts), params) if parts else (None, [])
 
 
@@ -378,8 +738,9 @@ def scope_counts(trans, scopes: list, since, until) -> dict:
     How many posts each scope (topic) has in C{[since, until)}; every scope
     but L{EVERY} when C{scopes} is C{None}.
     """
-    pieces, edges = cover(since, until)
+    pieces, edges = cover(trans, since, until)
     counts: dict = {}
+    # Minutes too from the volume's rows (L{_volume_minutes}).
     for span, lo, hi in pieces:
         where, params = ["span = ?"], [span]
         if scopes is None:
@@ -440,7 +801,7 @@ def trending_counts(
     C{only} if given; only words, no phrases, with C{words}), at most
     C{limit} of them, most used first.
     """
-    pieces, edges = cover(since, until)
+    pieces, edges = cover(trans, since, until)
     tally = edge_tally(trans, topic, edges)
     extra, extra_params = " AND trending > 0", []
     if only is not None:
@@ -461,7 +822,7 @@ def trending_counts(
     counts, shown = {}, {}
     if parts:
         sql = (
-            f"SELECT k, sum(posts) AS n, min(shown) FROM ({' UNION ALL '.join(parts)}) GROUP BY k "
+            f"SELECT k, sum(posts) AS n, min(coalesce(shown, k)) FROM ({' UNION ALL '.join(parts)}) GROUP BY k "
             "HAVING sum(posts) >= ? ORDER BY sum(posts) DESC, k"
         )
         params.append(least)

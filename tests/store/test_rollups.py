@@ -21,7 +21,8 @@ import pytest_twisted
 from monitor.analysis.trending import MIN_COUNT, candidates, excluded_words, rank, top, trending_terms
 from monitor.model import LABELS, SENTIMENTS, Analysis, Enriched, Post, Topic, iso8601
 from monitor.store import StatsQuery
-from monitor.store.rollups import cover
+from monitor.store import sqlite_rollups
+from monitor.store.rollups import cover, post_words
 from monitor.store.sqlite import SQLiteStore, hashtags, terms
 from tests.conftest import SHARED
 
@@ -215,6 +216,15 @@ def test_cover_splits_ranges_into_whole_buckets_and_partial_minutes():
         assert covered[0][0] == lo and covered[-1][1] == hi
         assert all(x[1] == y[0] for x, y in zip(covered, covered[1:]))
         assert all(a % span == 0 and b % span == 0 for span, a, b in pieces)
+        # Hours and days only where they are closed; minutes everywhere.
+        folded = rng.choice(({}, {3600: DAY0 + 7200}, {3600: DAY0 + 86400 + 3600, 86400: DAY0 + 86400}))
+        pieces, edges = cover(lo, hi, folded=folded)
+        covered = sorted([(a, b) for a, b in edges] + [(a, b) for _, a, b in pieces])
+        assert covered[0][0] == lo and covered[-1][1] == hi
+        assert all(x[1] == y[0] for x, y in zip(covered, covered[1:]))
+        assert all(span == 60 or (span in folded and b <= folded[span]) for span, a, b in pieces)
+    assert cover(None, None, folded={}) == ([(60, None, None)], [])
+    assert cover(None, None, folded={3600: DAY0}) == ([(3600, None, DAY0), (60, DAY0, None)], [])
 
 
 @pytest_twisted.ensureDeferred
@@ -228,6 +238,37 @@ async def test_stats_equal_a_brute_force_count_on_real_posts(store, path):
     assert len(await store.store_batch(again[2500:], {})) == 100
     assert await store.store_batch(again[:10] + again[:10], {}) == []
     await assert_like_brute_force(store, path, random.Random(2), 60)
+
+
+@pytest_twisted.ensureDeferred
+async def test_posts_in_time_order_close_hours_and_days_as_they_pass(store, path):
+    """As a live stream writes them: minutes first, hours and days summed once they close, late posts still counted."""
+    posts = sorted(make_posts(2500, seed=15), key=lambda p: p.created_at)
+    late = posts[::10]
+    for start in range(0, len(posts), 100):
+        await store.store_batch([p for p in posts[start : start + 100] if p not in late], {})
+    db = sqlite3.connect(path)
+    folded = dict(db.execute("SELECT span, until FROM rollup_folded"))
+    db.close()
+    newest = posts[-1].created_at
+    assert folded[3600] == math.floor((newest - sqlite_rollups.GRACE) / 3600) * 3600
+    assert folded[86400] == math.floor(folded[3600] / 86400) * 86400
+    await assert_like_brute_force(store, path, random.Random(16), 30)
+    # A tenth of the posts come after their hours and days have closed.
+    await store.store_batch(late, {})
+    await assert_like_brute_force(store, path, random.Random(17), 30)
+
+
+def test_post_words_are_the_three_functions_words():
+    """The writer's one-pass split gives what hashtags, terms and candidates give, on real texts and odd ones."""
+    texts = [text for text, _ in real_texts()] + [
+        "@bob://x and http://a.b/c #tag", "Visit www.Example.com NOW!! great service", "A#b c&#d x/#e #1 #we're",
+        "it's Acme's fault, isn't it? charged twice... charged twice", "see https://t.co/x?y=#frag then more words",
+        "café crème brûlée’s best", "", "THE the The", "dont can't won't", "one\ntwo three-four five_six",
+    ]  # fmt: skip
+    for text in texts:
+        for lang in ("en", None, "es", "de"):
+            assert post_words(text, lang) == (hashtags(text), terms(text), candidates(text, lang)), (text, lang)
 
 
 @pytest_twisted.ensureDeferred
@@ -257,7 +298,8 @@ async def test_migration_backfills_an_older_database(path, reactor):
     await store.store_batch(make_posts(1200, seed=6), {})
     await store.stopService()
     db = sqlite3.connect(path)
-    for table in ("rollup_volume", "rollup_labels", "rollup_authors", "rollup_tags", "rollup_terms"):
+    for table in ("rollup_volume", "rollup_labels", "rollup_authors", "rollup_tags", "rollup_terms", "rollup_minutes",
+                  "rollup_folded"):  # fmt: skip
         db.execute(f"DROP TABLE {table}")
     db.execute("PRAGMA user_version = 10")
     db.commit()
@@ -266,10 +308,26 @@ async def test_migration_backfills_an_older_database(path, reactor):
     await store.startService()
     try:
         db = sqlite3.connect(path)
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 11
-        assert db.execute("SELECT sum(posts) FROM rollup_volume WHERE scope = '' AND span = 60").fetchone()[0] == 1200
+        # V11 counted the posts into minute, hour and day rows; V12 moved the
+        # minutes into minute rows and reopened the newest hour and day.
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 12
+        assert db.execute("SELECT count(*) FROM rollup_terms WHERE span = 60").fetchone()[0] == 0
+        assert (
+            db.execute(
+                "SELECT sum(j.value ->> 2) FROM rollup_minutes AS m, json_each(m.volume) AS j WHERE m.scope = ''"
+            ).fetchone()[0]
+            == 1200
+        )
+        newest = max(p.created_at for p in make_posts(1200, seed=6))
+        assert dict(db.execute("SELECT span, until FROM rollup_folded")) == {
+            3600: math.floor(newest / 3600) * 3600,
+            86400: math.floor(newest / 86400) * 86400,
+        }
         db.close()
         await assert_like_brute_force(store, path, random.Random(8), 25)
+        # New posts after the move, late ones among them, count as well.
+        await store.store_batch(make_posts(600, seed=13), {})
+        await assert_like_brute_force(store, path, random.Random(14), 25)
     finally:
         await store.stopService()
 
