@@ -151,7 +151,7 @@ def postgresql_dsn(value: str) -> Optional[str]:
 
 STORE_FIELDS = {
     "kind": Field(str, "sqlite", one_of("sqlite", "postgresql"), "Where posts are kept."),
-    # With kind = "postgresql" too: accounts, alerts and learning stay here.
+    # With kind = "postgresql" too: accounts and learning stay here.
     "path": Field(str, "var/monitor.sqlite", non_empty),
     # Usually "${MONITOR_DSN}", so the password is not in the file.
     "dsn": Field(str, "", postgresql_dsn),

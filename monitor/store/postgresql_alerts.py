@@ -7,10 +7,12 @@ posts stored there.
 Several hubs deliver from one outbox safely: a hub claims a notification
 (C{claimed_by}, C{claimed_until} on the database's clock, taken with
 C{SELECT ... FOR UPDATE}) before it sends it, and another hub does not take
-it while the claim holds; recording the attempt ends the claim.  Every
-write may be retried after a lost connection whose commit did reach the
-server, so each is idempotent: an attempt is unique by (notification, time,
-outcome), and a finished notification stays finished.
+it while the claim holds; recording the attempt ends the claim (a hub
+whose claim ran out and was taken by another adds its attempt to the log
+but leaves the notification's state to the holder).  Every write may be
+retried after a lost connection whose commit did reach the server, so each
+is idempotent: an attempt is unique by (notification, time, outcome), and a
+finished notification stays finished.
 
 The rows are shaped by the same code as the SQLite provider's
 (L{monitor.store.sqlite_alerts}), so both answer alike.
@@ -161,9 +163,8 @@ async def _notifications(cursor, ids: list[str]) -> dict[str, list[dict[str, Any
 
 
 async def _query_incidents(cursor, filters: dict, limit: int, cursor_text: Optional[str]):
-    where, params = incident_filters(filters, cursor_text, "%s")
     # Ids compare byte by byte, as on SQLite, whatever the database's locale.
-    where = [w.replace("(opened_at, id)", '(opened_at, id COLLATE "C")') for w in where]
+    where, params = incident_filters(filters, cursor_text, "%s", 'id COLLATE "C"')
     await cursor.execute(
         f"{_SELECT_INCIDENT} WHERE {' AND '.join(where) or 'true'} "
         'ORDER BY opened_at DESC, id COLLATE "C" DESC LIMIT %s',

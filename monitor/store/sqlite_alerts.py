@@ -358,10 +358,13 @@ def _notifications(trans, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def incident_filters(filters: dict[str, Any], cursor: Optional[str], mark: str = "?") -> tuple[list[str], list]:
+def incident_filters(
+    filters: dict[str, Any], cursor: Optional[str], mark: str = "?", key: str = "id"
+) -> tuple[list[str], list]:
     """
     The conditions (with C{mark} as the placeholder) and parameters of
-    L{IAlertStore.query_incidents}'s filters and page cursor.
+    L{IAlertStore.query_incidents}'s filters and page cursor (C{key}: the
+    id as the page order compares it).
     """
     where, params = [], []
     state = filters.get("state")
@@ -381,7 +384,7 @@ def incident_filters(filters: dict[str, Any], cursor: Optional[str], mark: str =
         where.append(f"opened_at < {mark}")
         params.append(filters["until"])
     if cursor:
-        where.append(f"(opened_at, id) < ({mark}, {mark})")
+        where.append(f"(opened_at, {key}) < ({mark}, {mark})")
         params.extend(decode_cursor(cursor))
     return where, params
 

@@ -120,3 +120,16 @@ async def test_two_outboxes_with_the_same_notification_deliver_it_once(hubs):
     assert (note["state"], [e["outcome"] for e in note["log"]]) == ("sent", ["sent"])
     for outbox in outboxes:
         outbox.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_replay_reads_the_posts_a_few_rows_at_a_time(hubs, monkeypatch):
+    """The backtest's posts come through the server-side cursor in several fetches, all of them, in order."""
+    from monitor.store import postgresql_alerts
+    from tests.alerts.helpers import post
+
+    a, _ = hubs
+    await a.store.store_batch([post(n, T0 + n, topic="Acme") for n in range(10)], {})
+    monkeypatch.setattr(postgresql_alerts, "REPLAY_ROWS", 3)
+    seen = await a.replay(["Acme"], T0, T0 + 100, None, 8, lambda topics, history, posts: [p.uid for p in posts])
+    assert seen == [f"s:{n}" for n in range(8)]
