@@ -608,7 +608,9 @@ class PostgreSQLStore(StoreBasics, PostgreSQLPageReads, Service):
 
     log = Logger()
 
-    def __init__(self, dsn: str, pool_size: int = default("store", "pool_size"), reactor=None, connect_timeout: float = 10.0):
+    def __init__(
+        self, dsn: str, pool_size: int = default("store", "pool_size"), reactor=None, connect_timeout: float = 10.0
+    ):
         if reactor is None:
             from twisted.internet import reactor
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
