@@ -5,6 +5,8 @@ real hubs in tests/store/test_postgresql_hubs.py), rebuilding only what
 changed; an engine whose store is its own never re-reads.
 """
 
+from twisted.internet.defer import ensureDeferred
+
 from monitor.alerts.engine import RULES_EVERY
 from monitor.cluster import SoloCluster
 from tests.alerts.helpers import T0, make_engine, post
@@ -42,6 +44,15 @@ def test_rules_saved_elsewhere_are_read_again_every_rules_every():
     clock.advance(0)
     assert incidents(e, "recall") == [("resolved", "rule deleted")]
     assert result(e.reload_rules()) == []  # nothing changed since
+    e.stopService()
+
+
+def test_a_rule_saved_here_is_not_rebuilt_when_read_back():
+    """The rule this engine saved reads back the same: the next reading rebuilds nothing."""
+    clock = clock_at()
+    e = make_engine(clock, [CRISIS], peers=SoloCluster("hub-a", clock))
+    saved = result(ensureDeferred(e.save_rule(dict(RECALL, cooldown="5m", severity="warning"), create=True)))
+    assert result(e.reload_rules()) == [] and e.rules["recall"] is saved
     e.stopService()
 
 
