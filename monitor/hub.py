@@ -248,6 +248,8 @@ class Hub(OrderedMultiService):
             reactor=reactor,
             stories=self.stories.clusterer if s["enabled"] else None,
             lead=False,
+            # Rules saved on one hub reach the others' engines (the leader's).
+            peers=self.cluster if config.store["kind"] == "postgresql" and not self.cluster.solo else None,
         )
         self.pipeline.add_sink(self.alerts)
         self.pipeline.add_sink(self.cluster)

@@ -275,6 +275,18 @@ class ICluster(Interface):
         Give the L{ISink} C{sink} every batch of posts stored by another hub.
         """
 
+    def notify(what, **fields):
+        """
+        Tell the other hubs that C{what} (e.g. C{"rules"}) changed in the
+        shared store; fire and forget (alone: nothing).
+        """
+
+    def on_change(what, callback):
+        """
+        Call C{callback(notice)} for each notice of C{what} from another
+        hub (a dict: C{hub}, C{what} and the fields given to L{notify}).
+        """
+
     def hubs():
         """
         A Deferred list of the live hubs' heartbeats (dicts with C{name},

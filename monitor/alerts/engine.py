@@ -22,6 +22,17 @@ that leads (it holds the C{alerts} lease, L{monitor.cluster}) watches the
 posts, opens incidents and delivers notifications; it sees the posts the
 other hubs stored through the cluster's feed.  L{AlertEngine.evaluation}
 is the service that makes an engine lead while it runs.
+
+With a shared store (C{[store] kind = "postgresql"}) a rule may be saved
+on any hub: the hub that saves it tells the others (a change notice,
+L{monitor.cluster.RedisCluster.notify}) and each re-reads the stored rules
+at once, the leader included; as a safety net against a lost notice every
+engine also re-reads them every C{RULES_EVERY} seconds.  Only the rules that
+changed are rebuilt (the others keep their windows); the open incidents of
+a rule deleted elsewhere are resolved by the leader.  An incident lives in
+the leader's memory: acknowledging or resolving it on another hub asks the
+leader to (a notice C{incident}, answered by C{incident done} once written)
+and answers from the store.
 """
 
 from __future__ import annotations
@@ -29,10 +40,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import uuid
 from typing import Any, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -60,6 +72,13 @@ IDLE_AFTER = 60.0
 #: Seconds of stored posts (before the newest) remembered at start, so
 #: that a source re-sending them after a restart does not count them twice.
 RECENT_SEEN = 600.0
+
+#: Seconds between two readings of the stored rules when the store is
+#: shared with other hubs (a safety net: a change notice makes it at once).
+RULES_EVERY = 30.0
+
+#: Seconds a hub waits for the leader to acknowledge or resolve an incident.
+ASK_LEADER = 5.0
 
 #: Collector states that count as failing.
 FAILING_STATES = ("failing", "backing off")
@@ -142,6 +161,11 @@ class AlertEngine(Service):
         when stories are off (story rules then never fire).
     @param lead: whether the engine leads from its start (alone); C{False}
         when L{evaluation} is run by a lease.
+    @param peers: the L{monitor.interfaces.ICluster} of the hubs that share
+        this engine's store, told of the rules saved here and telling of
+        those saved there; C{None} when the store is this hub's alone.
+    @param rules_every: seconds between two readings of the stored rules
+        when C{peers} are given.
     @ivar rules: the rules in force, by name.
     @ivar leading: whether this engine evaluates the rules now.
     """
@@ -151,7 +175,7 @@ class AlertEngine(Service):
 
     def __init__(self, config, *, store, metrics, topics, sources=(), bus=None, reactor=None,
                  notifiers: Optional[dict] = None, idle_after: float = IDLE_AFTER, stories=None,
-                 lead: bool = True):  # fmt: skip
+                 lead: bool = True, peers=None, rules_every: float = RULES_EVERY):  # fmt: skip
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -195,6 +219,17 @@ class AlertEngine(Service):
         self._loop.clock = reactor
         self._flush_call = None
         self._failing_since: dict[str, float] = {}
+        # Saving a rule here and re-reading them all, one at a time.
+        self._rules_lock = DeferredLock()
+        self.peers = peers
+        self.rules_every = rules_every
+        self._rules_loop = LoopingCall(self.reload_rules)
+        self._rules_loop.clock = reactor
+        self._asked: dict[str, Deferred] = {}
+        if peers is not None:
+            peers.on_change("rules", lambda notice: self.reload_rules())
+            peers.on_change("incident", self._asked_by_peer)
+            peers.on_change("incident done", self._answered_by_leader)
         self.started_at: Optional[float] = None
         # The detector's clock and the wall clock at the last stored batch.
         self._quiet_time: Optional[float] = None
@@ -215,6 +250,10 @@ class AlertEngine(Service):
         if removed:
             self.log.info("rules removed from the file: {names}", names=", ".join(removed))
         await self._load_rules()
+        if self.peers is not None:
+            # The file's rules may have changed the stored ones.
+            self.peers.notify("rules")
+            self._rules_loop.start(self.rules_every, now=False)
         if self.lead_at_start:
             await self.lead(reload=False)
 
@@ -285,6 +324,8 @@ class AlertEngine(Service):
         super().stopService()
         if self._loop.running:
             self._loop.stop()
+        if self._rules_loop.running:
+            self._rules_loop.stop()
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self.outbox.stopService()
@@ -301,6 +342,9 @@ class AlertEngine(Service):
         await self.http.stop()
 
     async def _load_rules(self) -> None:
+        self._set_rules(await self._stored_rules())
+
+    async def _stored_rules(self) -> list[Rule]:
         rules = []
         for stored in await self.store.list_rules():
             rule, problems = check_rule_spec(stored.spec, origin=stored.origin)
@@ -308,7 +352,56 @@ class AlertEngine(Service):
                 self.log.warn("skipping stored rule {name}: {problems}", name=stored.name, problems="; ".join(problems))
                 continue
             rules.append(rule)
+        return rules
+
+    def reload_rules(self) -> Deferred:
+        """
+        Re-read the stored rules (another hub may have saved or deleted
+        some) and apply what changed.  The Deferred fires with the names of
+        the rules that changed (an error is logged: the next reading will
+        do).
+        """
+        if not self.running:
+            return succeed([])
+        d = self._rules_lock.run(lambda: ensureDeferred(self._reload_rules()))
+
+        def failed(failure):
+            self.log.failure("could not re-read the stored rules", failure)
+            return []
+
+        return d.addErrback(failed)
+
+    async def _reload_rules(self) -> list[str]:
+        stored = await self._stored_rules()
+        rules, changed = [], []
+        for rule in stored:
+            was = self.rules.get(rule.name)
+            if was is not None and (was.spec, was.origin) == (rule.spec, rule.origin):
+                rules.append(was)  # the same object: the detector keeps its windows
+            else:
+                rules.append(rule)
+                changed.append(rule.name)
+        names = {r.name for r in stored}
+        removed = [name for name in self.rules if name not in names]
+        if not changed and not removed:
+            return []
         self._set_rules(rules)
+        if removed:
+            self._close_incidents_of(removed)
+            await self.flush()
+        self.log.info(
+            "alerts: stored rules changed elsewhere: {changed} saved, {removed} deleted",
+            changed=", ".join(sorted(changed)) or "none",
+            removed=", ".join(sorted(removed)) or "none",
+        )
+        return sorted(changed + removed)
+
+    def _close_incidents_of(self, names) -> None:
+        """Resolve the open incidents of the rules C{names}, deleted."""
+        for key, incident in list(self.detector.book.open.items()):
+            if incident.rule in names:
+                at = self.detector.now if incident.clock == "posts" and self.detector.now else self.reactor.seconds()
+                self.detector.book.close(key, at, by="rule deleted")
 
     def _set_rules(self, rules) -> None:
         self.rules = {r.name: r for r in rules}
@@ -594,14 +687,20 @@ class AlertEngine(Service):
         rule, problems = self.check_rule(spec)
         if rule is None:
             raise AlertError(problems)
-        if create and rule.name in self.rules:
-            raise AlertError([f"rule.name: a rule named {rule.name!r} exists"], status=409)
-        if not create and rule.name not in self.rules:
-            raise AlertError([f"no rule named {rule.name!r}"], status=404)
-        await self.writer.submit(self.store.save_rule, rule.name, rule.spec, "web", self.reactor.seconds())
-        self._set_rules([r for r in self.rules.values() if r.name != rule.name] + [rule])
+        async with self._rules_lock:
+            if create and rule.name in self.rules:
+                raise AlertError([f"rule.name: a rule named {rule.name!r} exists"], status=409)
+            if not create and rule.name not in self.rules:
+                raise AlertError([f"no rule named {rule.name!r}"], status=404)
+            await self.writer.submit(self.store.save_rule, rule.name, rule.spec, "web", self.reactor.seconds())
+            self._set_rules([r for r in self.rules.values() if r.name != rule.name] + [rule])
+        self._rules_changed()
         self.log.info("rule {name} saved ({type})", name=rule.name, type=rule.type)
         return rule
+
+    def _rules_changed(self) -> None:
+        if self.peers is not None:
+            self.peers.notify("rules")
 
     async def set_rule_enabled(self, name: str, enabled: bool) -> Rule:
         rule = self.rules.get(name)
@@ -613,14 +712,13 @@ class AlertEngine(Service):
         """
         Remove a rule; its open incidents are resolved (by C{rule deleted}).
         """
-        if name not in self.rules:
-            raise AlertError([f"no rule named {name!r}"], status=404)
-        await self.writer.submit(self.store.delete_rule, name)
-        self._set_rules([r for r in self.rules.values() if r.name != name])
-        for key, incident in list(self.detector.book.open.items()):
-            if incident.rule == name:
-                at = self.detector.now if incident.clock == "posts" and self.detector.now else self.reactor.seconds()
-                self.detector.book.close(key, at, by="rule deleted")
+        async with self._rules_lock:
+            if name not in self.rules:
+                raise AlertError([f"no rule named {name!r}"], status=404)
+            await self.writer.submit(self.store.delete_rule, name)
+            self._set_rules([r for r in self.rules.values() if r.name != name])
+            self._close_incidents_of([name])
+        self._rules_changed()
         await self.flush()
         self.log.info("rule {name} deleted", name=name)
 
@@ -656,6 +754,8 @@ class AlertEngine(Service):
 
     async def _by_hand(self, incident_id: str, action, by: str) -> dict[str, Any]:
         incident = self.detector.book.by_id(incident_id)
+        if incident is None and not self.leading and self.peers is not None:
+            return await self._ask_leader(incident_id, action, by)
         if incident is None and not self.leading:
             raise AlertError([f"incident {incident_id}: another hub evaluates the alerts; ask it there"], status=409)
         if incident is None:
@@ -663,7 +763,7 @@ class AlertEngine(Service):
             if state is None:
                 raise AlertError([f"no incident {incident_id!r}"], status=404)
             raise AlertError([f"incident {incident_id} is {state}"], status=409)
-        action(incident)
+        self._act(incident, action, by)
         await self.flush()
         return await self.incident(incident_id)
 
@@ -671,23 +771,66 @@ class AlertEngine(Service):
         """
         Someone is on it: later escalations are not sent.
         """
-        wall = self.reactor.seconds()
-        return await self._by_hand(incident_id, lambda i: self.detector.book.acknowledge(i.id, by, wall), by)
+        return await self._by_hand(incident_id, "acknowledge", by)
 
     async def resolve(self, incident_id: str, by: str = "api") -> dict[str, Any]:
         """
         Close an incident by hand (in its own clock's present); the key is
         held until the signal has been quiet for a cooldown.
         """
+        return await self._by_hand(incident_id, "resolve", by)
 
-        def act(incident):
-            if incident.clock == "posts" and self.detector.now is not None:
-                at = self.detector.now
-            else:
-                at = self.reactor.seconds()
-            self.detector.book.resolve(incident.id, by, at)
+    def _act(self, incident, action: str, by: str) -> None:
+        if action == "acknowledge":
+            self.detector.book.acknowledge(incident.id, by, self.reactor.seconds())
+            return
+        if incident.clock == "posts" and self.detector.now is not None:
+            at = self.detector.now
+        else:
+            at = self.reactor.seconds()
+        self.detector.book.resolve(incident.id, by, at)
 
-        return await self._by_hand(incident_id, act, by)
+    async def _ask_leader(self, incident_id: str, action: str, by: str) -> dict[str, Any]:
+        """
+        Have the leading hub act on an incident it holds; once it says it
+        wrote the change, the incident as stored.
+        """
+        request = uuid.uuid4().hex
+        d = self._asked[request] = Deferred()
+        d.addTimeout(ASK_LEADER, self.reactor)
+        self.peers.notify("incident", request=request, id=incident_id, action=action, by=by)
+        try:
+            answer = await d
+        except Exception:
+            raise AlertError([f"incident {incident_id}: the hub evaluating the alerts did not answer"], status=503)
+        finally:
+            self._asked.pop(request, None)
+        if answer.get("status", 200) != 200:
+            raise AlertError(answer.get("problems") or ["refused"], status=answer["status"])
+        return await self.incident(incident_id)
+
+    def _answered_by_leader(self, notice: dict) -> None:
+        d = self._asked.pop(notice.get("request"), None)
+        if d is not None and not d.called:
+            d.callback(notice)
+
+    def _asked_by_peer(self, notice: dict) -> None:
+        """Another hub asks the leader (this one?) to act on an incident."""
+        if not self.leading or notice.get("action") not in ("acknowledge", "resolve"):
+            return
+        ensureDeferred(self._answer_peer(notice))
+
+    async def _answer_peer(self, notice: dict) -> None:
+        answer: dict[str, Any] = {"status": 200}
+        try:
+            await self._by_hand(str(notice.get("id")), notice["action"], str(notice.get("by") or "api"))
+        except AlertError as e:
+            answer = {"status": e.status, "problems": e.problems}
+        except Exception:
+            self.log.failure("could not {action} incident {id} for {hub}", action=notice["action"],
+                             id=notice.get("id"), hub=notice.get("hub"))  # fmt: skip
+            answer = {"status": 500, "problems": ["the hub evaluating the alerts failed"]}
+        self.peers.notify("incident done", request=notice.get("request"), **answer)
 
     async def channels(self) -> list[dict[str, Any]]:
         await self.writer.barrier()

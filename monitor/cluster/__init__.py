@@ -8,7 +8,9 @@ everything here and lists this one hub.
 Keys, all under C{[hub] cluster} (default C{monitor}):
 C{<cluster>:lease:<name>} (a lease), C{<cluster>:hub:<hub>} (a heartbeat,
 expiring after C{[hub] lease}), C{<cluster>:hubs} (the names of hubs seen),
-and the channel C{<cluster>:stored}.
+and the channels C{<cluster>:stored} (L{StoredFeed}) and C{<cluster>:changed}
+(change notices: what one hub changed in the shared store, e.g. the alert
+rules, so that the others re-read it now rather than on their timer).
 """
 
 from __future__ import annotations
@@ -126,6 +128,12 @@ class SoloCluster(Service):
     def add_listener(self, sink) -> None:
         """Nothing is stored elsewhere."""
 
+    def notify(self, what: str, **fields) -> None:
+        """No other hub to tell."""
+
+    def on_change(self, what: str, callback) -> None:
+        """No other hub changes anything."""
+
     def posts_stored(self, posts) -> None:
         self._beats.rate.add(len(posts))
 
@@ -166,7 +174,11 @@ class RedisCluster(MultiService):
         self._leased: dict[str, LeasedService] = {}
         self._known: dict[str, str] = {}
         self._loop: Optional[LoopingCall] = None
-        self.feed = StoredFeed(self.redis, where, f"{prefix}:stored", name, reactor)
+        self.changes_channel = f"{prefix}:changed"
+        self._on_change: dict[str, list] = {}
+        self.feed = StoredFeed(
+            self.redis, where, f"{prefix}:stored", name, reactor, also={self.changes_channel: self._changed}
+        )
         self.feed.setServiceParent(self)
 
     # -- leases --------------------------------------------------------------
@@ -192,6 +204,41 @@ class RedisCluster(MultiService):
         """L{ISink}: count, and tell the other hubs."""
         self._beats.rate.add(len(posts))
         self.feed.posts_stored(posts)
+
+    # -- change notices --------------------------------------------------------
+
+    def notify(self, what: str, **fields) -> None:
+        """
+        Tell the other hubs that C{what} changed in the shared store.  Fire
+        and forget: a notice lost (Redis away, a hub reconnecting) is made
+        up for by the re-reading every hub does on its own timer.
+        """
+        body = json.dumps(dict(fields, hub=self.hub_name, what=what), ensure_ascii=False, separators=(",", ":"))
+        d = self._ask("PUBLISH", self.changes_channel, body)
+        d.addErrback(
+            lambda f: self.log.warn(
+                "could not tell the other hubs that {what} changed: {error}", what=what, error=f.getErrorMessage()
+            )
+        )
+
+    def on_change(self, what: str, callback) -> None:
+        """Call C{callback(notice)} (a dict) for every notice of C{what} from another hub."""
+        self._on_change.setdefault(what, []).append(callback)
+
+    def _changed(self, message) -> None:
+        try:
+            notice = json.loads(message)
+            hub, what = notice["hub"], notice["what"]
+        except (TypeError, ValueError, KeyError) as e:
+            self.log.warn("ignoring an unreadable change notice: {error}", error=e)
+            return
+        if hub == self.hub_name:
+            return
+        for callback in self._on_change.get(what, ()):
+            try:
+                callback(notice)
+            except Exception:
+                self.log.failure("a change notice of {what} from {hub} failed", what=what, hub=hub)
 
     # -- heartbeats ----------------------------------------------------------
 

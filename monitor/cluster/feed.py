@@ -67,7 +67,12 @@ def decode_batch(message) -> tuple[str, list[Post]]:
 
 class _Subscriber(txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern, channel, message):
-        self.factory.feed.on_message(message)
+        feed = self.factory.feed
+        other = feed.also.get(channel)
+        if other is not None:
+            other(message)
+        else:
+            feed.on_message(message)
 
     def connectionLost(self, why):
         # What is published until the factory reconnects is not seen here.
@@ -90,6 +95,9 @@ class _SubscriberFactory(txredisapi.SubscriberFactory):
         super().addConnection(conn)
         if conn.connected and not self.disconnectCalled:
             d = conn.subscribe(self.feed.channel)
+            for channel in self.feed.also:
+                # One channel per SUBSCRIBE: one reply each.
+                d.addCallback(lambda _, channel=channel: conn.subscribe(channel))
             d.addCallback(lambda _: self.feed._now_subscribed())
             d.addErrback(
                 lambda f: self.feed.log.failure("could not subscribe to {channel}", f, channel=self.feed.channel)
@@ -106,6 +114,10 @@ class StoredFeed(Service):
     @param where: the connection arguments (L{monitor.queue.redis.parse_redis_url})
         of the subscribing connection, which is its own: a subscribed
         connection can do nothing else.
+    @param also: other channels the same connection subscribes to, each
+        with the callable given its messages (the cluster's change
+        notices), so the hub needs one subscribed connection, not one per
+        channel.
     @ivar dropped: posts not published because Redis was too slow.
     @ivar received: posts received from other hubs.
     """
@@ -114,8 +126,9 @@ class StoredFeed(Service):
     log = Logger()
 
     def __init__(self, commands, where: dict, channel: str, hub_name: str, reactor,
-                 max_in_flight: int = MAX_IN_FLIGHT, chunk: int = CHUNK) -> None:  # fmt: skip
+                 max_in_flight: int = MAX_IN_FLIGHT, chunk: int = CHUNK, also=None) -> None:  # fmt: skip
         self.commands = commands
+        self.also: dict = dict(also or {})
         self.where = where
         self.channel = channel
         self.hub_name = hub_name

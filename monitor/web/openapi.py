@@ -48,7 +48,8 @@ def _answer(description: str, schema: dict = _OBJECT, errors=("400", "401")) -> 
     for code in errors:
         responses[code] = {
             "description": {"400": "A bad parameter, named in `parameter`", "401": "No valid bearer token",
-                            "404": "No such thing", "409": "Conflict", "413": "The body is over the route's limit"}[code],
+                            "404": "No such thing", "409": "Conflict", "413": "The body is over the route's limit",
+                            "503": "The hub evaluating the alerts did not answer"}[code],
             "content": {"application/json": {"schema": _ERROR}},
         }  # fmt: skip
     return responses
@@ -433,7 +434,7 @@ def openapi(version: str = "1") -> dict[str, Any]:
             "post": {
                 "summary": "Acknowledge an incident",
                 "requestBody": by,
-                "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409")),
+                "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409", "503")),
             },
         },
         "/api/v1/incidents/{incident_id}/resolve": {
@@ -441,7 +442,7 @@ def openapi(version: str = "1") -> dict[str, Any]:
             "post": {
                 "summary": "Resolve an incident",
                 "requestBody": by,
-                "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409")),
+                "responses": _answer("the incident", one_incident, errors=("400", "401", "404", "409", "503")),
             },
         },
         "/api/v1/channels": {"get": {"summary": "Each notification channel's state", "responses": _answer("channels")}},

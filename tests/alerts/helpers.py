@@ -212,6 +212,7 @@ def make_engine(
     push=None,
     start=True,
     stories=None,
+    peers=None,
 ):
     """An engine on a Clock and a synchronous store, started."""
     from monitor.alerts.engine import AlertEngine
@@ -244,6 +245,7 @@ def make_engine(
         reactor=clock,
         notifiers=notifiers,
         stories=stories,
+        peers=peers,
     )
     if start:
         d = engine.startService()

@@ -7,6 +7,7 @@ hub leads.
 """
 
 import pytest_twisted
+from twisted.internet.defer import ensureDeferred
 
 from monitor.cluster import RedisCluster
 from monitor.queue.redis import parse_redis_url
@@ -81,3 +82,53 @@ async def test_only_the_leader_evaluates_and_it_sees_every_hubs_posts(reactor, r
             await leases[name].stopService()
             await clusters[name].stopService()
             engines[name].stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_follower_asks_the_leader_to_act_on_an_incident(reactor, redis_server, prefix):
+    """The leader answers a follower's acknowledgement (its refusal too); with no leader the follower gives up: 503."""
+    import pytest
+
+    from monitor.alerts.engine import ASK_LEADER, AlertError
+
+    where = parse_redis_url(redis_server.url)
+    clusters = {n: RedisCluster(where, f"hub-{n}", reactor, ttl=0.6, prefix=prefix) for n in ("a", "b")}
+    clocks = {n: clock_at() for n in ("a", "b")}
+    # One store for both, as PostgreSQL is.
+    a = make_engine(clocks["a"], [CRISIS], peers=clusters["a"], start=False)
+    b = make_engine(clocks["b"], [CRISIS], peers=clusters["b"], start=False, store=a.store.store)
+    engines = {"a": a, "b": b}
+    for n in ("a", "b"):
+        engines[n].lead_at_start = n == "a"
+        clusters[n].startService()
+    try:
+        for c in clusters.values():
+            await c.feed.when_subscribed().addTimeout(WAIT, reactor)
+        for e in engines.values():
+            assert e.startService().called
+        assert a.leading and not b.leading
+        a.posts_stored([post(1, T0, labels=("crisis",), text="acme breach")])
+        clocks["a"].advance(0)
+        (incident_id,) = [i.id for i in a.detector.book.open.values()]
+
+        # Done by the leader, which wrote it before answering.
+        answer = ensureDeferred(b.acknowledge(incident_id, by="ops"))
+        await eventually(reactor, lambda: answer.called)
+        assert (await answer)["state"] == "acknowledged" and (await answer)["acknowledged_by"] == "ops"
+        assert a.detector.book.by_id(incident_id).state == "acknowledged"
+
+        with pytest.raises(AlertError) as unknown:
+            await ensureDeferred(b.resolve("no-such-incident")).addTimeout(WAIT, reactor)
+        assert unknown.value.status == 404
+
+        await a.evaluation.stopService()  # nobody leads now
+        asked = ensureDeferred(b.acknowledge(incident_id))
+        await eventually(reactor, lambda: b._asked)
+        clocks["b"].advance(ASK_LEADER)
+        with pytest.raises(AlertError) as silent:
+            await asked
+        assert silent.value.status == 503 and not b._asked
+    finally:
+        for n in ("a", "b"):
+            engines[n].stopService()
+            await clusters[n].stopService()

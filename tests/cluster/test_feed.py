@@ -239,3 +239,39 @@ async def test_the_hubs_list_gives_up_on_an_absent_redis(reactor, tmp_path, pref
         assert reactor.seconds() - started < 3
     finally:
         await away.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_change_notices_reach_the_other_hubs_not_their_sender(reactor, redis_server, prefix):
+    """B's notice reaches A's callbacks for its subject only; A's own notices and unreadable ones are not handed on."""
+    a, b = cluster(redis_server, "hub-a", reactor, prefix), cluster(redis_server, "hub-b", reactor, prefix)
+    rules, other = [], []
+    a.on_change("rules", rules.append)
+    a.on_change("topics", other.append)
+    a.startService()
+    b.startService()
+    try:
+        await a.feed.when_subscribed().addTimeout(WAIT, reactor)
+        await b.feed.when_subscribed().addTimeout(WAIT, reactor)
+        a.notify("rules", n=0)  # its own: not handed back
+        await b.redis.execute_command("PUBLISH", f"{prefix}:changed", "not json")
+        b.notify("rules", n=1)
+        await eventually(reactor, lambda: rules)
+        # A batch of posts on the same subscription still reaches the feed.
+        b.posts_stored([make_post(1)])
+        await eventually(reactor, lambda: a.feed.received == 1)
+        assert rules == [{"hub": "hub-b", "what": "rules", "n": 1}] and other == []
+    finally:
+        await a.stopService()
+        await b.stopService()
+
+
+def test_a_solo_hub_has_nobody_to_notify():
+    """Alone, a notice goes nowhere and no callback is ever called."""
+    from twisted.internet.task import Clock
+
+    solo = SoloCluster("hub-a", Clock())
+    got = []
+    solo.on_change("rules", got.append)
+    solo.notify("rules")
+    assert got == []
