@@ -87,18 +87,15 @@ def _reason(e: Exception) -> str:
 
 def make_store(config: Config, reactor):
     """
-    The hub's store from C{[store]}: the SQLite file; or, with C{kind =
-    "postgresql"}, posts (and the pages' reads of them) in PostgreSQL and
-    what has no PostgreSQL provider yet in the file (L{monitor.store.split}).
+    The hub's store from C{[store]}: the SQLite file at C{path}; or, with
+    C{kind = "postgresql"}, the database at C{dsn}, which keeps everything
+    (C{path} is not opened then).
     """
-    sqlite = SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
     if config.store["kind"] != "postgresql":
-        return sqlite
+        return SQLiteStore(config.resolve(config.store["path"]), reactor=reactor)
     from monitor.store.postgresql import PostgreSQLStore
-    from monitor.store.split import SplitStore
 
-    posts = PostgreSQLStore(config.store["dsn"], pool_size=config.store["pool_size"], reactor=reactor)
-    return SplitStore(posts, sqlite)
+    return PostgreSQLStore(config.store["dsn"], pool_size=config.store["pool_size"], reactor=reactor)
 
 
 #: How often a hub on a shared store reads the active learned models again.
@@ -110,7 +107,7 @@ def make_store_areas(config: Config, store, hub_name: str):
     C{(accounts, alerts, learning)}: the providers of the store's other
     areas (L{monitor.store.interfaces}) over C{store}, the one
     L{make_store} made.  With C{kind = "postgresql"} all three are in
-    PostgreSQL, over the posts store's pool, so every hub on the database
+    PostgreSQL, over the store's pool, so every hub on the database
     shares them (C{hub_name} names this hub's claims on notifications).
     """
     if config.store["kind"] != "postgresql":
@@ -119,8 +116,7 @@ def make_store_areas(config: Config, store, hub_name: str):
     from monitor.store.postgresql_alerts import PostgreSQLAlerts
     from monitor.store.postgresql_learning import PostgreSQLLearning
 
-    posts = store.posts
-    return PostgreSQLAccounts(posts), PostgreSQLAlerts(posts, hub_name), PostgreSQLLearning(posts)
+    return PostgreSQLAccounts(store), PostgreSQLAlerts(store, hub_name), PostgreSQLLearning(store)
 
 
 class _TopicSeed(Service):
@@ -382,25 +378,27 @@ class Hub(OrderedMultiService):
 
     def _check_store(self) -> None:
         """
-        Open the SQLite file once before anything starts, so a path that
-        cannot work is one line and a non-zero exit, not a failed start
-        (with kind = "postgresql" too: the split store opens it).
+        Try the store once before anything starts (the SQLite file at
+        C{path}, or with kind = "postgresql" the server at C{dsn}), so a
+        store that cannot work is one line and a non-zero exit, not a
+        failed start.
         """
+        if self.config.store["kind"] == "postgresql":
+            # Blocking, like the file's check: the reactor is not running yet.
+            try:
+                psycopg2.connect(self.config.store["dsn"], connect_timeout=10).close()
+            except psycopg2.Error as e:
+                _give_up(ConfigProblem(self.config.path, "store.dsn", self._cannot_use_postgresql(e)))
+            return
         path = self.config.resolve(self.config.store["path"])
         try:
             check_openable(path)
         except OPEN_ERRORS as e:
             _give_up(ConfigProblem(self.config.path, "store.path", f"cannot open the store {path}: {_reason(e)}"))
-        if self.config.store["kind"] == "postgresql":
-            # Blocking, like the check above: the reactor is not running yet.
-            try:
-                psycopg2.connect(self.config.store["dsn"], connect_timeout=10).close()
-            except psycopg2.Error as e:
-                _give_up(ConfigProblem(self.config.path, "store.dsn", self._cannot_use_postgresql(e)))
 
     def _cannot_use_postgresql(self, e: Exception) -> str:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"cannot use PostgreSQL at {self.store.posts.where}: {reason}"
+        return f"cannot use PostgreSQL at {self.store.where}: {reason}"
 
     async def _start(self) -> None:
         """
@@ -408,22 +406,11 @@ class Hub(OrderedMultiService):
         the configuration into one line; then say where the hub is.
         """
         if self.config.store["kind"] == "postgresql":
-            from monitor.store.split import IN_FILE, NOT_YET
-
-            if IN_FILE or NOT_YET:
-                log.warn(
-                    "posts are kept in PostgreSQL ({where}); {in_file} stay in {path}, "
-                    "and these do not see PostgreSQL's posts yet: {missing}",
-                    where=self.store.posts.where,
-                    in_file=", ".join(IN_FILE) or "none",
-                    path=self.store.path,
-                    missing="; ".join(NOT_YET) or "none",
-                )
-            else:
-                log.info(
-                    "posts, accounts, alerts and learning are kept in PostgreSQL ({where}), shared by every hub on it",
-                    where=self.store.posts.where,
-                )
+            log.info(
+                "everything is kept in PostgreSQL ({where}), shared by every hub on it: posts, "
+                "accounts, alerts, learning and rollups; [store] path is not used",
+                where=self.store.where,
+            )
         for child in list(self):
             try:
                 await maybeDeferred(child.startService)
@@ -434,7 +421,7 @@ class Hub(OrderedMultiService):
                     raise
                 raise ConfigProblem(self.config.path, "store.dsn", self._cannot_use_postgresql(e)) from None
             except OPEN_ERRORS as e:
-                if child is not self.store:
+                if child is not self.store or self.config.store["kind"] == "postgresql":
                     raise
                 where = self.config.store["path"]
                 raise ConfigProblem(

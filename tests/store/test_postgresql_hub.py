@@ -7,14 +7,20 @@ configuration keys of the PostgreSQL store, each named when wrong.
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 
 import pytest
 import pytest_twisted
 
+from zope.interface.verify import verifyObject
+
 from monitor.config import ConfigError, parse_config
+from monitor.hub import make_store, make_store_areas
+from monitor.interfaces import IStore
+from monitor.store.interfaces import IPostReads
+from monitor.store.postgresql import PostgreSQLStore
+from tests.store.test_sqlite import make_post
 from tests.test_twistd import CONFIG, ROOT, Hub
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,8 +47,12 @@ def pg_count(dsn, sql):
 
 @pytest_twisted.ensureDeferred
 async def test_a_hub_on_postgresql_stores_replayed_posts_and_answers(reactor, tmp_path, postgres_dsn, monkeypatch):
-    """Replayed posts land in PostgreSQL, once across a restart; /api/v1/posts searches them there."""
+    """
+    Replayed posts land in PostgreSQL, once across a restart; /api/v1/posts
+    searches them there; a [store] path that could not be opened is not used.
+    """
     n = 300
+    (tmp_path / "plain").write_text("a file where a directory would be\n")
     with open(tmp_path / "posts.jsonl", "w", encoding="utf-8") as f:
         for i in range(n):
             brand = "Acme" if i % 3 else "Globex"
@@ -50,7 +60,7 @@ async def test_a_hub_on_postgresql_stores_replayed_posts_and_answers(reactor, tm
                                 "author": f"u{i % 7}", "created_at": 1.7e9 + i}) + "\n")  # fmt: skip
     monkeypatch.setenv("MONITOR_DSN", postgres_dsn)
     for attempt in range(2):
-        hub = Hub(reactor, tmp_path, pg_config())
+        hub = Hub(reactor, tmp_path, pg_config().replace('path = "monitor.sqlite"', 'path = "plain/monitor.sqlite"'))
         hub.start()
         try:
 
@@ -74,18 +84,41 @@ async def test_a_hub_on_postgresql_stores_replayed_posts_and_answers(reactor, tm
             assert code == 400 and json.loads(body)["parameter"] == "limit"
             # The whole log: output() is its tail, which a busy start (two
             # stores migrating) can push the warning out of.
-            assert "posts, accounts, alerts and learning are kept in PostgreSQL" in hub.log.read_text(errors="replace")
+            assert "everything is kept in PostgreSQL" in hub.log.read_text(errors="replace")
             assert "s3cret" not in hub.output()
         finally:
             assert await hub.stop(), hub.output()
     assert pg_count(postgres_dsn, "SELECT count(*), count(DISTINCT uid) FROM posts") == [(n, n)]
     assert pg_count(postgres_dsn, "SELECT source, cursor IS NOT NULL FROM cursors") == [("archive", True)]
-    # The file holds what has no PostgreSQL provider yet, and no posts.
-    db = sqlite3.connect(tmp_path / "monitor.sqlite")
+    # [store] path is neither checked nor opened: no SQLite file anywhere.
+    assert not list(tmp_path.rglob("*.sqlite*"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hub_store_on_postgresql_is_postgresql_alone(postgres_dsn, tmp_path, reactor):
+    """
+    make_store gives the PostgreSQL store itself, with every area over it,
+    and opens no file at [store] path; accounts asked for while it starts
+    (a login page served early) get their answer, not an error.
+    """
+    config = parse_config(
+        {"store": {"kind": "postgresql", "dsn": postgres_dsn, "path": str(tmp_path / "var" / "m.sqlite")}}
+    )
+    store = make_store(config, reactor)
+    assert type(store) is PostgreSQLStore
+    assert verifyObject(IStore, store) and verifyObject(IPostReads, store)
+    accounts, alerts, learning = make_store_areas(config, store, "hub-a")
+    assert accounts.store is store and alerts.store is store and learning.store is store
+    started = store.startService()
     try:
-        assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+        assert await accounts.count_users() == 0
+        await started
+        assert await store.store_batch([make_post(1, "hello café")], {"demo": "c1"}) == ["demo:1"]
+        assert [p.uid for p in await store.recent_posts(5)] == ["demo:1"]
     finally:
-        db.close()
+        await store.stopService()
+    assert not store.running
+    assert not list(tmp_path.rglob("*"))
 
 
 def test_an_unreachable_server_is_one_line_naming_store_dsn(tmp_path):
@@ -229,8 +262,4 @@ async def test_pages_and_alerts_of_a_hub_on_postgresql(reactor, tmp_path, postgr
     assert sorted(row[0] for row in stored) == sorted(i["id"] for i in incidents)
     assert {row[2] for row in stored} == {"sent"}
     assert sorted(d.id for d in receiver.deliveries) == sorted(row[1] for row in stored) and not receiver.duplicates
-    db = sqlite3.connect(tmp_path / "monitor.sqlite")
-    try:
-        assert db.execute("SELECT count(*) FROM alert_incidents").fetchone()[0] == 0
-    finally:
-        db.close()
+    assert not list(tmp_path.rglob("*.sqlite*"))
