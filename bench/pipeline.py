@@ -169,6 +169,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def reactor_cpu_seconds(pids: list[int]) -> float:
+    """
+    User + system CPU of these processes' main threads: the reactor's, apart
+    from the store's writer thread, the analysis threads and the workers.
+    """
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            for t in psutil.Process(pid).threads():
+                if t.id == pid:
+                    total += t.user_time + t.system_time
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -313,7 +331,7 @@ def run(
         try:
             deadline = time.monotonic() + 600
             settled = None
-            cpu_started = server_started = None
+            cpu_started = server_started = reactor_started = None
             up = set()
             while time.monotonic() < deadline and settled is None:
                 time.sleep(0.25)
@@ -327,10 +345,12 @@ def run(
                     continue
                 if cpu_started is None:  # every hub is up: start-up CPU is behind us
                     cpu_started = cpu_seconds(pids)
+                    reactor_started = reactor_cpu_seconds(pids)
                     server_started = cpu_seconds(list(server_pids))
                     os.replace(tmp / "posts.new", replay)
             stored, unmatched = settled or (0, 0)
             cpu = cpu_seconds(pids) - (cpu_started or 0.0)
+            reactor_cpu = reactor_cpu_seconds(pids) - (reactor_started or 0.0)
             server_cpu = cpu_seconds(list(server_pids)) - (server_started or 0.0)
             rss = max(peak_rss_mib(pid) for pid in pids)
         finally:
@@ -368,6 +388,7 @@ def run(
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1),
         "peak_rss_mib": round(rss, 1),
         "hub_cpu_us_per_post": round(cpu / n * 1e6, 1),
+        "reactor_cpu_us_per_post": round(reactor_cpu / n * 1e6, 1),
         "server_cpu_us_per_post": round(server_cpu / n * 1e6, 1) if server_pids else None,
         "raw_vader_posts_per_s": round(vader),
         "ratio": round(pipeline / vader, 2),

@@ -41,15 +41,24 @@ class SeenPosts:
         # Rule sets are few and shared: one object each.
         self._interned: dict[frozenset, frozenset] = {}
         self._next = 0
+        # The last uid hashed: the detector gets a post, then puts it.
+        self._last: tuple[Optional[str], int] = (None, 0)
 
     def __len__(self) -> int:
         return len(self._slot)
 
+    def _key(self, uid: str) -> int:
+        last, key = self._last
+        if uid != last:
+            key = _key(uid)
+            self._last = (uid, key)
+        return key
+
     def __contains__(self, uid: str) -> bool:
-        return _key(uid) in self._slot
+        return self._key(uid) in self._slot
 
     def get(self, uid: str) -> Optional[tuple[int, float, frozenset]]:
-        slot = self._slot.get(_key(uid))
+        slot = self._slot.get(self._key(uid))
         if slot is None:
             return None
         return self._engagement[slot], self._at[slot], self._rules[slot]
@@ -58,7 +67,7 @@ class SeenPosts:
         """
         Remember a sighting as the newest, forgetting the oldest when full.
         """
-        key = _key(uid)
+        key = self._key(uid)
         slot = self._next
         self._next = (slot + 1) % self.size
         old = self._keys[slot]

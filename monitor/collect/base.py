@@ -152,7 +152,13 @@ class Collector(Service):
         Hand an item (a post, a L{Rejected}, an L{Enriched}) to the queue,
         in order with what came before; wait for it as for L{emit}.
         """
-        d = self._pending_put = self.queue.put(item)
+        d = self.queue.put(item)
+        if d.called:
+            # Taken at once (the usual case): nothing is pending, and a
+            # callback per post to say so would cost more than the put.
+            self._pending_put = None
+            return d
+        self._pending_put = d
         d.addBoth(self._put_done)
         return d
 

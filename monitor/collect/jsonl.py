@@ -44,6 +44,8 @@ MAX_COUNT = (1 << 63) - 1
 
 _BOM = b"\xef\xbb\xbf"
 _COUNTERS = ("likes", "reposts", "replies")
+#: The counts L{_parse_plain} reads, in its order.
+_PLAIN_COUNTS = (*_COUNTERS, "author_followers")
 
 
 class MalformedPayload(ValueError):
@@ -257,6 +259,84 @@ def parse_post(line: bytes, source: str, network: str, received_at: float) -> Po
         why, naming the field.
     """
     d = _decode(line)
+    post = _parse_plain(d, source, network, received_at)
+    if post is not None:
+        return post
+    return _parse_checked(d, source, network, received_at)
+
+
+def _parse_plain(d: dict, source: str, network: str, received_at: float) -> Optional[Post]:
+    """
+    The usual line (every field of the plain type, no place) in a few
+    checks: the same L{Post} as L{_parse_checked}, or C{None} for anything
+    else, which then goes through the field-by-field checks and their
+    reasons.  It raises only from a check L{_parse_checked} makes at the
+    same point (the fields before it are already known good), so a bad
+    line gets the same reason either way.
+    """
+    get = d.get
+    native_id, text, author, lang = get("id"), get("text"), get("author"), get("lang")
+    if type(text) is not str or type(author) is not str or not author.strip():
+        return None
+    kind = type(native_id)
+    if kind is int:
+        native_id = str(native_id)
+        strings = text + author
+    elif kind is str and native_id.strip():
+        strings = native_id + text + author
+    else:
+        return None
+    if lang is not None:
+        if type(lang) is not str:
+            return None
+        strings += lang
+    if "\x00" in strings:
+        return None
+    try:
+        strings.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if get("lat") is not None or get("lon") is not None:
+        return None
+    counts = []
+    for key in _PLAIN_COUNTS:
+        value = get(key)
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_COUNT):
+            return None
+        counts.append(value)
+    verified = get("author_verified")
+    if verified is None:
+        verified = False
+    elif type(verified) is not bool:
+        return None
+    created_at = _created_at(d)
+    url = _url(d) if get("url") is not None else None
+    likes, reposts, replies, followers = counts
+    return Post(
+        source=source,
+        network=network,
+        native_id=native_id,
+        text=text,
+        author=author,
+        created_at=created_at,
+        url=url,
+        lang=lang,
+        author_followers=followers,
+        author_verified=verified,
+        lat=None,
+        lon=None,
+        received_at=received_at,
+        likes=likes or 0,
+        reposts=reposts or 0,
+        replies=replies or 0,
+    )
+
+
+def _parse_checked(d: dict, source: str, network: str, received_at: float) -> Post:
+    """
+    Every field checked in turn, the first at fault named: the reference
+    for L{_parse_plain}.
+    """
     native_id = _native_id(d)
     text = _string(d, "text", required=True, nonempty=False)
     author = _string(d, "author", required=True, nonempty=True)

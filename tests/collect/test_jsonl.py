@@ -452,3 +452,50 @@ def test_fuzz_post_shaped(d):
 def test_fuzz_nearly_valid(d):
     """Objects with every required key, of roughly the right type, parse or fail cleanly."""
     check(json.dumps(d).encode("utf-8"))
+
+
+def dict_outcome(parse_d, d):
+    """What parsing C{d} gives: a post, C{None} (handed on), or the reason."""
+    try:
+        return parse_d(d, "replay", "x", 1000.5)
+    except MalformedPayload as e:
+        return e.reason
+
+
+plain_posts = st.fixed_dictionaries(
+    {
+        "id": st.integers(0, 2**70) | st.text(min_size=1),
+        "text": st.text(),
+        "author": st.text(min_size=1),
+        "created_at": st.text() | st.floats() | st.integers() | st.just("2024-05-01T12:30:00.250Z"),
+    },
+    optional={
+        "lang": st.none() | st.text(max_size=8),
+        "url": st.none() | st.just("https://example.com/a/1") | st.text(max_size=12),
+        "likes": st.none() | st.integers(-2, 2**64),
+        "reposts": st.none() | st.integers(0, 9),
+        "replies": st.none() | st.integers(0, 9),
+        "author_followers": st.none() | st.integers(-1, 2**64) | st.booleans(),
+        "author_verified": st.none() | st.booleans() | st.integers(0, 1),
+        "lat": st.none() | st.floats(-100, 100),
+        "lon": st.none() | st.floats(-200, 200),
+    },
+)
+
+
+@settings(max_examples=500)
+@given(plain_posts | st.fixed_dictionaries({}, optional={k: json_values for k in FIELDS}))
+def test_plain_path_agrees_with_checks(d):
+    """The usual lines' quick path gives the field-by-field checks' post or reason, or hands the line on."""
+    fast = dict_outcome(jsonl._parse_plain, d)
+    if fast is not None:
+        assert fast == dict_outcome(jsonl._parse_checked, d)
+
+
+def test_plain_path_takes_usual_posts():
+    """The lines the bench and most sources write take the quick path (and give the same post)."""
+    for d in (MINIMAL, dict(FULL, lat=None, lon=None), dict(MINIMAL, lang="en", url="https://example.com/x")):
+        post = jsonl._parse_plain(d, "replay", "x", 1000.5)
+        assert post is not None
+        assert post == jsonl._parse_checked(d, "replay", "x", 1000.5)
+    assert jsonl._parse_plain(FULL, "replay", "x", 1000.5) is None  # a place: the checks read it
