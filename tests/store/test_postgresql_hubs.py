@@ -68,7 +68,12 @@ async def test_two_hubs_share_incidents_and_deliver_each_notification_once(
             return notes and all(n["state"] == "sent" for n in notes) and seen[0] == seen[1] and seen[0]
 
         first = await hubs["hub-a"].wait_until(delivered_and_shared, seconds=90)
-        leader = holders(await hubs_of(hubs["hub-a"]))["alerts"]
+
+        async def leader_listed():
+            # The heartbeat that names the alerts lease may come a beat later.
+            return holders(await hubs_of(hubs["hub-a"])).get("alerts")
+
+        leader = await hubs["hub-a"].wait_until(leader_listed, seconds=30)
         survivor = "hub-b" if leader == "hub-a" else "hub-a"
         hubs[leader].proc.kill()
         hubs[leader].proc.wait(10)
