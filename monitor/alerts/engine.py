@@ -172,6 +172,10 @@ class AlertEngine(Service):
         self.detector = self._new_detector()
         self.lead_at_start = lead
         self.leading = False
+        # While lead() reads the open incidents back: the batches stored
+        # meanwhile, observed once the incidents are there (else a hit of
+        # an open incident would open a second one).
+        self._held: Optional[list] = None
         self.evaluation = Evaluation(self)
         self.writer = WriteQueue(reactor)
         self.http = HTTPClient(reactor)
@@ -227,11 +231,15 @@ class AlertEngine(Service):
         if self.leading or not self.running:
             return
         self.leading = True
+        self._held = []
         now = self._quiet_wall = self.reactor.seconds()
         if reload:
             await self._load_rules()
         self.detector.book.load(await self.store.open_incidents())
         await self._warm()
+        held, self._held = self._held or [], None
+        for observe, posts, wall in held:
+            observe(posts, wall)
         self._quiet_time = self.detector.now
         states = await self.store.channel_states()
         pending = await self.store.pending_notifications()
@@ -263,6 +271,7 @@ class AlertEngine(Service):
         if not self.leading:
             return
         self.leading = False
+        self._held = None
         if self._loop.running:
             self._loop.stop()
         try:
@@ -335,6 +344,9 @@ class AlertEngine(Service):
         if not self.running or not self.leading:
             return
         wall = self.reactor.seconds()
+        if self._held is not None:
+            self._held.append((self.detector.observe, posts, wall))
+            return
         self.detector.observe(posts, wall)
         self._quiet_time, self._quiet_wall = self.detector.now, wall
         self._schedule_flush()
@@ -345,6 +357,9 @@ class AlertEngine(Service):
         them now.
         """
         if not self.running or not self.leading:
+            return
+        if self._held is not None:
+            self._held.append((self.detector.enriched, posts, self.reactor.seconds()))
             return
         self.detector.enriched(posts, self.reactor.seconds())
         self._schedule_flush()

@@ -81,3 +81,30 @@ async def test_only_the_leader_evaluates_and_it_sees_every_hubs_posts(reactor, r
             await leases[name].stopService()
             await clusters[name].stopService()
             engines[name].stopService()
+
+
+def test_a_hit_while_a_new_leader_reads_the_open_incidents_back_joins_them():
+    """A post stored while lead() still reads the open incidents back is observed after it: no second incident."""
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    clock = clock_at()
+    e, hook = engine(clock)
+    try:
+        assert ensureDeferred(e.lead()).called
+        e.posts_stored([post(1, T0, labels=("crisis",), text="acme breach")])
+        clock.advance(0)
+        assert ensureDeferred(e.follow()).called  # another hub leads, then this one again:
+        real, gate = e.store.open_incidents, Deferred()
+        e.store.open_incidents = lambda: gate.addCallback(lambda _: real())
+        leading = ensureDeferred(e.lead())
+        assert not leading.called
+        e.posts_stored([post(2, T0 + 5, labels=("crisis",), text="acme breach again")])
+        gate.callback(None)
+        assert leading.called
+        clock.advance(0)
+        assert incidents(e) == [("crisis", "Acme", "open")]
+        (incident,) = e.detector.book.open.values()
+        assert incident.hits == 2
+        assert [n.event for n in hook.calls] == ["opened"]
+    finally:
+        e.stopService()
