@@ -176,6 +176,11 @@ class AlertEngine(Service):
         # meanwhile, observed once the incidents are there (else a hit of
         # an open incident would open a second one).
         self._held: Optional[list] = None
+        # Each lead() and follow() starts a new term: a lead() whose term
+        # ended while it read the store back (the lease was lost and maybe
+        # taken again meanwhile) stops there, and leaves the rest to the
+        # current term.
+        self._term = 0
         self.evaluation = Evaluation(self)
         self.writer = WriteQueue(reactor)
         self.http = HTTPClient(reactor)
@@ -232,17 +237,30 @@ class AlertEngine(Service):
             return
         self.leading = True
         self._held = []
+        self._term += 1
+        term = self._term
+
+        def ended() -> bool:
+            return self._term != term
+
         now = self._quiet_wall = self.reactor.seconds()
         if reload:
             await self._load_rules()
-        self.detector.book.load(await self.store.open_incidents())
+        incidents = await self.store.open_incidents()
+        if ended():
+            return
+        self.detector.book.load(incidents)
         await self._warm()
+        if ended():
+            return
         held, self._held = self._held or [], None
         for observe, posts, wall in held:
             observe(posts, wall)
         self._quiet_time = self.detector.now
         states = await self.store.channel_states()
         pending = await self.store.pending_notifications()
+        if ended():
+            return
         self.outbox.restore(states, pending)
         for key, incident in list(self.detector.book.open.items()):
             # A channel incident ends when its channel works again.
@@ -272,6 +290,7 @@ class AlertEngine(Service):
             return
         self.leading = False
         self._held = None
+        self._term += 1
         if self._loop.running:
             self._loop.stop()
         try:

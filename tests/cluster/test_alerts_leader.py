@@ -108,3 +108,29 @@ def test_a_hit_while_a_new_leader_reads_the_open_incidents_back_joins_them():
         assert [n.event for n in hook.calls] == ["opened"]
     finally:
         e.stopService()
+
+
+def test_a_lead_whose_lease_was_lost_meanwhile_stops_where_it_is():
+    """The lease lost (and taken again) while lead() reads the store back: that lead() stops, the new one leads."""
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    clock = clock_at()
+    e, hook = engine(clock)
+    try:
+        real, gate = e.store.open_incidents, Deferred()
+        e.store.open_incidents = lambda: gate.addCallback(lambda _: real())
+        first = ensureDeferred(e.lead())
+        assert ensureDeferred(e.follow()).called
+        e.store.open_incidents = real
+        assert ensureDeferred(e.lead()).called
+        gate.callback(None)
+        failures = []
+        first.addErrback(failures.append)
+        assert first.called and failures == []
+        assert e.leading and e._loop.running
+        e.posts_stored([post(1, T0, labels=("crisis",), text="acme breach")])
+        clock.advance(0)
+        assert incidents(e) == [("crisis", "Acme", "open")]
+        assert [n.event for n in hook.calls] == ["opened"]
+    finally:
+        e.stopService()

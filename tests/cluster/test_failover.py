@@ -243,8 +243,8 @@ def test_kill_9_of_the_collecting_hub(cluster, playwright):
         start = cluster.write_posts()
         # The alert fires on hub-a (post 10 says "outage") and is delivered.
         assert until(lambda: len(cluster.receiver.requests) >= 1, 30), a.output()
-        assert until(lambda: cluster.stored() >= POSTS // 3, 60), (cluster.stored(), a.output())
-        assert cluster.stored() < POSTS * 2 // 3, "the replay went too fast to be killed in the middle"
+        assert until(lambda: cluster.stored() >= POSTS // 2, 60), (cluster.stored(), a.output())
+        assert cluster.stored() < POSTS * 5 // 6, "the replay went too fast to be killed in the middle"
         page.wait_for_function("() => Number(document.getElementById('feed-rate').textContent.replace(/,/g, '')) > 0")
 
         a.proc.send_signal(signal.SIGKILL)
@@ -259,12 +259,13 @@ def test_kill_9_of_the_collecting_hub(cluster, playwright):
         assert until(lambda: cluster.stored() == POSTS, 60), (cluster.stored(), b.output())
         assert_stored_once(cluster)
 
-        # The survivor read on from the stored position, not from the start:
-        # what was not stored at the kill, give or take what was on its way
-        # (a few batches of 100: read before the kill and stored after it,
-        # or stored with an older position after a newer one was).
+        # The survivor read on from the stored position, not from the start
+        # (which is all POSTS): what was not stored at the kill, give or take
+        # what was on its way (batches read before the kill and stored after
+        # it, or stored with an older position after a newer one was: the
+        # position may go back a little, never past what is stored).
         read = collected(b)
-        assert 0 < read < POSTS - stored_at_kill + 400, (read, stored_at_kill)
+        assert 0 < read < POSTS - stored_at_kill // 2, (read, stored_at_kill)
         code, _, body = b.request("/api/v1/sources", headers={"Authorization": f"Bearer {TOKEN}"})
         (source,) = json.loads(body)["sources"]
         assert source["name"] == "inbox" and source["state"] != "failing", source
