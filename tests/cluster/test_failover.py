@@ -179,6 +179,7 @@ class Cluster:
         self.redis.close()
         shutil.rmtree(self.redis_dir, ignore_errors=True)
         self.postgres.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
