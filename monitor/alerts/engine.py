@@ -196,6 +196,15 @@ class AlertEngine(Service):
         self.detector = self._new_detector()
         self.lead_at_start = lead
         self.leading = False
+        # While lead() reads the open incidents back: the batches stored
+        # meanwhile, observed once the incidents are there (else a hit of
+        # an open incident would open a second one).
+        self._held: Optional[list] = None
+        # Each lead() and follow() starts a new term: a lead() whose term
+        # ended while it read the store back (the lease was lost and maybe
+        # taken again meanwhile) stops there, and leaves the rest to the
+        # current term.
+        self._term = 0
         self.evaluation = Evaluation(self)
         self.writer = WriteQueue(reactor)
         self.http = HTTPClient(reactor)
@@ -266,14 +275,31 @@ class AlertEngine(Service):
         if self.leading or not self.running:
             return
         self.leading = True
+        self._held = []
+        self._term += 1
+        term = self._term
+
+        def ended() -> bool:
+            return self._term != term
+
         now = self._quiet_wall = self.reactor.seconds()
         if reload:
             await self._load_rules()
-        self.detector.book.load(await self.store.open_incidents())
+        incidents = await self.store.open_incidents()
+        if ended():
+            return
+        self.detector.book.load(incidents)
         await self._warm()
+        if ended():
+            return
+        held, self._held = self._held or [], None
+        for observe, posts, wall in held:
+            observe(posts, wall)
         self._quiet_time = self.detector.now
         states = await self.store.channel_states()
         pending = await self.store.pending_notifications()
+        if ended():
+            return
         self.outbox.restore(states, pending)
         for key, incident in list(self.detector.book.open.items()):
             # A channel incident ends when its channel works again.
@@ -302,6 +328,8 @@ class AlertEngine(Service):
         if not self.leading:
             return
         self.leading = False
+        self._held = None
+        self._term += 1
         if self._loop.running:
             self._loop.stop()
         try:
@@ -428,6 +456,9 @@ class AlertEngine(Service):
         if not self.running or not self.leading:
             return
         wall = self.reactor.seconds()
+        if self._held is not None:
+            self._held.append((self.detector.observe, posts, wall))
+            return
         self.detector.observe(posts, wall)
         self._quiet_time, self._quiet_wall = self.detector.now, wall
         self._schedule_flush()
@@ -438,6 +469,9 @@ class AlertEngine(Service):
         them now.
         """
         if not self.running or not self.leading:
+            return
+        if self._held is not None:
+            self._held.append((self.detector.enriched, posts, self.reactor.seconds()))
             return
         self.detector.enriched(posts, self.reactor.seconds())
         self._schedule_flush()

@@ -132,3 +132,56 @@ async def test_a_follower_asks_the_leader_to_act_on_an_incident(reactor, redis_s
         for n in ("a", "b"):
             engines[n].stopService()
             await clusters[n].stopService()
+
+
+def test_a_hit_while_a_new_leader_reads_the_open_incidents_back_joins_them():
+    """A post stored while lead() still reads the open incidents back is observed after it: no second incident."""
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    clock = clock_at()
+    e, hook = engine(clock)
+    try:
+        assert ensureDeferred(e.lead()).called
+        e.posts_stored([post(1, T0, labels=("crisis",), text="acme breach")])
+        clock.advance(0)
+        assert ensureDeferred(e.follow()).called  # another hub leads, then this one again:
+        real, gate = e.store.open_incidents, Deferred()
+        e.store.open_incidents = lambda: gate.addCallback(lambda _: real())
+        leading = ensureDeferred(e.lead())
+        assert not leading.called
+        e.posts_stored([post(2, T0 + 5, labels=("crisis",), text="acme breach again")])
+        gate.callback(None)
+        assert leading.called
+        clock.advance(0)
+        assert incidents(e) == [("crisis", "Acme", "open")]
+        (incident,) = e.detector.book.open.values()
+        assert incident.hits == 2
+        assert [n.event for n in hook.calls] == ["opened"]
+    finally:
+        e.stopService()
+
+
+def test_a_lead_whose_lease_was_lost_meanwhile_stops_where_it_is():
+    """The lease lost (and taken again) while lead() reads the store back: that lead() stops, the new one leads."""
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    clock = clock_at()
+    e, hook = engine(clock)
+    try:
+        real, gate = e.store.open_incidents, Deferred()
+        e.store.open_incidents = lambda: gate.addCallback(lambda _: real())
+        first = ensureDeferred(e.lead())
+        assert ensureDeferred(e.follow()).called
+        e.store.open_incidents = real
+        assert ensureDeferred(e.lead()).called
+        gate.callback(None)
+        failures = []
+        first.addErrback(failures.append)
+        assert first.called and failures == []
+        assert e.leading and e._loop.running
+        e.posts_stored([post(1, T0, labels=("crisis",), text="acme breach")])
+        clock.advance(0)
+        assert incidents(e) == [("crisis", "Acme", "open")]
+        assert [n.event for n in hook.calls] == ["opened"]
+    finally:
+        e.stopService()
