@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import pytest_twisted
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import deferLater
@@ -233,6 +232,17 @@ async def running(request, reactor, tmp_path):
     await world.close()
 
 
+@pytest_twisted.async_yield_fixture(params=[name for name, world in WORLDS.items() if world.positioned])
+async def positioned(request, reactor, tmp_path):
+    """L{running} over the kinds that keep a position (the demo invents its posts: it has none)."""
+    world = WORLDS[request.param](reactor, tmp_path)
+    r = Running(world)
+    yield r
+    if r.source.running:
+        await maybeDeferred(r.source.stopService)
+    await world.close()
+
+
 def test_every_kind_is_here():
     """Every kind of the table, and each of its variants, has a world above."""
     kinds = {name.split("-")[0] for name in WORLDS}
@@ -305,10 +315,9 @@ async def test_waits_for_a_full_queue(running, reactor):
 
 
 @pytest_twisted.ensureDeferred
-async def test_started_again_from_its_position_it_gives_only_what_is_new(running, reactor):
+async def test_started_again_from_its_position_it_gives_only_what_is_new(positioned, reactor):
     """Started from the last position it gave, it gives the new posts and none from before that position."""
-    if not running.world.positioned:
-        pytest.skip("the demo invents its posts: no position")
+    running = positioned
     old = await running.collect()
     at = [p for p in old if p.cursor][-1]
     cursor = at.cursor
