@@ -71,11 +71,11 @@ async def test_stats_and_term_counts_equal_a_brute_force_count(posts_store, post
         assert counts == Counter(t for p in inside for t in candidates(p["text"], p["lang"]))
 
 
+# PostgreSQL's migration only: SQLite's has its own test (tests/store/test_rollups.py).
+@pytest.mark.parametrize("posts_provider", ["postgresql"], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_postgresql_migration_counts_the_posts_already_stored(posts_provider):  # noqa: F811
     """A PostgreSQL database from before the rollups gets them from its posts on start."""
-    if posts_provider.name != "postgresql":
-        pytest.skip("the SQLite migration has its own test (tests/store/test_rollups.py)")
     store = posts_provider.open()
     await store.startService()
     await store.store_batch(make_posts(800, seed=23), {})
