@@ -892,6 +892,28 @@ def _by_bucket(trans, table: str, columns: str, key: str, scope: str, pairs) -> 
     ).fetchall()
 
 
+def _minute_json(trans, column: str, scope: str, pieces):
+    """
+    The C{column} JSON of every minute row of C{pieces} in C{scope},
+    decoded (json.loads sums them faster than C{json_each} in SQL).
+    """
+    for span, lo, hi in pieces:
+        if span != SPANS[0]:
+            continue
+        where, params = ["scope = ?", f"{column} IS NOT NULL"], [scope]
+        if lo is not None:
+            where.append("start >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("start < ?")
+            params.append(hi)
+        trans.execute(
+            f"SELECT {column} FROM rollup_minutes INDEXED BY rollup_minutes_scope WHERE {' AND '.join(where)}", params
+        )
+        for (text,) in trans.fetchall():
+            yield json.loads(text)
+
+
 def _order(item) -> tuple:
     return -item[1], item[0]
 
@@ -914,12 +936,11 @@ def leaders(trans, table: str, scope: str, pieces, edge: dict, limit: int, keep:
     key, value, index = {"rollup_tags": ("tag", "posts", "rollup_tags_top"),
                          "rollup_terms": ("term", "terms", "rollup_terms_top")}[table]  # fmt: skip
     extra = " AND terms > 0" if table == "rollup_terms" else ""
-    minutes = [piece for piece in pieces if piece[0] == SPANS[0]]
     exact = dict(edge)
-    union, params = pieces_sql(table, f"{key} AS k, {value} AS n", scope, minutes, f" AND {value} > 0")
-    if union:
-        for k, n in trans.execute(f"SELECT k, sum(n) FROM ({union}) GROUP BY k", params).fetchall():
-            exact[k] = exact.get(k, 0) + n
+    for counts in _minute_json(trans, "tags" if table == "rollup_tags" else "terms", scope, pieces):
+        for k, n in counts.items():
+            if n > 0:
+                exact[k] = exact.get(k, 0) + n
     buckets = _closed(trans, scope, pieces)
     seen, cut_buckets, bound = dict(exact), [], 0
     for bucket, (rows, cut) in zip(buckets, _heads(trans, index, f"{key}, {value}", value, scope, buckets, keep)):
@@ -956,8 +977,12 @@ def leading_authors(
     when that does not settle both lists.
     """
     keep = KEEP if keep is None else keep
-    minutes = [piece for piece in pieces if piece[0] == SPANS[0]]
-    sums = {r[0]: list(r[1:]) for r in authors(trans, scope, minutes, tally, "", "", None)}
+    sums: dict = {}
+    for counts in _minute_json(trans, "authors", scope, pieces):
+        for k, (n, s, c, f) in counts.items():
+            _add_author(sums, (k, n, f, s, c))
+    for k, (n, s, c, f) in tally.authors.items():
+        _add_author(sums, (k, n, f, s, c))
     buckets = _closed(trans, scope, pieces)
     columns = "author, posts, followers, scored, compound"
     cut_buckets, bound, cut_followers = [], 0, -1
