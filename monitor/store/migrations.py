@@ -350,6 +350,17 @@ def _V12_MINUTES(connection) -> None:
     sqlite_rollups.minutes_from_rows(connection)
 
 
+# The hour and day rows in order of use within each bucket, so that a top
+# list reads each closed bucket's most used keys, not all of them
+# (monitor.store.sqlite_rollups.leaders).
+_V13_TOP_INDEXES = """
+CREATE INDEX rollup_terms_top ON rollup_terms (scope, span, start, terms);
+CREATE INDEX rollup_tags_top ON rollup_tags (scope, span, start, posts);
+CREATE INDEX rollup_authors_top ON rollup_authors (scope, span, start, posts, followers, scored, compound);
+CREATE INDEX rollup_authors_followers ON rollup_authors (scope, span, start, followers, posts, scored, compound);
+"""
+
+
 #: The schema steps, oldest first; the schema version is C{len(MIGRATIONS)}.
 MIGRATIONS: tuple = (
     _V1,
@@ -364,6 +375,7 @@ MIGRATIONS: tuple = (
     _V10_INCIDENT_EXPLANATION,
     _V11_ROLLUPS,
     _V12_MINUTES,
+    _V13_TOP_INDEXES,
 )
 
 

@@ -931,15 +931,10 @@ class SQLiteStore(StoreBasics, PageQueries, Service):
                 likes, reposts, replies = likes + lk, reposts + rp, replies + rl
         count = sum(sentiments.values())
 
-        top_hashtags = sqlite_rollups.ranked(
-            trans, *sqlite_rollups.pieces_sql("rollup_tags", "tag AS k, posts", scope, pieces), "tag",
-            dict(tally.tags), "n DESC, k", top,
-        )  # fmt: skip
-        top_terms = sqlite_rollups.ranked(
-            trans, *sqlite_rollups.pieces_sql("rollup_terms", "term AS k, terms AS posts", scope, pieces, " AND terms > 0"),
-            "term", dict(tally.terms), "n DESC, k", top,
-        )  # fmt: skip
-        by_followers, by_posts = sqlite_rollups.top_authors(trans, scope, pieces, tally, top)
+        # Exact, from each closed bucket's most used keys when they settle it.
+        top_hashtags = sqlite_rollups.leaders(trans, "rollup_tags", scope, pieces, dict(tally.tags), top)
+        top_terms = sqlite_rollups.leaders(trans, "rollup_terms", scope, pieces, dict(tally.terms), top)
+        by_followers, by_posts = sqlite_rollups.leading_authors(trans, scope, pieces, tally, top)
 
         return {
             "topic": query.topic,

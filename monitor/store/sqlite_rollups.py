@@ -32,7 +32,7 @@ from monitor.store.rollups import EVERY, SPANS, Delta, Facts, Minute, Tally, flo
 
 __all__ = [
     "FACTS", "GRACE", "MINUTES", "TABLES", "authors", "backfill", "close", "cover", "edge_tally", "facts",
-    "label_counts", "minutes_from_rows", "pieces_sql", "post_count", "ranked", "rewrite", "scope_counts", "store",
+    "KEEP", "label_counts", "leaders", "leading_authors", "minutes_from_rows", "pieces_sql", "post_count", "ranked", "rewrite", "scope_counts", "store",
     "top_authors", "trending_counts", "watermarks",
 ]  # fmt: skip
 
@@ -834,3 +834,220 @@ def trending_counts(
             if form:
                 shown[term] = form
     return counts, shown, post_count(trans, topic, pieces, tally)
+
+
+# -- top lists over closed buckets ----------------------------------------------
+
+#: How many of each closed hour's or day's most used keys a top list reads
+#: first (through the C{_V13_TOP_INDEXES}); at least
+#: L{monitor.store.MAX_LIMIT}.
+KEEP = 500
+
+
+def _closed(trans, scope: str, pieces) -> list[tuple[int, int]]:
+    """C{(span, start)} of every closed hour and day of C{pieces} that has posts of C{scope}."""
+    found = []
+    for span, lo, hi in pieces:
+        if span == SPANS[0]:
+            continue
+        where, params = ["scope = ?", "span = ?"], [scope, span]
+        if lo is not None:
+            where.append("start >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("start < ?")
+            params.append(hi)
+        trans.execute(f"SELECT DISTINCT start FROM rollup_volume WHERE {' AND '.join(where)}", params)
+        found += [(span, start) for (start,) in trans.fetchall()]
+    return found
+
+
+def _heads(trans, index: str, columns: str, value: str, scope: str, buckets, keep: int, having=" > 0"):
+    """
+    Each bucket's C{keep} rows of highest C{value} (C{value} C{having}):
+    yields C{(rows, cut)}, C{rows} the C{columns}, C{cut} the highest
+    value left out (None when nothing was).
+    """
+    table = index.rsplit("_", 1)[0]
+    sql = (
+        f"SELECT {value}, {columns} FROM {table} INDEXED BY {index} WHERE scope = ? AND span = ? AND start = ? "
+        f"AND {value}{having} ORDER BY {value} DESC LIMIT ?"
+    )
+    for span, start in buckets:
+        rows = trans.execute(sql, (scope, span, start, keep + 1)).fetchall()
+        yield [row[1:] for row in rows[:keep]], (rows[keep][0] if len(rows) > keep else None)
+
+
+def _by_bucket(trans, table: str, columns: str, key: str, scope: str, pairs) -> list:
+    """
+    C{SELECT columns} of the rows of C{pairs}, C{(span, start, key)}, that
+    exist (a seek on the primary key each).
+    """
+    if not pairs:
+        return []
+    return trans.execute(
+        f"SELECT {columns} FROM json_each(?) AS j CROSS JOIN {table} AS r WHERE r.scope = ? "
+        f"AND r.span = j.value ->> 0 AND r.start = j.value ->> 1 AND r.{key} = j.value ->> 2",
+        (json.dumps(pairs), scope),
+    ).fetchall()
+
+
+def _minute_json(trans, column: str, scope: str, pieces):
+    """
+    The C{column} JSON of every minute row of C{pieces} in C{scope},
+    decoded (json.loads sums them faster than C{json_each} in SQL).
+    """
+    for span, lo, hi in pieces:
+        if span != SPANS[0]:
+            continue
+        where, params = ["scope = ?", f"{column} IS NOT NULL"], [scope]
+        if lo is not None:
+            where.append("start >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("start < ?")
+            params.append(hi)
+        trans.execute(
+            f"SELECT {column} FROM rollup_minutes INDEXED BY rollup_minutes_scope WHERE {' AND '.join(where)}", params
+        )
+        for (text,) in trans.fetchall():
+            yield json.loads(text)
+
+
+def _order(item) -> tuple:
+    return -item[1], item[0]
+
+
+def leaders(trans, table: str, scope: str, pieces, edge: dict, limit: int, keep: Optional[int] = None) -> list:
+    """
+    L{ranked} for the C{limit} most used tags (C{rollup_tags}) or stats
+    terms (C{rollup_terms}), exact, without reading every key of the
+    closed hours and days when their most used keys settle it.
+
+    Each closed bucket gives its C{keep} most used keys first, the minutes
+    and edges all theirs; the C{2 * limit} keys most used by those counts
+    are counted exactly.  A key left out of a bucket was used there at most
+    as often as that bucket's C{keep + 1}-th key, so a key that is not a
+    candidate was used at most (the next candidate's count + the sum of
+    those cuts) times.  When that is below the last listed count, the list
+    is the exact one; otherwise every row is read (L{ranked}).
+    """
+    keep = KEEP if keep is None else keep
+    key, value, index = {"rollup_tags": ("tag", "posts", "rollup_tags_top"),
+                         "rollup_terms": ("term", "terms", "rollup_terms_top")}[table]  # fmt: skip
+    extra = " AND terms > 0" if table == "rollup_terms" else ""
+    exact = dict(edge)
+    for counts in _minute_json(trans, "tags" if table == "rollup_tags" else "terms", scope, pieces):
+        for k, n in counts.items():
+            if n > 0:
+                exact[k] = exact.get(k, 0) + n
+    buckets = _closed(trans, scope, pieces)
+    seen, cut_buckets, bound = dict(exact), [], 0
+    for bucket, (rows, cut) in zip(buckets, _heads(trans, index, f"{key}, {value}", value, scope, buckets, keep)):
+        for k, n in rows:
+            seen[k] = seen.get(k, 0) + n
+        if cut is not None:
+            cut_buckets.append((bucket, {k for k, _ in rows}))
+            bound += cut
+    if not cut_buckets:
+        return heapq.nsmallest(limit, seen.items(), key=_order)
+    ranking = heapq.nsmallest(2 * limit + 1, seen.items(), key=_order)
+    candidates = [k for k, _ in ranking[: 2 * limit]]
+    # What the cut buckets left out of the candidates' counts.
+    counts = {k: seen[k] for k in candidates}
+    missing = [[*bucket, k] for bucket, kept in cut_buckets for k in candidates if k not in kept]
+    for k, n in _by_bucket(trans, table, f"r.{key}, r.{value}", key, scope, missing):
+        counts[k] += n
+    best = heapq.nsmallest(limit, counts.items(), key=_order)
+    beyond = ranking[2 * limit][1] if len(ranking) > 2 * limit else 0
+    if len(best) == limit and beyond + bound < best[-1][1]:
+        return best
+    return ranked(trans, *pieces_sql(table, f"{key} AS k, {value} AS posts", scope, pieces, extra), key, edge,
+                  "n DESC, k", limit)  # fmt: skip
+
+
+def leading_authors(
+    trans, scope: str, pieces, tally: Tally, limit: int, keep: Optional[int] = None
+) -> tuple[list, list]:
+    """
+    L{top_authors}, read as L{leaders} reads terms: each closed bucket's
+    C{keep} authors with the most posts and the C{keep} with the most
+    followers first (their whole rows, from the indexes), the minutes and
+    edges whole, then the candidates' rows that those left out; every row
+    when that does not settle both lists.
+    """
+    keep = KEEP if keep is None else keep
+    sums: dict = {}
+    for counts in _minute_json(trans, "authors", scope, pieces):
+        for k, (n, s, c, f) in counts.items():
+            _add_author(sums, (k, n, f, s, c))
+    for k, (n, s, c, f) in tally.authors.items():
+        _add_author(sums, (k, n, f, s, c))
+    buckets = _closed(trans, scope, pieces)
+    columns = "author, posts, followers, scored, compound"
+    cut_buckets, bound, cut_followers = [], 0, -1
+    heads = zip(
+        buckets,
+        _heads(trans, "rollup_authors_top", columns, "posts", scope, buckets, keep),
+        _heads(trans, "rollup_authors_followers", columns, "followers", scope, buckets, keep, " IS NOT NULL"),
+    )
+    for bucket, (by_posts_rows, cut), (by_followers_rows, cut_f) in heads:
+        known = {row[0]: row for row in by_posts_rows}
+        known.update((row[0], row) for row in by_followers_rows)
+        for row in known.values():
+            _add_author(sums, row)
+        # A bucket whose authors by posts were all read is whole.
+        if cut is not None:
+            cut_buckets.append((bucket, known))
+            bound += cut
+            if cut_f is not None:
+                cut_followers = max(cut_followers, cut_f)
+    if cut_buckets:
+        by_posts_seen = heapq.nsmallest(2 * limit + 1, sums.items(), key=_by_posts)
+        by_followers_seen = heapq.nsmallest(
+            2 * limit + 1, ((k, r) for k, r in sums.items() if r[1] is not None), key=_by_followers
+        )
+        candidates = {k for k, _ in by_posts_seen[: 2 * limit]} | {k for k, _ in by_followers_seen[: 2 * limit]}
+        posts_beyond = by_posts_seen[2 * limit][1][0] if len(by_posts_seen) > 2 * limit else 0
+        followers_beyond = by_followers_seen[2 * limit][1][1] if len(by_followers_seen) > 2 * limit else -1
+        missing = [[*bucket, k] for bucket, known in cut_buckets for k in candidates if k not in known]
+        for row in _by_bucket(trans, "rollup_authors", ", ".join(f"r.{c}" for c in columns.split(", ")), "author",
+                              scope, missing):  # fmt: skip
+            _add_author(sums, row)
+        sums = {k: sums[k] for k in candidates}
+    rows = [(k, *row) for k, row in sums.items()]
+    by_followers = heapq.nsmallest(limit, (r for r in rows if r[2] is not None), key=lambda r: (-r[2], -r[1], r[0]))
+    by_posts = heapq.nsmallest(limit, rows, key=lambda r: (-r[1], -(r[2] if r[2] is not None else -1), r[0]))
+    # Settled when no author left out can have as many posts (followers)
+    # as the last listed one.
+    if not cut_buckets or (
+        len(by_posts) == limit
+        and posts_beyond + bound < by_posts[-1][1]
+        and len(by_followers) == limit
+        and max(followers_beyond, cut_followers) < by_followers[-1][2]
+    ):
+        return by_followers, by_posts
+    return top_authors(trans, scope, pieces, tally, limit)
+
+
+def _add_author(sums: dict, row) -> None:
+    k, n, f, s, c = row
+    found = sums.get(k)
+    if found is None:
+        sums[k] = [n, f, s, c]
+        return
+    found[0] += n
+    if f is not None and (found[1] is None or f > found[1]):
+        found[1] = f
+    found[2] += s
+    found[3] += c
+
+
+def _by_posts(item) -> tuple:
+    k, (n, f, _, _) = item
+    return -n, -(f if f is not None else -1), k
+
+
+def _by_followers(item) -> tuple:
+    k, (n, f, _, _) = item
+    return -f, -n, k
