@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 
 from monitor.model import LABELS
 from monitor.store.rollups import EVERY, SPANS, Delta, Facts, Tally, cover, floor
-from monitor.store.sqlite_rollups import _SHAPES, FACTS, _span_rows, facts
+from monitor.store.sqlite_rollups import _SHAPES, FACTS, _span_rows, edge_query, facts
 
 __all__ = [
     "TABLES", "apply", "authors", "backfill", "edge_tally", "label_counts", "pieces_sql", "post_count", "ranked",
@@ -244,16 +244,7 @@ def pieces_sql(table: str, columns: str, scope: str, pieces, extra: str = "", ex
 async def edge_tally(cursor, topic: Optional[str], edges, bucket: Optional[int] = None, words: bool = True) -> Tally:
     tally = Tally(bucket)
     for lo, hi in edges:
-        if topic is None:
-            sql = f"SELECT {FACTS} FROM posts AS p WHERE p.created_at >= %s AND p.created_at < %s"
-            params: tuple = (lo, hi)
-        else:
-            sql = (
-                f"SELECT {FACTS} FROM post_topics AS s JOIN posts AS p ON p.id = s.post_id "
-                "WHERE s.topic = %s AND s.created_at >= %s AND s.created_at < %s"
-            )
-            params = (topic, lo, hi)
-        await cursor.execute(sql, params)
+        await cursor.execute(*edge_query(topic, lo, hi, "%s"))
         for row in cursor.fetchall():
             tally.add(facts(row), words)
     return tally

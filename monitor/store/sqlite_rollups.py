@@ -644,22 +644,28 @@ def pieces_sql(
     return (" UNION ALL ".join(parts), params) if parts else (None, [])
 
 
+def edge_query(topic: Optional[str], lo: float, hi: float, mark: str = "?") -> tuple[str, tuple]:
+    """
+    The statement (with C{mark} as its placeholder) and parameters that
+    read the facts of C{topic}'s posts (or all) in C{[lo, hi)}: one partial
+    minute at a range's edge, on either store.
+    """
+    if topic is None:
+        return f"SELECT {FACTS} FROM posts AS p WHERE p.created_at >= {mark} AND p.created_at < {mark}", (lo, hi)
+    return (
+        f"SELECT {FACTS} FROM post_topics AS s JOIN posts AS p ON p.id = s.post_id "
+        f"WHERE s.topic = {mark} AND s.created_at >= {mark} AND s.created_at < {mark}",
+        (topic, lo, hi),
+    )
+
+
 def edge_tally(trans, topic: Optional[str], edges, bucket: Optional[int] = None, words: bool = True) -> Tally:
     """
     The posts of C{topic} (or all) in the partial minutes C{edges}, counted.
     """
     tally = Tally(bucket)
     for lo, hi in edges:
-        if topic is None:
-            sql = f"SELECT {FACTS} FROM posts AS p WHERE p.created_at >= ? AND p.created_at < ?"
-            params: tuple = (lo, hi)
-        else:
-            sql = (
-                f"SELECT {FACTS} FROM post_topics AS s JOIN posts AS p ON p.id = s.post_id "
-                "WHERE s.topic = ? AND s.created_at >= ? AND s.created_at < ?"
-            )
-            params = (topic, lo, hi)
-        for row in trans.execute(sql, params).fetchall():
+        for row in trans.execute(*edge_query(topic, lo, hi)).fetchall():
             tally.add(facts(row), words)
     return tally
 
