@@ -475,9 +475,21 @@ def test_live_feed_misses_no_post_stored_before_its_subscription(hub, admin, bro
         state["server"] = server
 
     page.route_web_socket("**/ws", proxy)
+    # The page says when it has sent its subscription (which the proxy
+    # holds), so the post below is stored after that, on a loaded machine too.
+    page.add_init_script(
+        """(() => {
+          const send = WebSocket.prototype.send;
+          WebSocket.prototype.send = function (data) {
+            if (String(data).includes('"subscribe"')) window.__subscribeSent = true;
+            return send.call(this, data);
+          };
+        })()"""
+    )
     try:
         with page.expect_response("**/ui/recent.json*"):
             page.goto(hub.base + "/live")
+        page.wait_for_function("() => window.__subscribeSent === true", timeout=SHOWN_WITHIN_MS + 5000)
         marker = f"gap{time.time_ns()}"
         hub.append({"text": f"acme in the gap {marker}"})
         # Another browser shows it live: stored and pushed, while this
