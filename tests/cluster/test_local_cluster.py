@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ROOT
-from tests.servers import REDIS, _postgres_bin
+from tests.servers import REDIS, _missing, _postgres_bin
 from tests.test_twistd import free_port
 
 TOKEN = "local-cluster-token-0123456789"
@@ -85,8 +85,12 @@ def until(check, seconds, step=0.2):
 
 def test_make_cluster_runs_two_hubs_that_list_each_other_and_ctrl_c_stops_all():
     """The script's two hubs share leases on its servers; SIGINT stops hubs then servers, exit 0."""
-    if not os.path.exists(REDIS) or _postgres_bin() is None:
-        pytest.skip("redis-server or PostgreSQL is missing: run `make system-deps`")
+    # As every test that needs the servers: told what to install, and in CI
+    # (where make test installs them) a failure.
+    if not os.path.exists(REDIS):
+        _missing("redis-server", "redis-server")
+    if _postgres_bin() is None:
+        _missing("postgres", "postgresql")
     make = subprocess.run(["make", "-n", "cluster"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert "python -m tests.local_cluster" in make.stdout, make.stdout + make.stderr
     directory = tempfile.mkdtemp(prefix="monitor-make-cluster-")
