@@ -56,18 +56,24 @@ def stories_with(hub, word, size, seconds=30):
     """The story whose terms have C{word}, once it has C{size} posts (bounded wait)."""
     deadline = time.monotonic() + seconds
     while True:
-        found = [s for s in api(hub, "/api/v1/stories?limit=200")["stories"] if word in s["terms"]]
-        if found and found[0]["size"] >= size or time.monotonic() > deadline:
+        found = story_with(hub, word)
+        if found and found["size"] >= size or time.monotonic() > deadline:
             assert found, f"no story with {word!r}"
-            return found[0]
+            return found
         time.sleep(0.3)
+
+
+def story_with(hub, word):
+    """The largest story whose terms have C{word}, or None."""
+    found = [s for s in api(hub, "/api/v1/stories?limit=200")["stories"] if word in s["terms"]]
+    return found[0] if found else None
 
 
 def size_now(hub, word):
     """How many posts the story with C{word} has now (0 with none): the hub is
     shared by the module's tests, so a setup waits for this many more."""
-    found = [s for s in api(hub, "/api/v1/stories?limit=200")["stories"] if word in s["terms"]]
-    return found[0]["size"] if found else 0
+    found = story_with(hub, word)
+    return found["size"] if found else 0
 
 
 def seed(hub, tag):
